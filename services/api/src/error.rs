@@ -1,0 +1,115 @@
+//! The one mapping from failures to HTTP. Clients get a status and a machine-readable body
+//! `{"error": {"code", "message", "field"?}}`; internal causes are logged with their source chain and
+//! never sent. No message here may contain patient data.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use onshi_domain::FieldError;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("authentication required: {0}")]
+    Unauthorized(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("the request body is not a valid batch")]
+    InvalidBatch(#[source] FieldError),
+    #[error("the batch breaks a rule")]
+    RejectedBatch(#[source] FieldError),
+    #[error("an event id was sent before with different content")]
+    EventConflict { field: String },
+    #[error("the request body exceeds {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("too many requests")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("a dependency is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    pub fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Internal(Box::new(e))
+    }
+
+    pub fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Unavailable(Box::new(e))
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Unauthorized(_) => "unauthorized",
+            Self::NotFound => "not_found",
+            Self::InvalidBatch(_) => "invalid_batch",
+            Self::RejectedBatch(_) => "rejected_batch",
+            Self::EventConflict { .. } => "event_id_conflict",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::InvalidBatch(_) => StatusCode::BAD_REQUEST,
+            Self::RejectedBatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::EventConflict { .. } => StatusCode::CONFLICT,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (message, field) = match self {
+            Self::InvalidBatch(f) | Self::RejectedBatch(f) => (f.message.clone(), Some(f.field.clone())),
+            Self::EventConflict { field } => (self.to_string(), Some(field.clone())),
+            Self::Unavailable(e) => {
+                tracing::error!(error = %chain(e.as_ref()), "dependency unavailable");
+                ("the service is temporarily unavailable; retry later".to_owned(), None)
+            }
+            Self::Internal(e) => {
+                tracing::error!(error = %chain(e.as_ref()), "internal error");
+                ("internal error".to_owned(), None)
+            }
+            other => (other.to_string(), None),
+        };
+        let mut body = json!({ "error": { "code": self.code(), "message": message } });
+        if let Some(field) = field {
+            body["error"]["field"] = json!(field);
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        if let Self::RateLimited { retry_after_secs } = self {
+            response.insert_header(("Retry-After", retry_after_secs.to_string()));
+        }
+        if let Self::Unauthorized(_) = self {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response.insert_header(("Cache-Control", "no-store")).json(body)
+    }
+}
+
+impl From<onshi_store::StoreError> for ApiError {
+    fn from(e: onshi_store::StoreError) -> Self {
+        if e.is_transient() { Self::unavailable(e) } else { Self::internal(e) }
+    }
+}

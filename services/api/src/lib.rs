@@ -1,0 +1,77 @@
+//! The HTTP face of Onshi Cloud (actix-web): the agents' ingest API, health checks and the pages.
+//!
+//! A request flows route → handler (parse into domain types, check the caller's scope) → domain (pure
+//! rules) → store. Handlers hold no SQL and no business rules. Every error leaves through [`ApiError`],
+//! which is the one place that maps errors to HTTP statuses and JSON bodies.
+
+pub mod auth;
+pub mod error;
+mod routes;
+
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{App, HttpServer, web};
+use onshi_cache::Cache;
+use onshi_domain::TenantId;
+use onshi_objects::ObjectStore;
+use onshi_queue::Queue;
+use onshi_store::Store;
+
+pub use auth::{DeviceClaims, DeviceKeys};
+pub use error::ApiError;
+
+/// Everything a handler may use, shared by all workers of the server.
+pub struct AppState {
+    pub store: Store,
+    pub queue: Queue,
+    pub cache: Cache,
+    pub objects: ObjectStore,
+    pub device_keys: DeviceKeys,
+    pub ingest_batches_per_device_per_sec: u32,
+    pub max_body_bytes: usize,
+    /// Set only by `onshi demo`: the pages show this tenant without sign-in. Sign-in replaces it.
+    pub demo_tenant: Option<TenantId>,
+    /// Which adapters are in use, for /readyz.
+    pub modes: onshi_config::Modes,
+}
+
+/// Registers every route. Kept apart from `serve` so tests and the binary build the same app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    routes::configure(cfg);
+}
+
+/// Starts the HTTP server on an already bound listener (port 0 in tests).
+pub fn serve(state: Arc<AppState>, listener: std::net::TcpListener) -> std::io::Result<Server> {
+    let data = web::Data::from(state);
+    let server = HttpServer::new(move || {
+        App::new().app_data(data.clone()).wrap(security_headers()).wrap(tracing_middleware()).configure(configure)
+    })
+    .listen(listener)?
+    // The binary owns Ctrl-C / SIGTERM and stops the server and the worker in order.
+    .disable_signals()
+    .shutdown_timeout(10)
+    .run();
+    Ok(server)
+}
+
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("Referrer-Policy", "no-referrer"))
+        .add(("X-Frame-Options", "DENY"))
+        .add((
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'; form-action 'self'",
+        ))
+}
+
+/// One log line per request with method, route pattern (never the raw path: ids stay out of logs),
+/// status and duration.
+fn tracing_middleware() -> actix_web::middleware::Logger {
+    actix_web::middleware::Logger::new("%{method}xi %{route}xi %s %Dms")
+        .custom_request_replace("method", |req| req.method().to_string())
+        .custom_request_replace("route", |req| req.match_pattern().unwrap_or_else(|| "-".to_owned()))
+        .log_target("onshi::http")
+}

@@ -1,0 +1,81 @@
+//! `POST /api/v1/events`: an agent delivers a batch of events.
+//!
+//! 202 means every event of the batch is durable: published to the queue with a broker confirm (full
+//! mode) or committed to the embedded database. A batch is accepted or refused whole. Resending a batch
+//! (same event ids, same content) is harmless and answered 202 again; reusing an event id for different
+//! content is a 409.
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use futures_util::StreamExt;
+use onshi_cache::CacheBackend;
+use onshi_domain::{ENVELOPE_VERSION, EventBatch, IngestEnvelope};
+use onshi_queue::MessageQueue;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::auth::AuthenticatedDevice;
+use crate::{ApiError, AppState};
+
+pub(crate) async fn post_events(
+    state: web::Data<AppState>,
+    device: AuthenticatedDevice,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    // Per-device fixed window: a runaway agent cannot starve the others. A cache outage must not stop
+    // ingest, so the limiter fails open.
+    match state.cache.incr_window(&format!("rl:ingest:{}", device.device), Duration::from_secs(1)).await {
+        Ok(n) if n > u64::from(state.ingest_batches_per_device_per_sec) => {
+            return Err(ApiError::RateLimited { retry_after_secs: 1 });
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "rate limiter unavailable; allowing the request"),
+    }
+
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|_| ApiError::InvalidBatch(onshi_domain::FieldError::new("", "body could not be read")))?;
+        if body.len() + chunk.len() > state.max_body_bytes {
+            return Err(ApiError::PayloadTooLarge { limit: state.max_body_bytes });
+        }
+        body.extend_from_slice(&chunk);
+    }
+
+    let batch = EventBatch::from_json(&body).map_err(ApiError::InvalidBatch)?;
+    let now = OffsetDateTime::now_utc();
+    batch.validate(&device.clinic.code, now).map_err(ApiError::RejectedBatch)?;
+
+    let store = state.store.tenant(device.scope);
+    let ids: Vec<_> = batch.events.iter().map(|e| e.id).collect();
+    let known = store.event_hashes(device.device, &ids).await?;
+    let mut fresh = Vec::with_capacity(batch.events.len());
+    for (i, event) in batch.events.into_iter().enumerate() {
+        match known.get(&event.id) {
+            Some(hash) if *hash == event.content_hash() => {} // already stored: a resend
+            Some(_) => return Err(ApiError::EventConflict { field: format!("events[{i}].id") }),
+            None => fresh.push(event),
+        }
+    }
+    let duplicates = ids.len() - fresh.len();
+    let batch_id = uuid::Uuid::now_v7();
+    if !fresh.is_empty() {
+        let envelope = IngestEnvelope {
+            version: ENVELOPE_VERSION,
+            batch_id,
+            tenant: device.scope.tenant_id(),
+            clinic: device.clinic.id,
+            device: device.device,
+            received_at: now,
+            events: fresh,
+        };
+        let message = serde_json::to_vec(&envelope).map_err(ApiError::internal)?;
+        state.queue.publish(&message).await.map_err(ApiError::unavailable)?;
+    }
+    Ok(HttpResponse::Accepted().json(json!({
+        "batch_id": batch_id.to_string(),
+        "accepted": ids.len(),
+        "duplicates": duplicates,
+    })))
+}

@@ -1,0 +1,13 @@
+mod health;
+mod ingest;
+mod pages;
+
+use actix_web::web;
+
+pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/api/v1/events", web::post().to(ingest::post_events))
+        .route("/", web::get().to(pages::visits))
+        .route("/static/app.css", web::get().to(pages::stylesheet));
+}

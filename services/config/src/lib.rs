@@ -1,0 +1,252 @@
+//! Configuration for the cloud services: one struct, loaded once at start-up.
+//!
+//! Defaults come from `onshi.default.toml` (compiled in, every key commented), then an optional TOML file,
+//! then `ONSHI_*` environment variables. `Config::load` validates the result and names the key at fault.
+//! Credentials are `SecretString`s: they print as `[REDACTED]` in `Debug` and in logs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The defaults, as shipped. Also the reference documentation of every key.
+pub const DEFAULTS_TOML: &str = include_str!("../onshi.default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration could not be read: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    pub log_level: String,
+
+    pub database_url: Option<SecretString>,
+    pub database_max_connections: u32,
+
+    pub amqp_url: Option<SecretString>,
+    pub queue_name: String,
+    pub delivery_limit: u32,
+    pub worker_prefetch: u16,
+
+    pub redis_url: Option<SecretString>,
+    pub cache_prefix: String,
+
+    pub s3_endpoint: Option<String>,
+    pub s3_bucket: String,
+    pub s3_region: String,
+    pub s3_path_style: bool,
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<SecretString>,
+
+    pub jwt_secret: Option<SecretString>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub device_token_ttl_secs: u64,
+
+    pub ingest_batches_per_device_per_sec: u32,
+    pub max_body_bytes: usize,
+    pub archive_raw_batches: bool,
+}
+
+/// Which adapters a configuration selects; printed at start-up and shown by `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Modes {
+    pub postgres: bool,
+    pub rabbitmq: bool,
+    pub redis: bool,
+    pub s3: bool,
+}
+
+impl Modes {
+    pub fn is_embedded(&self) -> bool {
+        !(self.postgres || self.rabbitmq || self.redis || self.s3)
+    }
+}
+
+impl Config {
+    /// Loads defaults < `file` (or `ONSHI_CONFIG`, or `./onshi.toml` when present) < `ONSHI_*` env.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("ONSHI_CONFIG").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("onshi.toml"));
+        let figment = Figment::from(Toml::string(DEFAULTS_TOML))
+            .merge(Toml::file(file))
+            // ONSHI_TEST_* belong to the test harness, ONSHI_CONFIG names the file itself.
+            .merge(Env::prefixed("ONSHI_").filter(|k| !k.as_str().starts_with("test_") && k.as_str() != "config"));
+        Self::from_figment(figment)
+    }
+
+    /// Defaults only, with everything embedded under `data_dir`. For tests and the demo.
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Result<Self, ConfigError> {
+        let mut config = Self::from_figment(Figment::from(Toml::string(DEFAULTS_TOML)))?;
+        config.data_dir = data_dir.into();
+        Ok(config)
+    }
+
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| Err(ConfigError::Invalid { key, reason: reason.to_owned() });
+        if self.listen.parse::<SocketAddr>().is_err() {
+            return invalid("listen", "must be an address such as 127.0.0.1:8080");
+        }
+        if self.delivery_limit == 0 {
+            return invalid("delivery_limit", "must be at least 1");
+        }
+        if self.worker_prefetch == 0 {
+            return invalid("worker_prefetch", "must be at least 1");
+        }
+        if self.database_max_connections == 0 {
+            return invalid("database_max_connections", "must be at least 1");
+        }
+        if self.queue_name.is_empty() || self.queue_name.len() > 200 {
+            return invalid("queue_name", "must be 1 to 200 characters");
+        }
+        if let Some(url) = &self.database_url {
+            let url = url.expose_secret();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
+                return invalid("database_url", "must start with postgres://, postgresql:// or sqlite:");
+            }
+        }
+        if let Some(url) = &self.amqp_url {
+            let url = url.expose_secret();
+            if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+                return invalid("amqp_url", "must start with amqp:// or amqps://");
+            }
+        }
+        if let Some(url) = &self.redis_url {
+            let url = url.expose_secret();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return invalid("redis_url", "must start with redis:// or rediss://");
+            }
+        }
+        if let Some(endpoint) = &self.s3_endpoint {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return invalid("s3_endpoint", "must start with http:// or https://");
+            }
+            if self.s3_access_key_id.is_none() || self.s3_secret_access_key.is_none() {
+                return invalid("s3_endpoint", "needs s3_access_key_id and s3_secret_access_key");
+            }
+            if self.s3_bucket.is_empty() {
+                return invalid("s3_bucket", "must not be empty");
+            }
+        }
+        match &self.jwt_secret {
+            Some(secret) if secret.expose_secret().len() < 32 => {
+                return invalid("jwt_secret", "must be at least 32 bytes");
+            }
+            None if self.database_url.is_some() => {
+                return invalid(
+                    "jwt_secret",
+                    "is required with database_url, so every API process verifies the same device tokens",
+                );
+            }
+            _ => {}
+        }
+        if self.device_token_ttl_secs < 60 || self.device_token_ttl_secs > 86_400 {
+            return invalid("device_token_ttl_secs", "must be between 60 and 86400");
+        }
+        if self.ingest_batches_per_device_per_sec == 0 {
+            return invalid("ingest_batches_per_device_per_sec", "must be at least 1");
+        }
+        if self.max_body_bytes < 1024 {
+            return invalid("max_body_bytes", "must be at least 1024");
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        // validate() guarantees it parses; fall back to the documented default rather than panic.
+        self.listen.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    pub fn modes(&self) -> Modes {
+        Modes {
+            postgres: self.database_url.as_ref().is_some_and(|u| !u.expose_secret().starts_with("sqlite:")),
+            rabbitmq: self.amqp_url.is_some(),
+            redis: self.redis_url.is_some(),
+            s3: self.s3_endpoint.is_some(),
+        }
+    }
+
+    /// The database URL to connect to: the configured one, or SQLite in `data_dir`.
+    pub fn effective_database_url(&self) -> SecretString {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => {
+                let path = self.data_dir.join("onshi.db");
+                SecretString::from(format!("sqlite://{}?mode=rwc", path.display()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::providers::Serialized;
+
+    #[test]
+    fn the_shipped_defaults_are_valid_and_embedded() {
+        let config = Config::embedded("/tmp/x").unwrap();
+        assert!(config.modes().is_embedded());
+        assert_eq!(config.listen_addr().to_string(), "127.0.0.1:8080");
+        assert!(config.effective_database_url().expose_secret().starts_with("sqlite:///tmp/x/onshi.db"));
+    }
+
+    #[test]
+    fn a_url_switches_its_adapter_to_full_mode() {
+        let figment = Figment::from(Toml::string(DEFAULTS_TOML))
+            .merge(Serialized::default("amqp_url", "amqp://guest:guest@127.0.0.1:5672/%2f"));
+        let config = Config::from_figment(figment).unwrap();
+        let modes = config.modes();
+        assert!(modes.rabbitmq && !modes.postgres && !modes.redis && !modes.s3);
+    }
+
+    #[test]
+    fn postgres_without_a_jwt_secret_is_refused_by_name() {
+        let figment =
+            Figment::from(Toml::string(DEFAULTS_TOML)).merge(Serialized::default("database_url", "postgres://x@y/z"));
+        let err = Config::from_figment(figment).unwrap_err().to_string();
+        assert!(err.contains("jwt_secret"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let figment = Figment::from(Toml::string(DEFAULTS_TOML)).merge(Serialized::default("listen", "nowhere"));
+        let err = Config::from_figment(figment).unwrap_err().to_string();
+        assert!(err.contains("`listen`"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_appear_in_debug_output() {
+        let figment = Figment::from(Toml::string(DEFAULTS_TOML))
+            .merge(Serialized::default("jwt_secret", "super-secret-value-that-is-long-enough"))
+            .merge(Serialized::default("amqp_url", "amqp://user:hunter2@mq/%2f"));
+        let config = Config::from_figment(figment).unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("super-secret") && !debug.contains("hunter2"), "{debug}");
+    }
+}

@@ -1,0 +1,22 @@
+//! The Onshi domain: identifiers, the event schema shared by the edge agent and the cloud, and the pure
+//! rules that turn events into receptions (受付).
+//!
+//! Nothing here does I/O. Parsers live at the edge of this crate ("parse, don't validate"): once a value
+//! has one of these types it is known to be well formed, so stores and handlers never re-check it.
+
+pub mod codes;
+pub mod event;
+pub mod ids;
+pub mod ingest;
+pub mod jst;
+pub mod mynumber;
+pub mod visit;
+
+pub use codes::{CodeError, FacilityKind, MedicalInstitutionCode};
+pub use event::{
+    AgentEvent, ConfirmationMethod, Consents, EventBatch, EventPayload, FieldError, Heartbeat, IdentityCheck,
+    PatientRef, QualificationCheck, QualificationResult,
+};
+pub use ids::{ClinicId, DeviceId, EventId, IdError, TenantId};
+pub use ingest::{ENVELOPE_VERSION, IngestEnvelope};
+pub use visit::Visit;

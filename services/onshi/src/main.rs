@@ -1,0 +1,142 @@
+//! `onshi`: the Onshi Cloud services binary.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use onshi::bench::{self, IngestBench};
+use onshi::startup::{Adapters, Application, Options, run_worker};
+use onshi_config::Config;
+use secrecy::ExposeSecret;
+
+#[derive(Parser)]
+#[command(name = "onshi", version, about = "Onshi Cloud: オンライン資格確認 monitoring for clinic groups")]
+struct Cli {
+    /// Configuration file (TOML). Defaults to $ONSHI_CONFIG, then ./onshi.toml when present.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything in one process with a seeded demo clinic group (embedded mode by default).
+    Demo {
+        /// Receptions per clinic per minute in the simulated stream.
+        #[arg(long, default_value_t = 4.0)]
+        rate: f64,
+        /// Folder for the demo's data (default: <data_dir>/demo).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Serve the API and pages. With the embedded queue the worker runs in this process too.
+    Serve,
+    /// Consume the queue and apply batches (full mode; scale out by running several).
+    Worker,
+    /// Apply pending database migrations.
+    Migrate,
+    /// Print benchmark figures (not a test).
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+    /// Device administration.
+    Device {
+        #[command(subcommand)]
+        which: DeviceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// End-to-end ingest: HTTP 202 rate and applied rate.
+    Ingest {
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        #[arg(long, default_value_t = 200)]
+        batch: usize,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCommand {
+    /// Mint a short-lived access token for an existing device (until enrollment lands).
+    Token {
+        #[arg(long)]
+        tenant: onshi_domain::TenantId,
+        #[arg(long)]
+        device: onshi_domain::DeviceId,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // Several dependencies bring rustls; pick one process-wide crypto provider before any of them runs.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    let mut config = match Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("onshi: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::Demo { data_dir, .. } = &cli.command {
+        config.data_dir = data_dir.clone().unwrap_or_else(|| config.data_dir.join("demo"));
+    }
+    onshi::telemetry::init(&config);
+    match run(cli.command, config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Print the whole cause chain: "database: could not connect: connection refused".
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(e.as_ref());
+            while let Some(s) = source {
+                message.push_str(": ");
+                message.push_str(&s.to_string());
+                source = s.source();
+            }
+            eprintln!("onshi: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        Command::Demo { rate, .. } => onshi::demo::run(config, rate).await?,
+        Command::Serve => {
+            let adapters = Adapters::connect(&config).await?;
+            let app = Application::build(&config, adapters, Options { with_worker: false, demo_tenant: None }).await?;
+            tracing::info!(port = app.port, "listening");
+            app.spawn().run_until_signal().await;
+        }
+        Command::Worker => run_worker(&config).await?,
+        Command::Migrate => {
+            let store = onshi_store::Store::connect(config.effective_database_url().expose_secret(), 2).await?;
+            let pending = store.pending_migrations().await?;
+            store.migrate().await?;
+            println!("applied {pending} migration(s)");
+        }
+        Command::Bench { which: BenchCommand::Ingest { events, batch, concurrency } } => {
+            bench::ingest(config, IngestBench { events, batch, concurrency }).await?;
+        }
+        Command::Device { which: DeviceCommand::Token { tenant, device } } => {
+            let store = onshi_store::Store::connect(config.effective_database_url().expose_secret(), 2).await?;
+            let found = store
+                .tenant(onshi_store::TenantScope::verified(tenant))
+                .device(device)
+                .await?
+                .ok_or("no such device in that tenant")?;
+            if config.jwt_secret.is_none() {
+                return Err("jwt_secret must be set, or the token will not verify in any server".into());
+            }
+            let keys = onshi::startup::device_keys(&config);
+            println!("{}", keys.mint(tenant, found.clinic, device)?);
+        }
+    }
+    Ok(())
+}

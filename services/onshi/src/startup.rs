@@ -1,0 +1,253 @@
+//! Building the application from a `Config`.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use onshi_api::{AppState, DeviceKeys};
+use onshi_cache::{Cache, MemoryCache, RedisCache};
+use onshi_config::Config;
+use onshi_domain::TenantId;
+use onshi_objects::{LocalStore, ObjectStore, S3Settings, S3Store};
+use onshi_queue::{EmbeddedQueue, Queue, RabbitQueue};
+use onshi_store::Store;
+use onshi_worker::Worker;
+use secrecy::ExposeSecret;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("database")]
+    Store(#[from] onshi_store::StoreError),
+    #[error("{0} migration(s) pending: run `onshi migrate` first")]
+    PendingMigrations(usize),
+    #[error("message queue")]
+    Queue(#[from] onshi_queue::QueueError),
+    #[error("cache")]
+    Cache(#[from] onshi_cache::CacheError),
+    #[error("object store")]
+    Objects(#[from] onshi_objects::ObjectError),
+    #[error("could not listen on {addr}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("worker")]
+    Worker(#[from] onshi_worker::WorkerError),
+}
+
+/// The four adapters, connected.
+#[derive(Clone)]
+pub struct Adapters {
+    pub store: Store,
+    pub queue: Queue,
+    pub cache: Cache,
+    pub objects: ObjectStore,
+}
+
+impl Adapters {
+    /// Connects every adapter the configuration selects. SQLite databases are migrated here (the
+    /// embedded mode has no deployment step); PostgreSQL must already be migrated.
+    pub async fn connect(config: &Config) -> Result<Self, StartupError> {
+        let modes = config.modes();
+        let store =
+            Store::connect(config.effective_database_url().expose_secret(), config.database_max_connections).await?;
+        if modes.postgres {
+            let pending = store.pending_migrations().await?;
+            if pending > 0 {
+                return Err(StartupError::PendingMigrations(pending));
+            }
+        } else {
+            store.migrate().await?;
+        }
+        let queue = match &config.amqp_url {
+            Some(url) => Queue::Rabbit(
+                RabbitQueue::connect(url.expose_secret(), &config.queue_name, config.delivery_limit).await?,
+            ),
+            None => Queue::Embedded(EmbeddedQueue::new(
+                store.connection().clone(),
+                &config.queue_name,
+                config.delivery_limit,
+            )),
+        };
+        let cache = match &config.redis_url {
+            Some(url) => Cache::Redis(RedisCache::connect(url.expose_secret(), &config.cache_prefix).await?),
+            None => Cache::Memory(MemoryCache::new()),
+        };
+        let objects = match &config.s3_endpoint {
+            Some(endpoint) => {
+                let secret =
+                    config.s3_secret_access_key.as_ref().map(|s| s.expose_secret().to_owned()).unwrap_or_default();
+                let s3 = S3Store::new(&S3Settings {
+                    endpoint,
+                    region: &config.s3_region,
+                    bucket: &config.s3_bucket,
+                    access_key_id: config.s3_access_key_id.as_deref().unwrap_or_default(),
+                    secret_access_key: &secret,
+                    path_style: config.s3_path_style,
+                });
+                s3.ensure_bucket().await?;
+                ObjectStore::S3(s3)
+            }
+            None => ObjectStore::Local(LocalStore::new(config.data_dir.join("objects"))?),
+        };
+        tracing::info!(
+            database = if modes.postgres { "postgres" } else { "sqlite" },
+            queue = queue.kind(),
+            cache = cache.kind(),
+            objects = objects.kind(),
+            "adapters connected"
+        );
+        Ok(Self { store, queue, cache, objects })
+    }
+
+    pub fn worker(&self, config: &Config) -> Worker {
+        Worker {
+            store: self.store.clone(),
+            queue: self.queue.clone(),
+            cache: self.cache.clone(),
+            objects: self.objects.clone(),
+            archive_raw_batches: config.archive_raw_batches,
+            prefetch: config.worker_prefetch,
+        }
+    }
+}
+
+/// The device-token keys from configuration, or a random key for a single embedded process.
+pub fn device_keys(config: &Config) -> DeviceKeys {
+    let secret: Vec<u8> = match &config.jwt_secret {
+        Some(secret) => secret.expose_secret().as_bytes().to_vec(),
+        None => {
+            tracing::warn!("jwt_secret is not set: using a random key; device tokens will not survive a restart");
+            (0..32).map(|_| rand::random::<u8>()).collect()
+        }
+    };
+    DeviceKeys::new(&secret, &config.jwt_issuer, &config.jwt_audience, config.device_token_ttl_secs)
+}
+
+pub struct Options {
+    /// Run a worker inside this process (always with the embedded queue, which is in-process).
+    pub with_worker: bool,
+    /// Show this tenant on the pages without sign-in (the demo only).
+    pub demo_tenant: Option<TenantId>,
+}
+
+/// A running API (and, when asked, an in-process worker).
+pub struct Application {
+    pub port: u16,
+    pub adapters: Adapters,
+    pub device_keys: DeviceKeys,
+    server: actix_web::dev::Server,
+    worker: Option<JoinHandle<Result<(), onshi_worker::WorkerError>>>,
+    shutdown: CancellationToken,
+}
+
+impl Application {
+    pub async fn build(config: &Config, adapters: Adapters, options: Options) -> Result<Self, StartupError> {
+        let addr = config.listen.clone();
+        let listener =
+            TcpListener::bind(&addr).map_err(|source| StartupError::Listen { addr: addr.clone(), source })?;
+        let port = listener.local_addr().map_err(|source| StartupError::Listen { addr, source })?.port();
+        let device_keys = device_keys(config);
+        let state = Arc::new(AppState {
+            store: adapters.store.clone(),
+            queue: adapters.queue.clone(),
+            cache: adapters.cache.clone(),
+            objects: adapters.objects.clone(),
+            device_keys: device_keys.clone(),
+            ingest_batches_per_device_per_sec: config.ingest_batches_per_device_per_sec,
+            max_body_bytes: config.max_body_bytes,
+            demo_tenant: options.demo_tenant,
+            modes: config.modes(),
+        });
+        let server = onshi_api::serve(state, listener)
+            .map_err(|source| StartupError::Listen { addr: config.listen.clone(), source })?;
+        let shutdown = CancellationToken::new();
+        let with_worker = options.with_worker || matches!(adapters.queue, Queue::Embedded(_));
+        let worker = with_worker.then(|| tokio::spawn(adapters.worker(config).run(shutdown.clone())));
+        Ok(Self { port, adapters, device_keys, server, worker, shutdown })
+    }
+
+    /// Serves until the server is stopped through its handle, then stops the worker.
+    async fn run_until_stopped(self) -> Result<(), StartupError> {
+        let result = self.server.await;
+        self.shutdown.cancel();
+        if let Some(worker) = self.worker {
+            match worker.await {
+                Ok(r) => r?,
+                Err(e) => tracing::error!(error = %e, "worker task panicked"),
+            }
+        }
+        result.map_err(|source| StartupError::Listen { addr: "server".into(), source })
+    }
+
+    /// Runs in the background (tests, demo); the handle stops it.
+    pub fn spawn(self) -> RunningApp {
+        let handle = self.server.handle();
+        let port = self.port;
+        let adapters = self.adapters.clone();
+        let device_keys = self.device_keys.clone();
+        let task = tokio::spawn(self.run_until_stopped());
+        RunningApp { port, adapters, device_keys, handle, task }
+    }
+}
+
+pub struct RunningApp {
+    pub port: u16,
+    pub adapters: Adapters,
+    pub device_keys: DeviceKeys,
+    handle: actix_web::dev::ServerHandle,
+    task: JoinHandle<Result<(), StartupError>>,
+}
+
+impl RunningApp {
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then stops gracefully.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("stopping");
+        self.stop().await;
+    }
+
+    /// Graceful stop: the server drains, then the worker settles its in-flight messages.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.task.await;
+    }
+}
+
+/// Runs a standalone worker until Ctrl-C / SIGTERM.
+pub async fn run_worker(config: &Config) -> Result<(), StartupError> {
+    let adapters = Adapters::connect(config).await?;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stopping worker");
+        stop.cancel();
+    });
+    adapters.worker(config).run(shutdown).await?;
+    Ok(())
+}
+
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,151 @@
+//! Each adapter's contract, checked against whichever backend the mode selects.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use onshi_cache::CacheBackend;
+use onshi_objects::ObjectBackend;
+use onshi_queue::{EmbeddedQueue, MessageConsumer, MessageQueue, Queue, RabbitQueue};
+use secrecy::ExposeSecret;
+
+use crate::both_modes;
+use crate::helpers::*;
+
+/// A second queue of the app's kind, with its own name, so a test can consume it alone.
+async fn fresh_queue(app: &TestApp, delivery_limit: u32) -> Queue {
+    let name = format!("onshi.it.contract.{}", uuid::Uuid::new_v4().simple());
+    match &app.adapters().queue {
+        Queue::Rabbit(_) => {
+            let url = app.config.amqp_url.as_ref().unwrap().expose_secret().to_owned();
+            Queue::Rabbit(RabbitQueue::connect(&url, &name, delivery_limit).await.unwrap())
+        }
+        Queue::Embedded(_) => {
+            Queue::Embedded(EmbeddedQueue::new(app.adapters().store.connection().clone(), &name, delivery_limit))
+        }
+    }
+}
+
+async fn drop_queue(queue: Queue) {
+    if let Queue::Rabbit(q) = queue {
+        q.delete().await.unwrap();
+    }
+}
+
+both_modes!(queue_delivers_in_order_and_ack_removes, |app| {
+    let queue = fresh_queue(app, 3).await;
+    for i in 0..5u8 {
+        queue.publish(&[i]).await.unwrap();
+    }
+    let mut consumer = queue.consume(10).await.unwrap();
+    for i in 0..5u8 {
+        let delivery = consumer.next().await.unwrap().unwrap();
+        assert_eq!(delivery.payload, vec![i]);
+        assert_eq!(delivery.delivery_count, 1);
+        delivery.ack().await.unwrap();
+    }
+    eventually(WAIT, "queue empty after acks", || async { queue.depth().await.unwrap() == 0 }).await;
+    assert_eq!(queue.dead_letter_count().await.unwrap(), 0);
+    drop(consumer);
+    drop_queue(queue).await;
+});
+
+both_modes!(queue_dead_letters_a_message_returned_past_the_limit, |app| {
+    let queue = fresh_queue(app, 2).await;
+    queue.publish(b"always fails").await.unwrap();
+    let mut consumer = queue.consume(1).await.unwrap();
+    // Delivered once, returned twice (the limit), delivered a third time and returned: dead.
+    for expected in 1..=3u32 {
+        let delivery = tokio::time::timeout(WAIT, consumer.next()).await.unwrap().unwrap().unwrap();
+        assert_eq!(delivery.payload, b"always fails");
+        assert_eq!(delivery.delivery_count, expected);
+        delivery.retry().await.unwrap();
+    }
+    eventually(WAIT, "message dead-lettered", || async { queue.dead_letter_count().await.unwrap() == 1 }).await;
+    assert_eq!(queue.depth().await.unwrap(), 0);
+    // Nothing is delivered any more.
+    assert!(tokio::time::timeout(Duration::from_millis(700), consumer.next()).await.is_err());
+    drop(consumer);
+    drop_queue(queue).await;
+});
+
+both_modes!(a_poison_message_ends_in_the_dead_letter_queue_instead_of_looping, |app| {
+    let queue = &app.adapters().queue;
+    queue.publish(b"this is not an envelope").await.unwrap();
+    // An envelope for a tenant that does not exist can never apply (foreign key): dead at once.
+    let mut events = app.receptions(0, 1, 11);
+    let envelope = onshi_domain::IngestEnvelope {
+        version: onshi_domain::ENVELOPE_VERSION,
+        batch_id: uuid::Uuid::now_v7(),
+        tenant: onshi_domain::TenantId::new(),
+        clinic: app.clinics[0].clinic.id,
+        device: app.clinics[0].device,
+        received_at: time::OffsetDateTime::now_utc(),
+        events: std::mem::take(&mut events),
+    };
+    queue.publish(&serde_json::to_vec(&envelope).unwrap()).await.unwrap();
+    eventually(WAIT, "both poison messages dead-lettered", || async { queue.dead_letter_count().await.unwrap() == 2 })
+        .await;
+    eventually(WAIT, "main queue empty", || async { queue.depth().await.unwrap() == 0 }).await;
+    // The worker is still healthy: a good batch goes through.
+    let good = app.receptions(0, 3, 12);
+    assert_eq!(app.post_events(0, &good).await.status(), 202);
+    eventually(WAIT, "good batch applied", || async { app.store().raw_event_count().await.unwrap() == 3 }).await;
+});
+
+both_modes!(cache_counts_windows_expires_and_publishes, |app| {
+    let cache = &app.adapters().cache;
+    let key = format!("it:{}", uuid::Uuid::new_v4().simple());
+    assert_eq!(cache.incr_window(&key, Duration::from_secs(1)).await.unwrap(), 1);
+    assert_eq!(cache.incr_window(&key, Duration::from_secs(1)).await.unwrap(), 2);
+    eventually(WAIT, "window resets", || async { cache.incr_window(&key, Duration::from_secs(1)).await.unwrap() == 1 })
+        .await;
+
+    let k2 = format!("it:{}", uuid::Uuid::new_v4().simple());
+    assert_eq!(cache.get(&k2).await.unwrap(), None);
+    cache.set(&k2, b"value", Duration::from_secs(1)).await.unwrap();
+    assert_eq!(cache.get(&k2).await.unwrap(), Some(b"value".to_vec()));
+    eventually(WAIT, "value expires", || async { cache.get(&k2).await.unwrap().is_none() }).await;
+    cache.set(&k2, b"again", Duration::from_secs(60)).await.unwrap();
+    cache.delete(&k2).await.unwrap();
+    assert_eq!(cache.get(&k2).await.unwrap(), None);
+
+    let channel = format!("it-feed-{}", uuid::Uuid::new_v4().simple());
+    let mut subscription = cache.subscribe(&channel).await.unwrap();
+    cache.publish(&channel, b"hello").await.unwrap();
+    let got = tokio::time::timeout(WAIT, subscription.next()).await.unwrap();
+    assert_eq!(got, Some(b"hello".to_vec()));
+});
+
+both_modes!(object_store_puts_gets_lists_and_deletes, |app| {
+    let objects = &app.adapters().objects;
+    let prefix = format!("it/{}", uuid::Uuid::new_v4().simple());
+    assert_eq!(objects.get(&format!("{prefix}/missing.csv")).await.unwrap(), None);
+    objects.put(&format!("{prefix}/b.csv"), "受付,1\n".as_bytes().to_vec(), "text/csv").await.unwrap();
+    objects.put(&format!("{prefix}/a.csv"), b"x".to_vec(), "text/csv").await.unwrap();
+    objects.put(&format!("{prefix}/a.csv"), b"y".to_vec(), "text/csv").await.unwrap();
+    assert_eq!(objects.get(&format!("{prefix}/a.csv")).await.unwrap(), Some(b"y".to_vec()));
+    assert_eq!(
+        objects.list(&format!("{prefix}/")).await.unwrap(),
+        vec![format!("{prefix}/a.csv"), format!("{prefix}/b.csv")]
+    );
+    objects.delete(&format!("{prefix}/a.csv")).await.unwrap();
+    assert_eq!(objects.list(&format!("{prefix}/")).await.unwrap(), vec![format!("{prefix}/b.csv")]);
+    assert!(objects.put("../escape", b"no".to_vec(), "text/plain").await.is_err());
+});
+
+both_modes!(accepted_batches_are_archived_as_received, |app| {
+    let events = app.receptions(2, 4, 13);
+    let response = app.post_events(2, &events).await;
+    assert_eq!(response.status(), 202);
+    let batch_id: serde_json::Value = response.json().await.unwrap();
+    let batch_id = uuid::Uuid::parse_str(batch_id["batch_id"].as_str().unwrap()).unwrap();
+    let objects = &app.adapters().objects;
+    let prefix = format!("raw/{}/", app.tenant);
+    eventually(WAIT, "archive written", || async { !objects.list(&prefix).await.unwrap().is_empty() }).await;
+    let keys = objects.list(&prefix).await.unwrap();
+    let key =
+        keys.iter().find(|k| k.ends_with(&format!("{}.json", batch_id.simple()))).expect("archived under its batch id");
+    let stored: onshi_domain::IngestEnvelope =
+        serde_json::from_slice(&objects.get(key).await.unwrap().unwrap()).unwrap();
+    assert_eq!(stored.events, events);
+});

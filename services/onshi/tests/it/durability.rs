@@ -1,0 +1,111 @@
+//! What "accepted" means: a 202 survives restarts and crashes.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use onshi_queue::MessageQueue;
+use secrecy::ExposeSecret;
+
+use crate::helpers::*;
+
+/// Restarting the whole application (server and worker) right after 202s loses nothing.
+async fn restart_right_after_acceptance_loses_nothing(mode: Mode) {
+    let Some(mut app) = spawn_app(mode).await else { return };
+    let events: Vec<_> = (0..6).map(|i| app.receptions(0, 10, 400 + i)).collect();
+    for batch in &events {
+        assert_eq!(app.post_events(0, batch).await.status(), 202);
+    }
+    app.restart().await;
+    let expected: u64 = events.iter().map(|b| reception_count(b)).sum();
+    eventually(WAIT, "every accepted event applied after restart", || async {
+        app.store().raw_event_count().await.unwrap() == 60
+    })
+    .await;
+    assert_eq!(app.store().confirmation_count().await.unwrap(), expected);
+    app.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_right_after_acceptance_loses_nothing_embedded() {
+    restart_right_after_acceptance_loses_nothing(Mode::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_right_after_acceptance_loses_nothing_full() {
+    restart_right_after_acceptance_loses_nothing(Mode::Full).await;
+}
+
+/// Full mode: a separate `onshi worker` process is killed with SIGKILL while it applies a stream of
+/// batches, then restarted, again and again; in the end every event has taken effect exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_stream_loses_nothing() {
+    let tweak = |c: &mut onshi_config::Config| {
+        // Every kill returns the in-flight messages; they must not reach the limit here.
+        c.delivery_limit = 100;
+        c.worker_prefetch = 8;
+    };
+    // No in-process worker: only the external process applies batches.
+    let Some(app) = spawn_app_opts(Mode::Full, tweak, false).await else { return };
+    let bin = env!("CARGO_BIN_EXE_onshi");
+    let c = &app.config;
+    let spawn_worker = || {
+        tokio::process::Command::new(bin)
+            .arg("worker")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("ONSHI_DATABASE_URL", c.database_url.as_ref().unwrap().expose_secret())
+            .env("ONSHI_AMQP_URL", c.amqp_url.as_ref().unwrap().expose_secret())
+            .env("ONSHI_QUEUE_NAME", &c.queue_name)
+            .env("ONSHI_DELIVERY_LIMIT", c.delivery_limit.to_string())
+            .env("ONSHI_WORKER_PREFETCH", c.worker_prefetch.to_string())
+            .env("ONSHI_REDIS_URL", c.redis_url.as_ref().unwrap().expose_secret())
+            .env("ONSHI_CACHE_PREFIX", &c.cache_prefix)
+            .env("ONSHI_S3_ENDPOINT", c.s3_endpoint.as_ref().unwrap())
+            .env("ONSHI_S3_BUCKET", &c.s3_bucket)
+            .env("ONSHI_S3_REGION", &c.s3_region)
+            .env("ONSHI_S3_ACCESS_KEY_ID", c.s3_access_key_id.as_ref().unwrap())
+            .env("ONSHI_S3_SECRET_ACCESS_KEY", c.s3_secret_access_key.as_ref().unwrap().expose_secret())
+            .env("ONSHI_JWT_SECRET", c.jwt_secret.as_ref().unwrap().expose_secret())
+            .env("ONSHI_LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start onshi worker")
+    };
+
+    // Fill the queue first: every batch is accepted (durable) before any worker runs.
+    let batches: Vec<_> = (0..60).map(|i| app.receptions(i % 3, 20, 500 + i as u64)).collect();
+    for (i, batch) in batches.iter().enumerate() {
+        assert_eq!(app.post_events(i % 3, batch).await.status(), 202);
+    }
+    let total: u64 = 60 * 20;
+    let expected: u64 = batches.iter().map(|b| reception_count(b)).sum();
+    assert_eq!(app.store().raw_event_count().await.unwrap(), 0, "nothing applied without a worker");
+
+    // Kill the worker each time it has applied another sixth of the stream.
+    for k in 1..=5u64 {
+        let mut worker = spawn_worker();
+        let threshold = total * k / 6;
+        eventually(Duration::from_secs(60), "worker makes progress", || async {
+            app.store().raw_event_count().await.unwrap() >= threshold
+        })
+        .await;
+        // SIGKILL: no chance to ack, settle or flush anything.
+        worker.start_kill().expect("kill worker");
+        worker.wait().await.ok();
+        assert!(app.store().raw_event_count().await.unwrap() < total || k == 5, "killed before the end");
+    }
+    let mut worker = spawn_worker();
+    eventually(Duration::from_secs(90), "every event applied", || async {
+        app.store().raw_event_count().await.unwrap() == total
+    })
+    .await;
+    eventually(WAIT, "queue drained", || async { app.adapters().queue.depth().await.unwrap() == 0 }).await;
+    assert_eq!(app.store().raw_event_count().await.unwrap(), total);
+    assert_eq!(app.store().confirmation_count().await.unwrap(), expected);
+    assert_eq!(app.adapters().queue.dead_letter_count().await.unwrap(), 0);
+    worker.start_kill().ok();
+    worker.wait().await.ok();
+    app.teardown().await;
+}

@@ -1,0 +1,277 @@
+//! `spawn_app()` and friends.
+
+use std::future::Future;
+use std::time::Duration;
+
+use onshi::demo::{DemoClinic, EventFactory, seed};
+use onshi::startup::{Adapters, Application, Options, RunningApp};
+use onshi_config::Config;
+use onshi_domain::{AgentEvent, EventBatch, TenantId};
+use onshi_store::{TenantScope, TenantStore};
+use sea_orm::{ConnectionTrait, Database};
+use secrecy::{ExposeSecret, SecretString};
+use time::OffsetDateTime;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Embedded,
+    Full,
+}
+
+/// Generates `mod $name { embedded, full }` from one scenario body. The body sees `app: &TestApp`.
+#[macro_export]
+macro_rules! both_modes {
+    ($name:ident, |$app:ident| $body:block) => {
+        $crate::both_modes!($name, |_config| {}, |$app| $body);
+    };
+    ($name:ident, |$config:ident| $tweak:block, |$app:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(unused_imports)]
+            use $crate::helpers::*;
+
+            async fn scenario($app: &TestApp) $body
+
+            fn tweak($config: &mut onshi_config::Config) $tweak
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn embedded() {
+                let app = spawn_app_with(Mode::Embedded, tweak).await.expect("embedded mode always runs");
+                scenario(&app).await;
+                app.teardown().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn full() {
+                let Some(app) = spawn_app_with(Mode::Full, tweak).await else { return };
+                scenario(&app).await;
+                app.teardown().await;
+            }
+        }
+    };
+}
+
+pub struct TestApp {
+    pub mode: Mode,
+    pub config: Config,
+    pub app: Option<RunningApp>,
+    pub client: reqwest::Client,
+    pub tenant: TenantId,
+    pub clinics: Vec<DemoClinic>,
+    resources: Resources,
+    _data_dir: tempfile::TempDir,
+}
+
+/// What a full-mode test created and must remove.
+#[derive(Default)]
+struct Resources {
+    admin_database_url: Option<String>,
+    database: Option<String>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+pub async fn spawn_app(mode: Mode) -> Option<TestApp> {
+    spawn_app_with(mode, |_| {}).await
+}
+
+/// Builds a config for `mode`, lets the test adjust it, seeds a tenant with three clinics and starts the
+/// app on a random port. `None` when full mode is not configured here (and not required).
+pub async fn spawn_app_with(mode: Mode, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
+    spawn_app_opts(mode, tweak, true).await
+}
+
+/// As `spawn_app_with`; `with_worker: false` leaves applying batches to workers the test runs itself
+/// (honoured in full mode; the embedded queue always has its in-process worker).
+pub async fn spawn_app_opts(mode: Mode, tweak: impl FnOnce(&mut Config), with_worker: bool) -> Option<TestApp> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::embedded(data_dir.path()).expect("default config");
+    config.listen = "127.0.0.1:0".to_owned();
+    config.jwt_secret = Some(SecretString::from(format!("test-secret-{}", uuid::Uuid::new_v4())));
+    config.delivery_limit = 2;
+    let mut resources = Resources::default();
+
+    if mode == Mode::Full {
+        let vars = (
+            env("ONSHI_TEST_DATABASE_URL"),
+            env("ONSHI_TEST_AMQP_URL"),
+            env("ONSHI_TEST_REDIS_URL"),
+            env("ONSHI_TEST_S3_ENDPOINT"),
+        );
+        let (Some(db_url), Some(amqp), Some(redis), Some(s3)) = vars else {
+            if env("ONSHI_TEST_REQUIRE_FULL").as_deref() == Some("1") {
+                panic!(
+                    "ONSHI_TEST_REQUIRE_FULL=1 but ONSHI_TEST_DATABASE_URL/AMQP_URL/REDIS_URL/S3_ENDPOINT are not all set"
+                );
+            }
+            eprintln!("skipping full mode: ONSHI_TEST_* variables not set (run scripts/test)");
+            return None;
+        };
+        // A database of our own, dropped at teardown.
+        let name = unique("onshi_it_");
+        let admin = Database::connect(&db_url).await.expect("connect to PostgreSQL");
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+        admin.close().await.ok();
+        let base = db_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(db_url.clone());
+        let url = format!("{base}/{name}");
+        resources.admin_database_url = Some(db_url);
+        resources.database = Some(name);
+        config.database_url = Some(SecretString::from(url));
+        config.amqp_url = Some(SecretString::from(amqp));
+        config.queue_name = unique("onshi.it.");
+        config.redis_url = Some(SecretString::from(redis));
+        config.cache_prefix = unique("onshi-it-");
+        config.s3_endpoint = Some(s3);
+        config.s3_bucket = unique("onshi-it-").replace('_', "-");
+        config.s3_region = "us-east-1".to_owned();
+        config.s3_access_key_id = env("ONSHI_TEST_S3_ACCESS_KEY_ID");
+        config.s3_secret_access_key = env("ONSHI_TEST_S3_SECRET_ACCESS_KEY").map(SecretString::from);
+    }
+    tweak(&mut config);
+    config.validate().expect("test config is valid");
+
+    if mode == Mode::Full {
+        // Full mode has a deployment step for migrations; the test plays that part.
+        let store = onshi_store::Store::connect(config.effective_database_url().expose_secret(), 2)
+            .await
+            .expect("connect test database");
+        store.migrate().await.expect("migrate test database");
+    }
+    let adapters = Adapters::connect(&config).await.expect("adapters connect");
+    let (tenant, clinics) = seed(&adapters.store).await.expect("seed");
+    let app = Application::build(&config, adapters, Options { with_worker, demo_tenant: Some(tenant) })
+        .await
+        .expect("app builds")
+        .spawn();
+    Some(TestApp {
+        mode,
+        config,
+        app: Some(app),
+        client: reqwest::Client::new(),
+        tenant,
+        clinics,
+        resources,
+        _data_dir: data_dir,
+    })
+}
+
+impl TestApp {
+    pub fn running(&self) -> &RunningApp {
+        self.app.as_ref().expect("app is running")
+    }
+
+    pub fn base_url(&self) -> String {
+        self.running().base_url()
+    }
+
+    pub fn adapters(&self) -> &Adapters {
+        &self.running().adapters
+    }
+
+    pub fn store(&self) -> TenantStore<'_> {
+        self.adapters().store.tenant(TenantScope::verified(self.tenant))
+    }
+
+    pub fn token(&self, clinic: usize) -> String {
+        let c = &self.clinics[clinic];
+        self.running().device_keys.mint(self.tenant, c.clinic.id, c.device).expect("mint")
+    }
+
+    /// A deterministic event generator for a clinic.
+    pub fn factory(&self, clinic: usize, seed: u64) -> EventFactory {
+        EventFactory::new(self.clinics[clinic].clinic.code.clone(), b"test-key", 50, seed)
+    }
+
+    pub fn receptions(&self, clinic: usize, n: usize, seed: u64) -> Vec<AgentEvent> {
+        let mut f = self.factory(clinic, seed);
+        let now = OffsetDateTime::now_utc();
+        (0..n).map(|i| f.reception(now - time::Duration::seconds(i as i64))).collect()
+    }
+
+    pub async fn post_events(&self, clinic: usize, events: &[AgentEvent]) -> reqwest::Response {
+        self.post_raw(clinic, serde_json::to_string(&EventBatch { events: events.to_vec() }).unwrap()).await
+    }
+
+    pub async fn post_raw(&self, clinic: usize, body: String) -> reqwest::Response {
+        self.client
+            .post(format!("{}/api/v1/events", self.base_url()))
+            .bearer_auth(self.token(clinic))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request reaches the server")
+    }
+
+    /// Stops and starts the app on the same data (database file, queue, bucket).
+    pub async fn restart(&mut self) {
+        if let Some(app) = self.app.take() {
+            app.stop().await;
+        }
+        let adapters = Adapters::connect(&self.config).await.expect("adapters reconnect");
+        let app =
+            Application::build(&self.config, adapters, Options { with_worker: true, demo_tenant: Some(self.tenant) })
+                .await
+                .expect("app rebuilds")
+                .spawn();
+        self.app = Some(app);
+    }
+
+    pub async fn teardown(mut self) {
+        let adapters = self.app.as_ref().map(|a| a.adapters.clone());
+        if let Some(app) = self.app.take() {
+            app.stop().await;
+        }
+        if let Some(adapters) = adapters {
+            if let onshi_queue::Queue::Rabbit(q) = &adapters.queue {
+                q.delete().await.ok();
+            }
+            if let onshi_cache::Cache::Redis(c) = &adapters.cache {
+                c.clear().await.ok();
+            }
+            if let onshi_objects::ObjectStore::S3(s) = &adapters.objects {
+                s.destroy_bucket().await.ok();
+            }
+            adapters.store.connection().clone().close().await.ok();
+        }
+        if let (Some(admin), Some(db)) = (&self.resources.admin_database_url, &self.resources.database)
+            && let Ok(conn) = Database::connect(admin.as_str()).await
+        {
+            conn.execute_unprepared(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await.ok();
+        }
+    }
+}
+
+/// Polls `check` until it returns true or `timeout` passes. Tests wait for conditions, never for time.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Events of `events` that make a visit (not bulk checks).
+pub fn reception_count(events: &[AgentEvent]) -> u64 {
+    events.iter().filter(|e| matches!(&e.payload, onshi_domain::EventPayload::Qualification(q) if !q.batch)).count()
+        as u64
+}

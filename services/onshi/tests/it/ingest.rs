@@ -1,0 +1,190 @@
+//! The ingest path: POST /api/v1/events → queue → worker → raw events and visits.
+
+use serde_json::Value;
+
+use crate::both_modes;
+use crate::helpers::*;
+
+both_modes!(a_batch_goes_in_and_visits_come_out, |app| {
+    let events = app.receptions(0, 25, 1);
+    let response = app.post_events(0, &events).await;
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["accepted"], 25);
+    assert_eq!(body["duplicates"], 0);
+
+    let expected = reception_count(&events);
+    eventually(WAIT, "all events applied", || async { app.store().raw_event_count().await.unwrap() == 25 }).await;
+    eventually(WAIT, "every reception folded into a visit", || async {
+        app.store().confirmation_count().await.unwrap() == expected
+    })
+    .await;
+    let visits = app.store().recent_visits(app.clinics[0].clinic.id, 100).await.unwrap();
+    assert!(!visits.is_empty());
+    assert!(visits.iter().all(|v| v.clinic == app.clinics[0].clinic.id));
+    // Other clinics of the tenant received nothing.
+    assert!(app.store().recent_visits(app.clinics[1].clinic.id, 10).await.unwrap().is_empty());
+});
+
+both_modes!(the_same_batch_posted_twice_yields_no_duplicates, |app| {
+    let events = app.receptions(1, 30, 2);
+    assert_eq!(app.post_events(1, &events).await.status(), 202);
+    eventually(WAIT, "first delivery applied", || async { app.store().raw_event_count().await.unwrap() == 30 }).await;
+    let visits_before = app.store().visit_count().await.unwrap();
+
+    // The agent did not see the first 202 and sends everything again, plus one new event.
+    let mut again = events.clone();
+    let extra = app.receptions(1, 1, 99);
+    again.extend(extra.clone());
+    let response = app.post_events(1, &again).await;
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["duplicates"], 30);
+
+    eventually(WAIT, "the new event applied", || async { app.store().raw_event_count().await.unwrap() == 31 }).await;
+    let expected = reception_count(&events) + reception_count(&extra);
+    assert_eq!(app.store().confirmation_count().await.unwrap(), expected);
+    assert!(app.store().visit_count().await.unwrap() <= visits_before + 1);
+});
+
+both_modes!(concurrent_resends_of_one_batch_take_effect_once, |app| {
+    let events = app.receptions(0, 20, 3);
+    let sends = (0..8).map(|_| app.post_events(0, &events));
+    for response in futures_util::future::join_all(sends).await {
+        assert_eq!(response.status(), 202);
+    }
+    let expected = reception_count(&events);
+    eventually(WAIT, "events applied", || async { app.store().raw_event_count().await.unwrap() == 20 }).await;
+    // Let every redundant message settle: the queue drains completely.
+    eventually(WAIT, "queue drained", || async {
+        use onshi_queue::MessageQueue;
+        app.adapters().queue.depth().await.unwrap() == 0
+    })
+    .await;
+    assert_eq!(app.store().raw_event_count().await.unwrap(), 20);
+    assert_eq!(app.store().confirmation_count().await.unwrap(), expected);
+});
+
+both_modes!(a_bad_batch_is_refused_whole_and_names_the_field, |app| {
+    // Malformed JSON value: 400 naming the path.
+    let mut events = app.receptions(0, 3, 4);
+    let mut json = serde_json::to_value(onshi_domain::EventBatch { events: events.clone() }).unwrap();
+    json["events"][2]["payload"]["qualification"]["method"] = Value::from("fax");
+    let response = app.post_raw(0, json.to_string()).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_batch");
+    assert_eq!(body["error"]["field"], "events[2].payload.qualification.method");
+
+    // Well-formed but another clinic's event: 422, and the two good events are not stored either.
+    let foreign = app.receptions(2, 1, 5);
+    events.extend(foreign);
+    let response = app.post_events(0, &events).await;
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "events[3].payload.qualification.institution_code");
+
+    // Not JSON at all.
+    let response = app.post_raw(0, "{\"events\": [".to_owned()).await;
+    assert_eq!(response.status(), 400);
+
+    // A marker batch proves the pipeline ran; only the marker is stored.
+    let marker = app.receptions(0, 1, 6);
+    assert_eq!(app.post_events(0, &marker).await.status(), 202);
+    eventually(WAIT, "marker applied", || async { app.store().raw_event_count().await.unwrap() >= 1 }).await;
+    assert_eq!(app.store().raw_event_count().await.unwrap(), 1);
+});
+
+both_modes!(an_event_id_reused_with_other_content_is_a_conflict, |app| {
+    let events = app.receptions(0, 2, 7);
+    assert_eq!(app.post_events(0, &events).await.status(), 202);
+    eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 2 }).await;
+    let mut altered = events.clone();
+    altered[1].occurred_at -= time::Duration::hours(1);
+    let response = app.post_events(0, &altered).await;
+    assert_eq!(response.status(), 409);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "event_id_conflict");
+    assert_eq!(body["error"]["field"], "events[1].id");
+});
+
+both_modes!(ingest_requires_a_valid_token_of_an_active_device, |app| {
+    let events = serde_json::to_string(&onshi_domain::EventBatch { events: app.receptions(0, 1, 8) }).unwrap();
+    let url = format!("{}/api/v1/events", app.base_url());
+    let send = |token: Option<String>| {
+        let mut request = app.client.post(&url).header("Content-Type", "application/json").body(events.clone());
+        if let Some(t) = token {
+            request = request.bearer_auth(t);
+        }
+        request.send()
+    };
+    assert_eq!(send(None).await.unwrap().status(), 401);
+    assert_eq!(send(Some("not-a-jwt".into())).await.unwrap().status(), 401);
+
+    // Signed with another key.
+    let other = onshi_api::DeviceKeys::new(b"another-secret-another-secret-another", "onshi", "onshi-ingest", 900);
+    let c = &app.clinics[0];
+    assert_eq!(send(Some(other.mint(app.tenant, c.clinic.id, c.device).unwrap())).await.unwrap().status(), 401);
+
+    // Right key, wrong audience.
+    let secret = secrecy::ExposeSecret::expose_secret(app.config.jwt_secret.as_ref().unwrap()).to_owned();
+    let wrong_aud = onshi_api::DeviceKeys::new(secret.as_bytes(), "onshi", "someone-else", 900);
+    assert_eq!(send(Some(wrong_aud.mint(app.tenant, c.clinic.id, c.device).unwrap())).await.unwrap().status(), 401);
+
+    // A device claiming another clinic of the same tenant.
+    let keys = &app.running().device_keys;
+    let mixed = keys.mint(app.tenant, app.clinics[1].clinic.id, c.device).unwrap();
+    assert_eq!(send(Some(mixed)).await.unwrap().status(), 401);
+
+    // Valid, then revoked.
+    let token = app.token(0);
+    assert_eq!(send(Some(token.clone())).await.unwrap().status(), 202);
+    app.store().revoke_device(c.device).await.unwrap();
+    let response = send(Some(token)).await.unwrap();
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+});
+
+both_modes!(
+    a_device_that_floods_the_endpoint_is_throttled,
+    |config| {
+        config.ingest_batches_per_device_per_sec = 3;
+    },
+    |app| {
+        let mut statuses = Vec::new();
+        for i in 0..10 {
+            statuses.push(app.post_events(0, &app.receptions(0, 1, 100 + i)).await.status().as_u16());
+        }
+        assert!(statuses.contains(&429), "{statuses:?}");
+        assert!(statuses.iter().filter(|s| **s == 202).count() >= 3, "{statuses:?}");
+        // Another device is not affected by the first one's budget.
+        assert_eq!(app.post_events(1, &app.receptions(1, 1, 200)).await.status(), 202);
+    }
+);
+
+both_modes!(
+    an_oversized_body_is_refused,
+    |config| {
+        config.max_body_bytes = 4096;
+    },
+    |app| {
+        let events = app.receptions(0, 40, 9);
+        let response = app.post_events(0, &events).await;
+        assert_eq!(response.status(), 413);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "payload_too_large");
+    }
+);
+
+both_modes!(bulk_checks_and_heartbeats_are_stored_but_make_no_visit, |app| {
+    let mut f = app.factory(0, 10);
+    let now = time::OffsetDateTime::now_utc();
+    let events = vec![f.bulk_check(now), f.bulk_check(now), f.heartbeat(now)];
+    assert_eq!(app.post_events(0, &events).await.status(), 202);
+    eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 3 }).await;
+    assert_eq!(app.store().visit_count().await.unwrap(), 0);
+    let device = app.store().device(app.clinics[0].device).await.unwrap().unwrap();
+    assert!(device.last_seen_at.is_some());
+    assert!(device.agent_version.unwrap().starts_with("sim-"));
+});

@@ -1,0 +1,14 @@
+//! Integration suite: the real application on a random port, driven over HTTP, against real services.
+//!
+//! Every scenario runs twice, as `<scenario>::embedded` (SQLite, in-process queue, memory cache, local
+//! folder) and `<scenario>::full` (PostgreSQL, RabbitMQ, Redis, S3), from one body. Full mode needs the
+//! `ONSHI_TEST_*` variables (scripts/test sets them); without them the full runs are skipped with a
+//! note, unless `ONSHI_TEST_REQUIRE_FULL=1`, which CI sets, turns a missing service into a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod adapters;
+mod durability;
+mod ingest;
+mod pages;

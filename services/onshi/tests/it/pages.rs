@@ -1,0 +1,50 @@
+//! Pages and health endpoints.
+
+use serde_json::Value;
+
+use crate::both_modes;
+use crate::helpers::*;
+
+both_modes!(health_and_readiness_answer, |app| {
+    let health = app.client.get(format!("{}/healthz", app.base_url())).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = app.client.get(format!("{}/readyz", app.base_url())).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"]["database"], true);
+    let expected_queue = if app.mode == Mode::Full { "rabbitmq" } else { "embedded" };
+    assert_eq!(body["adapters"]["queue"], expected_queue);
+});
+
+both_modes!(the_visits_page_lists_each_clinics_receptions_of_today, |app| {
+    let events = app.receptions(1, 12, 20);
+    assert_eq!(app.post_events(1, &events).await.status(), 202);
+    eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 12 }).await;
+
+    let today = onshi_domain::jst::date_of(time::OffsetDateTime::now_utc());
+    let todays = app.store().visits_on(app.clinics[1].clinic.id, today).await.unwrap();
+    let response = app.client.get(format!("{}/", app.base_url())).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert!(response.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    let html = response.text().await.unwrap();
+    assert!(html.contains("受付ログ"));
+    for c in &app.clinics {
+        assert!(html.contains(&c.clinic.name), "{} missing", c.clinic.name);
+    }
+    // Panels are in 医療機関コード order, which is the seed order: [0, 0 visits], [1, n], [2, 0].
+    let counts: Vec<usize> = html
+        .split("data-testid=\"today-visits\">")
+        .skip(1)
+        .map(|s| s.split('<').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(counts, vec![0, todays.len(), 0]);
+    // No patient pseudonym reaches the page.
+    for event in &events {
+        if let onshi_domain::EventPayload::Qualification(q) = &event.payload
+            && let Some(p) = &q.patient
+        {
+            assert!(!html.contains(p.as_str()));
+        }
+    }
+});

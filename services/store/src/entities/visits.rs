@@ -1,0 +1,29 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "visits")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub clinic_id: Uuid,
+    pub visit_key: String,
+    pub visit_date: TimeDate,
+    pub patient_ref: Option<String>,
+    pub first_at: TimeDateTimeWithTimeZone,
+    pub last_at: TimeDateTimeWithTimeZone,
+    pub method: String,
+    pub myna: bool,
+    pub result: String,
+    pub consent_medication: Option<bool>,
+    pub consent_diagnosis: Option<bool>,
+    pub consent_checkup: Option<bool>,
+    pub consent_surgery: Option<bool>,
+    pub confirmations: i32,
+    pub updated_at: TimeDateTimeWithTimeZone,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,114 @@
+//! Persistence for the cloud: sea-orm on PostgreSQL (full mode) or SQLite (embedded mode), one code path.
+//!
+//! Two doors, on purpose:
+//! - [`Store::tenant`] gives a [`TenantStore`]: every read and write it offers is filtered by that tenant.
+//!   Request handlers and workers use nothing else for tenant data.
+//! - [`Store::system`] gives [`SystemStore`]: the few operations that exist before a tenant is known
+//!   (creating a tenant, resolving a device token's tenant for verification). It is deliberately small.
+//!
+//! The entities are private, so no caller can write an unscoped query against a tenant table.
+
+mod entities;
+mod error;
+mod system;
+mod tenant;
+
+use std::time::Duration;
+
+use onshi_migrations::MigratorTrait;
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection};
+
+pub use error::StoreError;
+pub use system::SystemStore;
+pub use tenant::{ApplyOutcome, Clinic, Device, DeviceStatus, TenantStore, VisitRow};
+
+/// A tenant whose identity has been established by authentication (a verified token or session) or by
+/// a message that an authenticated request produced. Holding one is the permission to touch that
+/// tenant's rows; see `docs/architecture.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantScope(onshi_domain::TenantId);
+
+impl TenantScope {
+    /// Only call with a tenant id that came from a verified credential or from the queue.
+    pub fn verified(tenant: onshi_domain::TenantId) -> Self {
+        Self(tenant)
+    }
+
+    pub fn tenant_id(&self) -> onshi_domain::TenantId {
+        self.0
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({:?})", self.db.get_database_backend())
+    }
+}
+
+impl Store {
+    /// Connects and, for SQLite, makes sure the folder exists and the journal is durable.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let file = path.split('?').next().unwrap_or(path);
+            if let Some(dir) = std::path::Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(StoreError::DataDir)?;
+            }
+        }
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(max_connections)
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(10))
+            .sqlx_logging(false)
+            // A 202 promises the batch survives a crash: WAL with a full fsync per commit.
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        let db = Database::connect(options).await.map_err(StoreError::Connect)?;
+        Ok(Self { db })
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        onshi_migrations::Migrator::up(&self.db, None).await.map_err(StoreError::Migrate)
+    }
+
+    /// Migrations not yet applied. Full-mode processes refuse to start while any are pending, so that
+    /// replicas never race to migrate; `onshi migrate` (a deployment step) applies them.
+    pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
+        Ok(onshi_migrations::Migrator::get_pending_migrations(&self.db).await.map_err(StoreError::Migrate)?.len())
+    }
+
+    pub fn backend(&self) -> DatabaseBackend {
+        self.db.get_database_backend()
+    }
+
+    /// The connection, for adapters that keep their own tables in the same database (the embedded
+    /// queue). Not for tenant data.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub fn tenant(&self, scope: TenantScope) -> TenantStore<'_> {
+        TenantStore::new(&self.db, scope)
+    }
+
+    pub fn system(&self) -> SystemStore<'_> {
+        SystemStore::new(&self.db)
+    }
+
+    /// A cheap round trip, for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.execute_unprepared("SELECT 1").await.map(|_| ()).map_err(StoreError::Db)
+    }
+}

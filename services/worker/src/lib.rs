@@ -1,0 +1,174 @@
+//! The worker: takes accepted batches off the queue and applies them to the store.
+//!
+//! For each message, in this order: decode (a message that cannot be decoded or has an unknown version
+//! is poison and goes straight to the dead-letter queue); archive the batch as received in the object
+//! store (idempotent: same key, same bytes); apply it in one database transaction (idempotent by event
+//! id); notify live subscribers; then ack. A crash anywhere before the ack means redelivery, and
+//! redelivery is harmless, so every accepted event takes effect exactly once.
+//!
+//! Failures that may pass (database or object store unreachable) are retried through the queue, which
+//! dead-letters the message after `delivery_limit` returns, so nothing loops forever.
+
+use std::time::Duration;
+
+use onshi_cache::{Cache, CacheBackend};
+use onshi_domain::{ENVELOPE_VERSION, IngestEnvelope, jst};
+use onshi_objects::{ObjectBackend, ObjectStore};
+use onshi_queue::{Delivery, MessageConsumer, MessageQueue, Queue};
+use onshi_store::{Store, TenantScope};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("could not start consuming")]
+    Consume(#[source] onshi_queue::QueueError),
+}
+
+#[derive(Clone)]
+pub struct Worker {
+    pub store: Store,
+    pub queue: Queue,
+    pub cache: Cache,
+    pub objects: ObjectStore,
+    pub archive_raw_batches: bool,
+    pub prefetch: u16,
+}
+
+/// How a message ended, for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    Applied,
+    Retried,
+    DeadLettered,
+}
+
+/// The channel on which a tenant's live updates are published (no personal data in the name or body).
+pub fn feed_channel(tenant: onshi_domain::TenantId) -> String {
+    format!("feed:{tenant}")
+}
+
+/// The object key under which a batch is archived.
+pub fn archive_key(envelope: &IngestEnvelope) -> String {
+    format!("raw/{}/{}/{}.json", envelope.tenant, jst::date_of(envelope.received_at), envelope.batch_id.simple())
+}
+
+impl Worker {
+    /// Consumes until `shutdown` is cancelled, then waits for in-flight messages to settle.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        let mut consumer = self.queue.consume(self.prefetch).await.map_err(WorkerError::Consume)?;
+        tracing::info!(queue = self.queue.kind(), prefetch = self.prefetch, "worker consuming");
+        let mut tasks = JoinSet::new();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                next = consumer.next() => match next {
+                    Some(Ok(delivery)) => {
+                        let worker = self.clone();
+                        tasks.spawn(async move { worker.handle(delivery).await });
+                    }
+                    Some(Err(e)) => {
+                        tracing::error!(error = %e, "queue consumer failed; restarting it");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        consumer = self.queue.consume(self.prefetch).await.map_err(WorkerError::Consume)?;
+                    }
+                    None => {
+                        tracing::warn!("queue consumer closed; restarting it");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        consumer = self.queue.consume(self.prefetch).await.map_err(WorkerError::Consume)?;
+                    }
+                },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        // Unsettled messages of a stopped worker are redelivered anyway; waiting is only politeness.
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+            tracing::warn!("worker stopped with messages in flight; they will be redelivered");
+        }
+        Ok(())
+    }
+
+    /// Processes one delivery and settles it.
+    pub async fn handle(&self, delivery: Delivery) -> Settled {
+        let attempt = delivery.delivery_count;
+        let envelope: IngestEnvelope = match serde_json::from_slice(&delivery.payload) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "undecodable message");
+                return settle_dead(delivery, "undecodable message").await;
+            }
+        };
+        if envelope.version != ENVELOPE_VERSION {
+            tracing::error!(version = envelope.version, "unknown envelope version");
+            return settle_dead(delivery, "unknown envelope version").await;
+        }
+        let span = tracing::info_span!("batch", batch = %envelope.batch_id, tenant = %envelope.tenant, attempt);
+        self.apply(delivery, envelope).instrument(span).await
+    }
+
+    async fn apply(&self, delivery: Delivery, envelope: IngestEnvelope) -> Settled {
+        if self.archive_raw_batches {
+            let key = archive_key(&envelope);
+            if let Err(e) = self.objects.put(&key, delivery.payload.clone(), "application/json").await {
+                tracing::warn!(error = %e, "archiving the batch failed; will retry");
+                return settle_retry(delivery).await;
+            }
+        }
+
+        let store = self.store.tenant(TenantScope::verified(envelope.tenant));
+        match store.apply_batch(&envelope).await {
+            Ok(outcome) => {
+                tracing::info!(
+                    new = outcome.new_events,
+                    duplicates = outcome.duplicate_events,
+                    visits = outcome.visits_touched,
+                    "batch applied"
+                );
+                if outcome.visits_touched > 0 {
+                    let note = serde_json::json!({
+                        "clinic": envelope.clinic.to_string(),
+                        "visits": outcome.visits_touched,
+                    });
+                    // Live updates are best effort: the page also refreshes from the store.
+                    if let Err(e) =
+                        self.cache.publish(&feed_channel(envelope.tenant), note.to_string().as_bytes()).await
+                    {
+                        tracing::debug!(error = %e, "live update not published");
+                    }
+                }
+                match delivery.ack().await {
+                    Ok(()) => Settled::Applied,
+                    Err(e) => {
+                        // Applied but not acked: it will come back and be skipped as a duplicate.
+                        tracing::warn!(error = %e, "ack failed after applying");
+                        Settled::Applied
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, source = ?std::error::Error::source(&e), transient = e.is_transient(), "applying the batch failed");
+                if e.is_transient() {
+                    settle_retry(delivery).await
+                } else {
+                    settle_dead(delivery, &e.to_string()).await
+                }
+            }
+        }
+    }
+}
+
+async fn settle_retry(delivery: Delivery) -> Settled {
+    if let Err(e) = delivery.retry().await {
+        tracing::warn!(error = %e, "could not return the message; the broker will redeliver it");
+    }
+    Settled::Retried
+}
+
+async fn settle_dead(delivery: Delivery, reason: &str) -> Settled {
+    if let Err(e) = delivery.dead_letter(reason).await {
+        tracing::warn!(error = %e, "could not dead-letter the message; the broker will redeliver it");
+    }
+    Settled::DeadLettered
+}
