@@ -237,8 +237,10 @@ impl PatientRef {
         }
     }
 
-    /// Pseudonymises the four insurance identifiers with the tenant's key. Fields are trimmed and
-    /// joined with a separator that cannot occur in them, so ("12", "3") and ("1", "23") differ.
+    /// Pseudonymises the four insurance identifiers with the tenant's key. Fields are NFKC-normalised
+    /// (full-width and half-width forms compare equal, as 記号 are typed both ways) and trimmed, then
+    /// joined with a separator that cannot occur in them, so ("12", "3") and ("1", "23") differ. Leading
+    /// zeros are kept: 番号 "0012" and "12" are different people.
     pub fn pseudonymize(key: &[u8], insurer: &str, symbol: &str, number: &str, branch: &str) -> Self {
         use hmac::{Hmac, Mac};
         type HmacSha256 = Hmac<sha2::Sha256>;
@@ -251,7 +253,9 @@ impl PatientRef {
             if i > 0 {
                 mac.update(&[0x1f]);
             }
-            mac.update(part.trim().as_bytes());
+            use unicode_normalization::UnicodeNormalization;
+            let normalised: String = part.nfkc().collect();
+            mac.update(normalised.trim().as_bytes());
         }
         Self(hex::encode(mac.finalize().into_bytes()))
     }
@@ -439,6 +443,8 @@ mod tests {
         assert_eq!(a, PatientRef::pseudonymize(b"k1", "06139999 ", "12", "3", "00"));
         assert_ne!(a, PatientRef::pseudonymize(b"k2", "06139999", "12", "3", "00"));
         assert_ne!(a, PatientRef::pseudonymize(b"k1", "06139999", "1", "23", "00"));
+        assert_eq!(a, PatientRef::pseudonymize(b"k1", "０６１３９９９９", "１２", "3", "00"));
+        assert_ne!(a, PatientRef::pseudonymize(b"k1", "06139999", "12", "03", "00"));
         assert!(PatientRef::parse(a.as_str()).is_ok());
         assert!(!format!("{a:?}").contains(a.as_str()));
     }

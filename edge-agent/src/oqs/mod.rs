@@ -1,0 +1,123 @@
+//! Reading the 資格確認端末's result files (`XmlMsg`): file names, encodings, the XML, and the events they
+//! become. Lenient in what it accepts (unknown codes, either consent element spelling, nesting), strict in
+//! what it trusts (encoding, completeness, the clinic code, no 個人番号 anywhere in what leaves).
+//!
+//! Everything here is pure: bytes in, events or a reason out. `onshi-agent parse FILE` prints exactly this.
+
+mod decode;
+mod result;
+mod xml;
+
+use std::fmt;
+
+pub use decode::{FileEncoding, decode};
+pub use result::{ParseContext, Parsed, parse_file};
+pub use xml::{Element, parse as parse_xml};
+
+/// Result files larger than this are refused before being read whole. A bulk result for a large clinic
+/// is a few megabytes.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Why a file could not be turned into events. The text goes into the quarantine reason file and the
+/// agent's log, so it never contains a value from the file other than codes (no names, no numbers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    TooLarge(u64),
+    Encoding(String),
+    DocType,
+    TooDeep,
+    TooManyElements,
+    Truncated,
+    Xml(String),
+    NotAResult(&'static str),
+    Missing(&'static str),
+    Invalid(&'static str),
+    EncodingMismatch { declared: &'static str, identifier: String },
+    WrongClinic { found: String },
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLarge(n) => write!(f, "file is {n} bytes, over the {MAX_FILE_BYTES}-byte limit"),
+            Self::Encoding(why) => write!(f, "encoding: {why}"),
+            Self::DocType => f.write_str("DOCTYPE declarations are not allowed"),
+            Self::TooDeep => write!(f, "elements nested deeper than {}", xml::MAX_DEPTH),
+            Self::TooManyElements => write!(f, "more than {} elements", xml::MAX_ELEMENTS),
+            Self::Truncated => f.write_str("incomplete document (the root element is not closed)"),
+            Self::Xml(why) => write!(f, "malformed XML: {why}"),
+            Self::NotAResult(why) => write!(f, "not a 資格確認 result: {why}"),
+            Self::Missing(element) => write!(f, "required element {element} is missing"),
+            Self::Invalid(element) => write!(f, "element {element} has a value that is not allowed"),
+            Self::EncodingMismatch { declared, identifier } => write!(
+                f,
+                "declared encoding {declared} disagrees with CharacterCodeIdentifier {identifier} (0 = UTF-8, 1 = Shift_JIS)"
+            ),
+            Self::WrongClinic { found } => {
+                write!(f, "MedicalInstitutionCode {found} is not the clinic this agent is enrolled for")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// What a file name says about its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// `OQSsiquc01res_face_…`: a card-reader confirmation written without a request.
+    Face,
+    /// `OQSsiquc01res_…`: the answer to a single confirmation requested by clinic software.
+    Single,
+    /// `OQSmuquc01res_…` / `OQSmuquc02res_…`: a bulk confirmation (一括照会).
+    Bulk,
+}
+
+impl FileKind {
+    /// Classifies a file name; `None` for files the agent does not read (requests, drug information,
+    /// temporary files).
+    pub fn of(file_name: &str) -> Option<Self> {
+        let lower = file_name.to_ascii_lowercase();
+        if !lower.ends_with(".xml") {
+            return None;
+        }
+        if lower.starts_with("oqssiquc01res_face_") {
+            Some(Self::Face)
+        } else if lower.starts_with("oqssiquc01res_") {
+            Some(Self::Single)
+        } else if lower.starts_with("oqsmuquc01res_") || lower.starts_with("oqsmuquc02res_") {
+            Some(Self::Bulk)
+        } else {
+            None
+        }
+    }
+}
+
+/// The timestamp at the end of a face file's name (`…_yyyyMMddHHmmss.xml`), in JST.
+pub fn file_name_time(file_name: &str) -> Option<time::OffsetDateTime> {
+    let stem = file_name.rsplit_once('.')?.0;
+    let digits = stem.rsplit('_').next()?;
+    result::parse_jst_timestamp(digits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_classified() {
+        assert_eq!(FileKind::of("OQSsiquc01res_face_0001_20261125093000.xml"), Some(FileKind::Face));
+        assert_eq!(FileKind::of("OQSsiquc01res_12345.xml"), Some(FileKind::Single));
+        assert_eq!(FileKind::of("OQSmuquc02res_777.XML"), Some(FileKind::Bulk));
+        assert_eq!(FileKind::of("OQSsiquc01req_12345.xml"), None);
+        assert_eq!(FileKind::of("YZKsiquc01res_1.xml"), None);
+        assert_eq!(FileKind::of("OQSsiquc01res_1.xml.tmp"), None);
+    }
+
+    #[test]
+    fn the_file_name_time_is_read_as_jst() {
+        let t = file_name_time("OQSsiquc01res_face_0001_20261125093000.xml").unwrap();
+        assert_eq!(t, time::macros::datetime!(2026-11-25 09:30:00 +09:00));
+        assert!(file_name_time("OQSsiquc01res_12345.xml").is_none());
+    }
+}
