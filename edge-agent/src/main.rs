@@ -1,21 +1,198 @@
-//! `onshi-agent`: the edge agent that runs at each clinic.
-//!
-//! It will read the 資格確認端末's result files, watch the card reader and the VPN link, buffer every
-//! event durably on local disk and deliver it to Onshi Cloud (see docs/agent.md). This binary currently
-//! carries only its command-line shape; the agent's features land with the edge agent issue.
+//! `onshi-agent`: see the library's documentation and docs/agent.md.
 
-use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use onshi_agent::oqs::{ParseContext, parse_file};
+use onshi_agent::{Agent, AgentConfig, Credentials};
+use onshi_domain::MedicalInstitutionCode;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
     name = "onshi-agent",
     version,
-    about = "Onshi edge agent: reads オンライン資格確認 results at the clinic and delivers them to Onshi Cloud",
-    long_about = "Onshi edge agent: reads オンライン資格確認 results at the clinic and delivers them to Onshi Cloud.\n\nNo subcommands are available yet; they arrive with the edge agent (docs/agent.md)."
+    about = "Onshi edge agent: reads オンライン資格確認 results at the clinic and delivers them to Onshi Cloud"
 )]
-struct Cli {}
+struct Cli {
+    /// Configuration file (TOML); default $ONSHI_AGENT_CONFIG, then ./agent.toml when present.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
-    println!("onshi-agent {}: no subcommands yet; see `onshi-agent --help`.", env!("CARGO_PKG_VERSION"));
+#[derive(Subcommand)]
+enum Command {
+    /// Watch the configured folders and deliver results until stopped (Ctrl-C / service stop).
+    Run,
+    /// Exchange a one-time enrollment code (made in Onshi Cloud for this clinic) for device credentials.
+    Enroll {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        code: String,
+        /// A name for this machine, shown in the cloud.
+        #[arg(long, default_value = "onshi-agent")]
+        name: String,
+    },
+    /// Print the events one result file becomes, exactly as they would be sent (JSON), or why it cannot
+    /// be read.
+    Parse {
+        file: PathBuf,
+        /// The clinic's 医療機関コード, when this machine is not enrolled.
+        #[arg(long)]
+        clinic: Option<String>,
+    },
+    /// Write realistic result files into FOLDER/face and FOLDER/res (for demos and tests).
+    Simulate {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "1311234560")]
+        clinic: String,
+        /// Receptions per minute (on average; busier at the morning and evening peaks).
+        #[arg(long, default_value_t = 6.0)]
+        rate: f64,
+    },
+    /// Show the outbox and enrollment state.
+    Status,
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).compact().try_init();
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("onshi-agent: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, String> {
+    let config = || AgentConfig::load(cli.config.as_deref()).map_err(|e| e.to_string());
+    match cli.command {
+        Command::Run => {
+            let config = config()?;
+            init_logging(&config.log_level);
+            if config.watch.is_empty() {
+                return Err("no folders to watch: set `watch` in the configuration".into());
+            }
+            let agent = Agent::open(config).map_err(|e| e.to_string())?;
+            let stop = CancellationToken::new();
+            let trigger = stop.clone();
+            tokio::spawn(async move {
+                stop_signal().await;
+                trigger.cancel();
+            });
+            agent.run(stop).await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Enroll { server, code, name } => {
+            let config = config()?;
+            init_logging(&config.log_level);
+            let credentials = onshi_agent::uplink::enroll(&server, &code, &name).await.map_err(|e| e.to_string())?;
+            credentials.save(&config.data_dir).map_err(|e| e.to_string())?;
+            println!(
+                "enrolled: device {} of clinic {} ({}); credentials in {}",
+                credentials.device,
+                credentials.clinic,
+                credentials.institution_code,
+                Credentials::path(&config.data_dir).display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Parse { file, clinic } => {
+            let config = config()?;
+            let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+            let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let ctx = match (Credentials::load(&config.data_dir), clinic) {
+                (_, Some(code)) => ParseContext {
+                    clinic: Some(MedicalInstitutionCode::parse(&code).map_err(|e| format!("--clinic: {e}"))?),
+                    pseudonym_key: Credentials::load(&config.data_dir)
+                        .map(|c| c.pseudonym_key_bytes())
+                        .unwrap_or_default(),
+                },
+                (Ok(c), None) => {
+                    ParseContext { clinic: Some(c.institution_code.clone()), pseudonym_key: c.pseudonym_key_bytes() }
+                }
+                (Err(_), None) => {
+                    eprintln!(
+                        "onshi-agent: not enrolled: the clinic code is not checked and pseudonyms use an empty key"
+                    );
+                    ParseContext { clinic: None, pseudonym_key: Vec::new() }
+                }
+            };
+            match parse_file(&name, &bytes, &ctx) {
+                Ok(parsed) => {
+                    let json = serde_json::to_string_pretty(&parsed.events).map_err(|e| e.to_string())?;
+                    println!("{json}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("onshi-agent: {}: {e}", file.display());
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Command::Simulate { out, clinic, rate } => {
+            init_logging("info");
+            MedicalInstitutionCode::parse(&clinic).map_err(|e| format!("--clinic: {e}"))?;
+            let stop = CancellationToken::new();
+            let trigger = stop.clone();
+            tokio::spawn(async move {
+                stop_signal().await;
+                trigger.cancel();
+            });
+            let written = onshi_agent::simulate::run(out, clinic, rate, stop).await.map_err(|e| e.to_string())?;
+            println!("wrote {written} files");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status => {
+            let config = config()?;
+            match Credentials::load(&config.data_dir) {
+                Ok(c) => println!(
+                    "enrolled: device {} of clinic {} ({}), server {}",
+                    c.device, c.clinic, c.institution_code, c.server
+                ),
+                Err(e) => println!("{e}"),
+            }
+            let outbox = onshi_agent::outbox::Outbox::open(&config.outbox_path(), config.max_outbox_bytes)
+                .map_err(|e| e.to_string())?;
+            println!(
+                "outbox: {} waiting (oldest {} s), {} set aside as refused, {} files processed, {} bytes of {}",
+                outbox.depth().map_err(|e| e.to_string())?,
+                outbox.oldest_age_secs().ok().flatten().unwrap_or(0),
+                outbox.rejected_count().map_err(|e| e.to_string())?,
+                outbox.processed_count().map_err(|e| e.to_string())?,
+                outbox.used_bytes().map_err(|e| e.to_string())?,
+                config.max_outbox_bytes
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

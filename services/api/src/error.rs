@@ -13,6 +13,10 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("not found")]
     NotFound,
+    #[error("the request is not valid")]
+    InvalidRequest(#[source] FieldError),
+    #[error("the enrollment code is unknown, used or expired")]
+    InvalidEnrollmentCode,
     #[error("the request body is not a valid batch")]
     InvalidBatch(#[source] FieldError),
     #[error("the batch breaks a rule")]
@@ -42,6 +46,8 @@ impl ApiError {
         match self {
             Self::Unauthorized(_) => "unauthorized",
             Self::NotFound => "not_found",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidEnrollmentCode => "invalid_enrollment_code",
             Self::InvalidBatch(_) => "invalid_batch",
             Self::RejectedBatch(_) => "rejected_batch",
             Self::EventConflict { .. } => "event_id_conflict",
@@ -69,7 +75,7 @@ impl ResponseError for ApiError {
         match self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::InvalidBatch(_) => StatusCode::BAD_REQUEST,
+            Self::InvalidBatch(_) | Self::InvalidRequest(_) | Self::InvalidEnrollmentCode => StatusCode::BAD_REQUEST,
             Self::RejectedBatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::EventConflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -81,7 +87,9 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let (message, field) = match self {
-            Self::InvalidBatch(f) | Self::RejectedBatch(f) => (f.message.clone(), Some(f.field.clone())),
+            Self::InvalidBatch(f) | Self::RejectedBatch(f) | Self::InvalidRequest(f) => {
+                (f.message.clone(), Some(f.field.clone()))
+            }
             Self::EventConflict { field } => (self.to_string(), Some(field.clone())),
             Self::Unavailable(e) => {
                 tracing::error!(error = %chain(e.as_ref()), "dependency unavailable");

@@ -300,6 +300,19 @@ pub struct Heartbeat {
     /// Whether the VPN / オン資 gateway probe succeeded; `None` when no probe is configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_ok: Option<bool>,
+    /// When the agent last read a result file.
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub last_result_at: Option<OffsetDateTime>,
+    /// Largest difference seen between a file name's timestamp and the agent's clock, in seconds
+    /// (positive: the terminal's clock is ahead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_skew_secs: Option<i64>,
+    /// The outbox is full: the agent has stopped reading new files until it can deliver.
+    #[serde(default)]
+    pub backpressure: bool,
+    /// Files set aside in quarantine since the agent started.
+    #[serde(default)]
+    pub quarantined: u64,
 }
 
 impl EventBatch {

@@ -6,6 +6,7 @@
 
 pub mod codes;
 pub mod event;
+pub mod health;
 pub mod ids;
 pub mod ingest;
 pub mod jst;
@@ -17,6 +18,7 @@ pub use event::{
     AgentEvent, ConfirmationMethod, Consents, EventBatch, EventPayload, FieldError, Heartbeat, IdentityCheck,
     PatientRef, QualificationCheck, QualificationResult,
 };
+pub use health::{DeviceHealth, HEARTBEAT_INTERVAL_SECS, OFFLINE_AFTER_SECS};
 pub use ids::{ClinicId, DeviceId, EventId, IdError, TenantId};
 pub use ingest::{ENVELOPE_VERSION, IngestEnvelope};
 pub use visit::Visit;

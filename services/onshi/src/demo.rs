@@ -1,10 +1,7 @@
-//! `onshi demo`: the embedded product with a seeded clinic group and a simulated reception stream.
-//!
-//! The stream goes through the real ingest API over HTTP with real device tokens, so the demo exercises
-//! the same path as production agents. (When the edge agent's own simulator lands, the demo will run the
-//! agent against simulated result files instead.)
-
-use std::time::Duration;
+//! `onshi demo`: the embedded product with a seeded clinic group and, for each clinic, a simulated
+//! 資格確認端末 writing result files and a real `onshi-agent` (in this process) that enrolled itself with a
+//! one-time code, reads those files and delivers them through the public API. Nothing in the path from
+//! file to page is demo-only.
 
 use onshi_domain::{
     AgentEvent, ConfirmationMethod, Consents, DeviceId, EventBatch, EventId, EventPayload, Heartbeat,
@@ -16,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::startup::{Adapters, Application, Options, StartupError};
+use crate::startup::{Adapters, Application, Options};
 
 pub const DEMO_GROUP: &str = "医療法人社団 オンシ会（デモ）";
 
@@ -34,7 +31,33 @@ pub struct DemoClinic {
     pub device: DeviceId,
 }
 
-/// Creates the demo group, its clinics and one agent per clinic.
+/// A seeded clinic, with the device created for it when asked for (tests and the bench post with its
+/// token directly; the demo enrolls real agents instead).
+#[derive(Debug, Clone)]
+pub struct SeededClinic {
+    pub clinic: Clinic,
+    pub device: Option<DeviceId>,
+}
+
+/// Creates the demo group and its clinics, and one device per clinic when `with_devices`.
+pub async fn seed_group(store: &Store, with_devices: bool) -> Result<(TenantId, Vec<SeededClinic>), StoreError> {
+    let tenant = store.system().create_tenant(DEMO_GROUP).await?;
+    let scoped = store.tenant(TenantScope::verified(tenant));
+    let mut clinics = Vec::new();
+    for (code, name) in DEMO_CLINICS {
+        let code = MedicalInstitutionCode::parse(code).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let clinic = scoped.create_clinic(&code, name).await?;
+        let device = if with_devices {
+            Some(scoped.create_device(clinic.id, "受付 資格確認端末").await?.id)
+        } else {
+            None
+        };
+        clinics.push(SeededClinic { clinic, device });
+    }
+    Ok((tenant, clinics))
+}
+
+/// Creates the demo group, its clinics and one device per clinic.
 pub async fn seed(store: &Store) -> Result<(TenantId, Vec<DemoClinic>), StoreError> {
     let tenant = store.system().create_tenant(DEMO_GROUP).await?;
     let scoped = store.tenant(TenantScope::verified(tenant));
@@ -162,6 +185,10 @@ impl EventFactory {
                 oldest_undelivered_secs: None,
                 reader_ok: Some(true),
                 network_ok: Some(true),
+                last_result_at: None,
+                clock_skew_secs: None,
+                backpressure: false,
+                quarantined: 0,
             }),
         }
     }
@@ -183,141 +210,117 @@ pub async fn post_batch(
     Ok(response.status())
 }
 
-/// The demo's per-tenant pseudonymisation key. Real tenants get theirs at enrollment.
-fn demo_tenant_key(tenant: TenantId) -> Vec<u8> {
-    format!("demo-key-{tenant}").into_bytes()
-}
-
-struct SimClinic {
-    demo: DemoClinic,
-    factory: EventFactory,
-}
-
-/// Simulates the reception desks until `stop`: about `per_minute` receptions per clinic and minute, a
-/// heartbeat per agent every 30 s, and a small bulk check now and then.
-pub async fn simulate(
-    base_url: String,
-    keys: onshi_api::DeviceKeys,
+/// What every demo clinic shares.
+struct DemoSite<'a> {
+    store: &'a Store,
     tenant: TenantId,
-    clinics: Vec<DemoClinic>,
+    base_url: String,
+    data_dir: &'a std::path::Path,
     per_minute: f64,
     backfill: usize,
     stop: CancellationToken,
-) {
-    let client = reqwest::Client::new();
-    let key = demo_tenant_key(tenant);
-    let mut sims: Vec<SimClinic> = clinics
-        .into_iter()
-        .map(|demo| SimClinic { factory: EventFactory::with_os_seed(demo.clinic.code.clone(), &key, 400), demo })
-        .collect();
-    let tick = Duration::from_secs(5);
-    let mut last_heartbeat = OffsetDateTime::UNIX_EPOCH;
-
-    // A morning's worth of history first, so the pages are not empty on first start.
-    if backfill > 0 {
-        let now = OffsetDateTime::now_utc();
-        for sim in &mut sims {
-            let mut events: Vec<AgentEvent> = (0..backfill)
-                .map(|_| {
-                    let minutes_ago = sim.factory.rng().random_range(1..180i64);
-                    sim.factory.reception(now - time::Duration::minutes(minutes_ago))
-                })
-                .collect();
-            events.sort_by_key(|e| e.occurred_at);
-            send(&client, &base_url, &keys, tenant, &sim.demo, events).await;
-        }
-    }
-
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(tick) => {}
-        }
-        let now = OffsetDateTime::now_utc();
-        let heartbeat_due = now - last_heartbeat >= time::Duration::seconds(30);
-        for sim in &mut sims {
-            let mut events = Vec::new();
-            let expected = per_minute * tick.as_secs_f64() / 60.0;
-            let mut budget = expected;
-            while budget > 0.0 {
-                if sim.factory.rng().random_bool(budget.min(1.0)) {
-                    events.push(sim.factory.reception(now));
-                }
-                budget -= 1.0;
-            }
-            if sim.factory.rng().random_bool(0.01) {
-                for _ in 0..5 {
-                    events.push(sim.factory.bulk_check(now));
-                }
-            }
-            if heartbeat_due {
-                events.push(sim.factory.heartbeat(now));
-            }
-            if !events.is_empty() {
-                send(&client, &base_url, &keys, tenant, &sim.demo, events).await;
-            }
-        }
-        if heartbeat_due {
-            last_heartbeat = now;
-        }
-    }
 }
 
-async fn send(
-    client: &reqwest::Client,
-    base_url: &str,
-    keys: &onshi_api::DeviceKeys,
-    tenant: TenantId,
-    clinic: &DemoClinic,
-    events: Vec<AgentEvent>,
-) {
-    let token = match keys.mint(tenant, clinic.clinic.id, clinic.device) {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!(error = %e, "could not mint a demo device token");
-            return;
-        }
-    };
-    match post_batch(client, base_url, &token, events).await {
-        Ok(status) if status.is_success() => {}
-        Ok(status) => tracing::warn!(%status, "demo batch refused"),
-        Err(e) => tracing::warn!(error = %e, "demo batch not delivered"),
+/// One demo clinic's terminal folder and agent.
+async fn start_clinic(
+    site: &DemoSite<'_>,
+    clinic: &Clinic,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, Box<dyn std::error::Error>> {
+    let DemoSite { store, tenant, base_url, data_dir, per_minute, backfill, stop } = site;
+    let (tenant, per_minute, backfill) = (*tenant, *per_minute, *backfill);
+    let base_url = base_url.as_str();
+    let dir = data_dir.join("clinics").join(clinic.code.as_str());
+    let terminal = dir.join("terminal");
+    let agent_dir = dir.join("agent");
+    if !onshi_agent::Credentials::path(&agent_dir).exists() {
+        let code = store
+            .tenant(TenantScope::verified(tenant))
+            .create_enrollment_code(clinic.id, time::Duration::hours(1))
+            .await?;
+        let credentials = onshi_agent::uplink::enroll(base_url, &code, "受付 資格確認端末（デモ）").await?;
+        credentials.save(&agent_dir)?;
     }
+    if backfill > 0 {
+        // The morning so far, so the pages are not empty on first start.
+        let mut generator = onshi_agent::simulate::Generator::new(clinic.code.as_str(), 400, rand::random());
+        let now = OffsetDateTime::now_utc();
+        for _ in 0..backfill {
+            let at = now - time::Duration::seconds(rand::random_range(60..10_800));
+            let (file, card) = generator.next(at);
+            onshi_agent::simulate::write_into(&terminal.join(if card { "face" } else { "res" }), &file)?;
+        }
+    }
+    let mut config = onshi_agent::AgentConfig::with(&agent_dir, vec![terminal.join("face"), terminal.join("res")])?;
+    // The demo server's port may differ from the one the agent enrolled with.
+    config.server = Some(base_url.to_owned());
+    config.rescan_secs = 5;
+    config.settle_secs = 5;
+    let agent = onshi_agent::Agent::open(config)?;
+    let agent_task = tokio::spawn(agent.run(stop.clone()));
+    let sim = tokio::spawn({
+        let stop = stop.clone();
+        let code = clinic.code.to_string();
+        async move {
+            if let Err(e) = onshi_agent::simulate::run(terminal, code, per_minute, stop).await {
+                tracing::error!(error = %e, "simulated terminal stopped");
+            }
+        }
+    });
+    Ok(vec![agent_task, sim])
 }
 
 /// Runs the whole demo until Ctrl-C.
-pub async fn run(config: onshi_config::Config, per_minute: f64) -> Result<(), StartupError> {
+pub async fn run(config: onshi_config::Config, per_minute: f64) -> Result<(), Box<dyn std::error::Error>> {
     let adapters = Adapters::connect(&config).await?;
     let (tenant, clinics, fresh) = match adapters.store.system().first_tenant().await? {
-        Some(tenant) => (tenant, load(&adapters.store, tenant).await?, false),
+        Some(tenant) => {
+            let clinics = adapters.store.tenant(TenantScope::verified(tenant)).clinics().await?;
+            (tenant, clinics, false)
+        }
         None => {
-            let (tenant, clinics) = seed(&adapters.store).await?;
-            (tenant, clinics, true)
+            let (tenant, seeded) = seed_group(&adapters.store, false).await?;
+            (tenant, seeded.into_iter().map(|s| s.clinic).collect(), true)
         }
     };
+    let store = adapters.store.clone();
     let app =
         Application::build(&config, adapters, Options { with_worker: true, demo_tenant: Some(tenant) }).await?.spawn();
+    let stop = CancellationToken::new();
+    let site = DemoSite {
+        store: &store,
+        tenant,
+        base_url: app.base_url(),
+        data_dir: &config.data_dir,
+        per_minute,
+        backfill: if fresh { 40 } else { 0 },
+        stop: stop.clone(),
+    };
+    let mut tasks = Vec::new();
+    for clinic in &clinics {
+        let started = start_clinic(&site, clinic).await;
+        match started {
+            Ok(t) => tasks.extend(t),
+            Err(e) => {
+                stop.cancel();
+                app.stop().await;
+                return Err(e);
+            }
+        }
+    }
     let url = format!("http://{}", display_addr(&config.listen, app.port));
     println!();
     println!("  Onshi Cloud demo is running (embedded mode, data in {}).", config.data_dir.display());
     println!("  Open {url} to watch three demo clinics receive patients.");
+    println!("  Each clinic has a simulated 資格確認端末 writing result files and an onshi-agent delivering them.");
     println!("  Sign-in is not required in the demo yet; it arrives with user accounts.");
     println!("  Press Ctrl-C to stop.");
     println!();
-    let stop = CancellationToken::new();
-    let sim = tokio::spawn(simulate(
-        app.base_url(),
-        app.device_keys.clone(),
-        tenant,
-        clinics,
-        per_minute,
-        if fresh { 40 } else { 0 },
-        stop.clone(),
-    ));
     crate::startup::wait_for_signal().await;
     println!("Stopping…");
     stop.cancel();
-    let _ = sim.await;
+    for task in tasks {
+        let _ = task.await;
+    }
     app.stop().await;
     Ok(())
 }

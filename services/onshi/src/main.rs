@@ -63,6 +63,16 @@ enum BenchCommand {
 
 #[derive(Subcommand)]
 enum DeviceCommand {
+    /// Create a one-time code that enrolls one agent for a clinic (`onshi-agent enroll --code …`).
+    EnrollCode {
+        #[arg(long)]
+        tenant: onshi_domain::TenantId,
+        #[arg(long)]
+        clinic: onshi_domain::ClinicId,
+        /// Hours until the code expires.
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: i64,
+    },
     /// Mint a short-lived access token for an existing device (until enrollment lands).
     Token {
         #[arg(long)]
@@ -123,6 +133,20 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
         }
         Command::Bench { which: BenchCommand::Ingest { events, batch, concurrency } } => {
             bench::ingest(config, IngestBench { events, batch, concurrency }).await?;
+        }
+        Command::Device { which: DeviceCommand::EnrollCode { tenant, clinic, ttl_hours } } => {
+            if !(1..=24 * 14).contains(&ttl_hours) {
+                return Err("--ttl-hours must be between 1 and 336".into());
+            }
+            let store = onshi_store::Store::connect(config.effective_database_url().expose_secret(), 2).await?;
+            let code = store
+                .tenant(onshi_store::TenantScope::verified(tenant))
+                .create_enrollment_code(clinic, time::Duration::hours(ttl_hours))
+                .await?;
+            println!("{code}");
+            eprintln!(
+                "one-time code for clinic {clinic}, valid {ttl_hours} h: onshi-agent enroll --server URL --code {code}"
+            );
         }
         Command::Device { which: DeviceCommand::Token { tenant, device } } => {
             let store = onshi_store::Store::connect(config.effective_database_url().expose_secret(), 2).await?;

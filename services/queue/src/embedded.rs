@@ -165,7 +165,15 @@ impl EmbeddedQueue {
 
     pub(crate) async fn dead_letter(&self, id: i64, attempts: i32, reason: &str) -> Result<(), QueueError> {
         let result = async {
-            let txn = self.inner.db.begin().await?;
+            // IMMEDIATE: this transaction reads, then writes; see onshi_store::begin_write for why.
+            let txn = self
+                .inner
+                .db
+                .begin_with_options(sea_orm::TransactionOptions {
+                    sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                    ..Default::default()
+                })
+                .await?;
             if let Some(row) = messages::Entity::find_by_id(id).one(&txn).await? {
                 dead_letters::ActiveModel {
                     id: Set(row.id),

@@ -10,6 +10,7 @@
 
 mod entities;
 mod error;
+mod secrets;
 mod system;
 mod tenant;
 
@@ -20,7 +21,7 @@ use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection};
 
 pub use error::StoreError;
-pub use system::SystemStore;
+pub use system::{Enrollment, SystemStore};
 pub use tenant::{ApplyOutcome, Clinic, Device, DeviceStatus, TenantStore, VisitRow};
 
 /// A tenant whose identity has been established by authentication (a verified token or session) or by
@@ -111,4 +112,15 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.db.execute_unprepared("SELECT 1").await.map(|_| ()).map_err(StoreError::Db)
     }
+}
+
+/// Begins a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken at the
+/// start, where the busy timeout applies, instead of on the first write, where a concurrent commit makes
+/// SQLite fail at once with "database is locked". PostgreSQL ignores the option.
+pub async fn begin_write<C: sea_orm::TransactionTrait>(db: &C) -> Result<C::Transaction, sea_orm::DbErr> {
+    db.begin_with_options(sea_orm::TransactionOptions {
+        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
 }

@@ -10,7 +10,7 @@ use onshi_domain::{
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait, TryInsertResult,
+    QueryFilter, QueryOrder, QuerySelect, TryInsertResult,
 };
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -50,6 +50,13 @@ pub struct Device {
     pub status: DeviceStatus,
     pub agent_version: Option<String>,
     pub last_seen_at: Option<OffsetDateTime>,
+    pub last_heartbeat: Option<onshi_domain::Heartbeat>,
+}
+
+impl Device {
+    pub fn health(&self, now: OffsetDateTime) -> onshi_domain::DeviceHealth {
+        onshi_domain::DeviceHealth::of(self.last_seen_at, self.last_heartbeat.as_ref(), now)
+    }
 }
 
 /// A visit as pages and exports read it. The patient pseudonym is not part of it: no page needs it.
@@ -142,6 +149,7 @@ impl<'a> TenantStore<'a> {
             agent_version: Set(None),
             last_seen_at: Set(None),
             last_heartbeat: Set(None),
+            secret_hash: Set(None),
             created_at: Set(OffsetDateTime::now_utc()),
         }
         .insert(self.db)
@@ -153,7 +161,50 @@ impl<'a> TenantStore<'a> {
             status: DeviceStatus::Active,
             agent_version: None,
             last_seen_at: None,
+            last_heartbeat: None,
         })
+    }
+
+    /// Creates a one-time code that enrolls one agent for `clinic`, valid for `ttl`. The code is returned
+    /// once; only its hash is stored.
+    pub async fn create_enrollment_code(&self, clinic: ClinicId, ttl: time::Duration) -> Result<String, StoreError> {
+        if self.clinic(clinic).await?.is_none() {
+            return Err(StoreError::NotFound { what: "clinic" });
+        }
+        let code = crate::secrets::enrollment_code();
+        let now = OffsetDateTime::now_utc();
+        crate::entities::enrollment_codes::ActiveModel {
+            code_hash: Set(crate::secrets::sha256_hex(&crate::secrets::normalise_code(&code))),
+            tenant_id: Set(self.tenant),
+            clinic_id: Set(clinic.as_uuid()),
+            expires_at: Set(now + ttl),
+            used_at: Set(None),
+            device_id: Set(None),
+            created_at: Set(now),
+        }
+        .insert(self.db)
+        .await?;
+        Ok(code)
+    }
+
+    /// The device, if `secret` is its device secret. Revoked devices are returned too (the caller refuses
+    /// them with a clear reason).
+    pub async fn device_with_secret(&self, id: DeviceId, secret: &str) -> Result<Option<Device>, StoreError> {
+        let Some(row) = devices::Entity::find_by_id(id.as_uuid())
+            .filter(devices::Column::TenantId.eq(self.tenant))
+            .one(self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let matches = row
+            .secret_hash
+            .as_deref()
+            .is_some_and(|stored| crate::secrets::constant_time_eq(stored, &crate::secrets::sha256_hex(secret)));
+        if !matches {
+            return Ok(None);
+        }
+        device_from_row(row).map(Some)
     }
 
     pub async fn device(&self, id: DeviceId) -> Result<Option<Device>, StoreError> {
@@ -217,9 +268,12 @@ impl<'a> TenantStore<'a> {
     /// stored are skipped, so a redelivered batch has no effect at all.
     pub async fn apply_batch(&self, envelope: &IngestEnvelope) -> Result<ApplyOutcome, StoreError> {
         let received_at = envelope.received_at.to_offset(time::UtcOffset::UTC);
+        // Heartbeats update the device row only: keeping every one as a raw event would grow the table
+        // by thousands of rows per device and day for nothing.
         let rows: Vec<raw_events::ActiveModel> = envelope
             .events
             .iter()
+            .filter(|event| matches!(event.payload, EventPayload::Qualification(_)))
             .map(|event| {
                 let payload = serde_json::to_value(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 Ok(raw_events::ActiveModel {
@@ -228,10 +282,7 @@ impl<'a> TenantStore<'a> {
                     event_id: Set(event.id.as_uuid()),
                     clinic_id: Set(envelope.clinic.as_uuid()),
                     batch_id: Set(envelope.batch_id),
-                    kind: Set(match event.payload {
-                        EventPayload::Qualification(_) => "qualification".to_owned(),
-                        EventPayload::Heartbeat(_) => "heartbeat".to_owned(),
-                    }),
+                    kind: Set("qualification".to_owned()),
                     occurred_at: Set(event.occurred_at.to_offset(time::UtcOffset::UTC)),
                     received_at: Set(received_at),
                     content_hash: Set(event.content_hash()),
@@ -239,8 +290,9 @@ impl<'a> TenantStore<'a> {
                 })
             })
             .collect::<Result<_, StoreError>>()?;
+        let qualification_events = rows.len();
 
-        let txn = self.db.begin().await?;
+        let txn = crate::begin_write(self.db).await?;
         let inserted = match raw_events::Entity::insert_many(rows)
             .on_conflict_do_nothing()
             .exec_with_returning_keys(&txn)
@@ -254,9 +306,9 @@ impl<'a> TenantStore<'a> {
         // Fold the batch's new confirmations per visit key first, then merge each with what is stored.
         let mut fresh: BTreeMap<String, Visit> = BTreeMap::new();
         let mut newest_heartbeat: Option<(OffsetDateTime, &onshi_domain::Heartbeat)> = None;
-        for event in envelope.events.iter().filter(|e| inserted.contains(&e.id.as_uuid())) {
+        for event in &envelope.events {
             match &event.payload {
-                EventPayload::Qualification(check) => {
+                EventPayload::Qualification(check) if inserted.contains(&event.id.as_uuid()) => {
                     if let Some(visit) = Visit::from_event(event.id, event.occurred_at, check) {
                         match fresh.get_mut(&visit.key) {
                             Some(existing) => existing.merge(&visit),
@@ -266,6 +318,7 @@ impl<'a> TenantStore<'a> {
                         }
                     }
                 }
+                EventPayload::Qualification(_) => {}
                 EventPayload::Heartbeat(h) => {
                     if newest_heartbeat.is_none_or(|(at, _)| event.occurred_at > at) {
                         newest_heartbeat = Some((event.occurred_at, h));
@@ -343,7 +396,7 @@ impl<'a> TenantStore<'a> {
         txn.commit().await?;
         Ok(ApplyOutcome {
             new_events: inserted.len(),
-            duplicate_events: envelope.events.len() - inserted.len(),
+            duplicate_events: qualification_events - inserted.len(),
             visits_touched,
         })
     }
@@ -416,6 +469,8 @@ fn device_from_row(row: devices::Model) -> Result<Device, StoreError> {
         status,
         agent_version: row.agent_version,
         last_seen_at: row.last_seen_at,
+        // A heartbeat of an older or newer shape that no longer parses is simply not shown.
+        last_heartbeat: row.last_heartbeat.and_then(|j| serde_json::from_value(j).ok()),
     })
 }
 

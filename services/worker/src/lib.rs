@@ -118,7 +118,20 @@ impl Worker {
         }
 
         let store = self.store.tenant(TenantScope::verified(envelope.tenant));
-        match store.apply_batch(&envelope).await {
+        // A lock timeout or a lost connection often passes in a moment: try again here a few times before
+        // handing the message back to the queue, where every return counts towards the delivery limit.
+        let mut result = store.apply_batch(&envelope).await;
+        for attempt in 1..=3u32 {
+            match &result {
+                Err(e) if e.is_transient() => {
+                    tracing::debug!(error = %e, attempt, "transient failure; retrying in place");
+                    tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt))).await;
+                    result = store.apply_batch(&envelope).await;
+                }
+                _ => break,
+            }
+        }
+        match result {
             Ok(outcome) => {
                 tracing::info!(
                     new = outcome.new_events,

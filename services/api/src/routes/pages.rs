@@ -21,6 +21,10 @@ pub(crate) struct VisitLine {
 
 pub(crate) struct ClinicPanel {
     pub name: String,
+    /// The clinic's agent: label, CSS class and what needs attention.
+    pub agent_label: &'static str,
+    pub agent_class: &'static str,
+    pub agent_reasons: String,
     pub code: String,
     pub today_visits: usize,
     pub today_myna: usize,
@@ -47,9 +51,27 @@ pub(crate) async fn visits(
         return Ok(actix_web::Either::Right(SigninPending));
     };
     let store = state.store.tenant(TenantScope::verified(tenant));
-    let today = jst::date_of(OffsetDateTime::now_utc());
+    let now = OffsetDateTime::now_utc();
+    let today = jst::date_of(now);
+    let devices = store.devices().await?;
     let mut panels = Vec::new();
     for clinic in store.clinics().await? {
+        // The healthiest agent of the clinic speaks for it (a spare agent that is off is not an outage).
+        let health = devices
+            .iter()
+            .filter(|d| d.clinic == clinic.id && d.status == onshi_store::DeviceStatus::Active)
+            .map(|d| d.health(now))
+            .min_by_key(|h| match h {
+                onshi_domain::DeviceHealth::Online => 0,
+                onshi_domain::DeviceHealth::Degraded(_) => 1,
+                onshi_domain::DeviceHealth::Offline => 2,
+                onshi_domain::DeviceHealth::NeverSeen => 3,
+            })
+            .unwrap_or(onshi_domain::DeviceHealth::NeverSeen);
+        let reasons = match &health {
+            onshi_domain::DeviceHealth::Degraded(r) => r.join("、"),
+            _ => String::new(),
+        };
         let todays = store.visits_on(clinic.id, today).await?;
         let myna = todays.iter().filter(|v| v.myna).count();
         let rate = if todays.is_empty() {
@@ -74,6 +96,9 @@ pub(crate) async fn visits(
             })
             .collect();
         panels.push(ClinicPanel {
+            agent_label: health.label_ja(),
+            agent_class: health.css_class(),
+            agent_reasons: reasons,
             name: clinic.name,
             code: clinic.code.to_string(),
             today_visits: todays.len(),

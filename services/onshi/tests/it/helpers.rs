@@ -92,6 +92,12 @@ pub async fn spawn_app_with(mode: Mode, tweak: impl FnOnce(&mut Config)) -> Opti
 /// (honoured in full mode; the embedded queue always has its in-process worker).
 pub async fn spawn_app_opts(mode: Mode, tweak: impl FnOnce(&mut Config), with_worker: bool) -> Option<TestApp> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
     let data_dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config::embedded(data_dir.path()).expect("default config");
     config.listen = "127.0.0.1:0".to_owned();

@@ -177,14 +177,19 @@ both_modes!(
     }
 );
 
-both_modes!(bulk_checks_and_heartbeats_are_stored_but_make_no_visit, |app| {
+both_modes!(bulk_checks_are_stored_but_make_no_visit_and_heartbeats_update_the_device, |app| {
     let mut f = app.factory(0, 10);
     let now = time::OffsetDateTime::now_utc();
     let events = vec![f.bulk_check(now), f.bulk_check(now), f.heartbeat(now)];
     assert_eq!(app.post_events(0, &events).await.status(), 202);
-    eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 3 }).await;
+    eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 2 }).await;
+    eventually(WAIT, "heartbeat applied", || async {
+        app.store().device(app.clinics[0].device).await.unwrap().unwrap().last_heartbeat.is_some()
+    })
+    .await;
     assert_eq!(app.store().visit_count().await.unwrap(), 0);
     let device = app.store().device(app.clinics[0].device).await.unwrap().unwrap();
     assert!(device.last_seen_at.is_some());
-    assert!(device.agent_version.unwrap().starts_with("sim-"));
+    assert!(device.agent_version.as_deref().unwrap().starts_with("sim-"));
+    assert_eq!(device.health(time::OffsetDateTime::now_utc()), onshi_domain::DeviceHealth::Online);
 });

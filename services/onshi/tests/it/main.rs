@@ -6,9 +6,11 @@
 //! note, unless `ONSHI_TEST_REQUIRE_FULL=1`, which CI sets, turns a missing service into a failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod faults;
 mod helpers;
 
 mod adapters;
+mod agent;
 mod durability;
 mod ingest;
 mod pages;

@@ -12,6 +12,7 @@ pub struct Model {
     pub agent_version: Option<String>,
     pub last_seen_at: Option<TimeDateTimeWithTimeZone>,
     pub last_heartbeat: Option<Json>,
+    pub secret_hash: Option<String>,
     pub created_at: TimeDateTimeWithTimeZone,
 }
 

@@ -3,6 +3,7 @@
 
 pub(crate) mod clinics;
 pub(crate) mod devices;
+pub(crate) mod enrollment_codes;
 pub(crate) mod raw_events;
 pub(crate) mod tenants;
 pub(crate) mod visits;

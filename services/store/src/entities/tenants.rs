@@ -7,6 +7,8 @@ pub struct Model {
     pub id: Uuid,
     pub name: String,
     pub created_at: TimeDateTimeWithTimeZone,
+    /// Hex of the 32-byte key agents pseudonymise insurance identifiers with.
+    pub pseudonym_key: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

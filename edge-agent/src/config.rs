@@ -1,0 +1,105 @@
+//! The agent's configuration, loaded once: compiled-in defaults (`agent.default.toml`, every key commented)
+//! < a TOML file < `ONSHI_AGENT_*` environment variables, then validated.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+pub const DEFAULTS_TOML: &str = include_str!("../agent.default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration could not be read: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AgentConfig {
+    pub data_dir: PathBuf,
+    pub watch: Vec<PathBuf>,
+    pub rescan_secs: u64,
+    pub stable_ms: u64,
+    pub settle_secs: u64,
+    pub max_outbox_bytes: u64,
+    pub batch_size: usize,
+    pub heartbeat_secs: u64,
+    pub reader_probe: Option<String>,
+    pub network_probes: Vec<String>,
+    pub server: Option<String>,
+    pub log_level: String,
+}
+
+impl AgentConfig {
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("ONSHI_AGENT_CONFIG").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("agent.toml"));
+        Self::from_figment(
+            Figment::from(Toml::string(DEFAULTS_TOML))
+                .merge(Toml::file(file))
+                .merge(Env::prefixed("ONSHI_AGENT_").filter(|k| k.as_str() != "config")),
+        )
+    }
+
+    /// Defaults with the given data folder and watched folders (tests, the demo).
+    pub fn with(data_dir: impl Into<PathBuf>, watch: Vec<PathBuf>) -> Result<Self, ConfigError> {
+        let mut config = Self::from_figment(Figment::from(Toml::string(DEFAULTS_TOML)))?;
+        config.data_dir = data_dir.into();
+        config.watch = watch;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Self = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| Err(ConfigError::Invalid { key, reason: reason.to_owned() });
+        if self.rescan_secs == 0 || self.rescan_secs > 3600 {
+            return invalid("rescan_secs", "must be between 1 and 3600");
+        }
+        if self.stable_ms == 0 || self.stable_ms > 60_000 {
+            return invalid("stable_ms", "must be between 1 and 60000");
+        }
+        if self.batch_size == 0 || self.batch_size > onshi_domain::event::MAX_BATCH_EVENTS {
+            return invalid("batch_size", "must be between 1 and 1000");
+        }
+        if self.heartbeat_secs == 0 || self.heartbeat_secs > 3600 {
+            return invalid("heartbeat_secs", "must be between 1 and 3600");
+        }
+        if self.max_outbox_bytes < 64 * 1024 {
+            return invalid("max_outbox_bytes", "must be at least 65536");
+        }
+        for probe in self.reader_probe.iter().chain(&self.network_probes) {
+            if !(probe.starts_with("tcp://") || probe.starts_with("http://") || probe.starts_with("https://")) {
+                return invalid("network_probes", "probes start with tcp://, http:// or https://");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn rescan(&self) -> Duration {
+        Duration::from_secs(self.rescan_secs)
+    }
+
+    pub fn stable(&self) -> Duration {
+        Duration::from_millis(self.stable_ms)
+    }
+
+    pub fn outbox_path(&self) -> PathBuf {
+        self.data_dir.join("outbox.db")
+    }
+
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.data_dir.join("quarantine")
+    }
+}
