@@ -138,44 +138,57 @@ impl Agent {
                 }
                 Err(_) => continue,
             };
+            // New files are read in chunks: every file of a chunk is read, then after one `stable_ms` pause
+            // read again, so a backlog costs one pause per chunk rather than one per file.
+            let mut fresh = Vec::new();
             for candidate in candidates {
-                if stop.is_cancelled() {
+                match self.outbox.known_path(&candidate.path.display().to_string(), candidate.size, candidate.modified)
+                {
+                    Ok(Some(_)) => {}
+                    Ok(None) => fresh.push(candidate),
+                    Err(e) => tracing::warn!(file = %candidate.name, error = %e, "cannot check the file"),
+                }
+            }
+            for chunk in fresh.chunks(READ_CHUNK) {
+                if stop.is_cancelled() || !self.room() {
                     return;
                 }
-                match self.outbox.has_room() {
-                    Ok(true) => {
-                        if self.state.backpressure.swap(false, Ordering::Relaxed) {
-                            tracing::info!("outbox has room again; reading files");
-                        }
-                    }
-                    Ok(false) | Err(_) => {
-                        if !self.state.backpressure.swap(true, Ordering::Relaxed) {
-                            tracing::warn!("outbox full: not reading new files until deliveries free space");
-                        }
+                let first = read_all(chunk).await;
+                tokio::time::sleep(self.config.stable()).await;
+                let second = read_all(chunk).await;
+                for ((candidate, a), b) in chunk.iter().zip(first).zip(second) {
+                    if !self.room() {
                         return;
                     }
-                }
-                if let Err(e) = self.consider(&candidate).await {
-                    // The file stays unprocessed and is retried on the next scan.
-                    tracing::warn!(file = %candidate.name, error = %e, "could not record the file");
+                    // Unreadable, or changed between the two reads: still being written; next scan.
+                    let (Some(a), Some(b)) = (a, b) else { continue };
+                    if a != b {
+                        continue;
+                    }
+                    if let Err(e) = self.consider(candidate, a).await {
+                        // The file stays unprocessed and is retried on the next scan.
+                        tracing::warn!(file = %candidate.name, error = %e, "could not record the file");
+                    }
                 }
             }
         }
     }
 
-    async fn consider(&self, c: &Candidate) -> Result<(), OutboxError> {
-        let path = c.path.display().to_string();
-        if self.outbox.known_path(&path, c.size, c.modified)?.is_some() {
-            return Ok(());
-        }
-        let bytes = match source::read_stable(&c.path, self.config.stable(), MAX_FILE_BYTES).await {
-            Ok(Some(b)) => b,
-            Ok(None) => return Ok(()), // still changing
-            Err(e) => {
-                tracing::debug!(file = %c.name, error = %e, "file not readable yet");
-                return Ok(());
+    /// Whether the outbox has room, keeping the backpressure flag (and its log lines) in step.
+    fn room(&self) -> bool {
+        let room = self.outbox.has_room().unwrap_or(false);
+        if room {
+            if self.state.backpressure.swap(false, Ordering::Relaxed) {
+                tracing::info!("outbox has room again; reading files");
             }
-        };
+        } else if !self.state.backpressure.swap(true, Ordering::Relaxed) {
+            tracing::warn!("outbox full: not reading new files until deliveries free space");
+        }
+        room
+    }
+
+    async fn consider(&self, c: &Candidate, bytes: Vec<u8>) -> Result<(), OutboxError> {
+        let path = c.path.display().to_string();
         let hash = hex::encode(Sha256::digest(&bytes));
         if self.outbox.is_processed(&hash)? {
             self.outbox.remember_path(&path, c.size, c.modified, &hash)?;
@@ -241,7 +254,8 @@ impl Agent {
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = self.events_ready.notified() => {}
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    // Commits wake this loop; the timer only covers a missed wake-up.
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
                 }
                 continue;
             }
@@ -329,6 +343,17 @@ impl Agent {
             }
         }
     }
+}
+
+/// Files read per stability pause.
+const READ_CHUNK: usize = 64;
+
+async fn read_all(chunk: &[Candidate]) -> Vec<Option<Vec<u8>>> {
+    let mut out = Vec::with_capacity(chunk.len());
+    for c in chunk {
+        out.push(source::read_limited(&c.path, MAX_FILE_BYTES).await.ok());
+    }
+    out
 }
 
 /// Copies a file the agent cannot read into its own quarantine folder with a reason file. The terminal's

@@ -57,6 +57,20 @@ enum Command {
     },
     /// Show the outbox and enrollment state.
     Status,
+    /// Print benchmark figures (not a test).
+    Bench {
+        #[command(subcommand)]
+        which: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Parse rate: generated result files (one in ten Shift_JIS) parsed in memory.
+    Parse {
+        #[arg(long, default_value_t = 5000)]
+        files: usize,
+    },
 }
 
 fn init_logging(level: &str) {
@@ -170,6 +184,38 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             });
             let written = onshi_agent::simulate::run(out, clinic, rate, stop).await.map_err(|e| e.to_string())?;
             println!("wrote {written} files");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { which: BenchCommand::Parse { files } } => {
+            let mut generator = onshi_agent::simulate::Generator::new("1311234560", 500, 42);
+            let now = time::OffsetDateTime::now_utc();
+            let inputs: Vec<_> =
+                (0..files.max(1)).map(|i| generator.next(now - time::Duration::seconds(i as i64)).0).collect();
+            let bytes: usize = inputs.iter().map(|f| f.bytes.len()).sum();
+            let ctx = ParseContext {
+                clinic: MedicalInstitutionCode::parse("1311234560").ok(),
+                pseudonym_key: b"bench".to_vec(),
+            };
+            let mut rates = Vec::new();
+            for _ in 0..5 {
+                let started = std::time::Instant::now();
+                let mut events = 0;
+                for f in &inputs {
+                    events += parse_file(&f.name, &f.bytes, &ctx).map(|p| p.events.len()).unwrap_or(0);
+                }
+                rates.push(inputs.len() as f64 / started.elapsed().as_secs_f64());
+                std::hint::black_box(events);
+            }
+            rates.sort_by(f64::total_cmp);
+            println!(
+                "parse: {} files ({} KiB, avg {} bytes), median of 5 runs: {:.0} files/s (min {:.0}, max {:.0})",
+                inputs.len(),
+                bytes / 1024,
+                bytes / inputs.len(),
+                rates[2],
+                rates[0],
+                rates[4]
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Status => {

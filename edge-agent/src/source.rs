@@ -3,7 +3,6 @@
 //! for reading only; on Windows the standard library opens them with full sharing.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use crate::oqs::FileKind;
 
@@ -46,17 +45,10 @@ pub fn list(folder: &Path) -> std::io::Result<Vec<Candidate>> {
     Ok(out)
 }
 
-/// Reads a file twice, `delay` apart; returns its bytes only if both reads agree (the writer is done).
-/// Files larger than the parser's limit are returned as their first bytes so the parser can refuse them
-/// by size without the agent holding them in memory.
-pub async fn read_stable(path: &Path, delay: Duration, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
-    let first = read_limited(path, limit).await?;
-    tokio::time::sleep(delay).await;
-    let second = read_limited(path, limit).await?;
-    Ok((first == second).then_some(first))
-}
-
-async fn read_limited(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+/// Reads at most `limit + 1` bytes: a file larger than the parser's limit comes back just over it, so the
+/// parser refuses it by size without the agent holding it in memory. Callers read twice, a pause apart,
+/// and use the bytes only when both reads agree (the writer is done).
+pub async fn read_limited(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
     use tokio::io::AsyncReadExt;
     let file = tokio::fs::File::open(path).await?;
     let mut bytes = Vec::new();

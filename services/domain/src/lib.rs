@@ -22,3 +22,8 @@ pub use health::{DeviceHealth, HEARTBEAT_INTERVAL_SECS, OFFLINE_AFTER_SECS};
 pub use ids::{ClinicId, DeviceId, EventId, IdError, TenantId};
 pub use ingest::{ENVELOPE_VERSION, IngestEnvelope};
 pub use visit::Visit;
+
+/// Types from dependencies that appear in this crate's API, for crates that need no direct dependency.
+pub mod reexports {
+    pub use time::OffsetDateTime;
+}

@@ -9,7 +9,7 @@ use onshi_config::Config;
 use onshi_store::TenantScope;
 use time::OffsetDateTime;
 
-use crate::demo::{EventFactory, post_batch, seed};
+use crate::demo::{EventFactory, post_batch, seed, seed_group};
 use crate::startup::{Adapters, Application, Options, StartupError};
 
 pub struct IngestBench {
@@ -99,4 +99,165 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Startu
     );
     app.stop().await;
     Ok(())
+}
+
+/// Starts the cloud with the configured adapters and enrolls an agent data folder for the first clinic.
+async fn cloud_with_agent(
+    mut config: Config,
+) -> Result<
+    (crate::startup::RunningApp, onshi_domain::TenantId, tempfile::TempDir, onshi_agent::Credentials),
+    Box<dyn std::error::Error>,
+> {
+    config.listen = "127.0.0.1:0".to_owned();
+    config.ingest_batches_per_device_per_sec = u32::MAX;
+    let adapters = Adapters::connect(&config).await?;
+    let (tenant, clinics) = seed_group(&adapters.store, false).await?;
+    let code = adapters
+        .store
+        .tenant(TenantScope::verified(tenant))
+        .create_enrollment_code(clinics[0].clinic.id, time::Duration::hours(1))
+        .await?;
+    let app = Application::build(&config, adapters, Options { with_worker: true, demo_tenant: None }).await?.spawn();
+    let dir = tempfile::Builder::new().prefix("onshi-bench-agent").tempdir()?;
+    let credentials = onshi_agent::uplink::enroll(&app.base_url(), &code, "bench").await?;
+    credentials.save(&dir.path().join("agent"))?;
+    Ok((app, tenant, dir, credentials))
+}
+
+/// `onshi bench drain`: fills an agent's outbox as an outage would, then lets it deliver.
+pub async fn drain(config: Config, events: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let (app, tenant, dir, credentials) = cloud_with_agent(config).await?;
+    let agent_config = onshi_agent::AgentConfig::with(dir.path().join("agent"), vec![dir.path().join("terminal")])?;
+    {
+        let outbox = onshi_agent::outbox::Outbox::open(&agent_config.outbox_path(), u64::MAX)?;
+        let mut factory =
+            EventFactory::new(credentials.institution_code.clone(), &credentials.pseudonym_key_bytes(), 5000, 7);
+        let now = OffsetDateTime::now_utc();
+        let mut filled = 0;
+        let mut file = 0;
+        while filled < events {
+            let n = 1000.min(events - filled);
+            let batch: Vec<_> = (0..n)
+                .map(|i| factory.reception(now - time::Duration::seconds(((filled + i) % 36_000) as i64)))
+                .collect();
+            outbox.commit_file(&format!("bench-{file}"), "bench", 0, &batch)?;
+            filled += n;
+            file += 1;
+        }
+        println!(
+            "drain: outbox holds {} events ({} KiB of JSON); batch size {}",
+            outbox.depth()?,
+            outbox.buffered_bytes() / 1024,
+            agent_config.batch_size
+        );
+    }
+    let agent = onshi_agent::Agent::open(agent_config)?;
+    let outbox = agent.outbox();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let started = Instant::now();
+    let task = tokio::spawn(agent.run(stop.clone()));
+    let scoped = app.adapters.store.tenant(TenantScope::verified(tenant));
+    let mut delivered_at = None;
+    loop {
+        if delivered_at.is_none() && outbox.depth()? == 0 {
+            delivered_at = Some(started.elapsed());
+        }
+        if scoped.raw_event_count().await? as usize >= events {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let applied = started.elapsed();
+    stop.cancel();
+    let _ = task.await;
+    let delivered = delivered_at.unwrap_or(applied);
+    println!(
+        "drain: {events} events accepted by the cloud (outbox empty) in {:.1} s = {:.0} events/s; applied in {:.1} s = {:.0} events/s",
+        delivered.as_secs_f64(),
+        events as f64 / delivered.as_secs_f64(),
+        applied.as_secs_f64(),
+        events as f64 / applied.as_secs_f64()
+    );
+    app.stop().await;
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn proc_status(pid: u32) -> Option<(u64, u64)> {
+    // (VmRSS KiB, utime+stime clock ticks)
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((rss, ticks))
+}
+
+/// `onshi bench agent-footprint`: runs the real `onshi-agent` binary (next to this one) against an
+/// in-process cloud and reads its memory and CPU from /proc.
+#[cfg(target_os = "linux")]
+pub async fn agent_footprint(config: Config, files: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let bin = std::env::current_exe()?.with_file_name("onshi-agent");
+    if !bin.exists() {
+        return Err(format!("{} not found: build the workspace first", bin.display()).into());
+    }
+    let (app, tenant, dir, credentials) = cloud_with_agent(config).await?;
+    let terminal = dir.path().join("terminal");
+    for sub in ["face", "res"] {
+        std::fs::create_dir_all(terminal.join(sub))?;
+    }
+    let toml = format!(
+        "data_dir = {:?}\nwatch = [{:?}, {:?}]\nlog_level = \"warn\"\n",
+        dir.path().join("agent").display().to_string(),
+        terminal.join("face").display().to_string(),
+        terminal.join("res").display().to_string()
+    );
+    std::fs::write(dir.path().join("agent.toml"), toml)?;
+    let mut child = tokio::process::Command::new(&bin)
+        .args(["run", "--config"])
+        .arg(dir.path().join("agent.toml"))
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().ok_or("agent did not start")?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (_, t0) = proc_status(pid).ok_or("cannot read /proc")?;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let (rss_idle, t1) = proc_status(pid).ok_or("cannot read /proc")?;
+    let ticks_per_sec = 100.0; // USER_HZ on Linux
+    let idle_cpu = (t1 - t0) as f64 / ticks_per_sec / 30.0 * 100.0;
+    println!("agent idle: RSS {:.1} MiB, CPU {:.2}% of one core over 30 s", rss_idle as f64 / 1024.0, idle_cpu);
+
+    let mut generator = onshi_agent::simulate::Generator::new(credentials.institution_code.as_str(), 500, 9);
+    let started = Instant::now();
+    let mut peak = rss_idle;
+    for i in 0..files {
+        let (file, card) = generator.next(OffsetDateTime::now_utc() - time::Duration::seconds((files - i) as i64));
+        onshi_agent::simulate::write_into(&terminal.join(if card { "face" } else { "res" }), &file)?;
+        if i % 50 == 0
+            && let Some((rss, _)) = proc_status(pid)
+        {
+            peak = peak.max(rss);
+        }
+    }
+    let scoped = app.adapters.store.tenant(TenantScope::verified(tenant));
+    while (scoped.raw_event_count().await? as usize) < files {
+        if let Some((rss, _)) = proc_status(pid) {
+            peak = peak.max(rss);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "agent under load: {files} files read and delivered in {:.1} s; peak RSS {:.1} MiB",
+        started.elapsed().as_secs_f64(),
+        peak as f64 / 1024.0
+    );
+    child.start_kill()?;
+    let _ = child.wait().await;
+    app.stop().await;
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+pub async fn agent_footprint(_config: Config, _files: usize) -> Result<(), Box<dyn std::error::Error>> {
+    Err("agent-footprint reads /proc and runs on Linux only".into())
 }

@@ -41,6 +41,11 @@ enum Command {
         #[command(subcommand)]
         which: BenchCommand,
     },
+    /// The reception-addon rules engine (see docs/rules.md).
+    Rules {
+        #[command(subcommand)]
+        which: RulesCommand,
+    },
     /// Device administration.
     Device {
         #[command(subcommand)]
@@ -49,7 +54,31 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum RulesCommand {
+    /// Evaluate visits (JSON from FILE, or stdin) and print one decision per visit as JSON.
+    Eval {
+        file: Option<PathBuf>,
+        /// A rules file to use instead of the built-in one (a new revision is a data change).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+    /// Validate a rules file and print a summary.
+    Check { file: PathBuf },
+}
+
+#[derive(Subcommand)]
 enum BenchCommand {
+    /// An agent's outbox holding N events after an outage: time until the cloud has applied them all.
+    Drain {
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+    },
+    /// The agent binary's memory and CPU at idle and while reading files (Linux).
+    AgentFootprint {
+        /// Result files written while measuring "under load".
+        #[arg(long, default_value_t = 2000)]
+        files: usize,
+    },
     /// End-to-end ingest: HTTP 202 rate and applied rate.
     Ingest {
         #[arg(long, default_value_t = 20_000)]
@@ -115,8 +144,57 @@ async fn main() -> ExitCode {
     }
 }
 
+fn load_rules(file: Option<&std::path::Path>) -> Result<onshi_rules::RuleSet, String> {
+    match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            onshi_rules::RuleSet::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
+        }
+        None => onshi_rules::RuleSet::builtin().map_err(|e| format!("built-in rules: {e}")),
+    }
+}
+
+/// `onshi rules …`: runs without configuration or services, for integrations and billing staff.
+fn rules_command(which: RulesCommand) -> ExitCode {
+    let result = match which {
+        RulesCommand::Eval { file, rules } => (|| {
+            let rules = load_rules(rules.as_deref())?;
+            let input = match &file {
+                Some(path) => std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?,
+                None => {
+                    let mut buf = Vec::new();
+                    std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).map_err(|e| format!("stdin: {e}"))?;
+                    buf
+                }
+            };
+            let input = onshi_rules::EvalInput::from_json(&input).map_err(|e| e.to_string())?;
+            let decisions = onshi_rules::evaluate(&rules, &input);
+            let json = serde_json::to_string_pretty(&decisions).map_err(|e| e.to_string())?;
+            println!("{json}");
+            Ok(())
+        })(),
+        RulesCommand::Check { file } => load_rules(Some(&file)).map(|set| {
+            let unverified = set.rules.iter().filter(|r| !r.verified).count();
+            println!("{}: {} rules, {unverified} marked unverified", file.display(), set.rules.len());
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("onshi rules: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error::Error>> {
     match command {
+        Command::Rules { which } => {
+            let code = rules_command(which);
+            if code != ExitCode::SUCCESS {
+                std::process::exit(2);
+            }
+        }
         Command::Demo { rate, .. } => onshi::demo::run(config, rate).await?,
         Command::Serve => {
             let adapters = Adapters::connect(&config).await?;
@@ -130,6 +208,10 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             let pending = store.pending_migrations().await?;
             store.migrate().await?;
             println!("applied {pending} migration(s)");
+        }
+        Command::Bench { which: BenchCommand::Drain { events } } => bench::drain(config, events).await?,
+        Command::Bench { which: BenchCommand::AgentFootprint { files } } => {
+            bench::agent_footprint(config, files).await?
         }
         Command::Bench { which: BenchCommand::Ingest { events, batch, concurrency } } => {
             bench::ingest(config, IngestBench { events, batch, concurrency }).await?;

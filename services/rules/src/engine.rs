@@ -1,0 +1,254 @@
+//! Evaluation. Visits are processed per clinic and patient in date order (初診 before 再診 on the same
+//! day, then by id), whatever the input order, so the result depends only on the set of visits.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use time::Date;
+
+use crate::input::{Clinic, EvalInput, Standard, Visit, YearMonth};
+use crate::rules::{Condition, Rule, RuleSet};
+
+/// An addon claimable for a visit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Granted {
+    pub name: String,
+    pub points: u32,
+    pub code: Option<String>,
+    pub rule: String,
+    pub source: String,
+    /// False when the rule (or its code) could not be confirmed against official sources.
+    pub verified: bool,
+}
+
+/// The decision for one visit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub visit: String,
+    pub addons: Vec<Granted>,
+    pub reason: String,
+}
+
+enum Outcome {
+    Pass(String),
+    Fail(String),
+}
+
+fn pct(rate: f64) -> String {
+    format!("{:.1}%", rate * 100.0)
+}
+
+fn condition_text(c: Condition, v: &Visit) -> Result<String, String> {
+    let via_myna = v.myna && v.info_obtained;
+    match c {
+        Condition::Always => Ok(String::new()),
+        Condition::InfoViaMyna if via_myna => Ok("マイナ保険証によりオンライン資格確認で診療情報を取得".into()),
+        Condition::InfoViaMyna => Err("マイナ保険証による診療情報の取得がない".into()),
+        Condition::NotInfoViaMyna if !via_myna => Ok("マイナ保険証による診療情報の取得なし".into()),
+        Condition::NotInfoViaMyna => Err("マイナ保険証で診療情報を取得している（低い区分が該当）".into()),
+        Condition::InfoObtained if v.info_obtained => Ok("オンライン資格確認等で診療情報を取得".into()),
+        Condition::InfoObtained => Err("診療情報の取得がない".into()),
+        Condition::NotInfoObtained if !v.info_obtained => Ok("診療情報の取得なし".into()),
+        Condition::NotInfoObtained => Err("診療情報を取得している（低い区分が該当）".into()),
+    }
+}
+
+fn check(rule: &Rule, clinic: &Clinic, v: &Visit) -> Outcome {
+    let met = clinic.standards_on(v.date);
+    let missing: Vec<&str> = rule.requires.iter().filter(|s| !met.contains(s)).map(|s| s.label()).collect();
+    if !missing.is_empty() {
+        return Outcome::Fail(format!("施設基準（{}）を満たしていない", missing.join("、")));
+    }
+    if !rule.requires_any.is_empty() && !rule.requires_any.iter().any(|s| met.contains(s)) {
+        let any: Vec<&str> = rule.requires_any.iter().map(|s| s.label()).collect();
+        return Outcome::Fail(format!("（{}）のいずれも満たしていない", any.join("、")));
+    }
+    let mut why = match condition_text(rule.condition, v) {
+        Ok(text) => text,
+        Err(text) => return Outcome::Fail(text),
+    };
+    if let Some(usage) = &rule.usage {
+        let month = YearMonth::of(v.date);
+        let months: Vec<YearMonth> = usage
+            .window
+            .iter()
+            .map(|offset| month.plus(*offset))
+            .filter(|m| usage.earliest.is_none_or(|e| *m >= e))
+            .collect();
+        let known: Vec<(YearMonth, f64)> =
+            months.iter().filter_map(|m| clinic.usage_rates.get(m).map(|r| (*m, *r))).collect();
+        let missing: Vec<String> =
+            months.iter().filter(|m| !clinic.usage_rates.contains_key(m)).map(|m| m.to_string()).collect();
+        let Some((best_month, best)) = known.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)) else {
+            return Outcome::Fail(format!("マイナ保険証利用率（{}）が未入力のため判定できない", missing.join("・")));
+        };
+        let pediatric = met.contains(&Standard::PediatricSpecial);
+        let min = match (pediatric, usage.min_pediatric) {
+            (true, Some(p)) => p,
+            _ => usage.min,
+        };
+        if best < min {
+            let mut text =
+                format!("マイナ保険証利用率 {}（{best_month}、対象月で最高）が基準{}未満", pct(best), pct(min));
+            if !missing.is_empty() {
+                text.push_str(&format!("。未入力の月（{}）の利用率が基準以上なら算定可", missing.join("・")));
+            }
+            return Outcome::Fail(text);
+        }
+        let usage_text = format!(
+            "マイナ保険証利用率 {}（{best_month}）が基準{}{}以上",
+            pct(best),
+            if pediatric && usage.min_pediatric.is_some() { "（小児科特例）" } else { "" },
+            pct(min)
+        );
+        why = if why.is_empty() { usage_text } else { format!("{why}、{usage_text}") };
+    }
+    Outcome::Pass(if why.is_empty() {
+        "施設基準を満たす".into()
+    } else {
+        format!("施設基準を満たし、{why}")
+    })
+}
+
+/// (clinic index, patient, limit group): whose claims a frequency limit counts.
+type ClaimKey<'a> = (usize, &'a str, &'a str);
+
+/// Evaluates every visit; the result is in input order.
+pub fn evaluate(rules: &RuleSet, input: &EvalInput) -> Vec<Decision> {
+    let mut order: Vec<usize> = (0..input.visits.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (x, y) = (&input.visits[a], &input.visits[b]);
+        (x.clinic, &x.patient, x.date, x.kind, &x.id).cmp(&(y.clinic, &y.patient, y.date, y.kind, &y.id))
+    });
+    let mut claims: HashMap<ClaimKey<'_>, Vec<(Date, String)>> = HashMap::new();
+    let mut decisions: Vec<Option<Decision>> = vec![None; input.visits.len()];
+    for i in order {
+        let v = &input.visits[i];
+        let clinic = &input.clinics[v.clinic];
+        let mut families: BTreeMap<usize, (&str, Vec<&Rule>)> = BTreeMap::new();
+        for (position, rule) in rules.rules.iter().enumerate() {
+            if rule.applies_to(clinic.kind, v.date, v.kind) {
+                let first = rules.rules.iter().position(|r| r.family == rule.family).unwrap_or(position);
+                families.entry(first).or_insert((rule.family.as_str(), Vec::new())).1.push(rule);
+            }
+        }
+        let mut addons = Vec::new();
+        let mut reasons = Vec::new();
+        if families.is_empty() {
+            reasons.push(format!("{}・{}・{}に該当する加算はありません", v.date, clinic.kind.label(), v.kind.label()));
+        }
+        for (_, (_, candidates)) in families {
+            let mut best: Option<(&Rule, String)> = None;
+            let mut fail: Option<(&Rule, String)> = None;
+            for rule in &candidates {
+                match check(rule, clinic, v) {
+                    Outcome::Pass(why) => {
+                        if best.as_ref().is_none_or(|(b, _)| rule.points > b.points) {
+                            best = Some((rule, why));
+                        }
+                    }
+                    // The lowest-point rule's failure explains best why nothing applies.
+                    Outcome::Fail(why) => {
+                        if fail.as_ref().is_none_or(|(f, _)| rule.points <= f.points) {
+                            fail = Some((rule, why));
+                        }
+                    }
+                }
+            }
+            match best {
+                Some((rule, why)) => {
+                    let key = (v.clinic, v.patient.as_str(), rule.limit_group.as_str());
+                    let month = YearMonth::of(v.date);
+                    let earlier = claims.get(&key).and_then(|c| {
+                        c.iter().rev().find(|(d, _)| month.since(YearMonth::of(*d)) < i32::from(rule.every_months))
+                    });
+                    if let Some((date, name)) = earlier {
+                        reasons.push(format!(
+                            "{}: {date}に{name}を算定済みのため算定不可（{}）【{}】",
+                            rule.name,
+                            rule.frequency_label(),
+                            rule.id
+                        ));
+                        continue;
+                    }
+                    claims.entry(key).or_default().push((v.date, rule.name.clone()));
+                    let mut line = format!(
+                        "{}（{}点）を算定: {}（{}）【{}】",
+                        rule.name,
+                        rule.points,
+                        why,
+                        rule.frequency_label(),
+                        rule.id
+                    );
+                    if !rule.verified {
+                        line.push_str(&format!(
+                            "※未確認ルール: {}",
+                            rule.note.as_deref().unwrap_or("出典の確認が必要")
+                        ));
+                    }
+                    reasons.push(line);
+                    addons.push(Granted {
+                        name: rule.name.clone(),
+                        points: rule.points,
+                        code: rule.code.clone(),
+                        rule: rule.id.clone(),
+                        source: rule.source.clone(),
+                        verified: rule.verified && rule.code_verified,
+                    });
+                }
+                None => {
+                    if let Some((rule, why)) = fail {
+                        reasons.push(format!(
+                            "{}: 算定不可 — {}【{}】",
+                            rule.name.trim_end_matches(char::is_numeric),
+                            why,
+                            rule.id
+                        ));
+                    }
+                }
+            }
+        }
+        decisions[i] = Some(Decision { visit: v.id.clone(), addons, reason: reasons.join("。") });
+    }
+    decisions.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    #[test]
+    fn decisions_do_not_depend_on_the_order_visits_arrive_in() {
+        let rules = RuleSet::builtin().unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut visits = Vec::new();
+        for i in 0..300 {
+            let day = time::Date::from_calendar_date(2024, time::Month::June, 1).unwrap()
+                + time::Duration::days(rng.random_range(0..800));
+            visits.push(serde_json::json!({
+                "id": format!("v{i}"), "clinic": "c1", "patient": format!("p{}", rng.random_range(0..15)),
+                "date": day.to_string(), "kind": if rng.random_bool(0.3) { "初診" } else { "再診" },
+                "myna": rng.random_bool(0.5), "info_obtained": rng.random_bool(0.5)
+            }));
+        }
+        let clinic = serde_json::json!({"id": "c1", "facility_kind": "医科",
+            "standards": [{"from": "2022-01-01", "online_claims": true, "oqs": true, "notices": true, "e_prescription": true}],
+            "usage_rates": {"2024-07": 0.2, "2024-10": 0.35, "2025-01": 0.5, "2025-07": 0.62, "2025-12": 0.72, "2026-01": 0.4}});
+        let decide = |visits: &[serde_json::Value]| {
+            let input = serde_json::json!({"clinics": [clinic.clone()], "visits": visits});
+            let input = EvalInput::from_json(input.to_string().as_bytes()).unwrap();
+            let mut d = evaluate(&rules, &input);
+            d.sort_by(|a, b| a.visit.cmp(&b.visit));
+            d
+        };
+        let expected = decide(&visits);
+        assert!(expected.iter().any(|d| !d.addons.is_empty()));
+        for _ in 0..20 {
+            visits.shuffle(&mut rng);
+            assert_eq!(decide(&visits), expected);
+        }
+    }
+}
