@@ -182,9 +182,26 @@ both_modes!(a_slow_writer_is_not_read_early_and_bad_files_are_quarantined, |app|
         .collect();
     assert!(reasons.contains("encoding"), "{reasons}");
     assert!(reasons.contains("not the clinic this agent is enrolled for"), "{reasons}");
+    // A 100 MB file (sparse, so the test stays cheap) is refused by size after reading just over the
+    // 16 MiB limit, never held whole in memory.
+    let huge = agent.folder("res").join("OQSsiquc01res_huge.xml");
+    let f = std::fs::File::create(&huge).unwrap();
+    f.set_len(100 * 1024 * 1024).unwrap();
+    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600)).unwrap();
+    drop(f);
+    running.scan_once(&stop).await;
+    assert_eq!(running.state.quarantined.load(Ordering::Relaxed), 3);
+    let reason = std::fs::read_dir(agent.config.quarantine_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("huge") && p.to_string_lossy().ends_with(".reason.txt"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .unwrap();
+    assert!(reason.contains("over the"), "{reason}");
+    std::fs::remove_file(&huge).unwrap();
     // Quarantined once, not again on the next scan; the originals are still in place.
     running.scan_once(&stop).await;
-    assert_eq!(running.state.quarantined.load(Ordering::Relaxed), 2);
+    assert_eq!(running.state.quarantined.load(Ordering::Relaxed), 3);
     assert!(agent.folder("res").join("OQSsiquc01res_bad1.xml").exists());
     assert_eq!(running.outbox().depth().unwrap(), 1);
     let _ = FileEncoding::Utf8;
