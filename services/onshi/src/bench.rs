@@ -261,3 +261,70 @@ pub async fn agent_footprint(config: Config, files: usize) -> Result<(), Box<dyn
 pub async fn agent_footprint(_config: Config, _files: usize) -> Result<(), Box<dyn std::error::Error>> {
     Err("agent-footprint reads /proc and runs on Linux only".into())
 }
+
+/// `onshi bench rules`: builds a month of visits for a clinic group (plus the two months before, which the
+/// 3月に1回 limit looks back on), evaluates it, then adds 1% late visits scattered over the month and
+/// evaluates again, as the service does when an agent delivers after an outage.
+pub fn rules(clinics: usize, visits_per_clinic: usize) -> Result<(), Box<dyn std::error::Error>> {
+    use rand::{Rng, SeedableRng};
+    let rules = onshi_rules::RuleSet::builtin()?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let month_start = time::macros::date!(2025 - 11 - 01);
+    let mut clinic_json = Vec::new();
+    let mut visits = Vec::new();
+    for c in 0..clinics {
+        clinic_json.push(serde_json::json!({
+            "id": format!("c{c}"), "facility_kind": "医科",
+            "standards": [{"from": "2024-01-01", "online_claims": true, "oqs": true, "notices": true, "e_prescription": rng.random_bool(0.6)}],
+            "usage_rates": {"2025-06": rng.random_range(0.2..0.8), "2025-07": rng.random_range(0.2..0.8), "2025-08": rng.random_range(0.2..0.8)}
+        }));
+        // About 1,000 patients per clinic; the month's visits plus two months of history.
+        for _ in 0..visits_per_clinic * 3 / 2 {
+            let day = month_start - time::Duration::days(60) + time::Duration::days(rng.random_range(0..90));
+            visits.push(serde_json::json!({
+                "id": format!("v{}", visits.len()), "clinic": format!("c{c}"),
+                "patient": format!("p{}", rng.random_range(0..1000)), "date": day.to_string(),
+                "kind": if rng.random_bool(0.2) { "初診" } else { "再診" },
+                "myna": rng.random_bool(0.55), "info_obtained": rng.random_bool(0.4)
+            }));
+        }
+    }
+    let input = serde_json::json!({"clinics": clinic_json, "visits": visits}).to_string();
+    let started = Instant::now();
+    let parsed = onshi_rules::EvalInput::from_json(input.as_bytes())?;
+    let parse_time = started.elapsed();
+    let started = Instant::now();
+    let decisions = onshi_rules::evaluate(&rules, &parsed);
+    let first = started.elapsed();
+    let granted: usize = decisions.iter().map(|d| d.addons.len()).sum();
+    // 1% late visits, then the whole set again: evaluation is a pure function of the set.
+    let mut late = parsed.clone();
+    for i in 0..late.visits.len() / 100 {
+        let mut v = late.visits[i * 97 % late.visits.len()].clone();
+        v.id = format!("late{i}");
+        v.date = month_start + time::Duration::days(rng.random_range(0..30));
+        late.visits.push(v);
+    }
+    let started = Instant::now();
+    let again = onshi_rules::evaluate(&rules, &late);
+    let second = started.elapsed();
+    println!(
+        "rules: {} clinics, {} visits (month + 2 months of history), {granted} addons granted",
+        clinics,
+        parsed.visits.len()
+    );
+    println!(
+        "rules: parse {:.2} s; evaluate {:.2} s = {:.0} visits/s",
+        parse_time.as_secs_f64(),
+        first.as_secs_f64(),
+        parsed.visits.len() as f64 / first.as_secs_f64()
+    );
+    println!(
+        "rules: after {} late visits, re-evaluate {} visits in {:.2} s = {:.0} visits/s",
+        late.visits.len() - parsed.visits.len(),
+        again.len(),
+        second.as_secs_f64(),
+        again.len() as f64 / second.as_secs_f64()
+    );
+    Ok(())
+}

@@ -68,6 +68,14 @@ enum RulesCommand {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Rules engine: a month of a 100-clinic group (about 200,000 visits with their history), evaluated
+    /// in full, then again after late visits arrive.
+    Rules {
+        #[arg(long, default_value_t = 100)]
+        clinics: usize,
+        #[arg(long, default_value_t = 2000)]
+        visits_per_clinic: usize,
+    },
     /// An agent's outbox holding N events after an outage: time until the cloud has applied them all.
     Drain {
         #[arg(long, default_value_t = 100_000)]
@@ -208,6 +216,9 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             let pending = store.pending_migrations().await?;
             store.migrate().await?;
             println!("applied {pending} migration(s)");
+        }
+        Command::Bench { which: BenchCommand::Rules { clinics, visits_per_clinic } } => {
+            bench::rules(clinics, visits_per_clinic)?;
         }
         Command::Bench { which: BenchCommand::Drain { events } } => bench::drain(config, events).await?,
         Command::Bench { which: BenchCommand::AgentFootprint { files } } => {
