@@ -247,25 +247,17 @@ impl Outbox {
 
     /// Removes events the cloud accepted.
     pub fn ack(&self, seqs: &[i64]) -> Result<(), OutboxError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let mut freed = 0u64;
-        for seq in seqs {
-            let len: Option<i64> = tx
-                .query_row("SELECT LENGTH(body) FROM events WHERE seq = ?1", params![seq], |r| r.get(0))
-                .optional()?;
-            if let Some(len) = len {
-                tx.execute("DELETE FROM events WHERE seq = ?1", params![seq])?;
-                freed += len.max(0) as u64 + ROW_OVERHEAD;
-            }
-        }
-        tx.commit()?;
-        self.sub_buffered(freed);
-        Ok(())
+        self.remove(seqs, None)
     }
 
     /// Moves events the cloud refused for good to `rejected`, with the reason.
     pub fn reject(&self, seqs: &[i64], status: u16, reason: &str) -> Result<(), OutboxError> {
+        self.remove(seqs, Some((status, reason)))
+    }
+
+    /// Deletes events in one transaction, first copying them to `rejected` when given a refusal, and
+    /// releases their bytes from the budget.
+    fn remove(&self, seqs: &[i64], refusal: Option<(u16, &str)>) -> Result<(), OutboxError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let mut freed = 0u64;
@@ -273,13 +265,16 @@ impl Outbox {
             let len: Option<i64> = tx
                 .query_row("SELECT LENGTH(body) FROM events WHERE seq = ?1", params![seq], |r| r.get(0))
                 .optional()?;
-            tx.execute(
-                "INSERT OR REPLACE INTO rejected (seq, id, body, status, reason, rejected_at)
-                 SELECT seq, id, body, ?2, ?3, ?4 FROM events WHERE seq = ?1",
-                params![seq, i64::from(status), reason, now()],
-            )?;
+            let Some(len) = len else { continue };
+            if let Some((status, reason)) = refusal {
+                tx.execute(
+                    "INSERT OR REPLACE INTO rejected (seq, id, body, status, reason, rejected_at)
+                     SELECT seq, id, body, ?2, ?3, ?4 FROM events WHERE seq = ?1",
+                    params![seq, i64::from(status), reason, now()],
+                )?;
+            }
             tx.execute("DELETE FROM events WHERE seq = ?1", params![seq])?;
-            freed += len.map_or(0, |l| l.max(0) as u64 + ROW_OVERHEAD);
+            freed += len.max(0) as u64 + ROW_OVERHEAD;
         }
         tx.commit()?;
         self.sub_buffered(freed);

@@ -59,15 +59,9 @@ pub async fn seed_group(store: &Store, with_devices: bool) -> Result<(TenantId, 
 
 /// Creates the demo group, its clinics and one device per clinic.
 pub async fn seed(store: &Store) -> Result<(TenantId, Vec<DemoClinic>), StoreError> {
-    let tenant = store.system().create_tenant(DEMO_GROUP).await?;
-    let scoped = store.tenant(TenantScope::verified(tenant));
-    let mut clinics = Vec::new();
-    for (code, name) in DEMO_CLINICS {
-        let code = MedicalInstitutionCode::parse(code).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let clinic = scoped.create_clinic(&code, name).await?;
-        let device = scoped.create_device(clinic.id, "受付 資格確認端末").await?;
-        clinics.push(DemoClinic { clinic, device: device.id });
-    }
+    let (tenant, seeded) = seed_group(store, true).await?;
+    let clinics =
+        seeded.into_iter().filter_map(|s| s.device.map(|device| DemoClinic { clinic: s.clinic, device })).collect();
     Ok((tenant, clinics))
 }
 
