@@ -10,7 +10,7 @@ use onshi_store::TenantScope;
 use time::OffsetDateTime;
 
 use crate::demo::{EventFactory, post_batch, seed, seed_group};
-use crate::startup::{Adapters, Application, Options, StartupError};
+use crate::startup::{Adapters, Application, Options};
 
 pub struct IngestBench {
     pub events: usize,
@@ -18,7 +18,7 @@ pub struct IngestBench {
     pub concurrency: usize,
 }
 
-pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), StartupError> {
+pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dyn std::error::Error>> {
     config.listen = "127.0.0.1:0".to_owned();
     // The bench measures ingest, not the rate limiter.
     config.ingest_batches_per_device_per_sec = u32::MAX;
@@ -43,10 +43,7 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Startu
     let mut clients = Vec::new();
     for c in 0..bench.concurrency {
         let demo = clinics[c % clinics.len()].clone();
-        let token = app
-            .device_keys
-            .mint(tenant, demo.clinic.id, demo.device)
-            .map_err(|e| StartupError::Listen { addr: "token".into(), source: std::io::Error::other(e) })?;
+        let token = app.device_keys.mint(tenant, demo.clinic.id, demo.device)?;
         let base = app.base_url();
         let batch = bench.batch;
         clients.push(tokio::spawn(async move {

@@ -100,11 +100,6 @@ impl EventFactory {
         Self { code, patients, rng }
     }
 
-    pub fn with_os_seed(code: MedicalInstitutionCode, tenant_key: &[u8], patients: usize) -> Self {
-        let seed = StdRng::from_os_rng().random();
-        Self::new(code, tenant_key, patients, seed)
-    }
-
     /// One confirmation at the reception desk.
     pub fn reception(&mut self, at: OffsetDateTime) -> AgentEvent {
         let r: f64 = self.rng.random();
@@ -185,10 +180,6 @@ impl EventFactory {
                 quarantined: 0,
             }),
         }
-    }
-
-    pub fn rng(&mut self) -> &mut StdRng {
-        &mut self.rng
     }
 }
 

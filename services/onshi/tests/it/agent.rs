@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use onshi_agent::oqs::{FileEncoding, ParseContext, parse_file};
+use onshi_agent::oqs::{ParseContext, parse_file};
 use onshi_agent::simulate::{Generator, ResultFile, write_into};
 use onshi_agent::{Agent, AgentConfig, Credentials};
 use sha2::{Digest, Sha256};
@@ -204,7 +204,6 @@ both_modes!(a_slow_writer_is_not_read_early_and_bad_files_are_quarantined, |app|
     assert_eq!(running.state.quarantined.load(Ordering::Relaxed), 3);
     assert!(agent.folder("res").join("OQSsiquc01res_bad1.xml").exists());
     assert_eq!(running.outbox().depth().unwrap(), 1);
-    let _ = FileEncoding::Utf8;
 });
 
 both_modes!(a_cut_link_loses_nothing_and_duplicates_nothing, |app| {
