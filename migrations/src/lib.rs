@@ -6,12 +6,19 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_foundation;
 mod m20261125_000002_enrollment;
+mod m20261125_000003_accounts;
+
+pub use m20261125_000003_accounts::{APP_ROLE, TENANT_TABLES};
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_foundation::Migration), Box::new(m20261125_000002_enrollment::Migration)]
+        vec![
+            Box::new(m20261125_000001_foundation::Migration),
+            Box::new(m20261125_000002_enrollment::Migration),
+            Box::new(m20261125_000003_accounts::Migration),
+        ]
     }
 }

@@ -13,6 +13,16 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("not found")]
     NotFound,
+    #[error("sign-in required")]
+    SignInRequired,
+    #[error("see other")]
+    Redirect(String),
+    #[error("you do not have permission for this")]
+    Forbidden,
+    #[error("the form has expired or did not come from this site; reload the page and try again")]
+    CsrfRejected,
+    #[error("{0} already exists")]
+    Conflict(&'static str),
     #[error("the request is not valid")]
     InvalidRequest(#[source] FieldError),
     #[error("the enrollment code is unknown, used or expired")]
@@ -46,6 +56,11 @@ impl ApiError {
         match self {
             Self::Unauthorized(_) => "unauthorized",
             Self::NotFound => "not_found",
+            Self::SignInRequired => "sign_in_required",
+            Self::Redirect(_) => "redirect",
+            Self::Forbidden => "forbidden",
+            Self::CsrfRejected => "csrf_rejected",
+            Self::Conflict(_) => "conflict",
             Self::InvalidRequest(_) => "invalid_request",
             Self::InvalidEnrollmentCode => "invalid_enrollment_code",
             Self::InvalidBatch(_) => "invalid_batch",
@@ -75,6 +90,9 @@ impl ResponseError for ApiError {
         match self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::SignInRequired | Self::Redirect(_) => StatusCode::SEE_OTHER,
+            Self::Forbidden | Self::CsrfRejected => StatusCode::FORBIDDEN,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::InvalidBatch(_) | Self::InvalidRequest(_) | Self::InvalidEnrollmentCode => StatusCode::BAD_REQUEST,
             Self::RejectedBatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::EventConflict { .. } => StatusCode::CONFLICT,
@@ -86,6 +104,22 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        // Browsers are sent where they can continue; the body says the same for scripts.
+        match self {
+            Self::SignInRequired => {
+                return HttpResponse::SeeOther()
+                    .insert_header(("Location", "/signin"))
+                    .insert_header(("Cache-Control", "no-store"))
+                    .json(json!({ "error": { "code": self.code(), "message": self.to_string() } }));
+            }
+            Self::Redirect(to) => {
+                return HttpResponse::SeeOther()
+                    .insert_header(("Location", to.as_str()))
+                    .insert_header(("Cache-Control", "no-store"))
+                    .finish();
+            }
+            _ => {}
+        }
         let (message, field) = match self {
             Self::InvalidBatch(f) | Self::RejectedBatch(f) | Self::InvalidRequest(f) => {
                 (f.message.clone(), Some(f.field.clone()))
@@ -118,6 +152,12 @@ impl ResponseError for ApiError {
 
 impl From<onshi_store::StoreError> for ApiError {
     fn from(e: onshi_store::StoreError) -> Self {
-        if e.is_transient() { Self::unavailable(e) } else { Self::internal(e) }
+        match e {
+            // A row of another tenant is indistinguishable from a missing one.
+            onshi_store::StoreError::NotFound { .. } => Self::NotFound,
+            onshi_store::StoreError::Conflict { what } => Self::Conflict(what),
+            e if e.is_transient() => Self::unavailable(e),
+            e => Self::internal(e),
+        }
     }
 }

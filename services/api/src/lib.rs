@@ -6,21 +6,26 @@
 
 pub mod auth;
 pub mod error;
+pub mod mail;
 mod routes;
+pub mod web;
 
 use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, HttpServer};
 use onshi_cache::Cache;
-use onshi_domain::TenantId;
 use onshi_objects::ObjectStore;
 use onshi_queue::Queue;
 use onshi_store::Store;
 
 pub use auth::{DeviceClaims, DeviceKeys};
 pub use error::ApiError;
+pub use mail::Mailer;
+pub use routes::{ROUTES, RouteSpec};
+pub use web::guard::{API_TOKEN_PREFIX, Access};
+pub use web::session::Sessions;
 
 /// Everything a handler may use, shared by all workers of the server.
 pub struct AppState {
@@ -31,20 +36,31 @@ pub struct AppState {
     pub device_keys: DeviceKeys,
     pub ingest_batches_per_device_per_sec: u32,
     pub max_body_bytes: usize,
-    /// Set only by `onshi demo`: the pages show this tenant without sign-in. Sign-in replaces it.
-    pub demo_tenant: Option<TenantId>,
+    pub sessions: Sessions,
+    pub mailer: Mailer,
+    /// Where people reach the pages; e-mail links start with it.
+    pub public_url: String,
+    pub login_limits: LoginLimits,
     /// Which adapters are in use, for /readyz.
     pub modes: onshi_config::Modes,
 }
 
+/// Failed sign-ins allowed per account and per client address within `window`.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginLimits {
+    pub per_account: u64,
+    pub per_address: u64,
+    pub window: std::time::Duration,
+}
+
 /// Registers every route. Kept apart from `serve` so tests and the binary build the same app.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
     routes::configure(cfg);
 }
 
 /// Starts the HTTP server on an already bound listener (port 0 in tests).
 pub fn serve(state: Arc<AppState>, listener: std::net::TcpListener) -> std::io::Result<Server> {
-    let data = web::Data::from(state);
+    let data = actix_web::web::Data::from(state);
     let server = HttpServer::new(move || {
         App::new().app_data(data.clone()).wrap(security_headers()).wrap(tracing_middleware()).configure(configure)
     })
@@ -61,6 +77,7 @@ fn security_headers() -> DefaultHeaders {
         .add(("X-Content-Type-Options", "nosniff"))
         .add(("Referrer-Policy", "no-referrer"))
         .add(("X-Frame-Options", "DENY"))
+        .add(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
         .add((
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'; form-action 'self'",

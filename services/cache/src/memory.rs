@@ -74,14 +74,13 @@ impl CacheBackend for MemoryCache {
         if entries.len() > 10_000 {
             entries.retain(|_, (_, expires)| *expires > now);
         }
-        let entry = entries.entry(key.to_owned()).or_insert_with(|| (0u64.to_le_bytes().to_vec(), now + window));
+        // Counters are kept as decimal text, as Redis keeps them, so `get` reads the same in both modes.
+        let entry = entries.entry(key.to_owned()).or_insert_with(|| (b"0".to_vec(), now + window));
         if entry.1 <= now {
-            *entry = (0u64.to_le_bytes().to_vec(), now + window);
+            *entry = (b"0".to_vec(), now + window);
         }
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(entry.0.get(..8).unwrap_or(&[0; 8]));
-        let value = u64::from_le_bytes(bytes) + 1;
-        entry.0 = value.to_le_bytes().to_vec();
+        let value = std::str::from_utf8(&entry.0).ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0) + 1;
+        entry.0 = value.to_string().into_bytes();
         Ok(value)
     }
 

@@ -38,6 +38,7 @@ pub struct Config {
     pub log_level: String,
 
     pub database_url: Option<SecretString>,
+    pub database_migration_url: Option<SecretString>,
     pub database_max_connections: u32,
 
     pub amqp_url: Option<SecretString>,
@@ -63,6 +64,15 @@ pub struct Config {
     pub ingest_batches_per_device_per_sec: u32,
     pub max_body_bytes: usize,
     pub archive_raw_batches: bool,
+
+    pub public_url: String,
+    pub smtp_url: Option<SecretString>,
+    pub mail_from: String,
+    pub session_idle_secs: u64,
+    pub session_max_secs: u64,
+    pub login_failures_per_account: u64,
+    pub login_failures_per_address: u64,
+    pub login_window_secs: u64,
 }
 
 /// Which adapters a configuration selects; printed at start-up and shown by `/readyz`.
@@ -174,6 +184,33 @@ impl Config {
         if self.max_body_bytes < 1024 {
             return invalid("max_body_bytes", "must be at least 1024");
         }
+        if let Some(url) = &self.database_migration_url {
+            let url = url.expose_secret();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return invalid("database_migration_url", "must start with postgres:// or postgresql://");
+            }
+        }
+        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
+            return invalid("public_url", "must start with http:// or https://");
+        }
+        if let Some(url) = &self.smtp_url {
+            let url = url.expose_secret();
+            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                return invalid("smtp_url", "must start with smtp:// or smtps://");
+            }
+        }
+        if self.session_idle_secs < 60 || self.session_idle_secs > self.session_max_secs {
+            return invalid("session_idle_secs", "must be at least 60 and at most session_max_secs");
+        }
+        if self.session_max_secs > 86_400 {
+            return invalid("session_max_secs", "must be at most 86400 (one day)");
+        }
+        if self.login_failures_per_account == 0 || self.login_failures_per_address == 0 {
+            return invalid("login_failures_per_account", "limits must be at least 1");
+        }
+        if self.login_window_secs < 60 {
+            return invalid("login_window_secs", "must be at least 60");
+        }
         Ok(())
     }
 
@@ -189,6 +226,12 @@ impl Config {
             redis: self.redis_url.is_some(),
             s3: self.s3_endpoint.is_some(),
         }
+    }
+
+    /// The URL `onshi migrate` (and `onshi audit verify`) connect with: the owner of the schema, where
+    /// the application itself connects as the restricted `onshi_app` role.
+    pub fn effective_migration_url(&self) -> SecretString {
+        self.database_migration_url.clone().unwrap_or_else(|| self.effective_database_url())
     }
 
     /// The database URL to connect to: the configured one, or SQLite in `data_dir`.

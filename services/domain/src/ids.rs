@@ -98,6 +98,18 @@ prefixed_id!(
     "dev"
 );
 
+prefixed_id!(
+    /// A person's account in a tenant.
+    UserId,
+    "usr"
+);
+
+prefixed_id!(
+    /// An integration API token (the id, not the secret).
+    ApiTokenId,
+    "tok"
+);
+
 /// The id an agent gives an event when it first sees it. Agents generate plain UUIDs, so this id has no
 /// prefix; it is unique per (tenant, device), which is what makes a resend harmless.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 //! Nothing here does I/O. Parsers live at the edge of this crate ("parse, don't validate"): once a value
 //! has one of these types it is known to be well formed, so stores and handlers never re-check it.
 
+pub mod access;
 pub mod codes;
 pub mod event;
 pub mod health;
@@ -11,15 +12,17 @@ pub mod ids;
 pub mod ingest;
 pub mod jst;
 pub mod mynumber;
+pub mod onboarding;
 pub mod visit;
 
+pub use access::{ApiScope, ClinicAccess, Permission, Role};
 pub use codes::{CodeError, FacilityKind, MedicalInstitutionCode};
 pub use event::{
     AgentEvent, ConfirmationMethod, Consents, EventBatch, EventPayload, FieldError, Heartbeat, IdentityCheck,
     PatientRef, QualificationCheck, QualificationResult,
 };
 pub use health::{DeviceHealth, HEARTBEAT_INTERVAL_SECS, OFFLINE_AFTER_SECS};
-pub use ids::{ClinicId, DeviceId, EventId, IdError, TenantId};
+pub use ids::{ApiTokenId, ClinicId, DeviceId, EventId, IdError, TenantId, UserId};
 pub use ingest::{ENVELOPE_VERSION, IngestEnvelope};
 pub use visit::Visit;
 

@@ -24,7 +24,7 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
     config.ingest_batches_per_device_per_sec = u32::MAX;
     let adapters = Adapters::connect(&config).await?;
     let (tenant, clinics) = seed(&adapters.store).await?;
-    let app = Application::build(&config, adapters, Options { with_worker: true, demo_tenant: None }).await?.spawn();
+    let app = Application::build(&config, adapters, Options { with_worker: true }).await?.spawn();
     let store = app.adapters.store.clone();
     let modes = config.modes();
     println!(
@@ -114,7 +114,7 @@ async fn cloud_with_agent(
         .tenant(TenantScope::verified(tenant))
         .create_enrollment_code(clinics[0].clinic.id, time::Duration::hours(1))
         .await?;
-    let app = Application::build(&config, adapters, Options { with_worker: true, demo_tenant: None }).await?.spawn();
+    let app = Application::build(&config, adapters, Options { with_worker: true }).await?.spawn();
     let dir = tempfile::Builder::new().prefix("onshi-bench-agent").tempdir()?;
     let credentials = onshi_agent::uplink::enroll(&app.base_url(), &code, "bench").await?;
     credentials.save(&dir.path().join("agent"))?;

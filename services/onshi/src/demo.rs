@@ -65,6 +65,40 @@ pub async fn seed(store: &Store) -> Result<(TenantId, Vec<DemoClinic>), StoreErr
     Ok((tenant, clinics))
 }
 
+/// The demo owner's sign-in. The password is fixed so the README can show it; the second factor is
+/// random per demo database and printed at start (and `onshi totp-code <key>` prints a current code).
+pub const DEMO_OWNER_EMAIL: &str = "owner@demo.onshi.invalid";
+pub const DEMO_OWNER_PASSWORD: &str = "onshi-demo-2026";
+
+/// Makes sure the demo tenant has its owner with a verified address and TOTP, and returns the TOTP
+/// setup key.
+pub async fn ensure_demo_owner(store: &Store, tenant: TenantId) -> Result<String, Box<dyn std::error::Error>> {
+    use onshi_store::{AuditEntry, AuditResult, NewUser};
+    let scoped = store.tenant(TenantScope::verified(tenant));
+    let user_id = match store.system().find_login(DEMO_OWNER_EMAIL).await? {
+        Some((_, id)) => id,
+        None => {
+            let phc = onshi_identity::hash_password(DEMO_OWNER_PASSWORD, DEMO_OWNER_EMAIL)?;
+            let entry = AuditEntry::new(None, "system", "demo.seed_owner", "-", AuditResult::Success);
+            let owner = NewUser {
+                email: DEMO_OWNER_EMAIL,
+                display_name: "デモ オーナー",
+                role: onshi_domain::Role::Owner,
+                clinics: &[],
+                password_hash: Some(&phc),
+            };
+            let id = scoped.add_user(&owner, &entry).await?;
+            scoped.mark_email_verified(id, &entry).await?;
+            let secret = onshi_identity::TotpSecret::generate();
+            scoped.set_pending_totp(id, secret.base32()).await?;
+            scoped.enable_totp(id, 0, &entry).await?;
+            id
+        }
+    };
+    let user = scoped.user(user_id).await?.ok_or("demo owner vanished")?;
+    Ok(user.totp_secret.unwrap_or_default())
+}
+
 /// Loads the clinics and their first active agent for an existing demo tenant.
 pub async fn load(store: &Store, tenant: TenantId) -> Result<Vec<DemoClinic>, StoreError> {
     let scoped = store.tenant(TenantScope::verified(tenant));
@@ -268,8 +302,8 @@ pub async fn run(config: onshi_config::Config, per_minute: f64) -> Result<(), Bo
         }
     };
     let store = adapters.store.clone();
-    let app =
-        Application::build(&config, adapters, Options { with_worker: true, demo_tenant: Some(tenant) }).await?.spawn();
+    let totp_key = ensure_demo_owner(&store, tenant).await?;
+    let app = Application::build(&config, adapters, Options { with_worker: true }).await?.spawn();
     let stop = CancellationToken::new();
     let site = DemoSite {
         store: &store,
@@ -297,7 +331,13 @@ pub async fn run(config: onshi_config::Config, per_minute: f64) -> Result<(), Bo
     println!("  Onshi Cloud demo is running (embedded mode, data in {}).", config.data_dir.display());
     println!("  Open {url} to watch three demo clinics receive patients.");
     println!("  Each clinic has a simulated 資格確認端末 writing result files and an onshi-agent delivering them.");
-    println!("  Sign-in is not required in the demo yet; it arrives with user accounts.");
+    println!();
+    println!("  Sign in as the demo group's owner:");
+    println!("    e-mail     {DEMO_OWNER_EMAIL}");
+    println!("    password   {DEMO_OWNER_PASSWORD}");
+    println!("    2FA key    {totp_key}   (add it to an authenticator app, or run:");
+    println!("               cargo run -q --bin onshi -- totp-code {totp_key})");
+    println!("  E-mails (invitations, resets) are written to {}.", config.data_dir.join("mail").display());
     println!("  Press Ctrl-C to stop.");
     println!();
     crate::startup::wait_for_signal().await;

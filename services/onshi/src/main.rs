@@ -51,6 +51,22 @@ enum Command {
         #[command(subcommand)]
         which: DeviceCommand,
     },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        which: AuditCommand,
+    },
+    /// Print the current TOTP code for a setup key (for the demo, or without an authenticator app).
+    TotpCode {
+        /// The base32 setup key shown at enrolment (the demo prints its owner's).
+        secret: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute every tenant's hash chain; exits 1 and names each altered, missing or reordered entry.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -206,13 +222,13 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
         Command::Demo { rate, .. } => onshi::demo::run(config, rate).await?,
         Command::Serve => {
             let adapters = Adapters::connect(&config).await?;
-            let app = Application::build(&config, adapters, Options { with_worker: false, demo_tenant: None }).await?;
+            let app = Application::build(&config, adapters, Options { with_worker: false }).await?;
             tracing::info!(port = app.port, "listening");
             app.spawn().run_until_signal().await;
         }
         Command::Worker => run_worker(&config).await?,
         Command::Migrate => {
-            let store = onshi_store::Store::connect(config.effective_database_url().expose_secret(), 2).await?;
+            let store = onshi_store::Store::connect(config.effective_migration_url().expose_secret(), 2).await?;
             let pending = store.pending_migrations().await?;
             store.migrate().await?;
             println!("applied {pending} migration(s)");
@@ -240,6 +256,22 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             eprintln!(
                 "one-time code for clinic {clinic}, valid {ttl_hours} h: onshi-agent enroll --server URL --code {code}"
             );
+        }
+        Command::Audit { which: AuditCommand::Verify } => {
+            let store = onshi_store::Store::connect(config.effective_migration_url().expose_secret(), 2).await?;
+            let report = store.verify_audit().await?;
+            for problem in &report.problems {
+                println!("TAMPERED {problem}");
+            }
+            println!("{} chain(s), {} entries, {} problem(s)", report.chains, report.rows, report.problems.len());
+            if !report.problems.is_empty() {
+                std::process::exit(1);
+            }
+        }
+        Command::TotpCode { secret } => {
+            let secret = onshi_identity::TotpSecret::from_base32(&secret).map_err(|e| e.to_string())?;
+            let now = u64::try_from(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
+            println!("{}", secret.code_at(now)?);
         }
         Command::Device { which: DeviceCommand::Token { tenant, device } } => {
             let store = onshi_store::Store::connect(config.effective_database_url().expose_secret(), 2).await?;

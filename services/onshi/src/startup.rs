@@ -3,10 +3,11 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use onshi_api::{AppState, DeviceKeys};
+use std::time::Duration;
+
+use onshi_api::{AppState, DeviceKeys, LoginLimits, Mailer, Sessions};
 use onshi_cache::{Cache, MemoryCache, RedisCache};
 use onshi_config::Config;
-use onshi_domain::TenantId;
 use onshi_objects::{LocalStore, ObjectStore, S3Settings, S3Store};
 use onshi_queue::{EmbeddedQueue, Queue, RabbitQueue};
 use onshi_store::Store;
@@ -31,6 +32,8 @@ pub enum StartupError {
     Listen { addr: String, source: std::io::Error },
     #[error("worker")]
     Worker(#[from] onshi_worker::WorkerError),
+    #[error("mail settings (smtp_url / mail_from)")]
+    Mail(#[source] onshi_api::mail::MailError),
 }
 
 /// The four adapters, connected.
@@ -110,23 +113,29 @@ impl Adapters {
     }
 }
 
-/// The device-token keys from configuration, or a random key for a single embedded process.
-pub fn device_keys(config: &Config) -> DeviceKeys {
-    let secret: Vec<u8> = match &config.jwt_secret {
+/// The signing secret from configuration, or a random one for a single embedded process.
+fn signing_secret(config: &Config) -> Vec<u8> {
+    match &config.jwt_secret {
         Some(secret) => secret.expose_secret().as_bytes().to_vec(),
         None => {
             tracing::warn!("jwt_secret is not set: using a random key; device tokens will not survive a restart");
             (0..32).map(|_| rand::random::<u8>()).collect()
         }
-    };
-    DeviceKeys::new(&secret, &config.jwt_issuer, &config.jwt_audience, config.device_token_ttl_secs)
+    }
+}
+
+/// The device-token keys from configuration, or a random key for a single embedded process.
+pub fn device_keys(config: &Config) -> DeviceKeys {
+    keys_from(config, &signing_secret(config))
+}
+
+fn keys_from(config: &Config, secret: &[u8]) -> DeviceKeys {
+    DeviceKeys::new(secret, &config.jwt_issuer, &config.jwt_audience, config.device_token_ttl_secs)
 }
 
 pub struct Options {
     /// Run a worker inside this process (always with the embedded queue, which is in-process).
     pub with_worker: bool,
-    /// Show this tenant on the pages without sign-in (the demo only).
-    pub demo_tenant: Option<TenantId>,
 }
 
 /// A running API (and, when asked, an in-process worker).
@@ -145,7 +154,19 @@ impl Application {
         let listener =
             TcpListener::bind(&addr).map_err(|source| StartupError::Listen { addr: addr.clone(), source })?;
         let port = listener.local_addr().map_err(|source| StartupError::Listen { addr, source })?.port();
-        let device_keys = device_keys(config);
+        let secret = signing_secret(config);
+        let device_keys = keys_from(config, &secret);
+        let mailer = match &config.smtp_url {
+            Some(url) => Mailer::smtp(url.expose_secret(), &config.mail_from),
+            None => Mailer::folder(config.data_dir.join("mail"), &config.mail_from),
+        }
+        .map_err(StartupError::Mail)?;
+        let sessions = Sessions::new(
+            adapters.cache.clone(),
+            Duration::from_secs(config.session_idle_secs),
+            Duration::from_secs(config.session_max_secs),
+            &secret,
+        );
         let state = Arc::new(AppState {
             store: adapters.store.clone(),
             queue: adapters.queue.clone(),
@@ -154,8 +175,15 @@ impl Application {
             device_keys: device_keys.clone(),
             ingest_batches_per_device_per_sec: config.ingest_batches_per_device_per_sec,
             max_body_bytes: config.max_body_bytes,
-            demo_tenant: options.demo_tenant,
             modes: config.modes(),
+            sessions,
+            mailer,
+            public_url: config.public_url.clone(),
+            login_limits: LoginLimits {
+                per_account: config.login_failures_per_account,
+                per_address: config.login_failures_per_address,
+                window: Duration::from_secs(config.login_window_secs),
+            },
         });
         let server = onshi_api::serve(state, listener)
             .map_err(|source| StartupError::Listen { addr: config.listen.clone(), source })?;

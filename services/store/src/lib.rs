@@ -8,6 +8,8 @@
 //!
 //! The entities are private, so no caller can write an unscoped query against a tenant table.
 
+mod accounts;
+mod audit;
 mod entities;
 mod error;
 mod secrets;
@@ -20,6 +22,8 @@ use onshi_migrations::MigratorTrait;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection};
 
+pub use accounts::{ApiToken, EmailPurpose, NewUser, User, UserStatus};
+pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditReport, AuditResult};
 pub use error::StoreError;
 pub use system::{Enrollment, SystemStore};
 pub use tenant::{ApplyOutcome, Clinic, Device, DeviceStatus, TenantStore, VisitRow};
@@ -86,8 +90,24 @@ impl Store {
 
     /// Migrations not yet applied. Full-mode processes refuse to start while any are pending, so that
     /// replicas never race to migrate; `onshi migrate` (a deployment step) applies them.
+    ///
+    /// Read-only: sea-orm's own check creates its bookkeeping table first, which the application role
+    /// (rightly) may not do.
     pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
-        Ok(onshi_migrations::Migrator::get_pending_migrations(&self.db).await.map_err(StoreError::Migrate)?.len())
+        use sea_orm::{ConnectionTrait, Statement};
+        let applied: std::collections::HashSet<String> = match self
+            .db
+            .query_all_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                "SELECT version FROM seaql_migrations",
+            ))
+            .await
+        {
+            Ok(rows) => rows.iter().filter_map(|r| r.try_get::<String>("", "version").ok()).collect(),
+            // No bookkeeping table yet: nothing is applied.
+            Err(_) => Default::default(),
+        };
+        Ok(onshi_migrations::Migrator::migrations().iter().filter(|m| !applied.contains(m.name())).count())
     }
 
     pub fn backend(&self) -> DatabaseBackend {
@@ -108,10 +128,44 @@ impl Store {
         SystemStore::new(&self.db)
     }
 
+    /// Recomputes every audit chain (`onshi audit verify`).
+    pub async fn verify_audit(&self) -> Result<AuditReport, StoreError> {
+        audit::verify(&self.db).await
+    }
+
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.db.execute_unprepared("SELECT 1").await.map(|_| ()).map_err(StoreError::Db)
     }
+}
+
+/// Begins a transaction in which PostgreSQL's row-level security sees `tenant` (and only it): the
+/// setting is made with `set_config(..., true)`, so it ends with the transaction and can never leak to
+/// the next user of a pooled connection. Every tenant-scoped query runs inside one of these. SQLite has no
+/// row-level security; there the type layer (`TenantScope`) is the only guard.
+pub(crate) async fn begin_tenant(
+    db: &DatabaseConnection,
+    tenant: uuid::Uuid,
+    write: bool,
+) -> Result<sea_orm::DatabaseTransaction, StoreError> {
+    use sea_orm::TransactionTrait;
+    let txn = if write { begin_write(db).await? } else { db.begin().await? };
+    set_tenant(&txn, tenant).await?;
+    Ok(txn)
+}
+
+/// Sets the transaction's tenant for row-level security (PostgreSQL only). Used directly only where a
+/// transaction learns its tenant midway: a look-up by e-mail address or enrollment code comes first.
+pub(crate) async fn set_tenant(txn: &sea_orm::DatabaseTransaction, tenant: uuid::Uuid) -> Result<(), StoreError> {
+    if txn.get_database_backend() == DatabaseBackend::Postgres {
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT set_config('app.tenant_id', $1, true)",
+            [tenant.to_string().into()],
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 /// Begins a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken at the

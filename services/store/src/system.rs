@@ -2,7 +2,7 @@
 //! `TenantStore`.
 
 use onshi_domain::{ClinicId, DeviceId, TenantId};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, PaginatorTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait};
 use time::OffsetDateTime;
 
 use crate::entities::{clinics, devices, enrollment_codes, tenants};
@@ -34,18 +34,33 @@ impl<'a> SystemStore<'a> {
         Self { db }
     }
 
+    pub(crate) fn db(&self) -> &'a DatabaseConnection {
+        self.db
+    }
+
     /// Creates a clinic group (tenant). Signup and the demo seed call this.
     pub async fn create_tenant(&self, name: &str) -> Result<TenantId, StoreError> {
         let id = TenantId::new();
+        let txn = crate::begin_tenant(self.db, id.as_uuid(), true).await?;
+        Self::insert_tenant(&txn, id, name).await?;
+        txn.commit().await?;
+        Ok(id)
+    }
+
+    pub(crate) async fn insert_tenant(
+        txn: &sea_orm::DatabaseTransaction,
+        id: TenantId,
+        name: &str,
+    ) -> Result<(), StoreError> {
         tenants::ActiveModel {
             id: Set(id.as_uuid()),
             name: Set(name.to_owned()),
             created_at: Set(OffsetDateTime::now_utc()),
             pseudonym_key: Set(Some(crate::secrets::random_hex32())),
         }
-        .insert(self.db)
+        .insert(txn)
         .await?;
-        Ok(id)
+        Ok(())
     }
 
     /// Exchanges a one-time enrollment code for a new device of the code's clinic. The code is consumed in
@@ -56,7 +71,16 @@ impl<'a> SystemStore<'a> {
         let hash = crate::secrets::sha256_hex(&crate::secrets::normalise_code(code));
         let now = OffsetDateTime::now_utc();
         let txn = crate::begin_write(self.db).await?;
+        // First find the code's tenant (the one open look-up), then lock the row under that tenant:
+        // PostgreSQL applies the UPDATE policy to SELECT … FOR UPDATE, which needs the tenant set.
+        let tenant_id = enrollment_codes::Entity::find_by_id(hash.clone())
+            .one(&txn)
+            .await?
+            .map(|r| r.tenant_id)
+            .ok_or(StoreError::NotFound { what: "enrollment code" })?;
+        crate::set_tenant(&txn, tenant_id).await?;
         let row = enrollment_codes::Entity::find_by_id(hash)
+            .filter(enrollment_codes::Column::TenantId.eq(tenant_id))
             .filter(enrollment_codes::Column::UsedAt.is_null())
             .lock_exclusive()
             .one(&txn)
@@ -115,11 +139,8 @@ impl<'a> SystemStore<'a> {
         })
     }
 
-    pub async fn tenant_exists(&self, id: TenantId) -> Result<bool, StoreError> {
-        Ok(tenants::Entity::find_by_id(id.as_uuid()).one(self.db).await?.is_some())
-    }
-
-    /// The oldest tenant, if any. The demo database holds only the demo tenant.
+    /// The oldest tenant, if any. The demo database holds only the demo tenant. Under PostgreSQL's
+    /// row-level security no tenant is visible without one set, so this is for the embedded mode.
     pub async fn first_tenant(&self) -> Result<Option<TenantId>, StoreError> {
         use sea_orm::QueryOrder;
         Ok(tenants::Entity::find()
@@ -127,9 +148,5 @@ impl<'a> SystemStore<'a> {
             .one(self.db)
             .await?
             .map(|t| TenantId::from_uuid(t.id)))
-    }
-
-    pub async fn tenant_count(&self) -> Result<u64, StoreError> {
-        Ok(tenants::Entity::find().count(self.db).await?)
     }
 }

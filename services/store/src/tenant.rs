@@ -9,8 +9,8 @@ use onshi_domain::{
 };
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, TryInsertResult,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TryInsertResult,
 };
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -25,6 +25,8 @@ pub struct Clinic {
     pub code: MedicalInstitutionCode,
     pub name: String,
     pub kind: FacilityKind,
+    /// Planned start of オン資 operation, when the clinic is still introducing it.
+    pub oqs_start: Option<Date>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,11 +93,40 @@ impl<'a> TenantStore<'a> {
         Self { db, tenant: scope.tenant_id().as_uuid() }
     }
 
+    /// A read transaction scoped to this tenant (see `crate::begin_tenant`).
+    pub(crate) async fn read(&self) -> Result<DatabaseTransaction, StoreError> {
+        crate::begin_tenant(self.db, self.tenant, false).await
+    }
+
+    /// A write transaction scoped to this tenant.
+    pub(crate) async fn write(&self) -> Result<DatabaseTransaction, StoreError> {
+        crate::begin_tenant(self.db, self.tenant, true).await
+    }
+
+    pub(crate) fn tenant_uuid(&self) -> Uuid {
+        self.tenant
+    }
+
+    pub fn scope(&self) -> TenantScope {
+        TenantScope::verified(onshi_domain::TenantId::from_uuid(self.tenant))
+    }
+
     pub async fn create_clinic(&self, code: &MedicalInstitutionCode, name: &str) -> Result<Clinic, StoreError> {
+        self.create_clinic_starting(code, name, None).await
+    }
+
+    /// Adds a clinic, with its planned start of オン資 operation when known (onboarding deadlines).
+    pub async fn create_clinic_starting(
+        &self,
+        code: &MedicalInstitutionCode,
+        name: &str,
+        oqs_start: Option<Date>,
+    ) -> Result<Clinic, StoreError> {
+        let txn = self.write().await?;
         let exists = clinics::Entity::find()
             .filter(clinics::Column::TenantId.eq(self.tenant))
             .filter(clinics::Column::InstitutionCode.eq(code.as_str()))
-            .count(self.db)
+            .count(&txn)
             .await?;
         if exists > 0 {
             return Err(StoreError::Conflict { what: "a clinic with this 医療機関コード" });
@@ -108,35 +139,56 @@ impl<'a> TenantStore<'a> {
             institution_code: Set(code.as_str().to_owned()),
             name: Set(name.to_owned()),
             facility_kind: Set(kind.label().to_owned()),
+            oqs_start_date: Set(oqs_start),
             created_at: Set(OffsetDateTime::now_utc()),
         }
-        .insert(self.db)
+        .insert(&txn)
         .await?;
-        Ok(Clinic { id, code: code.clone(), name: name.to_owned(), kind })
+        txn.commit().await?;
+        Ok(Clinic { id, code: code.clone(), name: name.to_owned(), kind, oqs_start })
     }
 
     pub async fn clinics(&self) -> Result<Vec<Clinic>, StoreError> {
-        clinics::Entity::find()
+        let txn = self.read().await?;
+        let rows = clinics::Entity::find()
             .filter(clinics::Column::TenantId.eq(self.tenant))
             .order_by_asc(clinics::Column::InstitutionCode)
-            .all(self.db)
-            .await?
-            .into_iter()
-            .map(clinic_from_row)
-            .collect()
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        rows.into_iter().map(clinic_from_row).collect()
     }
 
     pub async fn clinic(&self, id: ClinicId) -> Result<Option<Clinic>, StoreError> {
-        clinics::Entity::find_by_id(id.as_uuid())
+        let txn = self.read().await?;
+        let row = self.clinic_in(&txn, id).await?;
+        txn.commit().await?;
+        row.map(clinic_from_row).transpose()
+    }
+
+    async fn clinic_in(&self, txn: &DatabaseTransaction, id: ClinicId) -> Result<Option<clinics::Model>, StoreError> {
+        Ok(clinics::Entity::find_by_id(id.as_uuid()).filter(clinics::Column::TenantId.eq(self.tenant)).one(txn).await?)
+    }
+
+    /// Sets or clears a clinic's planned start of オン資 operation.
+    pub async fn set_clinic_start(&self, id: ClinicId, start: Option<Date>) -> Result<(), StoreError> {
+        let txn = self.write().await?;
+        let updated = clinics::Entity::update_many()
+            .col_expr(clinics::Column::OqsStartDate, Expr::value(start))
             .filter(clinics::Column::TenantId.eq(self.tenant))
-            .one(self.db)
-            .await?
-            .map(clinic_from_row)
-            .transpose()
+            .filter(clinics::Column::Id.eq(id.as_uuid()))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        if updated.rows_affected == 0 {
+            return Err(StoreError::NotFound { what: "clinic" });
+        }
+        Ok(())
     }
 
     pub async fn create_device(&self, clinic: ClinicId, name: &str) -> Result<Device, StoreError> {
-        if self.clinic(clinic).await?.is_none() {
+        let txn = self.write().await?;
+        if self.clinic_in(&txn, clinic).await?.is_none() {
             return Err(StoreError::NotFound { what: "clinic" });
         }
         let id = DeviceId::new();
@@ -152,8 +204,9 @@ impl<'a> TenantStore<'a> {
             secret_hash: Set(None),
             created_at: Set(OffsetDateTime::now_utc()),
         }
-        .insert(self.db)
+        .insert(&txn)
         .await?;
+        txn.commit().await?;
         Ok(Device {
             id,
             clinic,
@@ -168,7 +221,8 @@ impl<'a> TenantStore<'a> {
     /// Creates a one-time code that enrolls one agent for `clinic`, valid for `ttl`. The code is returned
     /// once; only its hash is stored.
     pub async fn create_enrollment_code(&self, clinic: ClinicId, ttl: time::Duration) -> Result<String, StoreError> {
-        if self.clinic(clinic).await?.is_none() {
+        let txn = self.write().await?;
+        if self.clinic_in(&txn, clinic).await?.is_none() {
             return Err(StoreError::NotFound { what: "clinic" });
         }
         let code = crate::secrets::enrollment_code();
@@ -182,19 +236,22 @@ impl<'a> TenantStore<'a> {
             device_id: Set(None),
             created_at: Set(now),
         }
-        .insert(self.db)
+        .insert(&txn)
         .await?;
+        txn.commit().await?;
         Ok(code)
     }
 
     /// The device, if `secret` is its device secret. Revoked devices are returned too (the caller refuses
     /// them with a clear reason).
     pub async fn device_with_secret(&self, id: DeviceId, secret: &str) -> Result<Option<Device>, StoreError> {
-        let Some(row) = devices::Entity::find_by_id(id.as_uuid())
+        let txn = self.read().await?;
+        let row = devices::Entity::find_by_id(id.as_uuid())
             .filter(devices::Column::TenantId.eq(self.tenant))
-            .one(self.db)
-            .await?
-        else {
+            .one(&txn)
+            .await?;
+        txn.commit().await?;
+        let Some(row) = row else {
             return Ok(None);
         };
         let matches = row
@@ -208,32 +265,35 @@ impl<'a> TenantStore<'a> {
     }
 
     pub async fn device(&self, id: DeviceId) -> Result<Option<Device>, StoreError> {
-        devices::Entity::find_by_id(id.as_uuid())
+        let txn = self.read().await?;
+        let row = devices::Entity::find_by_id(id.as_uuid())
             .filter(devices::Column::TenantId.eq(self.tenant))
-            .one(self.db)
-            .await?
-            .map(device_from_row)
-            .transpose()
+            .one(&txn)
+            .await?;
+        txn.commit().await?;
+        row.map(device_from_row).transpose()
     }
 
     pub async fn devices(&self) -> Result<Vec<Device>, StoreError> {
-        devices::Entity::find()
+        let txn = self.read().await?;
+        let rows = devices::Entity::find()
             .filter(devices::Column::TenantId.eq(self.tenant))
             .order_by_asc(devices::Column::CreatedAt)
-            .all(self.db)
-            .await?
-            .into_iter()
-            .map(device_from_row)
-            .collect()
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        rows.into_iter().map(device_from_row).collect()
     }
 
     pub async fn revoke_device(&self, id: DeviceId) -> Result<(), StoreError> {
+        let txn = self.write().await?;
         let updated = devices::Entity::update_many()
             .col_expr(devices::Column::Status, Expr::value(DeviceStatus::Revoked.as_str()))
             .filter(devices::Column::TenantId.eq(self.tenant))
             .filter(devices::Column::Id.eq(id.as_uuid()))
-            .exec(self.db)
+            .exec(&txn)
             .await?;
+        txn.commit().await?;
         if updated.rows_affected == 0 {
             return Err(StoreError::NotFound { what: "device" });
         }
@@ -246,6 +306,7 @@ impl<'a> TenantStore<'a> {
         device: DeviceId,
         ids: &[EventId],
     ) -> Result<HashMap<EventId, String>, StoreError> {
+        let txn = self.read().await?;
         let mut found = HashMap::new();
         for chunk in ids.chunks(500) {
             let rows: Vec<(Uuid, String)> = raw_events::Entity::find()
@@ -256,10 +317,11 @@ impl<'a> TenantStore<'a> {
                 .filter(raw_events::Column::DeviceId.eq(device.as_uuid()))
                 .filter(raw_events::Column::EventId.is_in(chunk.iter().map(EventId::as_uuid)))
                 .into_tuple()
-                .all(self.db)
+                .all(&txn)
                 .await?;
             found.extend(rows.into_iter().map(|(id, hash)| (EventId::from_uuid(id), hash)));
         }
+        txn.commit().await?;
         Ok(found)
     }
 
@@ -292,7 +354,7 @@ impl<'a> TenantStore<'a> {
             .collect::<Result<_, StoreError>>()?;
         let qualification_events = rows.len();
 
-        let txn = crate::begin_write(self.db).await?;
+        let txn = self.write().await?;
         let inserted = match raw_events::Entity::insert_many(rows)
             .on_conflict_do_nothing()
             .exec_with_returning_keys(&txn)
@@ -403,57 +465,71 @@ impl<'a> TenantStore<'a> {
 
     /// The latest visits of a clinic, newest first.
     pub async fn recent_visits(&self, clinic: ClinicId, limit: u64) -> Result<Vec<VisitRow>, StoreError> {
-        visits::Entity::find()
+        let txn = self.read().await?;
+        let rows = visits::Entity::find()
             .filter(visits::Column::TenantId.eq(self.tenant))
             .filter(visits::Column::ClinicId.eq(clinic.as_uuid()))
             .order_by_desc(visits::Column::LastAt)
             .limit(limit)
-            .all(self.db)
-            .await?
-            .iter()
-            .map(visit_row_from_model)
-            .collect()
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        rows.iter().map(visit_row_from_model).collect()
     }
 
     /// Visits of a clinic on one day, oldest first.
     pub async fn visits_on(&self, clinic: ClinicId, date: Date) -> Result<Vec<VisitRow>, StoreError> {
-        visits::Entity::find()
+        let txn = self.read().await?;
+        let rows = visits::Entity::find()
             .filter(visits::Column::TenantId.eq(self.tenant))
             .filter(visits::Column::ClinicId.eq(clinic.as_uuid()))
             .filter(visits::Column::VisitDate.eq(date))
             .order_by_asc(visits::Column::FirstAt)
-            .all(self.db)
-            .await?
-            .iter()
-            .map(visit_row_from_model)
-            .collect()
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        rows.iter().map(visit_row_from_model).collect()
     }
 
     pub async fn visit_count(&self) -> Result<u64, StoreError> {
-        Ok(visits::Entity::find().filter(visits::Column::TenantId.eq(self.tenant)).count(self.db).await?)
+        let txn = self.read().await?;
+        let n = visits::Entity::find().filter(visits::Column::TenantId.eq(self.tenant)).count(&txn).await?;
+        txn.commit().await?;
+        Ok(n)
     }
 
     /// Sum of confirmations over all visits: equals the number of distinct non-bulk qualification events
     /// applied, which tests use to prove exactly-once effect.
     pub async fn confirmation_count(&self) -> Result<u64, StoreError> {
+        let txn = self.read().await?;
         let total: Option<Option<i64>> = visits::Entity::find()
             .select_only()
             .column_as(visits::Column::Confirmations.sum(), "total")
             .filter(visits::Column::TenantId.eq(self.tenant))
             .into_tuple()
-            .one(self.db)
+            .one(&txn)
             .await?;
+        txn.commit().await?;
         Ok(total.flatten().unwrap_or(0).max(0) as u64)
     }
 
     pub async fn raw_event_count(&self) -> Result<u64, StoreError> {
-        Ok(raw_events::Entity::find().filter(raw_events::Column::TenantId.eq(self.tenant)).count(self.db).await?)
+        let txn = self.read().await?;
+        let n = raw_events::Entity::find().filter(raw_events::Column::TenantId.eq(self.tenant)).count(&txn).await?;
+        txn.commit().await?;
+        Ok(n)
     }
 }
 
 fn clinic_from_row(row: clinics::Model) -> Result<Clinic, StoreError> {
     let code = MedicalInstitutionCode::parse(&row.institution_code).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(Clinic { id: ClinicId::from_uuid(row.id), kind: code.facility_kind(), code, name: row.name })
+    Ok(Clinic {
+        id: ClinicId::from_uuid(row.id),
+        kind: code.facility_kind(),
+        code,
+        name: row.name,
+        oqs_start: row.oqs_start_date,
+    })
 }
 
 fn device_from_row(row: devices::Model) -> Result<Device, StoreError> {

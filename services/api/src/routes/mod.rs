@@ -1,16 +1,104 @@
+//! Every route, with what it requires. The table is the single source: `configure` registers each route
+//! behind the guard for its `Access`, and the tests walk `ROUTES` to check the permission matrix, CSRF
+//! and the cross-tenant sweep route by route, so a new route cannot skip them.
+
+mod account;
+mod admin;
 mod agent;
+mod api_v1;
+mod audit;
 mod health;
 mod ingest;
 mod pages;
 
 use actix_web::web;
+use onshi_domain::{ApiScope, Permission};
 
-pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/api/v1/events", web::post().to(ingest::post_events))
-        .route("/api/v1/agent/enroll", web::post().to(agent::enroll))
-        .route("/api/v1/agent/token", web::post().to(agent::token))
-        .route("/", web::get().to(pages::visits))
-        .route("/static/app.css", web::get().to(pages::stylesheet));
+use crate::web::guard::Access;
+
+/// One registered route.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteSpec {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+macro_rules! routes {
+    ($($method:ident $path:literal $access:expr => $handler:path;)*) => {
+        /// Every route of the service with its access rule.
+        pub const ROUTES: &[RouteSpec] = &[
+            $(RouteSpec { method: stringify!($method), path: $path, access: $access },)*
+        ];
+
+        pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
+            $(
+                cfg.route(
+                    $path,
+                    web::$method().to($handler).wrap(actix_web::middleware::from_fn(
+                        |req, next| crate::web::guard::check($access, req, next),
+                    )),
+                );
+            )*
+        }
+    };
+}
+
+use Access::{Device, Open, PartialSession, Perm, Public, Session, Token};
+use Permission::{ManageAgents, ManageApiTokens, ManageClinics, ManageStaff, ViewAudit, ViewReceptions};
+
+routes! {
+    get "/healthz" Open => health::healthz;
+    get "/readyz" Open => health::readyz;
+    get "/static/app.css" Open => pages::stylesheet;
+
+    post "/api/v1/events" Device => ingest::post_events;
+    post "/api/v1/agent/enroll" Device => agent::enroll;
+    post "/api/v1/agent/token" Device => agent::token;
+
+    get "/api/v1/clinics" Token(ApiScope::ClinicsRead) => api_v1::clinics;
+    get "/api/v1/clinics/{clinic}/receptions" Token(ApiScope::ReceptionsRead) => api_v1::receptions;
+    get "/api/v1/audit" Token(ApiScope::AuditRead) => api_v1::audit;
+
+    get "/signin" Public => account::signin_form;
+    post "/signin" Public => account::signin;
+    get "/signin/totp" PartialSession => account::totp_form;
+    post "/signin/totp" PartialSession => account::totp;
+    get "/account/totp/setup" PartialSession => account::totp_setup_form;
+    post "/account/totp/setup" PartialSession => account::totp_setup;
+    post "/signout" Session => account::signout;
+    get "/signup" Public => account::signup_form;
+    post "/signup" Public => account::signup;
+    get "/verify-email/{token}" Public => account::verify_email_form;
+    post "/verify-email/{token}" Public => account::verify_email;
+    get "/password/forgot" Public => account::forgot_form;
+    post "/password/forgot" Public => account::forgot;
+    get "/password/reset/{token}" Public => account::reset_form;
+    post "/password/reset/{token}" Public => account::reset;
+    get "/invite/{token}" Public => account::invite_form;
+    post "/invite/{token}" Public => account::accept_invite;
+    get "/account" Session => account::account_page;
+    post "/account/password" Session => account::change_password;
+    post "/account/sessions/revoke" Session => account::revoke_own_sessions;
+
+    get "/" Session => pages::home;
+    get "/onboarding" Perm(ManageClinics) => admin::onboarding;
+    post "/clinics" Perm(ManageClinics) => admin::add_clinic;
+    get "/clinics/{clinic}" Perm(ManageAgents) => admin::clinic_page;
+    post "/clinics/{clinic}/start-date" Perm(ManageClinics) => admin::set_start_date;
+    post "/clinics/{clinic}/enrollment-codes" Perm(ManageAgents) => admin::new_enrollment_code;
+    post "/devices/{device}/revoke" Perm(ManageAgents) => admin::revoke_device;
+    get "/staff" Perm(ManageStaff) => admin::staff;
+    post "/staff/invite" Perm(ManageStaff) => admin::invite;
+    post "/staff/{user}/role" Perm(ManageStaff) => admin::set_role;
+    post "/staff/{user}/disable" Perm(ManageStaff) => admin::disable;
+    post "/staff/{user}/enable" Perm(ManageStaff) => admin::enable;
+    post "/staff/{user}/reset-2fa" Perm(ManageStaff) => admin::reset_2fa;
+    post "/staff/{user}/sessions/revoke" Perm(ManageStaff) => admin::revoke_sessions;
+    get "/settings/api-tokens" Perm(ManageApiTokens) => admin::api_tokens;
+    post "/settings/api-tokens" Perm(ManageApiTokens) => admin::create_api_token;
+    post "/settings/api-tokens/{token}/revoke" Perm(ManageApiTokens) => admin::revoke_api_token;
+    get "/audit" Perm(ViewAudit) => audit::viewer;
+    get "/audit.csv" Perm(ViewAudit) => audit::export_csv;
+    get "/clinics/{clinic}/receptions" Perm(ViewReceptions) => pages::clinic_receptions;
 }

@@ -1,13 +1,16 @@
-//! Server-rendered pages (askama). Until sign-in exists, only `onshi demo` shows tenant data, for the
-//! demo tenant it seeded; a plain `onshi serve` shows a page that says sign-in is coming.
+//! Server-rendered reception pages (askama): the group's clinics today, and one clinic's receptions on
+//! a day. Clinic staff see only their assigned clinics. Every view of reception lists is audited.
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use askama_web::WebTemplate;
 use onshi_domain::jst;
-use onshi_store::TenantScope;
-use time::OffsetDateTime;
+use onshi_domain::{ClinicId, Permission};
+use onshi_store::AuditResult;
+use time::{Date, OffsetDateTime};
 
+use super::account::{ok, see_other};
+use crate::web::guard::{Caller, Page};
 use crate::{ApiError, AppState};
 
 pub(crate) struct VisitLine {
@@ -20,6 +23,7 @@ pub(crate) struct VisitLine {
 }
 
 pub(crate) struct ClinicPanel {
+    pub id: String,
     pub name: String,
     /// The clinic's agent: label, CSS class and what needs attention.
     pub agent_label: &'static str,
@@ -36,26 +40,22 @@ pub(crate) struct ClinicPanel {
 #[derive(Template, WebTemplate)]
 #[template(path = "visits.html")]
 pub(crate) struct VisitsPage {
+    pub page: Page,
     pub today: String,
     pub clinics: Vec<ClinicPanel>,
 }
 
-#[derive(Template, WebTemplate)]
-#[template(path = "signin_pending.html")]
-pub(crate) struct SigninPending;
-
-pub(crate) async fn visits(
-    state: web::Data<AppState>,
-) -> Result<actix_web::Either<VisitsPage, SigninPending>, ApiError> {
-    let Some(tenant) = state.demo_tenant else {
-        return Ok(actix_web::Either::Right(SigninPending));
-    };
-    let store = state.store.tenant(TenantScope::verified(tenant));
+/// The start page: receptions for those who may see them, the audit log for auditors.
+pub(crate) async fn home(state: web::Data<AppState>, page: Page, caller: Caller) -> Result<HttpResponse, ApiError> {
+    if !caller.can(Permission::ViewReceptions) {
+        return Ok(see_other(if caller.can(Permission::ViewAudit) { "/audit" } else { "/account" }));
+    }
+    let store = state.store.tenant(caller.scope);
     let now = OffsetDateTime::now_utc();
     let today = jst::date_of(now);
     let devices = store.devices().await?;
     let mut panels = Vec::new();
-    for clinic in store.clinics().await? {
+    for clinic in store.clinics().await?.into_iter().filter(|c| caller.clinics.includes(c.id)) {
         // The healthiest agent of the clinic speaks for it (a spare agent that is off is not an outage).
         let health = devices
             .iter()
@@ -79,23 +79,9 @@ pub(crate) async fn visits(
         } else {
             format!("{:.1}%", 100.0 * myna as f64 / todays.len() as f64)
         };
-        let recent = store
-            .recent_visits(clinic.id, 15)
-            .await?
-            .into_iter()
-            .map(|v| {
-                let t = v.last_at.to_offset(jst::JST);
-                VisitLine {
-                    time: format!("{:02}/{:02} {:02}:{:02}", t.month() as u8, t.day(), t.hour(), t.minute()),
-                    method: v.method.label_ja(),
-                    myna: v.myna,
-                    result: v.result.label_ja(),
-                    result_ok: v.result == onshi_domain::QualificationResult::Valid,
-                    confirmations: v.confirmations,
-                }
-            })
-            .collect();
+        let recent = store.recent_visits(clinic.id, 15).await?.into_iter().map(line).collect();
         panels.push(ClinicPanel {
+            id: clinic.id.to_string(),
             agent_label: health.label_ja(),
             agent_class: health.css_class(),
             agent_reasons: reasons,
@@ -107,7 +93,72 @@ pub(crate) async fn visits(
             recent,
         });
     }
-    Ok(actix_web::Either::Left(VisitsPage { today: today.to_string(), clinics: panels }))
+    let shown: Vec<String> = panels.iter().map(|p| p.id.clone()).collect();
+    store
+        .audit(
+            &caller
+                .entry("receptions.view", &format!("receptions:today:{today}"), AuditResult::Success)
+                .details(serde_json::json!({ "clinics": shown })),
+        )
+        .await?;
+    ok(VisitsPage { page, today: today.to_string(), clinics: panels })
+}
+
+#[derive(Template)]
+#[template(path = "clinic_receptions.html")]
+pub(crate) struct ClinicReceptionsPage {
+    pub page: Page,
+    pub clinic: onshi_store::Clinic,
+    pub date: String,
+    pub rows: Vec<VisitLine>,
+}
+
+#[derive(serde::Deserialize)]
+pub(crate) struct DayQuery {
+    #[serde(default)]
+    date: Option<String>,
+}
+
+/// One clinic's receptions on one day (JST).
+pub(crate) async fn clinic_receptions(
+    state: web::Data<AppState>,
+    page: Page,
+    caller: Caller,
+    path: web::Path<String>,
+    q: web::Query<DayQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id: ClinicId = path.parse().map_err(|_| ApiError::NotFound)?;
+    if !caller.clinics.includes(id) {
+        return Err(ApiError::NotFound);
+    }
+    let date = match q.date.as_deref() {
+        Some(d) => Date::parse(d, time::macros::format_description!("[year]-[month]-[day]"))
+            .map_err(|_| ApiError::InvalidRequest(onshi_domain::FieldError::new("date", "expected YYYY-MM-DD")))?,
+        None => jst::date_of(OffsetDateTime::now_utc()),
+    };
+    let store = state.store.tenant(caller.scope);
+    let clinic = store.clinic(id).await?.ok_or(ApiError::NotFound)?;
+    let rows: Vec<VisitLine> = store.visits_on(id, date).await?.into_iter().map(line).collect();
+    store
+        .audit(
+            &caller
+                .entry("receptions.view", &format!("receptions:{id}:{date}"), AuditResult::Success)
+                .details(serde_json::json!({ "rows": rows.len() })),
+        )
+        .await?;
+    ok(ClinicReceptionsPage { page, clinic, date: date.to_string(), rows })
+}
+
+fn line(v: onshi_store::VisitRow) -> VisitLine {
+    let t = v.last_at.to_offset(jst::JST);
+    VisitLine {
+        time: format!("{:02}/{:02} {:02}:{:02}", t.month() as u8, t.day(), t.hour(), t.minute()),
+        method: v.method.label_ja(),
+        myna: v.myna,
+        result: v.result.label_ja(),
+        result_ok: v.result == onshi_domain::QualificationResult::Valid,
+        confirmations: v.confirmations,
+    }
 }
 
 pub(crate) async fn stylesheet() -> HttpResponse {

@@ -70,6 +70,13 @@ struct Resources {
     database: Option<String>,
 }
 
+/// The same database URL with the application role as user.
+pub fn app_role_url(owner_url: &str) -> String {
+    let (scheme, rest) = owner_url.split_once("://").unwrap_or(("postgres", owner_url));
+    let host = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+    format!("{scheme}://{}@{host}", onshi_migrations::APP_ROLE)
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
@@ -127,10 +134,14 @@ pub async fn spawn_app_opts(mode: Mode, tweak: impl FnOnce(&mut Config), with_wo
         admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create test database");
         admin.close().await.ok();
         let base = db_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(db_url.clone());
-        let url = format!("{base}/{name}");
+        let owner_url = format!("{base}/{name}");
+        // The application connects as the restricted role the first migration creates; the test
+        // plays the deployment step with the owner (here the superuser).
+        let app_url = app_role_url(&owner_url);
         resources.admin_database_url = Some(db_url);
         resources.database = Some(name);
-        config.database_url = Some(SecretString::from(url));
+        config.database_url = Some(SecretString::from(app_url));
+        config.database_migration_url = Some(SecretString::from(owner_url));
         config.amqp_url = Some(SecretString::from(amqp));
         config.queue_name = unique("onshi.it.");
         config.redis_url = Some(SecretString::from(redis));
@@ -146,17 +157,20 @@ pub async fn spawn_app_opts(mode: Mode, tweak: impl FnOnce(&mut Config), with_wo
 
     if mode == Mode::Full {
         // Full mode has a deployment step for migrations; the test plays that part.
-        let store = onshi_store::Store::connect(config.effective_database_url().expose_secret(), 2)
+        let store = onshi_store::Store::connect(config.effective_migration_url().expose_secret(), 2)
             .await
             .expect("connect test database");
         store.migrate().await.expect("migrate test database");
+        store
+            .connection()
+            .execute_unprepared(&format!("ALTER ROLE {} LOGIN", onshi_migrations::APP_ROLE))
+            .await
+            .expect("let the application role log in");
+        store.connection().clone().close().await.ok();
     }
     let adapters = Adapters::connect(&config).await.expect("adapters connect");
     let (tenant, clinics) = seed(&adapters.store).await.expect("seed");
-    let app = Application::build(&config, adapters, Options { with_worker, demo_tenant: Some(tenant) })
-        .await
-        .expect("app builds")
-        .spawn();
+    let app = Application::build(&config, adapters, Options { with_worker }).await.expect("app builds").spawn();
     Some(TestApp {
         mode,
         config,
@@ -223,11 +237,10 @@ impl TestApp {
             app.stop().await;
         }
         let adapters = Adapters::connect(&self.config).await.expect("adapters reconnect");
-        let app =
-            Application::build(&self.config, adapters, Options { with_worker: true, demo_tenant: Some(self.tenant) })
-                .await
-                .expect("app rebuilds")
-                .spawn();
+        let app = Application::build(&self.config, adapters, Options { with_worker: true })
+            .await
+            .expect("app rebuilds")
+            .spawn();
         self.app = Some(app);
     }
 
@@ -280,4 +293,179 @@ pub const WAIT: Duration = Duration::from_secs(30);
 pub fn reception_count(events: &[AgentEvent]) -> u64 {
     events.iter().filter(|e| matches!(&e.payload, onshi_domain::EventPayload::Qualification(q) if !q.batch)).count()
         as u64
+}
+
+/// A person with an account, for browser tests.
+#[derive(Clone)]
+pub struct TestUser {
+    pub id: onshi_domain::UserId,
+    pub email: String,
+    pub password: String,
+    pub totp: onshi_identity::TotpSecret,
+    logins: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl TestUser {
+    /// A fresh TOTP code. A code (a 30 s step) is accepted once per user, so successive sign-ins use
+    /// the steps the ±1 window allows: previous, current, next.
+    pub fn next_code(&self) -> String {
+        let n = self.logins.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assert!(n < 3, "a test user can sign in at most three times within 30 s");
+        let t = OffsetDateTime::now_utc().unix_timestamp() + 30 * (n - 1);
+        self.totp.code_at(t as u64).unwrap()
+    }
+}
+
+impl TestApp {
+    /// Creates an active, verified user with TOTP in `tenant`.
+    pub async fn user_in(
+        &self,
+        tenant: TenantId,
+        role: onshi_domain::Role,
+        clinics: &[onshi_domain::ClinicId],
+    ) -> TestUser {
+        let email = format!("{}-{}@example.jp", role.as_str(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let password = format!("pw-{}-long-enough", uuid::Uuid::new_v4().simple());
+        let phc = onshi_identity::hash_password(&password, &email).unwrap();
+        let store = self.adapters().store.tenant(TenantScope::verified(tenant));
+        let entry =
+            onshi_store::AuditEntry::new(None, "test", "test.seed_user", "-", onshi_store::AuditResult::Success);
+        let id = store
+            .add_user(
+                &onshi_store::NewUser {
+                    email: &email,
+                    display_name: "テスト 利用者",
+                    role,
+                    clinics,
+                    password_hash: Some(&phc),
+                },
+                &entry,
+            )
+            .await
+            .unwrap();
+        store.mark_email_verified(id, &entry).await.unwrap();
+        let totp = onshi_identity::TotpSecret::generate();
+        store.set_pending_totp(id, totp.base32()).await.unwrap();
+        store.enable_totp(id, 0, &entry).await.unwrap();
+        TestUser { id, email, password, totp, logins: Default::default() }
+    }
+
+    pub async fn user(&self, role: onshi_domain::Role) -> TestUser {
+        self.user_in(self.tenant, role, &[]).await
+    }
+
+    pub fn browser(&self) -> Browser {
+        Browser::new(&self.base_url())
+    }
+
+    /// A browser signed in as a new user of `role`.
+    pub async fn signed_in(&self, role: onshi_domain::Role) -> (Browser, TestUser) {
+        let user = self.user(role).await;
+        let mut b = self.browser();
+        b.sign_in(&user).await;
+        (b, user)
+    }
+}
+
+/// A minimal browser: keeps cookies (including `__Host-` ones over plain http, as browsers do for
+/// localhost), follows nothing by itself, and fills in the CSRF field of the forms it posts.
+pub struct Browser {
+    base: String,
+    client: reqwest::Client,
+    pub cookies: std::collections::BTreeMap<String, String>,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn location(&self) -> &str {
+        self.headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+}
+
+impl Browser {
+    pub fn new(base: &str) -> Self {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { base: base.to_owned(), client, cookies: Default::default() }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    async fn finish(&mut self, response: reqwest::Response) -> Reply {
+        for set in response.headers().get_all("set-cookie") {
+            let set = set.to_str().unwrap();
+            let pair = set.split(';').next().unwrap();
+            let (k, v) = pair.split_once('=').unwrap();
+            if set.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.text().await.unwrap();
+        Reply { status, headers, body }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Reply {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("Cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.finish(r).await
+    }
+
+    /// The CSRF token the server expects from this browser now.
+    pub async fn csrf(&mut self) -> String {
+        let page = self.get("/signin").await;
+        extract(&page.body, "name=\"csrf\" value=\"", "\"").expect("a csrf field on the sign-in page")
+    }
+
+    pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        let csrf = self.csrf().await;
+        let mut all: Vec<(&str, &str)> = vec![("csrf", csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.post_raw(path, &all, None).await
+    }
+
+    /// A POST exactly as given (no CSRF field added), optionally with an `Origin` header.
+    pub async fn post_raw(&mut self, path: &str, fields: &[(&str, &str)], origin: Option<&str>) -> Reply {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("Cookie", self.cookie_header())
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string(fields).unwrap());
+        if let Some(o) = origin {
+            req = req.header("Origin", o);
+        }
+        let r = req.send().await.unwrap();
+        self.finish(r).await
+    }
+
+    /// Password, then TOTP; asserts each step.
+    pub async fn sign_in(&mut self, user: &TestUser) {
+        let r = self.post("/signin", &[("email", &user.email), ("password", &user.password)]).await;
+        assert_eq!((r.status, r.location()), (303, "/signin/totp"), "password step: {}", r.body);
+        let code = user.next_code();
+        let r = self.post("/signin/totp", &[("code", &code)]).await;
+        assert_eq!((r.status, r.location()), (303, "/"), "totp step: {}", r.body);
+    }
+}
+
+/// The text between `start` and the next `end`.
+pub fn extract(haystack: &str, start: &str, end: &str) -> Option<String> {
+    let from = haystack.find(start)? + start.len();
+    let len = haystack[from..].find(end)?;
+    Some(haystack[from..from + len].to_owned())
 }

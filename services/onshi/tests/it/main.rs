@@ -8,9 +8,12 @@
 
 mod faults;
 mod helpers;
+mod mailbox;
 
+mod accounts;
 mod adapters;
 mod agent;
 mod durability;
 mod ingest;
 mod pages;
+mod rls;

@@ -23,11 +23,14 @@ both_modes!(the_visits_page_lists_each_clinics_receptions_of_today, |app| {
 
     let today = onshi_domain::jst::date_of(time::OffsetDateTime::now_utc());
     let todays = app.store().visits_on(app.clinics[1].clinic.id, today).await.unwrap();
-    let response = app.client.get(format!("{}/", app.base_url())).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
-    assert!(response.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
-    let html = response.text().await.unwrap();
+    let (mut browser, _) = app.signed_in(onshi_domain::Role::Manager).await;
+    let response = browser.get("/").await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.headers["x-content-type-options"], "nosniff");
+    assert_eq!(response.headers["cache-control"], "no-store");
+    assert!(response.headers["strict-transport-security"].to_str().unwrap().contains("max-age=31536000"));
+    assert!(response.headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    let html = response.body;
     assert!(html.contains("受付ログ"));
     for c in &app.clinics {
         assert!(html.contains(&c.clinic.name), "{} missing", c.clinic.name);
@@ -47,4 +50,19 @@ both_modes!(the_visits_page_lists_each_clinics_receptions_of_today, |app| {
             assert!(!html.contains(p.as_str()));
         }
     }
+});
+
+both_modes!(clinic_staff_see_only_their_clinics, |app| {
+    let own = app.clinics[1].clinic.id;
+    let user = app.user_in(app.tenant, onshi_domain::Role::ClinicStaff, &[own]).await;
+    let mut browser = app.browser();
+    browser.sign_in(&user).await;
+    let html = browser.get("/").await.body;
+    assert!(html.contains(&app.clinics[1].clinic.name));
+    assert!(!html.contains(&app.clinics[0].clinic.name) && !html.contains(&app.clinics[2].clinic.name));
+    assert_eq!(browser.get(&format!("/clinics/{own}/receptions")).await.status, 200);
+    let other = app.clinics[0].clinic.id;
+    assert_eq!(browser.get(&format!("/clinics/{other}/receptions")).await.status, 404);
+    // Management pages are not for clinic staff.
+    assert_eq!(browser.get("/staff").await.status, 403);
 });

@@ -9,6 +9,8 @@ pub struct Model {
     pub institution_code: String,
     pub name: String,
     pub facility_kind: String,
+    /// Planned (or actual) start of オン資 operation, for the onboarding deadlines.
+    pub oqs_start_date: Option<TimeDate>,
     pub created_at: TimeDateTimeWithTimeZone,
 }
 

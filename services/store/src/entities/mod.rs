@@ -1,9 +1,15 @@
 //! sea-orm entities, one module per table. They are private to the store crate: callers get domain
 //! types back from the scoped repositories, never a row they could re-query without a tenant.
 
+pub(crate) mod api_tokens;
+pub(crate) mod audit_heads;
+pub(crate) mod audit_log;
 pub(crate) mod clinics;
 pub(crate) mod devices;
+pub(crate) mod email_tokens;
 pub(crate) mod enrollment_codes;
 pub(crate) mod raw_events;
 pub(crate) mod tenants;
+pub(crate) mod user_logins;
+pub(crate) mod users;
 pub(crate) mod visits;

@@ -1,0 +1,348 @@
+//! The one place where a request is authenticated and authorised. Every route is registered with an
+//! [`Access`] in `routes::ROUTES`, and this middleware enforces it before the handler runs:
+//!
+//! - browser routes get the CSRF cookie, and every POST must carry a matching `csrf` form field and
+//!   must not come from another origin (`Origin`, `Sec-Fetch-Site`);
+//! - session routes load the server-side session, require both factors (`Stage::Full`), re-read the
+//!   user (active, same session epoch) and check the permission against the role matrix;
+//! - API-token routes check the token, its scope, and that its creator may still do what it asks.
+//!
+//! Handlers then take a [`Caller`] (who, which tenant, which clinics) and a [`Page`] (language, CSRF
+//! token) as extractors; they never look at cookies or headers themselves.
+
+use std::future::{Ready, ready};
+
+use actix_web::body::BoxBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use onshi_domain::{ApiScope, ClinicAccess, Permission};
+use onshi_identity::OneTimeToken;
+use onshi_store::{AuditEntry, AuditResult, TenantScope, User, UserStatus};
+
+use super::i18n::Lang;
+use super::session::{CSRF_COOKIE, LANG_COOKIE, SESSION_COOKIE, Session, Stage, host_cookie};
+use crate::{ApiError, AppState};
+
+pub const API_TOKEN_PREFIX: &str = "onshi_pat_";
+
+/// What a route requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Machine endpoints (health, static files): nothing checked, no cookies.
+    Open,
+    /// Agents: the device JWT is checked by the `AuthenticatedDevice` extractor.
+    Device,
+    /// Browser pages anyone may open (sign-in, signup): CSRF on POST.
+    Public,
+    /// Between the password and the second factor.
+    PartialSession,
+    /// Signed in with both factors; any role.
+    Session,
+    /// Signed in with both factors, with this permission.
+    Perm(Permission),
+    /// `Authorization: Bearer onshi_pat_…` with this scope.
+    Token(ApiScope),
+}
+
+impl Access {
+    fn is_browser(self) -> bool {
+        matches!(self, Access::Public | Access::PartialSession | Access::Session | Access::Perm(_))
+    }
+}
+
+/// Who is calling, established by the guard.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub scope: TenantScope,
+    pub user: User,
+    pub clinics: ClinicAccess,
+    /// The actor as the audit log names it.
+    pub actor: String,
+    pub ip: Option<String>,
+    /// The session cookie value (browser callers).
+    pub session_token: Option<String>,
+    pub session: Option<Session>,
+}
+
+impl Caller {
+    pub fn entry(&self, action: &str, target: &str, result: AuditResult) -> AuditEntry {
+        AuditEntry::new(Some(self.user.id), &self.actor, action, target, result).ip(self.ip.clone())
+    }
+
+    pub fn can(&self, permission: Permission) -> bool {
+        self.user.role.allows(permission)
+    }
+}
+
+/// A partially signed-in browser (password done, second factor pending).
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub scope: TenantScope,
+    pub user: User,
+    pub session: Session,
+    pub session_token: String,
+    pub ip: Option<String>,
+}
+
+/// What every page template needs.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub lang: Lang,
+    pub csrf: String,
+    pub signed_in: bool,
+    /// Navigation entries the caller may use: (href, label in the page's language).
+    pub nav: Vec<(&'static str, &'static str)>,
+    pub ip: Option<String>,
+}
+
+macro_rules! from_extensions {
+    ($t:ty) => {
+        impl FromRequest for $t {
+            type Error = ApiError;
+            type Future = Ready<Result<Self, ApiError>>;
+
+            fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+                ready(req.extensions().get::<$t>().cloned().ok_or(ApiError::SignInRequired))
+            }
+        }
+    };
+}
+from_extensions!(Caller);
+from_extensions!(Pending);
+from_extensions!(Page);
+
+pub fn cookie<'a>(headers: &'a actix_web::http::header::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+}
+
+fn client_ip(req: &ServiceRequest) -> Option<String> {
+    // The direct peer. Behind a reverse proxy, configure the proxy to connect from a trusted address
+    // and extend this deliberately; X-Forwarded-For is not trusted by default.
+    req.peer_addr().map(|a| a.ip().to_string())
+}
+
+fn nav_for(user: &User, lang: Lang) -> Vec<(&'static str, &'static str)> {
+    let mut nav = Vec::new();
+    if user.role.allows(Permission::ViewReceptions) {
+        nav.push(("/", "受付ログ", "Receptions"));
+    }
+    if user.role.allows(Permission::ManageClinics) {
+        nav.push(("/onboarding", "導入チェックリスト", "Onboarding"));
+    }
+    if user.role.allows(Permission::ManageStaff) {
+        nav.push(("/staff", "スタッフ", "Staff"));
+    }
+    if user.role.allows(Permission::ViewAudit) {
+        nav.push(("/audit", "監査ログ", "Audit log"));
+    }
+    if user.role.allows(Permission::ManageApiTokens) {
+        nav.push(("/settings/api-tokens", "APIトークン", "API tokens"));
+    }
+    nav.push(("/account", "アカウント", "Account"));
+    nav.into_iter().map(|(href, ja, en)| (href, lang.t(ja, en))).collect()
+}
+
+/// Whether a state-changing request comes from our own pages.
+fn same_origin(req: &ServiceRequest, public_url: &str) -> bool {
+    if let Some(site) = req.headers().get("Sec-Fetch-Site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return false;
+    }
+    match req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(origin) => {
+            let host = req.connection_info().host().to_owned();
+            origin == public_url.trim_end_matches('/')
+                || origin == format!("http://{host}")
+                || origin == format!("https://{host}")
+        }
+    }
+}
+
+pub(crate) async fn check(
+    access: Access,
+    mut req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Err(ApiError::Unauthorized("server misconfigured").into());
+    };
+    match access {
+        Access::Open | Access::Device => return next.call(req).await,
+        Access::Token(scope) => {
+            let caller = token_caller(&state, &req, scope).await?;
+            req.extensions_mut().insert(caller);
+            return next.call(req).await;
+        }
+        _ => {}
+    }
+    debug_assert!(access.is_browser());
+    let ip = client_ip(&req);
+    let headers = req.headers().clone();
+    let mut new_csrf_cookie = None;
+    let csrf_cookie = match cookie(&headers, CSRF_COOKIE) {
+        Some(c) => c.to_owned(),
+        None => {
+            let fresh = OneTimeToken::anonymous().secret;
+            new_csrf_cookie = Some(fresh.clone());
+            fresh
+        }
+    };
+    let session_token = cookie(&headers, SESSION_COOKIE).map(str::to_owned);
+    let lang = req
+        .query_string()
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("lang="))
+        .and_then(Lang::parse)
+        .or_else(|| cookie(&headers, LANG_COOKIE).and_then(Lang::parse))
+        .unwrap_or_default();
+    let lang_from_query = req.query_string().split('&').any(|kv| kv.starts_with("lang="));
+
+    if req.method() == Method::POST {
+        if !same_origin(&req, &state.public_url) {
+            return Err(ApiError::CsrfRejected.into());
+        }
+        let body = req.extract::<web::Bytes>().await?;
+        let presented = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
+            .ok()
+            .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == "csrf").map(|(_, v)| v));
+        let valid = new_csrf_cookie.is_none()
+            && presented.is_some_and(|p| state.sessions.csrf_valid(&p, &csrf_cookie, session_token.as_deref()));
+        if !valid {
+            return Err(ApiError::CsrfRejected.into());
+        }
+        req.set_payload(Payload::from(body));
+    }
+
+    let mut page = Page {
+        lang,
+        csrf: state.sessions.csrf_token(&csrf_cookie, session_token.as_deref()),
+        signed_in: false,
+        nav: Vec::new(),
+        ip: ip.clone(),
+    };
+    match access {
+        Access::Public => {}
+        Access::PartialSession => {
+            let (session, user) = load_session(&state, session_token.as_deref()).await?;
+            if session.stage == Stage::Full {
+                return Err(ApiError::Redirect("/".to_owned()).into());
+            }
+            req.extensions_mut().insert(Pending {
+                scope: TenantScope::verified(session.tenant),
+                user,
+                session,
+                session_token: session_token.clone().unwrap_or_default(),
+                ip: ip.clone(),
+            });
+        }
+        Access::Session | Access::Perm(_) => {
+            let (session, user) = load_session(&state, session_token.as_deref()).await?;
+            match session.stage {
+                Stage::Full => {}
+                Stage::Password => return Err(ApiError::Redirect("/signin/totp".to_owned()).into()),
+                Stage::TotpSetup => return Err(ApiError::Redirect("/account/totp/setup".to_owned()).into()),
+            }
+            let caller = Caller {
+                scope: TenantScope::verified(session.tenant),
+                clinics: ClinicAccess::of(user.role, &user.clinics),
+                actor: user.email.clone(),
+                ip: ip.clone(),
+                session_token: session_token.clone(),
+                session: Some(session),
+                user,
+            };
+            if let Access::Perm(permission) = access
+                && !caller.can(permission)
+            {
+                let entry =
+                    caller.entry("access.denied", req.match_pattern().as_deref().unwrap_or("-"), AuditResult::Denied);
+                state.store.tenant(caller.scope).audit(&entry).await.map_err(ApiError::from)?;
+                return Err(ApiError::Forbidden.into());
+            }
+            page.signed_in = true;
+            page.nav = nav_for(&caller.user, lang);
+            req.extensions_mut().insert(caller);
+        }
+        _ => {}
+    }
+    req.extensions_mut().insert(page);
+
+    let mut res = next.call(req).await?;
+    let res_headers = res.headers_mut();
+    if let Some(fresh) = new_csrf_cookie
+        && let Ok(v) = HeaderValue::from_str(&host_cookie(CSRF_COOKIE, &fresh, None))
+    {
+        res_headers.append(header::SET_COOKIE, v);
+    }
+    if lang_from_query
+        && let Ok(v) = HeaderValue::from_str(&format!(
+            "{LANG_COOKIE}={}; Path=/; Secure; SameSite=Lax; Max-Age=31536000",
+            lang.code()
+        ))
+    {
+        res_headers.append(header::SET_COOKIE, v);
+    }
+    // Pages may show patient-level data: never cached by the browser or a proxy.
+    res_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+/// The session and its user, if the session is valid right now.
+async fn load_session(state: &AppState, token: Option<&str>) -> Result<(Session, User), ApiError> {
+    let token = token.ok_or(ApiError::SignInRequired)?;
+    let session = state.sessions.load(token).await?.ok_or(ApiError::SignInRequired)?;
+    let user = state.store.tenant(TenantScope::verified(session.tenant)).user(session.user).await?;
+    match user {
+        Some(user) if user.status == UserStatus::Active && user.session_epoch == session.epoch => Ok((session, user)),
+        _ => {
+            state.sessions.destroy(token).await?;
+            Err(ApiError::SignInRequired)
+        }
+    }
+}
+
+async fn token_caller(state: &AppState, req: &ServiceRequest, scope: ApiScope) -> Result<Caller, ApiError> {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or(ApiError::Unauthorized("missing Bearer token"))?;
+    let (tenant_hex, hash) =
+        OneTimeToken::parse(API_TOKEN_PREFIX, presented).map_err(|_| ApiError::Unauthorized("invalid API token"))?;
+    let tenant: onshi_domain::TenantId = uuid::Uuid::parse_str(tenant_hex)
+        .map(onshi_domain::TenantId::from_uuid)
+        .map_err(|_| ApiError::Unauthorized("invalid API token"))?;
+    let store = state.store.tenant(TenantScope::verified(tenant));
+    let token = store.use_api_token(&hash).await?.ok_or(ApiError::Unauthorized("invalid API token"))?;
+    let user = store
+        .user(token.created_by)
+        .await?
+        .filter(|u| u.status == UserStatus::Active)
+        .ok_or(ApiError::Unauthorized("the token's owner is no longer active"))?;
+    if !token.scopes.contains(&scope) || !user.role.allows(scope.permission()) {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(Caller {
+        scope: TenantScope::verified(tenant),
+        clinics: ClinicAccess::of(user.role, &user.clinics),
+        actor: format!("api-token:{} ({})", token.id, user.email),
+        ip: client_ip(req),
+        session_token: None,
+        session: None,
+        user,
+    })
+}

@@ -1,0 +1,5 @@
+//! The browser side of the API: sessions, CSRF, the access guard and the page language.
+
+pub mod guard;
+pub mod i18n;
+pub mod session;

@@ -1,0 +1,127 @@
+//! A local SMTP sink for the tests: a real SMTP conversation over TCP with lettre's client, keeping each
+//! message. One sink serves the whole test binary; tests find their messages by recipient.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use base64::Engine;
+
+pub struct Sink {
+    pub port: u16,
+    messages: Arc<Mutex<Vec<String>>>,
+}
+
+pub fn sink() -> &'static Sink {
+    static SINK: OnceLock<Sink> = OnceLock::new();
+    SINK.get_or_init(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind smtp sink");
+        let port = listener.local_addr().unwrap().port();
+        let messages: Arc<Mutex<Vec<String>>> = Arc::default();
+        let store = messages.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let _ = serve(stream, &store);
+                });
+            }
+        });
+        Sink { port, messages }
+    })
+}
+
+fn serve(stream: std::net::TcpStream, store: &Mutex<Vec<String>>) -> std::io::Result<()> {
+    let mut out = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    out.write_all(b"220 onshi-test-sink ESMTP\r\n")?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let cmd = line.trim_end().to_ascii_uppercase();
+        if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+            out.write_all(b"250-onshi-test-sink\r\n250 8BITMIME\r\n")?;
+        } else if cmd.starts_with("DATA") {
+            out.write_all(b"354 end with .\r\n")?;
+            let mut data = String::new();
+            loop {
+                line.clear();
+                if reader.read_line(&mut line)? == 0 {
+                    return Ok(());
+                }
+                if line == ".\r\n" || line == ".\n" {
+                    break;
+                }
+                data.push_str(line.strip_prefix('.').filter(|_| line.starts_with("..")).unwrap_or(&line));
+            }
+            store.lock().unwrap().push(data);
+            out.write_all(b"250 queued\r\n")?;
+        } else if cmd.starts_with("QUIT") {
+            out.write_all(b"221 bye\r\n")?;
+            return Ok(());
+        } else {
+            out.write_all(b"250 ok\r\n")?;
+        }
+    }
+}
+
+/// The decoded text body of an RFC 5322 message (base64 or quoted-printable or plain).
+pub fn body_text(message: &str) -> String {
+    let (head, body) = message.split_once("\r\n\r\n").or_else(|| message.split_once("\n\n")).unwrap_or((message, ""));
+    let head = head.to_ascii_lowercase();
+    if head.contains("content-transfer-encoding: base64") {
+        let clean: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(clean).unwrap()).unwrap()
+    } else if head.contains("content-transfer-encoding: quoted-printable") {
+        let joined = body.replace("=\r\n", "").replace("=\n", "");
+        let mut bytes = Vec::new();
+        let raw = joined.as_bytes();
+        let mut i = 0;
+        while i < raw.len() {
+            if raw[i] == b'=' && i + 2 < raw.len() {
+                let hex = std::str::from_utf8(&raw[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                if let Some(b) = hex {
+                    bytes.push(b);
+                    i += 3;
+                    continue;
+                }
+            }
+            bytes.push(raw[i]);
+            i += 1;
+        }
+        String::from_utf8(bytes).unwrap()
+    } else {
+        body.to_owned()
+    }
+}
+
+impl Sink {
+    /// Waits for a message to `to` whose body contains `needle`, and returns its decoded body.
+    pub async fn wait_for(&self, to: &str, needle: &str) -> String {
+        for _ in 0..200 {
+            let found = self
+                .messages
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|m| m.to_ascii_lowercase().contains(&format!("to: {}", to.to_ascii_lowercase())))
+                .map(|m| body_text(m))
+                .find(|b| b.contains(needle));
+            if let Some(body) = found {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no e-mail to {to} containing {needle}");
+    }
+}
+
+/// The path of the first link in `body` that starts with `prefix` (e.g. "/verify-email/").
+pub fn link_path(body: &str, prefix: &str) -> String {
+    let start = body.find(prefix).unwrap_or_else(|| panic!("no {prefix} link in: {body}"));
+    body[start..].split_whitespace().next().unwrap().to_owned()
+}

@@ -1,0 +1,96 @@
+//! PostgreSQL row-level security as the backstop under the typed tenant scope: raw SQL as the
+//! application role, with no application filter at all.
+
+use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+
+use crate::helpers::*;
+
+async fn scalar(db: &impl ConnectionTrait, sql: &str) -> i64 {
+    let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap().unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_role_sees_only_the_tenant_of_its_transaction() {
+    let Some(app) = spawn_app(Mode::Full).await else { return };
+    let tenant_b = app.adapters().store.system().create_tenant("B").await.unwrap();
+    let code = onshi_domain::MedicalInstitutionCode::parse("2711234562").unwrap();
+    app.adapters().store.tenant(onshi_store::TenantScope::verified(tenant_b)).create_clinic(&code, "B").await.unwrap();
+    let a = app.tenant.as_uuid();
+    let b = tenant_b.as_uuid();
+    let db = app.adapters().store.connection();
+
+    // No tenant set: nothing.
+    for table in onshi_migrations::TENANT_TABLES.iter().filter(|t| **t != "audit_log") {
+        let n = scalar(db, &format!("SELECT count(*) FROM {table} WHERE tenant_id IS NOT NULL")).await;
+        let open = ["user_logins", "enrollment_codes"].contains(table);
+        assert!(n == 0 || open, "{table}: {n} rows visible without a tenant");
+    }
+    assert_eq!(scalar(db, "SELECT count(*) FROM tenants").await, 0);
+
+    // Tenant A set for one transaction: only A's rows, and B's rows cannot be written.
+    let txn = db.begin().await.unwrap();
+    txn.execute_unprepared(&format!("SELECT set_config('app.tenant_id', '{a}', true)")).await.unwrap();
+    assert_eq!(scalar(&txn, "SELECT count(*) FROM clinics").await, 3);
+    assert_eq!(scalar(&txn, &format!("SELECT count(*) FROM clinics WHERE tenant_id = '{b}'")).await, 0);
+    assert_eq!(scalar(&txn, "SELECT count(*) FROM tenants").await, 1);
+    let insert = txn
+        .execute_unprepared(&format!(
+            "INSERT INTO clinics (id, tenant_id, institution_code, name, facility_kind, created_at) \
+             VALUES ('{}', '{b}', '1311234560', 'x', '医科', now())",
+            uuid::Uuid::new_v4()
+        ))
+        .await;
+    let err = insert.expect_err("writing another tenant's row must fail").to_string();
+    assert!(err.contains("row-level security"), "{err}");
+    txn.rollback().await.unwrap();
+
+    // The setting ends with the transaction: the next user of the pooled connection starts empty.
+    let txn = db.begin().await.unwrap();
+    txn.execute_unprepared(&format!("SELECT set_config('app.tenant_id', '{a}', true)")).await.unwrap();
+    txn.commit().await.unwrap();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT coalesce(current_setting('app.tenant_id', true), '') AS t",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<String>("", "t").unwrap(), "");
+
+    // The catalog: every table with a tenant_id has RLS enabled and forced, and is in the list.
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT c.relname::text AS name, c.relrowsecurity AS enabled, c.relforcerowsecurity AS forced \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'public' AND c.relkind = 'r' AND EXISTS \
+             (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped)",
+        ))
+        .await
+        .unwrap();
+    assert!(rows.len() >= onshi_migrations::TENANT_TABLES.len());
+    for row in rows {
+        let name: String = row.try_get("", "name").unwrap();
+        assert!(
+            row.try_get::<bool>("", "enabled").unwrap() && row.try_get::<bool>("", "forced").unwrap(),
+            "{name}: RLS not enabled and forced"
+        );
+        assert!(onshi_migrations::TENANT_TABLES.contains(&name.as_str()), "{name} is missing from TENANT_TABLES");
+    }
+    // The application role: not superuser, not BYPASSRLS, owns nothing.
+    let role = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT rolsuper, rolbypassrls, (SELECT count(*) FROM pg_tables WHERE tableowner = current_user) AS owned \
+             FROM pg_roles WHERE rolname = current_user",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!role.try_get::<bool>("", "rolsuper").unwrap());
+    assert!(!role.try_get::<bool>("", "rolbypassrls").unwrap());
+    assert_eq!(role.try_get::<i64>("", "owned").unwrap(), 0);
+    app.teardown().await;
+}
