@@ -193,3 +193,68 @@ both_modes!(bulk_checks_are_stored_but_make_no_visit_and_heartbeats_update_the_d
     assert!(device.agent_version.as_deref().unwrap().starts_with("sim-"));
     assert_eq!(device.health(time::OffsetDateTime::now_utc()), onshi_domain::DeviceHealth::Online);
 });
+
+both_modes!(the_device_token_negative_suite_is_all_401, |app| {
+    use base64::Engine;
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let b64 = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let events = serde_json::to_string(&onshi_domain::EventBatch { events: app.receptions(0, 1, 9) }).unwrap();
+    let url = format!("{}/api/v1/events", app.base_url());
+    let status = |token: String| {
+        let request = app.client.post(&url).header("Content-Type", "application/json").body(events.clone());
+        async move { request.bearer_auth(token).send().await.unwrap().status().as_u16() }
+    };
+    let secret = secrecy::ExposeSecret::expose_secret(app.config.jwt_secret.as_ref().unwrap()).to_owned();
+    let key = EncodingKey::from_secret(secret.as_bytes());
+    let c = &app.clinics[0];
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = |patch: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = serde_json::json!({
+            "iss": "onshi", "aud": "onshi-ingest", "sub": c.device.to_string(), "tnt": app.tenant.to_string(),
+            "cln": c.clinic.id.to_string(), "typ": "device", "iat": now, "exp": now + 300,
+        });
+        patch(&mut v);
+        v
+    };
+    let sign = |v: serde_json::Value| encode(&Header::new(Algorithm::HS256), &v, &key).unwrap();
+
+    // The control: a hand-made token with the right claims is accepted.
+    assert_eq!(status(sign(claims(&|_| {}))).await, 202);
+    let cases: Vec<(&str, String)> = vec![
+        ("alg none", format!("{}.{}.", b64(&serde_json::json!({"alg": "none", "typ": "JWT"})), b64(&claims(&|_| {})))),
+        ("expired beyond leeway", sign(claims(&|v| v["exp"] = (now - 120).into()))),
+        (
+            "no exp",
+            sign(claims(&|v| {
+                v.as_object_mut().unwrap().remove("exp");
+            })),
+        ),
+        (
+            "no aud",
+            sign(claims(&|v| {
+                v.as_object_mut().unwrap().remove("aud");
+            })),
+        ),
+        ("wrong aud", sign(claims(&|v| v["aud"] = "onshi-pages".into()))),
+        (
+            "no iss",
+            sign(claims(&|v| {
+                v.as_object_mut().unwrap().remove("iss");
+            })),
+        ),
+        ("wrong iss", sign(claims(&|v| v["iss"] = "someone".into()))),
+        ("future nbf", sign(claims(&|v| v["nbf"] = (now + 600).into()))),
+        ("not a device token", sign(claims(&|v| v["typ"] = "refresh".into()))),
+        ("another tenant's claim", sign(claims(&|v| v["tnt"] = onshi_domain::TenantId::new().to_string().into()))),
+        ("HS512 with the same key", encode(&Header::new(Algorithm::HS512), &claims(&|_| {}), &key).unwrap()),
+        ("tampered payload", {
+            let good = sign(claims(&|_| {}));
+            let parts: Vec<&str> = good.split('.').collect();
+            let forged = b64(&claims(&|v| v["cln"] = app.clinics[1].clinic.id.to_string().into()));
+            format!("{}.{}.{}", parts[0], forged, parts[2])
+        }),
+    ];
+    for (name, token) in cases {
+        assert_eq!(status(token).await, 401, "{name}");
+    }
+});

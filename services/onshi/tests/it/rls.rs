@@ -94,3 +94,87 @@ async fn the_application_role_sees_only_the_tenant_of_its_transaction() {
     assert_eq!(role.try_get::<i64>("", "owned").unwrap(), 0);
     app.teardown().await;
 }
+
+crate::both_modes!(
+    a_small_pool_under_alternating_tenants_never_mixes_them,
+    |config| {
+        config.database_max_connections = 2;
+    },
+    |app| {
+        let store = &app.adapters().store;
+        let tenant_b = store.system().create_tenant("B").await.unwrap();
+        let code = onshi_domain::MedicalInstitutionCode::parse("2711234562").unwrap();
+        store.tenant(onshi_store::TenantScope::verified(tenant_b)).create_clinic(&code, "B only clinic").await.unwrap();
+        let mut tokens = Vec::new();
+        for tenant in [app.tenant, tenant_b] {
+            let user = app.user_in(tenant, onshi_domain::Role::Owner, &[]).await;
+            let token = onshi_identity::OneTimeToken::generate(
+                onshi_api::API_TOKEN_PREFIX,
+                &tenant.as_uuid().simple().to_string(),
+            );
+            store
+                .tenant(onshi_store::TenantScope::verified(tenant))
+                .create_api_token(
+                    user.id,
+                    "t",
+                    &[onshi_domain::ApiScope::ClinicsRead],
+                    &token.hash,
+                    None,
+                    &onshi_store::AuditEntry::new(None, "t", "t", "-", onshi_store::AuditResult::Success),
+                )
+                .await
+                .unwrap();
+            tokens.push(token.secret);
+        }
+        let requests = (0..40).map(|i| {
+            let token = tokens[i % 2].clone();
+            let url = format!("{}/api/v1/clinics", app.base_url());
+            let client = app.client.clone();
+            async move {
+                let body: serde_json::Value =
+                    client.get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+                let names: Vec<String> = body["clinics"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c["name"].as_str().unwrap().to_owned())
+                    .collect();
+                (i % 2, names)
+            }
+        });
+        for (which, names) in futures_util::future::join_all(requests).await {
+            if which == 0 {
+                assert_eq!(names.len(), 3, "{names:?}");
+                assert!(!names.iter().any(|n| n == "B only clinic"));
+            } else {
+                assert_eq!(names, vec!["B only clinic".to_owned()]);
+            }
+        }
+    }
+);
+
+/// T03's static half: the tenant is only ever set per transaction.
+#[test]
+fn the_tenant_setting_is_never_session_level() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut stack = vec![root.join("services"), root.join("migrations")];
+    let mut seen = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("rls.rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let lower = text.to_lowercase();
+                assert!(!lower.contains("set app."), "{}: session-level SET of app.*", path.display());
+                for (i, _) in lower.match_indices("set_config('app.") {
+                    let call = &lower[i..(i + 80).min(lower.len())];
+                    assert!(call.contains("true)"), "{}: set_config without is_local=true: {call}", path.display());
+                    seen += 1;
+                }
+            }
+        }
+    }
+    assert!(seen >= 1, "the store sets the tenant somewhere");
+}
