@@ -7,8 +7,28 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_foundation;
 mod m20261125_000002_enrollment;
 mod m20261125_000003_accounts;
+mod m20261125_000004_billing;
 
-pub use m20261125_000003_accounts::{APP_ROLE, TENANT_TABLES};
+pub use m20261125_000003_accounts::APP_ROLE;
+
+/// Every table whose rows belong to one tenant. Each has row-level security enabled and forced on
+/// PostgreSQL; a test compares the catalog with this list, so a new tenant table cannot be forgotten.
+pub const TENANT_TABLES: &[&str] = &[
+    "clinics",
+    "users",
+    "devices",
+    "raw_events",
+    "visits",
+    "enrollment_codes",
+    "user_logins",
+    "email_tokens",
+    "api_tokens",
+    "audit_log",
+    "clinic_billing",
+    "billing_reviews",
+    "billing_months",
+    "billing_exports",
+];
 
 pub struct Migrator;
 
@@ -19,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_foundation::Migration),
             Box::new(m20261125_000002_enrollment::Migration),
             Box::new(m20261125_000003_accounts::Migration),
+            Box::new(m20261125_000004_billing::Migration),
         ]
     }
 }

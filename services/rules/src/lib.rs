@@ -7,6 +7,7 @@
 //! and evaluating again gives the same answer as in-order arrival. Every decision says why, in Japanese a
 //! billing clerk can read, citing the rule and its source.
 
+pub mod billing;
 mod engine;
 mod input;
 mod rules;

@@ -10,6 +10,7 @@
 
 mod accounts;
 mod audit;
+mod billing;
 mod entities;
 mod error;
 mod secrets;
@@ -24,6 +25,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, Databa
 
 pub use accounts::{ApiToken, EmailPurpose, NewUser, User, UserStatus};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditReport, AuditResult};
+pub use billing::{BillingVisit, ExportRecord, StoredReview};
 pub use error::StoreError;
 pub use system::{Enrollment, SystemStore};
 pub use tenant::{ApplyOutcome, Clinic, Device, DeviceStatus, TenantStore, VisitRow};

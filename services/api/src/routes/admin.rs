@@ -202,6 +202,7 @@ pub(crate) async fn clinic_page(
 
 #[derive(Deserialize)]
 pub(crate) struct StartForm {
+    #[serde(default)]
     start: String,
 }
 

@@ -7,6 +7,7 @@ mod admin;
 mod agent;
 mod api_v1;
 mod audit;
+mod billing;
 mod health;
 mod ingest;
 mod pages;
@@ -45,7 +46,7 @@ macro_rules! routes {
 }
 
 use Access::{Device, Open, PartialSession, Perm, Public, Session, Token};
-use Permission::{ManageAgents, ManageApiTokens, ManageClinics, ManageStaff, ViewAudit, ViewReceptions};
+use Permission::{ManageAgents, ManageApiTokens, ManageClinics, ManageStaff, ReviewBilling, ViewAudit, ViewReceptions};
 
 routes! {
     get "/healthz" Open => health::healthz;
@@ -101,4 +102,12 @@ routes! {
     get "/audit" Perm(ViewAudit) => audit::viewer;
     get "/audit.csv" Perm(ViewAudit) => audit::export_csv;
     get "/clinics/{clinic}/receptions" Perm(ViewReceptions) => pages::clinic_receptions;
+    get "/billing" Perm(ReviewBilling) => billing::group;
+    get "/billing/{clinic}/{month}" Perm(ReviewBilling) => billing::month_page;
+    post "/billing/{clinic}/{month}/visits/{visit}/review" Perm(ReviewBilling) => billing::review_visit;
+    post "/billing/{clinic}/{month}/close" Perm(ReviewBilling) => billing::close_month;
+    post "/billing/{clinic}/{month}/export" Perm(ReviewBilling) => billing::export;
+    get "/billing/{clinic}/{month}/exports/{export}" Perm(ReviewBilling) => billing::download;
+    post "/billing/{clinic}/standards" Perm(ReviewBilling) => billing::set_standards;
+    post "/billing/{clinic}/usage-rates" Perm(ReviewBilling) => billing::set_usage_rate;
 }

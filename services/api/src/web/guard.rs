@@ -136,6 +136,9 @@ fn nav_for(user: &User, lang: Lang) -> Vec<(&'static str, &'static str)> {
     if user.role.allows(Permission::ViewReceptions) {
         nav.push(("/", "受付ログ", "Receptions"));
     }
+    if user.role.allows(Permission::ReviewBilling) {
+        nav.push(("/billing", "請求確認", "Billing"));
+    }
     if user.role.allows(Permission::ManageClinics) {
         nav.push(("/onboarding", "導入チェックリスト", "Onboarding"));
     }

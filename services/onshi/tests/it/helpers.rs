@@ -425,6 +425,20 @@ impl Browser {
         self.finish(r).await
     }
 
+    /// A download: content type and bytes.
+    pub async fn client_get_bytes(&mut self, path: &str) -> (String, Vec<u8>) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("Cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "GET {path}");
+        let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        (ct, r.bytes().await.unwrap().to_vec())
+    }
+
     /// The CSRF token the server expects from this browser now.
     pub async fn csrf(&mut self) -> String {
         let page = self.get("/signin").await;

@@ -13,6 +13,7 @@ mod mailbox;
 mod accounts;
 mod adapters;
 mod agent;
+mod billing;
 mod durability;
 mod ingest;
 mod pages;

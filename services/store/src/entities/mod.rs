@@ -4,6 +4,10 @@
 pub(crate) mod api_tokens;
 pub(crate) mod audit_heads;
 pub(crate) mod audit_log;
+pub(crate) mod billing_exports;
+pub(crate) mod billing_months;
+pub(crate) mod billing_reviews;
+pub(crate) mod clinic_billing;
 pub(crate) mod clinics;
 pub(crate) mod devices;
 pub(crate) mod email_tokens;

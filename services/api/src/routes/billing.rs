@@ -1,0 +1,628 @@
+//! Billing review pages: a month of a clinic with the reception addon the rules engine computes for each
+//! visit, filters, approve/adjust with a mandatory reason, month closing, CSV export to the object store,
+//! and the monthly totals. The clinic's 届出 and notified 利用率 (the engine's clinic input) are edited here.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use onshi_domain::ClinicId;
+use onshi_objects::ObjectBackend;
+use onshi_rules::billing::{Correction, Fact, Line, ReviewStatus, Totals, review};
+use onshi_rules::{RuleSet, VisitKind, YearMonth};
+use onshi_store::{AuditResult, Clinic, ExportRecord, StoredReview, TenantStore};
+use serde::Deserialize;
+use time::{Date, Month, OffsetDateTime};
+
+use super::account::{ok, see_other};
+use super::audit::csv_field;
+use crate::web::guard::{Caller, Page};
+use crate::{ApiError, AppState};
+
+/// Months before the reviewed one that frequency limits (3月に1回) look back on.
+const LOOKBACK_MONTHS: i32 = 3;
+
+const STANDARDS: [(&str, &str); 7] = [
+    ("online_claims", "オンライン請求"),
+    ("oqs", "オンライン資格確認の体制"),
+    ("notices", "院内掲示・ウェブ掲載"),
+    ("e_prescription", "電子処方箋"),
+    ("ehr_sharing", "電子カルテ情報共有サービス"),
+    ("ehr_standard", "電子カルテ情報の標準化"),
+    ("pediatric_special", "小児科特例"),
+];
+
+fn rules() -> Result<&'static RuleSet, ApiError> {
+    static RULES: std::sync::OnceLock<Result<RuleSet, String>> = std::sync::OnceLock::new();
+    RULES
+        .get_or_init(|| RuleSet::builtin().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| ApiError::internal(std::io::Error::other(e.clone())))
+}
+
+fn first_day(m: YearMonth) -> Date {
+    Date::from_calendar_date(m.year, Month::try_from(m.month).unwrap_or(Month::January), 1).unwrap_or(Date::MIN)
+}
+
+fn last_day(m: YearMonth) -> Date {
+    first_day(m.plus(1)).previous_day().unwrap_or(Date::MIN)
+}
+
+fn parse_month(s: &str) -> Result<YearMonth, ApiError> {
+    YearMonth::parse(s).filter(|m| first_day(*m) >= time::macros::date!(2022 - 10 - 01)).ok_or(ApiError::NotFound)
+}
+
+async fn clinic_for(store: &TenantStore<'_>, caller: &Caller, raw: &str) -> Result<Clinic, ApiError> {
+    let id: ClinicId = raw.parse().map_err(|_| ApiError::NotFound)?;
+    if !caller.clinics.includes(id) {
+        return Err(ApiError::NotFound);
+    }
+    store.clinic(id).await?.ok_or(ApiError::NotFound)
+}
+
+/// The review of one clinic-month: the engine over the month and its look-back, with the clerks'
+/// corrections applied.
+async fn month_review(
+    store: &TenantStore<'_>,
+    clinic: &Clinic,
+    month: YearMonth,
+) -> Result<(Vec<Line>, Totals), ApiError> {
+    let settings = store.billing_settings(clinic.id).await?;
+    let clinic_json = serde_json::json!({
+        "id": clinic.id.to_string(),
+        "facility_kind": clinic.kind.label(),
+        "standards": settings["standards"],
+        "usage_rates": settings["usage_rates"],
+    });
+    let start = month.plus(-LOOKBACK_MONTHS);
+    let visits = store.billing_visits(clinic.id, first_day(start), last_day(month)).await?;
+    let facts: Vec<Fact> = visits
+        .iter()
+        .map(|v| Fact {
+            id: v.id.to_string(),
+            patient: v.patient.clone().unwrap_or_else(|| format!("visit:{}", v.id)),
+            date: v.date,
+            first_seen: v.first_seen,
+            myna: v.myna,
+            info_obtained: v.info_obtained,
+        })
+        .collect();
+    let months: Vec<String> = (0..=LOOKBACK_MONTHS).map(|k| start.plus(k).to_string()).collect();
+    let corrections: HashMap<String, Correction> = store
+        .billing_reviews(clinic.id, &months)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let correction = Correction {
+                status: if r.status == "adjusted" { ReviewStatus::Adjusted } else { ReviewStatus::Approved },
+                kind: r.kind.as_deref().and_then(|k| match k {
+                    "初診" => Some(VisitKind::First),
+                    "再診" => Some(VisitKind::Revisit),
+                    _ => None,
+                }),
+                info_obtained: r.info_obtained,
+                exclude: r.exclude,
+                reason: r.reason,
+            };
+            (r.visit.to_string(), correction)
+        })
+        .collect();
+    review(rules()?, &clinic_json, &facts, &corrections, month).map_err(|e| {
+        ApiError::InvalidRequest(onshi_domain::FieldError::new(
+            e.field.clone(),
+            format!("{}: {}", e.subject, e.message),
+        ))
+    })
+}
+
+// ---- group view -------------------------------------------------------------------------------------
+
+pub(crate) struct ClinicMonth {
+    pub clinic: Clinic,
+    pub visits: usize,
+    pub claimable: usize,
+    pub points: u32,
+    pub needs_review: usize,
+    pub missed: usize,
+    pub closed: bool,
+}
+
+#[derive(Template)]
+#[template(path = "billing_group.html")]
+struct GroupPage {
+    page: Page,
+    month: String,
+    prev: String,
+    next: String,
+    rows: Vec<ClinicMonth>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MonthQuery {
+    #[serde(default)]
+    month: Option<String>,
+}
+
+pub(crate) async fn group(
+    state: web::Data<AppState>,
+    page: Page,
+    caller: Caller,
+    q: web::Query<MonthQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let month = match q.month.as_deref() {
+        Some(m) => parse_month(m)?,
+        None => YearMonth::of(onshi_domain::jst::date_of(OffsetDateTime::now_utc())),
+    };
+    let store = state.store.tenant(caller.scope);
+    let mut rows = Vec::new();
+    for clinic in store.clinics().await?.into_iter().filter(|c| caller.clinics.includes(c.id)) {
+        let (lines, totals) = month_review(&store, &clinic, month).await?;
+        rows.push(ClinicMonth {
+            visits: lines.len(),
+            claimable: lines.iter().filter(|l| !l.not_claimable).count(),
+            points: totals.values().map(|t| t.1).sum(),
+            needs_review: lines.iter().filter(|l| l.needs_review).count(),
+            missed: lines.iter().filter(|l| l.missed).count(),
+            closed: store.billing_month_closed(clinic.id, &month.to_string()).await?.is_some(),
+            clinic,
+        });
+    }
+    store.audit(&caller.entry("billing.view", &format!("billing:{month}"), AuditResult::Success)).await?;
+    ok(GroupPage {
+        page,
+        month: month.to_string(),
+        prev: month.plus(-1).to_string(),
+        next: month.plus(1).to_string(),
+        rows,
+    })
+}
+
+// ---- clinic-month -----------------------------------------------------------------------------------
+
+pub(crate) struct LineView {
+    pub line: Line,
+    pub time: String,
+    pub addon_text: String,
+}
+
+#[derive(Template)]
+#[template(path = "billing_month.html")]
+struct MonthPage {
+    page: Page,
+    clinic: Clinic,
+    month: String,
+    filter: String,
+    filters: Vec<(&'static str, &'static str, usize)>,
+    lines: Vec<LineView>,
+    totals: Vec<(String, u32, u32)>,
+    total_points: u32,
+    closed: Option<String>,
+    exports: Vec<ExportRecord>,
+    standards: Vec<(String, String)>,
+    usage_rates: Vec<(String, String)>,
+    standard_names: Vec<(&'static str, &'static str)>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct FilterQuery {
+    #[serde(default)]
+    filter: String,
+}
+
+/// (label, value) rows for the page.
+type Pairs = Vec<(String, String)>;
+
+fn settings_summary(settings: &serde_json::Value) -> (Pairs, Pairs) {
+    let standards = settings["standards"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|entry| {
+                    let from = entry["from"].as_str().unwrap_or("").to_owned();
+                    let met = STANDARDS
+                        .iter()
+                        .filter(|(key, _)| entry[*key].as_bool() == Some(true))
+                        .map(|(_, label)| *label)
+                        .collect::<Vec<_>>()
+                        .join("、");
+                    (from, if met.is_empty() { "（なし）".to_owned() } else { met })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let rates = settings["usage_rates"]
+        .as_object()
+        .map(|o| o.iter().map(|(m, r)| (m.clone(), format!("{:.1}%", r.as_f64().unwrap_or(0.0) * 100.0))).collect())
+        .unwrap_or_default();
+    (standards, rates)
+}
+
+pub(crate) async fn month_page(
+    state: web::Data<AppState>,
+    page: Page,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    q: web::Query<FilterQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_clinic, raw_month) = path.into_inner();
+    let store = state.store.tenant(caller.scope);
+    let clinic = clinic_for(&store, &caller, &raw_clinic).await?;
+    let month = parse_month(&raw_month)?;
+    let (lines, totals) = month_review(&store, &clinic, month).await?;
+    let count = |f: fn(&Line) -> bool| lines.iter().filter(|l| f(l)).count();
+    let filters = vec![
+        ("", "すべて", lines.len()),
+        ("needs_review", "未確認", count(|l| l.needs_review)),
+        ("overridden", "修正済み", count(|l| l.overridden)),
+        ("not_claimable", "算定なし", count(|l| l.not_claimable)),
+        ("missed", "算定漏れ候補", count(|l| l.missed)),
+        ("over", "過剰算定候補", count(|l| l.over)),
+    ];
+    let keep = |l: &Line| match q.filter.as_str() {
+        "needs_review" => l.needs_review,
+        "overridden" => l.overridden,
+        "not_claimable" => l.not_claimable,
+        "missed" => l.missed,
+        "over" => l.over,
+        _ => true,
+    };
+    let times: HashMap<String, OffsetDateTime> = store
+        .billing_visits(clinic.id, first_day(month), last_day(month))
+        .await?
+        .into_iter()
+        .map(|v| (v.id.to_string(), v.first_at))
+        .collect();
+    let view: Vec<LineView> = lines
+        .into_iter()
+        .filter(|l| keep(l))
+        .map(|line| {
+            let t = times.get(&line.id).map(|t| t.to_offset(onshi_domain::jst::JST));
+            LineView {
+                time: t
+                    .map(|t| format!("{:02}/{:02} {:02}:{:02}", t.month() as u8, t.day(), t.hour(), t.minute()))
+                    .unwrap_or_default(),
+                addon_text: line
+                    .addons
+                    .iter()
+                    .map(|a| format!("{}（{}点）", a.name, a.points))
+                    .collect::<Vec<_>>()
+                    .join("、"),
+                line,
+            }
+        })
+        .collect();
+    let settings = store.billing_settings(clinic.id).await?;
+    let (standards, usage_rates) = settings_summary(&settings);
+    let closed = store.billing_month_closed(clinic.id, &month.to_string()).await?.map(|(at, _)| super::audit::utc(&at));
+    let exports = store.billing_exports(clinic.id, &month.to_string()).await?;
+    store
+        .audit(
+            &caller
+                .entry("billing.view", &format!("billing:{}:{month}", clinic.id), AuditResult::Success)
+                .details(serde_json::json!({ "rows": view.len() })),
+        )
+        .await?;
+    ok(MonthPage {
+        page,
+        month: month.to_string(),
+        filter: q.filter.clone(),
+        filters,
+        total_points: totals.values().map(|t| t.1).sum(),
+        totals: totals.into_iter().map(|(name, (n, p))| (name, n, p)).collect(),
+        lines: view,
+        closed,
+        exports,
+        standards,
+        usage_rates,
+        standard_names: STANDARDS.to_vec(),
+        clinic,
+    })
+}
+
+// Form fields default to empty so the path's objects are resolved (404 for another tenant's) before the
+// form is judged.
+#[derive(Deserialize)]
+pub(crate) struct ReviewForm {
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    info: String,
+    #[serde(default)]
+    exclude: Option<String>,
+    #[serde(default)]
+    reason: String,
+}
+
+pub(crate) async fn review_visit(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+    form: web::Form<ReviewForm>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_clinic, raw_month, raw_visit) = path.into_inner();
+    let store = state.store.tenant(caller.scope);
+    let clinic = clinic_for(&store, &caller, &raw_clinic).await?;
+    let month = parse_month(&raw_month)?;
+    let visit: uuid::Uuid = raw_visit.parse().map_err(|_| ApiError::NotFound)?;
+    let reason = form.reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::InvalidRequest(onshi_domain::FieldError::new(
+            "reason",
+            "確認・修正の理由を入力してください",
+        )));
+    }
+    let status = match form.action.as_str() {
+        "approve" => "approved",
+        "adjust" => "adjusted",
+        _ => {
+            return Err(ApiError::InvalidRequest(onshi_domain::FieldError::new(
+                "action",
+                "approve か adjust を指定してください",
+            )));
+        }
+    };
+    let adjusting = status == "adjusted";
+    let kind = match form.kind.as_str() {
+        "初診" | "再診" if adjusting => Some(form.kind.clone()),
+        "" => None,
+        _ if !adjusting => None,
+        _ => {
+            return Err(ApiError::InvalidRequest(onshi_domain::FieldError::new(
+                "kind",
+                "初診 か 再診 を指定してください",
+            )));
+        }
+    };
+    let info_obtained = match form.info.as_str() {
+        "yes" if adjusting => Some(true),
+        "no" if adjusting => Some(false),
+        _ => None,
+    };
+    let stored = StoredReview {
+        visit,
+        status: status.to_owned(),
+        kind,
+        info_obtained,
+        exclude: adjusting && form.exclude.is_some(),
+        reason: reason.to_owned(),
+    };
+    let entry = caller.entry(&format!("billing.{}", if adjusting { "adjust" } else { "approve" }), &format!("visit:{visit}"), AuditResult::Success).details(
+        serde_json::json!({ "clinic": clinic.id.to_string(), "month": month.to_string(), "kind": stored.kind, "info_obtained": stored.info_obtained, "exclude": stored.exclude, "reason": stored.reason }),
+    );
+    store.review_visit(clinic.id, visit, &month.to_string(), &stored, caller.user.id, &entry).await?;
+    Ok(see_other(&format!("/billing/{}/{month}", clinic.id)))
+}
+
+pub(crate) async fn close_month(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_clinic, raw_month) = path.into_inner();
+    let store = state.store.tenant(caller.scope);
+    let clinic = clinic_for(&store, &caller, &raw_clinic).await?;
+    let month = parse_month(&raw_month)?;
+    let (lines, totals) = month_review(&store, &clinic, month).await?;
+    let entry = caller.entry("billing.close", &format!("billing:{}:{month}", clinic.id), AuditResult::Success).details(
+        serde_json::json!({
+            "visits": lines.len(),
+            "unreviewed": lines.iter().filter(|l| l.needs_review).count(),
+            "points": totals.values().map(|t| t.1).sum::<u32>(),
+        }),
+    );
+    store.close_billing_month(clinic.id, &month.to_string(), caller.user.id, &entry).await?;
+    Ok(see_other(&format!("/billing/{}/{month}", clinic.id)))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ExportForm {
+    #[serde(default)]
+    encoding: String,
+}
+
+/// The month as CSV for Excel: UTF-8 with BOM by default, Shift_JIS on request (refused, not garbled,
+/// when a character has no Shift_JIS form).
+pub(crate) fn month_csv(lines: &[Line], times: &HashMap<String, String>) -> String {
+    let mut out =
+        String::from("\u{feff}日付,受付時刻,区分,マイナ保険証,診療情報取得,加算,点数,コード,確認状態,理由\r\n");
+    for l in lines {
+        let status = match (l.status, l.excluded) {
+            (_, true) => "算定しない",
+            (Some(ReviewStatus::Adjusted), _) => "修正済み",
+            (Some(ReviewStatus::Approved), _) => "確認済み",
+            (None, _) => "未確認",
+        };
+        let fields = [
+            l.date.to_string(),
+            times.get(&l.id).cloned().unwrap_or_default(),
+            l.kind.label().to_owned(),
+            if l.myna { "○" } else { "" }.to_owned(),
+            if l.info_obtained { "○" } else { "" }.to_owned(),
+            l.addons.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(" / "),
+            l.points.to_string(),
+            l.addons.iter().filter_map(|a| a.code.as_deref()).collect::<Vec<_>>().join(" / "),
+            status.to_owned(),
+            l.reason.clone(),
+        ];
+        out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// Characters Windows writes in Shift_JIS under another code point: the dashes and the wave dash that
+/// Unicode text uses most often. Anything else without a Shift_JIS form makes the export refuse.
+fn sjis_friendly(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\u{2014}' => '\u{2015}',
+            '\u{2212}' => '\u{FF0D}',
+            '\u{FF5E}' => '\u{301C}',
+            '\u{00A0}' => ' ',
+            other => other,
+        })
+        .collect()
+}
+
+pub(crate) async fn export(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    form: web::Form<ExportForm>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_clinic, raw_month) = path.into_inner();
+    let store = state.store.tenant(caller.scope);
+    let clinic = clinic_for(&store, &caller, &raw_clinic).await?;
+    let month = parse_month(&raw_month)?;
+    let (lines, _) = month_review(&store, &clinic, month).await?;
+    let times: HashMap<String, String> = store
+        .billing_visits(clinic.id, first_day(month), last_day(month))
+        .await?
+        .into_iter()
+        .map(|v| {
+            let t = v.first_at.to_offset(onshi_domain::jst::JST);
+            (v.id.to_string(), format!("{:02}:{:02}", t.hour(), t.minute()))
+        })
+        .collect();
+    let text = month_csv(&lines, &times);
+    let (encoding, bytes) = match form.encoding.as_str() {
+        "sjis" => {
+            let body = sjis_friendly(text.trim_start_matches('\u{feff}'));
+            let (bytes, _, unmappable) = encoding_rs::SHIFT_JIS.encode(&body);
+            if unmappable {
+                return Err(ApiError::InvalidRequest(onshi_domain::FieldError::new(
+                    "encoding",
+                    "Shift_JIS で表せない文字があります。UTF-8 で出力してください",
+                )));
+            }
+            ("sjis", bytes.into_owned())
+        }
+        _ => ("utf8", text.into_bytes()),
+    };
+    // The charset is served from the export record on download; the stored object is plain text/csv.
+    let content_type = "text/csv";
+    // Short keys: the clinic and month live in the export record; the tenant prefix serves retention.
+    let key = format!("exports/{}/{}.csv", caller.scope.tenant_id().as_uuid().simple(), uuid::Uuid::now_v7().simple());
+    state.objects.put(&key, bytes, content_type).await.map_err(ApiError::unavailable)?;
+    let entry = caller
+        .entry("billing.export", &format!("billing:{}:{month}", clinic.id), AuditResult::Success)
+        .details(serde_json::json!({ "encoding": encoding, "rows": lines.len(), "object": key }));
+    store
+        .record_billing_export(clinic.id, &month.to_string(), &key, encoding, lines.len(), caller.user.id, &entry)
+        .await?;
+    Ok(see_other(&format!("/billing/{}/{month}#exports", clinic.id)))
+}
+
+pub(crate) async fn download(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_clinic, raw_month, raw_export) = path.into_inner();
+    let store = state.store.tenant(caller.scope);
+    let clinic = clinic_for(&store, &caller, &raw_clinic).await?;
+    let month = parse_month(&raw_month)?;
+    let id: uuid::Uuid = raw_export.parse().map_err(|_| ApiError::NotFound)?;
+    let record = store
+        .billing_exports(clinic.id, &month.to_string())
+        .await?
+        .into_iter()
+        .find(|e| e.id == id)
+        .ok_or(ApiError::NotFound)?;
+    let bytes =
+        state.objects.get(&record.object_key).await.map_err(ApiError::unavailable)?.ok_or(ApiError::NotFound)?;
+    store.audit(&caller.entry("billing.download", &format!("billing-export:{id}"), AuditResult::Success)).await?;
+    let content_type =
+        if record.encoding == "sjis" { "text/csv; charset=Shift_JIS" } else { "text/csv; charset=utf-8" };
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(("Content-Disposition", format!("attachment; filename=\"billing-{month}.csv\"")))
+        .body(bytes))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct StandardsForm {
+    from: String,
+}
+
+pub(crate) async fn set_standards(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let store = state.store.tenant(caller.scope);
+    let clinic = clinic_for(&store, &caller, &path).await?;
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let form: StandardsForm = serde_urlencoded::from_bytes(&body)
+        .map_err(|_| ApiError::InvalidRequest(onshi_domain::FieldError::new("from", "適用開始日が必要です")))?;
+    let from =
+        Date::parse(form.from.trim(), time::macros::format_description!("[year]-[month]-[day]")).map_err(|_| {
+            ApiError::InvalidRequest(onshi_domain::FieldError::new(
+                "from",
+                "適用開始日は YYYY-MM-DD で入力してください",
+            ))
+        })?;
+    let mut entry = serde_json::Map::new();
+    entry.insert("from".into(), from.to_string().into());
+    for (key, _) in STANDARDS {
+        entry.insert(key.into(), pairs.iter().any(|(k, v)| k == "standard" && v == key).into());
+    }
+    let mut settings = store.billing_settings(clinic.id).await?;
+    let list = settings["standards"].as_array().cloned().unwrap_or_default();
+    let mut list: Vec<_> = list.into_iter().filter(|e| e["from"].as_str() != Some(&from.to_string())).collect();
+    list.push(serde_json::Value::Object(entry.clone()));
+    list.sort_by(|a, b| a["from"].as_str().cmp(&b["from"].as_str()));
+    settings["standards"] = serde_json::Value::Array(list);
+    let audit = caller
+        .entry("billing.standards", &format!("clinic:{}", clinic.id), AuditResult::Success)
+        .details(serde_json::Value::Object(entry));
+    store.set_billing_settings(clinic.id, settings, &audit).await?;
+    Ok(see_other(&format!("/billing/{}/{}", clinic.id, YearMonth::of(from))))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RateForm {
+    #[serde(default)]
+    month: String,
+    #[serde(default)]
+    percent: String,
+}
+
+pub(crate) async fn set_usage_rate(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    form: web::Form<RateForm>,
+) -> Result<HttpResponse, ApiError> {
+    let store = state.store.tenant(caller.scope);
+    let clinic = clinic_for(&store, &caller, &path).await?;
+    let month = YearMonth::parse(form.month.trim()).ok_or_else(|| {
+        ApiError::InvalidRequest(onshi_domain::FieldError::new("month", "対象月は YYYY-MM で入力してください"))
+    })?;
+    let percent: f64 =
+        form.percent.trim().trim_end_matches('%').parse().ok().filter(|p: &f64| (0.0..=100.0).contains(p)).ok_or_else(
+            || {
+                ApiError::InvalidRequest(onshi_domain::FieldError::new(
+                    "percent",
+                    "利用率は 0〜100 の数で入力してください",
+                ))
+            },
+        )?;
+    let mut settings = store.billing_settings(clinic.id).await?;
+    if !settings["usage_rates"].is_object() {
+        settings["usage_rates"] = serde_json::json!({});
+    }
+    settings["usage_rates"][month.to_string()] = serde_json::json!((percent * 10.0).round() / 1000.0);
+    let audit = caller
+        .entry("billing.usage_rate", &format!("clinic:{}", clinic.id), AuditResult::Success)
+        .details(serde_json::json!({ "month": month.to_string(), "percent": percent }));
+    store.set_billing_settings(clinic.id, settings, &audit).await?;
+    Ok(see_other(&format!(
+        "/billing/{}/{}",
+        clinic.id,
+        YearMonth::of(onshi_domain::jst::date_of(OffsetDateTime::now_utc()))
+    )))
+}

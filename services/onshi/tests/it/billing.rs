@@ -1,0 +1,197 @@
+//! The billing review through the pages: receptions arrive as events, the billing clerk sets the clinic's
+//! 届出, reviews and adjusts with reasons, exports (UTF-8 with BOM and Shift_JIS) and closes the month.
+
+use onshi_domain::{
+    AgentEvent, ConfirmationMethod, Consents, EventId, EventPayload, PatientRef, QualificationCheck,
+    QualificationResult, Role,
+};
+use time::macros::datetime;
+
+use crate::both_modes;
+use crate::helpers::*;
+
+fn visit(app: &TestApp, patient: &str, at: time::OffsetDateTime, myna: bool) -> AgentEvent {
+    AgentEvent {
+        id: EventId::new(),
+        occurred_at: at,
+        payload: EventPayload::Qualification(QualificationCheck {
+            institution_code: app.clinics[0].clinic.code.clone(),
+            method: if myna { ConfirmationMethod::MynaCard } else { ConfirmationMethod::EligibilityCertificate },
+            identity_check: None,
+            batch: false,
+            error_code: None,
+            result: QualificationResult::Valid,
+            patient: Some(PatientRef::pseudonymize(b"test-key", "06139999", "", patient, "00")),
+            consents: if myna {
+                Consents { medication: Some(true), diagnosis: Some(true), checkup: None, surgery: None }
+            } else {
+                Consents::default()
+            },
+            limit_certificate: false,
+        }),
+    }
+}
+
+fn rows(html: &str) -> Vec<String> {
+    html.split("<tr data-visit=\"").skip(1).map(|s| s.split("</tr>").next().unwrap().to_owned()).collect()
+}
+
+both_modes!(a_month_is_reviewed_adjusted_exported_and_closed_through_the_pages, |app| {
+    // March 2025 at one clinic: patient 1 twice with マイナ保険証, patient 2 once with 資格確認書.
+    let events = vec![
+        visit(app, "00000001", datetime!(2025-03-03 09:10 +09:00), true),
+        visit(app, "00000002", datetime!(2025-03-05 10:00 +09:00), false),
+        visit(app, "00000001", datetime!(2025-03-10 11:30 +09:00), true),
+    ];
+    assert_eq!(app.post_events(0, &events).await.status(), 202);
+    eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 3 }).await;
+
+    let clinic = app.clinics[0].clinic.id;
+    let base = format!("/billing/{clinic}/2025-03");
+    let (mut b, _) = app.signed_in(Role::Billing).await;
+
+    // Without the clinic's 届出 nothing is claimable, and the マイナ保険証 visits are 算定漏れ candidates.
+    let page = b.get(&base).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(rows(&page.body).len(), 3);
+    assert!(page.body.contains("算定漏れ候補 (2)"), "{}", page.body);
+    assert_eq!(extract(&page.body, "data-testid=\"total-points\">", "<").unwrap(), "0");
+
+    // The clerk records the 届出 from 2024-01-01: every visit earns 医療情報取得加算 (1点 in 2025-03).
+    let r = b
+        .post(
+            &format!("/billing/{clinic}/standards"),
+            &[("from", "2024-01-01"), ("standard", "online_claims"), ("standard", "oqs"), ("standard", "notices")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = b.get(&base).await;
+    assert_eq!(extract(&page.body, "data-testid=\"total-points\">", "<").unwrap(), "3");
+    assert!(page.body.contains("医療情報取得加算（1点）"));
+    assert!(page.body.contains("未確認 (3)"));
+    let ids: Vec<String> = rows(&page.body).iter().map(|r| r.split('"').next().unwrap().to_owned()).collect();
+
+    // A review needs a reason; an adjustment changes facts and the engine recomputes.
+    let review = |id: &str| format!("{base}/visits/{id}/review");
+    assert_eq!(b.post(&review(&ids[0]), &[("action", "approve"), ("reason", "")]).await.status, 400);
+    assert_eq!(
+        b.post(&review(&ids[0]), &[("action", "adjust"), ("exclude", "1"), ("reason", "算定要件の確認待ち")])
+            .await
+            .status,
+        303
+    );
+    assert_eq!(b.post(&review(&ids[1]), &[("action", "approve"), ("reason", "受付記録と一致")]).await.status, 303);
+    let page = b.get(&base).await;
+    assert_eq!(extract(&page.body, "data-testid=\"total-points\">", "<").unwrap(), "2");
+    assert!(page.body.contains("算定要件の確認待ち"));
+    assert!(page.body.contains("修正済み (1)") && page.body.contains("未確認 (1)"));
+    let filtered = b.get(&format!("{base}?filter=overridden")).await;
+    assert_eq!(rows(&filtered.body).len(), 1);
+    // Another tenant's or a malformed visit id is not found.
+    assert_eq!(
+        b.post(&review(&uuid::Uuid::new_v4().to_string()), &[("action", "approve"), ("reason", "x")]).await.status,
+        404
+    );
+
+    // Export: UTF-8 with BOM, and Shift_JIS; both stored in the object store with a download link.
+    assert_eq!(b.post(&format!("{base}/export"), &[("encoding", "utf8")]).await.status, 303);
+    assert_eq!(b.post(&format!("{base}/export"), &[("encoding", "sjis")]).await.status, 303);
+    let page = b.get(&base).await;
+    let links: Vec<String> = page
+        .body
+        .split("href=\"")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap().to_owned())
+        .filter(|h| h.contains("/exports/"))
+        .collect();
+    assert_eq!(links.len(), 2, "{links:?}");
+    let mut decoded = Vec::new();
+    for link in &links {
+        let r = b.client_get_bytes(link).await;
+        let ct = r.0;
+        let text = if ct.contains("Shift_JIS") {
+            let (text, _, bad) = encoding_rs::SHIFT_JIS.decode(&r.1);
+            assert!(!bad);
+            text.into_owned()
+        } else {
+            assert!(r.1.starts_with(&[0xEF, 0xBB, 0xBF]), "UTF-8 export starts with a BOM");
+            String::from_utf8(r.1.clone()).unwrap()
+        };
+        assert!(
+            text.contains("医療情報取得加算") && text.contains("算定しない") && text.contains("確認済み"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 4, "header and three visits");
+        decoded.push(text);
+    }
+    // The same content; Shift_JIS writes the em dash as the horizontal bar Windows uses.
+    let same = |t: &str| t.trim_start_matches('\u{feff}').replace('\u{2014}', "\u{2015}");
+    assert_eq!(same(&decoded[0]), same(&decoded[1]));
+
+    // Close the month: no more reviews.
+    assert_eq!(b.post(&format!("{base}/close"), &[]).await.status, 303);
+    assert!(b.get(&base).await.body.contains("data-testid=\"closed\""));
+    assert_eq!(b.post(&review(&ids[2]), &[("action", "approve"), ("reason", "後から")]).await.status, 409);
+
+    // The group view and the audit trail.
+    let group = b.get("/billing?month=2025-03").await;
+    assert!(group.body.contains("締め済み"));
+    let audit = app
+        .store()
+        .audit_entries(&onshi_store::AuditFilter {
+            action_prefix: Some("billing.".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for action in
+        ["billing.adjust", "billing.approve", "billing.export", "billing.close", "billing.standards", "billing.view"]
+    {
+        assert!(audit.iter().any(|e| e.action == action), "{action} audited");
+    }
+    assert!(audit.iter().any(|e| e.details.contains("算定要件の確認待ち")));
+    // Clinic staff and managers do not reach billing.
+    let (mut staff, _) = app.signed_in(Role::Manager).await;
+    assert_eq!(staff.get(&base).await.status, 403);
+});
+
+both_modes!(after_the_2026_revision_the_usage_rate_decides_the_new_addon_on_the_page, |app| {
+    let events = vec![visit(app, "00000009", datetime!(2026-06-03 09:00 +09:00), true)];
+    assert_eq!(app.post_events(0, &events).await.status(), 202);
+    eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 1 }).await;
+    let clinic = app.clinics[0].clinic.id;
+    let base = format!("/billing/{clinic}/2026-06");
+    let (mut b, _) = app.signed_in(Role::Owner).await;
+    let standards: Vec<(&str, &str)> = [("from", "2024-01-01")]
+        .into_iter()
+        .chain(
+            ["online_claims", "oqs", "notices", "e_prescription", "ehr_sharing", "ehr_standard"]
+                .map(|s| ("standard", s)),
+        )
+        .collect();
+    assert_eq!(b.post(&format!("/billing/{clinic}/standards"), &standards).await.status, 303);
+
+    // 20% in the measuring month: 医療情報取得加算 no longer exists and the new addon needs 30%.
+    assert_eq!(
+        b.post(&format!("/billing/{clinic}/usage-rates"), &[("month", "2026-03"), ("percent", "20")]).await.status,
+        303
+    );
+    let page = b.get(&base).await;
+    assert_eq!(extract(&page.body, "data-testid=\"total-points\">", "<").unwrap(), "0");
+    assert!(page.body.contains("基準30.0%未満"), "{}", page.body);
+    assert!(!page.body.contains("医療情報取得加算（"));
+
+    // The notified rate was 35%: the same visit now earns 電子的診療情報連携体制整備加算1.
+    assert_eq!(
+        b.post(&format!("/billing/{clinic}/usage-rates"), &[("month", "2026-03"), ("percent", "35")]).await.status,
+        303
+    );
+    let page = b.get(&base).await;
+    assert!(page.body.contains("電子的診療情報連携体制整備加算1（15点）"), "{}", page.body);
+    assert_eq!(extract(&page.body, "data-testid=\"total-points\">", "<").unwrap(), "15");
+    // A rate outside 0-100 is refused with the field named.
+    let r = b.post(&format!("/billing/{clinic}/usage-rates"), &[("month", "2026-04"), ("percent", "130")]).await;
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("percent"));
+});

@@ -1,0 +1,232 @@
+//! The billing review of one clinic-month: the engine's decision per visit from the facts the cloud
+//! derived, the clerk's corrections applied, and what to look at first.
+//!
+//! The clerk corrects **facts** (初診/再診, whether 診療情報 was obtained, or "do not claim"), never points:
+//! the engine recomputes the addon from the corrected facts, so a correction cannot produce an addon the
+//! rules do not allow, and a visit excluded from claiming frees its frequency limit for later visits.
+//!
+//! Flags:
+//! - `needs_review`: nobody has approved or adjusted it yet;
+//! - `overridden`: a clerk changed its facts;
+//! - `not_claimable`: no addon in the end;
+//! - `missed` (算定漏れ候補): confirmed with マイナ保険証 yet nothing is claimable, usually a missing 届出
+//!   or 利用率 in the clinic's settings;
+//! - `over` (過剰算定候補): the clerk's corrections raised the points above what the derived facts give.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::json;
+use time::Date;
+
+use crate::{Decision, EvalInput, Granted, InputError, RuleSet, VisitKind, YearMonth, evaluate};
+
+/// What the cloud knows about a visit.
+#[derive(Debug, Clone)]
+pub struct Fact {
+    pub id: String,
+    /// The patient pseudonym (never shown); visits without one are their own patient.
+    pub patient: String,
+    pub date: Date,
+    /// The patient's first visit at this clinic in our data: taken as 初診 until a clerk says otherwise.
+    pub first_seen: bool,
+    pub myna: bool,
+    pub info_obtained: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewStatus {
+    Approved,
+    Adjusted,
+}
+
+/// A clerk's review of one visit.
+#[derive(Debug, Clone)]
+pub struct Correction {
+    pub status: ReviewStatus,
+    pub kind: Option<VisitKind>,
+    pub info_obtained: Option<bool>,
+    pub exclude: bool,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub id: String,
+    pub date: Date,
+    pub kind: VisitKind,
+    pub myna: bool,
+    pub info_obtained: bool,
+    pub addons: Vec<Granted>,
+    pub points: u32,
+    /// Points from the derived facts, before corrections.
+    pub derived_points: u32,
+    pub reason: String,
+    pub status: Option<ReviewStatus>,
+    pub excluded: bool,
+    pub needs_review: bool,
+    pub overridden: bool,
+    pub not_claimable: bool,
+    pub missed: bool,
+    pub over: bool,
+}
+
+/// Points and counts per addon name.
+pub type Totals = BTreeMap<String, (u32, u32)>;
+
+fn input(clinic: &serde_json::Value, visits: Vec<serde_json::Value>) -> Result<EvalInput, InputError> {
+    let doc = json!({ "clinics": [clinic], "visits": visits });
+    EvalInput::from_json(doc.to_string().as_bytes())
+}
+
+fn visit_json(f: &Fact, clinic_id: &str, kind: VisitKind, info: bool) -> serde_json::Value {
+    json!({
+        "id": f.id, "clinic": clinic_id, "patient": f.patient, "date": f.date.to_string(),
+        "kind": kind.label(), "myna": f.myna, "info_obtained": info,
+    })
+}
+
+/// Reviews `month` of one clinic. `clinic` is the rules-input clinic object (`id`, `facility_kind`,
+/// `standards`, `usage_rates`); `facts` should include the months before `month` that frequency limits
+/// look back on.
+pub fn review(
+    rules: &RuleSet,
+    clinic: &serde_json::Value,
+    facts: &[Fact],
+    corrections: &HashMap<String, Correction>,
+    month: YearMonth,
+) -> Result<(Vec<Line>, Totals), InputError> {
+    let clinic_id = clinic["id"].as_str().unwrap_or("clinic").to_owned();
+    let derived_kind = |f: &Fact| if f.first_seen { VisitKind::First } else { VisitKind::Revisit };
+    let derived: Vec<_> = facts.iter().map(|f| visit_json(f, &clinic_id, derived_kind(f), f.info_obtained)).collect();
+    let derived = evaluate(rules, &input(clinic, derived)?);
+    let derived: HashMap<&str, &Decision> = derived.iter().map(|d| (d.visit.as_str(), d)).collect();
+
+    let mut finals = Vec::new();
+    let mut effective = HashMap::new();
+    for f in facts {
+        let c = corrections.get(&f.id);
+        let kind = c.and_then(|c| c.kind).unwrap_or_else(|| derived_kind(f));
+        let info = c.and_then(|c| c.info_obtained).unwrap_or(f.info_obtained);
+        effective.insert(f.id.as_str(), (kind, info));
+        if !c.is_some_and(|c| c.exclude) {
+            finals.push(visit_json(f, &clinic_id, kind, info));
+        }
+    }
+    let finals = evaluate(rules, &input(clinic, finals)?);
+    let finals: HashMap<&str, &Decision> = finals.iter().map(|d| (d.visit.as_str(), d)).collect();
+
+    let mut lines = Vec::new();
+    let mut totals = Totals::new();
+    for f in facts.iter().filter(|f| YearMonth::of(f.date) == month) {
+        let c = corrections.get(&f.id);
+        let (kind, info) = effective[f.id.as_str()];
+        let derived_points = derived.get(f.id.as_str()).map(|d| d.addons.iter().map(|a| a.points).sum()).unwrap_or(0);
+        let (addons, reason) = match (c, finals.get(f.id.as_str())) {
+            (Some(c), _) if c.exclude => (Vec::new(), format!("請求担当者の判断で算定しません（{}）", c.reason)),
+            (_, Some(d)) => (d.addons.clone(), d.reason.clone()),
+            (_, None) => (Vec::new(), String::new()),
+        };
+        let points: u32 = addons.iter().map(|a| a.points).sum();
+        for a in &addons {
+            let t = totals.entry(a.name.clone()).or_default();
+            t.0 += 1;
+            t.1 += a.points;
+        }
+        let overridden = c.is_some_and(|c| c.status == ReviewStatus::Adjusted);
+        lines.push(Line {
+            id: f.id.clone(),
+            date: f.date,
+            kind,
+            myna: f.myna,
+            info_obtained: info,
+            not_claimable: addons.is_empty(),
+            missed: addons.is_empty() && f.myna && !c.is_some_and(|c| c.exclude),
+            over: overridden && points > derived_points,
+            addons,
+            points,
+            derived_points,
+            reason,
+            status: c.map(|c| c.status),
+            excluded: c.is_some_and(|c| c.exclude),
+            needs_review: c.is_none(),
+            overridden,
+        });
+    }
+    lines.sort_by(|a, b| (a.date, &a.id).cmp(&(b.date, &b.id)));
+    Ok((lines, totals))
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::date;
+
+    use super::*;
+
+    fn clinic() -> serde_json::Value {
+        json!({"id": "c", "facility_kind": "医科",
+            "standards": [{"from": "2024-01-01", "online_claims": true, "oqs": true, "notices": true}],
+            "usage_rates": {}})
+    }
+
+    fn fact(id: &str, patient: &str, date: Date, first: bool, myna: bool) -> Fact {
+        Fact { id: id.into(), patient: patient.into(), date, first_seen: first, myna, info_obtained: myna }
+    }
+
+    #[test]
+    fn corrections_change_facts_and_the_engine_recomputes() {
+        let rules = RuleSet::builtin().unwrap();
+        let month = YearMonth::parse("2025-03").unwrap();
+        let facts = vec![
+            fact("a", "p1", date!(2025 - 03 - 03), true, true),
+            fact("b", "p1", date!(2025 - 03 - 10), false, true),
+        ];
+        let (lines, totals) = review(&rules, &clinic(), &facts, &HashMap::new(), month).unwrap();
+        assert_eq!(lines.len(), 2);
+        assert!(lines.iter().all(|l| l.needs_review));
+        let first = &lines[0];
+        assert!(!first.addons.is_empty(), "{}", first.reason);
+        assert!(totals.values().map(|t| t.1).sum::<u32>() >= first.points);
+
+        // The clerk says visit a was a 再診 and excludes nothing: the engine decides again.
+        let mut corrections = HashMap::new();
+        corrections.insert(
+            "a".to_owned(),
+            Correction {
+                status: ReviewStatus::Adjusted,
+                kind: Some(VisitKind::Revisit),
+                info_obtained: None,
+                exclude: false,
+                reason: "紹介状なしの再診".into(),
+            },
+        );
+        let (lines, _) = review(&rules, &clinic(), &facts, &corrections, month).unwrap();
+        assert!(lines[0].overridden && !lines[0].needs_review);
+        assert_eq!(lines[0].kind, VisitKind::Revisit);
+
+        // Excluding a frees nothing it did not hold, and shows the clerk's reason.
+        corrections.insert(
+            "a".to_owned(),
+            Correction {
+                status: ReviewStatus::Adjusted,
+                kind: None,
+                info_obtained: None,
+                exclude: true,
+                reason: "算定要件を満たさない".into(),
+            },
+        );
+        let (lines, _) = review(&rules, &clinic(), &facts, &corrections, month).unwrap();
+        assert!(lines[0].excluded && lines[0].not_claimable && !lines[0].missed);
+        assert!(lines[0].reason.contains("算定要件を満たさない"));
+    }
+
+    #[test]
+    fn a_clinic_without_its_standards_shows_missed_claims() {
+        let rules = RuleSet::builtin().unwrap();
+        let bare = json!({"id": "c", "facility_kind": "医科", "standards": [], "usage_rates": {}});
+        let facts = vec![fact("a", "p1", date!(2025 - 03 - 03), true, true)];
+        let (lines, totals) =
+            review(&rules, &bare, &facts, &HashMap::new(), YearMonth::parse("2025-03").unwrap()).unwrap();
+        assert!(lines[0].not_claimable && lines[0].missed, "{}", lines[0].reason);
+        assert!(totals.is_empty());
+    }
+}

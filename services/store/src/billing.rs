@@ -1,0 +1,325 @@
+//! Storage of the billing review: clinic settings for the rules engine, reviews, closed months, exports.
+//! A closed month refuses further reviews; every change is audited in its own transaction.
+
+use std::collections::HashMap;
+
+use onshi_domain::{ClinicId, UserId};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::audit::AuditEntry;
+use crate::entities::{billing_exports, billing_months, billing_reviews, clinic_billing, visits};
+use crate::{StoreError, TenantStore};
+
+/// A visit as the billing review needs it. Holds the patient pseudonym for the engine; never rendered.
+#[derive(Debug, Clone)]
+pub struct BillingVisit {
+    pub id: Uuid,
+    pub patient: Option<String>,
+    pub date: Date,
+    pub first_at: OffsetDateTime,
+    pub myna: bool,
+    /// 診療情報 obtained through オン資: the patient consented to sharing medication or diagnosis data.
+    pub info_obtained: bool,
+    /// No earlier visit of this patient at this clinic in our data.
+    pub first_seen: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredReview {
+    pub visit: Uuid,
+    pub status: String,
+    pub kind: Option<String>,
+    pub info_obtained: Option<bool>,
+    pub exclude: bool,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExportRecord {
+    pub id: Uuid,
+    pub object_key: String,
+    pub encoding: String,
+    pub rows: i32,
+    pub created_at: OffsetDateTime,
+}
+
+impl TenantStore<'_> {
+    /// The clinic's rules settings (`{"standards": [...], "usage_rates": {...}}`), empty when unset.
+    pub async fn billing_settings(&self, clinic: ClinicId) -> Result<serde_json::Value, StoreError> {
+        let txn = self.read().await?;
+        let row = clinic_billing::Entity::find_by_id(clinic.as_uuid())
+            .filter(clinic_billing::Column::TenantId.eq(self.tenant_uuid()))
+            .one(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(row.map(|r| r.settings).unwrap_or_else(|| serde_json::json!({ "standards": [], "usage_rates": {} })))
+    }
+
+    pub async fn set_billing_settings(
+        &self,
+        clinic: ClinicId,
+        settings: serde_json::Value,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let txn = self.write().await?;
+        let exists = clinic_billing::Entity::find_by_id(clinic.as_uuid())
+            .filter(clinic_billing::Column::TenantId.eq(self.tenant_uuid()))
+            .one(&txn)
+            .await?
+            .is_some();
+        let row = clinic_billing::ActiveModel {
+            clinic_id: Set(clinic.as_uuid()),
+            tenant_id: Set(self.tenant_uuid()),
+            settings: Set(settings),
+            updated_at: Set(OffsetDateTime::now_utc()),
+        };
+        if exists {
+            row.update(&txn).await?;
+        } else {
+            row.insert(&txn).await?;
+        }
+        self.append_in(&txn, audit).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Visits of a clinic from `from` to `to` inclusive, with whether each is the patient's first here.
+    pub async fn billing_visits(
+        &self,
+        clinic: ClinicId,
+        from: Date,
+        to: Date,
+    ) -> Result<Vec<BillingVisit>, StoreError> {
+        let txn = self.read().await?;
+        let rows = visits::Entity::find()
+            .filter(visits::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(visits::Column::ClinicId.eq(clinic.as_uuid()))
+            .filter(visits::Column::VisitDate.gte(from))
+            .filter(visits::Column::VisitDate.lte(to))
+            .order_by_asc(visits::Column::FirstAt)
+            .all(&txn)
+            .await?;
+        let patients: Vec<String> = rows.iter().filter_map(|r| r.patient_ref.clone()).collect();
+        let mut first_dates: HashMap<String, Date> = HashMap::new();
+        for chunk in patients.chunks(500) {
+            let found: Vec<(Option<String>, Option<Date>)> = visits::Entity::find()
+                .select_only()
+                .column(visits::Column::PatientRef)
+                .column_as(visits::Column::VisitDate.min(), "first")
+                .filter(visits::Column::TenantId.eq(self.tenant_uuid()))
+                .filter(visits::Column::ClinicId.eq(clinic.as_uuid()))
+                .filter(visits::Column::PatientRef.is_in(chunk.iter().cloned()))
+                .group_by(visits::Column::PatientRef)
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            first_dates.extend(found.into_iter().filter_map(|(p, d)| Some((p?, d?))));
+        }
+        txn.commit().await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| BillingVisit {
+                id: r.id,
+                first_seen: r
+                    .patient_ref
+                    .as_ref()
+                    .is_none_or(|p| first_dates.get(p).is_none_or(|d| *d >= r.visit_date)),
+                patient: r.patient_ref,
+                date: r.visit_date,
+                first_at: r.first_at,
+                myna: r.myna,
+                info_obtained: r.consent_medication == Some(true) || r.consent_diagnosis == Some(true),
+            })
+            .collect())
+    }
+
+    /// Reviews of the clinic's visits in the given months ("YYYY-MM").
+    pub async fn billing_reviews(&self, clinic: ClinicId, months: &[String]) -> Result<Vec<StoredReview>, StoreError> {
+        let txn = self.read().await?;
+        let rows = billing_reviews::Entity::find()
+            .filter(billing_reviews::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(billing_reviews::Column::ClinicId.eq(clinic.as_uuid()))
+            .filter(billing_reviews::Column::Month.is_in(months.iter().cloned()))
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| StoredReview {
+                visit: r.visit_id,
+                status: r.status,
+                kind: r.kind,
+                info_obtained: r.info_obtained,
+                exclude: r.exclude,
+                reason: r.reason,
+            })
+            .collect())
+    }
+
+    /// When and by whom the month was closed, if it was.
+    pub async fn billing_month_closed(
+        &self,
+        clinic: ClinicId,
+        month: &str,
+    ) -> Result<Option<(OffsetDateTime, UserId)>, StoreError> {
+        let txn = self.read().await?;
+        let row = billing_months::Entity::find_by_id((self.tenant_uuid(), clinic.as_uuid(), month.to_owned()))
+            .one(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(row.map(|r| (r.closed_at, UserId::from_uuid(r.closed_by))))
+    }
+
+    /// Records a review of one visit of the clinic, unless its month is closed.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn review_visit(
+        &self,
+        clinic: ClinicId,
+        visit: Uuid,
+        month: &str,
+        review: &StoredReview,
+        user: UserId,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let txn = self.write().await?;
+        let closed = billing_months::Entity::find_by_id((self.tenant_uuid(), clinic.as_uuid(), month.to_owned()))
+            .one(&txn)
+            .await?
+            .is_some();
+        if closed {
+            return Err(StoreError::Conflict { what: "a closed billing month" });
+        }
+        let found = visits::Entity::find_by_id(visit)
+            .filter(visits::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(visits::Column::ClinicId.eq(clinic.as_uuid()))
+            .one(&txn)
+            .await?
+            .ok_or(StoreError::NotFound { what: "visit" })?;
+        if onshi_domain::jst::month_key(found.visit_date) != month {
+            return Err(StoreError::NotFound { what: "visit" });
+        }
+        billing_reviews::Entity::delete_many()
+            .filter(billing_reviews::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(billing_reviews::Column::VisitId.eq(visit))
+            .exec(&txn)
+            .await?;
+        billing_reviews::ActiveModel {
+            visit_id: Set(visit),
+            tenant_id: Set(self.tenant_uuid()),
+            clinic_id: Set(clinic.as_uuid()),
+            month: Set(month.to_owned()),
+            status: Set(review.status.clone()),
+            kind: Set(review.kind.clone()),
+            info_obtained: Set(review.info_obtained),
+            exclude: Set(review.exclude),
+            reason: Set(review.reason.chars().take(500).collect()),
+            user_id: Set(user.as_uuid()),
+            at: Set(OffsetDateTime::now_utc()),
+        }
+        .insert(&txn)
+        .await?;
+        self.append_in(&txn, audit).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    pub async fn close_billing_month(
+        &self,
+        clinic: ClinicId,
+        month: &str,
+        user: UserId,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let txn = self.write().await?;
+        if self.clinic_row_exists(&txn, clinic).await? {
+            billing_months::ActiveModel {
+                tenant_id: Set(self.tenant_uuid()),
+                clinic_id: Set(clinic.as_uuid()),
+                month: Set(month.to_owned()),
+                closed_at: Set(OffsetDateTime::now_utc()),
+                closed_by: Set(user.as_uuid()),
+            }
+            .insert(&txn)
+            .await
+            .map_err(|e| match e.sql_err() {
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => {
+                    StoreError::Conflict { what: "a closed billing month" }
+                }
+                _ => StoreError::Db(e),
+            })?;
+        } else {
+            return Err(StoreError::NotFound { what: "clinic" });
+        }
+        self.append_in(&txn, audit).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    async fn clinic_row_exists(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        clinic: ClinicId,
+    ) -> Result<bool, StoreError> {
+        use crate::entities::clinics;
+        Ok(clinics::Entity::find_by_id(clinic.as_uuid())
+            .filter(clinics::Column::TenantId.eq(self.tenant_uuid()))
+            .one(txn)
+            .await?
+            .is_some())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_billing_export(
+        &self,
+        clinic: ClinicId,
+        month: &str,
+        object_key: &str,
+        encoding: &str,
+        rows: usize,
+        user: UserId,
+        audit: &AuditEntry,
+    ) -> Result<Uuid, StoreError> {
+        let txn = self.write().await?;
+        let id = Uuid::now_v7();
+        billing_exports::ActiveModel {
+            id: Set(id),
+            tenant_id: Set(self.tenant_uuid()),
+            clinic_id: Set(clinic.as_uuid()),
+            month: Set(month.to_owned()),
+            object_key: Set(object_key.to_owned()),
+            encoding: Set(encoding.to_owned()),
+            rows: Set(i32::try_from(rows).unwrap_or(i32::MAX)),
+            created_by: Set(user.as_uuid()),
+            created_at: Set(OffsetDateTime::now_utc()),
+        }
+        .insert(&txn)
+        .await?;
+        self.append_in(&txn, audit).await?;
+        txn.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn billing_exports(&self, clinic: ClinicId, month: &str) -> Result<Vec<ExportRecord>, StoreError> {
+        let txn = self.read().await?;
+        let rows = billing_exports::Entity::find()
+            .filter(billing_exports::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(billing_exports::Column::ClinicId.eq(clinic.as_uuid()))
+            .filter(billing_exports::Column::Month.eq(month))
+            .order_by_desc(billing_exports::Column::CreatedAt)
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ExportRecord {
+                id: r.id,
+                object_key: r.object_key,
+                encoding: r.encoding,
+                rows: r.rows,
+                created_at: r.created_at,
+            })
+            .collect())
+    }
+}
