@@ -8,6 +8,7 @@ mod m20261125_000001_foundation;
 mod m20261125_000002_enrollment;
 mod m20261125_000003_accounts;
 mod m20261125_000004_billing;
+mod m20261125_000005_rollups;
 
 pub use m20261125_000003_accounts::APP_ROLE;
 
@@ -28,6 +29,8 @@ pub const TENANT_TABLES: &[&str] = &[
     "billing_reviews",
     "billing_months",
     "billing_exports",
+    "reception_hourly",
+    "monthly_patients",
 ];
 
 pub struct Migrator;
@@ -40,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_enrollment::Migration),
             Box::new(m20261125_000003_accounts::Migration),
             Box::new(m20261125_000004_billing::Migration),
+            Box::new(m20261125_000005_rollups::Migration),
         ]
     }
 }

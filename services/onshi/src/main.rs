@@ -56,10 +56,24 @@ enum Command {
         #[command(subcommand)]
         which: AuditCommand,
     },
+    /// Dashboard rollups.
+    Rollups {
+        #[command(subcommand)]
+        which: RollupsCommand,
+    },
     /// Print the current TOTP code for a setup key (for the demo, or without an authenticator app).
     TotpCode {
         /// The base32 setup key shown at enrolment (the demo prints its owner's).
         secret: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RollupsCommand {
+    /// Recompute a tenant's dashboard rollups from its visits.
+    Rebuild {
+        #[arg(long)]
+        tenant: onshi_domain::TenantId,
     },
 }
 
@@ -267,6 +281,11 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             if !report.problems.is_empty() {
                 std::process::exit(1);
             }
+        }
+        Command::Rollups { which: RollupsCommand::Rebuild { tenant } } => {
+            let store = onshi_store::Store::connect(config.effective_database_url().expose_secret(), 2).await?;
+            let n = store.tenant(onshi_store::TenantScope::verified(tenant)).rebuild_rollups().await?;
+            println!("rebuilt the rollups of {tenant} from {n} visits");
         }
         Command::TotpCode { secret } => {
             let secret = onshi_identity::TotpSecret::from_base32(&secret).map_err(|e| e.to_string())?;

@@ -14,7 +14,7 @@ mod rules;
 
 pub use engine::{Decision, Granted, evaluate};
 pub use input::{Clinic, EvalInput, InputError, Standard, Visit, VisitKind, YearMonth};
-pub use rules::{Rule, RuleSet, RulesError};
+pub use rules::{Rule, RuleSet, RulesError, UsageTier};
 
 /// The rules shipped with this build.
 pub const BUILTIN_RULES: &str = include_str!("../data/reception-addons.toml");

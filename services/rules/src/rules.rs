@@ -300,3 +300,29 @@ source = "s"
         );
     }
 }
+
+/// A マイナ保険証利用率 level that some addon requires on a date (for dashboards: "which tier would this
+/// rate reach").
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageTier {
+    pub min: f64,
+    /// The addons that need at least `min`, e.g. "医療DX推進体制整備加算1".
+    pub addons: Vec<String>,
+}
+
+impl RuleSet {
+    /// The usage levels required on `date` for `kind` (初診 rules), highest first.
+    pub fn usage_tiers(&self, kind: FacilityKind, date: Date) -> Vec<UsageTier> {
+        let mut tiers: Vec<UsageTier> = Vec::new();
+        for rule in self.rules.iter().filter(|r| r.applies_to(kind, date, VisitKind::First)) {
+            let Some(usage) = &rule.usage else { continue };
+            match tiers.iter_mut().find(|t| (t.min - usage.min).abs() < 1e-9) {
+                Some(t) if !t.addons.contains(&rule.name) => t.addons.push(rule.name.clone()),
+                Some(_) => {}
+                None => tiers.push(UsageTier { min: usage.min, addons: vec![rule.name.clone()] }),
+            }
+        }
+        tiers.sort_by(|a, b| b.min.total_cmp(&a.min));
+        tiers
+    }
+}

@@ -13,6 +13,7 @@ mod audit;
 mod billing;
 mod entities;
 mod error;
+mod rollups;
 mod secrets;
 mod system;
 mod tenant;
@@ -27,6 +28,7 @@ pub use accounts::{ApiToken, EmailPurpose, NewUser, User, UserStatus};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditReport, AuditResult};
 pub use billing::{BillingVisit, ExportRecord, StoredReview};
 pub use error::StoreError;
+pub use rollups::{HourlyRow, MonthlyUsage};
 pub use system::{Enrollment, SystemStore};
 pub use tenant::{ApplyOutcome, Clinic, Device, DeviceStatus, TenantStore, VisitRow};
 

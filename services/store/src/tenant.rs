@@ -406,16 +406,23 @@ impl<'a> TenantStore<'a> {
             let mut stored: HashMap<String, visits::Model> =
                 stored.into_iter().map(|m| (m.visit_key.clone(), m)).collect();
             let mut new_rows = Vec::new();
+            let mut deltas = crate::rollups::HourlyDeltas::new();
+            let mut patients = BTreeMap::new();
             for (key, visit) in fresh {
                 match stored.remove(&key) {
                     Some(row) => {
-                        let mut merged = visit_from_row(&row)?;
+                        let before = visit_from_row(&row)?;
+                        let mut merged = before.clone();
                         merged.merge(&visit);
+                        crate::rollups::add_delta(&mut deltas, Some(&before), &merged);
+                        note_patient(&mut patients, &merged);
                         let mut active = row.into_active_model();
                         set_visit_fields(&mut active, &merged);
                         active.update(&txn).await?;
                     }
                     None => {
+                        crate::rollups::add_delta(&mut deltas, None, &visit);
+                        note_patient(&mut patients, &visit);
                         let mut active = visits::ActiveModel {
                             id: Set(Uuid::now_v7()),
                             tenant_id: Set(self.tenant),
@@ -431,6 +438,7 @@ impl<'a> TenantStore<'a> {
             if !new_rows.is_empty() {
                 visits::Entity::insert_many(new_rows).exec_without_returning(&txn).await?;
             }
+            crate::rollups::apply(&txn, self.tenant, envelope.clinic.as_uuid(), &deltas, &patients).await?;
         }
 
         if let Some(device) = devices::Entity::find_by_id(envelope.device.as_uuid())
@@ -521,6 +529,14 @@ impl<'a> TenantStore<'a> {
     }
 }
 
+/// Records the patient of a visit for the month's distinct-patient rollup.
+fn note_patient(patients: &mut crate::rollups::MonthlyPatients, visit: &Visit) {
+    if let Some(p) = &visit.patient {
+        let flag = patients.entry((onshi_domain::jst::month_key(visit.date), p.as_str().to_owned())).or_default();
+        *flag |= visit.myna;
+    }
+}
+
 fn clinic_from_row(row: clinics::Model) -> Result<Clinic, StoreError> {
     let code = MedicalInstitutionCode::parse(&row.institution_code).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(Clinic {
@@ -567,7 +583,7 @@ fn consents_of(row: &visits::Model) -> Consents {
     }
 }
 
-fn visit_from_row(row: &visits::Model) -> Result<Visit, StoreError> {
+pub(crate) fn visit_from_row(row: &visits::Model) -> Result<Visit, StoreError> {
     Ok(Visit {
         key: row.visit_key.clone(),
         date: row.visit_date,
@@ -582,7 +598,7 @@ fn visit_from_row(row: &visits::Model) -> Result<Visit, StoreError> {
     })
 }
 
-fn visit_row_from_model(row: &visits::Model) -> Result<VisitRow, StoreError> {
+pub(crate) fn visit_row_from_model(row: &visits::Model) -> Result<VisitRow, StoreError> {
     Ok(VisitRow {
         clinic: ClinicId::from_uuid(row.clinic_id),
         date: row.visit_date,

@@ -8,6 +8,7 @@ mod agent;
 mod api_v1;
 mod audit;
 mod billing;
+mod dashboard;
 mod health;
 mod ingest;
 mod pages;
@@ -52,6 +53,7 @@ routes! {
     get "/healthz" Open => health::healthz;
     get "/readyz" Open => health::readyz;
     get "/static/app.css" Open => pages::stylesheet;
+    get "/static/feed.js" Open => pages::feed_script;
 
     post "/api/v1/events" Device => ingest::post_events;
     post "/api/v1/agent/enroll" Device => agent::enroll;
@@ -102,6 +104,10 @@ routes! {
     get "/audit" Perm(ViewAudit) => audit::viewer;
     get "/audit.csv" Perm(ViewAudit) => audit::export_csv;
     get "/clinics/{clinic}/receptions" Perm(ViewReceptions) => pages::clinic_receptions;
+    get "/dashboard" Perm(ViewReceptions) => dashboard::overview;
+    get "/dashboard/clinics/{clinic}" Perm(ViewReceptions) => dashboard::clinic;
+    get "/fleet" Perm(ManageAgents) => dashboard::fleet;
+    get "/feed" Perm(ViewReceptions) => dashboard::feed;
     get "/billing" Perm(ReviewBilling) => billing::group;
     get "/billing/{clinic}/{month}" Perm(ReviewBilling) => billing::month_page;
     post "/billing/{clinic}/{month}/visits/{visit}/review" Perm(ReviewBilling) => billing::review_visit;

@@ -167,3 +167,10 @@ pub(crate) async fn stylesheet() -> HttpResponse {
         .insert_header(("Cache-Control", "public, max-age=300"))
         .body(include_str!("../../../../web/static/app.css"))
 }
+
+pub(crate) async fn feed_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header(("Cache-Control", "public, max-age=300"))
+        .body(include_str!("../../../../web/static/feed.js"))
+}

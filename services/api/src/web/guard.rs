@@ -135,6 +135,10 @@ fn nav_for(user: &User, lang: Lang) -> Vec<(&'static str, &'static str)> {
     let mut nav = Vec::new();
     if user.role.allows(Permission::ViewReceptions) {
         nav.push(("/", "受付ログ", "Receptions"));
+        nav.push(("/dashboard", "利用率", "Usage"));
+    }
+    if user.role.allows(Permission::ManageAgents) {
+        nav.push(("/fleet", "端末", "Fleet"));
     }
     if user.role.allows(Permission::ReviewBilling) {
         nav.push(("/billing", "請求確認", "Billing"));

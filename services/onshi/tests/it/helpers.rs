@@ -425,6 +425,11 @@ impl Browser {
         self.finish(r).await
     }
 
+    /// A streaming GET (server-sent events): the response, headers read, body not yet.
+    pub async fn open_stream(&mut self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.base)).header("Cookie", self.cookie_header()).send().await.unwrap()
+    }
+
     /// A download: content type and bytes.
     pub async fn client_get_bytes(&mut self, path: &str) -> (String, Vec<u8>) {
         let r = self

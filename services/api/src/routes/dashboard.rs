@@ -1,0 +1,557 @@
+//! Dashboards for group managers: マイナ保険証利用率 per clinic and month with the threshold watch, a clinic's
+//! reception patterns, the agent fleet, and a live feed (server-sent events). Everything reads the rollups
+//! the worker maintains, never a scan of raw events. Charts are server-rendered SVG with text
+//! alternatives, so the pages work with JavaScript off; every table has a CSV form.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use futures_util::StreamExt;
+use onshi_cache::CacheBackend;
+use onshi_domain::{ClinicId, ConfirmationMethod, DeviceHealth, FacilityKind};
+use onshi_rules::{RuleSet, YearMonth};
+use onshi_store::{AuditResult, Clinic, DeviceStatus};
+use serde::Deserialize;
+use time::{Date, Month, OffsetDateTime, Weekday};
+
+use super::account::ok;
+use super::audit::csv_field;
+use crate::web::guard::{Caller, Page};
+use crate::{ApiError, AppState};
+
+const NATIONAL: &str = include_str!("../../data/national-usage.csv");
+
+fn national() -> HashMap<String, f64> {
+    NATIONAL
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("month"))
+        .filter_map(|l| l.split_once(','))
+        .filter_map(|(m, p)| Some((m.trim().to_owned(), p.trim().parse::<f64>().ok()? / 100.0)))
+        .collect()
+}
+
+fn rules() -> Option<&'static RuleSet> {
+    static RULES: std::sync::OnceLock<Option<RuleSet>> = std::sync::OnceLock::new();
+    RULES.get_or_init(|| RuleSet::builtin().ok()).as_ref()
+}
+
+fn first_day(m: YearMonth) -> Date {
+    Date::from_calendar_date(m.year, Month::try_from(m.month).unwrap_or(Month::January), 1).unwrap_or(Date::MIN)
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+fn pct(rate: Option<f64>) -> String {
+    rate.map(|r| format!("{:.1}%", r * 100.0)).unwrap_or_else(|| "—".to_owned())
+}
+
+/// A sparkline of monthly rates (0–100%) with the threshold as a dashed line. Numbers only inside.
+fn sparkline(rates: &[Option<f64>], threshold: Option<f64>, label: &str) -> String {
+    let (w, h) = (120.0, 32.0);
+    let step = if rates.len() > 1 { w / (rates.len() - 1) as f64 } else { w };
+    let y = |r: f64| h - (r.clamp(0.0, 1.0) * h);
+    let points: Vec<String> = rates
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.map(|r| format!("{:.1},{:.1}", i as f64 * step, y(r))))
+        .collect();
+    let text: Vec<String> = rates.iter().map(|r| pct(*r)).collect();
+    let mut svg = format!(
+        "<svg class=\"spark\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{}\"><title>{}</title>",
+        escape(label),
+        escape(&format!("{label}: {}", text.join(" → ")))
+    );
+    if let Some(t) = threshold {
+        svg.push_str(&format!("<line x1=\"0\" x2=\"{w}\" y1=\"{0:.1}\" y2=\"{0:.1}\" class=\"threshold\"/>", y(t)));
+    }
+    svg.push_str(&format!("<polyline points=\"{}\" class=\"line\"/>", points.join(" ")));
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Horizontal bars with their numbers as text.
+fn bars(items: &[(String, i64)]) -> String {
+    let max = items.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1) as f64;
+    let row_h = 22.0;
+    let h = row_h * items.len() as f64;
+    let mut svg = format!(
+        "<svg class=\"bars\" viewBox=\"0 0 420 {h}\" width=\"420\" height=\"{h}\" role=\"img\" aria-label=\"内訳\">"
+    );
+    for (i, (label, n)) in items.iter().enumerate() {
+        let y = i as f64 * row_h;
+        let width = 220.0 * (*n as f64) / max;
+        svg.push_str(&format!(
+            "<text x=\"0\" y=\"{:.1}\" class=\"label\">{}</text><rect x=\"150\" y=\"{:.1}\" width=\"{width:.1}\" height=\"14\"/><text x=\"{:.1}\" y=\"{:.1}\">{n}</text>",
+            y + 14.0,
+            escape(label),
+            y + 3.0,
+            155.0 + width,
+            y + 14.0
+        ));
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Where a rate stands against the levels in force: the best tier it reaches, or below all.
+fn level(rate: Option<f64>, kind: FacilityKind, date: Date) -> (String, &'static str, Option<f64>) {
+    let Some(tiers) = rules().map(|r| r.usage_tiers(kind, date)) else { return ("—".into(), "", None) };
+    let lowest = tiers.last().map(|t| t.min);
+    let Some(rate) = rate else { return ("—".into(), "", lowest) };
+    match tiers.iter().find(|t| rate + 1e-9 >= t.min) {
+        Some(t) => (format!("{}（{:.0}%以上）", t.addons.join("・"), t.min * 100.0), "ok", lowest),
+        None => match lowest {
+            Some(min) => (format!("基準{:.0}%未満", min * 100.0), "alert", lowest),
+            None => ("利用率の要件なし".into(), "", None),
+        },
+    }
+}
+
+pub(crate) struct MonthCell {
+    pub patients: u64,
+    pub myna: u64,
+    pub rate: String,
+}
+
+pub(crate) struct ClinicRow {
+    pub id: String,
+    pub name: String,
+    pub cells: Vec<MonthCell>,
+    pub spark: String,
+    pub change: String,
+    pub status: String,
+    pub status_class: &'static str,
+    pub forecast: String,
+    pub forecast_class: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct OverviewPage {
+    page: Page,
+    months: Vec<String>,
+    rows: Vec<ClinicRow>,
+    total: ClinicRow,
+    national: Vec<String>,
+    window_note: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct OverviewQuery {
+    #[serde(default)]
+    months: Option<u8>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+fn rate(myna: u64, patients: u64) -> Option<f64> {
+    (patients > 0).then(|| myna as f64 / patients as f64)
+}
+
+fn change(rates: &[Option<f64>]) -> String {
+    match rates {
+        [.., Some(a), Some(b)] => format!("{:+.1}pt", (b - a) * 100.0),
+        _ => "—".to_owned(),
+    }
+}
+
+fn row(
+    id: String,
+    name: String,
+    kind: FacilityKind,
+    data: &[(u64, u64)],
+    months: &[YearMonth],
+    today: Date,
+) -> ClinicRow {
+    let rates: Vec<Option<f64>> = data.iter().map(|(p, m)| rate(*m, *p)).collect();
+    let current = rates.last().copied().flatten();
+    let (status, status_class, threshold) = level(current, kind, today);
+    // This month counts towards the claims of months +3..+5 (the best of N-5..N-3 decides month N).
+    let this = months.last().copied().unwrap_or(YearMonth::of(today));
+    let decides = first_day(this.plus(3));
+    let (_, forecast_class, needed) = level(current, kind, decides);
+    let forecast = match (current, needed) {
+        (Some(r), Some(min)) if r + 1e-9 < min => {
+            format!(
+                "{}: 見込み{} → {}〜{}の算定で基準{:.0}%未満",
+                this,
+                pct(Some(r)),
+                this.plus(3),
+                this.plus(5),
+                min * 100.0
+            )
+        }
+        (Some(r), Some(_)) => format!("{}: 見込み{}（基準以上）", this, pct(Some(r))),
+        _ => "—".to_owned(),
+    };
+    ClinicRow {
+        spark: sparkline(&rates, threshold, &name),
+        change: change(&rates),
+        cells: data.iter().zip(&rates).map(|((p, m), r)| MonthCell { patients: *p, myna: *m, rate: pct(*r) }).collect(),
+        id,
+        name,
+        status,
+        status_class,
+        forecast,
+        forecast_class: if forecast_class == "alert" { "alert" } else { "" },
+    }
+}
+
+pub(crate) async fn overview(
+    state: web::Data<AppState>,
+    page: Page,
+    caller: Caller,
+    q: web::Query<OverviewQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let today = onshi_domain::jst::date_of(OffsetDateTime::now_utc());
+    let last = q.to.as_deref().and_then(YearMonth::parse).unwrap_or(YearMonth::of(today));
+    let n = i32::from(q.months.unwrap_or(6).clamp(2, 24));
+    let months: Vec<YearMonth> = (0..n).map(|k| last.plus(k - n + 1)).collect();
+    let store = state.store.tenant(caller.scope);
+    let clinics: Vec<Clinic> = store.clinics().await?.into_iter().filter(|c| caller.clinics.includes(c.id)).collect();
+    let mut usage: HashMap<(ClinicId, usize), (u64, u64)> = HashMap::new();
+    for (i, m) in months.iter().enumerate() {
+        for u in store.monthly_usage(&m.to_string()).await? {
+            usage.insert((u.clinic, i), (u.patients, u.myna_patients));
+        }
+    }
+    let rows: Vec<ClinicRow> = clinics
+        .iter()
+        .map(|c| {
+            let data: Vec<(u64, u64)> =
+                (0..months.len()).map(|i| usage.get(&(c.id, i)).copied().unwrap_or_default()).collect();
+            row(c.id.to_string(), c.name.clone(), c.kind, &data, &months, today)
+        })
+        .collect();
+    let totals: Vec<(u64, u64)> = (0..months.len())
+        .map(|i| clinics.iter().filter_map(|c| usage.get(&(c.id, i))).fold((0, 0), |(p, m), (a, b)| (p + a, m + b)))
+        .collect();
+    let total = row(String::new(), "グループ合計".to_owned(), FacilityKind::Medical, &totals, &months, today);
+    store.audit(&caller.entry("dashboard.view", "dashboard:usage", AuditResult::Success)).await?;
+    let month_labels: Vec<String> = months.iter().map(ToString::to_string).collect();
+    if q.format.as_deref() == Some("csv") {
+        let mut out = String::from("\u{feff}医療機関,月,受付患者数,マイナ保険証患者数,利用率（推計）\r\n");
+        for r in rows.iter().chain(std::iter::once(&total)) {
+            for (m, c) in month_labels.iter().zip(&r.cells) {
+                let fields = [r.name.clone(), m.clone(), c.patients.to_string(), c.myna.to_string(), c.rate.clone()];
+                out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+                out.push_str("\r\n");
+            }
+        }
+        return Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header(("Content-Disposition", "attachment; filename=\"usage.csv\""))
+            .body(out));
+    }
+    let nat = national();
+    ok(OverviewPage {
+        national: month_labels.iter().map(|m| pct(nat.get(m).copied())).collect(),
+        months: month_labels,
+        rows,
+        total,
+        window_note: format!(
+            "{}の算定には {}〜{} のうち最も高い月の利用率が使われます（公式のレセプト件数ベース）。",
+            last.plus(3),
+            last.plus(-2),
+            last
+        ),
+        page,
+    })
+}
+
+// ---- clinic detail ---------------------------------------------------------------------------------
+
+#[derive(Template)]
+#[template(path = "dashboard_clinic.html")]
+struct ClinicPage {
+    page: Page,
+    clinic: Clinic,
+    from: String,
+    to: String,
+    receptions: i64,
+    myna: i64,
+    heatmap: String,
+    heatmap_rows: Vec<(String, Vec<i64>)>,
+    methods: String,
+    method_rows: Vec<(String, i64)>,
+    consents: Vec<(&'static str, String)>,
+    invalid: i64,
+    invalid_list: Vec<(String, &'static str, &'static str, String)>,
+    devices: Vec<(String, &'static str, &'static str, String)>,
+    days: Vec<(String, i64)>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RangeQuery {
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+}
+
+fn parse_day(s: Option<&str>) -> Option<Date> {
+    Date::parse(s?, time::macros::format_description!("[year]-[month]-[day]")).ok()
+}
+
+const WEEKDAYS: [(Weekday, &str); 7] = [
+    (Weekday::Monday, "月"),
+    (Weekday::Tuesday, "火"),
+    (Weekday::Wednesday, "水"),
+    (Weekday::Thursday, "木"),
+    (Weekday::Friday, "金"),
+    (Weekday::Saturday, "土"),
+    (Weekday::Sunday, "日"),
+];
+
+fn heatmap(matrix: &[[i64; 24]; 7]) -> String {
+    let max = matrix.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
+    let (cw, ch) = (18.0, 18.0);
+    let mut svg = format!(
+        "<svg class=\"heat\" viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"曜日×時間帯の受付数（表は下）\">",
+        30.0 + 24.0 * cw,
+        20.0 + 7.0 * ch
+    );
+    for h in (0..24).step_by(3) {
+        svg.push_str(&format!("<text x=\"{:.0}\" y=\"12\" class=\"small\">{h}</text>", 30.0 + h as f64 * cw));
+    }
+    for (d, (_, label)) in WEEKDAYS.iter().enumerate() {
+        let y = 20.0 + d as f64 * ch;
+        svg.push_str(&format!("<text x=\"0\" y=\"{:.0}\" class=\"small\">{label}</text>", y + 13.0));
+        for (h, &n) in matrix[d].iter().enumerate() {
+            let opacity = if n == 0 { 0.04 } else { 0.15 + 0.85 * n as f64 / max };
+            svg.push_str(&format!(
+                "<rect x=\"{:.0}\" y=\"{y:.0}\" width=\"{}\" height=\"{}\" fill-opacity=\"{opacity:.2}\"><title>{label} {h}時: {n}</title></rect>",
+                30.0 + h as f64 * cw,
+                cw - 2.0,
+                ch - 2.0
+            ));
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+pub(crate) async fn clinic(
+    state: web::Data<AppState>,
+    page: Page,
+    caller: Caller,
+    path: web::Path<String>,
+    q: web::Query<RangeQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id: ClinicId = path.parse().map_err(|_| ApiError::NotFound)?;
+    if !caller.clinics.includes(id) {
+        return Err(ApiError::NotFound);
+    }
+    let store = state.store.tenant(caller.scope);
+    let clinic = store.clinic(id).await?.ok_or(ApiError::NotFound)?;
+    let now = OffsetDateTime::now_utc();
+    let today = onshi_domain::jst::date_of(now);
+    let to = parse_day(q.to.as_deref()).unwrap_or(today);
+    let from = parse_day(q.from.as_deref()).unwrap_or(to - time::Duration::days(27)).min(to);
+    let rows = store.hourly(id, from, to).await?;
+    let mut matrix = [[0i64; 24]; 7];
+    let mut methods: HashMap<ConfirmationMethod, i64> = HashMap::new();
+    let mut days: std::collections::BTreeMap<Date, i64> = Default::default();
+    let (mut receptions, mut myna, mut med, mut diag, mut check, mut invalid) = (0, 0, 0, 0, 0, 0);
+    for r in &rows {
+        let d = r.day.weekday().number_days_from_monday() as usize;
+        matrix[d][usize::from(r.hour.min(23))] += r.receptions;
+        *methods.entry(r.method).or_default() += r.receptions;
+        *days.entry(r.day).or_default() += r.receptions;
+        receptions += r.receptions;
+        myna += r.myna;
+        med += r.consent_medication;
+        diag += r.consent_diagnosis;
+        check += r.consent_checkup;
+        invalid += r.invalid;
+    }
+    let mut method_rows: Vec<(String, i64)> = methods.into_iter().map(|(m, n)| (m.label_ja().to_owned(), n)).collect();
+    method_rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let share = |n: i64| if myna > 0 { format!("{:.1}%", 100.0 * n as f64 / myna as f64) } else { "—".to_owned() };
+    let invalid_list = store
+        .invalid_visits(id, from, to, 50)
+        .await?
+        .into_iter()
+        .map(|v| {
+            let t = v.last_at.to_offset(onshi_domain::jst::JST);
+            (
+                format!("{} {:02}:{:02}", t.date(), t.hour(), t.minute()),
+                v.method.label_ja(),
+                v.result.label_ja(),
+                t.date().to_string(),
+            )
+        })
+        .collect();
+    let devices = store
+        .devices()
+        .await?
+        .into_iter()
+        .filter(|d| d.clinic == id && d.status == DeviceStatus::Active)
+        .map(|d| {
+            let health = d.health(now);
+            let seen = d.last_seen_at.map(|t| super::audit::utc(&t)).unwrap_or_else(|| "—".to_owned());
+            (d.name, health.label_ja(), health.css_class(), seen)
+        })
+        .collect();
+    store.audit(&caller.entry("dashboard.view", &format!("dashboard:clinic:{id}"), AuditResult::Success)).await?;
+    ok(ClinicPage {
+        page,
+        from: from.to_string(),
+        to: to.to_string(),
+        receptions,
+        myna,
+        heatmap: heatmap(&matrix),
+        heatmap_rows: WEEKDAYS.iter().enumerate().map(|(i, (_, l))| ((*l).to_owned(), matrix[i].to_vec())).collect(),
+        methods: bars(&method_rows),
+        method_rows,
+        consents: vec![("薬剤情報", share(med)), ("診療情報", share(diag)), ("特定健診", share(check))],
+        invalid,
+        invalid_list,
+        devices,
+        days: days.into_iter().map(|(d, n)| (d.to_string(), n)).collect(),
+        clinic,
+    })
+}
+
+// ---- fleet -------------------------------------------------------------------------------------------
+
+pub(crate) struct FleetRow {
+    pub clinic: String,
+    pub clinic_id: String,
+    pub device: String,
+    pub health: &'static str,
+    pub class: &'static str,
+    pub reasons: String,
+    pub last_seen: String,
+    pub version: String,
+    pub outbox: String,
+    pub reader: String,
+    pub vpn: String,
+}
+
+#[derive(Template)]
+#[template(path = "fleet.html")]
+struct FleetPage {
+    page: Page,
+    rows: Vec<FleetRow>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct FormatQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+pub(crate) async fn fleet(
+    state: web::Data<AppState>,
+    page: Page,
+    caller: Caller,
+    q: web::Query<FormatQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let store = state.store.tenant(caller.scope);
+    let clinics: HashMap<ClinicId, String> = store.clinics().await?.into_iter().map(|c| (c.id, c.name)).collect();
+    let now = OffsetDateTime::now_utc();
+    let mut rows: Vec<(u8, FleetRow)> = store
+        .devices()
+        .await?
+        .into_iter()
+        .filter(|d| d.status == DeviceStatus::Active)
+        .map(|d| {
+            let health = d.health(now);
+            let rank = match health {
+                DeviceHealth::Offline => 0,
+                DeviceHealth::Degraded(_) => 1,
+                DeviceHealth::NeverSeen => 2,
+                DeviceHealth::Online => 3,
+            };
+            let hb = d.last_heartbeat.as_ref();
+            let yes_no = |b: Option<bool>| match b {
+                Some(true) => "OK".to_owned(),
+                Some(false) => "NG".to_owned(),
+                None => "—".to_owned(),
+            };
+            let row = FleetRow {
+                clinic: clinics.get(&d.clinic).cloned().unwrap_or_default(),
+                clinic_id: d.clinic.to_string(),
+                device: d.name.clone(),
+                health: health.label_ja(),
+                class: health.css_class(),
+                reasons: match &health {
+                    DeviceHealth::Degraded(r) => r.join("、"),
+                    _ => String::new(),
+                },
+                last_seen: d.last_seen_at.map(|t| super::audit::utc(&t)).unwrap_or_else(|| "—".to_owned()),
+                version: d.agent_version.clone().unwrap_or_else(|| "—".to_owned()),
+                outbox: hb.map(|h| h.outbox_depth.to_string()).unwrap_or_else(|| "—".to_owned()),
+                reader: yes_no(hb.and_then(|h| h.reader_ok)),
+                vpn: yes_no(hb.and_then(|h| h.network_ok)),
+            };
+            (rank, row)
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.clinic.cmp(&b.1.clinic)));
+    let rows: Vec<FleetRow> = rows.into_iter().map(|(_, r)| r).collect();
+    if q.format.as_deref() == Some("csv") {
+        let mut out = String::from(
+            "\u{feff}医療機関,端末,状態,要確認,最終受信(UTC),バージョン,未送信件数,カードリーダー,VPN\r\n",
+        );
+        for r in &rows {
+            let fields =
+                [&r.clinic, &r.device, r.health, &r.reasons, &r.last_seen, &r.version, &r.outbox, &r.reader, &r.vpn];
+            out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+            out.push_str("\r\n");
+        }
+        return Ok(HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .insert_header(("Content-Disposition", "attachment; filename=\"fleet.csv\""))
+            .body(out));
+    }
+    ok(FleetPage { page, rows })
+}
+
+// ---- live feed -----------------------------------------------------------------------------------------
+
+/// Server-sent events of the caller's tenant: one `reception` event per applied batch that touched
+/// visits of a clinic the caller may see (clinic id and count only, no patient data). Comments every
+/// 15 s keep proxies from closing the stream.
+pub(crate) async fn feed(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    let channel = format!("feed:{}", caller.scope.tenant_id());
+    let updates = state.cache.subscribe(&channel).await.map_err(ApiError::unavailable)?;
+    let access = caller.clinics.clone();
+    let events = updates.filter_map(move |payload| {
+        let access = access.clone();
+        async move {
+            let note: serde_json::Value = serde_json::from_slice(&payload).ok()?;
+            let clinic: ClinicId = note["clinic"].as_str()?.parse().ok()?;
+            access
+                .includes(clinic)
+                .then(|| Ok::<_, actix_web::Error>(web::Bytes::from(format!("event: reception\ndata: {note}\n\n"))))
+        }
+    });
+    let keepalive = tokio_stream_interval(Duration::from_secs(15))
+        .map(|_| Ok::<_, actix_web::Error>(web::Bytes::from_static(b": keep-alive\n\n")));
+    let hello =
+        futures_util::stream::once(async { Ok::<_, actix_web::Error>(web::Bytes::from_static(b": connected\n\n")) });
+    let stream = hello.chain(futures_util::stream::select(events, keepalive));
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream))
+}
+
+fn tokio_stream_interval(period: Duration) -> impl futures_util::Stream<Item = ()> {
+    futures_util::stream::unfold(
+        tokio::time::interval_at(tokio::time::Instant::now() + period, period),
+        |mut i| async move {
+            i.tick().await;
+            Some(((), i))
+        },
+    )
+}

@@ -1,0 +1,159 @@
+//! Dashboards against a dataset with known answers: the rollups the worker keeps (including merges of a
+//! late confirmation into a visit), the pages, their CSV forms, the fleet and the live feed.
+
+use std::time::Duration;
+
+use onshi_domain::{
+    AgentEvent, ConfirmationMethod, Consents, EventId, EventPayload, PatientRef, QualificationCheck,
+    QualificationResult, Role,
+};
+use time::macros::datetime;
+
+use crate::both_modes;
+use crate::helpers::*;
+
+fn check(app: &TestApp, clinic: usize, patient: &str, at: time::OffsetDateTime, myna: bool, valid: bool) -> AgentEvent {
+    AgentEvent {
+        id: EventId::new(),
+        occurred_at: at,
+        payload: EventPayload::Qualification(QualificationCheck {
+            institution_code: app.clinics[clinic].clinic.code.clone(),
+            method: if myna { ConfirmationMethod::MynaCard } else { ConfirmationMethod::EligibilityCertificate },
+            identity_check: None,
+            batch: false,
+            error_code: None,
+            result: if valid { QualificationResult::Valid } else { QualificationResult::Invalid },
+            patient: Some(PatientRef::pseudonymize(b"test-key", "06139999", "", patient, "00")),
+            consents: if myna {
+                Consents { medication: Some(true), diagnosis: Some(false), checkup: None, surgery: None }
+            } else {
+                Consents::default()
+            },
+            limit_certificate: false,
+        }),
+    }
+}
+
+both_modes!(the_usage_dashboard_shows_known_answers_from_rollups, |app| {
+    // Clinic 0, 2026-10: P1 マイナ; P2 資格確認書 then マイナ the same day (one visit, merged to マイナ);
+    // P3 資格確認書; P4 資格確認書 on one day and マイナ on another; P5 資格無効. 3 of 5 patients = 60.0%.
+    // Clinic 0, 2026-09: P1 マイナ = 100.0%. Clinic 1, 2026-10: P6 資格確認書 = 0.0%.
+    let c0 = vec![
+        check(app, 0, "1", datetime!(2026-09-15 09:00 +09:00), true, true),
+        check(app, 0, "1", datetime!(2026-10-01 09:00 +09:00), true, true),
+        check(app, 0, "2", datetime!(2026-10-02 10:00 +09:00), false, true),
+        check(app, 0, "3", datetime!(2026-10-02 11:00 +09:00), false, true),
+        check(app, 0, "4", datetime!(2026-10-05 09:30 +09:00), false, true),
+        check(app, 0, "4", datetime!(2026-10-12 09:30 +09:00), true, true),
+        check(app, 0, "5", datetime!(2026-10-13 15:00 +09:00), false, false),
+    ];
+    assert_eq!(app.post_events(0, &c0).await.status(), 202);
+    // The same-day マイナ confirmation of P2 arrives in a later batch (an agent that was offline).
+    let late = vec![check(app, 0, "2", datetime!(2026-10-02 10:05 +09:00), true, true)];
+    assert_eq!(app.post_events(0, &late).await.status(), 202);
+    let c1 = vec![check(app, 1, "6", datetime!(2026-10-03 09:00 +09:00), false, true)];
+    assert_eq!(app.post_events(1, &c1).await.status(), 202);
+    eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 9 }).await;
+
+    let (mut b, _) = app.signed_in(Role::Manager).await;
+    let page = b.get("/dashboard?to=2026-10&months=2").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let row = |id: &str| {
+        let start = page.body.find(&format!("data-clinic=\"{id}\"")).unwrap();
+        page.body[start..].split("</tr>").next().unwrap().to_owned()
+    };
+    let r0 = row(&app.clinics[0].clinic.id.to_string());
+    assert!(r0.contains("100.0%<br><small>1/1") && r0.contains("60.0%<br><small>3/5"), "{r0}");
+    assert!(r0.contains("-40.0pt"));
+    assert!(r0.contains("電子的診療情報連携体制整備加算"), "at least 30% today: {r0}");
+    let r1 = row(&app.clinics[1].clinic.id.to_string());
+    assert!(r1.contains("0.0%<br><small>0/1"), "{r1}");
+    assert!(r1.contains("基準30%未満") && r1.contains("class=\"alert\""), "{r1}");
+    let total = page.body.split("class=\"total\"").nth(1).unwrap().split("</tr>").next().unwrap();
+    assert!(total.contains("50.0%<br><small>3/6"), "{total}");
+    assert!(page.body.contains("<svg class=\"spark\"") && page.body.contains("<title>"));
+    assert!(page.body.contains("全国"));
+
+    // CSV of the same table.
+    let csv = b.get("/dashboard?to=2026-10&months=2&format=csv").await;
+    assert!(csv.body.starts_with('\u{feff}'));
+    assert!(
+        csv.body.contains(&format!("\"{}\",\"2026-10\",\"5\",\"3\",\"60.0%\"", app.clinics[0].clinic.name)),
+        "{}",
+        csv.body
+    );
+
+    // Clinic detail from the hourly rollup: 6 receptions (P2's two confirmations are one visit).
+    let clinic = app.clinics[0].clinic.id;
+    let detail = b.get(&format!("/dashboard/clinics/{clinic}?from=2026-10-01&to=2026-10-31")).await;
+    assert_eq!(detail.status, 200);
+    assert_eq!(extract(&detail.body, "data-testid=\"receptions\">", "<").unwrap(), "6");
+    assert_eq!(extract(&detail.body, "data-testid=\"myna\">", "<").unwrap(), "3");
+    assert_eq!(extract(&detail.body, "data-testid=\"invalid\">", "<").unwrap(), "1");
+    assert!(detail.body.contains("data-testid=\"invalid-list\""));
+    assert!(detail.body.contains(&format!("/clinics/{clinic}/receptions?date=2026-10-13")), "drill-down to the day");
+
+    // Rebuilding the rollups from the visits gives the same numbers.
+    let before = app.store().monthly_usage("2026-10").await.unwrap();
+    app.store().rebuild_rollups().await.unwrap();
+    let mut after = app.store().monthly_usage("2026-10").await.unwrap();
+    let mut before = before;
+    before.sort_by_key(|u| u.clinic);
+    after.sort_by_key(|u| u.clinic);
+    assert_eq!(before, after);
+    let again = b.get(&format!("/dashboard/clinics/{clinic}?from=2026-10-01&to=2026-10-31")).await;
+    assert_eq!(extract(&again.body, "data-testid=\"receptions\">", "<").unwrap(), "6");
+
+    // Clinic staff see their clinic only.
+    let staff = app.user_in(app.tenant, Role::ClinicStaff, &[app.clinics[1].clinic.id]).await;
+    let mut s = app.browser();
+    s.sign_in(&staff).await;
+    let page = s.get("/dashboard?to=2026-10&months=2").await;
+    assert!(page.body.contains(&app.clinics[1].clinic.name) && !page.body.contains(&app.clinics[0].clinic.name));
+    assert_eq!(s.get(&format!("/dashboard/clinics/{clinic}")).await.status, 404);
+});
+
+both_modes!(the_fleet_lists_agents_worst_first_and_exports_csv, |app| {
+    // Clinic 1's agent reports a failing reader; the others have never been seen.
+    let mut hb = app.factory(1, 1).heartbeat(time::OffsetDateTime::now_utc());
+    if let EventPayload::Heartbeat(h) = &mut hb.payload {
+        h.reader_ok = Some(false);
+    }
+    assert_eq!(app.post_events(1, &[hb]).await.status(), 202);
+    eventually(WAIT, "heartbeat applied", || async {
+        app.store().devices().await.unwrap().iter().any(|d| d.last_heartbeat.is_some())
+    })
+    .await;
+    let (mut b, _) = app.signed_in(Role::Manager).await;
+    let page = b.get("/fleet").await;
+    assert_eq!(page.status, 200);
+    let rows: Vec<&str> = page.body.split("<tr><td>").skip(1).collect();
+    assert_eq!(rows.len(), 3);
+    assert!(rows[0].contains(&app.clinics[1].clinic.name) && rows[0].contains("NG"), "degraded first: {}", rows[0]);
+    let csv = b.get("/fleet?format=csv").await;
+    assert!(csv.body.starts_with('\u{feff}') && csv.body.lines().count() == 4);
+    // Billing staff do not manage agents.
+    let (mut billing, _) = app.signed_in(Role::Billing).await;
+    assert_eq!(billing.get("/fleet").await.status, 403);
+});
+
+both_modes!(the_live_feed_delivers_a_posted_reception, |app| {
+    let (mut b, _) = app.signed_in(Role::Manager).await;
+    let response = b.open_stream("/feed").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut response = response;
+    // The first bytes confirm the subscription; only then post, so the event cannot be missed.
+    let first = tokio::time::timeout(Duration::from_secs(10), response.chunk()).await.unwrap().unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("connected"));
+    let clinic = app.clinics[2].clinic.id.to_string();
+    assert_eq!(app.post_events(2, &app.receptions(2, 2, 77)).await.status(), 202);
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !seen.contains(&clinic) {
+        let chunk =
+            tokio::time::timeout_at(deadline, response.chunk()).await.expect("an event within 20 s").unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: reception"), "{seen}");
+});

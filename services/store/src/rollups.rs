@@ -1,0 +1,255 @@
+//! Dashboard rollups, kept by `apply_batch` in the transaction that changes the visits: a visit's old
+//! contribution is subtracted and its new one added, so merges (a late confirmation that changes the
+//! method or the first time) keep the sums exact, and a redelivered batch, which changes no visit,
+//! changes no rollup. `rebuild_rollups` recomputes a tenant's rollups from its visits.
+
+use std::collections::BTreeMap;
+
+use onshi_domain::{ClinicId, ConfirmationMethod, QualificationResult, Visit};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict};
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use time::Date;
+use uuid::Uuid;
+
+use crate::entities::{monthly_patients, reception_hourly, visits};
+use crate::{StoreError, TenantStore};
+
+/// (JST day, JST hour, method) → [receptions, myna, consent medication, diagnosis, checkup, invalid].
+pub(crate) type HourlyDeltas = BTreeMap<(Date, i16, String), [i32; 6]>;
+
+/// (month "YYYY-MM", patient pseudonym) → confirmed with マイナ保険証 that month.
+pub(crate) type MonthlyPatients = BTreeMap<(String, String), bool>;
+
+fn contribution(v: &Visit) -> ((Date, i16, String), [i32; 6]) {
+    let local = v.first_at.to_offset(onshi_domain::jst::JST);
+    let key = (v.date, i16::from(local.hour()), v.method.as_str().to_owned());
+    let flag = |b: bool| i32::from(b);
+    let values = [
+        1,
+        flag(v.myna),
+        flag(v.consents.medication == Some(true)),
+        flag(v.consents.diagnosis == Some(true)),
+        flag(v.consents.checkup == Some(true)),
+        flag(v.result != QualificationResult::Valid),
+    ];
+    (key, values)
+}
+
+/// Adds the change from `old` to `new` of one visit to `deltas`.
+pub(crate) fn add_delta(deltas: &mut HourlyDeltas, old: Option<&Visit>, new: &Visit) {
+    if let Some(old) = old {
+        let (key, values) = contribution(old);
+        let entry = deltas.entry(key).or_default();
+        for (e, v) in entry.iter_mut().zip(values) {
+            *e -= v;
+        }
+    }
+    let (key, values) = contribution(new);
+    let entry = deltas.entry(key).or_default();
+    for (e, v) in entry.iter_mut().zip(values) {
+        *e += v;
+    }
+}
+
+pub(crate) async fn apply(
+    txn: &DatabaseTransaction,
+    tenant: Uuid,
+    clinic: Uuid,
+    deltas: &HourlyDeltas,
+    patients: &MonthlyPatients,
+) -> Result<(), StoreError> {
+    use reception_hourly::Column as C;
+    for ((day, hour, method), d) in deltas.iter().filter(|(_, d)| d.iter().any(|x| *x != 0)) {
+        let row = reception_hourly::ActiveModel {
+            tenant_id: sea_orm::Set(tenant),
+            clinic_id: sea_orm::Set(clinic),
+            day: sea_orm::Set(*day),
+            hour: sea_orm::Set(*hour),
+            method: sea_orm::Set(method.clone()),
+            receptions: sea_orm::Set(d[0]),
+            myna: sea_orm::Set(d[1]),
+            consent_medication: sea_orm::Set(d[2]),
+            consent_diagnosis: sea_orm::Set(d[3]),
+            consent_checkup: sea_orm::Set(d[4]),
+            invalid: sea_orm::Set(d[5]),
+        };
+        let mut on_conflict = OnConflict::columns([C::TenantId, C::ClinicId, C::Day, C::Hour, C::Method]);
+        for col in [C::Receptions, C::Myna, C::ConsentMedication, C::ConsentDiagnosis, C::ConsentCheckup, C::Invalid] {
+            on_conflict
+                .value(col, Expr::col((reception_hourly::Entity, col)).add(Expr::col((Alias::new("excluded"), col))));
+        }
+        reception_hourly::Entity::insert(row).on_conflict(on_conflict).exec_without_returning(txn).await?;
+    }
+    use monthly_patients::Column as M;
+    for ((month, patient), myna) in patients {
+        let row = monthly_patients::ActiveModel {
+            tenant_id: sea_orm::Set(tenant),
+            clinic_id: sea_orm::Set(clinic),
+            month: sea_orm::Set(month.clone()),
+            patient: sea_orm::Set(patient.clone()),
+            myna: sea_orm::Set(*myna),
+        };
+        let mut on_conflict = OnConflict::columns([M::TenantId, M::ClinicId, M::Month, M::Patient]);
+        if *myna {
+            on_conflict.value(M::Myna, Expr::value(true));
+        } else {
+            on_conflict.do_nothing();
+        }
+        reception_hourly_insert_patient(txn, row, on_conflict).await?;
+    }
+    Ok(())
+}
+
+async fn reception_hourly_insert_patient(
+    txn: &DatabaseTransaction,
+    row: monthly_patients::ActiveModel,
+    on_conflict: OnConflict,
+) -> Result<(), StoreError> {
+    match monthly_patients::Entity::insert(row).on_conflict(on_conflict).exec_without_returning(txn).await {
+        Ok(_) | Err(sea_orm::DbErr::RecordNotInserted) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A clinic-month of the estimate: distinct patients, and those confirmed with マイナ保険証.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MonthlyUsage {
+    pub clinic: ClinicId,
+    pub patients: u64,
+    pub myna_patients: u64,
+}
+
+/// One rollup row as the clinic page reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourlyRow {
+    pub day: Date,
+    pub hour: u8,
+    pub method: ConfirmationMethod,
+    pub receptions: i64,
+    pub myna: i64,
+    pub consent_medication: i64,
+    pub consent_diagnosis: i64,
+    pub consent_checkup: i64,
+    pub invalid: i64,
+}
+
+impl TenantStore<'_> {
+    /// Distinct patients and マイナ保険証 patients per clinic for `month` ("YYYY-MM").
+    pub async fn monthly_usage(&self, month: &str) -> Result<Vec<MonthlyUsage>, StoreError> {
+        let txn = self.read().await?;
+        let rows: Vec<(Uuid, i64, Option<i64>)> = monthly_patients::Entity::find()
+            .select_only()
+            .column(monthly_patients::Column::ClinicId)
+            .column_as(monthly_patients::Column::Patient.count(), "patients")
+            .column_as(Expr::cust("SUM(CASE WHEN monthly_patients.myna THEN 1 ELSE 0 END)"), "myna_patients")
+            .filter(monthly_patients::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(monthly_patients::Column::Month.eq(month))
+            .group_by(monthly_patients::Column::ClinicId)
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(rows
+            .into_iter()
+            .map(|(clinic, patients, myna)| MonthlyUsage {
+                clinic: ClinicId::from_uuid(clinic),
+                patients: u64::try_from(patients).unwrap_or(0),
+                myna_patients: u64::try_from(myna.unwrap_or(0)).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    /// The hourly rollup rows of one clinic between two days (inclusive).
+    pub async fn hourly(&self, clinic: ClinicId, from: Date, to: Date) -> Result<Vec<HourlyRow>, StoreError> {
+        let txn = self.read().await?;
+        let rows = reception_hourly::Entity::find()
+            .filter(reception_hourly::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(reception_hourly::Column::ClinicId.eq(clinic.as_uuid()))
+            .filter(reception_hourly::Column::Day.gte(from))
+            .filter(reception_hourly::Column::Day.lte(to))
+            .order_by_asc(reception_hourly::Column::Day)
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(HourlyRow {
+                    day: r.day,
+                    hour: u8::try_from(r.hour).unwrap_or(0),
+                    method: ConfirmationMethod::parse(&r.method)
+                        .ok_or_else(|| StoreError::Corrupt(format!("rollup method {}", r.method)))?,
+                    receptions: i64::from(r.receptions),
+                    myna: i64::from(r.myna),
+                    consent_medication: i64::from(r.consent_medication),
+                    consent_diagnosis: i64::from(r.consent_diagnosis),
+                    consent_checkup: i64::from(r.consent_checkup),
+                    invalid: i64::from(r.invalid),
+                })
+            })
+            .collect()
+    }
+
+    /// Visits of a clinic whose qualification was not confirmed valid, newest first (follow-up list).
+    pub async fn invalid_visits(
+        &self,
+        clinic: ClinicId,
+        from: Date,
+        to: Date,
+        limit: u64,
+    ) -> Result<Vec<crate::VisitRow>, StoreError> {
+        let txn = self.read().await?;
+        let rows = visits::Entity::find()
+            .filter(visits::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(visits::Column::ClinicId.eq(clinic.as_uuid()))
+            .filter(visits::Column::VisitDate.gte(from))
+            .filter(visits::Column::VisitDate.lte(to))
+            .filter(visits::Column::Result.ne(QualificationResult::Valid.as_str()))
+            .order_by_desc(visits::Column::LastAt)
+            .limit(limit)
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        rows.iter().map(crate::tenant::visit_row_from_model).collect()
+    }
+
+    /// Recomputes this tenant's rollups from its visits (after a migration, or to repair).
+    pub async fn rebuild_rollups(&self) -> Result<u64, StoreError> {
+        let txn = self.write().await?;
+        reception_hourly::Entity::delete_many()
+            .filter(reception_hourly::Column::TenantId.eq(self.tenant_uuid()))
+            .exec(&txn)
+            .await?;
+        monthly_patients::Entity::delete_many()
+            .filter(monthly_patients::Column::TenantId.eq(self.tenant_uuid()))
+            .exec(&txn)
+            .await?;
+        let mut after: Option<Uuid> = None;
+        let mut count = 0u64;
+        loop {
+            let mut q = visits::Entity::find().filter(visits::Column::TenantId.eq(self.tenant_uuid()));
+            if let Some(id) = after {
+                q = q.filter(visits::Column::Id.gt(id));
+            }
+            let page = q.order_by_asc(visits::Column::Id).limit(2000).all(&txn).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            let mut per_clinic: BTreeMap<Uuid, (HourlyDeltas, MonthlyPatients)> = BTreeMap::new();
+            for row in &page {
+                let visit = crate::tenant::visit_from_row(row)?;
+                let (deltas, patients) = per_clinic.entry(row.clinic_id).or_default();
+                add_delta(deltas, None, &visit);
+                if let Some(p) = &visit.patient {
+                    let flag =
+                        patients.entry((onshi_domain::jst::month_key(visit.date), p.as_str().to_owned())).or_default();
+                    *flag |= visit.myna;
+                }
+                count += 1;
+            }
+            for (clinic, (deltas, patients)) in per_clinic {
+                apply(&txn, self.tenant_uuid(), clinic, &deltas, &patients).await?;
+            }
+        }
+        txn.commit().await?;
+        Ok(count)
+    }
+}
