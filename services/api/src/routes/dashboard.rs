@@ -69,6 +69,11 @@ fn sparkline(rates: &[Option<f64>], threshold: Option<f64>, label: &str) -> Stri
         svg.push_str(&format!("<line x1=\"0\" x2=\"{w}\" y1=\"{0:.1}\" y2=\"{0:.1}\" class=\"threshold\"/>", y(t)));
     }
     svg.push_str(&format!("<polyline points=\"{}\" class=\"line\"/>", points.join(" ")));
+    for p in &points {
+        if let Some((x, y)) = p.split_once(',') {
+            svg.push_str(&format!("<circle cx=\"{x}\" cy=\"{y}\" r=\"2.5\" class=\"dot\"/>"));
+        }
+    }
     svg.push_str("</svg>");
     svg
 }

@@ -14,6 +14,7 @@ mod accounts;
 mod adapters;
 mod agent;
 mod billing;
+mod browser;
 mod dashboards;
 mod durability;
 mod ingest;
