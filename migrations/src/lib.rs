@@ -9,6 +9,7 @@ mod m20261125_000002_enrollment;
 mod m20261125_000003_accounts;
 mod m20261125_000004_billing;
 mod m20261125_000005_rollups;
+mod m20261125_000006_monthly_usage;
 
 pub use m20261125_000003_accounts::APP_ROLE;
 
@@ -31,6 +32,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "billing_exports",
     "reception_hourly",
     "monthly_patients",
+    "monthly_usage",
 ];
 
 pub struct Migrator;
@@ -44,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_accounts::Migration),
             Box::new(m20261125_000004_billing::Migration),
             Box::new(m20261125_000005_rollups::Migration),
+            Box::new(m20261125_000006_monthly_usage::Migration),
         ]
     }
 }

@@ -325,3 +325,197 @@ pub fn rules(clinics: usize, visits_per_clinic: usize) -> Result<(), Box<dyn std
     );
     Ok(())
 }
+
+/// `onshi bench dashboard`: a group of `clinics` clinics with `years` of history, seeded straight into
+/// PostgreSQL with generate_series (visits and the rollups the worker would have built), then the usage
+/// overview and the clinic page are requested over HTTP by a signed-in manager. Prints p50/p95/max of the
+/// response time as seen on loopback (server time plus a few tens of microseconds).
+pub async fn dashboard(
+    mut config: Config,
+    clinics: usize,
+    years: u32,
+    requests: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use onshi_migrations::sea_orm::ConnectionTrait;
+    use onshi_store::{AuditEntry, AuditResult, NewUser};
+    use secrecy::ExposeSecret;
+    if !config.modes().postgres {
+        return Err("bench dashboard needs PostgreSQL: set database_url (and database_migration_url)".into());
+    }
+    config.listen = "127.0.0.1:0".to_owned();
+    let owner = onshi_store::Store::connect(config.effective_migration_url().expose_secret(), 4).await?;
+    owner.migrate().await?;
+    let adapters = Adapters::connect(&config).await?;
+    let store = adapters.store.clone();
+    let tenant = store.system().create_tenant("bench group").await?;
+    let scoped = store.tenant(TenantScope::verified(tenant));
+    for i in 0..clinics {
+        let code = onshi_domain::MedicalInstitutionCode::parse(&format!("131{:06}0", i + 1))?;
+        scoped.create_clinic(&code, &format!("ベンチ医院 {:03}", i + 1)).await?;
+    }
+    let today = onshi_domain::jst::date_of(OffsetDateTime::now_utc());
+    let start = today - time::Duration::days(365 * i64::from(years));
+    let t = tenant.as_uuid();
+    let seed_started = Instant::now();
+    let db = owner.connection();
+    // 100 receptions a working day per clinic (times in 09:00-17:59 JST): 100 clinics x 3 years ≈ 9.4M visits.
+    let statements = [
+        format!(
+            "INSERT INTO visits (id, tenant_id, clinic_id, visit_key, visit_date, patient_ref, first_at, last_at, method, \
+             myna, result, consent_medication, consent_diagnosis, consent_checkup, consent_surgery, confirmations, updated_at) \
+             SELECT gen_random_uuid(), '{t}', c.id, 'b:' || d::date || ':' || n, d::date, md5(c.id::text || (n % 2500)::text), \
+             d + make_interval(hours => n % 9, mins => n % 60), d + make_interval(hours => n % 9, mins => n % 60), \
+             CASE WHEN n % 10 < 4 THEN 'myna_card' WHEN n % 10 < 9 THEN 'eligibility_certificate' ELSE 'insurance_card' END, \
+             n % 10 < 4, CASE WHEN n % 50 = 0 THEN 'invalid' ELSE 'valid' END, n % 10 < 4, n % 10 < 3, NULL, NULL, 1, now() \
+             FROM clinics c, generate_series('{start}'::timestamptz, '{today}'::timestamptz, '1 day') d, generate_series(1, 100) n \
+             WHERE c.tenant_id = '{t}' AND extract(isodow FROM d) < 7"
+        ),
+        format!(
+            "INSERT INTO reception_hourly (tenant_id, clinic_id, day, hour, method, receptions, myna, consent_medication, \
+             consent_diagnosis, consent_checkup, invalid) \
+             SELECT tenant_id, clinic_id, visit_date, extract(hour FROM first_at)::smallint, method, count(*), \
+             sum(CASE WHEN myna THEN 1 ELSE 0 END), sum(CASE WHEN consent_medication THEN 1 ELSE 0 END), \
+             sum(CASE WHEN consent_diagnosis THEN 1 ELSE 0 END), 0, sum(CASE WHEN result <> 'valid' THEN 1 ELSE 0 END) \
+             FROM visits WHERE tenant_id = '{t}' GROUP BY 1, 2, 3, 4, 5"
+        ),
+        format!(
+            "INSERT INTO monthly_patients (tenant_id, clinic_id, month, patient, myna) \
+             SELECT tenant_id, clinic_id, to_char(visit_date, 'YYYY-MM'), patient_ref, bool_or(myna) \
+             FROM visits WHERE tenant_id = '{t}' GROUP BY 1, 2, 3, 4"
+        ),
+        format!(
+            "INSERT INTO monthly_usage (tenant_id, month, clinic_id, patients, myna_patients) \
+             SELECT tenant_id, month, clinic_id, count(*), sum(CASE WHEN myna THEN 1 ELSE 0 END) \
+             FROM monthly_patients WHERE tenant_id = '{t}' GROUP BY 1, 2, 3"
+        ),
+        "ANALYZE".to_owned(),
+    ];
+    for sql in &statements {
+        db.execute_unprepared(sql).await?;
+    }
+    let visits = scoped.visit_count().await?;
+    println!(
+        "bench dashboard: {clinics} clinics, {years} years, {visits} visits seeded in {:.0} s",
+        seed_started.elapsed().as_secs_f64()
+    );
+
+    let email = format!("bench-{}@example.jp", uuid::Uuid::new_v4().simple());
+    let password = "bench-password-long-enough";
+    let phc = onshi_identity::hash_password(password, &email)?;
+    let entry = AuditEntry::new(None, "bench", "bench.seed", "-", AuditResult::Success);
+    let user = scoped
+        .add_user(
+            &NewUser {
+                email: &email,
+                display_name: "bench",
+                role: onshi_domain::Role::Manager,
+                clinics: &[],
+                password_hash: Some(&phc),
+            },
+            &entry,
+        )
+        .await?;
+    scoped.mark_email_verified(user, &entry).await?;
+    let secret = onshi_identity::TotpSecret::generate();
+    scoped.set_pending_totp(user, secret.base32()).await?;
+    scoped.enable_totp(user, 0, &entry).await?;
+    let app = Application::build(&config, adapters, Options { with_worker: true }).await?.spawn();
+    let base = app.base_url();
+    let cookie = sign_in(&base, &email, password, &secret).await?;
+    let clinic_ids: Vec<String> = scoped.clinics().await?.iter().map(|c| c.id.to_string()).collect();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    for (label, paths) in [
+        ("group overview (6 months)", vec!["/dashboard".to_owned()]),
+        ("group overview (24 months)", vec!["/dashboard?months=24".to_owned()]),
+        ("clinic detail (28 days)", clinic_ids.iter().map(|c| format!("/dashboard/clinics/{c}")).collect()),
+        (
+            "clinic detail (1 year)",
+            clinic_ids
+                .iter()
+                .map(|c| format!("/dashboard/clinics/{c}?from={}&to={today}", today - time::Duration::days(365)))
+                .collect(),
+        ),
+    ] {
+        let mut times = Vec::with_capacity(requests);
+        for i in 0..requests + 5 {
+            let path = &paths[i % paths.len()];
+            let started = Instant::now();
+            let response = client.get(format!("{base}{path}")).header("Cookie", &cookie).send().await?;
+            let status = response.status();
+            response.bytes().await?;
+            if status != 200 {
+                return Err(format!("{path}: HTTP {status}").into());
+            }
+            if i >= 5 {
+                times.push(started.elapsed());
+            }
+        }
+        times.sort();
+        let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)].as_secs_f64() * 1000.0;
+        println!("  {label:<28} n={requests}  p50 {:.1} ms  p95 {:.1} ms  max {:.1} ms", at(0.5), at(0.95), at(1.0));
+    }
+    app.stop().await;
+    Ok(())
+}
+
+/// Cookies of one bench browser.
+#[derive(Default)]
+struct Jar(std::collections::BTreeMap<String, String>);
+
+impl Jar {
+    fn header(&self) -> String {
+        self.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    fn absorb(&mut self, response: &reqwest::Response) {
+        for v in response.headers().get_all("set-cookie") {
+            if let Some((k, v)) = v.to_str().ok().and_then(|s| s.split(';').next()).and_then(|p| p.split_once('=')) {
+                self.0.insert(k.to_owned(), v.to_owned());
+            }
+        }
+    }
+}
+
+/// Posts a form the way the sign-in page would: fetch the page for the CSRF field, then post.
+async fn post_form(
+    client: &reqwest::Client,
+    base: &str,
+    jar: &mut Jar,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> Result<reqwest::Response, Box<dyn std::error::Error>> {
+    let page = client.get(format!("{base}/signin")).header("Cookie", jar.header()).send().await?;
+    jar.absorb(&page);
+    let html = page.text().await?;
+    let csrf = html.split("name=\"csrf\" value=\"").nth(1).and_then(|s| s.split('"').next()).unwrap_or("").to_owned();
+    let mut form = vec![("csrf", csrf.as_str())];
+    form.extend_from_slice(fields);
+    let response = client
+        .post(format!("{base}{path}"))
+        .header("Cookie", jar.header())
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(&form)?)
+        .send()
+        .await?;
+    jar.absorb(&response);
+    Ok(response)
+}
+
+/// Signs in over HTTP (password, then TOTP) and returns the Cookie header to send.
+async fn sign_in(
+    base: &str,
+    email: &str,
+    password: &str,
+    secret: &onshi_identity::TotpSecret,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let mut jar = Jar::default();
+    post_form(&client, base, &mut jar, "/signin", &[("email", email), ("password", password)]).await?;
+    let now = u64::try_from(OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(0);
+    let code = secret.code_at(now)?;
+    let r = post_form(&client, base, &mut jar, "/signin/totp", &[("code", code.as_str())]).await?;
+    if r.status() != 303 {
+        return Err(format!("sign-in failed: HTTP {}", r.status()).into());
+    }
+    Ok(jar.header())
+}

@@ -117,6 +117,15 @@ enum BenchCommand {
         #[arg(long, default_value_t = 2000)]
         files: usize,
     },
+    /// Dashboards at scale (PostgreSQL): seeds clinics x years of visits and rollups, then times the pages.
+    Dashboard {
+        #[arg(long, default_value_t = 100)]
+        clinics: usize,
+        #[arg(long, default_value_t = 3)]
+        years: u32,
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+    },
     /// End-to-end ingest: HTTP 202 rate and applied rate.
     Ingest {
         #[arg(long, default_value_t = 20_000)]
@@ -251,6 +260,9 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             bench::rules(clinics, visits_per_clinic)?;
         }
         Command::Bench { which: BenchCommand::Drain { events } } => bench::drain(config, events).await?,
+        Command::Bench { which: BenchCommand::Dashboard { clinics, years, requests } } => {
+            bench::dashboard(config, clinics, years, requests).await?
+        }
         Command::Bench { which: BenchCommand::AgentFootprint { files } } => {
             bench::agent_footprint(config, files).await?
         }

@@ -11,7 +11,7 @@ use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryO
 use time::Date;
 use uuid::Uuid;
 
-use crate::entities::{monthly_patients, reception_hourly, visits};
+use crate::entities::{monthly_patients, monthly_usage, reception_hourly, visits};
 use crate::{StoreError, TenantStore};
 
 /// (JST day, JST hour, method) → [receptions, myna, consent medication, diagnosis, checkup, invalid].
@@ -80,35 +80,78 @@ pub(crate) async fn apply(
         }
         reception_hourly::Entity::insert(row).on_conflict(on_conflict).exec_without_returning(txn).await?;
     }
+    if patients.is_empty() {
+        return Ok(());
+    }
+    // Which of these patient-months exist already, and with what flag: a new one counts a patient, a
+    // flag turning true counts a マイナ保険証 patient. Concurrent first sightings of one patient conflict on
+    // the key and the loser retries (a transient error), so counts stay exact.
     use monthly_patients::Column as M;
+    let months: Vec<String> =
+        patients.keys().map(|(m, _)| m.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let mut existing: BTreeMap<(String, String), bool> = BTreeMap::new();
+    let keys: Vec<&(String, String)> = patients.keys().collect();
+    for chunk in keys.chunks(500) {
+        let rows = monthly_patients::Entity::find()
+            .filter(M::TenantId.eq(tenant))
+            .filter(M::ClinicId.eq(clinic))
+            .filter(M::Month.is_in(months.iter().cloned()))
+            .filter(M::Patient.is_in(chunk.iter().map(|(_, p)| p.clone())))
+            .lock_exclusive()
+            .all(txn)
+            .await?;
+        existing.extend(rows.into_iter().map(|r| ((r.month, r.patient), r.myna)));
+    }
+    let mut usage: BTreeMap<String, (i32, i32)> = BTreeMap::new();
+    let mut fresh = Vec::new();
     for ((month, patient), myna) in patients {
-        let row = monthly_patients::ActiveModel {
-            tenant_id: sea_orm::Set(tenant),
-            clinic_id: sea_orm::Set(clinic),
-            month: sea_orm::Set(month.clone()),
-            patient: sea_orm::Set(patient.clone()),
-            myna: sea_orm::Set(*myna),
-        };
-        let mut on_conflict = OnConflict::columns([M::TenantId, M::ClinicId, M::Month, M::Patient]);
-        if *myna {
-            on_conflict.value(M::Myna, Expr::value(true));
-        } else {
-            on_conflict.do_nothing();
+        match existing.get(&(month.clone(), patient.clone())) {
+            None => {
+                let u = usage.entry(month.clone()).or_default();
+                u.0 += 1;
+                u.1 += i32::from(*myna);
+                fresh.push(monthly_patients::ActiveModel {
+                    tenant_id: sea_orm::Set(tenant),
+                    clinic_id: sea_orm::Set(clinic),
+                    month: sea_orm::Set(month.clone()),
+                    patient: sea_orm::Set(patient.clone()),
+                    myna: sea_orm::Set(*myna),
+                });
+            }
+            Some(false) if *myna => {
+                usage.entry(month.clone()).or_default().1 += 1;
+                monthly_patients::Entity::update_many()
+                    .col_expr(M::Myna, Expr::value(true))
+                    .filter(M::TenantId.eq(tenant))
+                    .filter(M::ClinicId.eq(clinic))
+                    .filter(M::Month.eq(month.as_str()))
+                    .filter(M::Patient.eq(patient.as_str()))
+                    .exec(txn)
+                    .await?;
+            }
+            Some(_) => {}
         }
-        reception_hourly_insert_patient(txn, row, on_conflict).await?;
+    }
+    for chunk in fresh.chunks(500) {
+        monthly_patients::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
+    }
+    use monthly_usage::Column as U;
+    for (month, (p, m)) in usage.into_iter().filter(|(_, (p, m))| *p != 0 || *m != 0) {
+        let row = monthly_usage::ActiveModel {
+            tenant_id: sea_orm::Set(tenant),
+            month: sea_orm::Set(month),
+            clinic_id: sea_orm::Set(clinic),
+            patients: sea_orm::Set(p),
+            myna_patients: sea_orm::Set(m),
+        };
+        let mut on_conflict = OnConflict::columns([U::TenantId, U::Month, U::ClinicId]);
+        for col in [U::Patients, U::MynaPatients] {
+            on_conflict
+                .value(col, Expr::col((monthly_usage::Entity, col)).add(Expr::col((Alias::new("excluded"), col))));
+        }
+        monthly_usage::Entity::insert(row).on_conflict(on_conflict).exec_without_returning(txn).await?;
     }
     Ok(())
-}
-
-async fn reception_hourly_insert_patient(
-    txn: &DatabaseTransaction,
-    row: monthly_patients::ActiveModel,
-    on_conflict: OnConflict,
-) -> Result<(), StoreError> {
-    match monthly_patients::Entity::insert(row).on_conflict(on_conflict).exec_without_returning(txn).await {
-        Ok(_) | Err(sea_orm::DbErr::RecordNotInserted) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// A clinic-month of the estimate: distinct patients, and those confirmed with マイナ保険証.
@@ -136,25 +179,27 @@ pub struct HourlyRow {
 impl TenantStore<'_> {
     /// Distinct patients and マイナ保険証 patients per clinic for `month` ("YYYY-MM").
     pub async fn monthly_usage(&self, month: &str) -> Result<Vec<MonthlyUsage>, StoreError> {
+        Ok(self.usage_by_month(&[month.to_owned()]).await?.into_iter().map(|(_, u)| u).collect())
+    }
+
+    /// The same for several months in one read: (month, usage) per clinic-month that had patients.
+    pub async fn usage_by_month(&self, months: &[String]) -> Result<Vec<(String, MonthlyUsage)>, StoreError> {
         let txn = self.read().await?;
-        let rows: Vec<(Uuid, i64, Option<i64>)> = monthly_patients::Entity::find()
-            .select_only()
-            .column(monthly_patients::Column::ClinicId)
-            .column_as(monthly_patients::Column::Patient.count(), "patients")
-            .column_as(Expr::cust("SUM(CASE WHEN monthly_patients.myna THEN 1 ELSE 0 END)"), "myna_patients")
-            .filter(monthly_patients::Column::TenantId.eq(self.tenant_uuid()))
-            .filter(monthly_patients::Column::Month.eq(month))
-            .group_by(monthly_patients::Column::ClinicId)
-            .into_tuple()
+        let rows = monthly_usage::Entity::find()
+            .filter(monthly_usage::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(monthly_usage::Column::Month.is_in(months.iter().cloned()))
             .all(&txn)
             .await?;
         txn.commit().await?;
         Ok(rows
             .into_iter()
-            .map(|(clinic, patients, myna)| MonthlyUsage {
-                clinic: ClinicId::from_uuid(clinic),
-                patients: u64::try_from(patients).unwrap_or(0),
-                myna_patients: u64::try_from(myna.unwrap_or(0)).unwrap_or(0),
+            .map(|r| {
+                let usage = MonthlyUsage {
+                    clinic: ClinicId::from_uuid(r.clinic_id),
+                    patients: u64::try_from(r.patients).unwrap_or(0),
+                    myna_patients: u64::try_from(r.myna_patients).unwrap_or(0),
+                };
+                (r.month, usage)
             })
             .collect())
     }
@@ -221,6 +266,10 @@ impl TenantStore<'_> {
             .await?;
         monthly_patients::Entity::delete_many()
             .filter(monthly_patients::Column::TenantId.eq(self.tenant_uuid()))
+            .exec(&txn)
+            .await?;
+        monthly_usage::Entity::delete_many()
+            .filter(monthly_usage::Column::TenantId.eq(self.tenant_uuid()))
             .exec(&txn)
             .await?;
         let mut after: Option<Uuid> = None;

@@ -220,10 +220,12 @@ pub(crate) async fn overview(
     let months: Vec<YearMonth> = (0..n).map(|k| last.plus(k - n + 1)).collect();
     let store = state.store.tenant(caller.scope);
     let clinics: Vec<Clinic> = store.clinics().await?.into_iter().filter(|c| caller.clinics.includes(c.id)).collect();
+    let labels: Vec<String> = months.iter().map(ToString::to_string).collect();
+    let index: HashMap<&str, usize> = labels.iter().enumerate().map(|(i, m)| (m.as_str(), i)).collect();
     let mut usage: HashMap<(ClinicId, usize), (u64, u64)> = HashMap::new();
-    for (i, m) in months.iter().enumerate() {
-        for u in store.monthly_usage(&m.to_string()).await? {
-            usage.insert((u.clinic, i), (u.patients, u.myna_patients));
+    for (month, u) in store.usage_by_month(&labels).await? {
+        if let Some(i) = index.get(month.as_str()) {
+            usage.insert((u.clinic, *i), (u.patients, u.myna_patients));
         }
     }
     let rows: Vec<ClinicRow> = clinics

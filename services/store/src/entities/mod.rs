@@ -13,6 +13,7 @@ pub(crate) mod devices;
 pub(crate) mod email_tokens;
 pub(crate) mod enrollment_codes;
 pub(crate) mod monthly_patients;
+pub(crate) mod monthly_usage;
 pub(crate) mod raw_events;
 pub(crate) mod reception_hourly;
 pub(crate) mod tenants;
