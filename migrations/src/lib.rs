@@ -13,6 +13,28 @@ mod m20261125_000006_monthly_usage;
 
 pub use m20261125_000003_accounts::APP_ROLE;
 
+/// Grants the application role DML on new tenant tables and puts them under the tenant policy
+/// (PostgreSQL only; SQLite has no row-level security). Migrations after the accounts one call this for
+/// each tenant table they create.
+pub(crate) async fn secure_tenant_tables(manager: &SchemaManager<'_>, tables: &[&str]) -> Result<(), DbErr> {
+    use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend};
+    if manager.get_database_backend() != DatabaseBackend::Postgres {
+        return Ok(());
+    }
+    let db = manager.get_connection();
+    for table in tables {
+        db.execute_unprepared(&format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {APP_ROLE}")).await?;
+        db.execute_unprepared(&format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")).await?;
+        db.execute_unprepared(&format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY")).await?;
+        db.execute_unprepared(&format!(
+            "CREATE POLICY tenant_isolation ON {table} USING (tenant_id = onshi_current_tenant()) \
+             WITH CHECK (tenant_id = onshi_current_tenant())"
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
 /// Every table whose rows belong to one tenant. Each has row-level security enabled and forced on
 /// PostgreSQL; a test compares the catalog with this list, so a new tenant table cannot be forgotten.
 pub const TENANT_TABLES: &[&str] = &[

@@ -2,9 +2,6 @@
 //! clerks' reviews of visits, closed months and exports. All tenant tables, with row-level security.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend};
-
-use crate::APP_ROLE;
 
 pub struct Migration;
 
@@ -168,20 +165,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        if manager.get_database_backend() == DatabaseBackend::Postgres {
-            let db = manager.get_connection();
-            for table in TABLES {
-                db.execute_unprepared(&format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {APP_ROLE}"))
-                    .await?;
-                db.execute_unprepared(&format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")).await?;
-                db.execute_unprepared(&format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY")).await?;
-                db.execute_unprepared(&format!(
-                    "CREATE POLICY tenant_isolation ON {table} USING (tenant_id = onshi_current_tenant()) \
-                     WITH CHECK (tenant_id = onshi_current_tenant())"
-                ))
-                .await?;
-            }
-        }
+        crate::secure_tenant_tables(manager, TABLES).await?;
         Ok(())
     }
 

@@ -8,9 +8,6 @@
 //!   their visits that month used マイナ保険証: the estimate's numerator and denominator as distinct patients.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DatabaseBackend};
-
-use crate::APP_ROLE;
 
 pub struct Migration;
 
@@ -96,20 +93,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        if manager.get_database_backend() == DatabaseBackend::Postgres {
-            let db = manager.get_connection();
-            for table in TABLES {
-                db.execute_unprepared(&format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {APP_ROLE}"))
-                    .await?;
-                db.execute_unprepared(&format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")).await?;
-                db.execute_unprepared(&format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY")).await?;
-                db.execute_unprepared(&format!(
-                    "CREATE POLICY tenant_isolation ON {table} USING (tenant_id = onshi_current_tenant()) \
-                     WITH CHECK (tenant_id = onshi_current_tenant())"
-                ))
-                .await?;
-            }
-        }
+        crate::secure_tenant_tables(manager, TABLES).await?;
         Ok(())
     }
 

@@ -213,6 +213,14 @@ struct AccountPage {
     notice: Option<&'static str>,
 }
 
+/// A new password from a form with its confirmation: the PHC string, or the message to show.
+fn new_password(page: &Page, password: &str, again: &str, email: &str) -> Result<String, String> {
+    if password != again {
+        return Err(page.lang.t("確認用パスワードが一致しません。", "The passwords do not match.").to_owned());
+    }
+    password::hash_password(password, email).map_err(|e| e.to_string())
+}
+
 // ---- sign-in -----------------------------------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -572,15 +580,9 @@ pub(crate) async fn signup(
             page.lang.t("メールアドレスの形式が正しくありません。", "The e-mail address is not valid.").to_owned(),
         );
     }
-    if form.password != form.password2 {
-        return fail(
-            page.clone(),
-            page.lang.t("確認用パスワードが一致しません。", "The passwords do not match.").to_owned(),
-        );
-    }
-    let phc = match password::hash_password(&form.password, &email) {
+    let phc = match new_password(&page, &form.password, &form.password2, &email) {
         Ok(phc) => phc,
-        Err(e) => return fail(page, e.to_string()),
+        Err(message) => return fail(page, message),
     };
     let owner =
         NewUser { email: &email, display_name: &name, role: Role::Owner, clinics: &[], password_hash: Some(&phc) };
@@ -782,15 +784,9 @@ pub(crate) async fn reset(
         store.audit(&entry).await?;
         return again(page.clone(), page.lang.t("確認コードが違います。", "The code is not correct.").to_owned());
     }
-    if form.password != form.password2 {
-        return again(
-            page.clone(),
-            page.lang.t("確認用パスワードが一致しません。", "The passwords do not match.").to_owned(),
-        );
-    }
-    let phc = match password::hash_password(&form.password, &user.email) {
+    let phc = match new_password(&page, &form.password, &form.password2, &user.email) {
         Ok(phc) => phc,
-        Err(e) => return again(page, e.to_string()),
+        Err(message) => return again(page, message),
     };
     if store.consume_email_token(&hash, EmailPurpose::Reset).await?.is_none() {
         return link_expired(page);
@@ -846,15 +842,9 @@ pub(crate) async fn accept_invite(
             page,
         })
     };
-    if form.password != form.password2 {
-        return again(
-            page.clone(),
-            page.lang.t("確認用パスワードが一致しません。", "The passwords do not match.").to_owned(),
-        );
-    }
-    let phc = match password::hash_password(&form.password, &user.email) {
+    let phc = match new_password(&page, &form.password, &form.password2, &user.email) {
         Ok(phc) => phc,
-        Err(e) => return again(page, e.to_string()),
+        Err(message) => return again(page, message),
     };
     if store.consume_email_token(&hash, EmailPurpose::Invite).await?.is_none() {
         return link_expired(page);
@@ -921,15 +911,9 @@ pub(crate) async fn change_password(
             page.lang.t("現在のパスワードが違います。", "The current password is not correct.").to_owned(),
         );
     }
-    if form.password != form.password2 {
-        return again(
-            page.clone(),
-            page.lang.t("確認用パスワードが一致しません。", "The passwords do not match.").to_owned(),
-        );
-    }
-    let phc = match password::hash_password(&form.password, &user.email) {
+    let phc = match new_password(&page, &form.password, &form.password2, &user.email) {
         Ok(phc) => phc,
-        Err(e) => return again(page, e.to_string()),
+        Err(message) => return again(page, message),
     };
     let store = state.store.tenant(caller.scope);
     store
