@@ -120,7 +120,13 @@ pub(crate) struct MonthCell {
     pub patients: u64,
     pub myna: u64,
     pub rate: String,
+    /// The usage level this month's claims could use: the best estimate of months N-5..N-3 against the
+    /// rules in force in month N (the 医療DX推進体制整備加算 tier before 2026-06).
+    pub tier: String,
 }
+
+/// Months of history before the first shown month that the level of a shown month looks back on.
+const WINDOW_BACK: i32 = 5;
 
 pub(crate) struct ClinicRow {
     pub id: String,
@@ -166,14 +172,34 @@ fn change(rates: &[Option<f64>]) -> String {
     }
 }
 
+/// The best rate of the window that decides month `i` of `history` (which starts `WINDOW_BACK` months
+/// before the shown months), and the addon level it reaches then.
+fn tier(history: &[(u64, u64)], i: usize, month: YearMonth, kind: FacilityKind) -> String {
+    let window = &history[i..i + 3];
+    let best = window
+        .iter()
+        .filter_map(|(p, m)| rate(*m, *p))
+        .fold(None, |acc: Option<f64>, r| Some(acc.map_or(r, |a| a.max(r))));
+    let Some(best) = best else { return String::new() };
+    match rules().map(|r| r.usage_tiers(kind, first_day(month))) {
+        Some(tiers) if !tiers.is_empty() => match tiers.iter().find(|t| best + 1e-9 >= t.min) {
+            Some(t) => t.addons.first().cloned().unwrap_or_default(),
+            None => format!("基準{:.0}%未満", tiers.last().map_or(0.0, |t| t.min * 100.0)),
+        },
+        _ => String::new(),
+    }
+}
+
 fn row(
     id: String,
     name: String,
     kind: FacilityKind,
-    data: &[(u64, u64)],
+    history: &[(u64, u64)],
     months: &[YearMonth],
     today: Date,
 ) -> ClinicRow {
+    let back = WINDOW_BACK as usize;
+    let data = &history[back..];
     let rates: Vec<Option<f64>> = data.iter().map(|(p, m)| rate(*m, *p)).collect();
     let current = rates.last().copied().flatten();
     let (status, status_class, threshold) = level(current, kind, today);
@@ -198,7 +224,17 @@ fn row(
     ClinicRow {
         spark: sparkline(&rates, threshold, &name),
         change: change(&rates),
-        cells: data.iter().zip(&rates).map(|((p, m), r)| MonthCell { patients: *p, myna: *m, rate: pct(*r) }).collect(),
+        cells: data
+            .iter()
+            .zip(&rates)
+            .enumerate()
+            .map(|(i, ((p, m), r))| MonthCell {
+                patients: *p,
+                myna: *m,
+                rate: pct(*r),
+                tier: tier(history, i, months[i], kind),
+            })
+            .collect(),
         id,
         name,
         status,
@@ -220,7 +256,9 @@ pub(crate) async fn overview(
     let months: Vec<YearMonth> = (0..n).map(|k| last.plus(k - n + 1)).collect();
     let store = state.store.tenant(caller.scope);
     let clinics: Vec<Clinic> = store.clinics().await?.into_iter().filter(|c| caller.clinics.includes(c.id)).collect();
-    let labels: Vec<String> = months.iter().map(ToString::to_string).collect();
+    // The shown months and the five before them, which decide the shown months' levels.
+    let loaded: Vec<YearMonth> = (0..n + WINDOW_BACK).map(|k| last.plus(k - n - WINDOW_BACK + 1)).collect();
+    let labels: Vec<String> = loaded.iter().map(ToString::to_string).collect();
     let index: HashMap<&str, usize> = labels.iter().enumerate().map(|(i, m)| (m.as_str(), i)).collect();
     let mut usage: HashMap<(ClinicId, usize), (u64, u64)> = HashMap::new();
     for (month, u) in store.usage_by_month(&labels).await? {
@@ -231,12 +269,12 @@ pub(crate) async fn overview(
     let rows: Vec<ClinicRow> = clinics
         .iter()
         .map(|c| {
-            let data: Vec<(u64, u64)> =
-                (0..months.len()).map(|i| usage.get(&(c.id, i)).copied().unwrap_or_default()).collect();
-            row(c.id.to_string(), c.name.clone(), c.kind, &data, &months, today)
+            let history: Vec<(u64, u64)> =
+                (0..loaded.len()).map(|i| usage.get(&(c.id, i)).copied().unwrap_or_default()).collect();
+            row(c.id.to_string(), c.name.clone(), c.kind, &history, &months, today)
         })
         .collect();
-    let totals: Vec<(u64, u64)> = (0..months.len())
+    let totals: Vec<(u64, u64)> = (0..loaded.len())
         .map(|i| clinics.iter().filter_map(|c| usage.get(&(c.id, i))).fold((0, 0), |(p, m), (a, b)| (p + a, m + b)))
         .collect();
     let total = row(String::new(), "グループ合計".to_owned(), FacilityKind::Medical, &totals, &months, today);

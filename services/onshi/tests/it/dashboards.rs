@@ -74,6 +74,15 @@ both_modes!(the_usage_dashboard_shows_known_answers_from_rollups, |app| {
     assert!(page.body.contains("<svg class=\"spark\"") && page.body.contains("<title>"));
     assert!(page.body.contains("全国"));
 
+    // The level a month's claims could reach comes from months N-5..N-3: 2026-12 looks at 2026-07..09,
+    // where clinic 0 had 100% (2026-09), enough for the 2026 addon's 30%.
+    let later = b.get("/dashboard?to=2026-12&months=4").await;
+    let r0 = {
+        let start = later.body.find(&format!("data-clinic=\"{}\"", app.clinics[0].clinic.id)).unwrap();
+        later.body[start..].split("</tr>").next().unwrap().to_owned()
+    };
+    assert!(r0.contains("<small class=\"tier\">電子的診療情報連携体制整備加算"), "{r0}");
+
     // CSV of the same table.
     let csv = b.get("/dashboard?to=2026-10&months=2&format=csv").await;
     assert!(csv.body.starts_with('\u{feff}'));
