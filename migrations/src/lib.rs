@@ -10,6 +10,7 @@ mod m20261125_000003_accounts;
 mod m20261125_000004_billing;
 mod m20261125_000005_rollups;
 mod m20261125_000006_monthly_usage;
+mod m20261125_000007_usage_alerts;
 
 pub use m20261125_000003_accounts::APP_ROLE;
 
@@ -55,6 +56,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "reception_hourly",
     "monthly_patients",
     "monthly_usage",
+    "usage_alerts",
 ];
 
 pub struct Migrator;
@@ -69,6 +71,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_billing::Migration),
             Box::new(m20261125_000005_rollups::Migration),
             Box::new(m20261125_000006_monthly_usage::Migration),
+            Box::new(m20261125_000007_usage_alerts::Migration),
         ]
     }
 }

@@ -2,6 +2,7 @@
 //! integration tests. Each adapter is chosen here, once, from the configuration; nothing above this
 //! layer knows which backend it talks to.
 
+pub mod alerts;
 pub mod bench;
 pub mod demo;
 pub mod startup;

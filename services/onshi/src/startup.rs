@@ -102,7 +102,20 @@ impl Adapters {
     }
 
     pub fn worker(&self, config: &Config) -> Worker {
+        let watch = match mailer(config) {
+            Ok(mailer) => Some(std::sync::Arc::new(crate::alerts::UsageWatch::new(
+                self.store.clone(),
+                self.cache.clone(),
+                mailer,
+                config.public_url.clone(),
+            )) as std::sync::Arc<dyn onshi_worker::AfterApply>),
+            Err(e) => {
+                tracing::warn!(error = %e, "mail settings invalid: usage alerts are off");
+                None
+            }
+        };
         Worker {
+            after_apply: watch,
             store: self.store.clone(),
             queue: self.queue.clone(),
             cache: self.cache.clone(),
@@ -110,6 +123,14 @@ impl Adapters {
             archive_raw_batches: config.archive_raw_batches,
             prefetch: config.worker_prefetch,
         }
+    }
+}
+
+/// The mail transport: SMTP when `smtp_url` is set, else `.eml` files in `data_dir/mail`.
+pub fn mailer(config: &Config) -> Result<Mailer, onshi_api::mail::MailError> {
+    match &config.smtp_url {
+        Some(url) => Mailer::smtp(url.expose_secret(), &config.mail_from),
+        None => Mailer::folder(config.data_dir.join("mail"), &config.mail_from),
     }
 }
 
@@ -156,11 +177,7 @@ impl Application {
         let port = listener.local_addr().map_err(|source| StartupError::Listen { addr, source })?.port();
         let secret = signing_secret(config);
         let device_keys = keys_from(config, &secret);
-        let mailer = match &config.smtp_url {
-            Some(url) => Mailer::smtp(url.expose_secret(), &config.mail_from),
-            None => Mailer::folder(config.data_dir.join("mail"), &config.mail_from),
-        }
-        .map_err(StartupError::Mail)?;
+        let mailer = mailer(config).map_err(StartupError::Mail)?;
         let sessions = Sessions::new(
             adapters.cache.clone(),
             Duration::from_secs(config.session_idle_secs),

@@ -34,6 +34,16 @@ pub struct Worker {
     pub objects: ObjectStore,
     pub archive_raw_batches: bool,
     pub prefetch: u16,
+    /// Runs after a batch changed a tenant's visits (the usage watch); best effort, after the ack.
+    pub after_apply: Option<std::sync::Arc<dyn AfterApply>>,
+}
+
+/// Work that follows applied visits but must never hold up or fail a message: alerts, notifications.
+pub trait AfterApply: Send + Sync {
+    fn after_apply(
+        &self,
+        tenant: onshi_domain::TenantId,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }
 
 /// How a message ended, for logs and tests.
@@ -151,7 +161,13 @@ impl Worker {
                         tracing::debug!(error = %e, "live update not published");
                     }
                 }
-                match delivery.ack().await {
+                let acked = delivery.ack().await;
+                if outcome.visits_touched > 0
+                    && let Some(hook) = &self.after_apply
+                {
+                    hook.after_apply(envelope.tenant).await;
+                }
+                match acked {
                     Ok(()) => Settled::Applied,
                     Err(e) => {
                         // Applied but not acked: it will come back and be skipped as a duplicate.

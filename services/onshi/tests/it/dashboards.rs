@@ -166,3 +166,43 @@ both_modes!(the_live_feed_delivers_a_posted_reception, |app| {
     }
     assert!(seen.contains("event: reception"), "{seen}");
 });
+
+both_modes!(
+    managers_are_warned_once_when_a_clinic_is_projected_below_the_requirement,
+    |config| {
+        config.smtp_url =
+            Some(secrecy::SecretString::from(format!("smtp://127.0.0.1:{}", crate::mailbox::sink().port)));
+    },
+    |app| {
+        let manager = app.user(Role::Manager).await;
+        let billing = app.user(Role::Billing).await;
+        // This month at clinic 2: 20 patients, 2 with マイナ保険証 (10%), below the 30% the claims of
+        // months +3..+5 require.
+        let now = time::OffsetDateTime::now_utc();
+        let events: Vec<_> =
+            (0..20).map(|i| check(app, 2, &format!("w{i}"), now - time::Duration::minutes(i), i < 2, true)).collect();
+        assert_eq!(app.post_events(2, &events).await.status(), 202);
+        let sink = crate::mailbox::sink();
+        let mail = sink.wait_for(&manager.email, "マイナ保険証利用率").await;
+        assert!(mail.contains(&app.clinics[2].clinic.name) && mail.contains("10.0%") && mail.contains("30%"), "{mail}");
+        // Once per clinic and month: more receptions do not repeat it.
+        let more: Vec<_> =
+            (20..25).map(|i| check(app, 2, &format!("w{i}"), now - time::Duration::minutes(i), false, true)).collect();
+        assert_eq!(app.post_events(2, &more).await.status(), 202);
+        eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 25 }).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(sink.count_to(&manager.email), 1);
+        // Billing staff are not on the list; the warning is audited.
+        assert_eq!(sink.count_to(&billing.email), 0);
+        let audit = app
+            .store()
+            .audit_entries(&onshi_store::AuditFilter {
+                action_prefix: Some("usage.alert".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(audit.len(), 1);
+    }
+);

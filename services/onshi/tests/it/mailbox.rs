@@ -100,6 +100,12 @@ pub fn body_text(message: &str) -> String {
 }
 
 impl Sink {
+    /// How many messages went to `to` so far.
+    pub fn count_to(&self, to: &str) -> usize {
+        let needle = format!("to: {}", to.to_ascii_lowercase());
+        self.messages.lock().unwrap().iter().filter(|m| m.to_ascii_lowercase().contains(&needle)).count()
+    }
+
     /// Waits for a message to `to` whose body contains `needle`, and returns its decoded body.
     pub async fn wait_for(&self, to: &str, needle: &str) -> String {
         for _ in 0..200 {
