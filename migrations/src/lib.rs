@@ -11,6 +11,7 @@ mod m20261125_000004_billing;
 mod m20261125_000005_rollups;
 mod m20261125_000006_monthly_usage;
 mod m20261125_000007_usage_alerts;
+mod m20261125_000008_device_uptime;
 
 pub use m20261125_000003_accounts::APP_ROLE;
 
@@ -57,6 +58,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "monthly_patients",
     "monthly_usage",
     "usage_alerts",
+    "device_uptime",
 ];
 
 pub struct Migrator;
@@ -72,6 +74,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000005_rollups::Migration),
             Box::new(m20261125_000006_monthly_usage::Migration),
             Box::new(m20261125_000007_usage_alerts::Migration),
+            Box::new(m20261125_000008_device_uptime::Migration),
         ]
     }
 }

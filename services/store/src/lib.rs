@@ -17,6 +17,7 @@ mod rollups;
 mod secrets;
 mod system;
 mod tenant;
+mod uptime;
 
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ pub use error::StoreError;
 pub use rollups::{HourlyRow, MonthlyUsage};
 pub use system::{Enrollment, SystemStore};
 pub use tenant::{ApplyOutcome, Clinic, Device, DeviceStatus, TenantStore, VisitRow};
+pub use uptime::Uptime;
 
 /// A tenant whose identity has been established by authentication (a verified token or session) or by
 /// a message that an authenticated request produced. Holding one is the permission to touch that

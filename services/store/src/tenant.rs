@@ -453,7 +453,8 @@ impl<'a> TenantStore<'a> {
                 active.last_seen_at = Set(Some(received_at));
                 changed = true;
             }
-            if let Some((_, heartbeat)) = newest_heartbeat {
+            if let Some((at, heartbeat)) = newest_heartbeat {
+                crate::uptime::record(&txn, self.tenant, envelope.device.as_uuid(), at, heartbeat).await?;
                 active.agent_version = Set(Some(heartbeat.agent_version.clone()));
                 active.last_heartbeat =
                     Set(Some(serde_json::to_value(heartbeat).map_err(|e| StoreError::Corrupt(e.to_string()))?));

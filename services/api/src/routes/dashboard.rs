@@ -330,6 +330,64 @@ struct ClinicPage {
     invalid_list: Vec<(String, &'static str, &'static str, String)>,
     devices: Vec<(String, &'static str, &'static str, String)>,
     days: Vec<(String, i64)>,
+    timeline: String,
+    outages: Vec<(String, String, String, String)>,
+}
+
+fn jst_text(t: OffsetDateTime) -> String {
+    let t = t.to_offset(onshi_domain::jst::JST);
+    format!("{} {:02}:{:02}", t.date(), t.hour(), t.minute())
+}
+
+/// Availability per agent over [from, to): green while heartbeats said all was well, amber while the
+/// reader or VPN failed, grey where nothing was heard. Returns the SVG and the outages (gaps and
+/// degraded stretches) newest first: (agent, from, to, kind).
+fn availability(
+    agents: &[(onshi_domain::DeviceId, String)],
+    uptime: &[onshi_store::Uptime],
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+) -> (String, Vec<(String, String, String, String)>) {
+    let span = (to - from).whole_seconds().max(1) as f64;
+    let (w, row_h) = (600.0, 22.0);
+    let x = |t: OffsetDateTime| 120.0 + w * ((t - from).whole_seconds() as f64 / span).clamp(0.0, 1.0);
+    let mut svg = format!(
+        "<svg class=\"uptime\" viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"端末の稼働状況（停止は下の表）\">",
+        120.0 + w,
+        row_h * agents.len().max(1) as f64
+    );
+    let mut outages = Vec::new();
+    for (i, (id, name)) in agents.iter().enumerate() {
+        let y = i as f64 * row_h;
+        svg.push_str(&format!(
+            "<text x=\"0\" y=\"{:.0}\">{}</text><rect x=\"120\" y=\"{y:.0}\" width=\"{w}\" height=\"14\" class=\"none\"/>",
+            y + 12.0,
+            escape(name)
+        ));
+        let mine: Vec<_> = uptime.iter().filter(|u| u.device == *id).collect();
+        for (k, u) in mine.iter().enumerate() {
+            let class = if u.healthy { "up" } else { "degraded" };
+            svg.push_str(&format!(
+                "<rect x=\"{:.1}\" y=\"{y:.0}\" width=\"{:.1}\" height=\"14\" class=\"{class}\"><title>{} – {}</title></rect>",
+                x(u.from),
+                (x(u.to) - x(u.from)).max(1.0),
+                jst_text(u.from),
+                jst_text(u.to)
+            ));
+            if !u.healthy {
+                outages.push((name.clone(), jst_text(u.from), jst_text(u.to), "リーダー/VPN異常".to_owned()));
+            }
+            if let Some(next) = mine.get(k + 1)
+                && (next.from - u.to).whole_seconds() > onshi_domain::OFFLINE_AFTER_SECS
+            {
+                outages.push((name.clone(), jst_text(u.to), jst_text(next.from), "応答なし".to_owned()));
+            }
+        }
+    }
+    svg.push_str("</svg>");
+    outages.reverse();
+    outages.truncate(50);
+    (svg, outages)
 }
 
 #[derive(Deserialize)]
@@ -433,11 +491,16 @@ pub(crate) async fn clinic(
             )
         })
         .collect();
-    let devices = store
-        .devices()
-        .await?
+    let agents: Vec<onshi_store::Device> =
+        store.devices().await?.into_iter().filter(|d| d.clinic == id && d.status == DeviceStatus::Active).collect();
+    let range_from = from.midnight().assume_offset(onshi_domain::jst::JST);
+    let range_to = (to.next_day().unwrap_or(to)).midnight().assume_offset(onshi_domain::jst::JST).min(now);
+    let ids: Vec<_> = agents.iter().map(|d| d.id).collect();
+    let uptime = store.uptime(&ids, range_from, range_to).await?;
+    let names: Vec<_> = agents.iter().map(|d| (d.id, d.name.clone())).collect();
+    let (timeline, outages) = availability(&names, &uptime, range_from, range_to);
+    let devices = agents
         .into_iter()
-        .filter(|d| d.clinic == id && d.status == DeviceStatus::Active)
         .map(|d| {
             let health = d.health(now);
             let seen = d.last_seen_at.map(|t| super::audit::utc(&t)).unwrap_or_else(|| "—".to_owned());
@@ -460,6 +523,8 @@ pub(crate) async fn clinic(
         invalid_list,
         devices,
         days: days.into_iter().map(|(d, n)| (d.to_string(), n)).collect(),
+        timeline,
+        outages,
         clinic,
     })
 }

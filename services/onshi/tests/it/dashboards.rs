@@ -206,3 +206,41 @@ both_modes!(
         assert_eq!(audit.len(), 1);
     }
 );
+
+both_modes!(the_clinic_page_shows_agent_availability_and_outages, |app| {
+    let device = app.clinics[0].device;
+    let t0 = time::OffsetDateTime::now_utc() - time::Duration::hours(2);
+    // Up for a minute, silent for nine, back, then the VPN fails.
+    let beats = [(0, true), (30, true), (60, true), (600, true), (630, false)];
+    for (offset, ok) in beats {
+        let at = t0 + time::Duration::seconds(offset);
+        let mut hb = app.factory(0, offset as u64).heartbeat(at);
+        if let EventPayload::Heartbeat(h) = &mut hb.payload {
+            h.reader_ok = Some(true);
+            h.network_ok = Some(ok);
+        }
+        assert_eq!(app.post_events(0, &[hb]).await.status(), 202);
+        eventually(WAIT, "heartbeat recorded", || async {
+            let u = app
+                .store()
+                .uptime(&[device], t0 - time::Duration::hours(1), time::OffsetDateTime::now_utc())
+                .await
+                .unwrap();
+            u.iter().any(|i| (i.to - at).whole_seconds() == 0)
+        })
+        .await;
+    }
+    let intervals =
+        app.store().uptime(&[device], t0 - time::Duration::hours(1), time::OffsetDateTime::now_utc()).await.unwrap();
+    assert_eq!(intervals.len(), 3, "{intervals:?}");
+    assert!(intervals[0].healthy && intervals[1].healthy && !intervals[2].healthy);
+    assert_eq!((intervals[0].to - intervals[0].from).whole_seconds(), 60);
+
+    let (mut b, _) = app.signed_in(Role::Manager).await;
+    let page = b.get(&format!("/dashboard/clinics/{}", app.clinics[0].clinic.id)).await;
+    assert_eq!(page.status, 200);
+    let outages =
+        page.body.split("data-testid=\"outages\"").nth(1).expect("an outage table").split("</table>").next().unwrap();
+    assert!(outages.contains("応答なし") && outages.contains("リーダー/VPN異常"), "{outages}");
+    assert!(page.body.contains("<svg class=\"uptime\""));
+});

@@ -9,6 +9,7 @@ pub(crate) mod billing_months;
 pub(crate) mod billing_reviews;
 pub(crate) mod clinic_billing;
 pub(crate) mod clinics;
+pub(crate) mod device_uptime;
 pub(crate) mod devices;
 pub(crate) mod email_tokens;
 pub(crate) mod enrollment_codes;
