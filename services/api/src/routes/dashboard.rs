@@ -145,6 +145,7 @@ pub(crate) struct ClinicRow {
 struct OverviewPage {
     page: Page,
     months: Vec<String>,
+    last_month: String,
     rows: Vec<ClinicRow>,
     total: ClinicRow,
     national: Vec<String>,
@@ -153,6 +154,9 @@ struct OverviewPage {
 
 #[derive(Deserialize)]
 pub(crate) struct OverviewQuery {
+    /// Only these clinics (comma-separated ids); all the caller may see when absent.
+    #[serde(default)]
+    clinics: Option<String>,
     #[serde(default)]
     months: Option<u8>,
     #[serde(default)]
@@ -255,7 +259,15 @@ pub(crate) async fn overview(
     let n = i32::from(q.months.unwrap_or(6).clamp(2, 24));
     let months: Vec<YearMonth> = (0..n).map(|k| last.plus(k - n + 1)).collect();
     let store = state.store.tenant(caller.scope);
-    let clinics: Vec<Clinic> = store.clinics().await?.into_iter().filter(|c| caller.clinics.includes(c.id)).collect();
+    let only: Option<Vec<ClinicId>> =
+        q.clinics.as_deref().map(|list| list.split(',').filter_map(|id| id.trim().parse().ok()).collect());
+    let clinics: Vec<Clinic> = store
+        .clinics()
+        .await?
+        .into_iter()
+        .filter(|c| caller.clinics.includes(c.id))
+        .filter(|c| only.as_ref().is_none_or(|o| o.contains(&c.id)))
+        .collect();
     // The shown months and the five before them, which decide the shown months' levels.
     let loaded: Vec<YearMonth> = (0..n + WINDOW_BACK).map(|k| last.plus(k - n - WINDOW_BACK + 1)).collect();
     let labels: Vec<String> = loaded.iter().map(ToString::to_string).collect();
@@ -297,6 +309,7 @@ pub(crate) async fn overview(
     let nat = national();
     ok(OverviewPage {
         national: month_labels.iter().map(|m| pct(nat.get(m).copied())).collect(),
+        last_month: last.to_string(),
         months: month_labels,
         rows,
         total,
@@ -396,6 +409,24 @@ pub(crate) struct RangeQuery {
     from: Option<String>,
     #[serde(default)]
     to: Option<String>,
+    /// `csv` with `table` = hours | methods | days | invalid | outages: that table as CSV.
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    table: Option<String>,
+}
+
+/// A table as Excel-safe CSV (UTF-8 with BOM, formula characters neutralised).
+fn csv_response(name: &str, header: &[&str], rows: Vec<Vec<String>>) -> HttpResponse {
+    let mut out = format!("\u{feff}{}\r\n", header.join(","));
+    for row in rows {
+        out.push_str(&row.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+        out.push_str("\r\n");
+    }
+    HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header(("Content-Disposition", format!("attachment; filename=\"{name}.csv\"")))
+        .body(out)
 }
 
 fn parse_day(s: Option<&str>) -> Option<Date> {
@@ -477,7 +508,7 @@ pub(crate) async fn clinic(
     let mut method_rows: Vec<(String, i64)> = methods.into_iter().map(|(m, n)| (m.label_ja().to_owned(), n)).collect();
     method_rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let share = |n: i64| if myna > 0 { format!("{:.1}%", 100.0 * n as f64 / myna as f64) } else { "—".to_owned() };
-    let invalid_list = store
+    let invalid_list: Vec<(String, &'static str, &'static str, String)> = store
         .invalid_visits(id, from, to, 50)
         .await?
         .into_iter()
@@ -508,6 +539,41 @@ pub(crate) async fn clinic(
         })
         .collect();
     store.audit(&caller.entry("dashboard.view", &format!("dashboard:clinic:{id}"), AuditResult::Success)).await?;
+    if q.format.as_deref() == Some("csv") {
+        let response = match q.table.as_deref().unwrap_or("days") {
+            "hours" => csv_response(
+                "hours",
+                &["曜日", "時", "受付"],
+                WEEKDAYS
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(d, (_, l))| (0..24).map(move |h| (d, h, *l)))
+                    .map(|(d, h, l)| vec![l.to_owned(), h.to_string(), matrix[d][h].to_string()])
+                    .collect(),
+            ),
+            "methods" => csv_response(
+                "methods",
+                &["確認方法", "受付"],
+                method_rows.iter().map(|(m, n)| vec![m.clone(), n.to_string()]).collect(),
+            ),
+            "invalid" => csv_response(
+                "invalid",
+                &["日時", "確認方法", "結果"],
+                invalid_list.iter().map(|(t, m, r, _)| vec![t.clone(), (*m).to_owned(), (*r).to_owned()]).collect(),
+            ),
+            "outages" => csv_response(
+                "outages",
+                &["端末", "開始", "終了", "内容"],
+                outages.iter().map(|(a, b, c, d)| vec![a.clone(), b.clone(), c.clone(), d.clone()]).collect(),
+            ),
+            _ => csv_response(
+                "days",
+                &["日付", "受付"],
+                days.iter().map(|(d, n)| vec![d.to_string(), n.to_string()]).collect(),
+            ),
+        };
+        return Ok(response);
+    }
     ok(ClinicPage {
         page,
         from: from.to_string(),

@@ -102,6 +102,16 @@ both_modes!(the_usage_dashboard_shows_known_answers_from_rollups, |app| {
     assert!(detail.body.contains("data-testid=\"invalid-list\""));
     assert!(detail.body.contains(&format!("/clinics/{clinic}/receptions?date=2026-10-13")), "drill-down to the day");
 
+    // Every table of the clinic page has a CSV form.
+    let days = b.get(&format!("/dashboard/clinics/{clinic}?from=2026-10-01&to=2026-10-31&format=csv&table=days")).await;
+    assert!(days.body.starts_with('\u{feff}') && days.body.contains("\"2026-10-02\",\"2\""), "{}", days.body);
+    let methods =
+        b.get(&format!("/dashboard/clinics/{clinic}?from=2026-10-01&to=2026-10-31&format=csv&table=methods")).await;
+    assert!(methods.body.contains("\"マイナ保険証\",\"3\""), "{}", methods.body);
+    // The overview can be narrowed to clinics.
+    let only = b.get(&format!("/dashboard?to=2026-10&months=2&clinics={}", app.clinics[1].clinic.id)).await;
+    assert!(only.body.contains("data-clinic=\"") && !only.body.contains(&format!("data-clinic=\"{clinic}\"")));
+
     // Rebuilding the rollups from the visits gives the same numbers.
     let before = app.store().monthly_usage("2026-10").await.unwrap();
     app.store().rebuild_rollups().await.unwrap();
