@@ -519,3 +519,82 @@ async fn sign_in(
     }
     Ok(jar.header())
 }
+
+/// `onshi bench feed`: time from an agent's POST of a reception to its event on a signed-in page's
+/// server-sent-event stream, with the configured adapters (Redis pub/sub in full mode).
+pub async fn feed(mut config: Config, samples: usize) -> Result<(), Box<dyn std::error::Error>> {
+    use onshi_store::{AuditEntry, AuditResult, NewUser};
+    config.listen = "127.0.0.1:0".to_owned();
+    // One reception after another from one agent: the measurement, not the rate limiter.
+    config.ingest_batches_per_device_per_sec = u32::MAX;
+    if config.modes().postgres {
+        let owner =
+            onshi_store::Store::connect(secrecy::ExposeSecret::expose_secret(&config.effective_migration_url()), 2)
+                .await?;
+        owner.migrate().await?;
+    }
+    let adapters = Adapters::connect(&config).await?;
+    let (tenant, clinics) = seed(&adapters.store).await?;
+    let scoped = adapters.store.tenant(TenantScope::verified(tenant));
+    let email = format!("bench-{}@example.jp", uuid::Uuid::new_v4().simple());
+    let password = "bench-password-long-enough";
+    let phc = onshi_identity::hash_password(password, &email)?;
+    let entry = AuditEntry::new(None, "bench", "bench.seed", "-", AuditResult::Success);
+    let user = scoped
+        .add_user(
+            &NewUser {
+                email: &email,
+                display_name: "bench",
+                role: onshi_domain::Role::Manager,
+                clinics: &[],
+                password_hash: Some(&phc),
+            },
+            &entry,
+        )
+        .await?;
+    scoped.mark_email_verified(user, &entry).await?;
+    let secret = onshi_identity::TotpSecret::generate();
+    scoped.set_pending_totp(user, secret.base32()).await?;
+    scoped.enable_totp(user, 0, &entry).await?;
+    let app = Application::build(&config, adapters, Options { with_worker: true }).await?.spawn();
+    let base = app.base_url();
+    let cookie = sign_in(&base, &email, password, &secret).await?;
+    let client = reqwest::Client::new();
+    let mut stream = client.get(format!("{base}/feed")).header("Cookie", &cookie).send().await?;
+    if stream.status() != 200 {
+        return Err(format!("/feed: HTTP {}", stream.status()).into());
+    }
+    stream.chunk().await?; // ": connected"
+    let clinic = &clinics[0];
+    let token = app.device_keys.mint(tenant, clinic.clinic.id, clinic.device)?;
+    let mut factory = EventFactory::new(clinic.clinic.code.clone(), b"bench-key", 500, 7);
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let event = factory.reception(OffsetDateTime::now_utc());
+        let started = Instant::now();
+        let status = post_batch(&client, &base, &token, vec![event]).await?;
+        if status != 202 {
+            return Err(format!("POST /api/v1/events: HTTP {status}").into());
+        }
+        loop {
+            let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await??.ok_or("stream ended")?;
+            if String::from_utf8_lossy(&chunk).contains("event: reception") {
+                break;
+            }
+        }
+        times.push(started.elapsed());
+    }
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)].as_secs_f64() * 1000.0;
+    let modes = config.modes();
+    println!(
+        "bench feed: POST → SSE event, n={samples}, cache={}, queue={}: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+        app.adapters.cache.kind(),
+        if modes.rabbitmq { "rabbitmq" } else { "embedded" },
+        at(0.5),
+        at(0.95),
+        at(1.0)
+    );
+    app.stop().await;
+    Ok(())
+}

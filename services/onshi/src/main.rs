@@ -126,6 +126,11 @@ enum BenchCommand {
         #[arg(long, default_value_t = 200)]
         requests: usize,
     },
+    /// Live feed latency: an agent's POST until the event arrives on a page's SSE stream.
+    Feed {
+        #[arg(long, default_value_t = 100)]
+        samples: usize,
+    },
     /// End-to-end ingest: HTTP 202 rate and applied rate.
     Ingest {
         #[arg(long, default_value_t = 20_000)]
@@ -260,6 +265,7 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             bench::rules(clinics, visits_per_clinic)?;
         }
         Command::Bench { which: BenchCommand::Drain { events } } => bench::drain(config, events).await?,
+        Command::Bench { which: BenchCommand::Feed { samples } } => bench::feed(config, samples).await?,
         Command::Bench { which: BenchCommand::Dashboard { clinics, years, requests } } => {
             bench::dashboard(config, clinics, years, requests).await?
         }
