@@ -12,6 +12,7 @@ mod m20261125_000005_rollups;
 mod m20261125_000006_monthly_usage;
 mod m20261125_000007_usage_alerts;
 mod m20261125_000008_device_uptime;
+mod m20261125_000009_identity_check;
 
 pub use m20261125_000003_accounts::APP_ROLE;
 
@@ -75,6 +76,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000006_monthly_usage::Migration),
             Box::new(m20261125_000007_usage_alerts::Migration),
             Box::new(m20261125_000008_device_uptime::Migration),
+            Box::new(m20261125_000009_identity_check::Migration),
         ]
     }
 }

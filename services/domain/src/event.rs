@@ -137,6 +137,46 @@ pub enum IdentityCheck {
     Visual,
 }
 
+impl IdentityCheck {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Face => "face",
+            Self::Pin => "pin",
+            Self::Visual => "visual",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Face, Self::Pin, Self::Visual].into_iter().find(|i| i.as_str() == s)
+    }
+
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            Self::Face => "顔認証",
+            Self::Pin => "暗証番号",
+            Self::Visual => "目視確認",
+        }
+    }
+
+    /// An order for merging confirmations of one visit (the result must not depend on arrival order).
+    fn rank(self) -> u8 {
+        match self {
+            Self::Face => 3,
+            Self::Pin => 2,
+            Self::Visual => 1,
+        }
+    }
+
+    /// The stronger of two checks, for merging.
+    pub fn stronger(a: Option<Self>, b: Option<Self>) -> Option<Self> {
+        match (a, b) {
+            (Some(x), Some(y)) => Some(if x.rank() >= y.rank() { x } else { y }),
+            (x, None) => x,
+            (None, y) => y,
+        }
+    }
+}
+
 /// `QualificationValidity` and processing status of the result file, folded into one outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -24,6 +24,8 @@ pub struct Visit {
     pub last_at: OffsetDateTime,
     /// The method of the strongest confirmation (マイナ保険証 beats numbers).
     pub method: ConfirmationMethod,
+    /// How the マイナ保険証 holder was identified (顔認証 / 暗証番号 / 目視), when the terminal said.
+    pub identity: Option<crate::IdentityCheck>,
     pub myna: bool,
     /// The result of the latest confirmation.
     pub result: QualificationResult,
@@ -50,6 +52,7 @@ impl Visit {
             first_at: at,
             last_at: at,
             method: check.method,
+            identity: check.identity_check,
             myna: check.method.is_myna(),
             result: check.result,
             consents: check.consents,
@@ -71,6 +74,7 @@ impl Visit {
         if method_rank(other.method) > method_rank(self.method) {
             self.method = other.method;
         }
+        self.identity = crate::IdentityCheck::stronger(self.identity, other.identity);
         self.myna |= other.myna;
         self.consents = self.consents.union(other.consents);
         self.confirmations += other.confirmations;

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use onshi_domain::{ClinicId, ConfirmationMethod, QualificationResult, Visit};
+use onshi_domain::{ClinicId, ConfirmationMethod, IdentityCheck, QualificationResult, Visit};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict};
 use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use time::Date;
@@ -14,13 +14,14 @@ use uuid::Uuid;
 use crate::entities::{monthly_patients, monthly_usage, reception_hourly, visits};
 use crate::{StoreError, TenantStore};
 
-/// (JST day, JST hour, method) → [receptions, myna, consent medication, diagnosis, checkup, invalid].
-pub(crate) type HourlyDeltas = BTreeMap<(Date, i16, String), [i32; 6]>;
+/// (JST day, JST hour, method) → [receptions, myna, consent medication, diagnosis, checkup, invalid,
+/// identified by face, by PIN, by sight].
+pub(crate) type HourlyDeltas = BTreeMap<(Date, i16, String), [i32; 9]>;
 
 /// (month "YYYY-MM", patient pseudonym) → confirmed with マイナ保険証 that month.
 pub(crate) type MonthlyPatients = BTreeMap<(String, String), bool>;
 
-fn contribution(v: &Visit) -> ((Date, i16, String), [i32; 6]) {
+fn contribution(v: &Visit) -> ((Date, i16, String), [i32; 9]) {
     let local = v.first_at.to_offset(onshi_domain::jst::JST);
     let key = (v.date, i16::from(local.hour()), v.method.as_str().to_owned());
     let flag = |b: bool| i32::from(b);
@@ -31,6 +32,9 @@ fn contribution(v: &Visit) -> ((Date, i16, String), [i32; 6]) {
         flag(v.consents.diagnosis == Some(true)),
         flag(v.consents.checkup == Some(true)),
         flag(v.result != QualificationResult::Valid),
+        flag(v.identity == Some(IdentityCheck::Face)),
+        flag(v.identity == Some(IdentityCheck::Pin)),
+        flag(v.identity == Some(IdentityCheck::Visual)),
     ];
     (key, values)
 }
@@ -72,9 +76,22 @@ pub(crate) async fn apply(
             consent_diagnosis: sea_orm::Set(d[3]),
             consent_checkup: sea_orm::Set(d[4]),
             invalid: sea_orm::Set(d[5]),
+            face: sea_orm::Set(d[6]),
+            pin: sea_orm::Set(d[7]),
+            visual: sea_orm::Set(d[8]),
         };
         let mut on_conflict = OnConflict::columns([C::TenantId, C::ClinicId, C::Day, C::Hour, C::Method]);
-        for col in [C::Receptions, C::Myna, C::ConsentMedication, C::ConsentDiagnosis, C::ConsentCheckup, C::Invalid] {
+        for col in [
+            C::Receptions,
+            C::Myna,
+            C::ConsentMedication,
+            C::ConsentDiagnosis,
+            C::ConsentCheckup,
+            C::Invalid,
+            C::Face,
+            C::Pin,
+            C::Visual,
+        ] {
             on_conflict
                 .value(col, Expr::col((reception_hourly::Entity, col)).add(Expr::col((Alias::new("excluded"), col))));
         }
@@ -174,6 +191,9 @@ pub struct HourlyRow {
     pub consent_diagnosis: i64,
     pub consent_checkup: i64,
     pub invalid: i64,
+    pub face: i64,
+    pub pin: i64,
+    pub visual: i64,
 }
 
 impl TenantStore<'_> {
@@ -229,6 +249,9 @@ impl TenantStore<'_> {
                     consent_diagnosis: i64::from(r.consent_diagnosis),
                     consent_checkup: i64::from(r.consent_checkup),
                     invalid: i64::from(r.invalid),
+                    face: i64::from(r.face),
+                    pin: i64::from(r.pin),
+                    visual: i64::from(r.visual),
                 })
             })
             .collect()

@@ -592,6 +592,7 @@ pub(crate) fn visit_from_row(row: &visits::Model) -> Result<Visit, StoreError> {
         first_at: row.first_at,
         last_at: row.last_at,
         method: parse_method(&row.method)?,
+        identity: row.identity_check.as_deref().and_then(onshi_domain::IdentityCheck::parse),
         myna: row.myna,
         result: parse_result(&row.result)?,
         consents: consents_of(row),
@@ -620,6 +621,7 @@ fn set_visit_fields(active: &mut visits::ActiveModel, visit: &Visit) {
     active.first_at = Set(visit.first_at.to_offset(utc));
     active.last_at = Set(visit.last_at.to_offset(utc));
     active.method = Set(visit.method.as_str().to_owned());
+    active.identity_check = Set(visit.identity.map(|i| i.as_str().to_owned()));
     active.myna = Set(visit.myna);
     active.result = Set(visit.result.as_str().to_owned());
     active.consent_medication = Set(visit.consents.medication);

@@ -338,6 +338,7 @@ struct ClinicPage {
     heatmap_rows: Vec<(String, Vec<i64>)>,
     methods: String,
     method_rows: Vec<(String, i64)>,
+    identity_rows: Vec<(&'static str, i64)>,
     consents: Vec<(&'static str, String)>,
     invalid: i64,
     invalid_list: Vec<(String, &'static str, &'static str, String)>,
@@ -493,6 +494,7 @@ pub(crate) async fn clinic(
     let mut methods: HashMap<ConfirmationMethod, i64> = HashMap::new();
     let mut days: std::collections::BTreeMap<Date, i64> = Default::default();
     let (mut receptions, mut myna, mut med, mut diag, mut check, mut invalid) = (0, 0, 0, 0, 0, 0);
+    let (mut face, mut pin, mut visual) = (0, 0, 0);
     for r in &rows {
         let d = r.day.weekday().number_days_from_monday() as usize;
         matrix[d][usize::from(r.hour.min(23))] += r.receptions;
@@ -504,6 +506,9 @@ pub(crate) async fn clinic(
         diag += r.consent_diagnosis;
         check += r.consent_checkup;
         invalid += r.invalid;
+        face += r.face;
+        pin += r.pin;
+        visual += r.visual;
     }
     let mut method_rows: Vec<(String, i64)> = methods.into_iter().map(|(m, n)| (m.label_ja().to_owned(), n)).collect();
     method_rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -584,6 +589,12 @@ pub(crate) async fn clinic(
         heatmap_rows: WEEKDAYS.iter().enumerate().map(|(i, (_, l))| ((*l).to_owned(), matrix[i].to_vec())).collect(),
         methods: bars(&method_rows),
         method_rows,
+        identity_rows: vec![
+            (onshi_domain::IdentityCheck::Face.label_ja(), face),
+            (onshi_domain::IdentityCheck::Pin.label_ja(), pin),
+            (onshi_domain::IdentityCheck::Visual.label_ja(), visual),
+            ("記録なし", (myna - face - pin - visual).max(0)),
+        ],
         consents: vec![("薬剤情報", share(med)), ("診療情報", share(diag)), ("特定健診", share(check))],
         invalid,
         invalid_list,

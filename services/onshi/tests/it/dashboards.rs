@@ -19,7 +19,7 @@ fn check(app: &TestApp, clinic: usize, patient: &str, at: time::OffsetDateTime, 
         payload: EventPayload::Qualification(QualificationCheck {
             institution_code: app.clinics[clinic].clinic.code.clone(),
             method: if myna { ConfirmationMethod::MynaCard } else { ConfirmationMethod::EligibilityCertificate },
-            identity_check: None,
+            identity_check: myna.then_some(onshi_domain::IdentityCheck::Face),
             batch: false,
             error_code: None,
             result: if valid { QualificationResult::Valid } else { QualificationResult::Invalid },
@@ -100,6 +100,8 @@ both_modes!(the_usage_dashboard_shows_known_answers_from_rollups, |app| {
     assert_eq!(extract(&detail.body, "data-testid=\"myna\">", "<").unwrap(), "3");
     assert_eq!(extract(&detail.body, "data-testid=\"invalid\">", "<").unwrap(), "1");
     assert!(detail.body.contains("data-testid=\"invalid-list\""));
+    let identity = detail.body.split("data-testid=\"identity\"").nth(1).unwrap().split("</table>").next().unwrap();
+    assert!(identity.contains("顔認証</th><td class=\"num\">3<"), "{identity}");
     assert!(detail.body.contains(&format!("/clinics/{clinic}/receptions?date=2026-10-13")), "drill-down to the day");
 
     // Every table of the clinic page has a CSV form.

@@ -19,6 +19,9 @@ pub struct Model {
     pub consent_diagnosis: i32,
     pub consent_checkup: i32,
     pub invalid: i32,
+    pub face: i32,
+    pub pin: i32,
+    pub visual: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -13,6 +13,7 @@ pub struct Model {
     pub first_at: TimeDateTimeWithTimeZone,
     pub last_at: TimeDateTimeWithTimeZone,
     pub method: String,
+    pub identity_check: Option<String>,
     pub myna: bool,
     pub result: String,
     pub consent_medication: Option<bool>,
