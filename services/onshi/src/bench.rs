@@ -337,7 +337,6 @@ pub async fn dashboard(
     requests: usize,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use onshi_migrations::sea_orm::ConnectionTrait;
-    use onshi_store::{AuditEntry, AuditResult, NewUser};
     use secrecy::ExposeSecret;
     if !config.modes().postgres {
         return Err("bench dashboard needs PostgreSQL: set database_url (and database_migration_url)".into());
@@ -399,29 +398,10 @@ pub async fn dashboard(
         seed_started.elapsed().as_secs_f64()
     );
 
-    let email = format!("bench-{}@example.jp", uuid::Uuid::new_v4().simple());
-    let password = "bench-password-long-enough";
-    let phc = onshi_identity::hash_password(password, &email)?;
-    let entry = AuditEntry::new(None, "bench", "bench.seed", "-", AuditResult::Success);
-    let user = scoped
-        .add_user(
-            &NewUser {
-                email: &email,
-                display_name: "bench",
-                role: onshi_domain::Role::Manager,
-                clinics: &[],
-                password_hash: Some(&phc),
-            },
-            &entry,
-        )
-        .await?;
-    scoped.mark_email_verified(user, &entry).await?;
-    let secret = onshi_identity::TotpSecret::generate();
-    scoped.set_pending_totp(user, secret.base32()).await?;
-    scoped.enable_totp(user, 0, &entry).await?;
+    let (email, password, secret) = bench_manager(&scoped).await?;
     let app = Application::build(&config, adapters, Options { with_worker: true }).await?.spawn();
     let base = app.base_url();
-    let cookie = sign_in(&base, &email, password, &secret).await?;
+    let cookie = sign_in(&base, &email, &password, &secret).await?;
     let clinic_ids: Vec<String> = scoped.clinics().await?.iter().map(|c| c.id.to_string()).collect();
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
     for (label, paths) in [
@@ -523,7 +503,6 @@ async fn sign_in(
 /// `onshi bench feed`: time from an agent's POST of a reception to its event on a signed-in page's
 /// server-sent-event stream, with the configured adapters (Redis pub/sub in full mode).
 pub async fn feed(mut config: Config, samples: usize) -> Result<(), Box<dyn std::error::Error>> {
-    use onshi_store::{AuditEntry, AuditResult, NewUser};
     config.listen = "127.0.0.1:0".to_owned();
     // One reception after another from one agent: the measurement, not the rate limiter.
     config.ingest_batches_per_device_per_sec = u32::MAX;
@@ -536,29 +515,10 @@ pub async fn feed(mut config: Config, samples: usize) -> Result<(), Box<dyn std:
     let adapters = Adapters::connect(&config).await?;
     let (tenant, clinics) = seed(&adapters.store).await?;
     let scoped = adapters.store.tenant(TenantScope::verified(tenant));
-    let email = format!("bench-{}@example.jp", uuid::Uuid::new_v4().simple());
-    let password = "bench-password-long-enough";
-    let phc = onshi_identity::hash_password(password, &email)?;
-    let entry = AuditEntry::new(None, "bench", "bench.seed", "-", AuditResult::Success);
-    let user = scoped
-        .add_user(
-            &NewUser {
-                email: &email,
-                display_name: "bench",
-                role: onshi_domain::Role::Manager,
-                clinics: &[],
-                password_hash: Some(&phc),
-            },
-            &entry,
-        )
-        .await?;
-    scoped.mark_email_verified(user, &entry).await?;
-    let secret = onshi_identity::TotpSecret::generate();
-    scoped.set_pending_totp(user, secret.base32()).await?;
-    scoped.enable_totp(user, 0, &entry).await?;
+    let (email, password, secret) = bench_manager(&scoped).await?;
     let app = Application::build(&config, adapters, Options { with_worker: true }).await?.spawn();
     let base = app.base_url();
-    let cookie = sign_in(&base, &email, password, &secret).await?;
+    let cookie = sign_in(&base, &email, &password, &secret).await?;
     let client = reqwest::Client::new();
     let mut stream = client.get(format!("{base}/feed")).header("Cookie", &cookie).send().await?;
     if stream.status() != 200 {
@@ -597,4 +557,28 @@ pub async fn feed(mut config: Config, samples: usize) -> Result<(), Box<dyn std:
     );
     app.stop().await;
     Ok(())
+}
+
+/// A verified manager with TOTP for a bench to sign in as: (e-mail, password, TOTP secret).
+async fn bench_manager(
+    scoped: &onshi_store::TenantStore<'_>,
+) -> Result<(String, String, onshi_identity::TotpSecret), Box<dyn std::error::Error>> {
+    use onshi_store::{AuditEntry, AuditResult, NewUser};
+    let email = format!("bench-{}@example.jp", uuid::Uuid::new_v4().simple());
+    let password = "bench-password-long-enough".to_owned();
+    let phc = onshi_identity::hash_password(&password, &email)?;
+    let entry = AuditEntry::new(None, "bench", "bench.seed", "-", AuditResult::Success);
+    let new = NewUser {
+        email: &email,
+        display_name: "bench",
+        role: onshi_domain::Role::Manager,
+        clinics: &[],
+        password_hash: Some(&phc),
+    };
+    let user = scoped.add_user(&new, &entry).await?;
+    scoped.mark_email_verified(user, &entry).await?;
+    let secret = onshi_identity::TotpSecret::generate();
+    scoped.set_pending_totp(user, secret.base32()).await?;
+    scoped.enable_totp(user, 0, &entry).await?;
+    Ok((email, password, secret))
 }
