@@ -357,6 +357,14 @@ async fn an_agent_killed_at_random_points_delivers_everything_exactly_once() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The cloud can hold an event a moment before the agent has marked it delivered (the 202 is on its
+    // way): let the agent finish before stopping it, or the check below races the last acknowledgement.
+    eventually(WAIT, "the agent's outbox drained", || async {
+        onshi_agent::outbox::Outbox::open(&agent.config.outbox_path(), u64::MAX)
+            .and_then(|o| o.depth())
+            .is_ok_and(|d| d == 0)
+    })
+    .await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     let outbox = onshi_agent::outbox::Outbox::open(&agent.config.outbox_path(), u64::MAX).unwrap();
