@@ -11,7 +11,7 @@ use onshi_domain::{Role, TenantId, jst};
 use onshi_rules::{RuleSet, YearMonth};
 use onshi_store::{AuditEntry, AuditResult, Store, TenantScope, UserStatus};
 use onshi_worker::AfterApply;
-use time::{Date, Month, OffsetDateTime};
+use time::OffsetDateTime;
 
 /// Below this many patients in the month the estimate says too little to warn anyone.
 const MIN_PATIENTS: u64 = 20;
@@ -37,7 +37,7 @@ impl UsageWatch {
         let Some(rules) = &self.rules else { return Ok(()) };
         let month = YearMonth::of(jst::date_of(OffsetDateTime::now_utc()));
         let decides = month.plus(3);
-        let first = Date::from_calendar_date(decides.year, Month::try_from(decides.month)?, 1)?;
+        let first = decides.first_day();
         let store = self.store.tenant(TenantScope::verified(tenant));
         let clinics = store.clinics().await?;
         let mut recipients: Option<Vec<String>> = None;

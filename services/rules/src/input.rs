@@ -49,6 +49,17 @@ impl YearMonth {
         (1..=12).contains(&month).then_some(Self { year, month })
     }
 
+    /// The month's first day.
+    pub fn first_day(self) -> Date {
+        let month = time::Month::try_from(self.month).unwrap_or(time::Month::January);
+        Date::from_calendar_date(self.year, month, 1).unwrap_or(Date::MIN)
+    }
+
+    /// The month's last day.
+    pub fn last_day(self) -> Date {
+        self.plus(1).first_day().previous_day().unwrap_or(Date::MIN)
+    }
+
     pub fn plus(self, months: i32) -> Self {
         let index = self.year * 12 + i32::from(self.month) - 1 + months;
         Self { year: index.div_euclid(12), month: (index.rem_euclid(12) + 1) as u8 }

@@ -241,7 +241,7 @@ impl TenantStore<'_> {
     pub async fn add_user(&self, user: &NewUser<'_>, audit: &AuditEntry) -> Result<UserId, StoreError> {
         let txn = self.write().await?;
         for clinic in user.clinics {
-            if !self.clinic_exists_in(&txn, *clinic).await? {
+            if self.clinic_in(&txn, *clinic).await?.is_none() {
                 return Err(StoreError::NotFound { what: "clinic" });
             }
         }
@@ -252,15 +252,6 @@ impl TenantStore<'_> {
         self.append_in(&txn, &entry).await?;
         txn.commit().await?;
         Ok(id)
-    }
-
-    async fn clinic_exists_in(&self, txn: &DatabaseTransaction, clinic: ClinicId) -> Result<bool, StoreError> {
-        use crate::entities::clinics;
-        Ok(clinics::Entity::find_by_id(clinic.as_uuid())
-            .filter(clinics::Column::TenantId.eq(self.tenant_uuid()))
-            .one(txn)
-            .await?
-            .is_some())
     }
 
     pub(crate) async fn append_in(&self, txn: &DatabaseTransaction, entry: &AuditEntry) -> Result<(), StoreError> {

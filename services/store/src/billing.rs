@@ -233,7 +233,7 @@ impl TenantStore<'_> {
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
         let txn = self.write().await?;
-        if self.clinic_row_exists(&txn, clinic).await? {
+        if self.clinic_in(&txn, clinic).await?.is_some() {
             billing_months::ActiveModel {
                 tenant_id: Set(self.tenant_uuid()),
                 clinic_id: Set(clinic.as_uuid()),
@@ -255,19 +255,6 @@ impl TenantStore<'_> {
         self.append_in(&txn, audit).await?;
         txn.commit().await?;
         Ok(())
-    }
-
-    async fn clinic_row_exists(
-        &self,
-        txn: &sea_orm::DatabaseTransaction,
-        clinic: ClinicId,
-    ) -> Result<bool, StoreError> {
-        use crate::entities::clinics;
-        Ok(clinics::Entity::find_by_id(clinic.as_uuid())
-            .filter(clinics::Column::TenantId.eq(self.tenant_uuid()))
-            .one(txn)
-            .await?
-            .is_some())
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -166,7 +166,11 @@ impl<'a> TenantStore<'a> {
         row.map(clinic_from_row).transpose()
     }
 
-    async fn clinic_in(&self, txn: &DatabaseTransaction, id: ClinicId) -> Result<Option<clinics::Model>, StoreError> {
+    pub(crate) async fn clinic_in(
+        &self,
+        txn: &DatabaseTransaction,
+        id: ClinicId,
+    ) -> Result<Option<clinics::Model>, StoreError> {
         Ok(clinics::Entity::find_by_id(id.as_uuid()).filter(clinics::Column::TenantId.eq(self.tenant)).one(txn).await?)
     }
 

@@ -12,7 +12,7 @@ use onshi_rules::billing::{Correction, Fact, Line, ReviewStatus, Totals, review}
 use onshi_rules::{RuleSet, VisitKind, YearMonth};
 use onshi_store::{AuditResult, Clinic, ExportRecord, StoredReview, TenantStore};
 use serde::Deserialize;
-use time::{Date, Month, OffsetDateTime};
+use time::{Date, OffsetDateTime};
 
 use super::account::{ok, see_other};
 use super::audit::csv_field;
@@ -40,16 +40,8 @@ fn rules() -> Result<&'static RuleSet, ApiError> {
         .map_err(|e| ApiError::internal(std::io::Error::other(e.clone())))
 }
 
-fn first_day(m: YearMonth) -> Date {
-    Date::from_calendar_date(m.year, Month::try_from(m.month).unwrap_or(Month::January), 1).unwrap_or(Date::MIN)
-}
-
-fn last_day(m: YearMonth) -> Date {
-    first_day(m.plus(1)).previous_day().unwrap_or(Date::MIN)
-}
-
 fn parse_month(s: &str) -> Result<YearMonth, ApiError> {
-    YearMonth::parse(s).filter(|m| first_day(*m) >= time::macros::date!(2022 - 10 - 01)).ok_or(ApiError::NotFound)
+    YearMonth::parse(s).filter(|m| m.first_day() >= time::macros::date!(2022 - 10 - 01)).ok_or(ApiError::NotFound)
 }
 
 async fn clinic_for(store: &TenantStore<'_>, caller: &Caller, raw: &str) -> Result<Clinic, ApiError> {
@@ -75,7 +67,7 @@ async fn month_review(
         "usage_rates": settings["usage_rates"],
     });
     let start = month.plus(-LOOKBACK_MONTHS);
-    let visits = store.billing_visits(clinic.id, first_day(start), last_day(month)).await?;
+    let visits = store.billing_visits(clinic.id, start.first_day(), month.last_day()).await?;
     let facts: Vec<Fact> = visits
         .iter()
         .map(|v| Fact {
@@ -267,7 +259,7 @@ pub(crate) async fn month_page(
         _ => true,
     };
     let times: HashMap<String, OffsetDateTime> = store
-        .billing_visits(clinic.id, first_day(month), last_day(month))
+        .billing_visits(clinic.id, month.first_day(), month.last_day())
         .await?
         .into_iter()
         .map(|v| (v.id.to_string(), v.first_at))
@@ -478,7 +470,7 @@ pub(crate) async fn export(
     let month = parse_month(&raw_month)?;
     let (lines, _) = month_review(&store, &clinic, month).await?;
     let times: HashMap<String, String> = store
-        .billing_visits(clinic.id, first_day(month), last_day(month))
+        .billing_visits(clinic.id, month.first_day(), month.last_day())
         .await?
         .into_iter()
         .map(|v| {

@@ -14,7 +14,7 @@ use onshi_domain::{ClinicId, ConfirmationMethod, DeviceHealth, FacilityKind};
 use onshi_rules::{RuleSet, YearMonth};
 use onshi_store::{AuditResult, Clinic, DeviceStatus};
 use serde::Deserialize;
-use time::{Date, Month, OffsetDateTime, Weekday};
+use time::{Date, OffsetDateTime, Weekday};
 
 use super::account::ok;
 use super::audit::csv_field;
@@ -35,10 +35,6 @@ fn national() -> HashMap<String, f64> {
 fn rules() -> Option<&'static RuleSet> {
     static RULES: std::sync::OnceLock<Option<RuleSet>> = std::sync::OnceLock::new();
     RULES.get_or_init(|| RuleSet::builtin().ok()).as_ref()
-}
-
-fn first_day(m: YearMonth) -> Date {
-    Date::from_calendar_date(m.year, Month::try_from(m.month).unwrap_or(Month::January), 1).unwrap_or(Date::MIN)
 }
 
 fn escape(s: &str) -> String {
@@ -185,7 +181,7 @@ fn tier(history: &[(u64, u64)], i: usize, month: YearMonth, kind: FacilityKind) 
         .filter_map(|(p, m)| rate(*m, *p))
         .fold(None, |acc: Option<f64>, r| Some(acc.map_or(r, |a| a.max(r))));
     let Some(best) = best else { return String::new() };
-    match rules().map(|r| r.usage_tiers(kind, first_day(month))) {
+    match rules().map(|r| r.usage_tiers(kind, month.first_day())) {
         Some(tiers) if !tiers.is_empty() => match tiers.iter().find(|t| best + 1e-9 >= t.min) {
             Some(t) => t.addons.first().cloned().unwrap_or_default(),
             None => format!("基準{:.0}%未満", tiers.last().map_or(0.0, |t| t.min * 100.0)),
@@ -209,7 +205,7 @@ fn row(
     let (status, status_class, threshold) = level(current, kind, today);
     // This month counts towards the claims of months +3..+5 (the best of N-5..N-3 decides month N).
     let this = months.last().copied().unwrap_or(YearMonth::of(today));
-    let decides = first_day(this.plus(3));
+    let decides = this.plus(3).first_day();
     let (_, forecast_class, needed) = level(current, kind, decides);
     let forecast = match (current, needed) {
         (Some(r), Some(min)) if r + 1e-9 < min => {
