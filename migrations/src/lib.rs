@@ -13,6 +13,8 @@ mod m20261125_000006_monthly_usage;
 mod m20261125_000007_usage_alerts;
 mod m20261125_000008_device_uptime;
 mod m20261125_000009_identity_check;
+mod m20261126_000010_operations;
+pub mod partitions;
 
 pub use m20261125_000003_accounts::APP_ROLE;
 
@@ -77,6 +79,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000007_usage_alerts::Migration),
             Box::new(m20261125_000008_device_uptime::Migration),
             Box::new(m20261125_000009_identity_check::Migration),
+            Box::new(m20261126_000010_operations::Migration),
         ]
     }
 }

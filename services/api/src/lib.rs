@@ -23,6 +23,7 @@ use onshi_store::Store;
 pub use auth::{DeviceClaims, DeviceKeys};
 pub use error::ApiError;
 pub use mail::Mailer;
+pub use routes::health::{Ops, serve_ops};
 pub use routes::{ROUTES, RouteSpec};
 pub use web::guard::{API_TOKEN_PREFIX, Access};
 pub use web::session::Sessions;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub login_limits: LoginLimits,
     /// Which adapters are in use, for /readyz.
     pub modes: onshi_config::Modes,
+    /// Required by /metrics when set.
+    pub metrics_token: Option<secrecy::SecretString>,
 }
 
 /// Failed sign-ins allowed per account and per client address within `window`.
@@ -60,9 +63,22 @@ pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
 
 /// Starts the HTTP server on an already bound listener (port 0 in tests).
 pub fn serve(state: Arc<AppState>, listener: std::net::TcpListener) -> std::io::Result<Server> {
+    let ops = actix_web::web::Data::new(Ops {
+        store: state.store.clone(),
+        queue: state.queue.clone(),
+        cache: state.cache.clone(),
+        objects: state.objects.clone(),
+        modes: state.modes,
+        metrics_token: state.metrics_token.clone(),
+    });
     let data = actix_web::web::Data::from(state);
     let server = HttpServer::new(move || {
-        App::new().app_data(data.clone()).wrap(security_headers()).wrap(tracing_middleware()).configure(configure)
+        App::new()
+            .app_data(data.clone())
+            .app_data(ops.clone())
+            .wrap(security_headers())
+            .wrap(actix_web::middleware::from_fn(web::observe::observe))
+            .configure(configure)
     })
     .listen(listener)?
     // The binary owns Ctrl-C / SIGTERM and stops the server and the worker in order.
@@ -84,13 +100,4 @@ fn security_headers() -> DefaultHeaders {
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'; form-action 'self'",
         ))
-}
-
-/// One log line per request with method, route pattern (never the raw path: ids stay out of logs),
-/// status and duration.
-fn tracing_middleware() -> actix_web::middleware::Logger {
-    actix_web::middleware::Logger::new("%{method}xi %{route}xi %s %Dms")
-        .custom_request_replace("method", |req| req.method().to_string())
-        .custom_request_replace("route", |req| req.match_pattern().unwrap_or_else(|| "-".to_owned()))
-        .log_target("onshi::http")
 }

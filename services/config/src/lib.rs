@@ -73,6 +73,11 @@ pub struct Config {
     pub login_failures_per_account: u64,
     pub login_failures_per_address: u64,
     pub login_window_secs: u64,
+
+    pub worker_listen: String,
+    pub metrics_token: Option<SecretString>,
+    pub otlp_endpoint: Option<String>,
+    pub service_name: Option<String>,
 }
 
 /// Which adapters a configuration selects; printed at start-up and shown by `/readyz`.
@@ -121,6 +126,14 @@ impl Config {
         let invalid = |key, reason: &str| Err(ConfigError::Invalid { key, reason: reason.to_owned() });
         if self.listen.parse::<SocketAddr>().is_err() {
             return invalid("listen", "must be an address such as 127.0.0.1:8080");
+        }
+        if self.worker_listen.parse::<SocketAddr>().is_err() {
+            return invalid("worker_listen", "must be an address such as 127.0.0.1:9091");
+        }
+        if let Some(endpoint) = &self.otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return invalid("otlp_endpoint", "must be an http:// or https:// URL");
         }
         if self.delivery_limit == 0 {
             return invalid("delivery_limit", "must be at least 1");

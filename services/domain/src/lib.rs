@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod jst;
 pub mod mynumber;
 pub mod onboarding;
+pub mod retention;
 pub mod visit;
 
 pub use access::{ApiScope, ClinicAccess, Permission, Role};
@@ -24,6 +25,7 @@ pub use event::{
 pub use health::{DeviceHealth, HEARTBEAT_INTERVAL_SECS, OFFLINE_AFTER_SECS};
 pub use ids::{ApiTokenId, ClinicId, DeviceId, EventId, IdError, TenantId, UserId};
 pub use ingest::{ENVELOPE_VERSION, IngestEnvelope};
+pub use retention::RetentionBasis;
 pub use visit::Visit;
 
 /// Types from dependencies that appear in this crate's API, for crates that need no direct dependency.

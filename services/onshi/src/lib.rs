@@ -3,9 +3,10 @@
 //! layer knows which backend it talks to.
 
 pub mod alerts;
+pub mod backup;
 pub mod bench;
 pub mod demo;
+pub mod maintenance;
 pub mod startup;
-pub mod telemetry;
 
 pub use startup::{Adapters, Application, StartupError};

@@ -61,10 +61,48 @@ enum Command {
         #[command(subcommand)]
         which: RollupsCommand,
     },
+    /// Periodic database chores (CronJob): partitions ahead, retention purge, empty old partitions.
+    Maintain {
+        /// Months of partitions to keep ready beyond the current one.
+        #[arg(long, default_value_t = 3)]
+        months_ahead: u32,
+        /// Report what the retention purge would remove, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Retention settings.
+    Retention {
+        #[command(subcommand)]
+        which: RetentionCommand,
+    },
+    /// Write a consistent backup (database and object store) into a new folder.
+    Backup {
+        /// The folder to create (must not exist or be empty).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a backup into an empty database and object store, then verify every table and object.
+    Restore {
+        /// The backup folder (with manifest.json).
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Print the current TOTP code for a setup key (for the demo, or without an authenticator app).
     TotpCode {
         /// The base32 setup key shown at enrolment (the demo prints its owner's).
         secret: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Record how long a tenant's visit records must be kept: medical-record (5 years, part of the
+    /// 診療録) or billing (3 years, records of 療養の給付).
+    Set {
+        #[arg(long)]
+        tenant: onshi_domain::TenantId,
+        #[arg(long)]
+        basis: String,
     },
 }
 
@@ -178,7 +216,12 @@ async fn main() -> ExitCode {
     if let Command::Demo { data_dir, .. } = &cli.command {
         config.data_dir = data_dir.clone().unwrap_or_else(|| config.data_dir.join("demo"));
     }
-    onshi::telemetry::init(&config);
+    let service = match &cli.command {
+        Command::Worker => "onshi-worker",
+        _ => "onshi-api",
+    };
+    // Held to the end of main: dropping it flushes spans still waiting for export.
+    let _telemetry = onshi_telemetry::init(&config, service);
     match run(cli.command, config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -260,6 +303,12 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             let pending = store.pending_migrations().await?;
             store.migrate().await?;
             println!("applied {pending} migration(s)");
+            if store.backend() == sea_orm::DatabaseBackend::Postgres {
+                use onshi_migrations::partitions;
+                let now = partitions::months_from_now(0);
+                let created = partitions::ensure(store.connection(), now, partitions::add_months(now, 3)).await?;
+                println!("created {} monthly partition(s)", created.len());
+            }
         }
         Command::Bench { which: BenchCommand::Rules { clinics, visits_per_clinic } } => {
             bench::rules(clinics, visits_per_clinic)?;
@@ -304,6 +353,43 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             let store = onshi_store::Store::connect(config.effective_database_url().expose_secret(), 2).await?;
             let n = store.tenant(onshi_store::TenantScope::verified(tenant)).rebuild_rollups().await?;
             println!("rebuilt the rollups of {tenant} from {n} visits");
+        }
+        Command::Maintain { months_ahead, dry_run } => {
+            let report = onshi::maintenance::maintain(&config, months_ahead, dry_run).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Command::Retention { which: RetentionCommand::Set { tenant, basis } } => {
+            let basis = onshi_domain::RetentionBasis::parse(&basis)
+                .ok_or("--basis must be medical-record (5 years) or billing (3 years)")?;
+            let store = onshi_store::Store::connect(config.effective_database_url().expose_secret(), 2).await?;
+            let actor = onshi_store::AuditEntry::new(
+                None,
+                "operator (onshi retention set)",
+                "retention.basis",
+                &tenant.to_string(),
+                onshi_store::AuditResult::Success,
+            );
+            store.tenant(onshi_store::TenantScope::verified(tenant)).set_retention_basis(basis, &actor).await?;
+            println!("{tenant}: visit records kept {} years ({})", basis.years(), basis.as_str());
+        }
+        Command::Backup { out } => {
+            let manifest = onshi::backup::backup(&config, &out).await?;
+            let rows: i64 = manifest.tables.values().map(|t| t.rows).sum();
+            println!(
+                "backup of {} ({} tables, {rows} rows, {} objects) written to {}",
+                manifest.database,
+                manifest.tables.len(),
+                manifest.objects.len(),
+                out.display()
+            );
+        }
+        Command::Restore { from } => {
+            let report = onshi::backup::restore(&config, &from).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if !report.verified() {
+                eprintln!("onshi restore: the restored data does not match the backup's manifest");
+                std::process::exit(1);
+            }
         }
         Command::TotpCode { secret } => {
             let secret = onshi_identity::TotpSecret::from_base32(&secret).map_err(|e| e.to_string())?;

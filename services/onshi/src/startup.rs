@@ -74,23 +74,7 @@ impl Adapters {
             Some(url) => Cache::Redis(RedisCache::connect(url.expose_secret(), &config.cache_prefix).await?),
             None => Cache::Memory(MemoryCache::new()),
         };
-        let objects = match &config.s3_endpoint {
-            Some(endpoint) => {
-                let secret =
-                    config.s3_secret_access_key.as_ref().map(|s| s.expose_secret().to_owned()).unwrap_or_default();
-                let s3 = S3Store::new(&S3Settings {
-                    endpoint,
-                    region: &config.s3_region,
-                    bucket: &config.s3_bucket,
-                    access_key_id: config.s3_access_key_id.as_deref().unwrap_or_default(),
-                    secret_access_key: &secret,
-                    path_style: config.s3_path_style,
-                });
-                s3.ensure_bucket().await?;
-                ObjectStore::S3(s3)
-            }
-            None => ObjectStore::Local(LocalStore::new(config.data_dir.join("objects"))?),
-        };
+        let objects = object_store(config).await?;
         tracing::info!(
             database = if modes.postgres { "postgres" } else { "sqlite" },
             queue = queue.kind(),
@@ -124,6 +108,26 @@ impl Adapters {
             prefetch: config.worker_prefetch,
         }
     }
+}
+
+/// The object store the configuration selects: S3 (bucket created if missing) or a folder in data_dir.
+pub async fn object_store(config: &Config) -> Result<ObjectStore, StartupError> {
+    Ok(match &config.s3_endpoint {
+        Some(endpoint) => {
+            let secret = config.s3_secret_access_key.as_ref().map(|s| s.expose_secret().to_owned()).unwrap_or_default();
+            let s3 = S3Store::new(&S3Settings {
+                endpoint,
+                region: &config.s3_region,
+                bucket: &config.s3_bucket,
+                access_key_id: config.s3_access_key_id.as_deref().unwrap_or_default(),
+                secret_access_key: &secret,
+                path_style: config.s3_path_style,
+            });
+            s3.ensure_bucket().await?;
+            ObjectStore::S3(s3)
+        }
+        None => ObjectStore::Local(LocalStore::new(config.data_dir.join("objects"))?),
+    })
 }
 
 /// The mail transport: SMTP when `smtp_url` is set, else `.eml` files in `data_dir/mail`.
@@ -193,6 +197,7 @@ impl Application {
             ingest_batches_per_device_per_sec: config.ingest_batches_per_device_per_sec,
             max_body_bytes: config.max_body_bytes,
             modes: config.modes(),
+            metrics_token: config.metrics_token.clone(),
             sessions,
             mailer,
             public_url: config.public_url.clone(),
@@ -261,9 +266,23 @@ impl RunningApp {
     }
 }
 
-/// Runs a standalone worker until Ctrl-C / SIGTERM.
+/// Runs a standalone worker until Ctrl-C / SIGTERM, with /healthz, /readyz and /metrics on
+/// `worker_listen`.
 pub async fn run_worker(config: &Config) -> Result<(), StartupError> {
     let adapters = Adapters::connect(config).await?;
+    let addr = config.worker_listen.clone();
+    let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Listen { addr: addr.clone(), source })?;
+    let ops = onshi_api::Ops {
+        store: adapters.store.clone(),
+        queue: adapters.queue.clone(),
+        cache: adapters.cache.clone(),
+        objects: adapters.objects.clone(),
+        modes: config.modes(),
+        metrics_token: config.metrics_token.clone(),
+    };
+    let ops_server = onshi_api::serve_ops(ops, listener).map_err(|source| StartupError::Listen { addr, source })?;
+    let ops_handle = ops_server.handle();
+    tokio::spawn(ops_server);
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -271,7 +290,9 @@ pub async fn run_worker(config: &Config) -> Result<(), StartupError> {
         tracing::info!("stopping worker");
         stop.cancel();
     });
-    adapters.worker(config).run(shutdown).await?;
+    let result = adapters.worker(config).run(shutdown).await;
+    ops_handle.stop(true).await;
+    result?;
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use sea_orm::{
 use time::OffsetDateTime;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::{Acker, Delivery, MessageConsumer, QueueError};
+use crate::{Acker, Delivery, Headers, MessageConsumer, QueueError};
 
 mod messages {
     use sea_orm::entity::prelude::*;
@@ -29,6 +29,7 @@ mod messages {
         pub payload: Vec<u8>,
         pub attempts: i32,
         pub created_at: TimeDateTimeWithTimeZone,
+        pub traceparent: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -99,8 +100,9 @@ impl EmbeddedQueue {
         self.inner.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub async fn publish(&self, payload: &[u8]) -> Result<(), QueueError> {
+    pub async fn publish(&self, payload: &[u8], headers: &Headers) -> Result<(), QueueError> {
         messages::ActiveModel {
+            traceparent: Set(headers.traceparent.clone()),
             queue: Set(self.inner.queue.clone()),
             payload: Set(payload.to_vec()),
             attempts: Set(0),
@@ -228,6 +230,7 @@ impl MessageConsumer for EmbeddedConsumer {
                     return Some(Ok(Delivery {
                         payload: row.payload,
                         delivery_count: u32::try_from(row.attempts).unwrap_or(0) + 1,
+                        headers: Headers { traceparent: row.traceparent },
                         acker: Acker::Embedded {
                             queue: self.queue.clone(),
                             id: row.id,

@@ -34,12 +34,20 @@ pub enum QueueError {
     Closed,
 }
 
+/// Message metadata that travels beside the payload: AMQP headers with RabbitMQ, columns with the
+/// embedded queue. Only trace context today; never personal data (brokers show headers in their UIs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    /// W3C trace context of the publishing request, so the worker's span joins the same trace.
+    pub traceparent: Option<String>,
+}
+
 /// What a queue backend offers. Both backends implement it, and so does [`Queue`], which callers hold.
 pub trait MessageQueue {
     type Consumer: MessageConsumer;
 
     /// Stores the message durably; returns only once it can no longer be lost.
-    fn publish(&self, payload: &[u8]) -> impl Future<Output = Result<(), QueueError>> + Send;
+    fn publish(&self, payload: &[u8], headers: &Headers) -> impl Future<Output = Result<(), QueueError>> + Send;
 
     /// Starts a consumer that holds at most `prefetch` unacknowledged messages.
     fn consume(&self, prefetch: u16) -> impl Future<Output = Result<Self::Consumer, QueueError>> + Send;
@@ -62,6 +70,7 @@ pub struct Delivery {
     pub payload: Vec<u8>,
     /// 1 on first delivery, 2 on the first redelivery, and so on (as far as the backend knows).
     pub delivery_count: u32,
+    pub headers: Headers,
     acker: Acker,
 }
 
@@ -148,10 +157,10 @@ impl Queue {
 impl MessageQueue for Queue {
     type Consumer = Consumer;
 
-    async fn publish(&self, payload: &[u8]) -> Result<(), QueueError> {
+    async fn publish(&self, payload: &[u8], headers: &Headers) -> Result<(), QueueError> {
         match self {
-            Queue::Rabbit(q) => q.publish(payload).await,
-            Queue::Embedded(q) => q.publish(payload).await,
+            Queue::Rabbit(q) => q.publish(payload, headers).await,
+            Queue::Embedded(q) => q.publish(payload, headers).await,
         }
     }
 

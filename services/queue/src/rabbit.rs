@@ -17,7 +17,10 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
 
-use crate::{Acker, Delivery, MessageConsumer, QueueError};
+use crate::{Acker, Delivery, Headers, MessageConsumer, QueueError};
+
+/// The AMQP header that carries W3C trace context.
+const TRACEPARENT: &str = "traceparent";
 
 #[derive(Clone)]
 pub struct RabbitQueue {
@@ -92,9 +95,15 @@ impl RabbitQueue {
         Ok(())
     }
 
-    async fn publish_on(&self, channel: &Channel, payload: &[u8]) -> Result<(), QueueError> {
-        let properties =
-            BasicProperties::default().with_delivery_mode(2).with_content_type(ShortString::from("application/json"));
+    async fn publish_on(&self, channel: &Channel, payload: &[u8], headers: &Headers) -> Result<(), QueueError> {
+        let mut table = FieldTable::default();
+        if let Some(traceparent) = &headers.traceparent {
+            table.insert(TRACEPARENT.into(), AMQPValue::LongString(LongString::from(traceparent.as_str())));
+        }
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type(ShortString::from("application/json"))
+            .with_headers(table);
         let confirm = channel
             .basic_publish(
                 ShortString::from(""),
@@ -114,7 +123,7 @@ impl RabbitQueue {
         Ok(())
     }
 
-    pub async fn publish(&self, payload: &[u8]) -> Result<(), QueueError> {
+    pub async fn publish(&self, payload: &[u8], headers: &Headers) -> Result<(), QueueError> {
         let mut guard = self.inner.publisher.lock().await;
         // One reconnect attempt: a broker restart or a dropped connection should cost one request at
         // most a retry, not a process restart.
@@ -130,7 +139,7 @@ impl RabbitQueue {
                 }
             }
             let Some((_, channel)) = guard.as_ref() else { continue };
-            match self.publish_on(channel, payload).await {
+            match self.publish_on(channel, payload, headers).await {
                 Ok(()) => return Ok(()),
                 Err(QueueError::Broker(e)) if attempt == 0 => {
                     tracing::warn!(error = %e, "publish failed; reconnecting once");
@@ -194,11 +203,13 @@ impl MessageConsumer for RabbitConsumer {
             Ok(d) => d,
             Err(e) => return Some(Err(e.into())),
         };
+        let table = delivery.properties.headers().as_ref();
+        let traceparent = table.and_then(|h| match h.inner().get(TRACEPARENT) {
+            Some(AMQPValue::LongString(s)) => Some(s.to_string()),
+            _ => None,
+        });
         // Quorum queues count returns in x-delivery-count (absent on the first delivery).
-        let returned = delivery
-            .properties
-            .headers()
-            .as_ref()
+        let returned = table
             .and_then(|h| h.inner().get("x-delivery-count").cloned())
             .and_then(|v| match v {
                 AMQPValue::LongLongInt(n) => u32::try_from(n).ok(),
@@ -210,6 +221,7 @@ impl MessageConsumer for RabbitConsumer {
         Some(Ok(Delivery {
             payload: delivery.data,
             delivery_count: returned + 1,
+            headers: Headers { traceparent },
             acker: Acker::Rabbit(delivery.acker),
         }))
     }

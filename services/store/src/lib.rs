@@ -13,6 +13,7 @@ mod audit;
 mod billing;
 mod entities;
 mod error;
+mod retention;
 mod rollups;
 mod secrets;
 mod system;
@@ -29,6 +30,7 @@ pub use accounts::{ApiToken, EmailPurpose, NewUser, User, UserStatus};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditReport, AuditResult};
 pub use billing::{BillingVisit, ExportRecord, StoredReview};
 pub use error::StoreError;
+pub use retention::Purge;
 pub use rollups::{HourlyRow, MonthlyUsage};
 pub use system::{Enrollment, SystemStore};
 pub use tenant::{ApplyOutcome, Clinic, Device, DeviceStatus, TenantStore, VisitRow};
@@ -142,6 +144,33 @@ impl Store {
     /// A cheap round trip, for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.db.execute_unprepared("SELECT 1").await.map(|_| ()).map_err(StoreError::Db)
+    }
+
+    /// Active agents across all tenants: (heard from within `silent_after`, not heard from). Counts only,
+    /// for the metrics endpoint; on PostgreSQL through a function that returns no tenant's rows.
+    pub async fn agent_counts(&self, silent_after: std::time::Duration) -> Result<(u64, u64), StoreError> {
+        let backend = self.db.get_database_backend();
+        let (sql, value): (&str, sea_orm::Value) = match backend {
+            DatabaseBackend::Postgres => (
+                "SELECT reporting, silent FROM onshi_agent_counts($1)",
+                i32::try_from(silent_after.as_secs()).unwrap_or(i32::MAX).into(),
+            ),
+            // Bound as a timestamp so it is encoded exactly as the stored values are.
+            _ => (
+                "SELECT coalesce(sum(CASE WHEN last_seen_at >= $1 THEN 1 ELSE 0 END), 0) AS reporting, \
+                 coalesce(sum(CASE WHEN last_seen_at IS NULL OR last_seen_at < $1 THEN 1 ELSE 0 END), 0) AS silent \
+                 FROM devices WHERE status = 'active'",
+                (time::OffsetDateTime::now_utc() - silent_after).into(),
+            ),
+        };
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_sql_and_values(backend, sql, [value]))
+            .await?
+            .ok_or(StoreError::NotFound { what: "agent counts" })?;
+        let reporting: i64 = row.try_get("", "reporting")?;
+        let silent: i64 = row.try_get("", "silent")?;
+        Ok((u64::try_from(reporting).unwrap_or(0), u64::try_from(silent).unwrap_or(0)))
     }
 }
 

@@ -57,6 +57,7 @@ impl<'a> SystemStore<'a> {
             name: Set(name.to_owned()),
             created_at: Set(OffsetDateTime::now_utc()),
             pseudonym_key: Set(Some(crate::secrets::random_hex32())),
+            retention_basis: Set(onshi_domain::RetentionBasis::MedicalRecord.as_str().to_owned()),
         }
         .insert(txn)
         .await?;

@@ -81,6 +81,8 @@ pub struct ApplyOutcome {
     pub new_events: usize,
     pub duplicate_events: usize,
     pub visits_touched: usize,
+    /// Heartbeat events in the batch (not stored as raw events; a redelivery counts them again).
+    pub heartbeats: usize,
 }
 
 pub struct TenantStore<'a> {
@@ -364,7 +366,7 @@ impl<'a> TenantStore<'a> {
             .exec_with_returning_keys(&txn)
             .await?
         {
-            TryInsertResult::Inserted(keys) => keys.into_iter().map(|(_, _, event)| event).collect(),
+            TryInsertResult::Inserted(keys) => keys.into_iter().map(|(_, _, event, _)| event).collect(),
             TryInsertResult::Empty | TryInsertResult::Conflicted => Vec::new(),
         };
         let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
@@ -420,9 +422,15 @@ impl<'a> TenantStore<'a> {
                         merged.merge(&visit);
                         crate::rollups::add_delta(&mut deltas, Some(&before), &merged);
                         note_patient(&mut patients, &merged);
+                        let date = row.visit_date;
                         let mut active = row.into_active_model();
                         set_visit_fields(&mut active, &merged);
-                        active.update(&txn).await?;
+                        // The date lets PostgreSQL touch one monthly partition instead of probing all.
+                        visits::Entity::update(active)
+                            .validate()?
+                            .filter(visits::Column::VisitDate.eq(date))
+                            .exec(&txn)
+                            .await?;
                     }
                     None => {
                         crate::rollups::add_delta(&mut deltas, None, &visit);
@@ -473,6 +481,7 @@ impl<'a> TenantStore<'a> {
             new_events: inserted.len(),
             duplicate_events: qualification_events - inserted.len(),
             visits_touched,
+            heartbeats: envelope.events.iter().filter(|e| matches!(e.payload, EventPayload::Heartbeat(_))).count(),
         })
     }
 

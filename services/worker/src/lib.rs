@@ -114,8 +114,22 @@ impl Worker {
             tracing::error!(version = envelope.version, "unknown envelope version");
             return settle_dead(delivery, "unknown envelope version").await;
         }
-        let span = tracing::info_span!("batch", batch = %envelope.batch_id, tenant = %envelope.tenant, attempt);
-        self.apply(delivery, envelope).instrument(span).await
+        let span = tracing::info_span!(
+            "batch",
+            batch = %envelope.batch_id,
+            tenant = %envelope.tenant,
+            attempt,
+            trace_id = tracing::field::Empty
+        );
+        onshi_telemetry::trace::continue_trace(&span, delivery.headers.traceparent.as_deref());
+        let settled = self.apply(delivery, envelope).instrument(span).await;
+        let outcome = match settled {
+            Settled::Applied => "applied",
+            Settled::Retried => "retried",
+            Settled::DeadLettered => "dead_lettered",
+        };
+        onshi_telemetry::metrics().worker_batches.with_label_values(&[outcome]).inc();
+        settled
     }
 
     async fn apply(&self, delivery: Delivery, envelope: IngestEnvelope) -> Settled {
@@ -143,6 +157,12 @@ impl Worker {
         }
         match result {
             Ok(outcome) => {
+                let m = onshi_telemetry::metrics();
+                m.worker_events.with_label_values(&["new"]).inc_by(outcome.new_events as u64);
+                m.worker_events.with_label_values(&["duplicate"]).inc_by(outcome.duplicate_events as u64);
+                m.agent_heartbeats.inc_by(outcome.heartbeats as u64);
+                let lag = time::OffsetDateTime::now_utc() - envelope.received_at;
+                m.worker_lag.observe(lag.as_seconds_f64().max(0.0));
                 tracing::info!(
                     new = outcome.new_events,
                     duplicates = outcome.duplicate_events,

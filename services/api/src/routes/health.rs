@@ -1,28 +1,127 @@
-//! Liveness (`/healthz`: the process answers) and readiness (`/readyz`: its dependencies answer).
+//! Operator endpoints, served by the API and by each standalone worker (`worker_listen`):
+//! - `/healthz` (liveness): the process answers. Checks nothing else, so a database outage does not make
+//!   Kubernetes restart every pod at once.
+//! - `/readyz` (readiness): every dependency answered within a deadline; 503 with the failing ones named.
+//! - `/metrics`: Prometheus text, with gauges of shared state sampled at scrape time.
 
-use actix_web::{HttpResponse, web};
-use onshi_queue::MessageQueue;
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use onshi_cache::{Cache, CacheBackend};
+use onshi_objects::{ObjectBackend, ObjectStore};
+use onshi_queue::{MessageQueue, Queue};
+use onshi_store::Store;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use crate::AppState;
+/// What the operator endpoints look at: the adapters, whichever process holds them.
+#[derive(Clone)]
+pub struct Ops {
+    pub store: Store,
+    pub queue: Queue,
+    pub cache: Cache,
+    pub objects: ObjectStore,
+    pub modes: onshi_config::Modes,
+    pub metrics_token: Option<SecretString>,
+}
+
+/// How long one dependency may take to answer a readiness probe.
+const CHECK_DEADLINE: Duration = Duration::from_secs(2);
+/// An agent not heard from for this long counts as silent in `onshi_agents`.
+const SILENT_AFTER: Duration = Duration::from_secs(300);
 
 pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-pub(crate) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let database = state.store.ping().await.is_ok();
-    let queue = state.queue.depth().await.is_ok();
-    let ready = database && queue;
+async fn within<T, E>(check: impl Future<Output = Result<T, E>>) -> bool {
+    matches!(tokio::time::timeout(CHECK_DEADLINE, check).await, Ok(Ok(_)))
+}
+
+impl Ops {
+    /// Each dependency, checked concurrently: (name, answered).
+    async fn checks(&self) -> [(&'static str, bool); 4] {
+        let (database, queue, cache, objects) = tokio::join!(
+            within(self.store.ping()),
+            within(self.queue.depth()),
+            within(self.cache.get("readyz")),
+            within(self.objects.get("readyz/probe")),
+        );
+        [("database", database), ("queue", queue), ("cache", cache), ("objects", objects)]
+    }
+}
+
+pub(crate) async fn readyz(ops: web::Data<Ops>) -> HttpResponse {
+    let checks = ops.checks().await;
+    let ready = checks.iter().all(|(_, ok)| *ok);
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
-        "checks": { "database": database, "queue": queue },
+        "checks": checks.iter().map(|(name, ok)| (name.to_string(), json!(ok))).collect::<serde_json::Map<_, _>>(),
         "adapters": {
-            "database": if state.modes.postgres { "postgres" } else { "sqlite" },
-            "queue": state.queue.kind(),
-            "cache": state.cache.kind(),
-            "objects": state.objects.kind(),
+            "database": if ops.modes.postgres { "postgres" } else { "sqlite" },
+            "queue": ops.queue.kind(),
+            "cache": ops.cache.kind(),
+            "objects": ops.objects.kind(),
         },
     });
     if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+}
+
+pub(crate) async fn metrics(req: HttpRequest, ops: web::Data<Ops>) -> HttpResponse {
+    if let Some(token) = &ops.metrics_token {
+        let presented = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !constant_time_eq(presented.as_bytes(), token.expose_secret().as_bytes()) {
+            return HttpResponse::Unauthorized()
+                .insert_header(("WWW-Authenticate", "Bearer"))
+                .json(json!({ "error": "unauthorized", "message": "a valid metrics token is required" }));
+        }
+    }
+    let m = onshi_telemetry::metrics();
+    for (name, ok) in ops.checks().await {
+        m.dependency_up.with_label_values(&[name]).set(i64::from(ok));
+    }
+    if let Ok(depth) = ops.queue.depth().await {
+        m.queue_messages.with_label_values(&["main"]).set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
+    if let Ok(dead) = ops.queue.dead_letter_count().await {
+        m.queue_messages.with_label_values(&["dead_letter"]).set(i64::try_from(dead).unwrap_or(i64::MAX));
+    }
+    match ops.store.agent_counts(SILENT_AFTER).await {
+        Ok((reporting, silent)) => {
+            m.agents.with_label_values(&["reporting"]).set(i64::try_from(reporting).unwrap_or(i64::MAX));
+            m.agents.with_label_values(&["silent"]).set(i64::try_from(silent).unwrap_or(i64::MAX));
+        }
+        Err(e) => tracing::warn!(error = %e, "agent counts unavailable for metrics"),
+    }
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(m.render())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use sha2::Digest;
+    // Comparing digests keeps the time independent of where the inputs differ and of their lengths.
+    let (da, db) = (sha2::Sha256::digest(a), sha2::Sha256::digest(b));
+    da.iter().zip(db.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A server with only the operator endpoints, for a standalone worker process.
+pub fn serve_ops(ops: Ops, listener: std::net::TcpListener) -> std::io::Result<actix_web::dev::Server> {
+    let data = web::Data::new(ops);
+    Ok(actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(data.clone())
+            .wrap(actix_web::middleware::from_fn(crate::web::observe::observe))
+            .route("/healthz", web::get().to(healthz))
+            .route("/readyz", web::get().to(readyz))
+            .route("/metrics", web::get().to(metrics))
+    })
+    .workers(1)
+    .listen(listener)?
+    .disable_signals()
+    .shutdown_timeout(5)
+    .run())
 }

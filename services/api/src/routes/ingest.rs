@@ -11,7 +11,7 @@ use actix_web::{HttpResponse, web};
 use futures_util::StreamExt;
 use onshi_cache::CacheBackend;
 use onshi_domain::{ENVELOPE_VERSION, EventBatch, IngestEnvelope};
-use onshi_queue::MessageQueue;
+use onshi_queue::{Headers, MessageQueue};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -21,8 +21,37 @@ use crate::{ApiError, AppState};
 pub(crate) async fn post_events(
     state: web::Data<AppState>,
     device: AuthenticatedDevice,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let result = accept(state, device, payload).await;
+    let m = onshi_telemetry::metrics();
+    match &result {
+        Ok(counts) => {
+            m.ingest_batches.with_label_values(&["accepted"]).inc();
+            m.ingest_events.with_label_values(&["accepted"]).inc_by(counts.fresh as u64);
+            m.ingest_events.with_label_values(&["duplicate"]).inc_by(counts.duplicates as u64);
+        }
+        Err(_) => m.ingest_batches.with_label_values(&["rejected"]).inc(),
+    }
+    let counts = result?;
+    Ok(HttpResponse::Accepted().json(json!({
+        "batch_id": counts.batch_id.to_string(),
+        "accepted": counts.fresh + counts.duplicates,
+        "duplicates": counts.duplicates,
+    })))
+}
+
+struct Accepted {
+    batch_id: uuid::Uuid,
+    fresh: usize,
+    duplicates: usize,
+}
+
+async fn accept(
+    state: web::Data<AppState>,
+    device: AuthenticatedDevice,
+    mut payload: web::Payload,
+) -> Result<Accepted, ApiError> {
     // Per-device fixed window: a runaway agent cannot starve the others. A cache outage must not stop
     // ingest, so the limiter fails open.
     match state.cache.incr_window(&format!("rl:ingest:{}", device.device), Duration::from_secs(1)).await {
@@ -59,6 +88,7 @@ pub(crate) async fn post_events(
         }
     }
     let duplicates = ids.len() - fresh.len();
+    let fresh_count = fresh.len();
     let batch_id = uuid::Uuid::now_v7();
     if !fresh.is_empty() {
         let envelope = IngestEnvelope {
@@ -71,11 +101,10 @@ pub(crate) async fn post_events(
             events: fresh,
         };
         let message = serde_json::to_vec(&envelope).map_err(ApiError::internal)?;
-        state.queue.publish(&message).await.map_err(ApiError::unavailable)?;
+        // The worker's span joins this request's trace through the message header.
+        let headers = Headers { traceparent: onshi_telemetry::trace::current_traceparent() };
+        state.queue.publish(&message, &headers).await.map_err(ApiError::unavailable)?;
+        tracing::info!(%batch_id, events = fresh_count, "batch queued");
     }
-    Ok(HttpResponse::Accepted().json(json!({
-        "batch_id": batch_id.to_string(),
-        "accepted": ids.len(),
-        "duplicates": duplicates,
-    })))
+    Ok(Accepted { batch_id, fresh: fresh_count, duplicates })
 }

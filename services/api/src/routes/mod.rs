@@ -9,7 +9,7 @@ mod api_v1;
 mod audit;
 mod billing;
 mod dashboard;
-mod health;
+pub(crate) mod health;
 mod ingest;
 mod pages;
 
@@ -52,6 +52,7 @@ use Permission::{ManageAgents, ManageApiTokens, ManageClinics, ManageStaff, Revi
 routes! {
     get "/healthz" Open => health::healthz;
     get "/readyz" Open => health::readyz;
+    get "/metrics" Open => health::metrics;
     get "/static/app.css" Open => pages::stylesheet;
     get "/static/feed.js" Open => pages::feed_script;
 

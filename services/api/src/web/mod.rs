@@ -2,4 +2,5 @@
 
 pub mod guard;
 pub mod i18n;
+pub mod observe;
 pub mod session;

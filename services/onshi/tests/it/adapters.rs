@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use onshi_cache::CacheBackend;
 use onshi_objects::ObjectBackend;
-use onshi_queue::{EmbeddedQueue, MessageConsumer, MessageQueue, Queue, RabbitQueue};
+use onshi_queue::{EmbeddedQueue, Headers, MessageConsumer, MessageQueue, Queue, RabbitQueue};
 use secrecy::ExposeSecret;
 
 use crate::both_modes;
@@ -33,14 +33,17 @@ async fn drop_queue(queue: Queue) {
 
 both_modes!(queue_delivers_in_order_and_ack_removes, |app| {
     let queue = fresh_queue(app, 3).await;
+    // Odd messages carry trace context, even ones none: both must come back as sent.
+    let traceparent = |i: u8| (i % 2 == 1).then(|| format!("00-{:032x}-{:016x}-01", u128::from(i) + 1, 7));
     for i in 0..5u8 {
-        queue.publish(&[i]).await.unwrap();
+        queue.publish(&[i], &Headers { traceparent: traceparent(i) }).await.unwrap();
     }
     let mut consumer = queue.consume(10).await.unwrap();
     for i in 0..5u8 {
         let delivery = consumer.next().await.unwrap().unwrap();
         assert_eq!(delivery.payload, vec![i]);
         assert_eq!(delivery.delivery_count, 1);
+        assert_eq!(delivery.headers.traceparent, traceparent(i));
         delivery.ack().await.unwrap();
     }
     eventually(WAIT, "queue empty after acks", || async { queue.depth().await.unwrap() == 0 }).await;
@@ -51,7 +54,7 @@ both_modes!(queue_delivers_in_order_and_ack_removes, |app| {
 
 both_modes!(queue_dead_letters_a_message_returned_past_the_limit, |app| {
     let queue = fresh_queue(app, 2).await;
-    queue.publish(b"always fails").await.unwrap();
+    queue.publish(b"always fails", &Headers::default()).await.unwrap();
     let mut consumer = queue.consume(1).await.unwrap();
     // Delivered once, returned twice (the limit), delivered a third time and returned: dead.
     for expected in 1..=3u32 {
@@ -70,7 +73,7 @@ both_modes!(queue_dead_letters_a_message_returned_past_the_limit, |app| {
 
 both_modes!(a_poison_message_ends_in_the_dead_letter_queue_instead_of_looping, |app| {
     let queue = &app.adapters().queue;
-    queue.publish(b"this is not an envelope").await.unwrap();
+    queue.publish(b"this is not an envelope", &Headers::default()).await.unwrap();
     // An envelope for a tenant that does not exist can never apply (foreign key): dead at once.
     let mut events = app.receptions(0, 1, 11);
     let envelope = onshi_domain::IngestEnvelope {
@@ -82,7 +85,7 @@ both_modes!(a_poison_message_ends_in_the_dead_letter_queue_instead_of_looping, |
         received_at: time::OffsetDateTime::now_utc(),
         events: std::mem::take(&mut events),
     };
-    queue.publish(&serde_json::to_vec(&envelope).unwrap()).await.unwrap();
+    queue.publish(&serde_json::to_vec(&envelope).unwrap(), &Headers::default()).await.unwrap();
     eventually(WAIT, "both poison messages dead-lettered", || async { queue.dead_letter_count().await.unwrap() == 2 })
         .await;
     eventually(WAIT, "main queue empty", || async { queue.depth().await.unwrap() == 0 }).await;

@@ -18,5 +18,6 @@ mod browser;
 mod dashboards;
 mod durability;
 mod ingest;
+mod operations;
 mod pages;
 mod rls;

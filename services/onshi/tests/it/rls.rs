@@ -59,13 +59,15 @@ async fn the_application_role_sees_only_the_tenant_of_its_transaction() {
         .unwrap();
     assert_eq!(row.try_get::<String>("", "t").unwrap(), "");
 
-    // The catalog: every table with a tenant_id has RLS enabled and forced, and is in the list.
+    // The catalog: every table with a tenant_id has RLS enabled and forced, and is in the list. Partitioned
+    // tables count as one (their policy covers every query through them); their partitions are checked
+    // below.
     let rows = db
         .query_all_raw(Statement::from_string(
             db.get_database_backend(),
             "SELECT c.relname::text AS name, c.relrowsecurity AS enabled, c.relforcerowsecurity AS forced \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = 'public' AND c.relkind = 'r' AND EXISTS \
+             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition AND EXISTS \
              (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped)",
         ))
         .await
@@ -79,6 +81,25 @@ async fn the_application_role_sees_only_the_tenant_of_its_transaction() {
         );
         assert!(onshi_migrations::TENANT_TABLES.contains(&name.as_str()), "{name} is missing from TENANT_TABLES");
     }
+    // The monthly partitions exist, and the application cannot read one directly around the parent's
+    // policy: it has no privilege on them.
+    let partitions = scalar(
+        db,
+        "SELECT count(*) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent \
+         WHERE p.relname IN ('raw_events', 'visits')",
+    )
+    .await;
+    assert!(partitions >= 2 * 12, "{partitions} partitions");
+    let (y, m) = onshi_migrations::partitions::months_from_now(0);
+    let direct = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT count(*) FROM {}", onshi_migrations::partitions::partition_name("visits", (y, m))),
+        ))
+        .await;
+    let err = direct.expect_err("a partition must not be readable by the application role").to_string();
+    assert!(err.contains("permission denied"), "{err}");
+
     // The application role: not superuser, not BYPASSRLS, owns nothing.
     let role = db
         .query_one_raw(Statement::from_string(

@@ -12,6 +12,8 @@ pub struct Model {
     pub clinic_id: Uuid,
     pub batch_id: Uuid,
     pub kind: String,
+    /// Part of the key because PostgreSQL partitions the table by it (see migration 10).
+    #[sea_orm(primary_key, auto_increment = false)]
     pub occurred_at: TimeDateTimeWithTimeZone,
     pub received_at: TimeDateTimeWithTimeZone,
     pub content_hash: String,

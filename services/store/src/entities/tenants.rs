@@ -9,6 +9,8 @@ pub struct Model {
     pub created_at: TimeDateTimeWithTimeZone,
     /// Hex of the 32-byte key agents pseudonymise insurance identifiers with.
     pub pseudonym_key: Option<String>,
+    /// `medical_record` (5 years) or `billing` (3 years); see onshi_domain::retention.
+    pub retention_basis: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,221 @@
+//! Monthly partitions of the large tables (PostgreSQL only). Created ahead by `onshi partitions ensure`
+//! (run by `onshi migrate` and a monthly CronJob); a month without its partition lands in the table's
+//! DEFAULT partition and is moved into its month when that partition is created, so an insert never fails
+//! for want of a partition. Old partitions are dropped only once empty (`drop_empty_before`): the retention
+//! job deletes rows tenant by tenant, each under its own legal floor, and a month goes when every tenant's
+//! rows have gone.
+//!
+//! Names are `<table>_p<YYYY>_<MM>`; months are JST calendar months.
+
+use sea_orm_migration::prelude::DbErr;
+use sea_orm_migration::sea_orm::{ConnectionTrait, Statement, TransactionSession, TransactionTrait};
+
+pub struct PartitionedTable {
+    pub name: &'static str,
+    /// The partition key.
+    pub key: &'static str,
+    /// Whether the key is a `date` (visits) or a `timestamptz` (raw events): bounds are written so.
+    pub key_is_date: bool,
+    pub primary_key: &'static str,
+    pub indexes: &'static [IndexSpec],
+    pub foreign_keys: &'static [&'static str],
+}
+
+pub struct IndexSpec {
+    pub name: &'static str,
+    pub columns: &'static str,
+    pub unique: bool,
+}
+
+pub const PARTITIONED: &[PartitionedTable] = &[
+    PartitionedTable {
+        name: "raw_events",
+        key: "occurred_at",
+        key_is_date: false,
+        primary_key: "tenant_id, device_id, event_id, occurred_at",
+        indexes: &[IndexSpec {
+            name: "raw_events_tenant_clinic_time",
+            columns: "tenant_id, clinic_id, occurred_at",
+            unique: false,
+        }],
+        foreign_keys: &["(tenant_id) REFERENCES tenants (id)"],
+    },
+    PartitionedTable {
+        name: "visits",
+        key: "visit_date",
+        key_is_date: true,
+        primary_key: "id, visit_date",
+        indexes: &[
+            IndexSpec {
+                name: "visits_tenant_clinic_key",
+                columns: "tenant_id, clinic_id, visit_key, visit_date",
+                unique: true,
+            },
+            IndexSpec { name: "visits_tenant_clinic_date", columns: "tenant_id, clinic_id, visit_date", unique: false },
+        ],
+        foreign_keys: &["(tenant_id) REFERENCES tenants (id)", "(clinic_id) REFERENCES clinics (id)"],
+    },
+];
+
+/// A calendar month, (year, month 1-12).
+pub type Month = (i32, u8);
+
+/// The first month with partitions: the start of the claims the rules engine evaluates.
+pub const FIRST_MONTH: Month = (2022, 10);
+
+pub fn next_month((y, m): Month) -> Month {
+    if m == 12 { (y + 1, 1) } else { (y, m + 1) }
+}
+
+pub fn add_months(mut month: Month, n: u32) -> Month {
+    for _ in 0..n {
+        month = next_month(month);
+    }
+    month
+}
+
+/// The current JST month plus `n`.
+pub fn months_from_now(n: u32) -> Month {
+    let jst = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+9));
+    add_months((jst.year(), u8::from(jst.month())), n)
+}
+
+pub fn partition_name(table: &str, (y, m): Month) -> String {
+    format!("{table}_p{y:04}_{m:02}")
+}
+
+fn bound(table: &PartitionedTable, (y, m): Month) -> String {
+    if table.key_is_date { format!("'{y:04}-{m:02}-01'") } else { format!("'{y:04}-{m:02}-01 00:00:00+09'") }
+}
+
+/// Creates every missing monthly partition of every partitioned table from `from` to `to` inclusive, moving
+/// rows the DEFAULT partition holds for that month into it. Returns the partitions created.
+pub async fn ensure<C>(db: &C, from: Month, to: Month) -> Result<Vec<String>, DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let mut created = Vec::new();
+    for table in PARTITIONED {
+        let mut month = from;
+        while month <= to {
+            let name = partition_name(table.name, month);
+            if !exists(db, &name).await? {
+                create(db, table, month, &name).await?;
+                created.push(name);
+            }
+            month = next_month(month);
+        }
+    }
+    Ok(created)
+}
+
+async fn exists<C: ConnectionTrait>(db: &C, name: &str) -> Result<bool, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT to_regclass($1) IS NOT NULL AS found",
+            [name.into()],
+        ))
+        .await?;
+    Ok(row.map(|r| r.try_get::<bool>("", "found")).transpose()?.unwrap_or(false))
+}
+
+async fn create<C>(db: &C, table: &PartitionedTable, month: Month, name: &str) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
+    let t = table.name;
+    let (lo, hi) = (bound(table, month), bound(table, next_month(month)));
+    let key = table.key;
+    let txn = db.begin().await?;
+    // Attaching scans the default partition under lock; moving its rows for the month first makes the
+    // attach valid, and the whole step is one transaction.
+    txn.execute_unprepared(&format!("CREATE TABLE {name} (LIKE {t} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")).await?;
+    txn.execute_unprepared(&format!(
+        "WITH moved AS (DELETE FROM {t}_default WHERE {key} >= {lo} AND {key} < {hi} RETURNING *) \
+         INSERT INTO {name} SELECT * FROM moved"
+    ))
+    .await?;
+    txn.execute_unprepared(&format!("ALTER TABLE {t} ATTACH PARTITION {name} FOR VALUES FROM ({lo}) TO ({hi})"))
+        .await?;
+    secure(&txn, name).await?;
+    txn.commit().await
+}
+
+/// Closes a partition to the application role. Queries through the parent are checked against the
+/// parent's privileges and policy only, so the partition itself needs neither; but the schema's default
+/// privileges would grant the role every new table, and a partition read directly would bypass the
+/// tenant policy. The policy is repeated on the partition as a second lock.
+pub async fn secure<C: ConnectionTrait>(db: &C, partition: &str) -> Result<(), DbErr> {
+    let app = crate::APP_ROLE;
+    db.execute_unprepared(&format!("REVOKE ALL ON {partition} FROM {app}")).await?;
+    db.execute_unprepared(&format!("ALTER TABLE {partition} ENABLE ROW LEVEL SECURITY")).await?;
+    db.execute_unprepared(&format!("ALTER TABLE {partition} FORCE ROW LEVEL SECURITY")).await?;
+    db.execute_unprepared(&format!(
+        "CREATE POLICY tenant_isolation ON {partition} USING (tenant_id = onshi_current_tenant()) \
+         WITH CHECK (tenant_id = onshi_current_tenant())"
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The monthly partitions that exist, per table, oldest first.
+pub async fn list<C: ConnectionTrait>(db: &C) -> Result<Vec<(String, String)>, DbErr> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT p.relname::text AS parent, c.relname::text AS child FROM pg_inherits i \
+             JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent \
+             WHERE p.relname IN ('raw_events', 'visits') ORDER BY 1, 2",
+        ))
+        .await?;
+    rows.iter().map(|r| Ok((r.try_get("", "parent")?, r.try_get("", "child")?))).collect()
+}
+
+/// Drops monthly partitions before `before` that hold no row. Returns the partitions dropped.
+pub async fn drop_empty_before<C: ConnectionTrait>(db: &C, before: Month) -> Result<Vec<String>, DbErr> {
+    let mut dropped = Vec::new();
+    for (_, child) in list(db).await? {
+        let Some(month) = month_of(&child) else { continue };
+        if month >= before {
+            continue;
+        }
+        let empty = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                format!("SELECT NOT EXISTS (SELECT 1 FROM {child}) AS empty"),
+            ))
+            .await?
+            .map(|r| r.try_get::<bool>("", "empty"))
+            .transpose()?
+            .unwrap_or(false);
+        if empty {
+            db.execute_unprepared(&format!("DROP TABLE {child}")).await?;
+            dropped.push(child);
+        }
+    }
+    Ok(dropped)
+}
+
+/// The month of a partition name (`visits_p2026_11`), or None for the default partition.
+pub fn month_of(name: &str) -> Option<Month> {
+    let (_, suffix) = name.rsplit_once("_p")?;
+    let (y, m) = suffix.split_once('_')?;
+    Some((y.parse().ok()?, m.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_and_names() {
+        assert_eq!(next_month((2026, 12)), (2027, 1));
+        assert_eq!(add_months((2022, 10), 15), (2024, 1));
+        assert_eq!(partition_name("visits", (2026, 6)), "visits_p2026_06");
+        assert_eq!(month_of("raw_events_p2026_06"), Some((2026, 6)));
+        assert_eq!(month_of("raw_events_default"), None);
+        assert_eq!(bound(&PARTITIONED[0], (2026, 6)), "'2026-06-01 00:00:00+09'");
+        assert_eq!(bound(&PARTITIONED[1], (2026, 6)), "'2026-06-01'");
+    }
+}

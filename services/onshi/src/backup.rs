@@ -1,0 +1,397 @@
+//! `onshi backup` and `onshi restore`: a consistent copy of the database and the object store, and a
+//! restore that proves itself.
+//!
+//! A backup is a folder:
+//! - `manifest.json`: when, from which backend and schema version, and for every table its row count and a
+//!   checksum of its rows, and for every object its SHA-256;
+//! - `database.pgdump` (PostgreSQL, `pg_dump --format=custom`) or `database.sqlite3` (SQLite, `VACUUM INTO`);
+//! - `objects/<key>`: every object of the store.
+//!
+//! On PostgreSQL the dump and the checksums read the same snapshot: the checksums run in a REPEATABLE READ
+//! transaction that exports its snapshot, and `pg_dump --snapshot` uses it. The restore refuses a target
+//! that already holds tables, loads the dump, copies the objects, then recomputes every checksum and
+//! compares it with the manifest; any difference fails the command. Run both with the schema owner's
+//! connection (`database_migration_url`), which must bypass row-level security to see every tenant.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use onshi_config::Config;
+use onshi_objects::ObjectBackend;
+use onshi_store::Store;
+use sea_orm::{AccessMode, ConnectionTrait, DatabaseBackend, IsolationLevel, Statement, TransactionTrait};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub const MANIFEST: &str = "manifest.json";
+const PG_DUMP_FILE: &str = "database.pgdump";
+const SQLITE_FILE: &str = "database.sqlite3";
+const FORMAT: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("database: {0}")]
+    Store(#[from] onshi_store::StoreError),
+    #[error("object store: {0}")]
+    Objects(#[from] onshi_objects::ObjectError),
+    #[error("{tool} failed ({status}): {stderr}")]
+    Tool { tool: &'static str, status: String, stderr: String },
+    #[error("{tool} could not be started (is it installed and on PATH?): {source}")]
+    ToolMissing { tool: &'static str, source: std::io::Error },
+    #[error("{path}: not a backup of a supported format: {reason}")]
+    Manifest { path: PathBuf, reason: String },
+    #[error("the backup is of a {backup} database but the target is {target}")]
+    BackendMismatch { backup: String, target: String },
+    #[error("the target database already holds {tables} table(s); restore into a fresh, empty database")]
+    TargetNotEmpty { tables: i64 },
+    #[error("the target object store already holds {objects} object(s); restore into an empty bucket or folder")]
+    ObjectsNotEmpty { objects: usize },
+    #[error("{dir}: already exists and is not empty; back up into a new folder")]
+    OutputNotEmpty { dir: PathBuf },
+    #[error("object {key}: the backup copy does not match its checksum")]
+    ObjectCorrupt { key: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io { path: path.to_owned(), source }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TableSum {
+    pub rows: i64,
+    /// `md5:` (PostgreSQL: MD5 over the sorted MD5s of the rows' text) or `sha256:` (SQLite: the same with
+    /// SHA-256 over each row's quoted values). Compared only with a sum from the same backend.
+    pub checksum: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub created_at: String,
+    pub database: String,
+    pub schema_version: Option<String>,
+    pub tables: BTreeMap<String, TableSum>,
+    /// Object key → SHA-256 (hex).
+    pub objects: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RestoreReport {
+    pub tables: usize,
+    pub rows: i64,
+    pub objects: usize,
+    /// Tables whose count or checksum differs from the manifest, with both values.
+    pub mismatches: Vec<String>,
+}
+
+impl RestoreReport {
+    pub fn verified(&self) -> bool {
+        self.mismatches.is_empty()
+    }
+}
+
+/// Writes a backup of the configured database and object store into `dir` (created; must be empty).
+pub async fn backup(config: &Config, dir: &Path) -> Result<Manifest, BackupError> {
+    if dir.exists() && std::fs::read_dir(dir).map_err(io(dir))?.next().is_some() {
+        return Err(BackupError::OutputNotEmpty { dir: dir.to_owned() });
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let url = config.effective_migration_url();
+    let store = Store::connect(url.expose_secret(), 4).await?;
+    let db = store.connection();
+    let (database, tables) = match store.backend() {
+        DatabaseBackend::Postgres => {
+            let txn = db.begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly)).await?;
+            let snapshot: String = txn
+                .query_one_raw(Statement::from_string(DatabaseBackend::Postgres, "SELECT pg_export_snapshot() AS s"))
+                .await?
+                .map(|r| r.try_get("", "s"))
+                .transpose()?
+                .unwrap_or_default();
+            let file = dir.join(PG_DUMP_FILE);
+            let dump = tokio::process::Command::new("pg_dump")
+                .arg("--format=custom")
+                .arg(format!("--snapshot={snapshot}"))
+                .arg(format!("--file={}", file.display()))
+                .arg(format!("--dbname={}", url.expose_secret()))
+                .output();
+            // The dump and the sums run side by side on the same snapshot; the transaction stays open until
+            // both are done, which keeps the snapshot importable.
+            let (dump, sums) = tokio::join!(dump, table_sums(&txn));
+            let dump = dump.map_err(|source| BackupError::ToolMissing { tool: "pg_dump", source })?;
+            if !dump.status.success() {
+                return Err(BackupError::Tool {
+                    tool: "pg_dump",
+                    status: dump.status.to_string(),
+                    stderr: String::from_utf8_lossy(&dump.stderr).trim().to_owned(),
+                });
+            }
+            let sums = sums?;
+            txn.commit().await?;
+            ("postgres", sums)
+        }
+        _ => {
+            let file = dir.join(SQLITE_FILE);
+            db.execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Sqlite,
+                "VACUUM INTO $1",
+                [file.display().to_string().into()],
+            ))
+            .await?;
+            // Sums of the copy itself: VACUUM INTO is one consistent read, so the copy is the snapshot.
+            // Opened read-only and without the store's pragmas, so the copy stays byte for byte as written.
+            let copy = sea_orm::Database::connect(format!("sqlite://{}?mode=ro", file.display())).await?;
+            let sums = table_sums(&copy).await?;
+            copy.close().await?;
+            ("sqlite", sums)
+        }
+    };
+    let schema_version = schema_version(db).await?;
+
+    let objects = crate::startup::object_store(config).await.map_err(|e| match e {
+        crate::startup::StartupError::Objects(o) => BackupError::Objects(o),
+        other => BackupError::Manifest { path: dir.to_owned(), reason: other.to_string() },
+    })?;
+    let mut object_sums = BTreeMap::new();
+    for key in objects.list("").await? {
+        let Some(bytes) = objects.get(&key).await? else { continue }; // removed while we listed
+        let path = dir.join("objects").join(&key);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        std::fs::write(&path, &bytes).map_err(io(&path))?;
+        object_sums.insert(key, hex::encode(Sha256::digest(&bytes)));
+    }
+
+    let manifest = Manifest {
+        format: FORMAT,
+        created_at: time::OffsetDateTime::now_utc().to_string(),
+        database: database.to_owned(),
+        schema_version,
+        tables,
+        objects: object_sums,
+    };
+    let path = dir.join(MANIFEST);
+    let json = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| BackupError::Manifest { path: path.clone(), reason: e.to_string() })?;
+    std::fs::write(&path, json).map_err(io(&path))?;
+    db.clone().close().await?;
+    Ok(manifest)
+}
+
+pub fn read_manifest(dir: &Path) -> Result<Manifest, BackupError> {
+    let path = dir.join(MANIFEST);
+    let bytes = std::fs::read(&path).map_err(io(&path))?;
+    let manifest: Manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| BackupError::Manifest { path: path.clone(), reason: e.to_string() })?;
+    if manifest.format != FORMAT {
+        return Err(BackupError::Manifest { path, reason: format!("format {} (expected {FORMAT})", manifest.format) });
+    }
+    Ok(manifest)
+}
+
+/// Restores the backup in `dir` into the configured (empty) database and object store, then verifies it.
+pub async fn restore(config: &Config, dir: &Path) -> Result<RestoreReport, BackupError> {
+    let manifest = read_manifest(dir)?;
+    let target = if config.modes().postgres { "postgres" } else { "sqlite" };
+    if manifest.database != target {
+        return Err(BackupError::BackendMismatch { backup: manifest.database.clone(), target: target.to_owned() });
+    }
+    let objects = crate::startup::object_store(config).await.map_err(|e| match e {
+        crate::startup::StartupError::Objects(o) => BackupError::Objects(o),
+        other => BackupError::Manifest { path: dir.to_owned(), reason: other.to_string() },
+    })?;
+    let existing = objects.list("").await?.len();
+    if existing > 0 {
+        return Err(BackupError::ObjectsNotEmpty { objects: existing });
+    }
+
+    let url = config.effective_migration_url();
+    if target == "postgres" {
+        let store = Store::connect(url.expose_secret(), 2).await?;
+        let tables = count_tables(store.connection()).await?;
+        store.connection().clone().close().await?;
+        if tables > 0 {
+            return Err(BackupError::TargetNotEmpty { tables });
+        }
+        let file = dir.join(PG_DUMP_FILE);
+        let out = tokio::process::Command::new("pg_restore")
+            .args(["--no-owner", "--exit-on-error", "--single-transaction"])
+            .arg(format!("--dbname={}", url.expose_secret()))
+            .arg(&file)
+            .output()
+            .await
+            .map_err(|source| BackupError::ToolMissing { tool: "pg_restore", source })?;
+        if !out.status.success() {
+            return Err(BackupError::Tool {
+                tool: "pg_restore",
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+    } else {
+        let path = sqlite_path(config);
+        if path.exists() {
+            let store = Store::connect(url.expose_secret(), 1).await?;
+            let tables = count_tables(store.connection()).await?;
+            store.connection().clone().close().await?;
+            if tables > 0 {
+                return Err(BackupError::TargetNotEmpty { tables });
+            }
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let source = dir.join(SQLITE_FILE);
+        std::fs::copy(&source, &path).map_err(io(&source))?;
+    }
+
+    for (key, sum) in &manifest.objects {
+        let path = dir.join("objects").join(key);
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        if hex::encode(Sha256::digest(&bytes)) != *sum {
+            return Err(BackupError::ObjectCorrupt { key: key.clone() });
+        }
+        objects.put(key, bytes, "application/octet-stream").await?;
+    }
+
+    // Verify what is now in the target, not what was copied.
+    let store = Store::connect(url.expose_secret(), 2).await?;
+    let restored = table_sums(store.connection()).await?;
+    let mut mismatches = Vec::new();
+    for (table, expected) in &manifest.tables {
+        match restored.get(table) {
+            Some(found) if found == expected => {}
+            Some(found) => mismatches.push(format!(
+                "{table}: backup {} rows {}, restored {} rows {}",
+                expected.rows, expected.checksum, found.rows, found.checksum
+            )),
+            None => mismatches.push(format!("{table}: missing after restore")),
+        }
+    }
+    for table in restored.keys().filter(|t| !manifest.tables.contains_key(*t)) {
+        mismatches.push(format!("{table}: not in the backup"));
+    }
+    for (key, sum) in &manifest.objects {
+        match objects.get(key).await? {
+            Some(bytes) if hex::encode(Sha256::digest(&bytes)) == *sum => {}
+            _ => mismatches.push(format!("object {key}: missing or different after restore")),
+        }
+    }
+    store.connection().clone().close().await?;
+    Ok(RestoreReport {
+        tables: restored.len(),
+        rows: restored.values().map(|t| t.rows).sum(),
+        objects: manifest.objects.len(),
+        mismatches,
+    })
+}
+
+/// The SQLite file the configuration points at.
+fn sqlite_path(config: &Config) -> PathBuf {
+    match &config.database_url {
+        Some(url) => {
+            let url = url.expose_secret();
+            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            PathBuf::from(path.split('?').next().unwrap_or(path))
+        }
+        None => config.data_dir.join("onshi.db"),
+    }
+}
+
+async fn count_tables<C: ConnectionTrait>(db: &C) -> Result<i64, BackupError> {
+    let sql = match db.get_database_backend() {
+        DatabaseBackend::Postgres => "SELECT count(*)::bigint AS n FROM pg_tables WHERE schemaname = 'public'",
+        _ => "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+    };
+    let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await?;
+    Ok(row.map(|r| r.try_get::<i64>("", "n")).transpose()?.unwrap_or(0))
+}
+
+async fn schema_version<C: ConnectionTrait>(db: &C) -> Result<Option<String>, BackupError> {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT max(version) AS v FROM seaql_migrations",
+        ))
+        .await?;
+    Ok(row.and_then(|r| r.try_get::<Option<String>>("", "v").ok().flatten()))
+}
+
+/// Row count and checksum of every table (on PostgreSQL, partitioned tables as a whole).
+pub async fn table_sums<C: ConnectionTrait>(db: &C) -> Result<BTreeMap<String, TableSum>, BackupError> {
+    let backend = db.get_database_backend();
+    let list = match backend {
+        DatabaseBackend::Postgres => {
+            "SELECT c.relname::text AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1"
+        }
+        _ => "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1",
+    };
+    let names: Vec<String> = db
+        .query_all_raw(Statement::from_string(backend, list))
+        .await?
+        .iter()
+        .map(|r| r.try_get("", "name"))
+        .collect::<Result<_, _>>()?;
+    let mut sums = BTreeMap::new();
+    for name in names {
+        let sum = match backend {
+            DatabaseBackend::Postgres => {
+                let row = db
+                    .query_one_raw(Statement::from_string(
+                        backend,
+                        format!(
+                            "SELECT count(*)::bigint AS n, \
+                             coalesce(md5(string_agg(md5(t::text), '' ORDER BY md5(t::text))), '') AS sum \
+                             FROM \"{name}\" t"
+                        ),
+                    ))
+                    .await?;
+                let (rows, sum) = match row {
+                    Some(r) => (r.try_get::<i64>("", "n")?, r.try_get::<String>("", "sum")?),
+                    None => (0, String::new()),
+                };
+                TableSum { rows, checksum: format!("md5:{sum}") }
+            }
+            _ => sqlite_sum(db, &name).await?,
+        };
+        sums.insert(name, sum);
+    }
+    Ok(sums)
+}
+
+async fn sqlite_sum<C: ConnectionTrait>(db: &C, table: &str) -> Result<TableSum, BackupError> {
+    let backend = DatabaseBackend::Sqlite;
+    let columns: Vec<String> = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT name FROM pragma_table_info($1) ORDER BY cid",
+            [table.into()],
+        ))
+        .await?
+        .iter()
+        .map(|r| r.try_get("", "name"))
+        .collect::<Result<_, _>>()?;
+    let expr = columns.iter().map(|c| format!("quote(\"{c}\")")).collect::<Vec<_>>().join(" || '|' || ");
+    let rows =
+        db.query_all_raw(Statement::from_string(backend, format!("SELECT {expr} AS r FROM \"{table}\""))).await?;
+    let mut hashes: Vec<[u8; 32]> = rows
+        .iter()
+        .map(|r| r.try_get::<String>("", "r").map(|text| Sha256::digest(text.as_bytes()).into()))
+        .collect::<Result<_, _>>()?;
+    hashes.sort_unstable();
+    let mut all = Sha256::new();
+    for h in &hashes {
+        all.update(h);
+    }
+    Ok(TableSum {
+        rows: i64::try_from(hashes.len()).unwrap_or(i64::MAX),
+        checksum: format!("sha256:{}", hex::encode(all.finalize())),
+    })
+}

@@ -1,0 +1,66 @@
+//! `onshi maintain`: the periodic database chores, run by a CronJob (or by hand) with the schema owner's
+//! connection (`database_migration_url`), never by the request path:
+//! 1. create the monthly partitions for the months ahead (PostgreSQL);
+//! 2. remove visit records past each tenant's legal floor, audited per tenant (see onshi_store::Purge);
+//! 3. drop monthly partitions older than the shortest floor once the purge has emptied them.
+//!
+//! Every step is idempotent, so a failed run is simply run again.
+
+use onshi_config::Config;
+use onshi_store::{Purge, Store};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct MaintenanceReport {
+    pub partitions_created: Vec<String>,
+    pub purges: Vec<Purge>,
+    pub partitions_dropped: Vec<String>,
+}
+
+/// Runs the chores as of today (JST). `months_ahead` partitions are kept ready beyond the current month.
+pub async fn maintain(
+    config: &Config,
+    months_ahead: u32,
+    dry_run: bool,
+) -> Result<MaintenanceReport, Box<dyn std::error::Error>> {
+    let store = Store::connect(config.effective_migration_url().expose_secret(), 2).await?;
+    let today = onshi_domain::jst::date_of(time::OffsetDateTime::now_utc());
+    run(&store, today, months_ahead, dry_run).await
+}
+
+pub async fn run(
+    store: &Store,
+    today: time::Date,
+    months_ahead: u32,
+    dry_run: bool,
+) -> Result<MaintenanceReport, Box<dyn std::error::Error>> {
+    use onshi_migrations::partitions;
+    let postgres = store.backend() == sea_orm::DatabaseBackend::Postgres;
+    let db = store.connection();
+    let partitions_created = if postgres && !dry_run {
+        let current = (today.year(), u8::from(today.month()));
+        partitions::ensure(db, current, partitions::add_months(current, months_ahead)).await?
+    } else {
+        Vec::new()
+    };
+    let purges = store.purge_expired(today, dry_run).await?;
+    for purge in &purges {
+        tracing::info!(
+            tenant = %purge.tenant,
+            basis = purge.basis,
+            keep_from = %purge.keep_from,
+            visits = purge.visits,
+            raw_events = purge.raw_events,
+            dry_run,
+            "retention"
+        );
+    }
+    let partitions_dropped = if postgres && !dry_run {
+        let floor = onshi_domain::retention::shortest_keep_from(today);
+        partitions::drop_empty_before(db, (floor.year(), u8::from(floor.month()))).await?
+    } else {
+        Vec::new()
+    };
+    Ok(MaintenanceReport { partitions_created, purges, partitions_dropped })
+}

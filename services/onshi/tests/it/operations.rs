@@ -1,0 +1,329 @@
+//! Running it in production: metrics and readiness, retention and monthly partitions, and the backup and
+//! restore drill.
+
+use std::collections::BTreeSet;
+
+use onshi::backup::{self, BackupError};
+use onshi_domain::{RetentionBasis, jst};
+use onshi_objects::ObjectBackend;
+use onshi_store::{AuditFilter, Store, TenantScope};
+use sea_orm::{ConnectionTrait, Database, Statement};
+use secrecy::{ExposeSecret, SecretString};
+use time::OffsetDateTime;
+
+use crate::both_modes;
+use crate::helpers::*;
+
+/// The owner's connection (the one operators' commands use).
+async fn owner(app: &TestApp) -> Store {
+    Store::connect(app.config.effective_migration_url().expose_secret(), 2).await.unwrap()
+}
+
+async fn count(store: &Store, sql: &str) -> i64 {
+    let db = store.connection();
+    let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap().unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+/// Waits until the worker has stored `n` qualification events (each test app has a database of its own).
+async fn events_applied(app: &TestApp, n: usize) {
+    let store = owner(app).await;
+    eventually(WAIT, "events applied", || async {
+        usize::try_from(count(&store, "SELECT count(*) FROM raw_events").await).unwrap_or(0) >= n
+    })
+    .await;
+    store.connection().clone().close().await.ok();
+}
+
+fn qualifications(events: &[onshi_domain::AgentEvent]) -> usize {
+    events.iter().filter(|e| matches!(e.payload, onshi_domain::EventPayload::Qualification(_))).count()
+}
+
+both_modes!(metrics_and_readiness_describe_the_process_without_personal_data, |app| {
+    let events = app.receptions(0, 30, 11);
+    assert_eq!(app.post_events(0, &events).await.status(), 202);
+    events_applied(app, qualifications(&events)).await;
+
+    let text = app.client.get(format!("{}/metrics", app.base_url())).send().await.unwrap().text().await.unwrap();
+    for family in [
+        "onshi_http_request_duration_seconds_bucket",
+        "onshi_ingest_events_total",
+        "onshi_ingest_batches_total",
+        "onshi_worker_batches_total",
+        "onshi_worker_lag_seconds_bucket",
+        "onshi_agent_heartbeats_total",
+        "onshi_queue_messages{queue=\"main\"}",
+        "onshi_queue_messages{queue=\"dead_letter\"}",
+        "onshi_agents{state=\"reporting\"}",
+        "onshi_up{dependency=\"database\"} 1",
+    ] {
+        assert!(text.contains(family), "{family} missing from /metrics:\n{text}");
+    }
+    assert!(text.contains("route=\"/api/v1/events\""), "ingest latency is labelled by route pattern");
+
+    // Every label value is one of a fixed vocabulary or a route pattern: no id, code or patient reference.
+    let allowed: BTreeSet<&str> = [
+        "GET",
+        "POST",
+        "PUT",
+        "PATCH",
+        "DELETE",
+        "HEAD",
+        "OPTIONS",
+        "OTHER",
+        "accepted",
+        "rejected",
+        "duplicate",
+        "new",
+        "applied",
+        "retried",
+        "dead_lettered",
+        "main",
+        "dead_letter",
+        "reporting",
+        "silent",
+        "database",
+        "queue",
+        "cache",
+        "objects",
+        "unmatched",
+    ]
+    .into();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(labels) = line.split_once('{').and_then(|(_, rest)| rest.split_once('}')).map(|(l, _)| l) else {
+            continue;
+        };
+        for pair in labels.split("\",") {
+            let (name, value) = pair.split_once("=\"").unwrap();
+            let value = value.trim_end_matches('"');
+            let ok = match name {
+                "route" => value.starts_with('/') || value == "unmatched",
+                "status" => value.len() == 3 && value.chars().all(|c| c.is_ascii_digit()),
+                "le" => true,
+                _ => allowed.contains(value),
+            };
+            assert!(ok, "label {name}={value:?} is not from the fixed vocabulary: {line}");
+        }
+    }
+    for id in [app.tenant.to_string(), app.clinics[0].clinic.id.to_string(), app.clinics[0].device.to_string()] {
+        assert!(!text.contains(&id), "{id} appears in /metrics");
+    }
+    assert!(!text.contains(app.clinics[0].clinic.code.as_str()));
+
+    // Readiness names each dependency it checked.
+    let ready: serde_json::Value =
+        app.client.get(format!("{}/readyz", app.base_url())).send().await.unwrap().json().await.unwrap();
+    for dependency in ["database", "queue", "cache", "objects"] {
+        assert_eq!(ready["checks"][dependency], true, "{ready}");
+    }
+    assert_eq!(ready["status"], "ready");
+});
+
+both_modes!(
+    metrics_require_the_token_when_one_is_configured,
+    |config| {
+        config.metrics_token = Some(SecretString::from("scrape-me"));
+    },
+    |app| {
+        let url = format!("{}/metrics", app.base_url());
+        let anonymous = app.client.get(&url).send().await.unwrap();
+        assert_eq!(anonymous.status(), 401);
+        let body: serde_json::Value = anonymous.json().await.unwrap();
+        assert_eq!(body["error"], "unauthorized");
+        assert_eq!(app.client.get(&url).bearer_auth("wrong").send().await.unwrap().status(), 401);
+        let scraped = app.client.get(&url).bearer_auth("scrape-me").send().await.unwrap();
+        assert_eq!(scraped.status(), 200);
+        assert!(scraped.text().await.unwrap().contains("onshi_up"));
+        // Probes stay open: kubelets carry no token.
+        assert_eq!(app.client.get(format!("{}/readyz", app.base_url())).send().await.unwrap().status(), 200);
+    }
+);
+
+both_modes!(retention_keeps_every_record_until_its_floor_and_audits_what_it_removes, |app| {
+    let now = OffsetDateTime::now_utc();
+    let today = jst::date_of(now);
+    let months_ago = |months: i64| now - time::Duration::days(months * 365 / 12);
+    // Receptions about 5 years 5 months, 3 years 4 months and 2 years ago, and today: past the 5-year floor,
+    // past only the 3-year floor, and inside both. (The API refuses anything before 2021.)
+    let mut sent = 0;
+    for (seed, at) in [(1, months_ago(65)), (2, months_ago(40)), (3, months_ago(24)), (4, now)] {
+        let mut factory = app.factory(0, seed);
+        // One event that makes a visit (the factory also makes bulk checks, which do not).
+        let event = std::iter::repeat_with(|| factory.reception(at))
+            .find(|e| reception_count(std::slice::from_ref(e)) == 1)
+            .unwrap();
+        let events = vec![event];
+        sent += qualifications(&events);
+        assert_eq!(app.post_events(0, &events).await.status(), 202);
+    }
+    events_applied(app, sent).await;
+    let store = owner(app).await;
+    let visits_before = |date: time::Date| format!("SELECT count(*) FROM visits WHERE visit_date < '{date}'");
+    let total = "SELECT count(*) FROM visits".to_owned();
+    let all_before = count(&store, &total).await;
+
+    // Default basis: part of the 診療録, 5 years. Only the 6-year-old record goes.
+    assert_eq!(app.store().retention_basis().await.unwrap(), RetentionBasis::MedicalRecord);
+    let report = onshi::maintenance::run(&store, today, 3, false).await.unwrap();
+    let mine = report.purges.iter().find(|p| p.tenant == app.tenant).unwrap();
+    assert_eq!(mine.keep_from, RetentionBasis::MedicalRecord.keep_from(today));
+    assert!(mine.visits >= 1 && mine.raw_events >= 1, "{mine:?}");
+    assert_eq!(count(&store, &visits_before(RetentionBasis::MedicalRecord.keep_from(today))).await, 0);
+    assert_eq!(count(&store, &total).await, all_before - i64::try_from(mine.visits).unwrap());
+    assert!(count(&store, &visits_before(RetentionBasis::Billing.keep_from(today))).await >= 1, "4-year-old kept");
+
+    // The tenant says visit logs are billing records only: 3 years. A dry run reports and changes nothing.
+    let actor =
+        onshi_store::AuditEntry::new(None, "test", "retention.basis", "tenant", onshi_store::AuditResult::Success);
+    app.store().set_retention_basis(RetentionBasis::Billing, &actor).await.unwrap();
+    let dry = onshi::maintenance::run(&store, today, 3, true).await.unwrap();
+    let dry = dry.purges.iter().find(|p| p.tenant == app.tenant).unwrap().clone();
+    assert!(dry.dry_run && dry.visits >= 1, "{dry:?}");
+    assert!(count(&store, &visits_before(RetentionBasis::Billing.keep_from(today))).await >= 1);
+    let report = onshi::maintenance::run(&store, today, 3, false).await.unwrap();
+    let mine = report.purges.iter().find(|p| p.tenant == app.tenant).unwrap();
+    assert_eq!(mine.visits, dry.visits);
+    assert_eq!(count(&store, &visits_before(RetentionBasis::Billing.keep_from(today))).await, 0);
+    assert!(count(&store, &total).await >= 2, "the 2-year-old and today's visits stay");
+
+    // Each purge is in the tenant's audit chain with its counts, and the chain still verifies.
+    let audit = app
+        .store()
+        .audit_entries(&AuditFilter { action_prefix: Some("retention.purge".into()), limit: 100, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 2, "one entry per purge that removed something");
+    assert!(audit.iter().all(|e| e.details.contains("\"visits\"")));
+    assert!(store.verify_audit().await.unwrap().problems.is_empty());
+
+    if app.mode == Mode::Full {
+        use onshi_migrations::partitions;
+        let list = partitions::list(store.connection()).await.unwrap();
+        let names: BTreeSet<String> = list.iter().map(|(_, child)| child.clone()).collect();
+        // Months ahead are ready, old empty months were dropped, a default partition remains.
+        let ahead = partitions::add_months(partitions::months_from_now(0), 3);
+        assert!(names.contains(&partitions::partition_name("visits", ahead)));
+        assert!(names.contains(&partitions::partition_name("raw_events", ahead)));
+        assert!(!names.contains(&partitions::partition_name("visits", partitions::FIRST_MONTH)));
+        assert!(names.contains("visits_default"));
+
+        // A row for a month without its partition lands in the default partition and moves when the month
+        // is created.
+        let old = months_ago(40);
+        let month = (old.year(), u8::from(jst::date_of(old).month()));
+        assert!(!names.contains(&partitions::partition_name("visits", month)), "emptied month was dropped");
+        let mut factory = app.factory(0, 9);
+        let event = std::iter::repeat_with(|| factory.reception(old))
+            .find(|e| reception_count(std::slice::from_ref(e)) == 1)
+            .unwrap();
+        assert_eq!(app.post_events(0, &[event]).await.status(), 202);
+        eventually(WAIT, "late visit stored", || async {
+            count(&store, "SELECT count(*) FROM visits_default").await >= 1
+        })
+        .await;
+        let n = count(&store, "SELECT count(*) FROM visits_default").await;
+        let created = partitions::ensure(store.connection(), month, month).await.unwrap();
+        assert_eq!(created.len(), 2, "{created:?}");
+        assert_eq!(count(&store, "SELECT count(*) FROM visits_default").await, 0);
+        assert_eq!(
+            count(&store, &format!("SELECT count(*) FROM {}", partitions::partition_name("visits", month))).await,
+            n
+        );
+    }
+    store.connection().clone().close().await.ok();
+});
+
+/// A fresh, empty target for a restore: a new database (full) or data folder (embedded), and a new bucket.
+struct Target {
+    config: onshi_config::Config,
+    database: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+async fn fresh_target(app: &TestApp) -> Target {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = app.config.clone();
+    config.data_dir = dir.path().to_owned();
+    let mut database = None;
+    if app.mode == Mode::Full {
+        let admin_url = std::env::var("ONSHI_TEST_DATABASE_URL").unwrap();
+        let name = format!("onshi_restore_{}", uuid::Uuid::new_v4().simple());
+        let admin = Database::connect(&admin_url).await.unwrap();
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
+        admin.close().await.ok();
+        let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
+        let owner_url = format!("{base}/{name}");
+        config.database_url = Some(SecretString::from(app_role_url(&owner_url)));
+        config.database_migration_url = Some(SecretString::from(owner_url));
+        config.s3_bucket = format!("onshi-restore-{}", uuid::Uuid::new_v4().simple());
+        database = Some(name);
+    } else {
+        config.database_url = None;
+        config.database_migration_url = None;
+    }
+    Target { config, database, _dir: dir }
+}
+
+async fn drop_target(target: Target) {
+    if let onshi_objects::ObjectStore::S3(s3) = onshi::startup::object_store(&target.config).await.unwrap() {
+        s3.destroy_bucket().await.ok();
+    }
+    if let Some(name) = target.database {
+        let admin = Database::connect(&std::env::var("ONSHI_TEST_DATABASE_URL").unwrap()).await.unwrap();
+        admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok();
+    }
+}
+
+both_modes!(a_backup_restores_into_a_fresh_database_and_store_with_equal_checksums, |app| {
+    let events = app.receptions(1, 40, 21);
+    assert_eq!(app.post_events(1, &events).await.status(), 202);
+    events_applied(app, qualifications(&events)).await;
+    let objects = app.adapters().objects.clone();
+    eventually(WAIT, "raw batch archived", || async { !objects.list("raw/").await.unwrap().is_empty() }).await;
+    let actor =
+        onshi_store::AuditEntry::new(None, "test", "retention.basis", "tenant", onshi_store::AuditResult::Success);
+    app.store().set_retention_basis(RetentionBasis::Billing, &actor).await.unwrap();
+
+    let folder = tempfile::tempdir().unwrap();
+    let out = folder.path().join("backup");
+    let manifest = backup::backup(&app.config, &out).await.unwrap();
+    assert!(manifest.tables["visits"].rows >= 1);
+    assert_eq!(manifest.tables["raw_events"].rows, i64::try_from(qualifications(&events)).unwrap());
+    assert!(manifest.tables["audit_log"].rows >= 1);
+    assert!(!manifest.objects.is_empty());
+    // A second backup into the same folder is refused rather than mixed.
+    assert!(matches!(backup::backup(&app.config, &out).await, Err(BackupError::OutputNotEmpty { .. })));
+
+    let target = fresh_target(app).await;
+    let report = backup::restore(&target.config, &out).await.unwrap();
+    assert!(report.verified(), "{:?}", report.mismatches);
+    assert_eq!(report.tables, manifest.tables.len());
+    assert_eq!(report.rows, manifest.tables.values().map(|t| t.rows).sum::<i64>());
+    assert_eq!(report.objects, manifest.objects.len());
+
+    // The restored copy is a working database: the audit chains verify and the tenant's data is there
+    // for the application role.
+    let restored = Store::connect(target.config.effective_migration_url().expose_secret(), 2).await.unwrap();
+    assert!(restored.verify_audit().await.unwrap().problems.is_empty());
+    restored.connection().clone().close().await.ok();
+    let as_app = Store::connect(target.config.effective_database_url().expose_secret(), 2).await.unwrap();
+    let tenant = as_app.tenant(TenantScope::verified(app.tenant));
+    assert_eq!(tenant.retention_basis().await.unwrap(), RetentionBasis::Billing);
+    assert!(!tenant.recent_visits(app.clinics[1].clinic.id, 5).await.unwrap().is_empty());
+    as_app.connection().clone().close().await.ok();
+
+    // A second restore into the now full target is refused, and nothing in it changes.
+    assert!(matches!(
+        backup::restore(&target.config, &out).await,
+        Err(BackupError::TargetNotEmpty { .. } | BackupError::ObjectsNotEmpty { .. })
+    ));
+    drop_target(target).await;
+
+    // A damaged backup is caught before anything is written.
+    let key = manifest.objects.keys().next().unwrap();
+    std::fs::write(out.join("objects").join(key), b"bit rot").unwrap();
+    let target = fresh_target(app).await;
+    let err = backup::restore(&target.config, &out).await.expect_err("corrupt object must fail the restore");
+    assert!(matches!(err, BackupError::ObjectCorrupt { .. }), "{err}");
+    drop_target(target).await;
+});

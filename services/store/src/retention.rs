@@ -1,0 +1,162 @@
+//! Removing visit records past their legal floor (see onshi_domain::retention), tenant by tenant.
+//!
+//! One transaction per tenant removes, for whole months before the tenant's `keep_from`: visits, the raw
+//! events they came from, the per-month patient sets the dashboards use, and billing reviews of those
+//! months; and appends one `retention.purge` entry with the counts to the tenant's audit chain, so what was
+//! removed, when and why is itself kept. Rollup counters (no patient in them) stay for the long-term
+//! dashboards. Archived raw batches in the object store expire by the bucket's lifecycle rule
+//! (docs/operations.md), which is set to the longest floor.
+
+use onshi_domain::{RetentionBasis, TenantId, jst};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter};
+use serde::Serialize;
+use time::{Date, OffsetDateTime, PrimitiveDateTime, Time};
+
+use crate::audit::{AuditEntry, AuditResult, append};
+use crate::entities::{billing_reviews, monthly_patients, raw_events, tenants, visits};
+use crate::{Store, StoreError, TenantStore};
+
+/// What a purge removed (or, in a dry run, would remove) for one tenant.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Purge {
+    pub tenant: TenantId,
+    pub basis: &'static str,
+    /// Records dated before this day were removed.
+    pub keep_from: Date,
+    pub visits: u64,
+    pub raw_events: u64,
+    pub monthly_patients: u64,
+    pub billing_reviews: u64,
+    pub dry_run: bool,
+}
+
+impl Store {
+    /// Every tenant's id. Needs a connection that row-level security does not restrict to one tenant
+    /// (the schema owner's, `database_migration_url`): as the application role the list is empty.
+    pub async fn tenant_ids(&self) -> Result<Vec<TenantId>, StoreError> {
+        let rows = tenants::Entity::find().all(&self.db).await?;
+        Ok(rows.into_iter().map(|t| TenantId::from_uuid(t.id)).collect())
+    }
+
+    /// Runs the retention purge for every tenant, as of `today` (JST).
+    pub async fn purge_expired(&self, today: Date, dry_run: bool) -> Result<Vec<Purge>, StoreError> {
+        let mut out = Vec::new();
+        for tenant in self.tenant_ids().await? {
+            let store = self.tenant(crate::TenantScope::verified(tenant));
+            out.push(store.purge_expired(today, dry_run).await?);
+        }
+        Ok(out)
+    }
+}
+
+impl TenantStore<'_> {
+    pub async fn retention_basis(&self) -> Result<RetentionBasis, StoreError> {
+        let txn = self.read().await?;
+        let row = tenants::Entity::find_by_id(self.tenant_uuid()).one(&txn).await?;
+        txn.commit().await?;
+        let row = row.ok_or(StoreError::NotFound { what: "tenant" })?;
+        RetentionBasis::parse(&row.retention_basis)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown retention basis {}", row.retention_basis)))
+    }
+
+    /// Records the tenant's answer, audited with the actor.
+    pub async fn set_retention_basis(&self, basis: RetentionBasis, actor: &AuditEntry) -> Result<(), StoreError> {
+        let txn = self.write().await?;
+        let row = tenants::Entity::find_by_id(self.tenant_uuid())
+            .one(&txn)
+            .await?
+            .ok_or(StoreError::NotFound { what: "tenant" })?;
+        let before = row.retention_basis.clone();
+        let mut active = row.into_active_model();
+        active.retention_basis = Set(basis.as_str().to_owned());
+        active.update(&txn).await?;
+        let mut entry = actor.clone();
+        entry.details = serde_json::json!({ "from": before, "to": basis.as_str() });
+        append(&txn, &self.tenant_uuid().to_string(), Some(self.tenant_uuid()), &entry).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Removes this tenant's records dated before its floor (see the module comment).
+    pub async fn purge_expired(&self, today: Date, dry_run: bool) -> Result<Purge, StoreError> {
+        let basis = self.retention_basis().await?;
+        let keep_from = basis.keep_from(today);
+        let cutoff = PrimitiveDateTime::new(keep_from, Time::MIDNIGHT).assume_offset(jst::JST);
+        let month = jst::month_key(keep_from);
+        let tenant = self.tenant_uuid();
+
+        let txn = self.write().await?;
+        let visits_q = visits::Entity::delete_many()
+            .filter(visits::Column::TenantId.eq(tenant))
+            .filter(visits::Column::VisitDate.lt(keep_from));
+        let raw_q = raw_events::Entity::delete_many()
+            .filter(raw_events::Column::TenantId.eq(tenant))
+            .filter(raw_events::Column::OccurredAt.lt(cutoff.to_offset(time::UtcOffset::UTC)));
+        let patients_q = monthly_patients::Entity::delete_many()
+            .filter(monthly_patients::Column::TenantId.eq(tenant))
+            .filter(monthly_patients::Column::Month.lt(month.clone()));
+        let reviews_q = billing_reviews::Entity::delete_many()
+            .filter(billing_reviews::Column::TenantId.eq(tenant))
+            .filter(billing_reviews::Column::Month.lt(month.clone()));
+
+        let purge = if dry_run {
+            use sea_orm::PaginatorTrait;
+            let visits = visits::Entity::find()
+                .filter(visits::Column::TenantId.eq(tenant))
+                .filter(visits::Column::VisitDate.lt(keep_from))
+                .count(&txn)
+                .await?;
+            let raw_events = raw_events::Entity::find()
+                .filter(raw_events::Column::TenantId.eq(tenant))
+                .filter(raw_events::Column::OccurredAt.lt(cutoff.to_offset(time::UtcOffset::UTC)))
+                .count(&txn)
+                .await?;
+            let monthly_patients = monthly_patients::Entity::find()
+                .filter(monthly_patients::Column::TenantId.eq(tenant))
+                .filter(monthly_patients::Column::Month.lt(month.clone()))
+                .count(&txn)
+                .await?;
+            let billing_reviews = billing_reviews::Entity::find()
+                .filter(billing_reviews::Column::TenantId.eq(tenant))
+                .filter(billing_reviews::Column::Month.lt(month.clone()))
+                .count(&txn)
+                .await?;
+            Purge {
+                tenant: TenantId::from_uuid(tenant),
+                basis: basis.as_str(),
+                keep_from,
+                visits,
+                raw_events,
+                monthly_patients,
+                billing_reviews,
+                dry_run,
+            }
+        } else {
+            Purge {
+                tenant: TenantId::from_uuid(tenant),
+                basis: basis.as_str(),
+                keep_from,
+                visits: visits_q.exec(&txn).await?.rows_affected,
+                raw_events: raw_q.exec(&txn).await?.rows_affected,
+                monthly_patients: patients_q.exec(&txn).await?.rows_affected,
+                billing_reviews: reviews_q.exec(&txn).await?.rows_affected,
+                dry_run,
+            }
+        };
+        if !dry_run && purge.visits + purge.raw_events + purge.monthly_patients + purge.billing_reviews > 0 {
+            let mut entry = AuditEntry::new(None, "system", "retention.purge", &month, AuditResult::Success);
+            entry.details = serde_json::json!({
+                "basis": purge.basis,
+                "keep_from": keep_from.to_string(),
+                "ran_at": OffsetDateTime::now_utc().to_string(),
+                "visits": purge.visits,
+                "raw_events": purge.raw_events,
+                "monthly_patients": purge.monthly_patients,
+                "billing_reviews": purge.billing_reviews,
+            });
+            append(&txn, &tenant.to_string(), Some(tenant), &entry).await?;
+        }
+        txn.commit().await?;
+        Ok(purge)
+    }
+}

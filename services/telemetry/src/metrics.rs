@@ -1,0 +1,152 @@
+//! The process's Prometheus metrics, registered once in a registry of our own (not the crate's global
+//! default, so a library's metrics cannot leak in). Gauges that describe shared state (queue depth,
+//! agents reporting) are sampled by the `/metrics` handler at scrape time rather than kept up to date.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// `onshi_http_request_duration_seconds{method, route, status}`; `route` is the matched pattern
+    /// (`/dashboard/clinics/{clinic}`), never the raw path, so no id reaches a label.
+    pub http_requests: HistogramVec,
+    /// `onshi_ingest_events_total{outcome}`: accepted (new, queued) or duplicate (already stored).
+    pub ingest_events: IntCounterVec,
+    /// `onshi_ingest_batches_total{outcome}`: accepted or rejected (4xx after authentication).
+    pub ingest_batches: IntCounterVec,
+    /// `onshi_worker_batches_total{outcome}`: applied, retried, dead_lettered.
+    pub worker_batches: IntCounterVec,
+    /// `onshi_worker_events_total{result}`: new or duplicate qualification events applied.
+    pub worker_events: IntCounterVec,
+    /// `onshi_worker_lag_seconds`: from the API's 202 to the batch being applied.
+    pub worker_lag: Histogram,
+    /// `onshi_agent_heartbeats_total`: heartbeats received from agents.
+    pub agent_heartbeats: IntCounter,
+    /// `onshi_queue_messages{queue}`: main or dead_letter, sampled at scrape.
+    pub queue_messages: IntGaugeVec,
+    /// `onshi_agents{state}`: active agents whose last contact is recent (reporting) or not (silent).
+    pub agents: IntGaugeVec,
+    /// `onshi_up{dependency}`: 1 when the dependency answered at the last scrape.
+    pub dependency_up: IntGaugeVec,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// Latency buckets from 1 ms to 10 s: page and ingest requests sit in the low tens of milliseconds.
+const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+/// Lag buckets from 10 ms to 1 h: after an outage a backlog may take minutes to drain.
+const LAG_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
+
+impl Metrics {
+    #[allow(clippy::expect_used)] // fixed names and labels: a failure is a programming error seen at once
+    fn new() -> Self {
+        let registry = Registry::new_custom(Some("onshi".to_owned()), None).expect("valid registry prefix");
+        let http_requests = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route pattern")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["method", "route", "status"],
+        )
+        .expect("valid metric");
+        let ingest_events = IntCounterVec::new(
+            Opts::new("ingest_events_total", "Events received by the ingest API, by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let ingest_batches = IntCounterVec::new(
+            Opts::new("ingest_batches_total", "Batches received by the ingest API, by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let worker_batches = IntCounterVec::new(
+            Opts::new("worker_batches_total", "Queue messages settled by workers, by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let worker_events = IntCounterVec::new(
+            Opts::new("worker_events_total", "Qualification events applied by workers (new or duplicate)"),
+            &["result"],
+        )
+        .expect("valid metric");
+        let worker_lag = Histogram::with_opts(
+            HistogramOpts::new("worker_lag_seconds", "Time from the API accepting a batch to a worker applying it")
+                .buckets(LAG_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        let agent_heartbeats =
+            IntCounter::new("agent_heartbeats_total", "Heartbeats received from agents").expect("valid metric");
+        let queue_messages = IntGaugeVec::new(
+            Opts::new("queue_messages", "Messages waiting in the work queue and its dead-letter queue"),
+            &["queue"],
+        )
+        .expect("valid metric");
+        let agents =
+            IntGaugeVec::new(Opts::new("agents", "Active agents by recent contact"), &["state"]).expect("valid metric");
+        let dependency_up =
+            IntGaugeVec::new(Opts::new("up", "Whether a dependency answered at the last scrape"), &["dependency"])
+                .expect("valid metric");
+        for collector in [
+            Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(ingest_events.clone()),
+            Box::new(ingest_batches.clone()),
+            Box::new(worker_batches.clone()),
+            Box::new(worker_events.clone()),
+            Box::new(worker_lag.clone()),
+            Box::new(agent_heartbeats.clone()),
+            Box::new(queue_messages.clone()),
+            Box::new(agents.clone()),
+            Box::new(dependency_up.clone()),
+        ] {
+            registry.register(collector).expect("metric registered once");
+        }
+        Self {
+            registry,
+            http_requests,
+            ingest_events,
+            ingest_batches,
+            worker_batches,
+            worker_events,
+            worker_lag,
+            agent_heartbeats,
+            queue_messages,
+            agents,
+            dependency_up,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for the text format, except on invalid metric names, which the
+        // constructor already rules out.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_prefix() {
+        let m = metrics();
+        m.ingest_events.with_label_values(&["accepted"]).inc_by(3);
+        m.http_requests.with_label_values(&["GET", "/healthz", "200"]).observe(0.002);
+        m.worker_lag.observe(0.3);
+        let text = m.render();
+        assert!(text.contains("onshi_ingest_events_total{outcome=\"accepted\"} 3"), "{text}");
+        assert!(text.contains("onshi_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\""));
+        assert!(text.contains("onshi_worker_lag_seconds_count 1"));
+    }
+}
