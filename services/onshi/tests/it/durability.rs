@@ -4,7 +4,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use onshi_queue::MessageQueue;
-use secrecy::ExposeSecret;
 
 use crate::helpers::*;
 
@@ -52,20 +51,7 @@ async fn a_worker_killed_mid_stream_loses_nothing() {
         tokio::process::Command::new(bin)
             .arg("worker")
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("ONSHI_DATABASE_URL", c.database_url.as_ref().unwrap().expose_secret())
-            .env("ONSHI_AMQP_URL", c.amqp_url.as_ref().unwrap().expose_secret())
-            .env("ONSHI_QUEUE_NAME", &c.queue_name)
-            .env("ONSHI_DELIVERY_LIMIT", c.delivery_limit.to_string())
-            .env("ONSHI_WORKER_PREFETCH", c.worker_prefetch.to_string())
-            .env("ONSHI_REDIS_URL", c.redis_url.as_ref().unwrap().expose_secret())
-            .env("ONSHI_CACHE_PREFIX", &c.cache_prefix)
-            .env("ONSHI_S3_ENDPOINT", c.s3_endpoint.as_ref().unwrap())
-            .env("ONSHI_S3_BUCKET", &c.s3_bucket)
-            .env("ONSHI_S3_REGION", &c.s3_region)
-            .env("ONSHI_S3_ACCESS_KEY_ID", c.s3_access_key_id.as_ref().unwrap())
-            .env("ONSHI_S3_SECRET_ACCESS_KEY", c.s3_secret_access_key.as_ref().unwrap().expose_secret())
-            .env("ONSHI_JWT_SECRET", c.jwt_secret.as_ref().unwrap().expose_secret())
+            .envs(process_env(c))
             .env("ONSHI_LOG_LEVEL", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -494,3 +494,31 @@ pub fn extract(haystack: &str, start: &str, end: &str) -> Option<String> {
     let len = haystack[from..].find(end)?;
     Some(haystack[from..from + len].to_owned())
 }
+
+/// The environment that points a separate `onshi` process (`serve`, `worker`) at a full-mode test app's
+/// services, so several processes share one database, queue, cache and bucket.
+pub fn process_env(c: &Config) -> Vec<(&'static str, String)> {
+    let secret = |s: &Option<SecretString>| s.as_ref().map(|s| s.expose_secret().to_owned()).unwrap_or_default();
+    vec![
+        ("PATH", std::env::var("PATH").unwrap_or_default()),
+        ("ONSHI_DATABASE_URL", secret(&c.database_url)),
+        ("ONSHI_DATABASE_MIGRATION_URL", secret(&c.database_migration_url)),
+        ("ONSHI_AMQP_URL", secret(&c.amqp_url)),
+        ("ONSHI_QUEUE_NAME", c.queue_name.clone()),
+        ("ONSHI_DELIVERY_LIMIT", c.delivery_limit.to_string()),
+        ("ONSHI_WORKER_PREFETCH", c.worker_prefetch.to_string()),
+        ("ONSHI_REDIS_URL", secret(&c.redis_url)),
+        ("ONSHI_CACHE_PREFIX", c.cache_prefix.clone()),
+        ("ONSHI_S3_ENDPOINT", c.s3_endpoint.clone().unwrap_or_default()),
+        ("ONSHI_S3_BUCKET", c.s3_bucket.clone()),
+        ("ONSHI_S3_REGION", c.s3_region.clone()),
+        ("ONSHI_S3_ACCESS_KEY_ID", c.s3_access_key_id.clone().unwrap_or_default()),
+        ("ONSHI_S3_SECRET_ACCESS_KEY", secret(&c.s3_secret_access_key)),
+        ("ONSHI_JWT_SECRET", secret(&c.jwt_secret)),
+    ]
+}
+
+/// A port that was free a moment ago, for a child process to listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}

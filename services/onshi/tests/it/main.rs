@@ -21,3 +21,4 @@ mod ingest;
 mod operations;
 mod pages;
 mod rls;
+mod scale;
