@@ -327,3 +327,60 @@ both_modes!(a_backup_restores_into_a_fresh_database_and_store_with_equal_checksu
     assert!(matches!(err, BackupError::ObjectCorrupt { .. }), "{err}");
     drop_target(target).await;
 });
+
+/// infra/rabbitmq/definitions.json, loaded into the real broker, declares the work queue exactly as the
+/// application does: otherwise the application's own declare would fail at start-up with
+/// PRECONDITION_FAILED. Imported under a vhost and user of the test's own, then removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_definitions_match_what_the_application_declares() {
+    use onshi_queue::{Headers, MessageConsumer, RabbitQueue};
+    let required = std::env::var("ONSHI_TEST_REQUIRE_FULL").as_deref() == Ok("1");
+    let Ok(amqp) = std::env::var("ONSHI_TEST_AMQP_URL") else {
+        assert!(!required, "ONSHI_TEST_AMQP_URL is required");
+        return;
+    };
+    let rabbitmqctl = |args: &[&str]| std::process::Command::new("rabbitmqctl").args(args).output();
+    if rabbitmqctl(&["version"]).is_err() {
+        assert!(!required, "rabbitmqctl is needed to import the definitions into the local broker");
+        eprintln!("skipping: rabbitmqctl not found");
+        return;
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/rabbitmq/definitions.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let (vhost, user) = (format!("onshi-it-{suffix}"), format!("onshi-it-{suffix}"));
+    let mut defs: serde_json::Value = serde_json::from_str(&text).unwrap();
+    defs["users"][0]["name"] = user.clone().into();
+    defs["vhosts"][0]["name"] = vhost.clone().into();
+    defs["permissions"][0]["user"] = user.clone().into();
+    defs["permissions"][0]["vhost"] = vhost.clone().into();
+    for queue in defs["queues"].as_array_mut().unwrap() {
+        queue["vhost"] = vhost.clone().into();
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), defs.to_string()).unwrap();
+    // The broker node reads the file itself, as its own user.
+    std::fs::set_permissions(file.path(), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let imported = rabbitmqctl(&["import_definitions", file.path().to_str().unwrap()]).unwrap();
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+
+    let host = amqp.split_once('@').map(|(_, h)| h).unwrap().split('/').next().unwrap();
+    // The password of the example user in definitions.json (a placeholder, as in compose.yaml).
+    let url = format!("amqp://{user}:change-me-mq@{host}/{vhost}");
+    let result = async {
+        // The shipped defaults (queue name, delivery limit), as a deployment without overrides uses them.
+        let defaults = onshi_config::Config::embedded(".").unwrap();
+        let queue = RabbitQueue::connect(&url, &defaults.queue_name, defaults.delivery_limit).await?;
+        queue.publish(b"definitions", &Headers::default()).await?;
+        let mut consumer = queue.consume(1).await?;
+        let delivery = consumer.next().await.expect("a delivery")?;
+        assert_eq!(delivery.payload, b"definitions");
+        delivery.ack().await?;
+        assert_eq!(queue.dead_letter_count().await?, 0);
+        Ok::<_, onshi_queue::QueueError>(())
+    }
+    .await;
+    rabbitmqctl(&["delete_vhost", &vhost]).ok();
+    rabbitmqctl(&["delete_user", &user]).ok();
+    result.expect("the application works against the imported topology as the definitions' user");
+}
