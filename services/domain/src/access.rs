@@ -69,7 +69,7 @@ impl Role {
             ManageStaff => matches!(self, Owner | Manager),
             ReviewBilling => matches!(self, Owner | Billing),
             ViewAudit => matches!(self, Owner | Auditor),
-            ManageApiTokens => matches!(self, Owner),
+            ManageApiTokens | ManageRetention => matches!(self, Owner),
         }
     }
 
@@ -123,10 +123,12 @@ pub enum Permission {
     ViewAudit,
     /// Issue and revoke integration API tokens.
     ManageApiTokens,
+    /// Say how long the group's visit records must be kept (3 or 5 years; see `retention`).
+    ManageRetention,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 7] = [
+    pub const ALL: [Permission; 8] = [
         Permission::ViewReceptions,
         Permission::ManageClinics,
         Permission::ManageAgents,
@@ -134,6 +136,7 @@ impl Permission {
         Permission::ReviewBilling,
         Permission::ViewAudit,
         Permission::ManageApiTokens,
+        Permission::ManageRetention,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -145,6 +148,7 @@ impl Permission {
             Permission::ReviewBilling => "review_billing",
             Permission::ViewAudit => "view_audit",
             Permission::ManageApiTokens => "manage_api_tokens",
+            Permission::ManageRetention => "manage_retention",
         }
     }
 }

@@ -31,17 +31,18 @@ const FORMAT: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    #[error("{path}: {source}")]
+    // Sources are not repeated in the messages: the CLI prints the whole chain.
+    #[error("{path}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("database: {0}")]
+    #[error("database")]
     Db(#[from] sea_orm::DbErr),
-    #[error("database: {0}")]
+    #[error("database")]
     Store(#[from] onshi_store::StoreError),
-    #[error("object store: {0}")]
+    #[error("object store")]
     Objects(#[from] onshi_objects::ObjectError),
     #[error("{tool} failed ({status}): {stderr}")]
     Tool { tool: &'static str, status: String, stderr: String },
-    #[error("{tool} could not be started (is it installed and on PATH?): {source}")]
+    #[error("{tool} could not be started (is it installed and on PATH?)")]
     ToolMissing { tool: &'static str, source: std::io::Error },
     #[error("{path}: not a backup of a supported format: {reason}")]
     Manifest { path: PathBuf, reason: String },
@@ -198,7 +199,9 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, BackupError> {
 /// Restores the backup in `dir` into the configured (empty) database and object store, then verifies it.
 pub async fn restore(config: &Config, dir: &Path) -> Result<RestoreReport, BackupError> {
     let manifest = read_manifest(dir)?;
-    let target = if config.modes().postgres { "postgres" } else { "sqlite" };
+    // The backend of the connection restore uses, which may be set without database_url (a restore job).
+    let url = config.effective_migration_url();
+    let target = if url.expose_secret().starts_with("sqlite:") { "sqlite" } else { "postgres" };
     if manifest.database != target {
         return Err(BackupError::BackendMismatch { backup: manifest.database.clone(), target: target.to_owned() });
     }
@@ -211,7 +214,6 @@ pub async fn restore(config: &Config, dir: &Path) -> Result<RestoreReport, Backu
         return Err(BackupError::ObjectsNotEmpty { objects: existing });
     }
 
-    let url = config.effective_migration_url();
     if target == "postgres" {
         let store = Store::connect(url.expose_secret(), 2).await?;
         let tables = count_tables(store.connection()).await?;
@@ -294,14 +296,9 @@ pub async fn restore(config: &Config, dir: &Path) -> Result<RestoreReport, Backu
 
 /// The SQLite file the configuration points at.
 fn sqlite_path(config: &Config) -> PathBuf {
-    match &config.database_url {
-        Some(url) => {
-            let url = url.expose_secret();
-            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
-            PathBuf::from(path.split('?').next().unwrap_or(path))
-        }
-        None => config.data_dir.join("onshi.db"),
-    }
+    let url = config.effective_migration_url();
+    let path = url.expose_secret().trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    PathBuf::from(path.split('?').next().unwrap_or(path))
 }
 
 async fn count_tables<C: ConnectionTrait>(db: &C) -> Result<i64, BackupError> {

@@ -16,6 +16,9 @@ pub struct IngestBench {
     pub events: usize,
     pub batch: usize,
     pub concurrency: usize,
+    /// Queue consumers applying batches (one is the app's own; the others are extra workers, each with
+    /// its own broker connection and database pool, as separate processes would have).
+    pub workers: usize,
 }
 
 pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dyn std::error::Error>> {
@@ -27,11 +30,18 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
     let app = Application::build(&config, adapters, Options { with_worker: true }).await?.spawn();
     let store = app.adapters.store.clone();
     let modes = config.modes();
+    let stop_extra = tokio_util::sync::CancellationToken::new();
+    let mut extra = Vec::new();
+    for _ in 1..bench.workers.max(1) {
+        let adapters = Adapters::connect(&config).await?;
+        extra.push(tokio::spawn(adapters.worker(&config).run(stop_extra.clone())));
+    }
     println!(
-        "bench ingest: {} events, batches of {}, {} concurrent clients; database={} queue={} cache={} objects={}",
+        "bench ingest: {} events, batches of {}, {} concurrent clients, {} worker(s); database={} queue={} cache={} objects={}",
         bench.events,
         bench.batch,
         bench.concurrency,
+        bench.workers.max(1),
         if modes.postgres { "postgres" } else { "sqlite" },
         app.adapters.queue.kind(),
         app.adapters.cache.kind(),
@@ -94,6 +104,36 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
         applied_in.as_secs_f64(),
         total as f64 / applied_in.as_secs_f64()
     );
+    if modes.postgres {
+        use sea_orm::ConnectionTrait;
+        // Storage per row, for the capacity plan: each partitioned table summed over its partitions,
+        // indexes and TOAST included.
+        for table in ["raw_events", "visits"] {
+            let row = store
+                .connection()
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DatabaseBackend::Postgres,
+                    format!(
+                        "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0)::bigint AS bytes, \
+                         (SELECT count(*) FROM {table})::bigint AS n \
+                         FROM pg_inherits WHERE inhparent = '{table}'::regclass"
+                    ),
+                ))
+                .await?;
+            if let Some(row) = row {
+                let (bytes, n): (i64, i64) = (row.try_get("", "bytes")?, row.try_get("", "n")?);
+                println!(
+                    "storage:  {table}: {n} rows, {:.1} MiB, {:.0} bytes per row with indexes",
+                    bytes as f64 / 1048576.0,
+                    bytes as f64 / n.max(1) as f64
+                );
+            }
+        }
+    }
+    stop_extra.cancel();
+    for worker in extra {
+        let _ = worker.await;
+    }
     app.stop().await;
     Ok(())
 }

@@ -177,6 +177,9 @@ enum BenchCommand {
         batch: usize,
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
+        /// Queue consumers applying batches (scale-out of workers).
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
     },
 }
 
@@ -321,8 +324,8 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
         Command::Bench { which: BenchCommand::AgentFootprint { files } } => {
             bench::agent_footprint(config, files).await?
         }
-        Command::Bench { which: BenchCommand::Ingest { events, batch, concurrency } } => {
-            bench::ingest(config, IngestBench { events, batch, concurrency }).await?;
+        Command::Bench { which: BenchCommand::Ingest { events, batch, concurrency, workers } } => {
+            bench::ingest(config, IngestBench { events, batch, concurrency, workers }).await?;
         }
         Command::Device { which: DeviceCommand::EnrollCode { tenant, clinic, ttl_hours } } => {
             if !(1..=24 * 14).contains(&ttl_hours) {

@@ -102,6 +102,17 @@ impl Worker {
 
     /// Processes one delivery and settles it.
     pub async fn handle(&self, delivery: Delivery) -> Settled {
+        let settled = self.decode_and_apply(delivery).await;
+        let outcome = match settled {
+            Settled::Applied => "applied",
+            Settled::Retried => "retried",
+            Settled::DeadLettered => "dead_lettered",
+        };
+        onshi_telemetry::metrics().worker_batches.with_label_values(&[outcome]).inc();
+        settled
+    }
+
+    async fn decode_and_apply(&self, delivery: Delivery) -> Settled {
         let attempt = delivery.delivery_count;
         let envelope: IngestEnvelope = match serde_json::from_slice(&delivery.payload) {
             Ok(e) => e,
@@ -122,14 +133,7 @@ impl Worker {
             trace_id = tracing::field::Empty
         );
         onshi_telemetry::trace::continue_trace(&span, delivery.headers.traceparent.as_deref());
-        let settled = self.apply(delivery, envelope).instrument(span).await;
-        let outcome = match settled {
-            Settled::Applied => "applied",
-            Settled::Retried => "retried",
-            Settled::DeadLettered => "dead_lettered",
-        };
-        onshi_telemetry::metrics().worker_batches.with_label_values(&[outcome]).inc();
-        settled
+        self.apply(delivery, envelope).instrument(span).await
     }
 
     async fn apply(&self, delivery: Delivery, envelope: IngestEnvelope) -> Settled {

@@ -39,6 +39,9 @@ struct OnboardingPage {
     code: String,
     name: String,
     start: String,
+    /// How long the group's visit records are kept, and whether this caller may change it.
+    retention: onshi_domain::RetentionBasis,
+    may_set_retention: bool,
 }
 
 async fn onboarding_page(
@@ -75,7 +78,32 @@ async fn onboarding_page(
         code: form.map(|f| f.code.clone()).unwrap_or_default(),
         name: form.map(|f| f.name.clone()).unwrap_or_default(),
         start: form.map(|f| f.start.clone()).unwrap_or_default(),
+        retention: store.retention_basis().await?,
+        may_set_retention: caller.user.role.allows(onshi_domain::Permission::ManageRetention),
     })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RetentionForm {
+    basis: String,
+}
+
+/// The group says whether its visit logs are kept as part of the 診療録 (5 years) or as records of
+/// 療養の給付 (3 years); the retention job removes nothing younger than that (docs/operations.md).
+pub(crate) async fn set_retention(
+    state: web::Data<AppState>,
+    caller: Caller,
+    form: web::Form<RetentionForm>,
+) -> Result<HttpResponse, ApiError> {
+    let basis = onshi_domain::RetentionBasis::parse(&form.basis).ok_or_else(|| {
+        ApiError::InvalidRequest(onshi_domain::FieldError::new(
+            "basis",
+            "medical_record または billing を選んでください",
+        ))
+    })?;
+    let entry = caller.entry("retention.basis", "tenant", AuditResult::Success);
+    state.store.tenant(caller.scope).set_retention_basis(basis, &entry).await?;
+    Ok(see_other("/onboarding"))
 }
 
 pub(crate) async fn onboarding(

@@ -47,7 +47,10 @@ macro_rules! routes {
 }
 
 use Access::{Device, Open, PartialSession, Perm, Public, Session, Token};
-use Permission::{ManageAgents, ManageApiTokens, ManageClinics, ManageStaff, ReviewBilling, ViewAudit, ViewReceptions};
+use Permission::{
+    ManageAgents, ManageApiTokens, ManageClinics, ManageRetention, ManageStaff, ReviewBilling, ViewAudit,
+    ViewReceptions,
+};
 
 routes! {
     get "/healthz" Open => health::healthz;
@@ -88,6 +91,7 @@ routes! {
     get "/" Session => pages::home;
     get "/onboarding" Perm(ManageClinics) => admin::onboarding;
     post "/clinics" Perm(ManageClinics) => admin::add_clinic;
+    post "/settings/retention" Perm(ManageRetention) => admin::set_retention;
     get "/clinics/{clinic}" Perm(ManageAgents) => admin::clinic_page;
     post "/clinics/{clinic}/start-date" Perm(ManageClinics) => admin::set_start_date;
     post "/clinics/{clinic}/enrollment-codes" Perm(ManageAgents) => admin::new_enrollment_code;

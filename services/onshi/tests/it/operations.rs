@@ -384,3 +384,33 @@ async fn rabbitmq_definitions_match_what_the_application_declares() {
     rabbitmqctl(&["delete_user", &user]).ok();
     result.expect("the application works against the imported topology as the definitions' user");
 }
+
+both_modes!(the_owner_says_how_long_visit_records_are_kept, |app| {
+    let (mut owner, _) = app.signed_in(onshi_domain::Role::Owner).await;
+    let page = owner.get("/onboarding").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("value=\"medical_record\" checked"), "5 years until the group answers");
+
+    let saved = owner.post("/settings/retention", &[("basis", "billing")]).await;
+    assert_eq!((saved.status, saved.location()), (303, "/onboarding"), "{}", saved.body);
+    assert_eq!(app.store().retention_basis().await.unwrap(), RetentionBasis::Billing);
+    assert!(owner.get("/onboarding").await.body.contains("value=\"billing\" checked"));
+    let refused = owner.post("/settings/retention", &[("basis", "forever")]).await;
+    assert!((400..500).contains(&refused.status), "{}", refused.status);
+    assert_eq!(app.store().retention_basis().await.unwrap(), RetentionBasis::Billing);
+
+    // A manager sees the setting but cannot change it.
+    let (mut manager, _) = app.signed_in(onshi_domain::Role::Manager).await;
+    let page = manager.get("/onboarding").await;
+    assert!(page.body.contains("data-testid=\"retention-current\""), "read-only for managers");
+    assert_eq!(manager.post("/settings/retention", &[("basis", "medical_record")]).await.status, 403);
+    assert_eq!(app.store().retention_basis().await.unwrap(), RetentionBasis::Billing);
+
+    let audit = app
+        .store()
+        .audit_entries(&AuditFilter { action_prefix: Some("retention.basis".into()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert!(audit[0].details.contains("\"to\":\"billing\""), "{}", audit[0].details);
+});
