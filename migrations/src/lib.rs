@@ -29,14 +29,23 @@ pub(crate) async fn secure_tenant_tables(manager: &SchemaManager<'_>, tables: &[
     let db = manager.get_connection();
     for table in tables {
         db.execute_unprepared(&format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {table} TO {APP_ROLE}")).await?;
-        db.execute_unprepared(&format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")).await?;
-        db.execute_unprepared(&format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY")).await?;
-        db.execute_unprepared(&format!(
-            "CREATE POLICY tenant_isolation ON {table} USING (tenant_id = onshi_current_tenant()) \
-             WITH CHECK (tenant_id = onshi_current_tenant())"
-        ))
-        .await?;
+        tenant_policy(db, table).await?;
     }
+    Ok(())
+}
+
+/// Enables and forces row-level security on `table` with the tenant policy.
+pub(crate) async fn tenant_policy<C>(db: &C, table: &str) -> Result<(), DbErr>
+where
+    C: sea_orm_migration::sea_orm::ConnectionTrait,
+{
+    db.execute_unprepared(&format!("ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")).await?;
+    db.execute_unprepared(&format!("ALTER TABLE {table} FORCE ROW LEVEL SECURITY")).await?;
+    db.execute_unprepared(&format!(
+        "CREATE POLICY tenant_isolation ON {table} USING (tenant_id = onshi_current_tenant()) \
+         WITH CHECK (tenant_id = onshi_current_tenant())"
+    ))
+    .await?;
     Ok(())
 }
 

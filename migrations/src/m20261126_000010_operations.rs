@@ -118,18 +118,11 @@ impl MigrationTrait for Migration {
             let t = table.name;
             db.execute_unprepared(&format!("INSERT INTO {t} SELECT * FROM {t}_unpartitioned")).await?;
             db.execute_unprepared(&format!("DROP TABLE {t}_unpartitioned")).await?;
-            // Privileges and policies belong to the parent: queries through it are checked against them.
-            // The partitions get no grant (`partitions::secure`), so the application cannot read one
-            // directly around the policy.
-            db.execute_unprepared(&format!("GRANT SELECT, INSERT, UPDATE, DELETE ON {t} TO {APP_ROLE}")).await?;
-            db.execute_unprepared(&format!("ALTER TABLE {t} ENABLE ROW LEVEL SECURITY")).await?;
-            db.execute_unprepared(&format!("ALTER TABLE {t} FORCE ROW LEVEL SECURITY")).await?;
-            db.execute_unprepared(&format!(
-                "CREATE POLICY tenant_isolation ON {t} USING (tenant_id = onshi_current_tenant()) \
-                 WITH CHECK (tenant_id = onshi_current_tenant())"
-            ))
-            .await?;
         }
+        // Privileges and policies belong to the parents: queries through them are checked against them.
+        // The partitions get no grant (`partitions::secure`), so the application cannot read one directly
+        // around the policy.
+        crate::secure_tenant_tables(manager, &PARTITIONED.iter().map(|t| t.name).collect::<Vec<_>>()).await?;
 
         // Agents by recent contact, across tenants, for /metrics. Counts only: the function returns no row
         // of any tenant. SECURITY DEFINER runs it as the schema owner, past the tenant policy.

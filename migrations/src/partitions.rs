@@ -149,14 +149,7 @@ where
 pub async fn secure<C: ConnectionTrait>(db: &C, partition: &str) -> Result<(), DbErr> {
     let app = crate::APP_ROLE;
     db.execute_unprepared(&format!("REVOKE ALL ON {partition} FROM {app}")).await?;
-    db.execute_unprepared(&format!("ALTER TABLE {partition} ENABLE ROW LEVEL SECURITY")).await?;
-    db.execute_unprepared(&format!("ALTER TABLE {partition} FORCE ROW LEVEL SECURITY")).await?;
-    db.execute_unprepared(&format!(
-        "CREATE POLICY tenant_isolation ON {partition} USING (tenant_id = onshi_current_tenant()) \
-         WITH CHECK (tenant_id = onshi_current_tenant())"
-    ))
-    .await?;
-    Ok(())
+    crate::tenant_policy(db, partition).await
 }
 
 /// The monthly partitions that exist, per table, oldest first.

@@ -3,8 +3,6 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use onshi_queue::MessageQueue;
-
 use crate::helpers::*;
 
 /// Restarting the whole application (server and worker) right after 202s loses nothing.
@@ -83,14 +81,7 @@ async fn a_worker_killed_mid_stream_loses_nothing() {
         assert!(app.store().raw_event_count().await.unwrap() < total || k == 5, "killed before the end");
     }
     let mut worker = spawn_worker();
-    eventually(Duration::from_secs(90), "every event applied", || async {
-        app.store().raw_event_count().await.unwrap() == total
-    })
-    .await;
-    eventually(WAIT, "queue drained", || async { app.adapters().queue.depth().await.unwrap() == 0 }).await;
-    assert_eq!(app.store().raw_event_count().await.unwrap(), total);
-    assert_eq!(app.store().confirmation_count().await.unwrap(), expected);
-    assert_eq!(app.adapters().queue.dead_letter_count().await.unwrap(), 0);
+    assert_applied_exactly_once(&app, total, expected, Duration::from_secs(90)).await;
     worker.start_kill().ok();
     worker.wait().await.ok();
     app.teardown().await;

@@ -522,3 +522,14 @@ pub fn process_env(c: &Config) -> Vec<(&'static str, String)> {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
+
+/// Waits until `total` events are stored and the queue is empty, then checks "exactly once in effect":
+/// every event stored once, every visit-making confirmation counted once, nothing dead-lettered.
+pub async fn assert_applied_exactly_once(app: &TestApp, total: u64, confirmations: u64, within: Duration) {
+    use onshi_queue::MessageQueue;
+    eventually(within, "every event applied", || async { app.store().raw_event_count().await.unwrap() == total }).await;
+    eventually(WAIT, "queue drained", || async { app.adapters().queue.depth().await.unwrap() == 0 }).await;
+    assert_eq!(app.store().raw_event_count().await.unwrap(), total);
+    assert_eq!(app.store().confirmation_count().await.unwrap(), confirmations);
+    assert_eq!(app.adapters().queue.dead_letter_count().await.unwrap(), 0);
+}

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
-use onshi_queue::MessageQueue;
 use tokio::process::{Child, Command};
 
 use crate::helpers::*;
@@ -190,15 +189,7 @@ async fn two_apis_and_two_workers_apply_every_event_exactly_once_while_a_worker_
     let total = total + traced.len() as u64;
     let expected = expected + reception_count(&traced);
 
-    eventually(Duration::from_secs(120), "every event applied by the surviving worker", || async {
-        app.store().raw_event_count().await.unwrap() == total
-    })
-    .await;
-    eventually(WAIT, "queue drained", || async { app.adapters().queue.depth().await.unwrap() == 0 }).await;
-    // Exactly once in effect: every event stored once, every confirmation counted once, nothing dead.
-    assert_eq!(app.store().raw_event_count().await.unwrap(), total);
-    assert_eq!(app.store().confirmation_count().await.unwrap(), expected);
-    assert_eq!(app.adapters().queue.dead_letter_count().await.unwrap(), 0);
+    assert_applied_exactly_once(&app, total, expected, Duration::from_secs(120)).await;
     assert!(metric(&client, workers[1].port, "onshi_worker_batches_total{outcome=\"applied\"}").await >= 1.0);
 
     // The trace: the API's request span and the worker's batch span share the caller's trace id, in the
