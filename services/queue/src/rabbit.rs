@@ -32,7 +32,8 @@ struct Inner {
     queue: String,
     dlq: String,
     delivery_limit: u32,
-    /// The publishing connection and its confirm-mode channel, re-established after a failure.
+    /// The publishing connection and its confirm-mode channel, shared by every publish and re-established
+    /// after a failure.
     publisher: Mutex<Option<(Connection, Channel)>>,
 }
 
@@ -124,31 +125,46 @@ impl RabbitQueue {
     }
 
     pub async fn publish(&self, payload: &[u8], headers: &Headers) -> Result<(), QueueError> {
-        let mut guard = self.inner.publisher.lock().await;
         // One reconnect attempt: a broker restart or a dropped connection should cost one request at
         // most a retry, not a process restart.
         for attempt in 0..2 {
-            if guard.as_ref().is_none_or(|(conn, ch)| !conn.status().connected() || !ch.status().connected()) {
-                match self.open().await {
-                    Ok(pair) => *guard = Some(pair),
-                    Err(e) if attempt == 0 => {
-                        tracing::warn!(error = %e, "reconnecting to the broker failed; trying once more");
-                        continue;
-                    }
-                    Err(e) => return Err(e),
+            let channel = match self.publishing_channel().await {
+                Ok(channel) => channel,
+                Err(e) if attempt == 0 => {
+                    tracing::warn!(error = %e, "reconnecting to the broker failed; trying once more");
+                    continue;
                 }
-            }
-            let Some((_, channel)) = guard.as_ref() else { continue };
-            match self.publish_on(channel, payload, headers).await {
+                Err(e) => return Err(e),
+            };
+            match self.publish_on(&channel, payload, headers).await {
                 Ok(()) => return Ok(()),
                 Err(QueueError::Broker(e)) if attempt == 0 => {
                     tracing::warn!(error = %e, "publish failed; reconnecting once");
-                    *guard = None;
+                    self.forget_channel(&channel).await;
                 }
                 Err(e) => return Err(e),
             }
         }
         Err(QueueError::Closed)
+    }
+
+    /// The shared confirm-mode channel, reconnected if it dropped. The lock is held only to look at (or
+    /// replace) the channel, never while a publish waits for its confirm: requests publish concurrently
+    /// on one channel and their confirms arrive pipelined, instead of one round trip after another.
+    async fn publishing_channel(&self) -> Result<Channel, QueueError> {
+        let mut guard = self.inner.publisher.lock().await;
+        if guard.as_ref().is_none_or(|(conn, ch)| !conn.status().connected() || !ch.status().connected()) {
+            *guard = Some(self.open().await?);
+        }
+        guard.as_ref().map(|(_, channel)| channel.clone()).ok_or(QueueError::Closed)
+    }
+
+    /// Drops the shared channel after a failure on it, unless another request already replaced it.
+    async fn forget_channel(&self, failed: &Channel) {
+        let mut guard = self.inner.publisher.lock().await;
+        if guard.as_ref().is_some_and(|(_, channel)| channel.id() == failed.id()) {
+            *guard = None;
+        }
     }
 
     pub async fn consume(&self, prefetch: u16) -> Result<RabbitConsumer, QueueError> {

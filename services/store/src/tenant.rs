@@ -401,6 +401,26 @@ impl<'a> TenantStore<'a> {
             // under READ COMMITTED would otherwise lose one update. Locking in key order keeps concurrent
             // batches from deadlocking. SQLite has no row locks and needs none: the raw-event insert
             // above already holds its single write lock for the whole transaction.
+            // FOR UPDATE cannot lock a visit that does not exist yet: two workers creating the same new
+            // visit would both insert it and one would fail on the unique key, to be retried. A
+            // transaction-scoped advisory lock per visit key, taken in one global order (so concurrent
+            // batches cannot deadlock), makes the second wait for the first and then find its row.
+            if sea_orm::ConnectionTrait::get_database_backend(&txn) == sea_orm::DatabaseBackend::Postgres {
+                use sea_orm::ConnectionTrait;
+                let keys = fresh
+                    .keys()
+                    .map(|k| format!("{}:{}:{k}", self.tenant, envelope.clinic))
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                txn.query_all_raw(sea_orm::Statement::from_sql_and_values(
+                    sea_orm::DatabaseBackend::Postgres,
+                    "SELECT pg_advisory_xact_lock(h) FROM \
+                     (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest(string_to_array($1, E'\\n')) AS k) AS locks \
+                     ORDER BY h",
+                    [keys.into()],
+                ))
+                .await?;
+            }
             let stored = visits::Entity::find()
                 .filter(visits::Column::TenantId.eq(self.tenant))
                 .filter(visits::Column::ClinicId.eq(envelope.clinic.as_uuid()))

@@ -198,6 +198,8 @@ async fn two_apis_and_two_workers_apply_every_event_exactly_once_while_a_worker_
         .iter()
         .map(|f| std::fs::read_to_string(logs.path().join(f)).unwrap_or_default())
         .collect::<String>();
+    // Concurrent batches creating the same visit wait for each other instead of colliding on its unique key.
+    assert!(!worker_logs.contains("23505"), "workers collided on a visit's unique key");
     let line = worker_logs
         .lines()
         .find(|l| l.contains(&trace_id) && l.contains("batch applied"))
