@@ -87,6 +87,11 @@ enum Command {
         #[arg(long)]
         from: PathBuf,
     },
+    /// GET a health endpoint and exit 0 on a 2xx answer (container healthchecks; the image has no curl).
+    Probe {
+        #[arg(default_value = "http://127.0.0.1:8080/readyz")]
+        url: String,
+    },
     /// Print the current TOTP code for a setup key (for the demo, or without an authenticator app).
     TotpCode {
         /// The base32 setup key shown at enrolment (the demo prints its owner's).
@@ -391,6 +396,15 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             println!("{}", serde_json::to_string_pretty(&report)?);
             if !report.verified() {
                 eprintln!("onshi restore: the restored data does not match the backup's manifest");
+                std::process::exit(1);
+            }
+        }
+        Command::Probe { url } => {
+            let response =
+                reqwest::Client::builder().timeout(std::time::Duration::from_secs(5)).build()?.get(&url).send().await?;
+            let status = response.status();
+            println!("{status} {}", response.text().await.unwrap_or_default());
+            if !status.is_success() {
                 std::process::exit(1);
             }
         }

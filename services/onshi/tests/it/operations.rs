@@ -414,3 +414,24 @@ both_modes!(the_owner_says_how_long_visit_records_are_kept, |app| {
     assert_eq!(audit.len(), 1);
     assert!(audit[0].details.contains("\"to\":\"billing\""), "{}", audit[0].details);
 });
+
+/// `onshi probe` (the container healthcheck) exits 0 on a ready server and 1 on a 503 or no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_command_follows_readiness() {
+    let app = spawn_app(Mode::Embedded).await.expect("embedded mode always runs");
+    let probe = |url: String| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_onshi"))
+            .args(["probe", &url])
+            .env("ONSHI_LOG_LEVEL", "error")
+            .env("ONSHI_DATA_DIR", app.config.data_dir.join("probe"))
+            .output()
+    };
+    let ready = probe(format!("{}/readyz", app.base_url())).await.unwrap();
+    assert!(ready.status.success(), "{}", String::from_utf8_lossy(&ready.stdout));
+    assert!(String::from_utf8_lossy(&ready.stdout).contains("\"ready\""));
+    let missing = probe(format!("{}/no-such-page", app.base_url())).await.unwrap();
+    assert!(!missing.status.success());
+    let closed = probe(format!("http://127.0.0.1:{}/readyz", free_port())).await.unwrap();
+    assert!(!closed.status.success());
+    app.teardown().await;
+}
