@@ -19,6 +19,8 @@ pub struct IngestBench {
     /// Queue consumers applying batches (one is the app's own; the others are extra workers, each with
     /// its own broker connection and database pool, as separate processes would have).
     pub workers: usize,
+    /// Post heartbeats (what an idle agent sends every 20 s) instead of receptions.
+    pub heartbeats: bool,
 }
 
 pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dyn std::error::Error>> {
@@ -49,6 +51,9 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
     );
 
     let per_client = bench.events.div_ceil(bench.concurrency);
+    // Heartbeats leave no raw event to count: their batches are counted as the worker settles them.
+    let batches = || onshi_telemetry::metrics().worker_batches.with_label_values(&["applied"]).get();
+    let batches_before = batches();
     let started = Instant::now();
     let mut clients = Vec::new();
     for c in 0..bench.concurrency {
@@ -56,39 +61,51 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
         let token = app.device_keys.mint(tenant, demo.clinic.id, demo.device)?;
         let base = app.base_url();
         let batch = bench.batch;
+        let heartbeats = bench.heartbeats;
         clients.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
             let mut factory = EventFactory::new(demo.clinic.code.clone(), b"bench", 5000, c as u64);
             let mut sent = 0;
             let mut refused = 0;
+            let mut requests = 0u64;
             while sent < per_client {
                 let n = batch.min(per_client - sent);
                 let now = OffsetDateTime::now_utc();
-                let events = (0..n).map(|_| factory.reception(now)).collect();
+                let events =
+                    (0..n).map(|_| if heartbeats { factory.heartbeat(now) } else { factory.reception(now) }).collect();
                 match post_batch(&client, &base, &token, events).await {
-                    Ok(s) if s.as_u16() == 202 => sent += n,
+                    Ok(s) if s.as_u16() == 202 => {
+                        sent += n;
+                        requests += 1;
+                    }
                     _ => {
                         refused += 1;
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 }
             }
-            (sent, refused)
+            (sent, refused, requests)
         }));
     }
     let mut total = 0;
     let mut refused = 0;
+    let mut requests = 0;
     for client in clients {
-        if let Ok((s, r)) = client.await {
+        if let Ok((s, r, q)) = client.await {
             total += s;
             refused += r;
+            requests += q;
         }
     }
     let accepted_in = started.elapsed();
     let scoped = store.tenant(TenantScope::verified(tenant));
     loop {
-        let applied = scoped.raw_event_count().await.unwrap_or(0);
-        if applied as usize >= total {
+        let done = if bench.heartbeats {
+            batches() - batches_before >= requests
+        } else {
+            scoped.raw_event_count().await.unwrap_or(0) as usize >= total
+        };
+        if done {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

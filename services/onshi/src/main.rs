@@ -185,6 +185,9 @@ enum BenchCommand {
         /// Queue consumers applying batches (scale-out of workers).
         #[arg(long, default_value_t = 1)]
         workers: usize,
+        /// Post heartbeats instead of receptions (the request an idle agent sends every 20 s).
+        #[arg(long)]
+        heartbeats: bool,
     },
 }
 
@@ -329,8 +332,8 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
         Command::Bench { which: BenchCommand::AgentFootprint { files } } => {
             bench::agent_footprint(config, files).await?
         }
-        Command::Bench { which: BenchCommand::Ingest { events, batch, concurrency, workers } } => {
-            bench::ingest(config, IngestBench { events, batch, concurrency, workers }).await?;
+        Command::Bench { which: BenchCommand::Ingest { events, batch, concurrency, workers, heartbeats } } => {
+            bench::ingest(config, IngestBench { events, batch, concurrency, workers, heartbeats }).await?;
         }
         Command::Device { which: DeviceCommand::EnrollCode { tenant, clinic, ttl_hours } } => {
             if !(1..=24 * 14).contains(&ttl_hours) {

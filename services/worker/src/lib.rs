@@ -137,7 +137,11 @@ impl Worker {
     }
 
     async fn apply(&self, delivery: Delivery, envelope: IngestEnvelope) -> Settled {
-        if self.archive_raw_batches {
+        // Heartbeat-only batches (one every 20 s from every agent) carry no qualification data to keep
+        // as evidence; archiving them would be one object-store PUT per heartbeat.
+        let evidence =
+            envelope.events.iter().any(|e| matches!(e.payload, onshi_domain::EventPayload::Qualification(_)));
+        if self.archive_raw_batches && evidence {
             let key = archive_key(&envelope);
             if let Err(e) = self.objects.put(&key, delivery.payload.clone(), "application/json").await {
                 tracing::warn!(error = %e, "archiving the batch failed; will retry");

@@ -78,7 +78,15 @@ async fn accept(
 
     let store = state.store.tenant(device.scope);
     let ids: Vec<_> = batch.events.iter().map(|e| e.id).collect();
-    let known = store.event_hashes(device.device, &ids).await?;
+    // Only qualification events are stored, so only they can be resent duplicates; a heartbeat-only batch
+    // (most requests) needs no look-up.
+    let stored: Vec<_> = batch
+        .events
+        .iter()
+        .filter(|e| matches!(e.payload, onshi_domain::EventPayload::Qualification(_)))
+        .map(|e| e.id)
+        .collect();
+    let known = if stored.is_empty() { Default::default() } else { store.event_hashes(device.device, &stored).await? };
     let mut fresh = Vec::with_capacity(batch.events.len());
     for (i, event) in batch.events.into_iter().enumerate() {
         match known.get(&event.id) {

@@ -154,4 +154,18 @@ both_modes!(accepted_batches_are_archived_as_received, |app| {
     let stored: onshi_domain::IngestEnvelope =
         serde_json::from_slice(&objects.get(key).await.unwrap().unwrap()).unwrap();
     assert_eq!(stored.events, events);
+
+    // A heartbeat-only batch updates the device but is not archived: it is no evidence of anything.
+    let mut factory = app.factory(2, 14);
+    let heartbeat = factory.heartbeat(time::OffsetDateTime::now_utc());
+    let response = app.post_events(2, &[heartbeat]).await;
+    assert_eq!(response.status(), 202);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let heartbeat_batch = uuid::Uuid::parse_str(body["batch_id"].as_str().unwrap()).unwrap().simple().to_string();
+    let device = app.clinics[2].device;
+    eventually(WAIT, "heartbeat applied", || async {
+        app.store().device(device).await.unwrap().is_some_and(|d| d.agent_version.is_some())
+    })
+    .await;
+    assert!(!objects.list(&prefix).await.unwrap().iter().any(|k| k.contains(&heartbeat_batch)));
 });
