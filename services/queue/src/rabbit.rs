@@ -182,8 +182,10 @@ impl RabbitQueue {
         Ok(RabbitConsumer { _connection: conn, _channel: channel, stream })
     }
 
+    /// Messages ready in `queue`, by a passive declare on the shared channel: readiness probes and metric
+    /// scrapes run every few seconds in every pod, and a connection each time would churn the broker.
     async fn count(&self, queue: &str) -> Result<u64, QueueError> {
-        let (conn, channel) = self.open().await?;
+        let channel = self.publishing_channel().await?;
         let declared = channel
             .queue_declare(
                 queue.into(),
@@ -191,8 +193,14 @@ impl RabbitQueue {
                 FieldTable::default(),
             )
             .await;
-        let _ = conn.close(200, "done".into()).await;
-        Ok(u64::from(declared?.message_count()))
+        match declared {
+            Ok(q) => Ok(u64::from(q.message_count())),
+            Err(e) => {
+                // A failed passive declare closes the channel; the next caller opens a new one.
+                self.forget_channel(&channel).await;
+                Err(e.into())
+            }
+        }
     }
 
     pub async fn dead_letter_count(&self) -> Result<u64, QueueError> {
