@@ -115,12 +115,16 @@ pub async fn backup(config: &Config, dir: &Path) -> Result<Manifest, BackupError
                 .transpose()?
                 .unwrap_or_default();
             let file = dir.join(PG_DUMP_FILE);
-            let dump = tokio::process::Command::new("pg_dump")
-                .arg("--format=custom")
+            let (dbname, password) = libpq_target(url.expose_secret());
+            let mut dump = tokio::process::Command::new("pg_dump");
+            dump.arg("--format=custom")
                 .arg(format!("--snapshot={snapshot}"))
                 .arg(format!("--file={}", file.display()))
-                .arg(format!("--dbname={}", url.expose_secret()))
-                .output();
+                .arg(format!("--dbname={dbname}"));
+            if let Some(password) = password {
+                dump.env("PGPASSWORD", password);
+            }
+            let dump = dump.output();
             // The dump and the sums run side by side on the same snapshot; the transaction stays open until
             // both are done, which keeps the snapshot importable.
             let (dump, sums) = tokio::join!(dump, table_sums(&txn));
@@ -222,13 +226,16 @@ pub async fn restore(config: &Config, dir: &Path) -> Result<RestoreReport, Backu
             return Err(BackupError::TargetNotEmpty { tables });
         }
         let file = dir.join(PG_DUMP_FILE);
-        let out = tokio::process::Command::new("pg_restore")
+        let (dbname, password) = libpq_target(url.expose_secret());
+        let mut restore = tokio::process::Command::new("pg_restore");
+        restore
             .args(["--no-owner", "--exit-on-error", "--single-transaction"])
-            .arg(format!("--dbname={}", url.expose_secret()))
-            .arg(&file)
-            .output()
-            .await
-            .map_err(|source| BackupError::ToolMissing { tool: "pg_restore", source })?;
+            .arg(format!("--dbname={dbname}"))
+            .arg(&file);
+        if let Some(password) = password {
+            restore.env("PGPASSWORD", password);
+        }
+        let out = restore.output().await.map_err(|source| BackupError::ToolMissing { tool: "pg_restore", source })?;
         if !out.status.success() {
             return Err(BackupError::Tool {
                 tool: "pg_restore",
@@ -292,6 +299,24 @@ pub async fn restore(config: &Config, dir: &Path) -> Result<RestoreReport, Backu
         objects: manifest.objects.len(),
         mismatches,
     })
+}
+
+/// The connection URL for pg_dump/pg_restore without its password, and the password apart: arguments are
+/// visible to every user of the host in `ps`, the environment of a process is not.
+fn libpq_target(url: &str) -> (String, Option<String>) {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let password = parsed.password().map(|p| {
+                url::form_urlencoded::parse(format!("p={p}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_else(|| p.to_owned())
+            });
+            let _ = parsed.set_password(None);
+            (parsed.to_string(), password)
+        }
+        Err(_) => (url.to_owned(), None),
+    }
 }
 
 /// The SQLite file the configuration points at.
@@ -391,4 +416,17 @@ async fn sqlite_sum<C: ConnectionTrait>(db: &C, table: &str) -> Result<TableSum,
         rows: i64::try_from(hashes.len()).unwrap_or(i64::MAX),
         checksum: format!("sha256:{}", hex::encode(all.finalize())),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::libpq_target;
+
+    #[test]
+    fn the_password_leaves_the_url() {
+        let (url, password) = libpq_target("postgres://onshi_owner:s%40cret@db:5432/onshi?sslmode=require");
+        assert_eq!(url, "postgres://onshi_owner@db:5432/onshi?sslmode=require");
+        assert_eq!(password.as_deref(), Some("s@cret"));
+        assert_eq!(libpq_target("postgres://postgres@127.0.0.1/x"), ("postgres://postgres@127.0.0.1/x".into(), None));
+    }
 }
