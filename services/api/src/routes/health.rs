@@ -38,21 +38,40 @@ async fn within<T, E>(check: impl Future<Output = Result<T, E>>) -> bool {
     matches!(tokio::time::timeout(CHECK_DEADLINE, check).await, Ok(Ok(_)))
 }
 
+/// One round of dependency checks. The queue check is its depth, which the metrics reuse.
+struct Checks {
+    database: bool,
+    queue_depth: Option<u64>,
+    cache: bool,
+    objects: bool,
+}
+
+impl Checks {
+    fn named(&self) -> [(&'static str, bool); 4] {
+        [
+            ("database", self.database),
+            ("queue", self.queue_depth.is_some()),
+            ("cache", self.cache),
+            ("objects", self.objects),
+        ]
+    }
+}
+
 impl Ops {
-    /// Each dependency, checked concurrently: (name, answered).
-    async fn checks(&self) -> [(&'static str, bool); 4] {
-        let (database, queue, cache, objects) = tokio::join!(
+    /// Each dependency, checked concurrently, each within the deadline.
+    async fn checks(&self) -> Checks {
+        let (database, queue_depth, cache, objects) = tokio::join!(
             within(self.store.ping()),
-            within(self.queue.depth()),
+            tokio::time::timeout(CHECK_DEADLINE, self.queue.depth()),
             within(self.cache.get("readyz")),
             within(self.objects.get("readyz/probe")),
         );
-        [("database", database), ("queue", queue), ("cache", cache), ("objects", objects)]
+        Checks { database, queue_depth: queue_depth.ok().and_then(Result::ok), cache, objects }
     }
 }
 
 pub(crate) async fn readyz(ops: web::Data<Ops>) -> HttpResponse {
-    let checks = ops.checks().await;
+    let checks = ops.checks().await.named();
     let ready = checks.iter().all(|(_, ok)| *ok);
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
@@ -82,10 +101,11 @@ pub(crate) async fn metrics(req: HttpRequest, ops: web::Data<Ops>) -> HttpRespon
         }
     }
     let m = onshi_telemetry::metrics();
-    for (name, ok) in ops.checks().await {
+    let checks = ops.checks().await;
+    for (name, ok) in checks.named() {
         m.dependency_up.with_label_values(&[name]).set(i64::from(ok));
     }
-    if let Ok(depth) = ops.queue.depth().await {
+    if let Some(depth) = checks.queue_depth {
         m.queue_messages.with_label_values(&["main"]).set(i64::try_from(depth).unwrap_or(i64::MAX));
     }
     if let Ok(dead) = ops.queue.dead_letter_count().await {
