@@ -122,15 +122,14 @@ impl FromRequest for AuthenticatedDevice {
             let (tenant, clinic_id, device_id) = state.device_keys.verify(token.trim())?;
             let scope = TenantScope::verified(tenant);
             let store = state.store.tenant(scope);
-            let device = store
-                .device(device_id)
+            let (device, clinic) = store
+                .device_with_clinic(device_id)
                 .await?
-                .filter(|d| d.clinic == clinic_id)
+                .filter(|(d, _)| d.clinic == clinic_id)
                 .ok_or(ApiError::Unauthorized("unknown device"))?;
             if device.status == DeviceStatus::Revoked {
                 return Err(ApiError::Unauthorized("device revoked"));
             }
-            let clinic = store.clinic(clinic_id).await?.ok_or(ApiError::Unauthorized("unknown device"))?;
             Ok(AuthenticatedDevice { scope, clinic, device: device_id })
         })
     }

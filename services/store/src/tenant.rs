@@ -280,6 +280,25 @@ impl<'a> TenantStore<'a> {
         row.map(device_from_row).transpose()
     }
 
+    /// A device and its clinic, read in one transaction: every ingest request authenticates with this, so
+    /// it is one round of BEGIN / tenant setting / COMMIT instead of two.
+    pub async fn device_with_clinic(&self, id: DeviceId) -> Result<Option<(Device, Clinic)>, StoreError> {
+        let txn = self.read().await?;
+        let device = devices::Entity::find_by_id(id.as_uuid())
+            .filter(devices::Column::TenantId.eq(self.tenant))
+            .one(&txn)
+            .await?;
+        let clinic = match &device {
+            Some(d) => self.clinic_in(&txn, ClinicId::from_uuid(d.clinic_id)).await?,
+            None => None,
+        };
+        txn.commit().await?;
+        match (device, clinic) {
+            (Some(d), Some(c)) => Ok(Some((device_from_row(d)?, clinic_from_row(c)?))),
+            _ => Ok(None),
+        }
+    }
+
     pub async fn devices(&self) -> Result<Vec<Device>, StoreError> {
         let txn = self.read().await?;
         let rows = devices::Entity::find()
