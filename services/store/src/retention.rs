@@ -8,7 +8,10 @@
 //! (docs/operations.md), which is set to the longest floor.
 
 use onshi_domain::{RetentionBasis, TenantId, jst};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter,
+};
 use serde::Serialize;
 use time::{Date, OffsetDateTime, PrimitiveDateTime, Time};
 
@@ -86,62 +89,43 @@ impl TenantStore<'_> {
         let tenant = self.tenant_uuid();
 
         let txn = self.write().await?;
-        let visits_q = visits::Entity::delete_many()
-            .filter(visits::Column::TenantId.eq(tenant))
-            .filter(visits::Column::VisitDate.lt(keep_from));
-        let raw_q = raw_events::Entity::delete_many()
-            .filter(raw_events::Column::TenantId.eq(tenant))
-            .filter(raw_events::Column::OccurredAt.lt(cutoff.to_offset(time::UtcOffset::UTC)));
-        let patients_q = monthly_patients::Entity::delete_many()
-            .filter(monthly_patients::Column::TenantId.eq(tenant))
-            .filter(monthly_patients::Column::Month.lt(month.clone()));
-        let reviews_q = billing_reviews::Entity::delete_many()
-            .filter(billing_reviews::Column::TenantId.eq(tenant))
-            .filter(billing_reviews::Column::Month.lt(month.clone()));
+        let visits_due =
+            Condition::all().add(visits::Column::TenantId.eq(tenant)).add(visits::Column::VisitDate.lt(keep_from));
+        let raw_due = Condition::all()
+            .add(raw_events::Column::TenantId.eq(tenant))
+            .add(raw_events::Column::OccurredAt.lt(cutoff.to_offset(time::UtcOffset::UTC)));
+        let patients_due = Condition::all()
+            .add(monthly_patients::Column::TenantId.eq(tenant))
+            .add(monthly_patients::Column::Month.lt(month.clone()));
+        let reviews_due = Condition::all()
+            .add(billing_reviews::Column::TenantId.eq(tenant))
+            .add(billing_reviews::Column::Month.lt(month.clone()));
 
-        let purge = if dry_run {
-            use sea_orm::PaginatorTrait;
-            let visits = visits::Entity::find()
-                .filter(visits::Column::TenantId.eq(tenant))
-                .filter(visits::Column::VisitDate.lt(keep_from))
-                .count(&txn)
-                .await?;
-            let raw_events = raw_events::Entity::find()
-                .filter(raw_events::Column::TenantId.eq(tenant))
-                .filter(raw_events::Column::OccurredAt.lt(cutoff.to_offset(time::UtcOffset::UTC)))
-                .count(&txn)
-                .await?;
-            let monthly_patients = monthly_patients::Entity::find()
-                .filter(monthly_patients::Column::TenantId.eq(tenant))
-                .filter(monthly_patients::Column::Month.lt(month.clone()))
-                .count(&txn)
-                .await?;
-            let billing_reviews = billing_reviews::Entity::find()
-                .filter(billing_reviews::Column::TenantId.eq(tenant))
-                .filter(billing_reviews::Column::Month.lt(month.clone()))
-                .count(&txn)
-                .await?;
-            Purge {
-                tenant: TenantId::from_uuid(tenant),
-                basis: basis.as_str(),
-                keep_from,
-                visits,
-                raw_events,
-                monthly_patients,
-                billing_reviews,
-                dry_run,
-            }
+        // A dry run counts exactly the rows the purge would delete: the same conditions serve both.
+        let (visits, raw_events, monthly_patients, billing_reviews) = if dry_run {
+            (
+                visits::Entity::find().filter(visits_due).count(&txn).await?,
+                raw_events::Entity::find().filter(raw_due).count(&txn).await?,
+                monthly_patients::Entity::find().filter(patients_due).count(&txn).await?,
+                billing_reviews::Entity::find().filter(reviews_due).count(&txn).await?,
+            )
         } else {
-            Purge {
-                tenant: TenantId::from_uuid(tenant),
-                basis: basis.as_str(),
-                keep_from,
-                visits: visits_q.exec(&txn).await?.rows_affected,
-                raw_events: raw_q.exec(&txn).await?.rows_affected,
-                monthly_patients: patients_q.exec(&txn).await?.rows_affected,
-                billing_reviews: reviews_q.exec(&txn).await?.rows_affected,
-                dry_run,
-            }
+            (
+                visits::Entity::delete_many().filter(visits_due).exec(&txn).await?.rows_affected,
+                raw_events::Entity::delete_many().filter(raw_due).exec(&txn).await?.rows_affected,
+                monthly_patients::Entity::delete_many().filter(patients_due).exec(&txn).await?.rows_affected,
+                billing_reviews::Entity::delete_many().filter(reviews_due).exec(&txn).await?.rows_affected,
+            )
+        };
+        let purge = Purge {
+            tenant: TenantId::from_uuid(tenant),
+            basis: basis.as_str(),
+            keep_from,
+            visits,
+            raw_events,
+            monthly_patients,
+            billing_reviews,
+            dry_run,
         };
         if !dry_run && purge.visits + purge.raw_events + purge.monthly_patients + purge.billing_reviews > 0 {
             let mut entry = AuditEntry::new(None, "system", "retention.purge", &month, AuditResult::Success);
