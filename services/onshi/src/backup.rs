@@ -158,10 +158,7 @@ pub async fn backup(config: &Config, dir: &Path) -> Result<Manifest, BackupError
     };
     let schema_version = schema_version(db).await?;
 
-    let objects = crate::startup::object_store(config).await.map_err(|e| match e {
-        crate::startup::StartupError::Objects(o) => BackupError::Objects(o),
-        other => BackupError::Manifest { path: dir.to_owned(), reason: other.to_string() },
-    })?;
+    let objects = crate::startup::object_store(config).await?;
     let mut object_sums = BTreeMap::new();
     for key in objects.list("").await? {
         let Some(bytes) = objects.get(&key).await? else { continue }; // removed while we listed
@@ -209,10 +206,7 @@ pub async fn restore(config: &Config, dir: &Path) -> Result<RestoreReport, Backu
     if manifest.database != target {
         return Err(BackupError::BackendMismatch { backup: manifest.database.clone(), target: target.to_owned() });
     }
-    let objects = crate::startup::object_store(config).await.map_err(|e| match e {
-        crate::startup::StartupError::Objects(o) => BackupError::Objects(o),
-        other => BackupError::Manifest { path: dir.to_owned(), reason: other.to_string() },
-    })?;
+    let objects = crate::startup::object_store(config).await?;
     let existing = objects.list("").await?.len();
     if existing > 0 {
         return Err(BackupError::ObjectsNotEmpty { objects: existing });

@@ -111,7 +111,7 @@ impl Adapters {
 }
 
 /// The object store the configuration selects: S3 (bucket created if missing) or a folder in data_dir.
-pub async fn object_store(config: &Config) -> Result<ObjectStore, StartupError> {
+pub async fn object_store(config: &Config) -> Result<ObjectStore, onshi_objects::ObjectError> {
     Ok(match &config.s3_endpoint {
         Some(endpoint) => {
             let secret = config.s3_secret_access_key.as_ref().map(|s| s.expose_secret().to_owned()).unwrap_or_default();
