@@ -74,10 +74,15 @@ pub fn add_months(mut month: Month, n: u32) -> Month {
     month
 }
 
+/// The month of a (JST) date.
+pub fn month_of_date(date: time::Date) -> Month {
+    (date.year(), u8::from(date.month()))
+}
+
 /// The current JST month plus `n`.
 pub fn months_from_now(n: u32) -> Month {
     let jst = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+9));
-    add_months((jst.year(), u8::from(jst.month())), n)
+    add_months(month_of_date(jst.date()), n)
 }
 
 pub fn partition_name(table: &str, (y, m): Month) -> String {

@@ -39,7 +39,7 @@ pub async fn run(
     let postgres = store.backend() == sea_orm::DatabaseBackend::Postgres;
     let db = store.connection();
     let partitions_created = if postgres && !dry_run {
-        let current = (today.year(), u8::from(today.month()));
+        let current = partitions::month_of_date(today);
         partitions::ensure(db, current, partitions::add_months(current, months_ahead)).await?
     } else {
         Vec::new()
@@ -58,7 +58,7 @@ pub async fn run(
     }
     let partitions_dropped = if postgres && !dry_run {
         let floor = onshi_domain::retention::shortest_keep_from(today);
-        partitions::drop_empty_before(db, (floor.year(), u8::from(floor.month()))).await?
+        partitions::drop_empty_before(db, partitions::month_of_date(floor)).await?
     } else {
         Vec::new()
     };

@@ -533,3 +533,9 @@ pub async fn assert_applied_exactly_once(app: &TestApp, total: u64, confirmation
     assert_eq!(app.store().confirmation_count().await.unwrap(), confirmations);
     assert_eq!(app.adapters().queue.dead_letter_count().await.unwrap(), 0);
 }
+
+/// The first column of the first row of `sql`, as an integer (counts in raw-SQL checks).
+pub async fn scalar(db: &impl ConnectionTrait, sql: &str) -> i64 {
+    let row = db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql)).await.unwrap().unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}

@@ -7,7 +7,7 @@ use onshi::backup::{self, BackupError};
 use onshi_domain::{RetentionBasis, jst};
 use onshi_objects::ObjectBackend;
 use onshi_store::{AuditFilter, Store, TenantScope};
-use sea_orm::{ConnectionTrait, Database, Statement};
+use sea_orm::{ConnectionTrait, Database};
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
@@ -20,9 +20,7 @@ async fn owner(app: &TestApp) -> Store {
 }
 
 async fn count(store: &Store, sql: &str) -> i64 {
-    let db = store.connection();
-    let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap().unwrap();
-    row.try_get_by_index::<i64>(0).unwrap()
+    scalar(store.connection(), sql).await
 }
 
 /// Waits until the worker has stored `n` qualification events (each test app has a database of its own).
@@ -210,7 +208,7 @@ both_modes!(retention_keeps_every_record_until_its_floor_and_audits_what_it_remo
         // A row for a month without its partition lands in the default partition and moves when the month
         // is created.
         let old = months_ago(40);
-        let month = (old.year(), u8::from(jst::date_of(old).month()));
+        let month = partitions::month_of_date(jst::date_of(old));
         assert!(!names.contains(&partitions::partition_name("visits", month)), "emptied month was dropped");
         let mut factory = app.factory(0, 9);
         let event = std::iter::repeat_with(|| factory.reception(old))

@@ -5,11 +5,6 @@ use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
 
 use crate::helpers::*;
 
-async fn scalar(db: &impl ConnectionTrait, sql: &str) -> i64 {
-    let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap().unwrap();
-    row.try_get_by_index::<i64>(0).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_application_role_sees_only_the_tenant_of_its_transaction() {
     let Some(app) = spawn_app(Mode::Full).await else { return };
