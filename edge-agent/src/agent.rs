@@ -1,11 +1,15 @@
 //! The agent at work: three loops over one outbox.
 //!
 //! - **reader**: wakes on a file-system notification or every `rescan_secs`, lists the watched folders,
-//!   reads each new file once it is stable, parses it and commits its events (or quarantines it). Stops
-//!   reading while the outbox is over budget.
+//!   reads each new file once it is stable (size and modification time unchanged over `stable_ms`, and
+//!   during the read), parses it and commits its events (or quarantines it). A result already processed
+//!   under any name or bytes (see `oqs::Parsed::content_hash`) yields nothing new. Stops reading while the
+//!   outbox is over budget.
 //! - **delivery**: sends the oldest events in batches; deletes them on 202; sets permanently refused ones
-//!   aside; otherwise retries with backoff. A refused batch is split until the refused event is found, so
-//!   one bad event never blocks the others.
+//!   aside; otherwise retries with a backoff capped at `retry_max_ms`. A refused batch is split until the
+//!   refused event is found, so one bad event never blocks the others; an outbox row that no longer
+//!   decodes is set aside by the outbox itself. A successful heartbeat or token renewal ends a backoff
+//!   wait at once (`Uplink::recovered`).
 //! - **heartbeat**: every `heartbeat_secs`, probes the reader and the network and reports the agent's
 //!   state directly (not through the outbox: a stale heartbeat is worth nothing).
 
@@ -23,9 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::AgentConfig;
 use crate::credentials::{Credentials, CredentialsError};
-use crate::oqs::{self, FileKind, MAX_FILE_BYTES, ParseContext, parse_file};
+use crate::oqs::{self, FileKind, MAX_FILE_BYTES, ParseContext, TimeSource, parse_file};
 use crate::outbox::{Committed, Outbox, OutboxError};
-use crate::source::{self, Candidate};
+use crate::source::{self, Candidate, Stamp};
 use crate::uplink::{Backoff, Delivery, Uplink};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +50,8 @@ pub struct AgentState {
     pub backpressure: AtomicBool,
     pub quarantined: AtomicU64,
     pub files_read: AtomicU64,
+    /// Results whose header had no `ProcessExecutionTime`, timed by their file name instead.
+    pub timed_by_file_name: AtomicU64,
     pub revoked: AtomicBool,
 }
 
@@ -67,6 +73,14 @@ impl Agent {
         let outbox = Outbox::open(&config.outbox_path(), config.max_outbox_bytes)
             .map_err(|source| AgentError::Outbox { path: config.outbox_path().display().to_string(), source })?;
         let uplink = Uplink::new(credentials.clone(), config.server.as_deref());
+        // The heartbeat has no field for this (yet): say it at start-up, where an operator looks.
+        match outbox.corrupt_count() {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(rows = n, "outbox rows set aside as corrupt (never delivered); see `onshi-agent status`")
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot count corrupt outbox rows"),
+        }
         Ok(Self {
             config,
             credentials,
@@ -138,8 +152,7 @@ impl Agent {
                 }
                 Err(_) => continue,
             };
-            // New files are read in chunks: every file of a chunk is read, then after one `stable_ms` pause
-            // read again, so a backlog costs one pause per chunk rather than one per file.
+            // Files not seen at this size and modification time are new (or changed).
             let mut fresh = Vec::new();
             for candidate in candidates {
                 match self.outbox.known_path(&candidate.path.display().to_string(), candidate.size, candidate.modified)
@@ -153,19 +166,29 @@ impl Agent {
                 if stop.is_cancelled() || !self.room() {
                     return;
                 }
-                let first = read_all(chunk).await;
+                // Every file of a chunk is stamped (size, modification time), then after one `stable_ms`
+                // pause read only if its stamp has not moved (and does not move during the read), so a
+                // backlog costs one pause per chunk rather than one per file.
+                let before = stamp_all(chunk).await;
                 tokio::time::sleep(self.config.stable()).await;
-                let second = read_all(chunk).await;
-                for ((candidate, a), b) in chunk.iter().zip(first).zip(second) {
+                for (candidate, before) in chunk.iter().zip(before) {
                     if !self.room() {
                         return;
                     }
-                    // Unreadable, or changed between the two reads: still being written; next scan.
-                    let (Some(a), Some(b)) = (a, b) else { continue };
-                    if a != b {
-                        continue;
-                    }
-                    if let Err(e) = self.consider(candidate, a).await {
+                    let Some(before) = before else { continue };
+                    let bytes = match source::read_stable(&candidate.path, before, MAX_FILE_BYTES).await {
+                        Ok(Some(bytes)) => bytes,
+                        // Still being written; next scan.
+                        Ok(None) => {
+                            tracing::debug!(file = %candidate.name, "still changing; will look again");
+                            continue;
+                        }
+                        // Gone or unreadable for now; next scan.
+                        Err(_) => continue,
+                    };
+                    // Remember the file as it was read, not as it was listed.
+                    let read = Candidate { size: before.size, modified: before.modified_secs(), ..candidate.clone() };
+                    if let Err(e) = self.consider(&read, bytes).await {
                         // The file stays unprocessed and is retried on the next scan.
                         tracing::warn!(file = %candidate.name, error = %e, "could not record the file");
                     }
@@ -189,9 +212,11 @@ impl Agent {
 
     async fn consider(&self, c: &Candidate, bytes: Vec<u8>) -> Result<(), OutboxError> {
         let path = c.path.display().to_string();
-        let hash = hex::encode(Sha256::digest(&bytes));
-        if self.outbox.is_processed(&hash)? {
-            self.outbox.remember_path(&path, c.size, c.modified, &hash)?;
+        // Files that could not be parsed are recorded by the hash of their bytes (and so were all files
+        // before identities came from the parsed document): the same bytes are not looked at again.
+        let bytes_hash = hex::encode(Sha256::digest(&bytes));
+        if self.outbox.is_processed(&bytes_hash)? {
+            self.outbox.remember_path(&path, c.size, c.modified, &bytes_hash)?;
             return Ok(());
         }
         let ctx = ParseContext {
@@ -200,6 +225,14 @@ impl Agent {
         };
         match parse_file(&c.name, &bytes, &ctx) {
             Ok(parsed) => {
+                // One result, one set of events: the identity is the parsed document's, so the same result
+                // with a trailing CRLF, other whitespace or another encoding is not read again.
+                let hash = &parsed.content_hash;
+                if self.outbox.is_processed(hash)? {
+                    tracing::debug!(file = %c.name, "same result as a file read before; nothing new");
+                    self.outbox.remember_path(&path, c.size, c.modified, hash)?;
+                    return Ok(());
+                }
                 if parsed.kind == FileKind::Face
                     && let Some(named) = oqs::file_name_time(&c.name)
                 {
@@ -210,11 +243,20 @@ impl Agent {
                     }
                 }
                 let n = parsed.events.len();
-                let committed = self.outbox.commit_file(&hash, &path, c.size, &parsed.events)?;
-                self.outbox.remember_path(&path, c.size, c.modified, &hash)?;
+                let committed = self.outbox.commit_file(hash, &path, c.size, &parsed.events)?;
+                self.outbox.remember_path(&path, c.size, c.modified, hash)?;
                 if let Committed::Events(_) = committed {
                     self.state.files_read.fetch_add(1, Ordering::Relaxed);
                     self.state.last_result_at.store(OffsetDateTime::now_utc().unix_timestamp(), Ordering::Relaxed);
+                    if parsed.time_source == TimeSource::FileName {
+                        // The event schema cannot say so; the log and the counter do.
+                        self.state.timed_by_file_name.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            file = %c.name,
+                            time_source = "file_name",
+                            "no ProcessExecutionTime in the header; occurred_at taken from the file name"
+                        );
+                    }
                     tracing::info!(file = %c.name, events = n, "result read");
                     self.events_ready.notify_one();
                 }
@@ -227,20 +269,20 @@ impl Agent {
                     return Ok(());
                 }
                 tracing::warn!(file = %c.name, reason = %e, "quarantined");
-                if let Err(io) = quarantine(&self.config.quarantine_dir(), c, &bytes, &hash, &e) {
+                if let Err(io) = quarantine(&self.config.quarantine_dir(), c, &bytes, &bytes_hash, &e) {
                     tracing::error!(error = %io, "could not write to quarantine; will retry");
                     return Ok(());
                 }
                 self.state.quarantined.fetch_add(1, Ordering::Relaxed);
-                self.outbox.mark_quarantined(&hash, &path, c.size)?;
-                self.outbox.remember_path(&path, c.size, c.modified, &hash)?;
+                self.outbox.mark_quarantined(&bytes_hash, &path, c.size)?;
+                self.outbox.remember_path(&path, c.size, c.modified, &bytes_hash)?;
             }
         }
         Ok(())
     }
 
     async fn delivery(self: Arc<Self>, stop: CancellationToken) {
-        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+        let mut backoff = Backoff::new(self.config.retry_min(), self.config.retry_max());
         let mut size = self.config.batch_size;
         loop {
             let batch = match self.outbox.peek(size) {
@@ -261,6 +303,7 @@ impl Agent {
             }
             let events: Vec<AgentEvent> = batch.iter().map(|q| q.event.clone()).collect();
             let seqs: Vec<i64> = batch.iter().map(|q| q.seq).collect();
+            // How long to wait before the next attempt, and whether a sign of the cloud may cut it short.
             let wait = match self.uplink.deliver(&events).await {
                 Delivery::Accepted => {
                     if let Err(e) = self.outbox.ack(&seqs) {
@@ -268,7 +311,9 @@ impl Agent {
                     }
                     backoff.reset();
                     size = self.config.batch_size;
-                    self.state.revoked.store(false, Ordering::Relaxed);
+                    if self.state.revoked.swap(false, Ordering::Relaxed) {
+                        tracing::info!("the cloud accepts this device again");
+                    }
                     None
                 }
                 Delivery::Rejected { status, reason } if seqs.len() == 1 => {
@@ -289,18 +334,28 @@ impl Agent {
                     if !self.state.revoked.swap(true, Ordering::Relaxed) {
                         tracing::error!("the cloud does not accept this device (revoked?); events stay in the outbox");
                     }
-                    Some(Duration::from_secs(30))
+                    Some((REVOKED_RECHECK, true))
                 }
-                Delivery::Retry { reason, after } => {
-                    let delay = after.unwrap_or_else(|| backoff.next_delay());
+                // The cloud said when (capped in the uplink): honour it, and after a 429 do not let a
+                // heartbeat cut it short.
+                Delivery::Retry { reason, after: Some(after), rate_limited } => {
+                    tracing::info!(%reason, retry_in_ms = after.as_millis() as u64, "delivery failed; will retry");
+                    Some((after, !rate_limited))
+                }
+                Delivery::Retry { reason, after: None, .. } => {
+                    let delay = backoff.next_delay();
                     tracing::info!(%reason, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
-                    Some(delay)
+                    Some((delay, true))
                 }
             };
-            if let Some(wait) = wait {
+            if let Some((wait, wake_on_recovery)) = wait {
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(wait) => {}
+                    () = self.uplink.recovered().notified(), if wake_on_recovery => {
+                        tracing::info!("the cloud answered again; resending now");
+                        backoff.reset();
+                    }
                 }
             }
         }
@@ -334,8 +389,11 @@ impl Agent {
         let client = crate::uplink::client();
         loop {
             let event = self.heartbeat(&client).await;
-            if let Delivery::Retry { reason, .. } = self.uplink.deliver(std::slice::from_ref(&event)).await {
-                tracing::debug!(%reason, "heartbeat not delivered");
+            match self.uplink.deliver(std::slice::from_ref(&event)).await {
+                // The cloud is there: a delivery loop waiting out a backoff may send now.
+                Delivery::Accepted => self.uplink.cloud_answered(),
+                Delivery::Retry { reason, .. } => tracing::debug!(%reason, "heartbeat not delivered"),
+                Delivery::Rejected { .. } | Delivery::Unauthorized => {}
             }
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -348,10 +406,13 @@ impl Agent {
 /// Files read per stability pause.
 const READ_CHUNK: usize = 64;
 
-async fn read_all(chunk: &[Candidate]) -> Vec<Option<Vec<u8>>> {
+/// How long a refused device waits before asking again (a token renewal that succeeds ends it sooner).
+const REVOKED_RECHECK: Duration = Duration::from_secs(30);
+
+async fn stamp_all(chunk: &[Candidate]) -> Vec<Option<Stamp>> {
     let mut out = Vec::with_capacity(chunk.len());
     for c in chunk {
-        out.push(source::read_limited(&c.path, MAX_FILE_BYTES).await.ok());
+        out.push(source::stamp(&c.path).await.ok());
     }
     out
 }

@@ -27,6 +27,8 @@ pub struct AgentConfig {
     pub settle_secs: u64,
     pub max_outbox_bytes: u64,
     pub batch_size: usize,
+    pub retry_min_ms: u64,
+    pub retry_max_ms: u64,
     pub heartbeat_secs: u64,
     pub reader_probe: Option<String>,
     pub network_probes: Vec<String>,
@@ -73,6 +75,12 @@ impl AgentConfig {
         if self.batch_size == 0 || self.batch_size > onshi_domain::event::MAX_BATCH_EVENTS {
             return invalid("batch_size", "must be between 1 and 1000");
         }
+        if self.retry_min_ms < 10 || self.retry_min_ms > self.retry_max_ms {
+            return invalid("retry_min_ms", "must be at least 10 and at most retry_max_ms");
+        }
+        if self.retry_max_ms > 600_000 {
+            return invalid("retry_max_ms", "must be at most 600000 (ten minutes)");
+        }
         if self.heartbeat_secs == 0 || self.heartbeat_secs > 3600 {
             return invalid("heartbeat_secs", "must be between 1 and 3600");
         }
@@ -93,6 +101,16 @@ impl AgentConfig {
 
     pub fn stable(&self) -> Duration {
         Duration::from_millis(self.stable_ms)
+    }
+
+    /// The first delivery retry waits about this long; later ones double.
+    pub fn retry_min(&self) -> Duration {
+        Duration::from_millis(self.retry_min_ms)
+    }
+
+    /// No delivery retry waits longer than this.
+    pub fn retry_max(&self) -> Duration {
+        Duration::from_millis(self.retry_max_ms)
     }
 
     pub fn outbox_path(&self) -> PathBuf {

@@ -163,6 +163,12 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             };
             match parse_file(&name, &bytes, &ctx) {
                 Ok(parsed) => {
+                    if parsed.time_source == onshi_agent::oqs::TimeSource::FileName {
+                        eprintln!(
+                            "onshi-agent: {}: no ProcessExecutionTime in the header; occurred_at is the time in the file name",
+                            file.display()
+                        );
+                    }
                     let json = serde_json::to_string_pretty(&parsed.events).map_err(|e| e.to_string())?;
                     println!("{json}");
                     Ok(ExitCode::SUCCESS)
@@ -229,15 +235,23 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             }
             let outbox = onshi_agent::outbox::Outbox::open(&config.outbox_path(), config.max_outbox_bytes)
                 .map_err(|e| e.to_string())?;
+            let corrupt = outbox.corrupt_count().map_err(|e| e.to_string())?;
             println!(
-                "outbox: {} waiting (oldest {} s), {} set aside as refused, {} files processed, {} bytes of {}",
+                "outbox: {} waiting (oldest {} s), {} set aside as refused, {} set aside as corrupt, {} files processed, {} bytes of {}",
                 outbox.depth().map_err(|e| e.to_string())?,
                 outbox.oldest_age_secs().ok().flatten().unwrap_or(0),
                 outbox.rejected_count().map_err(|e| e.to_string())?,
+                corrupt,
                 outbox.processed_count().map_err(|e| e.to_string())?,
                 outbox.used_bytes().map_err(|e| e.to_string())?,
                 config.max_outbox_bytes
             );
+            if corrupt > 0 {
+                println!(
+                    "warning: {corrupt} outbox rows no longer decode and were never delivered; they are kept in the `corrupt` table of {}",
+                    config.outbox_path().display()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

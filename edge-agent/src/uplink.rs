@@ -1,9 +1,16 @@
 //! Talking to Onshi Cloud: enrollment, access tokens, event delivery.
 //!
 //! Every delivery attempt ends in one of four outcomes, and each has one response: `Accepted` (delete from
-//! the outbox), `Rejected` (the cloud will never take this content: set it aside), `Unauthorized` (get a
-//! new token; a revoked device stops), `Retry` (network, 5xx, 429: wait with backoff and send the same
-//! events again, which is harmless because the cloud deduplicates by event id).
+//! the outbox, never resend), `Rejected` (the cloud will never take this content: set it aside),
+//! `Unauthorized` (the cloud refuses this device: a revoked device keeps its events and waits), `Retry`
+//! (network, 5xx, 429: wait with a short, capped backoff and send the same events again, which is harmless
+//! because the cloud deduplicates by event id).
+//!
+//! A 401 on a delivery means the access token is no longer taken (it expired in flight, the cloud
+//! restarted with new keys): `deliver` renews it and resends at once, and only a device the token
+//! endpoint refuses (or a fresh token refused again) is `Unauthorized`. Every successful token renewal,
+//! and every heartbeat the agent gets through, signals `recovered`, which wakes a delivery loop waiting
+//! out its backoff: the cloud is back, send now.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -12,15 +19,26 @@ use onshi_domain::{AgentEvent, EventBatch};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use tokio::sync::Notify;
 
 use crate::credentials::Credentials;
 
 #[derive(Debug)]
 pub enum Delivery {
     Accepted,
-    Rejected { status: u16, reason: String },
+    Rejected {
+        status: u16,
+        reason: String,
+    },
     Unauthorized,
-    Retry { reason: String, after: Option<Duration> },
+    /// Send the same events again: after `after` when the cloud said so (`Retry-After`, at most a minute),
+    /// otherwise after the caller's backoff. `rate_limited` (429): the cloud is up but wants fewer
+    /// requests, so signs of the cloud being back do not cut the wait short.
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+        rate_limited: bool,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,12 +112,30 @@ pub struct Uplink {
     server: String,
     credentials: Credentials,
     token: Mutex<Option<(String, Instant)>>,
+    recovered: Notify,
+}
+
+/// One POST of events, before a refused token is dealt with.
+enum Sent {
+    Answer(Delivery),
+    TokenRefused,
 }
 
 impl Uplink {
     pub fn new(credentials: Credentials, server_override: Option<&str>) -> Self {
         let server = server_override.unwrap_or(&credentials.server).trim_end_matches('/').to_owned();
-        Self { client: client(), server, credentials, token: Mutex::new(None) }
+        Self { client: client(), server, credentials, token: Mutex::new(None), recovered: Notify::new() }
+    }
+
+    /// Signalled (to the tasks waiting at that moment) whenever the cloud proves reachable: a token was
+    /// renewed, or the agent reported that a heartbeat got through (`cloud_answered`).
+    pub fn recovered(&self) -> &Notify {
+        &self.recovered
+    }
+
+    /// The cloud accepted something: wake whoever is waiting out a backoff.
+    pub fn cloud_answered(&self) {
+        self.recovered.notify_waiters();
     }
 
     fn cached_token(&self) -> Option<String> {
@@ -143,16 +179,36 @@ impl Uplink {
         // Renew a minute early so a token never expires in flight.
         let until = Instant::now() + Duration::from_secs(t.expires_in.saturating_sub(60).max(10));
         *self.token.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((t.access_token.clone(), until));
+        self.cloud_answered();
         Ok(t.access_token)
     }
 
-    /// Sends one batch and classifies the answer.
+    /// Sends one batch and classifies the answer. A refused access token is renewed and the batch resent
+    /// at once, once.
     pub async fn deliver(&self, events: &[AgentEvent]) -> Delivery {
-        let token = match self.access_token().await {
-            Ok(t) => t,
-            Err(UplinkError::Revoked) => return Delivery::Unauthorized,
-            Err(e) => return Delivery::Retry { reason: e.to_string(), after: None },
-        };
+        let mut renewed = false;
+        loop {
+            let token = match self.access_token().await {
+                Ok(t) => t,
+                Err(UplinkError::Revoked) => return Delivery::Unauthorized,
+                Err(e) => return Delivery::Retry { reason: e.to_string(), after: None, rate_limited: false },
+            };
+            match self.send(&token, events).await {
+                Sent::Answer(delivery) => return delivery,
+                Sent::TokenRefused => {
+                    self.forget_token();
+                    if renewed {
+                        // A token fresh from the cloud refused by the same cloud: treat as a refused device.
+                        return Delivery::Unauthorized;
+                    }
+                    tracing::info!("access token refused; renewing it and resending now");
+                    renewed = true;
+                }
+            }
+        }
+    }
+
+    async fn send(&self, token: &str, events: &[AgentEvent]) -> Sent {
         let response = self
             .client
             .post(format!("{}/api/v1/events", self.server))
@@ -162,7 +218,13 @@ impl Uplink {
             .await;
         let response = match response {
             Ok(r) => r,
-            Err(e) => return Delivery::Retry { reason: format!("network: {e}"), after: None },
+            Err(e) => {
+                return Sent::Answer(Delivery::Retry {
+                    reason: format!("network: {e}"),
+                    after: None,
+                    rate_limited: false,
+                });
+            }
         };
         let status = response.status().as_u16();
         let retry_after = response
@@ -170,23 +232,29 @@ impl Uplink {
             .get("Retry-After")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .map(|secs| Duration::from_secs(secs.min(MAX_RETRY_AFTER_SECS)));
         let body = response.text().await.unwrap_or_default();
-        match status {
+        Sent::Answer(match status {
             202 => Delivery::Accepted,
-            401 => {
-                self.forget_token();
-                Delivery::Unauthorized
-            }
-            429 => Delivery::Retry { reason: "rate limited".into(), after: retry_after },
+            401 => return Sent::TokenRefused,
+            429 => Delivery::Retry { reason: "rate limited".into(), after: retry_after, rate_limited: true },
             400 | 409 | 413 | 422 => Delivery::Rejected { status, reason: error_message(&body) },
-            _ => Delivery::Retry { reason: format!("HTTP {status}: {}", error_message(&body)), after: retry_after },
-        }
+            _ => Delivery::Retry {
+                reason: format!("HTTP {status}: {}", error_message(&body)),
+                after: retry_after,
+                rate_limited: false,
+            },
+        })
     }
 }
 
-/// Exponential backoff with full jitter: a random wait up to min(cap, base·2ⁿ), so agents that lost the
-/// link together do not return together.
+/// A `Retry-After` longer than this is shortened to it: an agent must not sit out a proxy's hour.
+const MAX_RETRY_AFTER_SECS: u64 = 60;
+
+/// Exponential backoff with equal jitter: a wait between half and all of min(cap, base·2ⁿ), so agents that
+/// lost the link together do not return together, while no wait exceeds the cap (the cloud's return is
+/// noticed within a cap at worst). `reset` after any sign of the cloud (an accepted batch, a heartbeat,
+/// a renewed token) starts again from `base`.
 #[derive(Debug)]
 pub struct Backoff {
     attempt: u32,
@@ -196,17 +264,23 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, cap: Duration) -> Self {
-        Self { attempt: 0, base, cap }
+        Self { attempt: 0, base, cap: cap.max(base) }
     }
 
     pub fn reset(&mut self) {
         self.attempt = 0;
     }
 
+    /// The longest the next wait may be.
+    pub fn ceiling(&self) -> Duration {
+        self.base.saturating_mul(1u32 << self.attempt.min(16)).min(self.cap)
+    }
+
     pub fn next_delay(&mut self) -> Duration {
-        let ceiling = self.base.saturating_mul(1u32 << self.attempt.min(16)).min(self.cap);
+        let ceiling = self.ceiling();
         self.attempt = self.attempt.saturating_add(1);
-        ceiling.mul_f64(rand::rng().random::<f64>()).max(Duration::from_millis(50))
+        let half = ceiling / 2;
+        (half + half.mul_f64(rand::rng().random::<f64>())).max(Duration::from_millis(10))
     }
 }
 
@@ -215,13 +289,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_to_its_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        for _ in 0..30 {
-            assert!(b.next_delay() <= Duration::from_secs(5));
+    fn backoff_grows_to_its_cap_and_never_beyond() {
+        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(5));
+        let mut ceilings = Vec::new();
+        for _ in 0..1000 {
+            ceilings.push(b.ceiling());
+            let d = b.next_delay();
+            assert!(d <= Duration::from_secs(5), "waited {d:?} after {} failures", b.attempt);
+            assert!(d >= ceilings[ceilings.len() - 1] / 2, "jitter went below half the ceiling");
         }
-        assert!(b.attempt >= 30);
+        assert_eq!(&ceilings[..5], &[500, 1000, 2000, 4000, 5000].map(Duration::from_millis));
+        assert_eq!(b.ceiling(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn backoff_starts_again_from_its_base_after_a_reset() {
+        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(5));
+        for _ in 0..30 {
+            b.next_delay();
+        }
         b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(100));
+        assert_eq!(b.ceiling(), Duration::from_millis(500));
+        assert!(b.next_delay() <= Duration::from_millis(500));
+        assert_eq!(b.ceiling(), Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn the_delivery_backoff_is_capped_at_five_seconds_by_default() {
+        let config = crate::AgentConfig::with("/nonexistent", Vec::new()).unwrap();
+        let mut b = Backoff::new(config.retry_min(), config.retry_max());
+        for _ in 0..100 {
+            b.next_delay();
+        }
+        assert_eq!(b.ceiling(), Duration::from_secs(5));
     }
 }

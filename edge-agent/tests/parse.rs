@@ -2,7 +2,7 @@
 //! arbitrary bytes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use onshi_agent::oqs::{FileEncoding, ParseContext, ParseError, parse_file};
+use onshi_agent::oqs::{FileEncoding, ParseContext, ParseError, TimeSource, parse_file};
 use onshi_agent::simulate::{Confirmation, Outcome, Person, bulk_file, confirmation_file};
 use onshi_domain::{
     ConfirmationMethod, EventPayload, MedicalInstitutionCode, PatientRef, QualificationResult, mynumber,
@@ -228,4 +228,157 @@ proptest! {
             }
         }
     }
+}
+
+// ---- When it happened: the header's time, else the file name's, else refused.
+
+/// A card read whose header time is replaced by `element` (nothing, or an empty element).
+fn without_header_time(encoding: FileEncoding, element: &str) -> Vec<u8> {
+    let file = confirmation_file(&confirmation(true, Outcome::Valid), encoding, 20);
+    let text = match encoding {
+        FileEncoding::Utf8 => String::from_utf8(file.bytes).unwrap(),
+        FileEncoding::ShiftJis => encoding_rs::SHIFT_JIS.decode(&file.bytes).0.into_owned(),
+    };
+    let text = text.replace("<ProcessExecutionTime>20261125093015</ProcessExecutionTime>", element);
+    assert!(!text.contains("<ProcessExecutionTime>2026"), "the header time was not removed");
+    match encoding {
+        FileEncoding::Utf8 => text.into_bytes(),
+        FileEncoding::ShiftJis => encoding_rs::SHIFT_JIS.encode(&text).0.into_owned(),
+    }
+}
+
+#[test]
+fn the_header_time_is_used_when_the_header_has_one() {
+    let file = confirmation_file(&confirmation(true, Outcome::Valid), FileEncoding::Utf8, 21);
+    // The name says another time; the header wins.
+    for name in [file.name.clone(), "OQSsiquc01res_face_000003_20261126052802.xml".to_owned()] {
+        let parsed = parse_file(&name, &file.bytes, &ctx()).unwrap();
+        assert_eq!(parsed.time_source, TimeSource::Header);
+        assert_eq!(parsed.events[0].occurred_at, datetime!(2026-11-25 09:30:15 +09:00));
+    }
+}
+
+#[test]
+fn without_a_header_time_the_file_name_gives_it() {
+    let at = datetime!(2026-11-26 05:28:02 +09:00);
+    for encoding in [FileEncoding::Utf8, FileEncoding::ShiftJis] {
+        for element in [
+            "",
+            "<ProcessExecutionTime></ProcessExecutionTime>",
+            "<ProcessExecutionTime/>",
+            "<ProcessExecutionTime> </ProcessExecutionTime>",
+        ] {
+            let bytes = without_header_time(encoding, element);
+            for name in ["OQSsiquc01res_face_000003_20261126052802.xml", "OQSsiquc01res_20261126052802000001.xml"] {
+                let parsed = parse_file(name, &bytes, &ctx()).unwrap_or_else(|e| panic!("{name} {element:?}: {e}"));
+                assert_eq!(parsed.time_source, TimeSource::FileName, "{name}");
+                assert_eq!(parsed.events.len(), 1);
+                assert_eq!(parsed.events[0].occurred_at, at, "{name}");
+            }
+        }
+    }
+    // A bulk answer too, for each of its events.
+    let list: Vec<_> = (0..3).map(|_| confirmation(false, Outcome::Valid)).collect();
+    let bulk = bulk_file(&list, FileEncoding::Utf8, 22);
+    let text = String::from_utf8(bulk.bytes)
+        .unwrap()
+        .replace("<ProcessExecutionTime>20261125093015</ProcessExecutionTime>", "");
+    let parsed = parse_file("OQSmuquc02res_20261126052802000022.xml", text.as_bytes(), &ctx()).unwrap();
+    assert_eq!(parsed.time_source, TimeSource::FileName);
+    assert!(parsed.events.iter().all(|e| e.occurred_at == at));
+}
+
+#[test]
+fn a_time_from_the_name_is_part_of_the_results_identity() {
+    // The same document under two names with different times is two confirmations, not one: were their
+    // ids equal, the cloud would see one id with two different times and refuse the second as a conflict.
+    let bytes = without_header_time(FileEncoding::Utf8, "");
+    let a = parse_file("OQSsiquc01res_face_000003_20261126052802.xml", &bytes, &ctx()).unwrap();
+    let b = parse_file("OQSsiquc01res_face_000004_20261126052803.xml", &bytes, &ctx()).unwrap();
+    assert_ne!(a.content_hash, b.content_hash);
+    assert_ne!(a.events[0].id, b.events[0].id);
+    // The same name again (the trash folder keeps it): the same result.
+    let c = parse_file("OQSsiquc01res_face_000003_20261126052802.xml", &bytes, &ctx()).unwrap();
+    assert_eq!(a.events, c.events);
+}
+
+#[test]
+fn a_file_with_no_time_anywhere_is_refused() {
+    let bytes = without_header_time(FileEncoding::Utf8, "<ProcessExecutionTime></ProcessExecutionTime>");
+    for name in ["OQSsiquc01res_12345.xml", "OQSsiquc01res_face_000003.xml", "OQSsiquc01res_99999999999999.xml"] {
+        assert_eq!(parse_file(name, &bytes, &ctx()).unwrap_err(), ParseError::NoTime, "{name}");
+    }
+    // A header time that is there but is not a time is refused as such, whatever the name says.
+    let file = confirmation_file(&confirmation(true, Outcome::Valid), FileEncoding::Utf8, 23);
+    let text = String::from_utf8(file.bytes).unwrap().replace(">20261125093015<", ">2026-11-25<");
+    assert_eq!(
+        parse_file(&file.name, text.as_bytes(), &ctx()).unwrap_err(),
+        ParseError::Invalid("ProcessExecutionTime")
+    );
+}
+
+// ---- One result, one identity: bytes that do not change the document do not change the events.
+
+#[test]
+fn whitespace_and_bytes_outside_the_root_do_not_change_a_results_identity() {
+    let file = confirmation_file(&confirmation(true, Outcome::Valid), FileEncoding::Utf8, 24);
+    let original = parse_file(&file.name, &file.bytes, &ctx()).unwrap();
+    let text = String::from_utf8(file.bytes.clone()).unwrap();
+    let mut with_bom = vec![0xEF, 0xBB, 0xBF];
+    with_bom.extend_from_slice(&file.bytes);
+    let variants: Vec<(&str, Vec<u8>)> = vec![
+        ("trailing CRLF", [file.bytes.as_slice(), b"\r\n"].concat()),
+        ("trailing blanks", [file.bytes.as_slice(), b"\n\n  \t\r\n"].concat()),
+        ("CRLF line ends", text.replace('\n', "\r\n").into_bytes()),
+        ("no indentation", text.lines().map(str::trim).collect::<String>().into_bytes()),
+        ("a byte order mark", with_bom),
+        ("a comment after the root", format!("{text}\n<!-- copied by the EMR -->\n").into_bytes()),
+        ("blanks around a value", text.replace("<InsurerNumber>06139999<", "<InsurerNumber> 06139999 <").into_bytes()),
+    ];
+    for (what, bytes) in variants {
+        assert_ne!(bytes, file.bytes, "{what}");
+        let parsed = parse_file(&file.name, &bytes, &ctx()).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(parsed.content_hash, original.content_hash, "{what}");
+        assert_eq!(parsed.events, original.events, "{what}");
+    }
+}
+
+#[test]
+fn a_re_encoded_result_keeps_its_identity() {
+    let c = confirmation(true, Outcome::Valid);
+    let utf8 = confirmation_file(&c, FileEncoding::Utf8, 25);
+    let sjis = confirmation_file(&c, FileEncoding::ShiftJis, 25);
+    assert_eq!(utf8.name, sjis.name);
+    assert_ne!(utf8.bytes, sjis.bytes);
+    let a = parse_file(&utf8.name, &utf8.bytes, &ctx()).unwrap();
+    let b = parse_file(&sjis.name, &sjis.bytes, &ctx()).unwrap();
+    assert_eq!((a.encoding, b.encoding), (FileEncoding::Utf8, FileEncoding::ShiftJis));
+    assert_eq!(a.content_hash, b.content_hash);
+    assert_eq!(a.events, b.events);
+}
+
+#[test]
+fn any_change_to_the_document_is_another_result() {
+    let file = confirmation_file(&confirmation(true, Outcome::Valid), FileEncoding::Utf8, 26);
+    let original = parse_file(&file.name, &file.bytes, &ctx()).unwrap();
+    let text = String::from_utf8(file.bytes.clone()).unwrap();
+    for (what, changed) in [
+        ("another second", text.replace(">20261125093015<", ">20261125093016<")),
+        (
+            "a value no event uses",
+            text.replace("<ArbitraryFileIdentifier/>", "<ArbitraryFileIdentifier>x</ArbitraryFileIdentifier>"),
+        ),
+        (
+            "a value moved to the next element",
+            text.replace("<Sex1>1</Sex1>\n        <Birthdate>", "<Sex1></Sex1>\n        <Birthdate>1"),
+        ),
+    ] {
+        assert_ne!(changed, text, "{what}");
+        let parsed = parse_file(&file.name, changed.as_bytes(), &ctx()).unwrap();
+        assert_ne!(parsed.content_hash, original.content_hash, "{what}");
+        assert_ne!(parsed.events[0].id, original.events[0].id, "{what}");
+    }
+    // The same document named as another kind of file is another result too (its events differ).
+    let as_single = parse_file("OQSsiquc01res_20261125093015000026.xml", &file.bytes, &ctx()).unwrap();
+    assert_ne!(as_single.content_hash, original.content_hash);
 }

@@ -11,7 +11,7 @@ mod xml;
 use std::fmt;
 
 pub use decode::{FileEncoding, decode};
-pub use result::{ParseContext, Parsed, parse_file};
+pub use result::{ParseContext, Parsed, TimeSource, parse_file};
 pub use xml::{Element, parse as parse_xml};
 
 /// Result files larger than this are refused before being read whole. A bulk result for a large clinic
@@ -31,9 +31,16 @@ pub enum ParseError {
     Xml(String),
     NotAResult(&'static str),
     Missing(&'static str),
+    /// Neither `ProcessExecutionTime` nor the file name says when the confirmation happened.
+    NoTime,
     Invalid(&'static str),
-    EncodingMismatch { declared: &'static str, identifier: String },
-    WrongClinic { found: String },
+    EncodingMismatch {
+        declared: &'static str,
+        identifier: String,
+    },
+    WrongClinic {
+        found: String,
+    },
 }
 
 impl fmt::Display for ParseError {
@@ -48,6 +55,9 @@ impl fmt::Display for ParseError {
             Self::Xml(why) => write!(f, "malformed XML: {why}"),
             Self::NotAResult(why) => write!(f, "not a 資格確認 result: {why}"),
             Self::Missing(element) => write!(f, "required element {element} is missing"),
+            Self::NoTime => {
+                f.write_str("ProcessExecutionTime is missing or empty and the file name carries no time either")
+            }
             Self::Invalid(element) => write!(f, "element {element} has a value that is not allowed"),
             Self::EncodingMismatch { declared, identifier } => write!(
                 f,
@@ -93,11 +103,18 @@ impl FileKind {
     }
 }
 
-/// The timestamp at the end of a face file's name (`…_yyyyMMddHHmmss.xml`), in JST.
+/// The time a result file's name carries, in JST: the last `_`-separated part of the name, when it is all
+/// digits and starts with `yyyyMMddHHmmss`. A face file's name ends in exactly that
+/// (`OQSsiquc01res_face_000003_20261126052802.xml`); the answers in `res/` carry the request's id, which
+/// clinic software makes from the time and a serial (`OQSsiquc01res_20261126052802000001.xml`). Names
+/// without such a part (`OQSsiquc01res_12345.xml`) give `None`.
 pub fn file_name_time(file_name: &str) -> Option<time::OffsetDateTime> {
     let stem = file_name.rsplit_once('.')?.0;
     let digits = stem.rsplit('_').next()?;
-    result::parse_jst_timestamp(digits)
+    if digits.len() < 14 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    result::parse_jst_timestamp(&digits[..14])
 }
 
 #[cfg(test)]
@@ -119,5 +136,18 @@ mod tests {
         let t = file_name_time("OQSsiquc01res_face_0001_20261125093000.xml").unwrap();
         assert_eq!(t, time::macros::datetime!(2026-11-25 09:30:00 +09:00));
         assert!(file_name_time("OQSsiquc01res_12345.xml").is_none());
+    }
+
+    #[test]
+    fn single_and_bulk_answers_carry_the_time_before_their_serial() {
+        let expected = time::macros::datetime!(2026-11-26 05:28:02 +09:00);
+        assert_eq!(file_name_time("OQSsiquc01res_20261126052802000001.xml"), Some(expected));
+        assert_eq!(file_name_time("OQSsiquc01res_face_000003_20261126052802.xml"), Some(expected));
+        assert_eq!(file_name_time("OQSmuquc02res_20261126052802000009.xml"), Some(expected));
+        // Digits that are not a date and time, or too few of them, or not only digits.
+        assert!(file_name_time("OQSsiquc01res_99999999999999000001.xml").is_none());
+        assert!(file_name_time("OQSsiquc01res_2026112605280.xml").is_none());
+        assert!(file_name_time("OQSsiquc01res_20261126052802abc.xml").is_none());
+        assert!(file_name_time("OQSsiquc01res_20261126052802").is_none());
     }
 }

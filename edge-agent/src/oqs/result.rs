@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
 use super::xml::Element;
-use super::{FileEncoding, FileKind, MAX_FILE_BYTES, ParseError, decode, parse_xml};
+use super::{FileEncoding, FileKind, MAX_FILE_BYTES, ParseError, decode, file_name_time, parse_xml};
 
 /// What the parser needs to know about the clinic it runs at.
 #[derive(Clone)]
@@ -21,12 +21,26 @@ pub struct ParseContext {
     pub pseudonym_key: Vec<u8>,
 }
 
+/// Where the events' `occurred_at` came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSource {
+    /// The header's `ProcessExecutionTime`, as the interface intends.
+    Header,
+    /// The header had no (or an empty) `ProcessExecutionTime`; the time is the one in the file name
+    /// (`file_name_time`). The event schema has no field for this, so only the agent knows it (its log and
+    /// `onshi-agent parse` say so).
+    FileName,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Parsed {
     pub kind: FileKind,
     pub encoding: FileEncoding,
-    /// SHA-256 of the file's bytes: the identity of a result, whatever its path.
+    /// The identity of the result, whatever its path and bytes: SHA-256 over the parsed document (see
+    /// `result_identity`), so whitespace, bytes outside the root element and the file's encoding do not
+    /// count. Equal hashes mean equal events.
     pub content_hash: String,
+    pub time_source: TimeSource,
     pub events: Vec<AgentEvent>,
 }
 
@@ -40,12 +54,55 @@ pub(crate) fn parse_jst_timestamp(digits: &str) -> Option<OffsetDateTime> {
     Some(PrimitiveDateTime::new(date, time).assume_offset(onshi_domain::jst::JST))
 }
 
-/// Event ids derive from the file's content, so the same result read twice (a rescan, a restart after a
-/// crash, the same file in the trash folder) produces the same ids, and the cloud deduplicates even if the
-/// agent's own record of processed files were lost.
+/// The identity of a result: SHA-256 over everything its events are made from, and nothing else.
+///
+/// That is the element tree as the parser reads it: names and trimmed text (every value is read trimmed),
+/// in document order, length-prefixed so no two trees feed the same bytes. Left out, because no event
+/// depends on them: the XML declaration, comments, attributes, whitespace between elements, anything
+/// outside the root element (a trailing CRLF), the encoding of the bytes, and `CharacterCodeIdentifier`,
+/// which only names that encoding. Added, because events do depend on them: the file kind (from the name)
+/// and, when the header has no time, the time taken from the name.
+fn result_identity(kind: FileKind, root: &Element, named_time: Option<OffsetDateTime>) -> String {
+    fn feed(hasher: &mut Sha256, element: &Element, skip: &dyn Fn(&Element, &Element) -> bool) {
+        let text = element.text.trim();
+        hasher.update((element.name.len() as u64).to_be_bytes());
+        hasher.update(element.name.as_bytes());
+        hasher.update((text.len() as u64).to_be_bytes());
+        hasher.update(text.as_bytes());
+        let children: Vec<&Element> = element.children.iter().filter(|c| !skip(element, c)).collect();
+        hasher.update((children.len() as u64).to_be_bytes());
+        for child in children {
+            feed(hasher, child, skip);
+        }
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(b"onshi-agent/result/v2\0");
+    hasher.update([match kind {
+        FileKind::Face => b'f',
+        FileKind::Single => b's',
+        FileKind::Bulk => b'b',
+    }]);
+    match named_time {
+        Some(t) => {
+            hasher.update([1]);
+            hasher.update(t.unix_timestamp().to_be_bytes());
+        }
+        None => hasher.update([0]),
+    }
+    // The tree is at most `xml::MAX_DEPTH` deep, so the recursion is bounded.
+    let skip =
+        |parent: &Element, child: &Element| parent.name == "MessageHeader" && child.name == "CharacterCodeIdentifier";
+    feed(&mut hasher, root, &skip);
+    hex::encode(hasher.finalize())
+}
+
+/// Event ids derive from the result's identity, so the same result read twice (a rescan, a restart after
+/// a crash, the same file in the trash folder, the same document with a trailing CRLF or re-encoded)
+/// produces the same ids, and the cloud deduplicates even if the agent's own record of processed files
+/// were lost.
 fn event_id(content_hash: &str, index: usize) -> EventId {
     let digest = Sha256::new()
-        .chain_update(b"onshi-agent/event-id/v1\0")
+        .chain_update(b"onshi-agent/event-id/v2\0")
         .chain_update(content_hash.as_bytes())
         .chain_update((index as u64).to_be_bytes())
         .finalize();
@@ -108,7 +165,6 @@ pub fn parse_file(file_name: &str, bytes: &[u8], ctx: &ParseContext) -> Result<P
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(ParseError::TooLarge(bytes.len() as u64));
     }
-    let content_hash = hex::encode(Sha256::digest(bytes));
     let (text, encoding) = decode(bytes)?;
     let root = parse_xml(&text)?;
     if root.name != "XmlMsg" {
@@ -134,10 +190,13 @@ pub fn parse_file(file_name: &str, bytes: &[u8], ctx: &ParseContext) -> Result<P
     {
         return Err(ParseError::WrongClinic { found: code.to_string() });
     }
-    let occurred_at = header
-        .text_of("ProcessExecutionTime")
-        .ok_or(ParseError::Missing("ProcessExecutionTime"))
-        .and_then(|t| parse_jst_timestamp(t).ok_or(ParseError::Invalid("ProcessExecutionTime")))?;
+    // The header's time when it has one (a malformed one is refused: the file is not what we think it
+    // is); when it has none, the time in the file name; when neither, the file is refused.
+    let (occurred_at, time_source) = match header.text_of("ProcessExecutionTime") {
+        Some(t) => (parse_jst_timestamp(t).ok_or(ParseError::Invalid("ProcessExecutionTime"))?, TimeSource::Header),
+        None => (file_name_time(file_name).ok_or(ParseError::NoTime)?, TimeSource::FileName),
+    };
+    let content_hash = result_identity(kind, &root, (time_source == TimeSource::FileName).then_some(occurred_at));
     let method = match header.text_of("ReferenceClassification") {
         Some("1") => ConfirmationMethod::MynaCard,
         Some("2") => ConfirmationMethod::NumberQuery,
@@ -200,5 +259,5 @@ pub fn parse_file(file_name: &str, bytes: &[u8], ctx: &ParseContext) -> Result<P
         let v = if results.len() > 1 { QualificationResult::Multiple } else { v };
         vec![make(0, false, v, results.first().copied())]
     };
-    Ok(Parsed { kind, encoding, content_hash, events })
+    Ok(Parsed { kind, encoding, content_hash, time_source, events })
 }
