@@ -11,7 +11,7 @@ use std::pin::Pin;
 use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use onshi_domain::{ClinicId, DeviceId, TenantId};
-use onshi_store::{Clinic, DeviceStatus, TenantScope};
+use onshi_store::{DeviceAuth, DeviceStatus};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -100,11 +100,7 @@ impl DeviceKeys {
 /// An authenticated, active device, with its tenant scope and clinic. Extracting it is the
 /// authentication of an ingest request.
 #[derive(Debug, Clone)]
-pub struct AuthenticatedDevice {
-    pub scope: TenantScope,
-    pub clinic: Clinic,
-    pub device: DeviceId,
-}
+pub struct AuthenticatedDevice(pub DeviceAuth);
 
 impl FromRequest for AuthenticatedDevice {
     type Error = ApiError;
@@ -120,17 +116,16 @@ impl FromRequest for AuthenticatedDevice {
                 .and_then(|h| h.strip_prefix("Bearer "))
                 .ok_or(ApiError::Unauthorized("missing Bearer token"))?;
             let (tenant, clinic_id, device_id) = state.device_keys.verify(token.trim())?;
-            let scope = TenantScope::verified(tenant);
-            let store = state.store.tenant(scope);
-            let (device, clinic) = store
-                .device_with_clinic(device_id)
+            let auth = state
+                .store
+                .system()
+                .device_auth(tenant, clinic_id, device_id)
                 .await?
-                .filter(|(d, _)| d.clinic == clinic_id)
                 .ok_or(ApiError::Unauthorized("unknown device"))?;
-            if device.status == DeviceStatus::Revoked {
+            if auth.device.status == DeviceStatus::Revoked {
                 return Err(ApiError::Unauthorized("device revoked"));
             }
-            Ok(AuthenticatedDevice { scope, clinic, device: device_id })
+            Ok(AuthenticatedDevice(auth))
         })
     }
 }

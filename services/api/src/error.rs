@@ -135,7 +135,7 @@ impl ResponseError for ApiError {
             }
             other => (other.to_string(), None),
         };
-        let mut body = json!({ "error": { "code": self.code(), "message": message } });
+        let mut body = json!({ "error": { "code": self.code(), "message": message.clone() } });
         if let Some(field) = field {
             body["error"]["field"] = json!(field);
         }
@@ -146,7 +146,10 @@ impl ResponseError for ApiError {
         if let Self::Unauthorized(_) = self {
             response.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        response.insert_header(("Cache-Control", "no-store")).json(body)
+        let mut response = response.insert_header(("Cache-Control", "no-store")).json(body);
+        // For the HTML error page (web::error_page); 5xx messages are never shown there.
+        response.extensions_mut().insert(crate::web::error_page::ErrorText(message));
+        response
     }
 }
 

@@ -46,6 +46,8 @@ pub struct AppState {
     pub modes: onshi_config::Modes,
     /// Required by /metrics when set.
     pub metrics_token: Option<secrecy::SecretString>,
+    /// The reception-addon rules, loaded and validated once at start-up.
+    pub rules: Arc<onshi_rules::RuleSet>,
 }
 
 /// Failed sign-ins allowed per account and per client address within `window`.
@@ -76,6 +78,7 @@ pub fn serve(state: Arc<AppState>, listener: std::net::TcpListener) -> std::io::
         App::new()
             .app_data(data.clone())
             .app_data(ops.clone())
+            .wrap(actix_web::middleware::ErrorHandlers::new().default_handler(web::error_page::html_for_browsers))
             .wrap(security_headers())
             .wrap(actix_web::middleware::from_fn(web::observe::observe))
             .configure(configure)

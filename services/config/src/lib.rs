@@ -64,6 +64,8 @@ pub struct Config {
     pub ingest_batches_per_device_per_sec: u32,
     pub max_body_bytes: usize,
     pub archive_raw_batches: bool,
+    /// A reception-addon rules file to use instead of the built-in one (validated at start-up).
+    pub rules_file: Option<std::path::PathBuf>,
 
     pub public_url: String,
     pub smtp_url: Option<SecretString>,

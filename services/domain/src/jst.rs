@@ -12,8 +12,3 @@ pub const JST: UtcOffset = match UtcOffset::from_hms(9, 0, 0) {
 pub fn date_of(at: OffsetDateTime) -> Date {
     at.to_offset(JST).date()
 }
-
-/// "YYYY-MM" of a date: the billing month key.
-pub fn month_key(date: time::Date) -> String {
-    format!("{:04}-{:02}", date.year(), date.month() as u8)
-}

@@ -11,9 +11,11 @@ pub mod health;
 pub mod ids;
 pub mod ingest;
 pub mod jst;
+pub mod month;
 pub mod mynumber;
 pub mod onboarding;
 pub mod retention;
+pub mod rollup;
 pub mod visit;
 
 pub use access::{ApiScope, ClinicAccess, Permission, Role};
@@ -25,7 +27,9 @@ pub use event::{
 pub use health::{DeviceHealth, HEARTBEAT_INTERVAL_SECS, OFFLINE_AFTER_SECS};
 pub use ids::{ApiTokenId, ClinicId, DeviceId, EventId, IdError, TenantId, UserId};
 pub use ingest::{ENVELOPE_VERSION, IngestEnvelope};
+pub use month::{MonthError, YearMonth};
 pub use retention::RetentionBasis;
+pub use rollup::RollupDelta;
 pub use visit::Visit;
 
 /// Types from dependencies that appear in this crate's API, for crates that need no direct dependency.

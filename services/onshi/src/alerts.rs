@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use onshi_api::Mailer;
 use onshi_cache::{Cache, CacheBackend};
-use onshi_domain::{Role, TenantId, jst};
-use onshi_rules::{RuleSet, YearMonth};
+use std::sync::Arc;
+
+use onshi_domain::{ClinicAccess, Role};
+use onshi_rules::{MonthCount, RuleSet, YearMonth};
 use onshi_store::{AuditEntry, AuditResult, Store, TenantScope, UserStatus};
 use onshi_worker::AfterApply;
-use time::OffsetDateTime;
 
 /// Below this many patients in the month the estimate says too little to warn anyone.
 const MIN_PATIENTS: u64 = 20;
@@ -22,36 +23,40 @@ pub struct UsageWatch {
     pub cache: Cache,
     pub mailer: Mailer,
     pub public_url: String,
-    rules: Option<RuleSet>,
+    rules: Arc<RuleSet>,
 }
 
 impl UsageWatch {
-    pub fn new(store: Store, cache: Cache, mailer: Mailer, public_url: String) -> Self {
-        Self { store, cache, mailer, public_url, rules: RuleSet::builtin().ok() }
+    pub fn new(store: Store, cache: Cache, mailer: Mailer, public_url: String, rules: Arc<RuleSet>) -> Self {
+        Self { store, cache, mailer, public_url, rules }
     }
 
-    async fn check(&self, tenant: TenantId) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    async fn check(&self, scope: TenantScope) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let tenant = scope.tenant_id();
         if self.cache.incr_window(&format!("usage-watch:{tenant}"), EVERY).await? > 1 {
             return Ok(());
         }
-        let Some(rules) = &self.rules else { return Ok(()) };
-        let month = YearMonth::of(jst::date_of(OffsetDateTime::now_utc()));
-        let decides = month.plus(3);
-        let first = decides.first_day();
-        let store = self.store.tenant(TenantScope::verified(tenant));
-        let clinics = store.clinics().await?;
+        let month = YearMonth::current();
+        let store = self.store.tenant(scope);
+        // The watch acts for the whole group, like its managers.
+        let clinics = store.clinic_scopes(&ClinicAccess::All).await?;
         let mut recipients: Option<Vec<String>> = None;
-        for usage in store.monthly_usage(&month.to_string()).await?.into_iter().filter(|u| u.patients >= MIN_PATIENTS) {
+        for usage in store.monthly_usage(month).await?.into_iter().filter(|u| u.patients >= MIN_PATIENTS) {
             let Some(clinic) = clinics.iter().find(|c| c.id == usage.clinic) else { continue };
-            let Some(min) = rules.usage_tiers(clinic.kind, first).last().map(|t| t.min) else { continue };
-            let rate = usage.myna_patients as f64 / usage.patients as f64;
-            if rate + 1e-9 >= min {
+            let counts = MonthCount { patients: usage.patients, myna: usage.myna_patients };
+            let outlook = self.rules.forecast(clinic.kind, month, counts.rate());
+            let (Some(rate), Some(min), Some(from), Some(to)) =
+                (outlook.rate, outlook.required, outlook.decides.first(), outlook.decides.last())
+            else {
+                continue;
+            };
+            if !outlook.below() {
                 continue;
             }
             let entry =
                 AuditEntry::new(None, "system", "usage.alert", &format!("clinic:{}", clinic.id), AuditResult::Success)
                     .details(serde_json::json!({ "month": month.to_string(), "rate": rate, "required": min }));
-            if !store.claim_usage_alert(clinic.id, &month.to_string(), &entry).await? {
+            if !store.claim_usage_alert(clinic, month, &entry).await? {
                 continue;
             }
             if recipients.is_none() {
@@ -74,8 +79,8 @@ impl UsageWatch {
                 name = clinic.name,
                 code = clinic.code,
                 rate = rate * 100.0,
-                from = month.plus(3),
-                to = month.plus(5),
+                from = from,
+                to = to,
                 min = min * 100.0,
                 url = self.public_url.trim_end_matches('/'),
                 id = clinic.id,
@@ -92,10 +97,10 @@ impl UsageWatch {
 }
 
 impl AfterApply for UsageWatch {
-    fn after_apply(&self, tenant: TenantId) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+    fn after_apply(&self, scope: TenantScope) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
-            if let Err(e) = self.check(tenant).await {
-                tracing::warn!(error = %e, %tenant, "usage watch failed");
+            if let Err(e) = self.check(scope).await {
+                tracing::warn!(error = %e, tenant = %scope.tenant_id(), "usage watch failed");
             }
         })
     }

@@ -98,7 +98,7 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
         }
     }
     let accepted_in = started.elapsed();
-    let scoped = store.tenant(TenantScope::verified(tenant));
+    let scoped = store.tenant(TenantScope::operator(tenant));
     loop {
         let done = if bench.heartbeats {
             batches() - batches_before >= requests
@@ -168,8 +168,8 @@ async fn cloud_with_agent(
     let (tenant, clinics) = seed_group(&adapters.store, false).await?;
     let code = adapters
         .store
-        .tenant(TenantScope::verified(tenant))
-        .create_enrollment_code(clinics[0].clinic.id, time::Duration::hours(1))
+        .tenant(TenantScope::operator(tenant))
+        .create_enrollment_code(&clinics[0].clinic, time::Duration::hours(1))
         .await?;
     let app = Application::build(&config, adapters, Options { with_worker: true }).await?.spawn();
     let dir = tempfile::Builder::new().prefix("onshi-bench-agent").tempdir()?;
@@ -210,7 +210,7 @@ pub async fn drain(config: Config, events: usize) -> Result<(), Box<dyn std::err
     let stop = tokio_util::sync::CancellationToken::new();
     let started = Instant::now();
     let task = tokio::spawn(agent.run(stop.clone()));
-    let scoped = app.adapters.store.tenant(TenantScope::verified(tenant));
+    let scoped = app.adapters.store.tenant(TenantScope::operator(tenant));
     let mut delivered_at = None;
     loop {
         if delivered_at.is_none() && outbox.depth()? == 0 {
@@ -293,7 +293,7 @@ pub async fn agent_footprint(config: Config, files: usize) -> Result<(), Box<dyn
             peak = peak.max(rss);
         }
     }
-    let scoped = app.adapters.store.tenant(TenantScope::verified(tenant));
+    let scoped = app.adapters.store.tenant(TenantScope::operator(tenant));
     while (scoped.raw_event_count().await? as usize) < files {
         if let Some((rss, _)) = proc_status(pid) {
             peak = peak.max(rss);
@@ -404,7 +404,7 @@ pub async fn dashboard(
     let adapters = Adapters::connect(&config).await?;
     let store = adapters.store.clone();
     let tenant = store.system().create_tenant("bench group").await?;
-    let scoped = store.tenant(TenantScope::verified(tenant));
+    let scoped = store.tenant(TenantScope::operator(tenant));
     for i in 0..clinics {
         let code = onshi_domain::MedicalInstitutionCode::parse(&format!("131{:06}0", i + 1))?;
         scoped.create_clinic(&code, &format!("ベンチ医院 {:03}", i + 1)).await?;
@@ -571,7 +571,7 @@ pub async fn feed(mut config: Config, samples: usize) -> Result<(), Box<dyn std:
     }
     let adapters = Adapters::connect(&config).await?;
     let (tenant, clinics) = seed(&adapters.store).await?;
-    let scoped = adapters.store.tenant(TenantScope::verified(tenant));
+    let scoped = adapters.store.tenant(TenantScope::operator(tenant));
     let (email, password, secret) = bench_manager(&scoped).await?;
     let app = Application::build(&config, adapters, Options { with_worker: true }).await?.spawn();
     let base = app.base_url();

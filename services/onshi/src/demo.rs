@@ -3,11 +3,12 @@
 //! one-time code, reads those files and delivers them through the public API. Nothing in the path from
 //! file to page is demo-only.
 
+use onshi_domain::ClinicAccess;
 use onshi_domain::{
     AgentEvent, ConfirmationMethod, Consents, DeviceId, EventBatch, EventId, EventPayload, Heartbeat,
     MedicalInstitutionCode, PatientRef, QualificationCheck, QualificationResult, TenantId,
 };
-use onshi_store::{Clinic, Store, StoreError, TenantScope};
+use onshi_store::{ClinicScope, Store, StoreError, TenantScope};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use time::OffsetDateTime;
@@ -27,7 +28,7 @@ pub const DEMO_CLINICS: [(&str, &str); 3] = [
 /// A seeded clinic with its agent.
 #[derive(Debug, Clone)]
 pub struct DemoClinic {
-    pub clinic: Clinic,
+    pub clinic: ClinicScope,
     pub device: DeviceId,
 }
 
@@ -35,20 +36,20 @@ pub struct DemoClinic {
 /// token directly; the demo enrolls real agents instead).
 #[derive(Debug, Clone)]
 pub struct SeededClinic {
-    pub clinic: Clinic,
+    pub clinic: ClinicScope,
     pub device: Option<DeviceId>,
 }
 
 /// Creates the demo group and its clinics, and one device per clinic when `with_devices`.
 pub async fn seed_group(store: &Store, with_devices: bool) -> Result<(TenantId, Vec<SeededClinic>), StoreError> {
     let tenant = store.system().create_tenant(DEMO_GROUP).await?;
-    let scoped = store.tenant(TenantScope::verified(tenant));
+    let scoped = store.tenant(TenantScope::operator(tenant));
     let mut clinics = Vec::new();
     for (code, name) in DEMO_CLINICS {
         let code = MedicalInstitutionCode::parse(code).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let clinic = scoped.create_clinic(&code, name).await?;
         let device = if with_devices {
-            Some(scoped.create_device(clinic.id, "受付 資格確認端末").await?.id)
+            Some(scoped.create_device(&clinic, "受付 資格確認端末").await?.id)
         } else {
             None
         };
@@ -74,9 +75,10 @@ pub const DEMO_OWNER_PASSWORD: &str = "onshi-demo-2026";
 /// setup key.
 pub async fn ensure_demo_owner(store: &Store, tenant: TenantId) -> Result<String, Box<dyn std::error::Error>> {
     use onshi_store::{AuditEntry, AuditResult, NewUser};
-    let scoped = store.tenant(TenantScope::verified(tenant));
-    let user_id = match store.system().find_login(DEMO_OWNER_EMAIL).await? {
-        Some((_, id)) => id,
+    let scoped = store.tenant(TenantScope::operator(tenant));
+    let existing = scoped.users().await?.into_iter().find(|u| u.email == DEMO_OWNER_EMAIL);
+    let user_id = match existing {
+        Some(user) => user.id,
         None => {
             let phc = onshi_identity::hash_password(DEMO_OWNER_PASSWORD, DEMO_OWNER_EMAIL)?;
             let entry = AuditEntry::new(None, "system", "demo.seed_owner", "-", AuditResult::Success);
@@ -101,10 +103,10 @@ pub async fn ensure_demo_owner(store: &Store, tenant: TenantId) -> Result<String
 
 /// Loads the clinics and their first active agent for an existing demo tenant.
 pub async fn load(store: &Store, tenant: TenantId) -> Result<Vec<DemoClinic>, StoreError> {
-    let scoped = store.tenant(TenantScope::verified(tenant));
+    let scoped = store.tenant(TenantScope::operator(tenant));
     let devices = scoped.devices().await?;
     let mut out = Vec::new();
-    for clinic in scoped.clinics().await? {
+    for clinic in scoped.clinic_scopes(&ClinicAccess::All).await? {
         if let Some(device) = devices.iter().find(|d| d.clinic == clinic.id) {
             out.push(DemoClinic { clinic, device: device.id });
         }
@@ -243,7 +245,7 @@ struct DemoSite<'a> {
 /// One demo clinic's terminal folder and agent.
 async fn start_clinic(
     site: &DemoSite<'_>,
-    clinic: &Clinic,
+    clinic: &ClinicScope,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, Box<dyn std::error::Error>> {
     let DemoSite { store, tenant, base_url, data_dir, per_minute, backfill, stop } = site;
     let (tenant, per_minute, backfill) = (*tenant, *per_minute, *backfill);
@@ -253,8 +255,8 @@ async fn start_clinic(
     let agent_dir = dir.join("agent");
     if !onshi_agent::Credentials::path(&agent_dir).exists() {
         let code = store
-            .tenant(TenantScope::verified(tenant))
-            .create_enrollment_code(clinic.id, time::Duration::hours(1))
+            .tenant(TenantScope::operator(tenant))
+            .create_enrollment_code(clinic, time::Duration::hours(1))
             .await?;
         let credentials = onshi_agent::uplink::enroll(base_url, &code, "受付 資格確認端末（デモ）").await?;
         credentials.save(&agent_dir)?;
@@ -293,7 +295,8 @@ pub async fn run(config: onshi_config::Config, per_minute: f64) -> Result<(), Bo
     let adapters = Adapters::connect(&config).await?;
     let (tenant, clinics, fresh) = match adapters.store.system().first_tenant().await? {
         Some(tenant) => {
-            let clinics = adapters.store.tenant(TenantScope::verified(tenant)).clinics().await?;
+            let clinics =
+                adapters.store.tenant(TenantScope::operator(tenant)).clinic_scopes(&ClinicAccess::All).await?;
             (tenant, clinics, false)
         }
         None => {

@@ -251,13 +251,7 @@ async fn main() -> ExitCode {
 }
 
 fn load_rules(file: Option<&std::path::Path>) -> Result<onshi_rules::RuleSet, String> {
-    match file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            onshi_rules::RuleSet::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
-        }
-        None => onshi_rules::RuleSet::builtin().map_err(|e| format!("built-in rules: {e}")),
-    }
+    onshi::startup::load_rules(file).map_err(|e| e.to_string())
 }
 
 /// `onshi rules …`: runs without configuration or services, for integrations and billing staff.
@@ -340,10 +334,12 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
                 return Err("--ttl-hours must be between 1 and 336".into());
             }
             let store = onshi_store::Store::connect(config.effective_database_url().expose_secret(), 2).await?;
-            let code = store
-                .tenant(onshi_store::TenantScope::verified(tenant))
-                .create_enrollment_code(clinic, time::Duration::hours(ttl_hours))
-                .await?;
+            let scoped = store.tenant(onshi_store::TenantScope::operator(tenant));
+            let scope = scoped
+                .clinic_scope(clinic, &onshi_domain::ClinicAccess::All)
+                .await?
+                .ok_or_else(|| format!("no clinic {clinic} in tenant {tenant}"))?;
+            let code = scoped.create_enrollment_code(&scope, time::Duration::hours(ttl_hours)).await?;
             println!("{code}");
             eprintln!(
                 "one-time code for clinic {clinic}, valid {ttl_hours} h: onshi-agent enroll --server URL --code {code}"
@@ -362,7 +358,7 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
         }
         Command::Rollups { which: RollupsCommand::Rebuild { tenant } } => {
             let store = onshi_store::Store::connect(config.effective_database_url().expose_secret(), 2).await?;
-            let n = store.tenant(onshi_store::TenantScope::verified(tenant)).rebuild_rollups().await?;
+            let n = store.tenant(onshi_store::TenantScope::operator(tenant)).rebuild_rollups().await?;
             println!("rebuilt the rollups of {tenant} from {n} visits");
         }
         Command::Maintain { months_ahead, dry_run } => {
@@ -380,7 +376,7 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
                 &tenant.to_string(),
                 onshi_store::AuditResult::Success,
             );
-            store.tenant(onshi_store::TenantScope::verified(tenant)).set_retention_basis(basis, &actor).await?;
+            store.tenant(onshi_store::TenantScope::operator(tenant)).set_retention_basis(basis, &actor).await?;
             println!("{tenant}: visit records kept {} years ({})", basis.years(), basis.as_str());
         }
         Command::Backup { out } => {
@@ -419,7 +415,7 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
         Command::Device { which: DeviceCommand::Token { tenant, device } } => {
             let store = onshi_store::Store::connect(config.effective_database_url().expose_secret(), 2).await?;
             let found = store
-                .tenant(onshi_store::TenantScope::verified(tenant))
+                .tenant(onshi_store::TenantScope::operator(tenant))
                 .device(device)
                 .await?
                 .ok_or("no such device in that tenant")?;

@@ -34,6 +34,22 @@ pub enum StartupError {
     Worker(#[from] onshi_worker::WorkerError),
     #[error("mail settings (smtp_url / mail_from)")]
     Mail(#[source] onshi_api::mail::MailError),
+    #[error("rules file {path}: {reason}")]
+    Rules { path: String, reason: String },
+}
+
+/// Loads and validates the reception-addon rules once: the configured file, or the built-in rules.
+pub fn load_rules(file: Option<&std::path::Path>) -> Result<onshi_rules::RuleSet, StartupError> {
+    match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| StartupError::Rules { path: path.display().to_string(), reason: e.to_string() })?;
+            onshi_rules::RuleSet::from_toml(&text)
+                .map_err(|e| StartupError::Rules { path: path.display().to_string(), reason: e.to_string() })
+        }
+        None => onshi_rules::RuleSet::builtin()
+            .map_err(|e| StartupError::Rules { path: "(built-in)".to_owned(), reason: e.to_string() }),
+    }
 }
 
 /// The four adapters, connected.
@@ -43,6 +59,8 @@ pub struct Adapters {
     pub queue: Queue,
     pub cache: Cache,
     pub objects: ObjectStore,
+    /// The rules, loaded once with the adapters so that API and workers judge by the same set.
+    pub rules: std::sync::Arc<onshi_rules::RuleSet>,
 }
 
 impl Adapters {
@@ -82,7 +100,8 @@ impl Adapters {
             objects = objects.kind(),
             "adapters connected"
         );
-        Ok(Self { store, queue, cache, objects })
+        let rules = std::sync::Arc::new(load_rules(config.rules_file.as_deref())?);
+        Ok(Self { store, queue, cache, objects, rules })
     }
 
     pub fn worker(&self, config: &Config) -> Worker {
@@ -92,6 +111,7 @@ impl Adapters {
                 self.cache.clone(),
                 mailer,
                 config.public_url.clone(),
+                self.rules.clone(),
             )) as std::sync::Arc<dyn onshi_worker::AfterApply>),
             Err(e) => {
                 tracing::warn!(error = %e, "mail settings invalid: usage alerts are off");
@@ -198,6 +218,7 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             modes: config.modes(),
             metrics_token: config.metrics_token.clone(),
+            rules: adapters.rules.clone(),
             sessions,
             mailer,
             public_url: config.public_url.clone(),

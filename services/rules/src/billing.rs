@@ -15,10 +15,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde_json::json;
 use time::Date;
 
-use crate::{Decision, EvalInput, Granted, InputError, RuleSet, VisitKind, YearMonth, evaluate};
+use crate::{
+    Clinic, Decision, EARLIEST, EvalInput, Granted, InputError, RuleSet, Visit, VisitKind, YearMonth, evaluate,
+};
 
 /// What the cloud knows about a visit.
 #[derive(Debug, Clone)]
@@ -73,32 +74,37 @@ pub struct Line {
 /// Points and counts per addon name.
 pub type Totals = BTreeMap<String, (u32, u32)>;
 
-fn input(clinic: &serde_json::Value, visits: Vec<serde_json::Value>) -> Result<EvalInput, InputError> {
-    let doc = json!({ "clinics": [clinic], "visits": visits });
-    EvalInput::from_json(doc.to_string().as_bytes())
-}
-
-fn visit_json(f: &Fact, clinic_id: &str, kind: VisitKind, info: bool) -> serde_json::Value {
-    json!({
-        "id": f.id, "clinic": clinic_id, "patient": f.patient, "date": f.date.to_string(),
-        "kind": kind.label(), "myna": f.myna, "info_obtained": info,
+fn visit(f: &Fact, kind: VisitKind, info: bool) -> Result<Visit, InputError> {
+    if f.date < EARLIEST {
+        return Err(InputError::new(
+            format!("visit {}", f.id),
+            "date",
+            "before 2022-10-01, when the first reception addon began",
+        ));
+    }
+    Ok(Visit {
+        id: f.id.clone(),
+        clinic: 0,
+        patient: f.patient.clone(),
+        date: f.date,
+        kind,
+        myna: f.myna,
+        info_obtained: info,
     })
 }
 
-/// Reviews `month` of one clinic. `clinic` is the rules-input clinic object (`id`, `facility_kind`,
-/// `standards`, `usage_rates`); `facts` should include the months before `month` that frequency limits
-/// look back on.
+/// Reviews `month` of one clinic. `facts` should include the months before `month` that frequency
+/// limits look back on.
 pub fn review(
     rules: &RuleSet,
-    clinic: &serde_json::Value,
+    clinic: &Clinic,
     facts: &[Fact],
     corrections: &HashMap<String, Correction>,
     month: YearMonth,
 ) -> Result<(Vec<Line>, Totals), InputError> {
-    let clinic_id = clinic["id"].as_str().unwrap_or("clinic").to_owned();
     let derived_kind = |f: &Fact| if f.first_seen { VisitKind::First } else { VisitKind::Revisit };
-    let derived: Vec<_> = facts.iter().map(|f| visit_json(f, &clinic_id, derived_kind(f), f.info_obtained)).collect();
-    let derived = evaluate(rules, &input(clinic, derived)?);
+    let run = |visits: Vec<Visit>| evaluate(rules, &EvalInput { clinics: vec![clinic.clone()], visits });
+    let derived = run(facts.iter().map(|f| visit(f, derived_kind(f), f.info_obtained)).collect::<Result<_, _>>()?);
     let derived: HashMap<&str, &Decision> = derived.iter().map(|d| (d.visit.as_str(), d)).collect();
 
     let mut finals = Vec::new();
@@ -109,10 +115,10 @@ pub fn review(
         let info = c.and_then(|c| c.info_obtained).unwrap_or(f.info_obtained);
         effective.insert(f.id.as_str(), (kind, info));
         if !c.is_some_and(|c| c.exclude) {
-            finals.push(visit_json(f, &clinic_id, kind, info));
+            finals.push(visit(f, kind, info)?);
         }
     }
-    let finals = evaluate(rules, &input(clinic, finals)?);
+    let finals = run(finals);
     let finals: HashMap<&str, &Decision> = finals.iter().map(|d| (d.visit.as_str(), d)).collect();
 
     let mut lines = Vec::new();
@@ -158,14 +164,19 @@ pub fn review(
 
 #[cfg(test)]
 mod tests {
+    use onshi_domain::FacilityKind;
     use time::macros::date;
 
     use super::*;
+    use crate::{ClinicSettings, Standard};
 
-    fn clinic() -> serde_json::Value {
-        json!({"id": "c", "facility_kind": "医科",
-            "standards": [{"from": "2024-01-01", "online_claims": true, "oqs": true, "notices": true}],
-            "usage_rates": {}})
+    fn clinic() -> Clinic {
+        let mut settings = ClinicSettings::default();
+        settings.set_standards(
+            date!(2024 - 01 - 01),
+            [Standard::OnlineClaims, Standard::Oqs, Standard::Notices].into_iter().collect(),
+        );
+        Clinic::new("c", FacilityKind::Medical, settings)
     }
 
     fn fact(id: &str, patient: &str, date: Date, first: bool, myna: bool) -> Fact {
@@ -222,7 +233,7 @@ mod tests {
     #[test]
     fn a_clinic_without_its_standards_shows_missed_claims() {
         let rules = RuleSet::builtin().unwrap();
-        let bare = json!({"id": "c", "facility_kind": "医科", "standards": [], "usage_rates": {}});
+        let bare = Clinic::new("c", FacilityKind::Medical, ClinicSettings::default());
         let facts = vec![fact("a", "p1", date!(2025 - 03 - 03), true, true)];
         let (lines, totals) =
             review(&rules, &bare, &facts, &HashMap::new(), YearMonth::parse("2025-03").unwrap()).unwrap();

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use time::Date;
 
-use crate::input::{Clinic, EvalInput, Standard, Visit, YearMonth};
+use onshi_domain::YearMonth;
+
+use crate::input::{Clinic, EvalInput, Standard, Visit};
 use crate::rules::{Condition, Rule, RuleSet};
 
 /// An addon claimable for a visit.

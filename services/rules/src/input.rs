@@ -1,11 +1,9 @@
 //! The input contract of `onshi rules eval`, parsed into checked types. Errors name the visit or clinic
 //! and the field.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt;
-
-use onshi_domain::FacilityKind;
+use onshi_domain::{FacilityKind, YearMonth};
 use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use time::{Date, Month};
 
 /// The first day any reception addon existed; earlier visits cannot be evaluated.
@@ -23,57 +21,8 @@ pub struct InputError {
 }
 
 impl InputError {
-    fn new(subject: impl Into<String>, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(subject: impl Into<String>, field: impl Into<String>, message: impl Into<String>) -> Self {
         Self { subject: subject.into(), field: field.into(), message: message.into() }
-    }
-}
-
-/// A calendar month.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct YearMonth {
-    pub year: i32,
-    pub month: u8,
-}
-
-impl YearMonth {
-    pub fn of(date: Date) -> Self {
-        Self { year: date.year(), month: date.month() as u8 }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        let (y, m) = s.split_once('-')?;
-        if y.len() != 4 || m.len() != 2 {
-            return None;
-        }
-        let (year, month) = (y.parse().ok()?, m.parse().ok()?);
-        (1..=12).contains(&month).then_some(Self { year, month })
-    }
-
-    /// The month's first day.
-    pub fn first_day(self) -> Date {
-        let month = time::Month::try_from(self.month).unwrap_or(time::Month::January);
-        Date::from_calendar_date(self.year, month, 1).unwrap_or(Date::MIN)
-    }
-
-    /// The month's last day.
-    pub fn last_day(self) -> Date {
-        self.plus(1).first_day().previous_day().unwrap_or(Date::MIN)
-    }
-
-    pub fn plus(self, months: i32) -> Self {
-        let index = self.year * 12 + i32::from(self.month) - 1 + months;
-        Self { year: index.div_euclid(12), month: (index.rem_euclid(12) + 1) as u8 }
-    }
-
-    /// Months from `earlier` to `self`.
-    pub fn since(self, earlier: YearMonth) -> i32 {
-        (self.year * 12 + i32::from(self.month)) - (earlier.year * 12 + i32::from(earlier.month))
-    }
-}
-
-impl fmt::Display for YearMonth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:02}", self.year, self.month)
     }
 }
 
@@ -98,6 +47,29 @@ pub enum Standard {
 }
 
 impl Standard {
+    pub const ALL: [Standard; 7] = [
+        Self::OnlineClaims,
+        Self::Oqs,
+        Self::Notices,
+        Self::EPrescription,
+        Self::EhrSharing,
+        Self::EhrStandard,
+        Self::PediatricSpecial,
+    ];
+
+    /// The key in rules files, settings and forms (`online_claims`, ...).
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::OnlineClaims => "online_claims",
+            Self::Oqs => "oqs",
+            Self::Notices => "notices",
+            Self::EPrescription => "e_prescription",
+            Self::EhrSharing => "ehr_sharing",
+            Self::EhrStandard => "ehr_standard",
+            Self::PediatricSpecial => "pediatric_special",
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Self::OnlineClaims => "オンライン請求",
@@ -110,8 +82,8 @@ impl Standard {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
-        serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.key() == s)
     }
 }
 
@@ -130,6 +102,7 @@ impl VisitKind {
     }
 }
 
+/// A clinic as the engine sees it: its kind and its settings.
 #[derive(Debug, Clone)]
 pub struct Clinic {
     pub id: String,
@@ -140,9 +113,111 @@ pub struct Clinic {
 }
 
 impl Clinic {
+    pub fn new(id: impl Into<String>, kind: FacilityKind, settings: ClinicSettings) -> Self {
+        Self { id: id.into(), kind, standards: settings.standards, usage_rates: settings.usage_rates }
+    }
+
     /// The standards in force on `date`: the latest entry that started on or before it.
     pub fn standards_on(&self, date: Date) -> BTreeSet<Standard> {
         self.standards.iter().rev().find(|(from, _)| *from <= date).map(|(_, s)| s.clone()).unwrap_or_default()
+    }
+}
+
+/// What a billing clerk tells the engine about a clinic: the 届出/施設基準 met from each date and the
+/// notified マイナ保険証利用率 per month. Stored as JSON (`{"standards": [{"from": "YYYY-MM-DD",
+/// "<standard>": true, ...}], "usage_rates": {"YYYY-MM": 0.42}}`, the `onshi rules eval` input's shape)
+/// and parsed back into these types before it reaches the engine.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClinicSettings {
+    /// One entry per date, sorted by date.
+    pub standards: Vec<(Date, BTreeSet<Standard>)>,
+    pub usage_rates: BTreeMap<YearMonth, f64>,
+}
+
+impl ClinicSettings {
+    /// Parses the stored form; errors name the field.
+    pub fn from_json(value: &serde_json::Value) -> Result<Self, InputError> {
+        #[derive(Deserialize)]
+        struct Raw {
+            #[serde(default)]
+            standards: Vec<BTreeMap<String, serde_json::Value>>,
+            #[serde(default)]
+            usage_rates: BTreeMap<String, f64>,
+        }
+        let raw: Raw = serde_path_to_error::deserialize(value)
+            .map_err(|e| InputError::new("clinic settings", e.path().to_string(), e.inner().to_string()))?;
+        Self::from_raw("clinic settings", &raw.standards, &raw.usage_rates)
+    }
+
+    fn from_raw(
+        subject: &str,
+        raw_standards: &[BTreeMap<String, serde_json::Value>],
+        raw_rates: &BTreeMap<String, f64>,
+    ) -> Result<Self, InputError> {
+        let mut standards = Vec::new();
+        for (j, entry) in raw_standards.iter().enumerate() {
+            let from = entry.get("from").and_then(|v| v.as_str()).and_then(parse_date).ok_or_else(|| {
+                InputError::new(subject, format!("standards[{j}].from"), "a date YYYY-MM-DD is required")
+            })?;
+            let mut met = BTreeSet::new();
+            for (key, value) in entry.iter().filter(|(k, _)| k.as_str() != "from") {
+                let standard = Standard::parse(key)
+                    .ok_or_else(|| InputError::new(subject, format!("standards[{j}].{key}"), "unknown 施設基準"))?;
+                match value.as_bool() {
+                    Some(true) => {
+                        met.insert(standard);
+                    }
+                    Some(false) => {}
+                    None => {
+                        return Err(InputError::new(subject, format!("standards[{j}].{key}"), "must be true or false"));
+                    }
+                }
+            }
+            standards.push((from, met));
+        }
+        standards.sort_by_key(|(from, _)| *from);
+        let mut usage_rates = BTreeMap::new();
+        for (month, rate) in raw_rates {
+            let ym = YearMonth::parse(month).ok_or_else(|| {
+                InputError::new(subject, format!("usage_rates.{month}"), "months are written YYYY-MM")
+            })?;
+            if !(0.0..=1.0).contains(rate) {
+                return Err(InputError::new(subject, format!("usage_rates.{month}"), "a rate between 0.0 and 1.0"));
+            }
+            usage_rates.insert(ym, *rate);
+        }
+        Ok(Self { standards, usage_rates })
+    }
+
+    /// The stored form (see the type's documentation).
+    pub fn to_json(&self) -> serde_json::Value {
+        let standards: Vec<serde_json::Value> = self
+            .standards
+            .iter()
+            .map(|(from, met)| {
+                let mut entry = serde_json::Map::new();
+                entry.insert("from".into(), from.to_string().into());
+                for s in Standard::ALL {
+                    entry.insert(s.key().into(), met.contains(&s).into());
+                }
+                serde_json::Value::Object(entry)
+            })
+            .collect();
+        let rates: serde_json::Map<String, serde_json::Value> =
+            self.usage_rates.iter().map(|(m, r)| (m.to_string(), (*r).into())).collect();
+        serde_json::json!({ "standards": standards, "usage_rates": rates })
+    }
+
+    /// Records the standards met from `from`, replacing an entry of the same date.
+    pub fn set_standards(&mut self, from: Date, met: BTreeSet<Standard>) {
+        self.standards.retain(|(d, _)| *d != from);
+        self.standards.push((from, met));
+        self.standards.sort_by_key(|(d, _)| *d);
+    }
+
+    /// Records a month's notified rate (0.0-1.0), rounded to 0.1 percentage points.
+    pub fn set_usage_rate(&mut self, month: YearMonth, rate: f64) {
+        self.usage_rates.insert(month, (rate.clamp(0.0, 1.0) * 1000.0).round() / 1000.0);
     }
 }
 
@@ -193,7 +268,7 @@ struct RawVisit {
     info_obtained: bool,
 }
 
-fn parse_date(s: &str) -> Option<Date> {
+pub(crate) fn parse_date(s: &str) -> Option<Date> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
     Date::parse(s, &format).ok()
 }
@@ -211,48 +286,8 @@ impl EvalInput {
             if index.insert(c.id.clone(), i).is_some() {
                 return Err(InputError::new(subject, "id", "appears twice"));
             }
-            let mut standards = Vec::new();
-            for (j, entry) in c.standards.iter().enumerate() {
-                let from = entry.get("from").and_then(|v| v.as_str()).and_then(parse_date).ok_or_else(|| {
-                    InputError::new(&subject, format!("standards[{j}].from"), "a date YYYY-MM-DD is required")
-                })?;
-                let mut met = BTreeSet::new();
-                for (key, value) in entry.iter().filter(|(k, _)| k.as_str() != "from") {
-                    let standard = Standard::parse(key).ok_or_else(|| {
-                        InputError::new(&subject, format!("standards[{j}].{key}"), "unknown 施設基準")
-                    })?;
-                    match value.as_bool() {
-                        Some(true) => {
-                            met.insert(standard);
-                        }
-                        Some(false) => {}
-                        None => {
-                            return Err(InputError::new(
-                                &subject,
-                                format!("standards[{j}].{key}"),
-                                "must be true or false",
-                            ));
-                        }
-                    }
-                }
-                standards.push((from, met));
-            }
-            standards.sort_by_key(|(from, _)| *from);
-            let mut usage_rates = BTreeMap::new();
-            for (month, rate) in &c.usage_rates {
-                let ym = YearMonth::parse(month).ok_or_else(|| {
-                    InputError::new(&subject, format!("usage_rates.{month}"), "months are written YYYY-MM")
-                })?;
-                if !(0.0..=1.0).contains(rate) {
-                    return Err(InputError::new(
-                        &subject,
-                        format!("usage_rates.{month}"),
-                        "a rate between 0.0 and 1.0",
-                    ));
-                }
-                usage_rates.insert(ym, *rate);
-            }
-            clinics.push(Clinic { id: c.id, kind: c.facility_kind, standards, usage_rates });
+            let settings = ClinicSettings::from_raw(&subject, &c.standards, &c.usage_rates)?;
+            clinics.push(Clinic::new(c.id, c.facility_kind, settings));
         }
         let mut seen = BTreeSet::new();
         let mut visits = Vec::new();
@@ -297,14 +332,6 @@ impl EvalInput {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn months_add_across_years() {
-        let m = YearMonth::parse("2025-02").unwrap();
-        assert_eq!(m.plus(-3).to_string(), "2024-11");
-        assert_eq!(m.plus(11).to_string(), "2026-01");
-        assert_eq!(m.since(YearMonth::parse("2024-12").unwrap()), 2);
-    }
 
     #[test]
     fn errors_name_the_visit_and_field() {

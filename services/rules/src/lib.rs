@@ -11,10 +11,13 @@ pub mod billing;
 mod engine;
 mod input;
 mod rules;
+pub mod usage;
 
 pub use engine::{Decision, Granted, evaluate};
-pub use input::{Clinic, EvalInput, InputError, Standard, Visit, VisitKind, YearMonth};
+pub use input::{Clinic, ClinicSettings, EARLIEST, EvalInput, InputError, Standard, Visit, VisitKind};
+pub use onshi_domain::YearMonth;
 pub use rules::{Rule, RuleSet, RulesError, UsageTier};
+pub use usage::{Forecast, Level, MonthCount, Standing};
 
 /// The rules shipped with this build.
 pub const BUILTIN_RULES: &str = include_str!("../data/reception-addons.toml");

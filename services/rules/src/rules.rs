@@ -6,7 +6,9 @@ use onshi_domain::FacilityKind;
 use serde::Deserialize;
 use time::Date;
 
-use crate::input::{Standard, VisitKind, YearMonth};
+use onshi_domain::YearMonth;
+
+use crate::input::{Standard, VisitKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {

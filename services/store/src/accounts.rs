@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::audit::{AuditEntry, append};
 use crate::entities::{api_tokens, email_tokens, user_logins, users};
-use crate::{StoreError, SystemStore, TenantStore};
+use crate::{StoreError, SystemStore, TenantScope, TenantStore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UserStatus {
@@ -87,7 +87,7 @@ pub enum EmailPurpose {
 }
 
 impl EmailPurpose {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             EmailPurpose::Verify => "verify",
             EmailPurpose::Reset => "reset",
@@ -188,7 +188,7 @@ impl SystemStore<'_> {
         group_name: &str,
         owner: &NewUser<'_>,
         audit: &AuditEntry,
-    ) -> Result<(TenantId, UserId), StoreError> {
+    ) -> Result<(TenantScope, UserId), StoreError> {
         let tenant = TenantId::new();
         let txn = crate::begin_tenant(self.db(), tenant.as_uuid(), true).await?;
         SystemStore::insert_tenant(&txn, tenant, group_name).await?;
@@ -198,21 +198,61 @@ impl SystemStore<'_> {
         entry.target = format!("user:{user}");
         append(&txn, &tenant.as_uuid().to_string(), Some(tenant.as_uuid()), &entry).await?;
         txn.commit().await?;
-        Ok((tenant, user))
+        Ok((TenantScope::new(tenant), user))
     }
 
-    /// Which tenant and user an e-mail address signs in to.
-    pub async fn find_login(&self, email: &str) -> Result<Option<(TenantId, UserId)>, StoreError> {
+    async fn find_login(&self, email: &str) -> Result<Option<(TenantId, UserId)>, StoreError> {
         Ok(user_logins::Entity::find_by_id(normalise_email(email))
             .one(self.db())
             .await?
             .map(|r| (TenantId::from_uuid(r.tenant_id), UserId::from_uuid(r.user_id))))
     }
 
+    /// Signs in with an e-mail address: `check` judges the account's password (and status). Only an
+    /// account that passes yields its scope; a refused one is returned for the audit entry.
+    pub async fn sign_in(&self, email: &str, check: impl FnOnce(&User) -> bool) -> Result<SignIn, StoreError> {
+        let Some((tenant, user)) = self.find_login(email).await? else { return Ok(SignIn::Unknown) };
+        let store = TenantStore::new(self.db(), TenantScope::new(tenant));
+        let Some(user) = store.user(user).await? else { return Ok(SignIn::Unknown) };
+        Ok(if check(&user) { SignIn::Accepted(store.scope(), user) } else { SignIn::Refused(user) })
+    }
+
+    /// For a password-reset request naming `email`: an e-mail link token of `purpose` for the account's
+    /// user if it is active, with `make` giving (secret, hash) for the user's tenant. Nothing when there is
+    /// no such account; the caller answers the same either way.
+    pub async fn issue_reset_link(
+        &self,
+        email: &str,
+        ttl: time::Duration,
+        make: impl FnOnce(TenantId) -> (String, String),
+    ) -> Result<Option<(User, String)>, StoreError> {
+        let Some((tenant, user)) = self.find_login(email).await? else { return Ok(None) };
+        let store = TenantStore::new(self.db(), TenantScope::new(tenant));
+        let Some(user) = store.user(user).await?.filter(|u| u.status == UserStatus::Active) else {
+            return Ok(None);
+        };
+        let (secret, hash) = make(tenant);
+        store.create_email_token(user.id, EmailPurpose::Reset, &hash, ttl).await?;
+        Ok(Some((user, secret)))
+    }
+
+    /// Records a refused sign-in in the audit chain of the account's tenant.
+    pub async fn audit_refused(&self, user: &User, entry: &AuditEntry) -> Result<(), StoreError> {
+        TenantStore::new(self.db(), TenantScope::new(user.tenant)).audit(entry).await
+    }
+
     /// Records an event that has no tenant (a failed sign-in for an unknown address).
     pub async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         crate::audit::append_system(self.db(), entry).await
     }
+}
+
+/// What a sign-in attempt found.
+#[derive(Debug)]
+pub enum SignIn {
+    Unknown,
+    Refused(User),
+    Accepted(TenantScope, User),
 }
 
 impl TenantStore<'_> {
@@ -440,23 +480,6 @@ impl TenantStore<'_> {
         Ok(Some(user))
     }
 
-    /// Whether a link token is currently usable (to show the form it leads to), without using it.
-    pub async fn email_token_valid(
-        &self,
-        token_hash: &str,
-        purpose: EmailPurpose,
-    ) -> Result<Option<UserId>, StoreError> {
-        let txn = self.read().await?;
-        let row = email_tokens::Entity::find_by_id(token_hash.to_owned())
-            .filter(email_tokens::Column::TenantId.eq(self.tenant_uuid()))
-            .filter(email_tokens::Column::Purpose.eq(purpose.as_str()))
-            .filter(email_tokens::Column::UsedAt.is_null())
-            .one(&txn)
-            .await?;
-        txn.commit().await?;
-        Ok(row.filter(|r| r.expires_at > OffsetDateTime::now_utc()).map(|r| UserId::from_uuid(r.user_id)))
-    }
-
     pub async fn create_api_token(
         &self,
         created_by: UserId,
@@ -500,31 +523,6 @@ impl TenantStore<'_> {
         rows.into_iter().map(api_token_from_row).collect()
     }
 
-    /// The token with this hash if it is usable (not revoked, not expired); records its use.
-    pub async fn use_api_token(&self, token_hash: &str) -> Result<Option<ApiToken>, StoreError> {
-        let txn = self.write().await?;
-        let now = OffsetDateTime::now_utc();
-        let row = api_tokens::Entity::find()
-            .filter(api_tokens::Column::TenantId.eq(self.tenant_uuid()))
-            .filter(api_tokens::Column::TokenHash.eq(token_hash))
-            .filter(api_tokens::Column::RevokedAt.is_null())
-            .one(&txn)
-            .await?
-            .filter(|r| r.expires_at.is_none_or(|e| e > now));
-        let Some(row) = row else {
-            txn.commit().await?;
-            return Ok(None);
-        };
-        api_tokens::Entity::update_many()
-            .col_expr(api_tokens::Column::LastUsedAt, Expr::value(now))
-            .filter(api_tokens::Column::Id.eq(row.id))
-            .filter(api_tokens::Column::TenantId.eq(self.tenant_uuid()))
-            .exec(&txn)
-            .await?;
-        txn.commit().await?;
-        api_token_from_row(row).map(Some)
-    }
-
     pub async fn revoke_api_token(&self, id: ApiTokenId, audit: &AuditEntry) -> Result<(), StoreError> {
         let txn = self.write().await?;
         let updated = api_tokens::Entity::update_many()
@@ -541,31 +539,9 @@ impl TenantStore<'_> {
         txn.commit().await?;
         Ok(())
     }
-
-    /// Revokes an agent and records who did it, in one transaction.
-    pub async fn revoke_device_audited(
-        &self,
-        id: onshi_domain::DeviceId,
-        audit: &AuditEntry,
-    ) -> Result<(), StoreError> {
-        use crate::entities::devices;
-        let txn = self.write().await?;
-        let updated = devices::Entity::update_many()
-            .col_expr(devices::Column::Status, Expr::value("revoked"))
-            .filter(devices::Column::TenantId.eq(self.tenant_uuid()))
-            .filter(devices::Column::Id.eq(id.as_uuid()))
-            .exec(&txn)
-            .await?;
-        if updated.rows_affected == 0 {
-            return Err(StoreError::NotFound { what: "device" });
-        }
-        self.append_in(&txn, audit).await?;
-        txn.commit().await?;
-        Ok(())
-    }
 }
 
-fn api_token_from_row(row: api_tokens::Model) -> Result<ApiToken, StoreError> {
+pub(crate) fn api_token_from_row(row: api_tokens::Model) -> Result<ApiToken, StoreError> {
     Ok(ApiToken {
         id: ApiTokenId::from_uuid(row.id),
         name: row.name,

@@ -3,14 +3,15 @@
 
 use std::collections::HashMap;
 
-use onshi_domain::{ClinicId, UserId};
+use onshi_domain::{UserId, YearMonth};
+use onshi_rules::ClinicSettings;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::audit::AuditEntry;
 use crate::entities::{billing_exports, billing_months, billing_reviews, clinic_billing, visits};
-use crate::{StoreError, TenantStore};
+use crate::{ClinicScope, StoreError, TenantStore};
 
 /// A visit as the billing review needs it. Holds the patient pseudonym for the engine; never rendered.
 #[derive(Debug, Clone)]
@@ -46,33 +47,36 @@ pub struct ExportRecord {
 }
 
 impl TenantStore<'_> {
-    /// The clinic's rules settings (`{"standards": [...], "usage_rates": {...}}`), empty when unset.
-    pub async fn billing_settings(&self, clinic: ClinicId) -> Result<serde_json::Value, StoreError> {
+    /// The clinic's settings for the rules engine (届出 and notified 利用率), empty when unset.
+    pub async fn billing_settings(&self, clinic: &ClinicScope) -> Result<ClinicSettings, StoreError> {
         let txn = self.read().await?;
-        let row = clinic_billing::Entity::find_by_id(clinic.as_uuid())
+        let row = clinic_billing::Entity::find_by_id(clinic.uuid())
             .filter(clinic_billing::Column::TenantId.eq(self.tenant_uuid()))
             .one(&txn)
             .await?;
         txn.commit().await?;
-        Ok(row.map(|r| r.settings).unwrap_or_else(|| serde_json::json!({ "standards": [], "usage_rates": {} })))
+        match row {
+            Some(r) => ClinicSettings::from_json(&r.settings).map_err(|e| StoreError::Corrupt(e.to_string())),
+            None => Ok(ClinicSettings::default()),
+        }
     }
 
     pub async fn set_billing_settings(
         &self,
-        clinic: ClinicId,
-        settings: serde_json::Value,
+        clinic: &ClinicScope,
+        settings: &ClinicSettings,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
         let txn = self.write().await?;
-        let exists = clinic_billing::Entity::find_by_id(clinic.as_uuid())
+        let exists = clinic_billing::Entity::find_by_id(clinic.uuid())
             .filter(clinic_billing::Column::TenantId.eq(self.tenant_uuid()))
             .one(&txn)
             .await?
             .is_some();
         let row = clinic_billing::ActiveModel {
-            clinic_id: Set(clinic.as_uuid()),
+            clinic_id: Set(clinic.uuid()),
             tenant_id: Set(self.tenant_uuid()),
-            settings: Set(settings),
+            settings: Set(settings.to_json()),
             updated_at: Set(OffsetDateTime::now_utc()),
         };
         if exists {
@@ -88,14 +92,14 @@ impl TenantStore<'_> {
     /// Visits of a clinic from `from` to `to` inclusive, with whether each is the patient's first here.
     pub async fn billing_visits(
         &self,
-        clinic: ClinicId,
+        clinic: &ClinicScope,
         from: Date,
         to: Date,
     ) -> Result<Vec<BillingVisit>, StoreError> {
         let txn = self.read().await?;
         let rows = visits::Entity::find()
             .filter(visits::Column::TenantId.eq(self.tenant_uuid()))
-            .filter(visits::Column::ClinicId.eq(clinic.as_uuid()))
+            .filter(visits::Column::ClinicId.eq(clinic.uuid()))
             .filter(visits::Column::VisitDate.gte(from))
             .filter(visits::Column::VisitDate.lte(to))
             .order_by_asc(visits::Column::FirstAt)
@@ -109,7 +113,7 @@ impl TenantStore<'_> {
                 .column(visits::Column::PatientRef)
                 .column_as(visits::Column::VisitDate.min(), "first")
                 .filter(visits::Column::TenantId.eq(self.tenant_uuid()))
-                .filter(visits::Column::ClinicId.eq(clinic.as_uuid()))
+                .filter(visits::Column::ClinicId.eq(clinic.uuid()))
                 .filter(visits::Column::PatientRef.is_in(chunk.iter().cloned()))
                 .group_by(visits::Column::PatientRef)
                 .into_tuple()
@@ -136,12 +140,16 @@ impl TenantStore<'_> {
     }
 
     /// Reviews of the clinic's visits in the given months ("YYYY-MM").
-    pub async fn billing_reviews(&self, clinic: ClinicId, months: &[String]) -> Result<Vec<StoredReview>, StoreError> {
+    pub async fn billing_reviews(
+        &self,
+        clinic: &ClinicScope,
+        months: &[YearMonth],
+    ) -> Result<Vec<StoredReview>, StoreError> {
         let txn = self.read().await?;
         let rows = billing_reviews::Entity::find()
             .filter(billing_reviews::Column::TenantId.eq(self.tenant_uuid()))
-            .filter(billing_reviews::Column::ClinicId.eq(clinic.as_uuid()))
-            .filter(billing_reviews::Column::Month.is_in(months.iter().cloned()))
+            .filter(billing_reviews::Column::ClinicId.eq(clinic.uuid()))
+            .filter(billing_reviews::Column::Month.is_in(months.iter().map(ToString::to_string)))
             .all(&txn)
             .await?;
         txn.commit().await?;
@@ -161,11 +169,11 @@ impl TenantStore<'_> {
     /// When and by whom the month was closed, if it was.
     pub async fn billing_month_closed(
         &self,
-        clinic: ClinicId,
-        month: &str,
+        clinic: &ClinicScope,
+        month: YearMonth,
     ) -> Result<Option<(OffsetDateTime, UserId)>, StoreError> {
         let txn = self.read().await?;
-        let row = billing_months::Entity::find_by_id((self.tenant_uuid(), clinic.as_uuid(), month.to_owned()))
+        let row = billing_months::Entity::find_by_id((self.tenant_uuid(), clinic.uuid(), month.to_string()))
             .one(&txn)
             .await?;
         txn.commit().await?;
@@ -176,15 +184,15 @@ impl TenantStore<'_> {
     #[allow(clippy::too_many_arguments)]
     pub async fn review_visit(
         &self,
-        clinic: ClinicId,
+        clinic: &ClinicScope,
         visit: Uuid,
-        month: &str,
+        month: YearMonth,
         review: &StoredReview,
         user: UserId,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
         let txn = self.write().await?;
-        let closed = billing_months::Entity::find_by_id((self.tenant_uuid(), clinic.as_uuid(), month.to_owned()))
+        let closed = billing_months::Entity::find_by_id((self.tenant_uuid(), clinic.uuid(), month.to_string()))
             .one(&txn)
             .await?
             .is_some();
@@ -193,11 +201,11 @@ impl TenantStore<'_> {
         }
         let found = visits::Entity::find_by_id(visit)
             .filter(visits::Column::TenantId.eq(self.tenant_uuid()))
-            .filter(visits::Column::ClinicId.eq(clinic.as_uuid()))
+            .filter(visits::Column::ClinicId.eq(clinic.uuid()))
             .one(&txn)
             .await?
             .ok_or(StoreError::NotFound { what: "visit" })?;
-        if onshi_domain::jst::month_key(found.visit_date) != month {
+        if !month.contains(found.visit_date) {
             return Err(StoreError::NotFound { what: "visit" });
         }
         billing_reviews::Entity::delete_many()
@@ -208,8 +216,8 @@ impl TenantStore<'_> {
         billing_reviews::ActiveModel {
             visit_id: Set(visit),
             tenant_id: Set(self.tenant_uuid()),
-            clinic_id: Set(clinic.as_uuid()),
-            month: Set(month.to_owned()),
+            clinic_id: Set(clinic.uuid()),
+            month: Set(month.to_string()),
             status: Set(review.status.clone()),
             kind: Set(review.kind.clone()),
             info_obtained: Set(review.info_obtained),
@@ -227,17 +235,17 @@ impl TenantStore<'_> {
 
     pub async fn close_billing_month(
         &self,
-        clinic: ClinicId,
-        month: &str,
+        clinic: &ClinicScope,
+        month: YearMonth,
         user: UserId,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
         let txn = self.write().await?;
-        if self.clinic_in(&txn, clinic).await?.is_some() {
+        if self.clinic_in(&txn, clinic.id).await?.is_some() {
             billing_months::ActiveModel {
                 tenant_id: Set(self.tenant_uuid()),
-                clinic_id: Set(clinic.as_uuid()),
-                month: Set(month.to_owned()),
+                clinic_id: Set(clinic.uuid()),
+                month: Set(month.to_string()),
                 closed_at: Set(OffsetDateTime::now_utc()),
                 closed_by: Set(user.as_uuid()),
             }
@@ -260,8 +268,8 @@ impl TenantStore<'_> {
     #[allow(clippy::too_many_arguments)]
     pub async fn record_billing_export(
         &self,
-        clinic: ClinicId,
-        month: &str,
+        clinic: &ClinicScope,
+        month: YearMonth,
         object_key: &str,
         encoding: &str,
         rows: usize,
@@ -273,8 +281,8 @@ impl TenantStore<'_> {
         billing_exports::ActiveModel {
             id: Set(id),
             tenant_id: Set(self.tenant_uuid()),
-            clinic_id: Set(clinic.as_uuid()),
-            month: Set(month.to_owned()),
+            clinic_id: Set(clinic.uuid()),
+            month: Set(month.to_string()),
             object_key: Set(object_key.to_owned()),
             encoding: Set(encoding.to_owned()),
             rows: Set(i32::try_from(rows).unwrap_or(i32::MAX)),
@@ -288,12 +296,16 @@ impl TenantStore<'_> {
         Ok(id)
     }
 
-    pub async fn billing_exports(&self, clinic: ClinicId, month: &str) -> Result<Vec<ExportRecord>, StoreError> {
+    pub async fn billing_exports(
+        &self,
+        clinic: &ClinicScope,
+        month: YearMonth,
+    ) -> Result<Vec<ExportRecord>, StoreError> {
         let txn = self.read().await?;
         let rows = billing_exports::Entity::find()
             .filter(billing_exports::Column::TenantId.eq(self.tenant_uuid()))
-            .filter(billing_exports::Column::ClinicId.eq(clinic.as_uuid()))
-            .filter(billing_exports::Column::Month.eq(month))
+            .filter(billing_exports::Column::ClinicId.eq(clinic.uuid()))
+            .filter(billing_exports::Column::Month.eq(month.to_string()))
             .order_by_desc(billing_exports::Column::CreatedAt)
             .all(&txn)
             .await?;

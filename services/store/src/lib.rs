@@ -11,14 +11,22 @@
 mod accounts;
 mod audit;
 mod billing;
+mod clinics;
+#[cfg(feature = "counters")]
+mod counters;
+mod credentials;
+mod devices;
 mod entities;
 mod error;
+mod ingest;
 mod retention;
 mod rollups;
 mod secrets;
 mod system;
 mod tenant;
 mod uptime;
+mod usage_alerts;
+mod visits;
 
 use std::time::Duration;
 
@@ -26,25 +34,38 @@ use onshi_migrations::MigratorTrait;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection};
 
-pub use accounts::{ApiToken, EmailPurpose, NewUser, User, UserStatus};
+pub use accounts::{ApiToken, EmailPurpose, NewUser, SignIn, User, UserStatus};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditReport, AuditResult};
 pub use billing::{BillingVisit, ExportRecord, StoredReview};
+pub use clinics::{Clinic, ClinicScope};
+pub use credentials::{DeviceAuth, EmailLink, TokenAuth};
+pub use devices::{Device, DeviceStatus};
 pub use error::StoreError;
+pub use ingest::{ApplyOutcome, QueuedBatch, QueuedBatchError};
 pub use retention::Purge;
 pub use rollups::{HourlyRow, MonthlyUsage};
 pub use system::{Enrollment, SystemStore};
-pub use tenant::{ApplyOutcome, Clinic, Device, DeviceStatus, TenantStore, VisitRow};
+pub use tenant::TenantStore;
 pub use uptime::Uptime;
+pub use visits::VisitRow;
 
-/// A tenant whose identity has been established by authentication (a verified token or session) or by
-/// a message that an authenticated request produced. Holding one is the permission to touch that
-/// tenant's rows; see `docs/architecture.md`.
+/// A tenant whose identity has been established: by a credential checked in `credentials` (a session, a
+/// device token or secret, an API token, an e-mailed link), by a batch the ingest path queued
+/// ([`QueuedBatch::scope`]), by creating the tenant, or by an operator naming it
+/// ([`TenantScope::operator`]). Holding one is the permission to touch that tenant's rows; code outside
+/// this crate cannot make one from an id it was sent. See `docs/architecture.md`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TenantScope(onshi_domain::TenantId);
 
 impl TenantScope {
-    /// Only call with a tenant id that came from a verified credential or from the queue.
-    pub fn verified(tenant: onshi_domain::TenantId) -> Self {
+    pub(crate) fn new(tenant: onshi_domain::TenantId) -> Self {
+        Self(tenant)
+    }
+
+    /// For operator commands (`onshi` subcommands, the demo seed, benchmarks, maintenance) that act on a
+    /// tenant named by whoever runs them with the service's own database credentials. Request handlers and
+    /// workers never call this; a test in the api crate checks that.
+    pub fn operator(tenant: onshi_domain::TenantId) -> Self {
         Self(tenant)
     }
 
@@ -212,4 +233,9 @@ pub async fn begin_write<C: sea_orm::TransactionTrait>(db: &C) -> Result<C::Tran
         ..Default::default()
     })
     .await
+}
+
+/// The text key of a date's month, as month columns store it (`YYYY-MM`).
+pub(crate) fn month_key(date: time::Date) -> String {
+    onshi_domain::YearMonth::of(date).to_string()
 }

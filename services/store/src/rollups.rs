@@ -1,75 +1,37 @@
 //! Dashboard rollups, kept by `apply_batch` in the transaction that changes the visits: a visit's old
 //! contribution is subtracted and its new one added, so merges (a late confirmation that changes the
 //! method or the first time) keep the sums exact, and a redelivered batch, which changes no visit,
-//! changes no rollup. `rebuild_rollups` recomputes a tenant's rollups from its visits.
+//! changes no rollup. `rebuild_rollups` recomputes a tenant's rollups from its visits. What a visit
+//! contributes is the domain's `RollupDelta`; this module only reads visits and writes the sums.
 
 use std::collections::BTreeMap;
 
-use onshi_domain::{ClinicId, ConfirmationMethod, IdentityCheck, QualificationResult, Visit};
+use onshi_domain::{ClinicId, ConfirmationMethod, RollupDelta, YearMonth};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict};
 use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use time::Date;
 use uuid::Uuid;
 
 use crate::entities::{monthly_patients, monthly_usage, reception_hourly, visits};
-use crate::{StoreError, TenantStore};
+use crate::{ClinicScope, StoreError, TenantStore};
 
-/// (JST day, JST hour, method) → [receptions, myna, consent medication, diagnosis, checkup, invalid,
-/// identified by face, by PIN, by sight].
-pub(crate) type HourlyDeltas = BTreeMap<(Date, i16, String), [i32; 9]>;
-
-/// (month "YYYY-MM", patient pseudonym) → confirmed with マイナ保険証 that month.
-pub(crate) type MonthlyPatients = BTreeMap<(String, String), bool>;
-
-fn contribution(v: &Visit) -> ((Date, i16, String), [i32; 9]) {
-    let local = v.first_at.to_offset(onshi_domain::jst::JST);
-    let key = (v.date, i16::from(local.hour()), v.method.as_str().to_owned());
-    let flag = |b: bool| i32::from(b);
-    let values = [
-        1,
-        flag(v.myna),
-        flag(v.consents.medication == Some(true)),
-        flag(v.consents.diagnosis == Some(true)),
-        flag(v.consents.checkup == Some(true)),
-        flag(v.result != QualificationResult::Valid),
-        flag(v.identity == Some(IdentityCheck::Face)),
-        flag(v.identity == Some(IdentityCheck::Pin)),
-        flag(v.identity == Some(IdentityCheck::Visual)),
-    ];
-    (key, values)
-}
-
-/// Adds the change from `old` to `new` of one visit to `deltas`.
-pub(crate) fn add_delta(deltas: &mut HourlyDeltas, old: Option<&Visit>, new: &Visit) {
-    if let Some(old) = old {
-        let (key, values) = contribution(old);
-        let entry = deltas.entry(key).or_default();
-        for (e, v) in entry.iter_mut().zip(values) {
-            *e -= v;
-        }
-    }
-    let (key, values) = contribution(new);
-    let entry = deltas.entry(key).or_default();
-    for (e, v) in entry.iter_mut().zip(values) {
-        *e += v;
-    }
-}
-
+/// Adds `delta` to one clinic's rollups, inside the caller's transaction.
 pub(crate) async fn apply(
     txn: &DatabaseTransaction,
     tenant: Uuid,
     clinic: Uuid,
-    deltas: &HourlyDeltas,
-    patients: &MonthlyPatients,
+    delta: &RollupDelta,
 ) -> Result<(), StoreError> {
     use reception_hourly::Column as C;
-    for ((day, hour, method), d) in deltas.iter().filter(|(_, d)| d.iter().any(|x| *x != 0)) {
+    let patients: BTreeMap<(String, String), bool> =
+        delta.patients.iter().map(|((m, p), myna)| ((m.to_string(), p.clone()), *myna)).collect();
+    for ((day, hour, method), d) in delta.changed_hours() {
         let row = reception_hourly::ActiveModel {
             tenant_id: sea_orm::Set(tenant),
             clinic_id: sea_orm::Set(clinic),
             day: sea_orm::Set(*day),
             hour: sea_orm::Set(*hour),
-            method: sea_orm::Set(method.clone()),
+            method: sea_orm::Set((*method).to_owned()),
             receptions: sea_orm::Set(d[0]),
             myna: sea_orm::Set(d[1]),
             consent_medication: sea_orm::Set(d[2]),
@@ -121,7 +83,7 @@ pub(crate) async fn apply(
     }
     let mut usage: BTreeMap<String, (i32, i32)> = BTreeMap::new();
     let mut fresh = Vec::new();
-    for ((month, patient), myna) in patients {
+    for ((month, patient), myna) in &patients {
         match existing.get(&(month.clone(), patient.clone())) {
             None => {
                 let u = usage.entry(month.clone()).or_default();
@@ -197,39 +159,40 @@ pub struct HourlyRow {
 }
 
 impl TenantStore<'_> {
-    /// Distinct patients and マイナ保険証 patients per clinic for `month` ("YYYY-MM").
-    pub async fn monthly_usage(&self, month: &str) -> Result<Vec<MonthlyUsage>, StoreError> {
-        Ok(self.usage_by_month(&[month.to_owned()]).await?.into_iter().map(|(_, u)| u).collect())
+    /// Distinct patients and マイナ保険証 patients per clinic for `month`.
+    pub async fn monthly_usage(&self, month: YearMonth) -> Result<Vec<MonthlyUsage>, StoreError> {
+        Ok(self.usage_by_month(&[month]).await?.into_iter().map(|(_, u)| u).collect())
     }
 
     /// The same for several months in one read: (month, usage) per clinic-month that had patients.
-    pub async fn usage_by_month(&self, months: &[String]) -> Result<Vec<(String, MonthlyUsage)>, StoreError> {
+    pub async fn usage_by_month(&self, months: &[YearMonth]) -> Result<Vec<(YearMonth, MonthlyUsage)>, StoreError> {
         let txn = self.read().await?;
         let rows = monthly_usage::Entity::find()
             .filter(monthly_usage::Column::TenantId.eq(self.tenant_uuid()))
-            .filter(monthly_usage::Column::Month.is_in(months.iter().cloned()))
+            .filter(monthly_usage::Column::Month.is_in(months.iter().map(ToString::to_string)))
             .all(&txn)
             .await?;
         txn.commit().await?;
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .map(|r| {
                 let usage = MonthlyUsage {
                     clinic: ClinicId::from_uuid(r.clinic_id),
                     patients: u64::try_from(r.patients).unwrap_or(0),
                     myna_patients: u64::try_from(r.myna_patients).unwrap_or(0),
                 };
-                (r.month, usage)
+                let month = YearMonth::parse(&r.month)
+                    .ok_or_else(|| StoreError::Corrupt(format!("usage month {}", r.month)))?;
+                Ok((month, usage))
             })
-            .collect())
+            .collect()
     }
 
     /// The hourly rollup rows of one clinic between two days (inclusive).
-    pub async fn hourly(&self, clinic: ClinicId, from: Date, to: Date) -> Result<Vec<HourlyRow>, StoreError> {
+    pub async fn hourly(&self, clinic: &ClinicScope, from: Date, to: Date) -> Result<Vec<HourlyRow>, StoreError> {
         let txn = self.read().await?;
         let rows = reception_hourly::Entity::find()
             .filter(reception_hourly::Column::TenantId.eq(self.tenant_uuid()))
-            .filter(reception_hourly::Column::ClinicId.eq(clinic.as_uuid()))
+            .filter(reception_hourly::Column::ClinicId.eq(clinic.uuid()))
             .filter(reception_hourly::Column::Day.gte(from))
             .filter(reception_hourly::Column::Day.lte(to))
             .order_by_asc(reception_hourly::Column::Day)
@@ -257,29 +220,6 @@ impl TenantStore<'_> {
             .collect()
     }
 
-    /// Visits of a clinic whose qualification was not confirmed valid, newest first (follow-up list).
-    pub async fn invalid_visits(
-        &self,
-        clinic: ClinicId,
-        from: Date,
-        to: Date,
-        limit: u64,
-    ) -> Result<Vec<crate::VisitRow>, StoreError> {
-        let txn = self.read().await?;
-        let rows = visits::Entity::find()
-            .filter(visits::Column::TenantId.eq(self.tenant_uuid()))
-            .filter(visits::Column::ClinicId.eq(clinic.as_uuid()))
-            .filter(visits::Column::VisitDate.gte(from))
-            .filter(visits::Column::VisitDate.lte(to))
-            .filter(visits::Column::Result.ne(QualificationResult::Valid.as_str()))
-            .order_by_desc(visits::Column::LastAt)
-            .limit(limit)
-            .all(&txn)
-            .await?;
-        txn.commit().await?;
-        rows.iter().map(crate::tenant::visit_row_from_model).collect()
-    }
-
     /// Recomputes this tenant's rollups from its visits (after a migration, or to repair).
     pub async fn rebuild_rollups(&self) -> Result<u64, StoreError> {
         let txn = self.write().await?;
@@ -305,65 +245,17 @@ impl TenantStore<'_> {
             let page = q.order_by_asc(visits::Column::Id).limit(2000).all(&txn).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
-            let mut per_clinic: BTreeMap<Uuid, (HourlyDeltas, MonthlyPatients)> = BTreeMap::new();
+            let mut per_clinic: BTreeMap<Uuid, RollupDelta> = BTreeMap::new();
             for row in &page {
-                let visit = crate::tenant::visit_from_row(row)?;
-                let (deltas, patients) = per_clinic.entry(row.clinic_id).or_default();
-                add_delta(deltas, None, &visit);
-                if let Some(p) = &visit.patient {
-                    let flag =
-                        patients.entry((onshi_domain::jst::month_key(visit.date), p.as_str().to_owned())).or_default();
-                    *flag |= visit.myna;
-                }
+                let visit = crate::visits::visit_from_row(row)?;
+                per_clinic.entry(row.clinic_id).or_default().add(None, &visit);
                 count += 1;
             }
-            for (clinic, (deltas, patients)) in per_clinic {
-                apply(&txn, self.tenant_uuid(), clinic, &deltas, &patients).await?;
+            for (clinic, delta) in per_clinic {
+                apply(&txn, self.tenant_uuid(), clinic, &delta).await?;
             }
         }
         txn.commit().await?;
         Ok(count)
-    }
-}
-
-impl TenantStore<'_> {
-    /// Records that managers are being warned about `clinic` for `month`; false when that was done
-    /// already (each warning goes out once), audited with the claim.
-    pub async fn claim_usage_alert(
-        &self,
-        clinic: ClinicId,
-        month: &str,
-        audit: &crate::AuditEntry,
-    ) -> Result<bool, StoreError> {
-        use crate::entities::usage_alerts;
-        let txn = self.write().await?;
-        let inserted = usage_alerts::ActiveModel {
-            tenant_id: sea_orm::Set(self.tenant_uuid()),
-            clinic_id: sea_orm::Set(clinic.as_uuid()),
-            month: sea_orm::Set(month.to_owned()),
-            sent_at: sea_orm::Set(time::OffsetDateTime::now_utc()),
-        };
-        let result = usage_alerts::Entity::insert(inserted)
-            .on_conflict(
-                OnConflict::columns([
-                    usage_alerts::Column::TenantId,
-                    usage_alerts::Column::ClinicId,
-                    usage_alerts::Column::Month,
-                ])
-                .do_nothing()
-                .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await;
-        let fresh = match result {
-            Ok(n) => n > 0,
-            Err(sea_orm::DbErr::RecordNotInserted) => false,
-            Err(e) => return Err(e.into()),
-        };
-        if fresh {
-            self.append_in(&txn, audit).await?;
-        }
-        txn.commit().await?;
-        Ok(fresh)
     }
 }

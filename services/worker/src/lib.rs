@@ -12,10 +12,10 @@
 use std::time::Duration;
 
 use onshi_cache::{Cache, CacheBackend};
-use onshi_domain::{ENVELOPE_VERSION, IngestEnvelope, jst};
+use onshi_domain::{IngestEnvelope, jst};
 use onshi_objects::{ObjectBackend, ObjectStore};
 use onshi_queue::{Delivery, MessageConsumer, MessageQueue, Queue};
-use onshi_store::{Store, TenantScope};
+use onshi_store::{QueuedBatch, Store};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -42,7 +42,7 @@ pub struct Worker {
 pub trait AfterApply: Send + Sync {
     fn after_apply(
         &self,
-        tenant: onshi_domain::TenantId,
+        scope: onshi_store::TenantScope,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
 }
 
@@ -114,17 +114,14 @@ impl Worker {
 
     async fn decode_and_apply(&self, delivery: Delivery) -> Settled {
         let attempt = delivery.delivery_count;
-        let envelope: IngestEnvelope = match serde_json::from_slice(&delivery.payload) {
-            Ok(e) => e,
+        let batch = match QueuedBatch::from_queue(&delivery.payload) {
+            Ok(batch) => batch,
             Err(e) => {
                 tracing::error!(error = %e, "undecodable message");
                 return settle_dead(delivery, "undecodable message").await;
             }
         };
-        if envelope.version != ENVELOPE_VERSION {
-            tracing::error!(version = envelope.version, "unknown envelope version");
-            return settle_dead(delivery, "unknown envelope version").await;
-        }
+        let envelope = batch.envelope();
         let span = tracing::info_span!(
             "batch",
             batch = %envelope.batch_id,
@@ -133,32 +130,33 @@ impl Worker {
             trace_id = tracing::field::Empty
         );
         onshi_telemetry::trace::continue_trace(&span, delivery.headers.traceparent.as_deref());
-        self.apply(delivery, envelope).instrument(span).await
+        self.apply(delivery, batch).instrument(span).await
     }
 
-    async fn apply(&self, delivery: Delivery, envelope: IngestEnvelope) -> Settled {
+    async fn apply(&self, delivery: Delivery, batch: QueuedBatch) -> Settled {
+        let envelope = batch.envelope();
         // Heartbeat-only batches (one every 20 s from every agent) carry no qualification data to keep
         // as evidence; archiving them would be one object-store PUT per heartbeat.
         let evidence =
             envelope.events.iter().any(|e| matches!(e.payload, onshi_domain::EventPayload::Qualification(_)));
         if self.archive_raw_batches && evidence {
-            let key = archive_key(&envelope);
+            let key = archive_key(envelope);
             if let Err(e) = self.objects.put(&key, delivery.payload.clone(), "application/json").await {
                 tracing::warn!(error = %e, "archiving the batch failed; will retry");
                 return settle_retry(delivery).await;
             }
         }
 
-        let store = self.store.tenant(TenantScope::verified(envelope.tenant));
+        let store = self.store.tenant(batch.scope());
         // A lock timeout or a lost connection often passes in a moment: try again here a few times before
         // handing the message back to the queue, where every return counts towards the delivery limit.
-        let mut result = store.apply_batch(&envelope).await;
+        let mut result = store.apply_batch(&batch).await;
         for attempt in 1..=3u32 {
             match &result {
                 Err(e) if e.is_transient() => {
                     tracing::debug!(error = %e, attempt, "transient failure; retrying in place");
                     tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt))).await;
-                    result = store.apply_batch(&envelope).await;
+                    result = store.apply_batch(&batch).await;
                 }
                 _ => break,
             }
@@ -193,7 +191,7 @@ impl Worker {
                 if outcome.visits_touched > 0
                     && let Some(hook) = &self.after_apply
                 {
-                    hook.after_apply(envelope.tenant).await;
+                    hook.after_apply(batch.scope()).await;
                 }
                 match acked {
                     Ok(()) => Settled::Applied,

@@ -14,7 +14,10 @@ use askama::Template;
 use onshi_cache::CacheBackend;
 use onshi_domain::{Role, TenantId};
 use onshi_identity::{OneTimeToken, TotpSecret, password, verify_against_nothing, verify_password};
-use onshi_store::{AuditEntry, AuditResult, EmailPurpose, NewUser, StoreError, TenantScope, User, UserStatus};
+use onshi_store::{
+    AuditEntry, AuditResult, EmailLink, EmailPurpose, NewUser, SignIn, StoreError, TenantScope, TenantStore, User,
+    UserStatus,
+};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -283,48 +286,53 @@ pub(crate) async fn signin(
             notice: None,
         })
     };
-    let found = state.store.system().find_login(&email).await?;
-    let Some((tenant, user_id)) = found else {
-        verify_against_nothing(&form.password);
-        note_failure(&state, &email, ip.as_deref()).await;
-        let entry = AuditEntry::new(
-            None,
-            &format!("account#{}", short_hash(&onshi_store_email(&email))),
-            "signin.password",
-            "-",
-            AuditResult::Failure,
-        )
-        .ip(ip.clone())
-        .details(serde_json::json!({ "reason": "unknown account" }));
-        state.store.system().audit(&entry).await?;
-        return refuse(page, email);
-    };
-    let store = state.store.tenant(TenantScope::verified(tenant));
-    let user = store.user(user_id).await?.ok_or(ApiError::SignInRequired)?;
-    let password_ok = match &user.password_hash {
-        Some(phc) => verify_password(&form.password, phc),
-        None => {
+    let system = state.store.system();
+    let signed = system.sign_in(&email, |user| {
+        let password_ok = match &user.password_hash {
+            Some(phc) => verify_password(&form.password, phc),
+            None => {
+                verify_against_nothing(&form.password);
+                false
+            }
+        };
+        password_ok && user.status == UserStatus::Active
+    });
+    let (scope, user) = match signed.await? {
+        SignIn::Accepted(scope, user) => (scope, user),
+        SignIn::Unknown => {
             verify_against_nothing(&form.password);
-            false
+            note_failure(&state, &email, ip.as_deref()).await;
+            let entry = AuditEntry::new(
+                None,
+                &format!("account#{}", short_hash(&onshi_store_email(&email))),
+                "signin.password",
+                "-",
+                AuditResult::Failure,
+            )
+            .ip(ip.clone())
+            .details(serde_json::json!({ "reason": "unknown account" }));
+            state.store.system().audit(&entry).await?;
+            return refuse(page, email);
+        }
+        SignIn::Refused(user) => {
+            note_failure(&state, &email, ip.as_deref()).await;
+            let reason = if user.status == UserStatus::Active { "wrong password" } else { "account not active" };
+            let entry = AuditEntry::new(
+                Some(user.id),
+                &user.email,
+                "signin.password",
+                &format!("user:{}", user.id),
+                AuditResult::Failure,
+            )
+            .ip(ip.clone())
+            .details(serde_json::json!({ "reason": reason }));
+            state.store.system().audit_refused(&user, &entry).await?;
+            return refuse(page, email);
         }
     };
-    if !password_ok || user.status != UserStatus::Active {
-        note_failure(&state, &email, ip.as_deref()).await;
-        let reason = if password_ok { "account not active" } else { "wrong password" };
-        let entry = AuditEntry::new(
-            Some(user.id),
-            &user.email,
-            "signin.password",
-            &format!("user:{}", user.id),
-            AuditResult::Failure,
-        )
-        .ip(ip.clone())
-        .details(serde_json::json!({ "reason": reason }));
-        store.audit(&entry).await?;
-        return refuse(page, email);
-    }
+    let store = state.store.tenant(scope);
     if !user.email_verified {
-        send_verification(&state, &user).await?;
+        send_verification(&state, scope, &user).await?;
         return ok(SigninPage {
             notice: Some(page.lang.t(
                 "メールアドレスの確認が済んでいません。確認メールを再送しました。",
@@ -365,6 +373,7 @@ pub(crate) struct CodeForm {
 /// Checks a TOTP code for `user` and uses its step. Counts failures like passwords.
 async fn check_code(
     state: &AppState,
+    store: &TenantStore<'_>,
     user: &User,
     secret: Option<&str>,
     code: &str,
@@ -372,7 +381,6 @@ async fn check_code(
 ) -> Result<Option<u64>, ApiError> {
     let Some(secret) = secret.and_then(|s| TotpSecret::from_base32(s).ok()) else { return Ok(None) };
     let step = secret.verify(code, now_unix(), user.totp_last_step).map_err(ApiError::internal)?;
-    let store = state.store.tenant(TenantScope::verified(user.tenant));
     match step {
         Some(step) if store.consume_totp_step(user.id, step).await? => Ok(Some(step)),
         _ => {
@@ -396,7 +404,8 @@ pub(crate) async fn totp(
         return throttled_response(&page);
     }
     let store = state.store.tenant(pending.scope);
-    let Some(_) = check_code(&state, user, user.totp_secret.as_deref(), &form.code, pending.ip.as_deref()).await?
+    let Some(_) =
+        check_code(&state, &store, user, user.totp_secret.as_deref(), &form.code, pending.ip.as_deref()).await?
     else {
         let entry = AuditEntry::new(
             Some(user.id),
@@ -521,13 +530,9 @@ fn plausible_email(email: &str) -> bool {
     !local.is_empty() && domain.contains('.') && !email.contains(char::is_whitespace) && email.len() <= 254
 }
 
-async fn send_verification(state: &AppState, user: &User) -> Result<(), ApiError> {
+async fn send_verification(state: &AppState, scope: TenantScope, user: &User) -> Result<(), ApiError> {
     let token = OneTimeToken::generate("", &user.tenant.as_uuid().simple().to_string());
-    state
-        .store
-        .tenant(TenantScope::verified(user.tenant))
-        .create_email_token(user.id, EmailPurpose::Verify, &token.hash, VERIFY_TTL)
-        .await?;
+    state.store.tenant(scope).create_email_token(user.id, EmailPurpose::Verify, &token.hash, VERIFY_TTL).await?;
     let link = format!("{}/verify-email/{}", state.public_url.trim_end_matches('/'), token.secret);
     let body = format!(
         "{name} 様\n\nOnshi Cloud への登録ありがとうございます。次のリンクからメールアドレスを確認してください（24時間有効）。\n{link}\n\n\
@@ -587,7 +592,7 @@ pub(crate) async fn signup(
     let owner =
         NewUser { email: &email, display_name: &name, role: Role::Owner, clinics: &[], password_hash: Some(&phc) };
     let entry = AuditEntry::new(None, &email, "tenant.signup", "-", AuditResult::Success).ip(page.ip.clone());
-    let (tenant, user_id) =
+    let (scope, user_id) =
         match state.store.system().sign_up(&group, &owner, &entry).await {
             Ok(ids) => ids,
             Err(StoreError::Conflict { .. }) => {
@@ -598,9 +603,9 @@ pub(crate) async fn signup(
             }
             Err(e) => return Err(e.into()),
         };
-    let user = state.store.tenant(TenantScope::verified(tenant)).user(user_id).await?.ok_or(ApiError::NotFound)?;
-    send_verification(&state, &user).await?;
-    tracing::info!(tenant = %tenant, "clinic group signed up");
+    let user = state.store.tenant(scope).user(user_id).await?.ok_or(ApiError::NotFound)?;
+    send_verification(&state, scope, &user).await?;
+    tracing::info!(tenant = %scope.tenant_id(), "clinic group signed up");
     ok(MessagePage {
         title: page.lang.t("確認メールを送りました", "Check your e-mail"),
         message: page.lang.t(
@@ -612,11 +617,16 @@ pub(crate) async fn signup(
     })
 }
 
-/// The tenant a link token belongs to, and the hash to look up.
-fn parse_link(token: &str) -> Result<(TenantScope, String), ApiError> {
-    let (tenant_hex, hash) = OneTimeToken::parse("", token).map_err(|_| ApiError::NotFound)?;
-    let tenant = uuid::Uuid::parse_str(tenant_hex).map_err(|_| ApiError::NotFound)?;
-    Ok((TenantScope::verified(TenantId::from_uuid(tenant)), hash))
+/// An e-mailed link, if it is usable for `purpose`, with the hash that uses it up.
+async fn usable_link(
+    state: &AppState,
+    token: &str,
+    purpose: EmailPurpose,
+) -> Result<Option<(EmailLink, String)>, ApiError> {
+    let Ok((tenant_hex, hash)) = OneTimeToken::parse("", token) else { return Ok(None) };
+    let Ok(tenant) = uuid::Uuid::parse_str(tenant_hex) else { return Ok(None) };
+    let link = state.store.system().email_link(TenantId::from_uuid(tenant), &hash, purpose).await?;
+    Ok(link.map(|l| (l, hash)))
 }
 
 fn link_expired(page: Page) -> Result<HttpResponse, ApiError> {
@@ -647,8 +657,10 @@ pub(crate) async fn verify_email(
     page: Page,
     token: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let Ok((scope, hash)) = parse_link(&token) else { return link_expired(page) };
-    let store = state.store.tenant(scope);
+    let Some((link, hash)) = usable_link(&state, &token, EmailPurpose::Verify).await? else {
+        return link_expired(page);
+    };
+    let store = state.store.tenant(link.scope);
     let Some(user_id) = store.consume_email_token(&hash, EmailPurpose::Verify).await? else {
         return link_expired(page);
     };
@@ -682,12 +694,17 @@ pub(crate) async fn forgot(
         return throttled_response(&page);
     }
     note_failure(&state, &email, page.ip.as_deref()).await;
-    if let Some((tenant, user_id)) = state.store.system().find_login(&email).await? {
-        let store = state.store.tenant(TenantScope::verified(tenant));
-        if let Some(user) = store.user(user_id).await?.filter(|u| u.status == UserStatus::Active) {
+    let issued = state
+        .store
+        .system()
+        .issue_reset_link(&email, RESET_TTL, |tenant| {
             let token = OneTimeToken::generate("", &tenant.as_uuid().simple().to_string());
-            store.create_email_token(user.id, EmailPurpose::Reset, &token.hash, RESET_TTL).await?;
-            let link = format!("{}/password/reset/{}", state.public_url.trim_end_matches('/'), token.secret);
+            (token.secret, token.hash)
+        })
+        .await?;
+    if let Some((user, secret)) = issued {
+        {
+            let link = format!("{}/password/reset/{}", state.public_url.trim_end_matches('/'), secret);
             let body = format!(
                 "パスワード再設定のリクエストを受け付けました。次のリンクから30分以内に再設定してください。\n{link}\n\n\
                  We received a request to reset your password. Use the link above within 30 minutes.\n\n\
@@ -706,7 +723,7 @@ pub(crate) async fn forgot(
                 AuditResult::Success,
             )
             .ip(page.ip.clone());
-            store.audit(&entry).await?;
+            state.store.system().audit_refused(&user, &entry).await?;
         }
     }
     ok(MessagePage {
@@ -725,10 +742,8 @@ pub(crate) async fn reset_form(
     page: Page,
     token: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let Ok((scope, hash)) = parse_link(&token) else { return link_expired(page) };
-    let store = state.store.tenant(scope);
-    let Some(user_id) = store.email_token_valid(&hash, EmailPurpose::Reset).await? else { return link_expired(page) };
-    let user = store.user(user_id).await?.ok_or(ApiError::NotFound)?;
+    let Some((link, _)) = usable_link(&state, &token, EmailPurpose::Reset).await? else { return link_expired(page) };
+    let user = state.store.tenant(link.scope).user(link.user).await?.ok_or(ApiError::NotFound)?;
     ok(PasswordSetPage {
         title: page.lang.t("パスワードの再設定", "Reset your password"),
         action: format!("/password/reset/{}", token.as_str()),
@@ -752,9 +767,9 @@ pub(crate) async fn reset(
     token: web::Path<String>,
     form: web::Form<PasswordSetForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let Ok((scope, hash)) = parse_link(&token) else { return link_expired(page) };
-    let store = state.store.tenant(scope);
-    let Some(user_id) = store.email_token_valid(&hash, EmailPurpose::Reset).await? else { return link_expired(page) };
+    let Some((link, hash)) = usable_link(&state, &token, EmailPurpose::Reset).await? else { return link_expired(page) };
+    let store = state.store.tenant(link.scope);
+    let user_id = link.user;
     let user = store.user(user_id).await?.ok_or(ApiError::NotFound)?;
     let again = |page: Page, error: String| {
         unprocessable(PasswordSetPage {
@@ -770,7 +785,9 @@ pub(crate) async fn reset(
     }
     // The reset link proves the mailbox; the second factor is still required (a reset never bypasses it).
     if user.totp_enabled
-        && check_code(&state, &user, user.totp_secret.as_deref(), &form.code, page.ip.as_deref()).await?.is_none()
+        && check_code(&state, &store, &user, user.totp_secret.as_deref(), &form.code, page.ip.as_deref())
+            .await?
+            .is_none()
     {
         let entry = AuditEntry::new(
             Some(user.id),
@@ -810,8 +827,7 @@ pub(crate) async fn invite_form(
     page: Page,
     token: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let Ok((scope, hash)) = parse_link(&token) else { return link_expired(page) };
-    if state.store.tenant(scope).email_token_valid(&hash, EmailPurpose::Invite).await?.is_none() {
+    if usable_link(&state, &token, EmailPurpose::Invite).await?.is_none() {
         return link_expired(page);
     }
     ok(PasswordSetPage {
@@ -829,9 +845,11 @@ pub(crate) async fn accept_invite(
     token: web::Path<String>,
     form: web::Form<PasswordSetForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let Ok((scope, hash)) = parse_link(&token) else { return link_expired(page) };
-    let store = state.store.tenant(scope);
-    let Some(user_id) = store.email_token_valid(&hash, EmailPurpose::Invite).await? else { return link_expired(page) };
+    let Some((link, hash)) = usable_link(&state, &token, EmailPurpose::Invite).await? else {
+        return link_expired(page);
+    };
+    let store = state.store.tenant(link.scope);
+    let user_id = link.user;
     let user = store.user(user_id).await?.ok_or(ApiError::NotFound)?;
     let again = |page: Page, error: String| {
         unprocessable(PasswordSetPage {

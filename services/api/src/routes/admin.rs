@@ -8,7 +8,7 @@ use askama::Template;
 use onshi_domain::onboarding::{self, Deadline};
 use onshi_domain::{ApiScope, ApiTokenId, ClinicId, DeviceId, MedicalInstitutionCode, Role, UserId};
 use onshi_identity::OneTimeToken;
-use onshi_store::{AuditResult, Clinic, Device, EmailPurpose, NewUser, StoreError, User, UserStatus};
+use onshi_store::{AuditResult, Clinic, ClinicScope, Device, EmailPurpose, NewUser, StoreError, User, UserStatus};
 use serde::Deserialize;
 use time::{Date, OffsetDateTime};
 
@@ -198,12 +198,11 @@ async fn clinic_view(
     state: &AppState,
     page: Page,
     caller: &Caller,
-    id: ClinicId,
+    clinic: ClinicScope,
     new_code: Option<String>,
 ) -> Result<ClinicPage, ApiError> {
     let store = state.store.tenant(caller.scope);
-    let clinic = store.clinic(id).await?.ok_or(ApiError::NotFound)?;
-    let devices = store.devices().await?.into_iter().filter(|d| d.clinic == id).collect();
+    let devices = store.devices().await?.into_iter().filter(|d| d.clinic == clinic.id).collect();
     let deadlines = clinic.oqs_start.map(onboarding::deadlines).unwrap_or_default();
     let expires = (OffsetDateTime::now_utc() + ENROLLMENT_TTL).to_offset(onshi_domain::jst::JST);
     Ok(ClinicPage {
@@ -214,7 +213,7 @@ async fn clinic_view(
         devices,
         new_code,
         code_expires: format!("{} {:02}:{:02}", expires.date(), expires.hour(), expires.minute()),
-        clinic,
+        clinic: clinic.clinic().clone(),
     })
 }
 
@@ -224,8 +223,8 @@ pub(crate) async fn clinic_page(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id: ClinicId = parse_id(&path)?;
-    ok(clinic_view(&state, page, &caller, id, None).await?)
+    let clinic = caller.clinic(&state.store.tenant(caller.scope), &path).await?;
+    ok(clinic_view(&state, page, &caller, clinic, None).await?)
 }
 
 #[derive(Deserialize)]
@@ -240,7 +239,9 @@ pub(crate) async fn set_start_date(
     path: web::Path<String>,
     form: web::Form<StartForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let id: ClinicId = parse_id(&path)?;
+    let store = state.store.tenant(caller.scope);
+    let clinic = caller.clinic(&store, &path).await?;
+    let id = clinic.id;
     let start = match form.start.trim() {
         "" => None,
         s => Some(parse_date(s).ok_or_else(|| {
@@ -250,8 +251,7 @@ pub(crate) async fn set_start_date(
             ))
         })?),
     };
-    let store = state.store.tenant(caller.scope);
-    store.set_clinic_start(id, start).await?;
+    store.set_clinic_start(&clinic, start).await?;
     store
         .audit(
             &caller
@@ -268,11 +268,11 @@ pub(crate) async fn new_enrollment_code(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id: ClinicId = parse_id(&path)?;
     let store = state.store.tenant(caller.scope);
-    let code = store.create_enrollment_code(id, ENROLLMENT_TTL).await?;
-    store.audit(&caller.entry("agent.enrollment_code", &format!("clinic:{id}"), AuditResult::Success)).await?;
-    ok(clinic_view(&state, page, &caller, id, Some(code)).await?)
+    let clinic = caller.clinic(&store, &path).await?;
+    let code = store.create_enrollment_code(&clinic, ENROLLMENT_TTL).await?;
+    store.audit(&caller.entry("agent.enrollment_code", &format!("clinic:{}", clinic.id), AuditResult::Success)).await?;
+    ok(clinic_view(&state, page, &caller, clinic, Some(code)).await?)
 }
 
 pub(crate) async fn revoke_device(
@@ -283,8 +283,9 @@ pub(crate) async fn revoke_device(
     let id: DeviceId = parse_id(&path)?;
     let store = state.store.tenant(caller.scope);
     let device = store.device(id).await?.ok_or(ApiError::NotFound)?;
+    let clinic = store.clinic_scope(device.clinic, &caller.clinics).await?.ok_or(ApiError::NotFound)?;
     store
-        .revoke_device_audited(id, &caller.entry("agent.revoke", &format!("device:{id}"), AuditResult::Success))
+        .revoke_device(&clinic, id, &caller.entry("agent.revoke", &format!("device:{id}"), AuditResult::Success))
         .await?;
     Ok(see_other(&format!("/clinics/{}", device.clinic)))
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, web};
 use onshi_cache::CacheBackend;
 use onshi_domain::{DeviceId, FieldError, TenantId};
-use onshi_store::{DeviceStatus, StoreError, TenantScope};
+use onshi_store::{DeviceStatus, StoreError};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -77,9 +77,10 @@ struct TokenRequest {
 
 pub(crate) async fn token(state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let request: TokenRequest = parse(&body)?;
-    let store = state.store.tenant(TenantScope::verified(request.tenant));
-    let device = store
-        .device_with_secret(request.device, &request.secret)
+    let (_, device) = state
+        .store
+        .system()
+        .device_secret(request.tenant, request.device, &request.secret)
         .await?
         .ok_or(ApiError::Unauthorized("unknown device or wrong secret"))?;
     if device.status == DeviceStatus::Revoked {

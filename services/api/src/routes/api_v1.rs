@@ -2,7 +2,6 @@
 //! scope and its creator's role are checked by the guard, the clinic scope here.
 
 use actix_web::{HttpResponse, web};
-use onshi_domain::ClinicId;
 use onshi_store::AuditResult;
 use serde::Deserialize;
 use serde_json::json;
@@ -13,13 +12,10 @@ use crate::web::guard::Caller;
 use crate::{ApiError, AppState};
 
 pub(crate) async fn clinics(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    let clinics: Vec<_> = state
-        .store
-        .tenant(caller.scope)
-        .clinics()
+    let clinics: Vec<_> = caller
+        .visible_clinics(&state.store.tenant(caller.scope))
         .await?
-        .into_iter()
-        .filter(|c| caller.clinics.includes(c.id))
+        .iter()
         .map(|c| json!({ "id": c.id, "institution_code": c.code, "name": c.name, "facility_kind": c.kind }))
         .collect();
     Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(json!({ "clinics": clinics })))
@@ -36,17 +32,12 @@ pub(crate) async fn receptions(
     path: web::Path<String>,
     q: web::Query<DateQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let clinic: ClinicId = path.parse().map_err(|_| ApiError::NotFound)?;
+    let store = state.store.tenant(caller.scope);
+    let scope = caller.clinic(&store, &path).await?;
+    let clinic = scope.id;
     let date = Date::parse(&q.date, time::macros::format_description!("[year]-[month]-[day]"))
         .map_err(|_| ApiError::InvalidRequest(onshi_domain::FieldError::new("date", "expected YYYY-MM-DD")))?;
-    if !caller.clinics.includes(clinic) {
-        return Err(ApiError::NotFound);
-    }
-    let store = state.store.tenant(caller.scope);
-    if store.clinic(clinic).await?.is_none() {
-        return Err(ApiError::NotFound);
-    }
-    let visits = store.visits_on(clinic, date).await?;
+    let visits = store.visits_on(&scope, date).await?;
     store
         .audit(
             &caller

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use time::{Date, OffsetDateTime};
 
 use super::account::ok;
+use crate::web::csv::CsvTable;
 use crate::web::guard::{Caller, Page};
 use crate::{ApiError, AppState};
 
@@ -91,16 +92,6 @@ pub(crate) async fn viewer(
     ok(AuditPage { page, q, rows, csv_link })
 }
 
-/// A CSV field, quoted, with formula-starting characters neutralised so a spreadsheet never evaluates
-/// log content (CSV injection).
-pub(crate) fn csv_field(value: &str) -> String {
-    let mut v = value.replace('"', "\"\"");
-    if v.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        v.insert(0, '\'');
-    }
-    format!("\"{v}\"")
-}
-
 pub(crate) async fn export_csv(
     state: web::Data<AppState>,
     caller: Caller,
@@ -108,9 +99,9 @@ pub(crate) async fn export_csv(
 ) -> Result<HttpResponse, ApiError> {
     let store = state.store.tenant(caller.scope);
     let rows = store.audit_entries(&q.filter(10_000)).await?;
-    let mut out = String::from("\u{feff}seq,at_utc,actor,action,target,result,ip,details\r\n");
+    let mut table = CsvTable::new(&["seq", "at_utc", "actor", "action", "target", "result", "ip", "details"]);
     for r in &rows {
-        let fields = [
+        table.push([
             r.seq.to_string(),
             utc(&r.at),
             r.actor.clone(),
@@ -119,9 +110,7 @@ pub(crate) async fn export_csv(
             r.result.clone(),
             r.ip.clone().unwrap_or_default(),
             r.details.clone(),
-        ];
-        out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
-        out.push_str("\r\n");
+        ]);
     }
     store
         .audit(
@@ -130,8 +119,5 @@ pub(crate) async fn export_csv(
                 .details(serde_json::json!({ "rows": rows.len() })),
         )
         .await?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/csv; charset=utf-8")
-        .insert_header(("Content-Disposition", "attachment; filename=\"audit-log.csv\""))
-        .body(out))
+    Ok(table.download("audit-log"))
 }

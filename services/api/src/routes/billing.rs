@@ -6,68 +6,37 @@ use std::collections::HashMap;
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use onshi_domain::ClinicId;
 use onshi_objects::ObjectBackend;
 use onshi_rules::billing::{Correction, Fact, Line, ReviewStatus, Totals, review};
-use onshi_rules::{RuleSet, VisitKind, YearMonth};
-use onshi_store::{AuditResult, Clinic, ExportRecord, StoredReview, TenantStore};
+use onshi_rules::{ClinicSettings, RuleSet, Standard, VisitKind, YearMonth};
+use onshi_store::{AuditResult, Clinic, ClinicScope, ExportRecord, StoredReview, TenantStore};
 use serde::Deserialize;
 use time::{Date, OffsetDateTime};
 
 use super::account::{ok, see_other};
-use super::audit::csv_field;
+use crate::web::csv::{CsvTable, attachment};
 use crate::web::guard::{Caller, Page};
 use crate::{ApiError, AppState};
 
 /// Months before the reviewed one that frequency limits (3月に1回) look back on.
 const LOOKBACK_MONTHS: i32 = 3;
 
-const STANDARDS: [(&str, &str); 7] = [
-    ("online_claims", "オンライン請求"),
-    ("oqs", "オンライン資格確認の体制"),
-    ("notices", "院内掲示・ウェブ掲載"),
-    ("e_prescription", "電子処方箋"),
-    ("ehr_sharing", "電子カルテ情報共有サービス"),
-    ("ehr_standard", "電子カルテ情報の標準化"),
-    ("pediatric_special", "小児科特例"),
-];
-
-fn rules() -> Result<&'static RuleSet, ApiError> {
-    static RULES: std::sync::OnceLock<Result<RuleSet, String>> = std::sync::OnceLock::new();
-    RULES
-        .get_or_init(|| RuleSet::builtin().map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(|e| ApiError::internal(std::io::Error::other(e.clone())))
-}
-
 fn parse_month(s: &str) -> Result<YearMonth, ApiError> {
     YearMonth::parse(s).filter(|m| m.first_day() >= time::macros::date!(2022 - 10 - 01)).ok_or(ApiError::NotFound)
-}
-
-async fn clinic_for(store: &TenantStore<'_>, caller: &Caller, raw: &str) -> Result<Clinic, ApiError> {
-    let id: ClinicId = raw.parse().map_err(|_| ApiError::NotFound)?;
-    if !caller.clinics.includes(id) {
-        return Err(ApiError::NotFound);
-    }
-    store.clinic(id).await?.ok_or(ApiError::NotFound)
 }
 
 /// The review of one clinic-month: the engine over the month and its look-back, with the clerks'
 /// corrections applied.
 async fn month_review(
+    rules: &RuleSet,
     store: &TenantStore<'_>,
-    clinic: &Clinic,
+    clinic: &ClinicScope,
     month: YearMonth,
 ) -> Result<(Vec<Line>, Totals), ApiError> {
-    let settings = store.billing_settings(clinic.id).await?;
-    let clinic_json = serde_json::json!({
-        "id": clinic.id.to_string(),
-        "facility_kind": clinic.kind.label(),
-        "standards": settings["standards"],
-        "usage_rates": settings["usage_rates"],
-    });
+    let settings = store.billing_settings(clinic).await?;
+    let engine_clinic = onshi_rules::Clinic::new(clinic.id.to_string(), clinic.kind, settings);
     let start = month.plus(-LOOKBACK_MONTHS);
-    let visits = store.billing_visits(clinic.id, start.first_day(), month.last_day()).await?;
+    let visits = store.billing_visits(clinic, start.first_day(), month.last_day()).await?;
     let facts: Vec<Fact> = visits
         .iter()
         .map(|v| Fact {
@@ -79,9 +48,9 @@ async fn month_review(
             info_obtained: v.info_obtained,
         })
         .collect();
-    let months: Vec<String> = (0..=LOOKBACK_MONTHS).map(|k| start.plus(k).to_string()).collect();
+    let months: Vec<YearMonth> = start.through(month).collect();
     let corrections: HashMap<String, Correction> = store
-        .billing_reviews(clinic.id, &months)
+        .billing_reviews(clinic, &months)
         .await?
         .into_iter()
         .map(|r| {
@@ -99,7 +68,7 @@ async fn month_review(
             (r.visit.to_string(), correction)
         })
         .collect();
-    review(rules()?, &clinic_json, &facts, &corrections, month).map_err(|e| {
+    review(rules, &engine_clinic, &facts, &corrections, month).map_err(|e| {
         ApiError::InvalidRequest(onshi_domain::FieldError::new(
             e.field.clone(),
             format!("{}: {}", e.subject, e.message),
@@ -147,16 +116,16 @@ pub(crate) async fn group(
     };
     let store = state.store.tenant(caller.scope);
     let mut rows = Vec::new();
-    for clinic in store.clinics().await?.into_iter().filter(|c| caller.clinics.includes(c.id)) {
-        let (lines, totals) = month_review(&store, &clinic, month).await?;
+    for clinic in caller.visible_clinics(&store).await? {
+        let (lines, totals) = month_review(&state.rules, &store, &clinic, month).await?;
         rows.push(ClinicMonth {
             visits: lines.len(),
             claimable: lines.iter().filter(|l| !l.not_claimable).count(),
             points: totals.values().map(|t| t.1).sum(),
             needs_review: lines.iter().filter(|l| l.needs_review).count(),
             missed: lines.iter().filter(|l| l.missed).count(),
-            closed: store.billing_month_closed(clinic.id, &month.to_string()).await?.is_some(),
-            clinic,
+            closed: store.billing_month_closed(&clinic, month).await?.is_some(),
+            clinic: clinic.clinic().clone(),
         });
     }
     store.audit(&caller.entry("billing.view", &format!("billing:{month}"), AuditResult::Success)).await?;
@@ -204,28 +173,16 @@ pub(crate) struct FilterQuery {
 /// (label, value) rows for the page.
 type Pairs = Vec<(String, String)>;
 
-fn settings_summary(settings: &serde_json::Value) -> (Pairs, Pairs) {
-    let standards = settings["standards"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|entry| {
-                    let from = entry["from"].as_str().unwrap_or("").to_owned();
-                    let met = STANDARDS
-                        .iter()
-                        .filter(|(key, _)| entry[*key].as_bool() == Some(true))
-                        .map(|(_, label)| *label)
-                        .collect::<Vec<_>>()
-                        .join("、");
-                    (from, if met.is_empty() { "（なし）".to_owned() } else { met })
-                })
-                .collect()
+fn settings_summary(settings: &ClinicSettings) -> (Pairs, Pairs) {
+    let standards = settings
+        .standards
+        .iter()
+        .map(|(from, met)| {
+            let met = met.iter().map(|s| s.label()).collect::<Vec<_>>().join("、");
+            (from.to_string(), if met.is_empty() { "（なし）".to_owned() } else { met })
         })
-        .unwrap_or_default();
-    let rates = settings["usage_rates"]
-        .as_object()
-        .map(|o| o.iter().map(|(m, r)| (m.clone(), format!("{:.1}%", r.as_f64().unwrap_or(0.0) * 100.0))).collect())
-        .unwrap_or_default();
+        .collect();
+    let rates = settings.usage_rates.iter().map(|(m, r)| (m.to_string(), format!("{:.1}%", r * 100.0))).collect();
     (standards, rates)
 }
 
@@ -238,9 +195,9 @@ pub(crate) async fn month_page(
 ) -> Result<HttpResponse, ApiError> {
     let (raw_clinic, raw_month) = path.into_inner();
     let store = state.store.tenant(caller.scope);
-    let clinic = clinic_for(&store, &caller, &raw_clinic).await?;
+    let clinic = caller.clinic(&store, &raw_clinic).await?;
     let month = parse_month(&raw_month)?;
-    let (lines, totals) = month_review(&store, &clinic, month).await?;
+    let (lines, totals) = month_review(&state.rules, &store, &clinic, month).await?;
     let count = |f: fn(&Line) -> bool| lines.iter().filter(|l| f(l)).count();
     let filters = vec![
         ("", "すべて", lines.len()),
@@ -259,7 +216,7 @@ pub(crate) async fn month_page(
         _ => true,
     };
     let times: HashMap<String, OffsetDateTime> = store
-        .billing_visits(clinic.id, month.first_day(), month.last_day())
+        .billing_visits(&clinic, month.first_day(), month.last_day())
         .await?
         .into_iter()
         .map(|v| (v.id.to_string(), v.first_at))
@@ -283,10 +240,10 @@ pub(crate) async fn month_page(
             }
         })
         .collect();
-    let settings = store.billing_settings(clinic.id).await?;
+    let settings = store.billing_settings(&clinic).await?;
     let (standards, usage_rates) = settings_summary(&settings);
-    let closed = store.billing_month_closed(clinic.id, &month.to_string()).await?.map(|(at, _)| super::audit::utc(&at));
-    let exports = store.billing_exports(clinic.id, &month.to_string()).await?;
+    let closed = store.billing_month_closed(&clinic, month).await?.map(|(at, _)| super::audit::utc(&at));
+    let exports = store.billing_exports(&clinic, month).await?;
     store
         .audit(
             &caller
@@ -306,8 +263,8 @@ pub(crate) async fn month_page(
         exports,
         standards,
         usage_rates,
-        standard_names: STANDARDS.to_vec(),
-        clinic,
+        standard_names: Standard::ALL.iter().map(|s| (s.key(), s.label())).collect(),
+        clinic: clinic.clinic().clone(),
     })
 }
 
@@ -335,7 +292,7 @@ pub(crate) async fn review_visit(
 ) -> Result<HttpResponse, ApiError> {
     let (raw_clinic, raw_month, raw_visit) = path.into_inner();
     let store = state.store.tenant(caller.scope);
-    let clinic = clinic_for(&store, &caller, &raw_clinic).await?;
+    let clinic = caller.clinic(&store, &raw_clinic).await?;
     let month = parse_month(&raw_month)?;
     let visit: uuid::Uuid = raw_visit.parse().map_err(|_| ApiError::NotFound)?;
     let reason = form.reason.trim();
@@ -383,7 +340,7 @@ pub(crate) async fn review_visit(
     let entry = caller.entry(&format!("billing.{}", if adjusting { "adjust" } else { "approve" }), &format!("visit:{visit}"), AuditResult::Success).details(
         serde_json::json!({ "clinic": clinic.id.to_string(), "month": month.to_string(), "kind": stored.kind, "info_obtained": stored.info_obtained, "exclude": stored.exclude, "reason": stored.reason }),
     );
-    store.review_visit(clinic.id, visit, &month.to_string(), &stored, caller.user.id, &entry).await?;
+    store.review_visit(&clinic, visit, month, &stored, caller.user.id, &entry).await?;
     Ok(see_other(&format!("/billing/{}/{month}", clinic.id)))
 }
 
@@ -394,9 +351,9 @@ pub(crate) async fn close_month(
 ) -> Result<HttpResponse, ApiError> {
     let (raw_clinic, raw_month) = path.into_inner();
     let store = state.store.tenant(caller.scope);
-    let clinic = clinic_for(&store, &caller, &raw_clinic).await?;
+    let clinic = caller.clinic(&store, &raw_clinic).await?;
     let month = parse_month(&raw_month)?;
-    let (lines, totals) = month_review(&store, &clinic, month).await?;
+    let (lines, totals) = month_review(&state.rules, &store, &clinic, month).await?;
     let entry = caller.entry("billing.close", &format!("billing:{}:{month}", clinic.id), AuditResult::Success).details(
         serde_json::json!({
             "visits": lines.len(),
@@ -404,7 +361,7 @@ pub(crate) async fn close_month(
             "points": totals.values().map(|t| t.1).sum::<u32>(),
         }),
     );
-    store.close_billing_month(clinic.id, &month.to_string(), caller.user.id, &entry).await?;
+    store.close_billing_month(&clinic, month, caller.user.id, &entry).await?;
     Ok(see_other(&format!("/billing/{}/{month}", clinic.id)))
 }
 
@@ -416,9 +373,19 @@ pub(crate) struct ExportForm {
 
 /// The month as CSV for Excel: UTF-8 with BOM by default, Shift_JIS on request (refused, not garbled,
 /// when a character has no Shift_JIS form).
-pub(crate) fn month_csv(lines: &[Line], times: &HashMap<String, String>) -> String {
-    let mut out =
-        String::from("\u{feff}日付,受付時刻,区分,マイナ保険証,診療情報取得,加算,点数,コード,確認状態,理由\r\n");
+pub(crate) fn month_csv(lines: &[Line], times: &HashMap<String, String>) -> CsvTable {
+    let mut out = CsvTable::new(&[
+        "日付",
+        "受付時刻",
+        "区分",
+        "マイナ保険証",
+        "診療情報取得",
+        "加算",
+        "点数",
+        "コード",
+        "確認状態",
+        "理由",
+    ]);
     for l in lines {
         let status = match (l.status, l.excluded) {
             (_, true) => "算定しない",
@@ -438,24 +405,9 @@ pub(crate) fn month_csv(lines: &[Line], times: &HashMap<String, String>) -> Stri
             status.to_owned(),
             l.reason.clone(),
         ];
-        out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
-        out.push_str("\r\n");
+        out.push(fields);
     }
     out
-}
-
-/// Characters Windows writes in Shift_JIS under another code point: the dashes and the wave dash that
-/// Unicode text uses most often. Anything else without a Shift_JIS form makes the export refuse.
-fn sjis_friendly(text: &str) -> String {
-    text.chars()
-        .map(|c| match c {
-            '\u{2014}' => '\u{2015}',
-            '\u{2212}' => '\u{FF0D}',
-            '\u{FF5E}' => '\u{301C}',
-            '\u{00A0}' => ' ',
-            other => other,
-        })
-        .collect()
 }
 
 pub(crate) async fn export(
@@ -466,11 +418,11 @@ pub(crate) async fn export(
 ) -> Result<HttpResponse, ApiError> {
     let (raw_clinic, raw_month) = path.into_inner();
     let store = state.store.tenant(caller.scope);
-    let clinic = clinic_for(&store, &caller, &raw_clinic).await?;
+    let clinic = caller.clinic(&store, &raw_clinic).await?;
     let month = parse_month(&raw_month)?;
-    let (lines, _) = month_review(&store, &clinic, month).await?;
+    let (lines, _) = month_review(&state.rules, &store, &clinic, month).await?;
     let times: HashMap<String, String> = store
-        .billing_visits(clinic.id, month.first_day(), month.last_day())
+        .billing_visits(&clinic, month.first_day(), month.last_day())
         .await?
         .into_iter()
         .map(|v| {
@@ -478,20 +430,18 @@ pub(crate) async fn export(
             (v.id.to_string(), format!("{:02}:{:02}", t.hour(), t.minute()))
         })
         .collect();
-    let text = month_csv(&lines, &times);
+    let table = month_csv(&lines, &times);
     let (encoding, bytes) = match form.encoding.as_str() {
         "sjis" => {
-            let body = sjis_friendly(text.trim_start_matches('\u{feff}'));
-            let (bytes, _, unmappable) = encoding_rs::SHIFT_JIS.encode(&body);
-            if unmappable {
-                return Err(ApiError::InvalidRequest(onshi_domain::FieldError::new(
+            let bytes = table.shift_jis().map_err(|e| {
+                ApiError::InvalidRequest(onshi_domain::FieldError::new(
                     "encoding",
-                    "Shift_JIS で表せない文字があります。UTF-8 で出力してください",
-                )));
-            }
-            ("sjis", bytes.into_owned())
+                    format!("{} 行目の「{}」は Shift_JIS で表せません。UTF-8 で出力してください", e.row, e.character),
+                ))
+            })?;
+            ("sjis", bytes)
         }
-        _ => ("utf8", text.into_bytes()),
+        _ => ("utf8", table.utf8()),
     };
     // The charset is served from the export record on download; the stored object is plain text/csv.
     let content_type = "text/csv";
@@ -501,9 +451,7 @@ pub(crate) async fn export(
     let entry = caller
         .entry("billing.export", &format!("billing:{}:{month}", clinic.id), AuditResult::Success)
         .details(serde_json::json!({ "encoding": encoding, "rows": lines.len(), "object": key }));
-    store
-        .record_billing_export(clinic.id, &month.to_string(), &key, encoding, lines.len(), caller.user.id, &entry)
-        .await?;
+    store.record_billing_export(&clinic, month, &key, encoding, table.len(), caller.user.id, &entry).await?;
     Ok(see_other(&format!("/billing/{}/{month}#exports", clinic.id)))
 }
 
@@ -514,24 +462,16 @@ pub(crate) async fn download(
 ) -> Result<HttpResponse, ApiError> {
     let (raw_clinic, raw_month, raw_export) = path.into_inner();
     let store = state.store.tenant(caller.scope);
-    let clinic = clinic_for(&store, &caller, &raw_clinic).await?;
+    let clinic = caller.clinic(&store, &raw_clinic).await?;
     let month = parse_month(&raw_month)?;
     let id: uuid::Uuid = raw_export.parse().map_err(|_| ApiError::NotFound)?;
-    let record = store
-        .billing_exports(clinic.id, &month.to_string())
-        .await?
-        .into_iter()
-        .find(|e| e.id == id)
-        .ok_or(ApiError::NotFound)?;
+    let record =
+        store.billing_exports(&clinic, month).await?.into_iter().find(|e| e.id == id).ok_or(ApiError::NotFound)?;
     let bytes =
         state.objects.get(&record.object_key).await.map_err(ApiError::unavailable)?.ok_or(ApiError::NotFound)?;
     store.audit(&caller.entry("billing.download", &format!("billing-export:{id}"), AuditResult::Success)).await?;
-    let content_type =
-        if record.encoding == "sjis" { "text/csv; charset=Shift_JIS" } else { "text/csv; charset=utf-8" };
-    Ok(HttpResponse::Ok()
-        .content_type(content_type)
-        .insert_header(("Content-Disposition", format!("attachment; filename=\"billing-{month}.csv\"")))
-        .body(bytes))
+    let charset = if record.encoding == "sjis" { "Shift_JIS" } else { "utf-8" };
+    Ok(attachment(bytes.to_vec(), charset, &format!("billing-{}-{month}", clinic.code)))
 }
 
 #[derive(Deserialize)]
@@ -546,7 +486,7 @@ pub(crate) async fn set_standards(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let store = state.store.tenant(caller.scope);
-    let clinic = clinic_for(&store, &caller, &path).await?;
+    let clinic = caller.clinic(&store, &path).await?;
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let form: StandardsForm = serde_urlencoded::from_bytes(&body)
         .map_err(|_| ApiError::InvalidRequest(onshi_domain::FieldError::new("from", "適用開始日が必要です")))?;
@@ -557,21 +497,18 @@ pub(crate) async fn set_standards(
                 "適用開始日は YYYY-MM-DD で入力してください",
             ))
         })?;
-    let mut entry = serde_json::Map::new();
-    entry.insert("from".into(), from.to_string().into());
-    for (key, _) in STANDARDS {
-        entry.insert(key.into(), pairs.iter().any(|(k, v)| k == "standard" && v == key).into());
-    }
-    let mut settings = store.billing_settings(clinic.id).await?;
-    let list = settings["standards"].as_array().cloned().unwrap_or_default();
-    let mut list: Vec<_> = list.into_iter().filter(|e| e["from"].as_str() != Some(&from.to_string())).collect();
-    list.push(serde_json::Value::Object(entry.clone()));
-    list.sort_by(|a, b| a["from"].as_str().cmp(&b["from"].as_str()));
-    settings["standards"] = serde_json::Value::Array(list);
+    let met: std::collections::BTreeSet<Standard> =
+        Standard::ALL.into_iter().filter(|st| pairs.iter().any(|(k, v)| k == "standard" && v == st.key())).collect();
+    let mut settings = store.billing_settings(&clinic).await?;
+    settings.set_standards(from, met.clone());
+    let details: serde_json::Map<String, serde_json::Value> =
+        std::iter::once(("from".to_owned(), from.to_string().into()))
+            .chain(Standard::ALL.into_iter().map(|st| (st.key().to_owned(), met.contains(&st).into())))
+            .collect();
     let audit = caller
         .entry("billing.standards", &format!("clinic:{}", clinic.id), AuditResult::Success)
-        .details(serde_json::Value::Object(entry));
-    store.set_billing_settings(clinic.id, settings, &audit).await?;
+        .details(serde_json::Value::Object(details));
+    store.set_billing_settings(&clinic, &settings, &audit).await?;
     Ok(see_other(&format!("/billing/{}/{}", clinic.id, YearMonth::of(from))))
 }
 
@@ -590,7 +527,7 @@ pub(crate) async fn set_usage_rate(
     form: web::Form<RateForm>,
 ) -> Result<HttpResponse, ApiError> {
     let store = state.store.tenant(caller.scope);
-    let clinic = clinic_for(&store, &caller, &path).await?;
+    let clinic = caller.clinic(&store, &path).await?;
     let month = YearMonth::parse(form.month.trim()).ok_or_else(|| {
         ApiError::InvalidRequest(onshi_domain::FieldError::new("month", "対象月は YYYY-MM で入力してください"))
     })?;
@@ -603,15 +540,12 @@ pub(crate) async fn set_usage_rate(
                 ))
             },
         )?;
-    let mut settings = store.billing_settings(clinic.id).await?;
-    if !settings["usage_rates"].is_object() {
-        settings["usage_rates"] = serde_json::json!({});
-    }
-    settings["usage_rates"][month.to_string()] = serde_json::json!((percent * 10.0).round() / 1000.0);
+    let mut settings = store.billing_settings(&clinic).await?;
+    settings.set_usage_rate(month, percent / 100.0);
     let audit = caller
         .entry("billing.usage_rate", &format!("clinic:{}", clinic.id), AuditResult::Success)
         .details(serde_json::json!({ "month": month.to_string(), "percent": percent }));
-    store.set_billing_settings(clinic.id, settings, &audit).await?;
+    store.set_billing_settings(&clinic, &settings, &audit).await?;
     Ok(see_other(&format!(
         "/billing/{}/{}",
         clinic.id,

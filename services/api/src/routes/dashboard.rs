@@ -3,7 +3,7 @@
 //! the worker maintains, never a scan of raw events. Charts are server-rendered SVG with text
 //! alternatives, so the pages work with JavaScript off; every table has a CSV form.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
@@ -11,13 +11,13 @@ use askama::Template;
 use futures_util::StreamExt;
 use onshi_cache::CacheBackend;
 use onshi_domain::{ClinicId, ConfirmationMethod, DeviceHealth, FacilityKind};
-use onshi_rules::{RuleSet, YearMonth};
-use onshi_store::{AuditResult, Clinic, DeviceStatus};
+use onshi_rules::{Level, MonthCount, RuleSet, YearMonth};
+use onshi_store::{AuditResult, Clinic, ClinicScope, DeviceStatus};
 use serde::Deserialize;
 use time::{Date, OffsetDateTime, Weekday};
 
 use super::account::ok;
-use super::audit::csv_field;
+use crate::web::csv::CsvTable;
 use crate::web::guard::{Caller, Page};
 use crate::{ApiError, AppState};
 
@@ -30,11 +30,6 @@ fn national() -> HashMap<String, f64> {
         .filter_map(|l| l.split_once(','))
         .filter_map(|(m, p)| Some((m.trim().to_owned(), p.trim().parse::<f64>().ok()? / 100.0)))
         .collect()
-}
-
-fn rules() -> Option<&'static RuleSet> {
-    static RULES: std::sync::OnceLock<Option<RuleSet>> = std::sync::OnceLock::new();
-    RULES.get_or_init(|| RuleSet::builtin().ok()).as_ref()
 }
 
 fn escape(s: &str) -> String {
@@ -98,17 +93,13 @@ fn bars(items: &[(String, i64)]) -> String {
     svg
 }
 
-/// Where a rate stands against the levels in force: the best tier it reaches, or below all.
-fn level(rate: Option<f64>, kind: FacilityKind, date: Date) -> (String, &'static str, Option<f64>) {
-    let Some(tiers) = rules().map(|r| r.usage_tiers(kind, date)) else { return ("—".into(), "", None) };
-    let lowest = tiers.last().map(|t| t.min);
-    let Some(rate) = rate else { return ("—".into(), "", lowest) };
-    match tiers.iter().find(|t| rate + 1e-9 >= t.min) {
-        Some(t) => (format!("{}（{:.0}%以上）", t.addons.join("・"), t.min * 100.0), "ok", lowest),
-        None => match lowest {
-            Some(min) => (format!("基準{:.0}%未満", min * 100.0), "alert", lowest),
-            None => ("利用率の要件なし".into(), "", None),
-        },
+/// Where a rate stands against the levels required on a date: (text, CSS class, the lowest level).
+fn level_text(level: &Level) -> (String, &'static str) {
+    match level {
+        Level::NoRequirement => ("利用率の要件なし".into(), ""),
+        Level::DataMissing { .. } => ("—".into(), ""),
+        Level::Reached { tier, .. } => (format!("{}（{:.0}%以上）", tier.addons.join("・"), tier.min * 100.0), "ok"),
+        Level::Below { lowest } => (format!("基準{:.0}%未満", lowest * 100.0), "alert"),
     }
 }
 
@@ -161,10 +152,6 @@ pub(crate) struct OverviewQuery {
     format: Option<String>,
 }
 
-fn rate(myna: u64, patients: u64) -> Option<f64> {
-    (patients > 0).then(|| myna as f64 / patients as f64)
-}
-
 fn change(rates: &[Option<f64>]) -> String {
     match rates {
         [.., Some(a), Some(b)] => format!("{:+.1}pt", (b - a) * 100.0),
@@ -172,67 +159,49 @@ fn change(rates: &[Option<f64>]) -> String {
     }
 }
 
-/// The best rate of the window that decides month `i` of `history` (which starts `WINDOW_BACK` months
-/// before the shown months), and the addon level it reaches then.
-fn tier(history: &[(u64, u64)], i: usize, month: YearMonth, kind: FacilityKind) -> String {
-    let window = &history[i..i + 3];
-    let best = window
-        .iter()
-        .filter_map(|(p, m)| rate(*m, *p))
-        .fold(None, |acc: Option<f64>, r| Some(acc.map_or(r, |a| a.max(r))));
-    let Some(best) = best else { return String::new() };
-    match rules().map(|r| r.usage_tiers(kind, month.first_day())) {
-        Some(tiers) if !tiers.is_empty() => match tiers.iter().find(|t| best + 1e-9 >= t.min) {
-            Some(t) => t.addons.first().cloned().unwrap_or_default(),
-            None => format!("基準{:.0}%未満", tiers.last().map_or(0.0, |t| t.min * 100.0)),
-        },
-        _ => String::new(),
+/// The level the claims of `month` reach from the estimates of its deciding months.
+fn tier(rules: &RuleSet, kind: FacilityKind, month: YearMonth, rates: &BTreeMap<YearMonth, f64>) -> String {
+    match rules.standing(kind, month, rates).level {
+        Level::Reached { tier, .. } => tier.addons.first().cloned().unwrap_or_default(),
+        Level::Below { lowest } => format!("基準{:.0}%未満", lowest * 100.0),
+        Level::DataMissing { .. } | Level::NoRequirement => String::new(),
     }
 }
 
 fn row(
-    id: String,
-    name: String,
-    kind: FacilityKind,
-    history: &[(u64, u64)],
+    rules: &RuleSet,
+    (id, name, kind): (String, String, FacilityKind),
+    history: &BTreeMap<YearMonth, MonthCount>,
     months: &[YearMonth],
     today: Date,
 ) -> ClinicRow {
-    let back = WINDOW_BACK as usize;
-    let data = &history[back..];
-    let rates: Vec<Option<f64>> = data.iter().map(|(p, m)| rate(*m, *p)).collect();
+    let all_rates: BTreeMap<YearMonth, f64> = history.iter().filter_map(|(m, c)| Some((*m, c.rate()?))).collect();
+    let counts: Vec<MonthCount> = months.iter().map(|m| history.get(m).copied().unwrap_or_default()).collect();
+    let rates: Vec<Option<f64>> = counts.iter().map(|c| c.rate()).collect();
     let current = rates.last().copied().flatten();
-    let (status, status_class, threshold) = level(current, kind, today);
-    // This month counts towards the claims of months +3..+5 (the best of N-5..N-3 decides month N).
+    let level = rules.level_on(kind, today, current);
+    let (status, status_class) = level_text(&level);
+    // This month counts towards the claims of the months it decides (the best of N-5..N-3 decides N).
     let this = months.last().copied().unwrap_or(YearMonth::of(today));
-    let decides = this.plus(3).first_day();
-    let (_, forecast_class, needed) = level(current, kind, decides);
-    let forecast = match (current, needed) {
-        (Some(r), Some(min)) if r + 1e-9 < min => {
-            format!(
-                "{}: 見込み{} → {}〜{}の算定で基準{:.0}%未満",
-                this,
-                pct(Some(r)),
-                this.plus(3),
-                this.plus(5),
-                min * 100.0
-            )
+    let outlook = rules.forecast(kind, this, current);
+    let forecast = match (current, outlook.required, outlook.decides.first(), outlook.decides.last()) {
+        (Some(r), Some(min), Some(first), Some(last)) if outlook.below() => {
+            format!("{this}: 見込み{} → {first}〜{last}の算定で基準{:.0}%未満", pct(Some(r)), min * 100.0)
         }
-        (Some(r), Some(_)) => format!("{}: 見込み{}（基準以上）", this, pct(Some(r))),
+        (Some(r), Some(_), _, _) => format!("{this}: 見込み{}（基準以上）", pct(Some(r))),
         _ => "—".to_owned(),
     };
     ClinicRow {
-        spark: sparkline(&rates, threshold, &name),
+        spark: sparkline(&rates, level.lowest(), &name),
         change: change(&rates),
-        cells: data
+        cells: months
             .iter()
-            .zip(&rates)
-            .enumerate()
-            .map(|(i, ((p, m), r))| MonthCell {
-                patients: *p,
-                myna: *m,
-                rate: pct(*r),
-                tier: tier(history, i, months[i], kind),
+            .zip(&counts)
+            .map(|(m, c)| MonthCell {
+                patients: c.patients,
+                myna: c.myna,
+                rate: pct(c.rate()),
+                tier: tier(rules, kind, *m, &all_rates),
             })
             .collect(),
         id,
@@ -240,7 +209,7 @@ fn row(
         status,
         status_class,
         forecast,
-        forecast_class: if forecast_class == "alert" { "alert" } else { "" },
+        forecast_class: if outlook.below() { "alert" } else { "" },
     }
 }
 
@@ -257,50 +226,45 @@ pub(crate) async fn overview(
     let store = state.store.tenant(caller.scope);
     let only: Option<Vec<ClinicId>> =
         q.clinics.as_deref().map(|list| list.split(',').filter_map(|id| id.trim().parse().ok()).collect());
-    let clinics: Vec<Clinic> = store
-        .clinics()
+    let clinics: Vec<ClinicScope> = caller
+        .visible_clinics(&store)
         .await?
         .into_iter()
-        .filter(|c| caller.clinics.includes(c.id))
         .filter(|c| only.as_ref().is_none_or(|o| o.contains(&c.id)))
         .collect();
     // The shown months and the five before them, which decide the shown months' levels.
-    let loaded: Vec<YearMonth> = (0..n + WINDOW_BACK).map(|k| last.plus(k - n - WINDOW_BACK + 1)).collect();
-    let labels: Vec<String> = loaded.iter().map(ToString::to_string).collect();
-    let index: HashMap<&str, usize> = labels.iter().enumerate().map(|(i, m)| (m.as_str(), i)).collect();
-    let mut usage: HashMap<(ClinicId, usize), (u64, u64)> = HashMap::new();
-    for (month, u) in store.usage_by_month(&labels).await? {
-        if let Some(i) = index.get(month.as_str()) {
-            usage.insert((u.clinic, *i), (u.patients, u.myna_patients));
-        }
+    let loaded: Vec<YearMonth> = last.plus(1 - n - WINDOW_BACK).through(last).collect();
+    let mut usage: HashMap<ClinicId, BTreeMap<YearMonth, MonthCount>> = HashMap::new();
+    for (month, u) in store.usage_by_month(&loaded).await? {
+        usage.entry(u.clinic).or_default().insert(month, MonthCount { patients: u.patients, myna: u.myna_patients });
     }
+    let empty = BTreeMap::new();
     let rows: Vec<ClinicRow> = clinics
         .iter()
         .map(|c| {
-            let history: Vec<(u64, u64)> =
-                (0..loaded.len()).map(|i| usage.get(&(c.id, i)).copied().unwrap_or_default()).collect();
-            row(c.id.to_string(), c.name.clone(), c.kind, &history, &months, today)
+            let history = usage.get(&c.id).unwrap_or(&empty);
+            row(&state.rules, (c.id.to_string(), c.name.clone(), c.kind), history, &months, today)
         })
         .collect();
-    let totals: Vec<(u64, u64)> = (0..loaded.len())
-        .map(|i| clinics.iter().filter_map(|c| usage.get(&(c.id, i))).fold((0, 0), |(p, m), (a, b)| (p + a, m + b)))
-        .collect();
-    let total = row(String::new(), "グループ合計".to_owned(), FacilityKind::Medical, &totals, &months, today);
+    let mut totals: BTreeMap<YearMonth, MonthCount> = BTreeMap::new();
+    for c in &clinics {
+        for (m, n) in usage.get(&c.id).unwrap_or(&empty) {
+            let t = totals.entry(*m).or_default();
+            *t = *t + *n;
+        }
+    }
+    let total =
+        row(&state.rules, (String::new(), "グループ合計".to_owned(), FacilityKind::Medical), &totals, &months, today);
     store.audit(&caller.entry("dashboard.view", "dashboard:usage", AuditResult::Success)).await?;
     let month_labels: Vec<String> = months.iter().map(ToString::to_string).collect();
     if q.format.as_deref() == Some("csv") {
-        let mut out = String::from("\u{feff}医療機関,月,受付患者数,マイナ保険証患者数,利用率（推計）\r\n");
+        let mut table = CsvTable::new(&["医療機関", "月", "受付患者数", "マイナ保険証患者数", "利用率（推計）"]);
         for r in rows.iter().chain(std::iter::once(&total)) {
             for (m, c) in month_labels.iter().zip(&r.cells) {
-                let fields = [r.name.clone(), m.clone(), c.patients.to_string(), c.myna.to_string(), c.rate.clone()];
-                out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
-                out.push_str("\r\n");
+                table.push([r.name.clone(), m.clone(), c.patients.to_string(), c.myna.to_string(), c.rate.clone()]);
             }
         }
-        return Ok(HttpResponse::Ok()
-            .content_type("text/csv; charset=utf-8")
-            .insert_header(("Content-Disposition", "attachment; filename=\"usage.csv\""))
-            .body(out));
+        return Ok(table.download("usage"));
     }
     let nat = national();
     ok(OverviewPage {
@@ -413,17 +377,13 @@ pub(crate) struct RangeQuery {
     table: Option<String>,
 }
 
-/// A table as Excel-safe CSV (UTF-8 with BOM, formula characters neutralised).
+/// One table of the clinic page as CSV.
 fn csv_response(name: &str, header: &[&str], rows: Vec<Vec<String>>) -> HttpResponse {
-    let mut out = format!("\u{feff}{}\r\n", header.join(","));
+    let mut table = CsvTable::new(header);
     for row in rows {
-        out.push_str(&row.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
-        out.push_str("\r\n");
+        table.push(row);
     }
-    HttpResponse::Ok()
-        .content_type("text/csv; charset=utf-8")
-        .insert_header(("Content-Disposition", format!("attachment; filename=\"{name}.csv\"")))
-        .body(out)
+    table.download(name)
 }
 
 fn parse_day(s: Option<&str>) -> Option<Date> {
@@ -475,17 +435,14 @@ pub(crate) async fn clinic(
     path: web::Path<String>,
     q: web::Query<RangeQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id: ClinicId = path.parse().map_err(|_| ApiError::NotFound)?;
-    if !caller.clinics.includes(id) {
-        return Err(ApiError::NotFound);
-    }
     let store = state.store.tenant(caller.scope);
-    let clinic = store.clinic(id).await?.ok_or(ApiError::NotFound)?;
+    let clinic = caller.clinic(&store, &path).await?;
+    let id = clinic.id;
     let now = OffsetDateTime::now_utc();
     let today = onshi_domain::jst::date_of(now);
     let to = parse_day(q.to.as_deref()).unwrap_or(today);
     let from = parse_day(q.from.as_deref()).unwrap_or(to - time::Duration::days(27)).min(to);
-    let rows = store.hourly(id, from, to).await?;
+    let rows = store.hourly(&clinic, from, to).await?;
     let mut matrix = [[0i64; 24]; 7];
     let mut methods: HashMap<ConfirmationMethod, i64> = HashMap::new();
     let mut days: std::collections::BTreeMap<Date, i64> = Default::default();
@@ -510,7 +467,7 @@ pub(crate) async fn clinic(
     method_rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let share = |n: i64| if myna > 0 { format!("{:.1}%", 100.0 * n as f64 / myna as f64) } else { "—".to_owned() };
     let invalid_list: Vec<(String, &'static str, &'static str, String)> = store
-        .invalid_visits(id, from, to, 50)
+        .invalid_visits(&clinic, from, to, 50)
         .await?
         .into_iter()
         .map(|v| {
@@ -598,7 +555,7 @@ pub(crate) async fn clinic(
         days: days.into_iter().map(|(d, n)| (d.to_string(), n)).collect(),
         timeline,
         outages,
-        clinic,
+        clinic: clinic.clinic().clone(),
     })
 }
 
@@ -681,19 +638,24 @@ pub(crate) async fn fleet(
     rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.clinic.cmp(&b.1.clinic)));
     let rows: Vec<FleetRow> = rows.into_iter().map(|(_, r)| r).collect();
     if q.format.as_deref() == Some("csv") {
-        let mut out = String::from(
-            "\u{feff}医療機関,端末,状態,要確認,最終受信(UTC),バージョン,未送信件数,カードリーダー,VPN\r\n",
-        );
+        let mut table = CsvTable::new(&[
+            "医療機関",
+            "端末",
+            "状態",
+            "要確認",
+            "最終受信(UTC)",
+            "バージョン",
+            "未送信件数",
+            "カードリーダー",
+            "VPN",
+        ]);
         for r in &rows {
-            let fields =
-                [&r.clinic, &r.device, r.health, &r.reasons, &r.last_seen, &r.version, &r.outbox, &r.reader, &r.vpn];
-            out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
-            out.push_str("\r\n");
+            table.push(
+                [&r.clinic, &r.device, r.health, &r.reasons, &r.last_seen, &r.version, &r.outbox, &r.reader, &r.vpn]
+                    .map(|f| f.to_owned()),
+            );
         }
-        return Ok(HttpResponse::Ok()
-            .content_type("text/csv; charset=utf-8")
-            .insert_header(("Content-Disposition", "attachment; filename=\"fleet.csv\""))
-            .body(out));
+        return Ok(table.download("fleet"));
     }
     ok(FleetPage { page, rows })
 }

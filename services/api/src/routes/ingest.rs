@@ -10,8 +10,9 @@ use std::time::Duration;
 use actix_web::{HttpResponse, web};
 use futures_util::StreamExt;
 use onshi_cache::CacheBackend;
-use onshi_domain::{ENVELOPE_VERSION, EventBatch, IngestEnvelope};
+use onshi_domain::EventBatch;
 use onshi_queue::{Headers, MessageQueue};
+use onshi_store::QueuedBatch;
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -49,12 +50,12 @@ struct Accepted {
 
 async fn accept(
     state: web::Data<AppState>,
-    device: AuthenticatedDevice,
+    AuthenticatedDevice(device): AuthenticatedDevice,
     mut payload: web::Payload,
 ) -> Result<Accepted, ApiError> {
     // Per-device fixed window: a runaway agent cannot starve the others. A cache outage must not stop
     // ingest, so the limiter fails open.
-    match state.cache.incr_window(&format!("rl:ingest:{}", device.device), Duration::from_secs(1)).await {
+    match state.cache.incr_window(&format!("rl:ingest:{}", device.device.id), Duration::from_secs(1)).await {
         Ok(n) if n > u64::from(state.ingest_batches_per_device_per_sec) => {
             return Err(ApiError::RateLimited { retry_after_secs: 1 });
         }
@@ -86,7 +87,8 @@ async fn accept(
         .filter(|e| matches!(e.payload, onshi_domain::EventPayload::Qualification(_)))
         .map(|e| e.id)
         .collect();
-    let known = if stored.is_empty() { Default::default() } else { store.event_hashes(device.device, &stored).await? };
+    let known =
+        if stored.is_empty() { Default::default() } else { store.event_hashes(device.device.id, &stored).await? };
     let mut fresh = Vec::with_capacity(batch.events.len());
     for (i, event) in batch.events.into_iter().enumerate() {
         match known.get(&event.id) {
@@ -99,16 +101,7 @@ async fn accept(
     let fresh_count = fresh.len();
     let batch_id = uuid::Uuid::now_v7();
     if !fresh.is_empty() {
-        let envelope = IngestEnvelope {
-            version: ENVELOPE_VERSION,
-            batch_id,
-            tenant: device.scope.tenant_id(),
-            clinic: device.clinic.id,
-            device: device.device,
-            received_at: now,
-            events: fresh,
-        };
-        let message = serde_json::to_vec(&envelope).map_err(ApiError::internal)?;
+        let message = QueuedBatch::accepted(&device, batch_id, fresh).to_bytes().map_err(ApiError::internal)?;
         // The worker's span joins this request's trace through the message header.
         let headers = Headers { traceparent: onshi_telemetry::trace::current_traceparent() };
         state.queue.publish(&message, &headers).await.map_err(ApiError::unavailable)?;

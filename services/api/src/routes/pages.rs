@@ -4,8 +4,8 @@
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use askama_web::WebTemplate;
+use onshi_domain::Permission;
 use onshi_domain::jst;
-use onshi_domain::{ClinicId, Permission};
 use onshi_store::AuditResult;
 use time::{Date, OffsetDateTime};
 
@@ -55,7 +55,7 @@ pub(crate) async fn home(state: web::Data<AppState>, page: Page, caller: Caller)
     let today = jst::date_of(now);
     let devices = store.devices().await?;
     let mut panels = Vec::new();
-    for clinic in store.clinics().await?.into_iter().filter(|c| caller.clinics.includes(c.id)) {
+    for clinic in caller.visible_clinics(&store).await? {
         // The healthiest agent of the clinic speaks for it (a spare agent that is off is not an outage).
         let health = devices
             .iter()
@@ -72,20 +72,20 @@ pub(crate) async fn home(state: web::Data<AppState>, page: Page, caller: Caller)
             onshi_domain::DeviceHealth::Degraded(r) => r.join("、"),
             _ => String::new(),
         };
-        let todays = store.visits_on(clinic.id, today).await?;
+        let todays = store.visits_on(&clinic, today).await?;
         let myna = todays.iter().filter(|v| v.myna).count();
         let rate = if todays.is_empty() {
             "—".to_owned()
         } else {
             format!("{:.1}%", 100.0 * myna as f64 / todays.len() as f64)
         };
-        let recent = store.recent_visits(clinic.id, 15).await?.into_iter().map(line).collect();
+        let recent = store.recent_visits(&clinic, 15).await?.into_iter().map(line).collect();
         panels.push(ClinicPanel {
             id: clinic.id.to_string(),
             agent_label: health.label_ja(),
             agent_class: health.css_class(),
             agent_reasons: reasons,
-            name: clinic.name,
+            name: clinic.name.clone(),
             code: clinic.code.to_string(),
             today_visits: todays.len(),
             today_myna: myna,
@@ -127,18 +127,15 @@ pub(crate) async fn clinic_receptions(
     path: web::Path<String>,
     q: web::Query<DayQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let id: ClinicId = path.parse().map_err(|_| ApiError::NotFound)?;
-    if !caller.clinics.includes(id) {
-        return Err(ApiError::NotFound);
-    }
+    let store = state.store.tenant(caller.scope);
+    let clinic = caller.clinic(&store, &path).await?;
+    let id = clinic.id;
     let date = match q.date.as_deref() {
         Some(d) => Date::parse(d, time::macros::format_description!("[year]-[month]-[day]"))
             .map_err(|_| ApiError::InvalidRequest(onshi_domain::FieldError::new("date", "expected YYYY-MM-DD")))?,
         None => jst::date_of(OffsetDateTime::now_utc()),
     };
-    let store = state.store.tenant(caller.scope);
-    let clinic = store.clinic(id).await?.ok_or(ApiError::NotFound)?;
-    let rows: Vec<VisitLine> = store.visits_on(id, date).await?.into_iter().map(line).collect();
+    let rows: Vec<VisitLine> = store.visits_on(&clinic, date).await?.into_iter().map(line).collect();
     store
         .audit(
             &caller
@@ -146,7 +143,7 @@ pub(crate) async fn clinic_receptions(
                 .details(serde_json::json!({ "rows": rows.len() })),
         )
         .await?;
-    ok(ClinicReceptionsPage { page, clinic, date: date.to_string(), rows })
+    ok(ClinicReceptionsPage { page, clinic: clinic.clinic().clone(), date: date.to_string(), rows })
 }
 
 fn line(v: onshi_store::VisitRow) -> VisitLine {

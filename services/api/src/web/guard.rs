@@ -20,7 +20,7 @@ use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use onshi_domain::{ApiScope, ClinicAccess, Permission};
 use onshi_identity::OneTimeToken;
-use onshi_store::{AuditEntry, AuditResult, TenantScope, User, UserStatus};
+use onshi_store::{AuditEntry, AuditResult, ClinicScope, TenantScope, TenantStore, User};
 
 use super::i18n::Lang;
 use super::session::{CSRF_COOKIE, LANG_COOKIE, SESSION_COOKIE, Session, Stage, host_cookie};
@@ -74,6 +74,18 @@ impl Caller {
 
     pub fn can(&self, permission: Permission) -> bool {
         self.user.role.allows(permission)
+    }
+
+    /// The clinic a path names, if the caller may act on it. A malformed id, another tenant's clinic and
+    /// a clinic outside the caller's assignments are all the same 404.
+    pub async fn clinic(&self, store: &TenantStore<'_>, raw: &str) -> Result<ClinicScope, ApiError> {
+        let id: onshi_domain::ClinicId = raw.parse().map_err(|_| ApiError::NotFound)?;
+        store.clinic_scope(id, &self.clinics).await?.ok_or(ApiError::NotFound)
+    }
+
+    /// Every clinic the caller may see.
+    pub async fn visible_clinics(&self, store: &TenantStore<'_>) -> Result<Vec<ClinicScope>, ApiError> {
+        Ok(store.clinic_scopes(&self.clinics).await?)
     }
 }
 
@@ -179,6 +191,19 @@ fn same_origin(req: &ServiceRequest, public_url: &str) -> bool {
 
 pub(crate) async fn check(
     access: Access,
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    // A refusal here becomes a response like a handler's error, so that the error pages see it too.
+    let request = req.request().clone();
+    match guarded(access, req, next).await {
+        Ok(res) => Ok(res),
+        Err(e) => Ok(ServiceResponse::new(request, e.error_response())),
+    }
+}
+
+async fn guarded(
+    access: Access,
     mut req: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
@@ -242,12 +267,12 @@ pub(crate) async fn check(
     match access {
         Access::Public => {}
         Access::PartialSession => {
-            let (session, user) = load_session(&state, session_token.as_deref()).await?;
+            let (scope, session, user) = load_session(&state, session_token.as_deref()).await?;
             if session.stage == Stage::Full {
                 return Err(ApiError::Redirect("/".to_owned()).into());
             }
             req.extensions_mut().insert(Pending {
-                scope: TenantScope::verified(session.tenant),
+                scope,
                 user,
                 session,
                 session_token: session_token.clone().unwrap_or_default(),
@@ -255,14 +280,14 @@ pub(crate) async fn check(
             });
         }
         Access::Session | Access::Perm(_) => {
-            let (session, user) = load_session(&state, session_token.as_deref()).await?;
+            let (scope, session, user) = load_session(&state, session_token.as_deref()).await?;
             match session.stage {
                 Stage::Full => {}
                 Stage::Password => return Err(ApiError::Redirect("/signin/totp".to_owned()).into()),
                 Stage::TotpSetup => return Err(ApiError::Redirect("/account/totp/setup".to_owned()).into()),
             }
             let caller = Caller {
-                scope: TenantScope::verified(session.tenant),
+                scope,
                 clinics: ClinicAccess::of(user.role, &user.clinics),
                 actor: user.email.clone(),
                 ip: ip.clone(),
@@ -306,14 +331,13 @@ pub(crate) async fn check(
     Ok(res)
 }
 
-/// The session and its user, if the session is valid right now.
-async fn load_session(state: &AppState, token: Option<&str>) -> Result<(Session, User), ApiError> {
+/// The session, its scope and its user, if the session is valid right now.
+async fn load_session(state: &AppState, token: Option<&str>) -> Result<(TenantScope, Session, User), ApiError> {
     let token = token.ok_or(ApiError::SignInRequired)?;
     let session = state.sessions.load(token).await?.ok_or(ApiError::SignInRequired)?;
-    let user = state.store.tenant(TenantScope::verified(session.tenant)).user(session.user).await?;
-    match user {
-        Some(user) if user.status == UserStatus::Active && user.session_epoch == session.epoch => Ok((session, user)),
-        _ => {
+    match state.store.system().session_user(session.tenant, session.user, session.epoch).await? {
+        Some((scope, user)) => Ok((scope, session, user)),
+        None => {
             state.sessions.destroy(token).await?;
             Err(ApiError::SignInRequired)
         }
@@ -333,18 +357,14 @@ async fn token_caller(state: &AppState, req: &ServiceRequest, scope: ApiScope) -
     let tenant: onshi_domain::TenantId = uuid::Uuid::parse_str(tenant_hex)
         .map(onshi_domain::TenantId::from_uuid)
         .map_err(|_| ApiError::Unauthorized("invalid API token"))?;
-    let store = state.store.tenant(TenantScope::verified(tenant));
-    let token = store.use_api_token(&hash).await?.ok_or(ApiError::Unauthorized("invalid API token"))?;
-    let user = store
-        .user(token.created_by)
-        .await?
-        .filter(|u| u.status == UserStatus::Active)
-        .ok_or(ApiError::Unauthorized("the token's owner is no longer active"))?;
+    let auth =
+        state.store.system().api_token(tenant, &hash).await?.ok_or(ApiError::Unauthorized("invalid API token"))?;
+    let (token, user) = (auth.token, auth.user);
     if !token.scopes.contains(&scope) || !user.role.allows(scope.permission()) {
         return Err(ApiError::Forbidden);
     }
     Ok(Caller {
-        scope: TenantScope::verified(tenant),
+        scope: auth.scope,
         clinics: ClinicAccess::of(user.role, &user.clinics),
         actor: format!("api-token:{} ({})", token.id, user.email),
         ip: client_ip(req),

@@ -1,5 +1,7 @@
 //! The browser side of the API: sessions, CSRF, the access guard and the page language.
 
+pub mod csv;
+pub mod error_page;
 pub mod guard;
 pub mod i18n;
 pub mod observe;

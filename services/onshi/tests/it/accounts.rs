@@ -222,7 +222,16 @@ both_modes!(the_permission_matrix_holds_route_by_route, |app| {
             }
             let r = if route.method == "get" { b.get(&path).await } else { b.post(&path, &[]).await };
             if role.allows(permission) {
-                assert_ne!(r.status, 403, "{role:?} may {} {}", route.method, route.path);
+                // The exact answer past the guard: an unknown id is 404, a page is 200, an empty form
+                // is refused as a bad request. A 500 is never "allowed".
+                let expected = if route.path.contains('{') {
+                    404
+                } else if route.method == "get" {
+                    200
+                } else {
+                    400
+                };
+                assert_eq!(r.status, expected, "{role:?} may {} {}", route.method, route.path);
             } else {
                 assert_eq!(r.status, 403, "{role:?} may not {} {}", route.method, route.path);
                 assert!(!r.body.contains(&app.clinics[0].clinic.name));
@@ -250,10 +259,10 @@ both_modes!(another_tenants_ids_are_not_found_on_every_route, |app| {
     // Tenant B with a clinic, a device, a user and an API token.
     let system = app.adapters().store.system();
     let tenant_b = system.create_tenant("別法人 B").await.unwrap();
-    let store_b = app.adapters().store.tenant(onshi_store::TenantScope::verified(tenant_b));
+    let store_b = app.adapters().store.tenant(onshi_store::TenantScope::operator(tenant_b));
     let code = onshi_domain::MedicalInstitutionCode::parse("2711234562").unwrap();
     let clinic_b = store_b.create_clinic(&code, "B法人の秘密クリニック").await.unwrap();
-    let device_b = store_b.create_device(clinic_b.id, "B端末").await.unwrap();
+    let device_b = store_b.create_device(&clinic_b, "B端末").await.unwrap();
     let user_b = app.user_in(tenant_b, Role::Manager, &[]).await;
     let token_b = store_b
         .create_api_token(
@@ -293,6 +302,39 @@ both_modes!(another_tenants_ids_are_not_found_on_every_route, |app| {
     assert!(!staff.contains(&user_b.email));
     let onboarding = a.get("/onboarding").await.body;
     assert!(!onboarding.contains("B法人の秘密クリニック"));
+});
+
+both_modes!(clinic_staff_reach_no_other_clinic_on_any_clinic_route, |app| {
+    // A clinic_staff member assigned to clinic 0 names clinic 1 on every clinic-level route.
+    let mine = app.clinics[0].clinic.id;
+    let other = &app.clinics[1].clinic;
+    let user = app.user_in(app.tenant, Role::ClinicStaff, &[mine]).await;
+    let mut b = app.browser();
+    b.sign_in(&user).await;
+    let mut checked = 0;
+    for route in ROUTES.iter().filter(|r| r.path.contains("{clinic}")) {
+        let path = fill(route.path, &other.id.to_string());
+        let expected = match route.access {
+            Access::Perm(p) if !Role::ClinicStaff.allows(p) => 403,
+            Access::Token(_) => 401,
+            _ => 404,
+        };
+        let r =
+            if route.method == "get" { b.get(&path).await } else { b.post(&path, &[("start", "2027-01-01")]).await };
+        assert_eq!(r.status, expected, "{} {} for another clinic", route.method, route.path);
+        assert!(!r.body.contains(&other.name), "{} shows the other clinic", route.path);
+        checked += 1;
+    }
+    assert!(checked >= 10, "{checked} clinic routes");
+    // Their own clinic answers, and the lists name only it.
+    assert_eq!(b.get(&format!("/clinics/{mine}/receptions")).await.status, 200);
+    assert_eq!(b.get(&format!("/dashboard/clinics/{mine}")).await.status, 200);
+    for list in ["/", "/dashboard"] {
+        let page = b.get(list).await;
+        assert_eq!(page.status, 200, "{list}");
+        assert!(!page.body.contains(&other.name), "{list} lists the other clinic");
+        assert!(page.body.contains(&app.clinics[0].clinic.name), "{list} lists their own clinic");
+    }
 });
 
 both_modes!(failed_sign_ins_are_throttled_without_telling_which_accounts_exist, |app| {

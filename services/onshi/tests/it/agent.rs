@@ -29,7 +29,7 @@ impl TestAgent {
         let root = tempfile::tempdir().unwrap();
         let data = root.path().join("agent");
         let code =
-            app.store().create_enrollment_code(app.clinics[clinic].clinic.id, time::Duration::hours(1)).await.unwrap();
+            app.store().create_enrollment_code(&app.clinics[clinic].clinic, time::Duration::hours(1)).await.unwrap();
         let credentials = onshi_agent::uplink::enroll(&app.base_url(), &code, "test agent").await.unwrap();
         credentials.save(&data).unwrap();
         let watch = vec![root.path().join("face"), root.path().join("res"), root.path().join("trash")];
@@ -272,7 +272,7 @@ both_modes!(a_revoked_agent_keeps_its_events_and_a_failing_probe_degrades_the_cl
         matches!(device.health(OffsetDateTime::now_utc()), onshi_domain::DeviceHealth::Degraded(_))
     })
     .await;
-    app.store().revoke_device(agent.credentials.device).await.unwrap();
+    app.revoke_device(agent.credentials.device).await;
     let n = agent.write_receptions(5, 7).len() as u64;
     eventually(WAIT, "files read into the outbox", || async { outbox.depth().unwrap() == n }).await;
     // Refused, so nothing is delivered, and nothing is dropped or set aside either. (This waits on

@@ -193,5 +193,7 @@ both_modes!(after_the_2026_revision_the_usage_rate_decides_the_new_addon_on_the_
     // A rate outside 0-100 is refused with the field named.
     let r = b.post(&format!("/billing/{clinic}/usage-rates"), &[("month", "2026-04"), ("percent", "130")]).await;
     assert_eq!(r.status, 400);
-    assert!(r.body.contains("percent"));
+    // A browser gets an HTML page that says what to fix.
+    assert!(r.headers.get("content-type").is_some_and(|v| v.to_str().unwrap().starts_with("text/html")));
+    assert!(r.body.contains("利用率は 0〜100 の数で入力してください"), "{}", r.body);
 });

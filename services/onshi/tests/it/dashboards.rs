@@ -115,9 +115,9 @@ both_modes!(the_usage_dashboard_shows_known_answers_from_rollups, |app| {
     assert!(only.body.contains("data-clinic=\"") && !only.body.contains(&format!("data-clinic=\"{clinic}\"")));
 
     // Rebuilding the rollups from the visits gives the same numbers.
-    let before = app.store().monthly_usage("2026-10").await.unwrap();
+    let before = app.store().monthly_usage(onshi_domain::YearMonth::parse("2026-10").unwrap()).await.unwrap();
     app.store().rebuild_rollups().await.unwrap();
-    let mut after = app.store().monthly_usage("2026-10").await.unwrap();
+    let mut after = app.store().monthly_usage(onshi_domain::YearMonth::parse("2026-10").unwrap()).await.unwrap();
     let mut before = before;
     before.sort_by_key(|u| u.clinic);
     after.sort_by_key(|u| u.clinic);

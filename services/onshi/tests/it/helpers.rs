@@ -196,8 +196,17 @@ impl TestApp {
         &self.running().adapters
     }
 
+    /// Revokes an agent as a manager would (audited).
+    pub async fn revoke_device(&self, device: onshi_domain::DeviceId) {
+        let store = self.store();
+        let found = store.device(device).await.unwrap().unwrap();
+        let clinic = store.clinic_scope(found.clinic, &onshi_domain::ClinicAccess::All).await.unwrap().unwrap();
+        let entry = onshi_store::AuditEntry::new(None, "test", "agent.revoke", "-", onshi_store::AuditResult::Success);
+        store.revoke_device(&clinic, device, &entry).await.unwrap();
+    }
+
     pub fn store(&self) -> TenantStore<'_> {
-        self.adapters().store.tenant(TenantScope::verified(self.tenant))
+        self.adapters().store.tenant(TenantScope::operator(self.tenant))
     }
 
     pub fn token(&self, clinic: usize) -> String {
@@ -333,7 +342,7 @@ impl TestApp {
         let email = format!("{}-{}@example.jp", role.as_str(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let password = format!("pw-{}-long-enough", uuid::Uuid::new_v4().simple());
         let phc = onshi_identity::hash_password(&password, &email).unwrap();
-        let store = self.adapters().store.tenant(TenantScope::verified(tenant));
+        let store = self.adapters().store.tenant(TenantScope::operator(tenant));
         let entry =
             onshi_store::AuditEntry::new(None, "test", "test.seed_user", "-", onshi_store::AuditResult::Success);
         let id = store

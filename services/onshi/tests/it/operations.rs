@@ -305,9 +305,9 @@ both_modes!(a_backup_restores_into_a_fresh_database_and_store_with_equal_checksu
     assert!(restored.verify_audit().await.unwrap().problems.is_empty());
     restored.connection().clone().close().await.ok();
     let as_app = Store::connect(target.config.effective_database_url().expose_secret(), 2).await.unwrap();
-    let tenant = as_app.tenant(TenantScope::verified(app.tenant));
+    let tenant = as_app.tenant(TenantScope::operator(app.tenant));
     assert_eq!(tenant.retention_basis().await.unwrap(), RetentionBasis::Billing);
-    assert!(!tenant.recent_visits(app.clinics[1].clinic.id, 5).await.unwrap().is_empty());
+    assert!(!tenant.recent_visits(&app.clinics[1].clinic, 5).await.unwrap().is_empty());
     as_app.connection().clone().close().await.ok();
 
     // A second restore into the now full target is refused, and nothing in it changes.

@@ -22,7 +22,7 @@ both_modes!(the_visits_page_lists_each_clinics_receptions_of_today, |app| {
     eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 12 }).await;
 
     let today = onshi_domain::jst::date_of(time::OffsetDateTime::now_utc());
-    let todays = app.store().visits_on(app.clinics[1].clinic.id, today).await.unwrap();
+    let todays = app.store().visits_on(&app.clinics[1].clinic, today).await.unwrap();
     let (mut browser, _) = app.signed_in(onshi_domain::Role::Manager).await;
     let response = browser.get("/").await;
     assert_eq!(response.status, 200);

@@ -10,7 +10,7 @@ async fn the_application_role_sees_only_the_tenant_of_its_transaction() {
     let Some(app) = spawn_app(Mode::Full).await else { return };
     let tenant_b = app.adapters().store.system().create_tenant("B").await.unwrap();
     let code = onshi_domain::MedicalInstitutionCode::parse("2711234562").unwrap();
-    app.adapters().store.tenant(onshi_store::TenantScope::verified(tenant_b)).create_clinic(&code, "B").await.unwrap();
+    app.adapters().store.tenant(onshi_store::TenantScope::operator(tenant_b)).create_clinic(&code, "B").await.unwrap();
     let a = app.tenant.as_uuid();
     let b = tenant_b.as_uuid();
     let db = app.adapters().store.connection();
@@ -120,7 +120,7 @@ crate::both_modes!(
         let store = &app.adapters().store;
         let tenant_b = store.system().create_tenant("B").await.unwrap();
         let code = onshi_domain::MedicalInstitutionCode::parse("2711234562").unwrap();
-        store.tenant(onshi_store::TenantScope::verified(tenant_b)).create_clinic(&code, "B only clinic").await.unwrap();
+        store.tenant(onshi_store::TenantScope::operator(tenant_b)).create_clinic(&code, "B only clinic").await.unwrap();
         let mut tokens = Vec::new();
         for tenant in [app.tenant, tenant_b] {
             let user = app.user_in(tenant, onshi_domain::Role::Owner, &[]).await;
@@ -129,7 +129,7 @@ crate::both_modes!(
                 &tenant.as_uuid().simple().to_string(),
             );
             store
-                .tenant(onshi_store::TenantScope::verified(tenant))
+                .tenant(onshi_store::TenantScope::operator(tenant))
                 .create_api_token(
                     user.id,
                     "t",
@@ -193,4 +193,32 @@ fn the_tenant_setting_is_never_session_level() {
         }
     }
     assert!(seen >= 1, "the store sets the tenant somewhere");
+}
+
+/// Scopes come only from verified credentials: request handlers and the worker never use the operator
+/// constructor (the store's credential look-ups and `QueuedBatch::scope` are their only sources), and the
+/// old unchecked constructor is gone.
+#[test]
+fn handlers_and_workers_never_make_a_scope_from_an_id() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut stack = vec![root.join("services/api/src"), root.join("services/worker/src")];
+    let mut files = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(
+                    !text.contains("TenantScope::operator"),
+                    "{}: operator scope in a request path",
+                    path.display()
+                );
+                assert!(!text.contains("TenantScope::verified"), "{}: unchecked scope", path.display());
+                files += 1;
+            }
+        }
+    }
+    assert!(files > 10, "the api and worker sources were read");
 }

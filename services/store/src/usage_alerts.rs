@@ -1,0 +1,50 @@
+//! The usage watch's memory: which clinic-months managers were already warned about, so each warning goes
+//! out once.
+
+use onshi_domain::YearMonth;
+use sea_orm::EntityTrait;
+use sea_orm::sea_query::OnConflict;
+
+use crate::{ClinicScope, StoreError, TenantStore};
+
+impl TenantStore<'_> {
+    /// Records that managers are being warned about `clinic` for `month`; false when that was done
+    /// already (each warning goes out once), audited with the claim.
+    pub async fn claim_usage_alert(
+        &self,
+        clinic: &ClinicScope,
+        month: YearMonth,
+        audit: &crate::AuditEntry,
+    ) -> Result<bool, StoreError> {
+        use crate::entities::usage_alerts;
+        let txn = self.write().await?;
+        let inserted = usage_alerts::ActiveModel {
+            tenant_id: sea_orm::Set(self.tenant_uuid()),
+            clinic_id: sea_orm::Set(clinic.uuid()),
+            month: sea_orm::Set(month.to_string()),
+            sent_at: sea_orm::Set(time::OffsetDateTime::now_utc()),
+        };
+        let result = usage_alerts::Entity::insert(inserted)
+            .on_conflict(
+                OnConflict::columns([
+                    usage_alerts::Column::TenantId,
+                    usage_alerts::Column::ClinicId,
+                    usage_alerts::Column::Month,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await;
+        let fresh = match result {
+            Ok(n) => n > 0,
+            Err(sea_orm::DbErr::RecordNotInserted) => false,
+            Err(e) => return Err(e.into()),
+        };
+        if fresh {
+            self.append_in(&txn, audit).await?;
+        }
+        txn.commit().await?;
+        Ok(fresh)
+    }
+}

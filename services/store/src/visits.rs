@@ -1,0 +1,142 @@
+//! Visits (受付): how a stored row maps to the domain's `Visit` and to what pages read, and the clinic-level
+//! queries over them. Visits are written only by `ingest`.
+
+use onshi_domain::{ClinicId, ConfirmationMethod, Consents, QualificationResult, Visit};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use time::{Date, OffsetDateTime};
+
+use crate::entities::visits;
+use crate::error::StoreError;
+use crate::{ClinicScope, TenantStore};
+
+/// A visit as pages and exports read it. The patient pseudonym is not part of it: no page needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisitRow {
+    pub clinic: ClinicId,
+    pub date: Date,
+    pub first_at: OffsetDateTime,
+    pub last_at: OffsetDateTime,
+    pub method: ConfirmationMethod,
+    pub myna: bool,
+    pub result: QualificationResult,
+    pub consents: Consents,
+    pub confirmations: u32,
+}
+
+impl TenantStore<'_> {
+    /// Visits of a clinic whose qualification was not confirmed valid, newest first (follow-up list).
+    pub async fn invalid_visits(
+        &self,
+        clinic: &ClinicScope,
+        from: Date,
+        to: Date,
+        limit: u64,
+    ) -> Result<Vec<crate::VisitRow>, StoreError> {
+        let txn = self.read().await?;
+        let rows = visits::Entity::find()
+            .filter(visits::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(visits::Column::ClinicId.eq(clinic.uuid()))
+            .filter(visits::Column::VisitDate.gte(from))
+            .filter(visits::Column::VisitDate.lte(to))
+            .filter(visits::Column::Result.ne(QualificationResult::Valid.as_str()))
+            .order_by_desc(visits::Column::LastAt)
+            .limit(limit)
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        rows.iter().map(visit_row_from_model).collect()
+    }
+
+    /// The latest visits of a clinic, newest first.
+    pub async fn recent_visits(&self, clinic: &ClinicScope, limit: u64) -> Result<Vec<VisitRow>, StoreError> {
+        let txn = self.read().await?;
+        let rows = visits::Entity::find()
+            .filter(visits::Column::TenantId.eq(self.tenant))
+            .filter(visits::Column::ClinicId.eq(clinic.uuid()))
+            .order_by_desc(visits::Column::LastAt)
+            .limit(limit)
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        rows.iter().map(visit_row_from_model).collect()
+    }
+
+    /// Visits of a clinic on one day, oldest first.
+    pub async fn visits_on(&self, clinic: &ClinicScope, date: Date) -> Result<Vec<VisitRow>, StoreError> {
+        let txn = self.read().await?;
+        let rows = visits::Entity::find()
+            .filter(visits::Column::TenantId.eq(self.tenant))
+            .filter(visits::Column::ClinicId.eq(clinic.uuid()))
+            .filter(visits::Column::VisitDate.eq(date))
+            .order_by_asc(visits::Column::FirstAt)
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        rows.iter().map(visit_row_from_model).collect()
+    }
+}
+
+fn parse_method(s: &str) -> Result<ConfirmationMethod, StoreError> {
+    ConfirmationMethod::parse(s).ok_or_else(|| StoreError::Corrupt(format!("visit method {s}")))
+}
+
+fn parse_result(s: &str) -> Result<QualificationResult, StoreError> {
+    QualificationResult::parse(s).ok_or_else(|| StoreError::Corrupt(format!("visit result {s}")))
+}
+
+fn consents_of(row: &visits::Model) -> Consents {
+    Consents {
+        medication: row.consent_medication,
+        diagnosis: row.consent_diagnosis,
+        checkup: row.consent_checkup,
+        surgery: row.consent_surgery,
+    }
+}
+
+pub(crate) fn visit_from_row(row: &visits::Model) -> Result<Visit, StoreError> {
+    Ok(Visit {
+        key: row.visit_key.clone(),
+        date: row.visit_date,
+        patient: row.patient_ref.clone(),
+        first_at: row.first_at,
+        last_at: row.last_at,
+        method: parse_method(&row.method)?,
+        identity: row.identity_check.as_deref().and_then(onshi_domain::IdentityCheck::parse),
+        myna: row.myna,
+        result: parse_result(&row.result)?,
+        consents: consents_of(row),
+        confirmations: u32::try_from(row.confirmations).unwrap_or(0),
+    })
+}
+
+pub(crate) fn visit_row_from_model(row: &visits::Model) -> Result<VisitRow, StoreError> {
+    Ok(VisitRow {
+        clinic: ClinicId::from_uuid(row.clinic_id),
+        date: row.visit_date,
+        first_at: row.first_at,
+        last_at: row.last_at,
+        method: parse_method(&row.method)?,
+        myna: row.myna,
+        result: parse_result(&row.result)?,
+        consents: consents_of(row),
+        confirmations: u32::try_from(row.confirmations).unwrap_or(0),
+    })
+}
+
+pub(crate) fn set_visit_fields(active: &mut visits::ActiveModel, visit: &Visit) {
+    let utc = time::UtcOffset::UTC;
+    active.visit_date = Set(visit.date);
+    active.patient_ref = Set(visit.patient.clone());
+    active.first_at = Set(visit.first_at.to_offset(utc));
+    active.last_at = Set(visit.last_at.to_offset(utc));
+    active.method = Set(visit.method.as_str().to_owned());
+    active.identity_check = Set(visit.identity.map(|i| i.as_str().to_owned()));
+    active.myna = Set(visit.myna);
+    active.result = Set(visit.result.as_str().to_owned());
+    active.consent_medication = Set(visit.consents.medication);
+    active.consent_diagnosis = Set(visit.consents.diagnosis);
+    active.consent_checkup = Set(visit.consents.checkup);
+    active.consent_surgery = Set(visit.consents.surgery);
+    active.confirmations = Set(i32::try_from(visit.confirmations).unwrap_or(i32::MAX));
+    active.updated_at = Set(OffsetDateTime::now_utc());
+}
