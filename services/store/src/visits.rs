@@ -32,47 +32,27 @@ impl TenantStore<'_> {
         to: Date,
         limit: u64,
     ) -> Result<Vec<crate::VisitRow>, StoreError> {
-        let txn = self.read().await?;
-        let rows = visits::Entity::find()
-            .filter(visits::Column::TenantId.eq(self.tenant_uuid()))
-            .filter(visits::Column::ClinicId.eq(clinic.uuid()))
-            .filter(visits::Column::VisitDate.gte(from))
-            .filter(visits::Column::VisitDate.lte(to))
-            .filter(visits::Column::Result.ne(QualificationResult::Valid.as_str()))
-            .order_by_desc(visits::Column::LastAt)
-            .limit(limit)
-            .all(&txn)
-            .await?;
-        txn.commit().await?;
-        rows.iter().map(visit_row_from_model).collect()
+        self.clinic_visits(clinic, |q| {
+            q.filter(visits::Column::VisitDate.gte(from))
+                .filter(visits::Column::VisitDate.lte(to))
+                .filter(visits::Column::Result.ne(QualificationResult::Valid.as_str()))
+                .order_by_desc(visits::Column::LastAt)
+                .limit(limit)
+        })
+        .await
     }
 
     /// The latest visits of a clinic, newest first.
     pub async fn recent_visits(&self, clinic: &ClinicScope, limit: u64) -> Result<Vec<VisitRow>, StoreError> {
-        let txn = self.read().await?;
-        let rows = visits::Entity::find()
-            .filter(visits::Column::TenantId.eq(self.tenant))
-            .filter(visits::Column::ClinicId.eq(clinic.uuid()))
-            .order_by_desc(visits::Column::LastAt)
-            .limit(limit)
-            .all(&txn)
-            .await?;
-        txn.commit().await?;
-        rows.iter().map(visit_row_from_model).collect()
+        self.clinic_visits(clinic, |q| q.order_by_desc(visits::Column::LastAt).limit(limit)).await
     }
 
     /// Visits of a clinic on one day, oldest first.
     pub async fn visits_on(&self, clinic: &ClinicScope, date: Date) -> Result<Vec<VisitRow>, StoreError> {
-        let txn = self.read().await?;
-        let rows = visits::Entity::find()
-            .filter(visits::Column::TenantId.eq(self.tenant))
-            .filter(visits::Column::ClinicId.eq(clinic.uuid()))
-            .filter(visits::Column::VisitDate.eq(date))
-            .order_by_asc(visits::Column::FirstAt)
-            .all(&txn)
-            .await?;
-        txn.commit().await?;
-        rows.iter().map(visit_row_from_model).collect()
+        self.clinic_visits(clinic, |q| {
+            q.filter(visits::Column::VisitDate.eq(date)).order_by_asc(visits::Column::FirstAt)
+        })
+        .await
     }
 }
 
@@ -139,4 +119,21 @@ pub(crate) fn set_visit_fields(active: &mut visits::ActiveModel, visit: &Visit) 
     active.consent_surgery = Set(visit.consents.surgery);
     active.confirmations = Set(i32::try_from(visit.confirmations).unwrap_or(i32::MAX));
     active.updated_at = Set(OffsetDateTime::now_utc());
+}
+
+impl TenantStore<'_> {
+    /// Visits of one clinic as pages read them, with `refine` adding the day, filter and order.
+    async fn clinic_visits(
+        &self,
+        clinic: &ClinicScope,
+        refine: impl FnOnce(sea_orm::Select<visits::Entity>) -> sea_orm::Select<visits::Entity>,
+    ) -> Result<Vec<VisitRow>, StoreError> {
+        let txn = self.read().await?;
+        let query = visits::Entity::find()
+            .filter(visits::Column::TenantId.eq(self.tenant))
+            .filter(visits::Column::ClinicId.eq(clinic.uuid()));
+        let rows = refine(query).all(&txn).await?;
+        txn.commit().await?;
+        rows.iter().map(visit_row_from_model).collect()
+    }
 }
