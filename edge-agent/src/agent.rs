@@ -53,6 +53,8 @@ pub struct AgentState {
     /// Results whose header had no `ProcessExecutionTime`, timed by their file name instead.
     pub timed_by_file_name: AtomicU64,
     pub revoked: AtomicBool,
+    /// Delivery attempts the cloud refused as from an unknown or revoked device, since start.
+    pub refused_attempts: AtomicU64,
 }
 
 pub struct Agent {
@@ -73,7 +75,7 @@ impl Agent {
         let outbox = Outbox::open(&config.outbox_path(), config.max_outbox_bytes)
             .map_err(|source| AgentError::Outbox { path: config.outbox_path().display().to_string(), source })?;
         let uplink = Uplink::new(credentials.clone(), config.server.as_deref());
-        // The heartbeat has no field for this (yet): say it at start-up, where an operator looks.
+        // Said at start-up too, where an operator looks; heartbeats carry the count to the fleet page.
         match outbox.corrupt_count() {
             Ok(0) => {}
             Ok(n) => {
@@ -249,7 +251,7 @@ impl Agent {
                     self.state.files_read.fetch_add(1, Ordering::Relaxed);
                     self.state.last_result_at.store(OffsetDateTime::now_utc().unix_timestamp(), Ordering::Relaxed);
                     if parsed.time_source == TimeSource::FileName {
-                        // The event schema cannot say so; the log and the counter do.
+                        // Each event says so (`time_source`); the heartbeat counts it for the fleet page.
                         self.state.timed_by_file_name.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(
                             file = %c.name,
@@ -331,10 +333,11 @@ impl Agent {
                     None
                 }
                 Delivery::Unauthorized => {
+                    self.state.refused_attempts.fetch_add(1, Ordering::Relaxed);
                     if !self.state.revoked.swap(true, Ordering::Relaxed) {
                         tracing::error!("the cloud does not accept this device (revoked?); events stay in the outbox");
                     }
-                    Some((REVOKED_RECHECK, true))
+                    Some((self.config.revoked_recheck(), true))
                 }
                 // The cloud said when (capped in the uplink): honour it, and after a 429 do not let a
                 // heartbeat cut it short.
@@ -381,6 +384,8 @@ impl Agent {
                 clock_skew_secs: (skew != 0).then_some(skew),
                 backpressure: self.state.backpressure.load(Ordering::Relaxed),
                 quarantined: self.state.quarantined.load(Ordering::Relaxed),
+                corrupt_outbox_rows: self.outbox.corrupt_count().unwrap_or(0),
+                timed_by_file_name: self.state.timed_by_file_name.load(Ordering::Relaxed),
             }),
         }
     }
@@ -405,9 +410,6 @@ impl Agent {
 
 /// Files read per stability pause.
 const READ_CHUNK: usize = 64;
-
-/// How long a refused device waits before asking again (a token renewal that succeeds ends it sooner).
-const REVOKED_RECHECK: Duration = Duration::from_secs(30);
 
 async fn stamp_all(chunk: &[Candidate]) -> Vec<Option<Stamp>> {
     let mut out = Vec::with_capacity(chunk.len());

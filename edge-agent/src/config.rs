@@ -29,6 +29,7 @@ pub struct AgentConfig {
     pub batch_size: usize,
     pub retry_min_ms: u64,
     pub retry_max_ms: u64,
+    pub revoked_recheck_secs: u64,
     pub heartbeat_secs: u64,
     pub reader_probe: Option<String>,
     pub network_probes: Vec<String>,
@@ -81,6 +82,9 @@ impl AgentConfig {
         if self.retry_max_ms > 600_000 {
             return invalid("retry_max_ms", "must be at most 600000 (ten minutes)");
         }
+        if self.revoked_recheck_secs == 0 || self.revoked_recheck_secs > 3600 {
+            return invalid("revoked_recheck_secs", "must be between 1 and 3600");
+        }
         if self.heartbeat_secs == 0 || self.heartbeat_secs > 3600 {
             return invalid("heartbeat_secs", "must be between 1 and 3600");
         }
@@ -111,6 +115,11 @@ impl AgentConfig {
     /// No delivery retry waits longer than this.
     pub fn retry_max(&self) -> Duration {
         Duration::from_millis(self.retry_max_ms)
+    }
+
+    /// How long a refused device waits before its next delivery attempt.
+    pub fn revoked_recheck(&self) -> Duration {
+        Duration::from_secs(self.revoked_recheck_secs)
     }
 
     pub fn outbox_path(&self) -> PathBuf {

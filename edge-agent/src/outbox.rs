@@ -419,6 +419,8 @@ mod tests {
                 clock_skew_secs: None,
                 backpressure: false,
                 quarantined: 0,
+                corrupt_outbox_rows: 0,
+                timed_by_file_name: 0,
             }),
         }
     }

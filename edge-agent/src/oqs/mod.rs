@@ -11,7 +11,8 @@ mod xml;
 use std::fmt;
 
 pub use decode::{FileEncoding, decode};
-pub use result::{ParseContext, Parsed, TimeSource, parse_file};
+pub use onshi_domain::TimeSource;
+pub use result::{ParseContext, Parsed, parse_file};
 pub use xml::{Element, parse as parse_xml};
 
 /// Result files larger than this are refused before being read whole. A bulk result for a large clinic

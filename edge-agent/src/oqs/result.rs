@@ -3,7 +3,7 @@
 
 use onshi_domain::{
     AgentEvent, ConfirmationMethod, Consents, EventId, EventPayload, MedicalInstitutionCode, PatientRef,
-    QualificationCheck, QualificationResult, mynumber,
+    QualificationCheck, QualificationResult, TimeSource, mynumber,
 };
 use sha2::{Digest, Sha256};
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
@@ -19,17 +19,6 @@ pub struct ParseContext {
     pub clinic: Option<MedicalInstitutionCode>,
     /// The tenant's pseudonymisation key (from enrollment).
     pub pseudonym_key: Vec<u8>,
-}
-
-/// Where the events' `occurred_at` came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeSource {
-    /// The header's `ProcessExecutionTime`, as the interface intends.
-    Header,
-    /// The header had no (or an empty) `ProcessExecutionTime`; the time is the one in the file name
-    /// (`file_name_time`). The event schema has no field for this, so only the agent knows it (its log and
-    /// `onshi-agent parse` say so).
-    FileName,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -234,6 +223,7 @@ pub fn parse_file(file_name: &str, bytes: &[u8], ctx: &ParseContext) -> Result<P
             patient: from.filter(|_| !matches!(result, QualificationResult::Multiple)).and_then(|r| patient_of(ctx, r)),
             consents: from.map(consents_of).unwrap_or_default(),
             limit_certificate: from.is_some_and(|r| r.find("LimitApplicationCertificateRelatedInfo").is_some()),
+            time_source,
         }),
     };
 

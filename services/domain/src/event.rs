@@ -77,6 +77,26 @@ pub struct QualificationCheck {
     /// Whether 限度額適用認定証 information came with the result.
     #[serde(default)]
     pub limit_certificate: bool,
+    /// Where `occurred_at` came from; left out when from the header, as the interface intends.
+    #[serde(default, skip_serializing_if = "TimeSource::is_header")]
+    pub time_source: TimeSource,
+}
+
+/// Where a result's `occurred_at` came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeSource {
+    /// The result header's `ProcessExecutionTime`.
+    #[default]
+    Header,
+    /// The header had none; the time in the result's file name (to the second, the terminal's clock).
+    FileName,
+}
+
+impl TimeSource {
+    pub fn is_header(&self) -> bool {
+        *self == TimeSource::Header
+    }
 }
 
 /// How the patient's insurance was confirmed.
@@ -353,6 +373,12 @@ pub struct Heartbeat {
     /// Files set aside in quarantine since the agent started.
     #[serde(default)]
     pub quarantined: u64,
+    /// Outbox rows that could not be read back, set aside (never delivered); kept across restarts.
+    #[serde(default)]
+    pub corrupt_outbox_rows: u64,
+    /// Results since the agent started whose header had no `ProcessExecutionTime`, timed by file name.
+    #[serde(default)]
+    pub timed_by_file_name: u64,
 }
 
 impl EventBatch {

@@ -39,6 +39,9 @@ impl DeviceHealth {
             if h.oldest_undelivered_secs.is_some_and(|s| s > 600) {
                 reasons.push("10分以上送信できていません");
             }
+            if h.corrupt_outbox_rows > 0 {
+                reasons.push("送信待ちの一部が読めず、別に保管されています");
+            }
         }
         if reasons.is_empty() { Self::Online } else { Self::Degraded(reasons) }
     }
@@ -77,6 +80,8 @@ mod tests {
             clock_skew_secs: None,
             backpressure: false,
             quarantined: 0,
+            corrupt_outbox_rows: 0,
+            timed_by_file_name: 0,
         }
     }
 
@@ -99,5 +104,7 @@ mod tests {
         h.reader_ok = Some(false);
         h.backpressure = true;
         assert!(matches!(DeviceHealth::of(Some(now), Some(&h), now), DeviceHealth::Degraded(r) if r.len() == 2));
+        h.corrupt_outbox_rows = 1;
+        assert!(matches!(DeviceHealth::of(Some(now), Some(&h), now), DeviceHealth::Degraded(r) if r.len() == 3));
     }
 }

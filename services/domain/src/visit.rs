@@ -109,6 +109,7 @@ mod tests {
             patient: patient.map(|p| PatientRef::pseudonymize(b"k", p, "", "1", "00")),
             consents: Consents::default(),
             limit_certificate: false,
+            time_source: Default::default(),
         }
     }
 

@@ -185,6 +185,7 @@ impl EventFactory {
                 patient,
                 consents,
                 limit_certificate: self.rng.random_bool(0.05),
+                time_source: Default::default(),
             }),
         }
     }
@@ -214,6 +215,8 @@ impl EventFactory {
                 clock_skew_secs: None,
                 backpressure: false,
                 quarantined: 0,
+                corrupt_outbox_rows: 0,
+                timed_by_file_name: 0,
             }),
         }
     }

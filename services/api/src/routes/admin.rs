@@ -12,8 +12,11 @@ use onshi_store::{AuditResult, Clinic, ClinicScope, Device, EmailPurpose, NewUse
 use serde::Deserialize;
 use time::{Date, OffsetDateTime};
 
-use super::account::{INVITE_TTL, ok, see_other, unprocessable};
+use super::account::INVITE_TTL;
+use super::account::email_link;
+use super::account::letters::{Letter, link};
 use crate::web::guard::{API_TOKEN_PREFIX, Caller, Page};
+use crate::web::page::{ok, see_other, unprocessable};
 use crate::{ApiError, AppState};
 
 const ENROLLMENT_TTL: time::Duration = time::Duration::hours(24);
@@ -407,15 +410,10 @@ pub(crate) async fn invite(
         }
         Err(e) => return Err(e.into()),
     };
-    let token = OneTimeToken::generate("", &caller.scope.tenant_id().as_uuid().simple().to_string());
+    let token = email_link::issue(caller.scope.tenant_id());
     store.create_email_token(user_id, EmailPurpose::Invite, &token.hash, INVITE_TTL).await?;
-    let link = format!("{}/invite/{}", state.public_url.trim_end_matches('/'), token.secret);
-    let body = format!(
-        "{name} 様\n\n{inviter} さんから Onshi Cloud に招待されました。次のリンクからパスワードを設定してください（7日間有効）。\n{link}\n\n\
-         {inviter} invited you to Onshi Cloud. Set your password with the link above (valid for 7 days).\n",
-        inviter = caller.user.display_name
-    );
-    state.mailer.send(&email, "【Onshi Cloud】招待 / You are invited", body).await.map_err(ApiError::unavailable)?;
+    let url = link(&state, &format!("/invite/{}", token.secret));
+    Letter::invitation(&name, &caller.user.display_name, &url).send(&state, &email).await?;
     ok(staff_view(
         &state,
         page.clone(),

@@ -7,9 +7,9 @@ use onshi_store::{AuditFilter, AuditRecord, AuditResult};
 use serde::Deserialize;
 use time::{Date, OffsetDateTime};
 
-use super::account::ok;
 use crate::web::csv::CsvTable;
 use crate::web::guard::{Caller, Page};
+use crate::web::page::ok;
 use crate::{ApiError, AppState};
 
 #[derive(Deserialize, Default, Clone)]

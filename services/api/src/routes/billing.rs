@@ -13,9 +13,9 @@ use onshi_store::{AuditResult, Clinic, ClinicScope, ExportRecord, StoredReview, 
 use serde::Deserialize;
 use time::{Date, OffsetDateTime};
 
-use super::account::{ok, see_other};
 use crate::web::csv::{CsvTable, attachment};
 use crate::web::guard::{Caller, Page};
+use crate::web::page::{ok, see_other};
 use crate::{ApiError, AppState};
 
 /// Months before the reviewed one that frequency limits (3月に1回) look back on.

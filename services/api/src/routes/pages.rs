@@ -9,8 +9,8 @@ use onshi_domain::jst;
 use onshi_store::AuditResult;
 use time::{Date, OffsetDateTime};
 
-use super::account::{ok, see_other};
 use crate::web::guard::{Caller, Page};
+use crate::web::page::{ok, see_other};
 use crate::{ApiError, AppState};
 
 pub(crate) struct VisitLine {

@@ -5,4 +5,5 @@ pub mod error_page;
 pub mod guard;
 pub mod i18n;
 pub mod observe;
+pub mod page;
 pub mod session;

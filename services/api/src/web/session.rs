@@ -11,10 +11,13 @@
 
 use std::time::Duration;
 
+use actix_web::HttpResponse;
+use actix_web::http::header::{HeaderValue, SET_COOKIE};
 use hmac::{Hmac, Mac};
 use onshi_cache::{Cache, CacheBackend};
 use onshi_domain::{TenantId, UserId};
 use onshi_identity::OneTimeToken;
+use onshi_store::User;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use time::OffsetDateTime;
@@ -70,8 +73,22 @@ impl Sessions {
         self.idle
     }
 
+    /// Starts a session for `user` at `stage` and returns its cookie value. `login_at` is when the
+    /// password step happened; it carries over when a partial session becomes a full one.
+    pub async fn start(&self, user: &User, stage: Stage, login_at: i64) -> Result<String, ApiError> {
+        self.create(&Session {
+            tenant: user.tenant,
+            user: user.id,
+            epoch: user.session_epoch,
+            stage,
+            created_at: OffsetDateTime::now_utc().unix_timestamp(),
+            login_at,
+        })
+        .await
+    }
+
     /// Stores a new session and returns its cookie value.
-    pub async fn create(&self, session: &Session) -> Result<String, ApiError> {
+    async fn create(&self, session: &Session) -> Result<String, ApiError> {
         let token = OneTimeToken::anonymous().secret;
         self.store(&token, session).await?;
         Ok(token)
@@ -139,4 +156,20 @@ pub fn host_cookie(name: &str, value: &str, max_age: Option<Duration>) -> String
 
 pub fn clear_cookie(name: &str) -> String {
     format!("{name}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0")
+}
+
+/// `response` with the session cookie set to `token`.
+pub fn with_session_cookie(mut response: HttpResponse, token: &str) -> HttpResponse {
+    if let Ok(v) = HeaderValue::from_str(&host_cookie(SESSION_COOKIE, token, None)) {
+        response.headers_mut().append(SET_COOKIE, v);
+    }
+    response
+}
+
+/// `response` with the session cookie cleared.
+pub fn without_session_cookie(mut response: HttpResponse) -> HttpResponse {
+    if let Ok(v) = HeaderValue::from_str(&clear_cookie(SESSION_COOKIE)) {
+        response.headers_mut().append(SET_COOKIE, v);
+    }
+    response
 }

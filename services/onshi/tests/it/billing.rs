@@ -28,6 +28,7 @@ fn visit(app: &TestApp, patient: &str, at: time::OffsetDateTime, myna: bool) -> 
                 Consents::default()
             },
             limit_certificate: false,
+            time_source: Default::default(),
         }),
     }
 }

@@ -1,0 +1,153 @@
+//! Server-rendered SVG charts for the dashboards: sparklines, bars, the weekday × hour heat map and the
+//! agents' availability strip. Each carries its numbers as text (title, aria-label) and every page shows
+//! the same figures in a table, so the pages work with JavaScript off and with a screen reader.
+
+use time::{OffsetDateTime, Weekday};
+
+use super::{jst_text, pct};
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// A sparkline of monthly rates (0–100%) with the threshold as a dashed line. Numbers only inside.
+pub(super) fn sparkline(rates: &[Option<f64>], threshold: Option<f64>, label: &str) -> String {
+    let (w, h) = (120.0, 32.0);
+    let step = if rates.len() > 1 { w / (rates.len() - 1) as f64 } else { w };
+    let y = |r: f64| h - (r.clamp(0.0, 1.0) * h);
+    let points: Vec<String> = rates
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.map(|r| format!("{:.1},{:.1}", i as f64 * step, y(r))))
+        .collect();
+    let text: Vec<String> = rates.iter().map(|r| pct(*r)).collect();
+    let mut svg = format!(
+        "<svg class=\"spark\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{}\"><title>{}</title>",
+        escape(label),
+        escape(&format!("{label}: {}", text.join(" → ")))
+    );
+    if let Some(t) = threshold {
+        svg.push_str(&format!("<line x1=\"0\" x2=\"{w}\" y1=\"{0:.1}\" y2=\"{0:.1}\" class=\"threshold\"/>", y(t)));
+    }
+    svg.push_str(&format!("<polyline points=\"{}\" class=\"line\"/>", points.join(" ")));
+    for p in &points {
+        if let Some((x, y)) = p.split_once(',') {
+            svg.push_str(&format!("<circle cx=\"{x}\" cy=\"{y}\" r=\"2.5\" class=\"dot\"/>"));
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Horizontal bars with their numbers as text.
+pub(super) fn bars(items: &[(String, i64)]) -> String {
+    let max = items.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1) as f64;
+    let row_h = 22.0;
+    let h = row_h * items.len() as f64;
+    let mut svg = format!(
+        "<svg class=\"bars\" viewBox=\"0 0 420 {h}\" width=\"420\" height=\"{h}\" role=\"img\" aria-label=\"内訳\">"
+    );
+    for (i, (label, n)) in items.iter().enumerate() {
+        let y = i as f64 * row_h;
+        let width = 220.0 * (*n as f64) / max;
+        svg.push_str(&format!(
+            "<text x=\"0\" y=\"{:.1}\" class=\"label\">{}</text><rect x=\"150\" y=\"{:.1}\" width=\"{width:.1}\" height=\"14\"/><text x=\"{:.1}\" y=\"{:.1}\">{n}</text>",
+            y + 14.0,
+            escape(label),
+            y + 3.0,
+            155.0 + width,
+            y + 14.0
+        ));
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Availability per agent over [from, to): green while heartbeats said all was well, amber while the
+/// reader or VPN failed, grey where nothing was heard. Returns the SVG and the outages (gaps and
+/// degraded stretches) newest first: (agent, from, to, kind).
+pub(super) fn availability(
+    agents: &[(onshi_domain::DeviceId, String)],
+    uptime: &[onshi_store::Uptime],
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+) -> (String, Vec<(String, String, String, String)>) {
+    let span = (to - from).whole_seconds().max(1) as f64;
+    let (w, row_h) = (600.0, 22.0);
+    let x = |t: OffsetDateTime| 120.0 + w * ((t - from).whole_seconds() as f64 / span).clamp(0.0, 1.0);
+    let mut svg = format!(
+        "<svg class=\"uptime\" viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"端末の稼働状況（停止は下の表）\">",
+        120.0 + w,
+        row_h * agents.len().max(1) as f64
+    );
+    let mut outages = Vec::new();
+    for (i, (id, name)) in agents.iter().enumerate() {
+        let y = i as f64 * row_h;
+        svg.push_str(&format!(
+            "<text x=\"0\" y=\"{:.0}\">{}</text><rect x=\"120\" y=\"{y:.0}\" width=\"{w}\" height=\"14\" class=\"none\"/>",
+            y + 12.0,
+            escape(name)
+        ));
+        let mine: Vec<_> = uptime.iter().filter(|u| u.device == *id).collect();
+        for (k, u) in mine.iter().enumerate() {
+            let class = if u.healthy { "up" } else { "degraded" };
+            svg.push_str(&format!(
+                "<rect x=\"{:.1}\" y=\"{y:.0}\" width=\"{:.1}\" height=\"14\" class=\"{class}\"><title>{} – {}</title></rect>",
+                x(u.from),
+                (x(u.to) - x(u.from)).max(1.0),
+                jst_text(u.from),
+                jst_text(u.to)
+            ));
+            if !u.healthy {
+                outages.push((name.clone(), jst_text(u.from), jst_text(u.to), "リーダー/VPN異常".to_owned()));
+            }
+            if let Some(next) = mine.get(k + 1)
+                && (next.from - u.to).whole_seconds() > onshi_domain::OFFLINE_AFTER_SECS
+            {
+                outages.push((name.clone(), jst_text(u.to), jst_text(next.from), "応答なし".to_owned()));
+            }
+        }
+    }
+    svg.push_str("</svg>");
+    outages.reverse();
+    outages.truncate(50);
+    (svg, outages)
+}
+
+pub(super) const WEEKDAYS: [(Weekday, &str); 7] = [
+    (Weekday::Monday, "月"),
+    (Weekday::Tuesday, "火"),
+    (Weekday::Wednesday, "水"),
+    (Weekday::Thursday, "木"),
+    (Weekday::Friday, "金"),
+    (Weekday::Saturday, "土"),
+    (Weekday::Sunday, "日"),
+];
+
+pub(super) fn heatmap(matrix: &[[i64; 24]; 7]) -> String {
+    let max = matrix.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
+    let (cw, ch) = (18.0, 18.0);
+    let mut svg = format!(
+        "<svg class=\"heat\" viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"曜日×時間帯の受付数（表は下）\">",
+        30.0 + 24.0 * cw,
+        20.0 + 7.0 * ch
+    );
+    for h in (0..24).step_by(3) {
+        svg.push_str(&format!("<text x=\"{:.0}\" y=\"12\" class=\"small\">{h}</text>", 30.0 + h as f64 * cw));
+    }
+    for (d, (_, label)) in WEEKDAYS.iter().enumerate() {
+        let y = 20.0 + d as f64 * ch;
+        svg.push_str(&format!("<text x=\"0\" y=\"{:.0}\" class=\"small\">{label}</text>", y + 13.0));
+        for (h, &n) in matrix[d].iter().enumerate() {
+            let opacity = if n == 0 { 0.04 } else { 0.15 + 0.85 * n as f64 / max };
+            svg.push_str(&format!(
+                "<rect x=\"{:.0}\" y=\"{y:.0}\" width=\"{}\" height=\"{}\" fill-opacity=\"{opacity:.2}\"><title>{label} {h}時: {n}</title></rect>",
+                30.0 + h as f64 * cw,
+                cw - 2.0,
+                ch - 2.0
+            ));
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}

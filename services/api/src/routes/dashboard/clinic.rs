@@ -1,0 +1,197 @@
+//! One clinic's page: receptions by hour, weekday and method, identity checks, consents, invalid
+//! visits, the agents' availability and outages, with a CSV form of each table.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use onshi_domain::ConfirmationMethod;
+use onshi_store::{AuditResult, Clinic, DeviceStatus};
+use serde::Deserialize;
+use time::{Date, OffsetDateTime};
+
+use super::chart::{WEEKDAYS, availability, bars, heatmap};
+use crate::web::csv::CsvTable;
+use crate::web::guard::{Caller, Page};
+use crate::web::page::ok;
+use crate::{ApiError, AppState};
+
+#[derive(Template)]
+#[template(path = "dashboard_clinic.html")]
+struct ClinicPage {
+    page: Page,
+    clinic: Clinic,
+    from: String,
+    to: String,
+    receptions: i64,
+    myna: i64,
+    heatmap: String,
+    heatmap_rows: Vec<(String, Vec<i64>)>,
+    methods: String,
+    method_rows: Vec<(String, i64)>,
+    identity_rows: Vec<(&'static str, i64)>,
+    consents: Vec<(&'static str, String)>,
+    invalid: i64,
+    invalid_list: Vec<(String, &'static str, &'static str, String)>,
+    devices: Vec<(String, &'static str, &'static str, String)>,
+    days: Vec<(String, i64)>,
+    timeline: String,
+    outages: Vec<(String, String, String, String)>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RangeQuery {
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    /// `csv` with `table` = hours | methods | days | invalid | outages: that table as CSV.
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    table: Option<String>,
+}
+
+/// One table of the clinic page as CSV.
+fn csv_response(name: &str, header: &[&str], rows: Vec<Vec<String>>) -> HttpResponse {
+    let mut table = CsvTable::new(header);
+    for row in rows {
+        table.push(row);
+    }
+    table.download(name)
+}
+
+fn parse_day(s: Option<&str>) -> Option<Date> {
+    Date::parse(s?, time::macros::format_description!("[year]-[month]-[day]")).ok()
+}
+
+pub(crate) async fn clinic(
+    state: web::Data<AppState>,
+    page: Page,
+    caller: Caller,
+    path: web::Path<String>,
+    q: web::Query<RangeQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let store = state.store.tenant(caller.scope);
+    let clinic = caller.clinic(&store, &path).await?;
+    let id = clinic.id;
+    let now = OffsetDateTime::now_utc();
+    let today = onshi_domain::jst::date_of(now);
+    let to = parse_day(q.to.as_deref()).unwrap_or(today);
+    let from = parse_day(q.from.as_deref()).unwrap_or(to - time::Duration::days(27)).min(to);
+    let rows = store.hourly(&clinic, from, to).await?;
+    let mut matrix = [[0i64; 24]; 7];
+    let mut methods: HashMap<ConfirmationMethod, i64> = HashMap::new();
+    let mut days: std::collections::BTreeMap<Date, i64> = Default::default();
+    let (mut receptions, mut myna, mut med, mut diag, mut check, mut invalid) = (0, 0, 0, 0, 0, 0);
+    let (mut face, mut pin, mut visual) = (0, 0, 0);
+    for r in &rows {
+        let d = r.day.weekday().number_days_from_monday() as usize;
+        matrix[d][usize::from(r.hour.min(23))] += r.receptions;
+        *methods.entry(r.method).or_default() += r.receptions;
+        *days.entry(r.day).or_default() += r.receptions;
+        receptions += r.receptions;
+        myna += r.myna;
+        med += r.consent_medication;
+        diag += r.consent_diagnosis;
+        check += r.consent_checkup;
+        invalid += r.invalid;
+        face += r.face;
+        pin += r.pin;
+        visual += r.visual;
+    }
+    let mut method_rows: Vec<(String, i64)> = methods.into_iter().map(|(m, n)| (m.label_ja().to_owned(), n)).collect();
+    method_rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let share = |n: i64| if myna > 0 { format!("{:.1}%", 100.0 * n as f64 / myna as f64) } else { "—".to_owned() };
+    let invalid_list: Vec<(String, &'static str, &'static str, String)> = store
+        .invalid_visits(&clinic, from, to, 50)
+        .await?
+        .into_iter()
+        .map(|v| {
+            let t = v.last_at.to_offset(onshi_domain::jst::JST);
+            (
+                format!("{} {:02}:{:02}", t.date(), t.hour(), t.minute()),
+                v.method.label_ja(),
+                v.result.label_ja(),
+                t.date().to_string(),
+            )
+        })
+        .collect();
+    let agents: Vec<onshi_store::Device> =
+        store.devices().await?.into_iter().filter(|d| d.clinic == id && d.status == DeviceStatus::Active).collect();
+    let range_from = from.midnight().assume_offset(onshi_domain::jst::JST);
+    let range_to = (to.next_day().unwrap_or(to)).midnight().assume_offset(onshi_domain::jst::JST).min(now);
+    let ids: Vec<_> = agents.iter().map(|d| d.id).collect();
+    let uptime = store.uptime(&ids, range_from, range_to).await?;
+    let names: Vec<_> = agents.iter().map(|d| (d.id, d.name.clone())).collect();
+    let (timeline, outages) = availability(&names, &uptime, range_from, range_to);
+    let devices = agents
+        .into_iter()
+        .map(|d| {
+            let health = d.health(now);
+            let seen = d.last_seen_at.map(|t| crate::routes::audit::utc(&t)).unwrap_or_else(|| "—".to_owned());
+            (d.name, health.label_ja(), health.css_class(), seen)
+        })
+        .collect();
+    store.audit(&caller.entry("dashboard.view", &format!("dashboard:clinic:{id}"), AuditResult::Success)).await?;
+    if q.format.as_deref() == Some("csv") {
+        let response = match q.table.as_deref().unwrap_or("days") {
+            "hours" => csv_response(
+                "hours",
+                &["曜日", "時", "受付"],
+                WEEKDAYS
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(d, (_, l))| (0..24).map(move |h| (d, h, *l)))
+                    .map(|(d, h, l)| vec![l.to_owned(), h.to_string(), matrix[d][h].to_string()])
+                    .collect(),
+            ),
+            "methods" => csv_response(
+                "methods",
+                &["確認方法", "受付"],
+                method_rows.iter().map(|(m, n)| vec![m.clone(), n.to_string()]).collect(),
+            ),
+            "invalid" => csv_response(
+                "invalid",
+                &["日時", "確認方法", "結果"],
+                invalid_list.iter().map(|(t, m, r, _)| vec![t.clone(), (*m).to_owned(), (*r).to_owned()]).collect(),
+            ),
+            "outages" => csv_response(
+                "outages",
+                &["端末", "開始", "終了", "内容"],
+                outages.iter().map(|(a, b, c, d)| vec![a.clone(), b.clone(), c.clone(), d.clone()]).collect(),
+            ),
+            _ => csv_response(
+                "days",
+                &["日付", "受付"],
+                days.iter().map(|(d, n)| vec![d.to_string(), n.to_string()]).collect(),
+            ),
+        };
+        return Ok(response);
+    }
+    ok(ClinicPage {
+        page,
+        from: from.to_string(),
+        to: to.to_string(),
+        receptions,
+        myna,
+        heatmap: heatmap(&matrix),
+        heatmap_rows: WEEKDAYS.iter().enumerate().map(|(i, (_, l))| ((*l).to_owned(), matrix[i].to_vec())).collect(),
+        methods: bars(&method_rows),
+        method_rows,
+        identity_rows: vec![
+            (onshi_domain::IdentityCheck::Face.label_ja(), face),
+            (onshi_domain::IdentityCheck::Pin.label_ja(), pin),
+            (onshi_domain::IdentityCheck::Visual.label_ja(), visual),
+            ("記録なし", (myna - face - pin - visual).max(0)),
+        ],
+        consents: vec![("薬剤情報", share(med)), ("診療情報", share(diag)), ("特定健診", share(check))],
+        invalid,
+        invalid_list,
+        devices,
+        days: days.into_iter().map(|(d, n)| (d.to_string(), n)).collect(),
+        timeline,
+        outages,
+        clinic: clinic.clinic().clone(),
+    })
+}

@@ -1,0 +1,136 @@
+//! The agent fleet: every agent of the clinics the caller may see, with its health and last contact.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use onshi_domain::{ClinicId, DeviceHealth};
+use onshi_store::DeviceStatus;
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::web::csv::CsvTable;
+use crate::web::guard::{Caller, Page};
+use crate::web::page::ok;
+use crate::{ApiError, AppState};
+
+pub(crate) struct FleetRow {
+    pub clinic: String,
+    pub clinic_id: String,
+    pub device: String,
+    pub health: &'static str,
+    pub class: &'static str,
+    pub reasons: String,
+    /// Things to know that are not faults: quarantined files, results timed by their file name.
+    pub notes: String,
+    pub last_seen: String,
+    pub version: String,
+    pub outbox: String,
+    pub reader: String,
+    pub vpn: String,
+}
+
+#[derive(Template)]
+#[template(path = "fleet.html")]
+struct FleetPage {
+    page: Page,
+    rows: Vec<FleetRow>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct FormatQuery {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+pub(crate) async fn fleet(
+    state: web::Data<AppState>,
+    page: Page,
+    caller: Caller,
+    q: web::Query<FormatQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let store = state.store.tenant(caller.scope);
+    let clinics: HashMap<ClinicId, String> = store.clinics().await?.into_iter().map(|c| (c.id, c.name)).collect();
+    let now = OffsetDateTime::now_utc();
+    let mut rows: Vec<(u8, FleetRow)> = store
+        .devices()
+        .await?
+        .into_iter()
+        .filter(|d| d.status == DeviceStatus::Active)
+        .map(|d| {
+            let health = d.health(now);
+            let rank = match health {
+                DeviceHealth::Offline => 0,
+                DeviceHealth::Degraded(_) => 1,
+                DeviceHealth::NeverSeen => 2,
+                DeviceHealth::Online => 3,
+            };
+            let hb = d.last_heartbeat.as_ref();
+            let yes_no = |b: Option<bool>| match b {
+                Some(true) => "OK".to_owned(),
+                Some(false) => "NG".to_owned(),
+                None => "—".to_owned(),
+            };
+            let mut notes = Vec::new();
+            if let Some(h) = hb.filter(|h| h.quarantined > 0) {
+                notes.push(format!("隔離したファイル {}件", h.quarantined));
+            }
+            if let Some(h) = hb.filter(|h| h.timed_by_file_name > 0) {
+                notes.push(format!("ファイル名の時刻で記録 {}件", h.timed_by_file_name));
+            }
+            let row = FleetRow {
+                clinic: clinics.get(&d.clinic).cloned().unwrap_or_default(),
+                clinic_id: d.clinic.to_string(),
+                device: d.name.clone(),
+                health: health.label_ja(),
+                class: health.css_class(),
+                reasons: match &health {
+                    DeviceHealth::Degraded(r) => r.join("、"),
+                    _ => String::new(),
+                },
+                notes: notes.join("、"),
+                last_seen: d.last_seen_at.map(|t| crate::routes::audit::utc(&t)).unwrap_or_else(|| "—".to_owned()),
+                version: d.agent_version.clone().unwrap_or_else(|| "—".to_owned()),
+                outbox: hb.map(|h| h.outbox_depth.to_string()).unwrap_or_else(|| "—".to_owned()),
+                reader: yes_no(hb.and_then(|h| h.reader_ok)),
+                vpn: yes_no(hb.and_then(|h| h.network_ok)),
+            };
+            (rank, row)
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.clinic.cmp(&b.1.clinic)));
+    let rows: Vec<FleetRow> = rows.into_iter().map(|(_, r)| r).collect();
+    if q.format.as_deref() == Some("csv") {
+        let mut table = CsvTable::new(&[
+            "医療機関",
+            "端末",
+            "状態",
+            "要確認",
+            "備考",
+            "最終受信(UTC)",
+            "バージョン",
+            "未送信件数",
+            "カードリーダー",
+            "VPN",
+        ]);
+        for r in &rows {
+            table.push(
+                [
+                    &r.clinic,
+                    &r.device,
+                    r.health,
+                    &r.reasons,
+                    &r.notes,
+                    &r.last_seen,
+                    &r.version,
+                    &r.outbox,
+                    &r.reader,
+                    &r.vpn,
+                ]
+                .map(|f| f.to_owned()),
+            );
+        }
+        return Ok(table.download("fleet"));
+    }
+    ok(FleetPage { page, rows })
+}
