@@ -263,9 +263,11 @@ both_modes!(a_revoked_agent_keeps_its_events_and_a_failing_probe_degrades_the_cl
     let mut agent = TestAgent::enroll(app, 1, None).await;
     // Port 1 on loopback: nothing listens there, so the VPN probe fails.
     agent.config.network_probes = vec!["tcp://127.0.0.1:1".to_owned()];
+    agent.config.revoked_recheck_secs = 1;
     let stop = CancellationToken::new();
     let running = agent.open();
     let outbox = running.outbox();
+    let running_state = running.state.clone();
     let task = tokio::spawn(running.run(stop.clone()));
     eventually(WAIT, "clinic shows degraded", || async {
         let device = app.store().device(agent.credentials.device).await.unwrap().unwrap();
@@ -275,9 +277,13 @@ both_modes!(a_revoked_agent_keeps_its_events_and_a_failing_probe_degrades_the_cl
     app.revoke_device(agent.credentials.device).await;
     let n = agent.write_receptions(5, 7).len() as u64;
     eventually(WAIT, "files read into the outbox", || async { outbox.depth().unwrap() == n }).await;
-    // Refused, so nothing is delivered, and nothing is dropped or set aside either. (This waits on
-    // purpose: the claim is that nothing happens over several delivery attempts.)
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Refused, so nothing is delivered, and nothing is dropped or set aside either, over several delivery
+    // attempts that all started after the events were queued.
+    let attempts = running_state.refused_attempts.load(Ordering::Relaxed);
+    eventually(WAIT, "three more refused delivery attempts", || async {
+        running_state.refused_attempts.load(Ordering::Relaxed) >= attempts + 3
+    })
+    .await;
     assert_eq!(outbox.depth().unwrap(), n);
     assert_eq!(outbox.rejected_count().unwrap(), 0);
     assert_eq!(app.store().raw_event_count().await.unwrap(), 0);
@@ -289,7 +295,7 @@ both_modes!(a_revoked_agent_keeps_its_events_and_a_failing_probe_degrades_the_cl
 /// files; after a final run the cloud holds every event exactly once and the outbox is empty.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_killed_at_random_points_delivers_everything_exactly_once() {
-    let app = spawn_app(Mode::Embedded).await.unwrap();
+    let app = spawn_app(Mode::Embedded).await;
     let agent = TestAgent::enroll(&app, 0, None).await;
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_onshi")).with_file_name("onshi-agent");
     assert!(bin.exists(), "build the workspace first: {}", bin.display());

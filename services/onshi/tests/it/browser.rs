@@ -43,7 +43,7 @@ async fn a_manager_signs_in_and_drills_down_from_group_to_clinic_to_day() {
         eprintln!("skipping the browser test: chromedriver not installed (scripts/browser-deps)");
         return;
     };
-    let app = spawn_app(Mode::Embedded).await.unwrap();
+    let app = spawn_app(Mode::Embedded).await;
     assert_eq!(app.post_events(0, &app.receptions(0, 12, 5)).await.status(), 202);
     eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 12 }).await;
     let user = app.user(Role::Owner).await;
