@@ -63,6 +63,11 @@ pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
     routes::configure(cfg);
 }
 
+/// What an address no route serves answers: the API's 404 body (browsers get it as a page).
+async fn no_route() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
 /// Starts the HTTP server on an already bound listener (port 0 in tests).
 pub fn serve(state: Arc<AppState>, listener: std::net::TcpListener) -> std::io::Result<Server> {
     let ops = actix_web::web::Data::new(Ops {
@@ -82,6 +87,7 @@ pub fn serve(state: Arc<AppState>, listener: std::net::TcpListener) -> std::io::
             .wrap(security_headers())
             .wrap(actix_web::middleware::from_fn(web::observe::observe))
             .configure(configure)
+            .default_service(actix_web::web::to(no_route))
     })
     .listen(listener)?
     // The binary owns Ctrl-C / SIGTERM and stops the server and the worker in order.

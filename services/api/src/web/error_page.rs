@@ -37,6 +37,7 @@ fn title(status: StatusCode, lang: Lang) -> &'static str {
         StatusCode::BAD_REQUEST => lang.t("入力内容を確認してください", "Please check what you entered"),
         StatusCode::FORBIDDEN => lang.t("この操作の権限がありません", "You may not do this"),
         StatusCode::NOT_FOUND => lang.t("ページが見つかりません", "Page not found"),
+        StatusCode::METHOD_NOT_ALLOWED => lang.t("この操作はできません", "This cannot be done here"),
         StatusCode::CONFLICT => lang.t("すでに変更されています", "This was changed already"),
         StatusCode::PAYLOAD_TOO_LARGE => lang.t("データが大きすぎます", "Too large"),
         StatusCode::TOO_MANY_REQUESTS => lang.t("しばらくお待ちください", "Please wait"),
@@ -49,13 +50,15 @@ fn title(status: StatusCode, lang: Lang) -> &'static str {
 
 /// `ErrorHandlers::default_handler`: HTML for browsers, JSON left as it is for machines.
 pub fn html_for_browsers(res: ServiceResponse<BoxBody>) -> actix_web::Result<ErrorHandlerResponse<BoxBody>> {
-    let is_json = res
+    // JSON error bodies, and the empty ones actix gives itself (405 for a path served under another
+    // method), become pages; a handler's own HTML (a form shown again with 422) is left alone.
+    let replaceable = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_none_or(|v| v.starts_with("application/json"));
     let status = res.status();
-    if is_machine(res.request().path()) || !is_json || status.is_redirection() || status.is_success() {
+    if is_machine(res.request().path()) || !replaceable || status.is_redirection() || status.is_success() {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }
     let request = res.request();

@@ -66,3 +66,22 @@ both_modes!(clinic_staff_see_only_their_clinics, |app| {
     // Management pages are not for clinic staff.
     assert_eq!(browser.get("/staff").await.status, 403);
 });
+
+both_modes!(browsers_get_error_pages_in_their_language_and_api_clients_get_json, |app| {
+    let (mut browser, _) = app.signed_in(onshi_domain::Role::Manager).await;
+    // No route at all, an id that is nobody's, and a path served only under POST (the app's 404 stands in
+    // for actix's empty 405 there).
+    for (path, status) in [("/no-such-page", 404), ("/dashboard/clinics/cln_nothing", 404), ("/signout", 404)] {
+        let page = browser.get(path).await;
+        assert_eq!(page.status, status, "{path}");
+        assert!(page.headers["content-type"].to_str().unwrap().starts_with("text/html"), "{path}");
+        assert!(page.body.contains("<h1"), "{path}: {}", page.body);
+    }
+    assert!(browser.get("/no-such-page").await.body.contains("ページが見つかりません"));
+    assert!(browser.get("/no-such-page?lang=en").await.body.contains("Page not found"));
+    // The API keeps its machine-readable body, for unknown paths too.
+    let api = app.client.get(format!("{}/api/v1/no-such-thing", app.base_url())).send().await.unwrap();
+    assert_eq!(api.status(), 404);
+    let body: Value = api.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+});

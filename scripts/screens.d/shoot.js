@@ -1,0 +1,38 @@
+// Signs in to the demo as its owner (password, then a TOTP code from `onshi totp-code`) and takes a
+// full-page screenshot of each path at each width and language. Used by scripts/screens.
+const { chromium } = require('playwright-core');
+const { execFileSync } = require('child_process');
+
+const [base, out, ...asked] = process.argv.slice(2);
+const paths = asked.length ? asked : [
+  '/', '/dashboard', '/fleet', '/billing', '/onboarding', '/staff', '/audit', '/account', '/no-such-page',
+];
+const widths = [['desktop', 1366, 900], ['phone', 390, 844]];
+const code = () => execFileSync(process.env.ONSHI_BIN, ['totp-code', process.env.ONSHI_TOTP_KEY]).toString().trim();
+const name = (p) => (p.replace(/[^a-zA-Z0-9]+/g, '-').replace(/^-|-$/g, '') || 'home');
+
+(async () => {
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${base}/signin`);
+  await page.fill('input[name=email]', 'owner@demo.onshi.invalid');
+  await page.fill('input[name=password]', 'onshi-demo-2026');
+  await page.click("form[action='/signin'] button");
+  await page.fill('input[name=code]', code());
+  await page.click("form[action='/signin/totp'] button");
+  await page.waitForSelector("nav a[href='/dashboard']");
+  for (const lang of ['ja', 'en']) {
+    for (const [label, width, height] of widths) {
+      await page.setViewportSize({ width, height });
+      for (const p of paths) {
+        const url = `${base}${p}${p.includes('?') ? '&' : '?'}lang=${lang}`;
+        const response = await page.goto(url);
+        const file = `${out}/${name(p)}-${lang}-${label}.png`;
+        await page.screenshot({ path: file, fullPage: true });
+        console.log(`${response ? response.status() : '---'} ${file}`);
+      }
+    }
+  }
+  await browser.close();
+})().catch((e) => { console.error(e); process.exit(1); });
