@@ -23,7 +23,7 @@ use onshi_store::Store;
 pub use auth::{DeviceClaims, DeviceKeys};
 pub use error::ApiError;
 pub use mail::Mailer;
-pub use routes::health::{Ops, serve_ops};
+pub use routes::health::{Ops, WorkerWatch, serve_ops};
 pub use routes::{ROUTES, RouteSpec};
 pub use web::guard::{API_TOKEN_PREFIX, Access};
 pub use web::session::Sessions;
@@ -48,6 +48,8 @@ pub struct AppState {
     pub metrics_token: Option<secrecy::SecretString>,
     /// The reception-addon rules, loaded and validated once at start-up.
     pub rules: Arc<onshi_rules::RuleSet>,
+    /// The in-process queue consumer, when this process runs one (health endpoints report it).
+    pub worker: Option<routes::health::WorkerWatch>,
 }
 
 /// Failed sign-ins allowed per account and per client address within `window`.
@@ -77,6 +79,7 @@ pub fn serve(state: Arc<AppState>, listener: std::net::TcpListener) -> std::io::
         objects: state.objects.clone(),
         modes: state.modes,
         metrics_token: state.metrics_token.clone(),
+        worker: state.worker.clone(),
     });
     let data = actix_web::web::Data::from(state);
     let server = HttpServer::new(move || {

@@ -45,6 +45,8 @@ pub struct Config {
     pub queue_name: String,
     pub delivery_limit: u32,
     pub worker_prefetch: u16,
+    pub worker_idle_secs: u64,
+    pub worker_down_grace_secs: u64,
 
     pub redis_url: Option<SecretString>,
     pub cache_prefix: String,
@@ -139,6 +141,12 @@ impl Config {
         }
         if self.delivery_limit == 0 {
             return invalid("delivery_limit", "must be at least 1");
+        }
+        if self.worker_idle_secs == 0 {
+            return invalid("worker_idle_secs", "must be at least 1");
+        }
+        if self.worker_down_grace_secs == 0 {
+            return invalid("worker_down_grace_secs", "must be at least 1");
         }
         if self.worker_prefetch == 0 {
             return invalid("worker_prefetch", "must be at least 1");

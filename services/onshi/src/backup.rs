@@ -8,10 +8,18 @@
 //! - `objects/<key>`: every object of the store.
 //!
 //! On PostgreSQL the dump and the checksums read the same snapshot: the checksums run in a REPEATABLE READ
-//! transaction that exports its snapshot, and `pg_dump --snapshot` uses it. The restore refuses a target
-//! that already holds tables, loads the dump, copies the objects, then recomputes every checksum and
-//! compares it with the manifest; any difference fails the command. Run both with the schema owner's
-//! connection (`database_migration_url`), which must bypass row-level security to see every tenant.
+//! transaction that exports its snapshot, and `pg_dump --snapshot` uses it. The manifest also carries the
+//! SHA-256 of the database file itself.
+//!
+//! A restore is all or nothing. It refuses a target that already holds tables or objects, then verifies
+//! the whole backup before it writes anything (the database file against its checksum, every object
+//! against its own), so a damaged backup is named file by file and leaves the target untouched. It then
+//! copies the objects, loads the database in one transaction (PostgreSQL: `pg_restore
+//! --single-transaction`; SQLite: a verified copy renamed into place), and recomputes every checksum
+//! against the manifest. If any of these steps fails, what was written is removed again (the objects
+//! put, the tables and functions created) and the target is as empty as it was, so a retry with a good
+//! backup works. Run both with the schema owner's connection (`database_migration_url`), which must
+//! bypass row-level security to see every tenant.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -56,6 +64,10 @@ pub enum BackupError {
     OutputNotEmpty { dir: PathBuf },
     #[error("object {key}: the backup copy does not match its checksum")]
     ObjectCorrupt { key: String },
+    #[error("{path}: the database file does not match its checksum in the manifest; the backup is damaged")]
+    DatabaseCorrupt { path: PathBuf },
+    #[error("the restored data does not match the backup ({}); the target was emptied again", .mismatches.join("; "))]
+    Mismatch { mismatches: Vec<String> },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
@@ -76,6 +88,10 @@ pub struct Manifest {
     pub created_at: String,
     pub database: String,
     pub schema_version: Option<String>,
+    /// SHA-256 (hex) of the database file (`database.pgdump` or `database.sqlite3`). Absent in backups
+    /// made before it was recorded; those are restored without this check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_sha256: Option<String>,
     pub tables: BTreeMap<String, TableSum>,
     /// Object key → SHA-256 (hex).
     pub objects: BTreeMap<String, String>,
@@ -157,6 +173,8 @@ pub async fn backup(config: &Config, dir: &Path) -> Result<Manifest, BackupError
         }
     };
     let schema_version = schema_version(db).await?;
+    let file = dir.join(if database == "postgres" { PG_DUMP_FILE } else { SQLITE_FILE });
+    let database_sha256 = Some(file_sha256(&file)?);
 
     let objects = crate::startup::object_store(config).await?;
     let mut object_sums = BTreeMap::new();
@@ -175,6 +193,7 @@ pub async fn backup(config: &Config, dir: &Path) -> Result<Manifest, BackupError
         created_at: time::OffsetDateTime::now_utc().to_string(),
         database: database.to_owned(),
         schema_version,
+        database_sha256,
         tables,
         objects: object_sums,
     };
@@ -197,7 +216,24 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, BackupError> {
     Ok(manifest)
 }
 
-/// Restores the backup in `dir` into the configured (empty) database and object store, then verifies it.
+/// SHA-256 (hex) of a file, read in chunks (a dump can be large).
+fn file_sha256(path: &Path) -> Result<String, BackupError> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(io(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).map_err(io(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Restores the backup in `dir` into the configured (empty) database and object store, all or nothing
+/// (see the module header), and verifies it.
 pub async fn restore(config: &Config, dir: &Path) -> Result<RestoreReport, BackupError> {
     let manifest = read_manifest(dir)?;
     // The backend of the connection restore uses, which may be set without database_url (a restore job).
@@ -206,87 +242,172 @@ pub async fn restore(config: &Config, dir: &Path) -> Result<RestoreReport, Backu
     if manifest.database != target {
         return Err(BackupError::BackendMismatch { backup: manifest.database.clone(), target: target.to_owned() });
     }
+
+    // 1. Nothing is written before the target is known empty and the whole backup checks out.
     let objects = crate::startup::object_store(config).await?;
     let existing = objects.list("").await?.len();
     if existing > 0 {
         return Err(BackupError::ObjectsNotEmpty { objects: existing });
     }
-
-    if target == "postgres" {
-        let store = Store::connect(url.expose_secret(), 2).await?;
+    let sqlite_target = sqlite_path(config);
+    if target == "postgres" || sqlite_target.exists() {
+        let store = Store::connect(url.expose_secret(), 1).await?;
         let tables = count_tables(store.connection()).await?;
         store.connection().clone().close().await?;
         if tables > 0 {
             return Err(BackupError::TargetNotEmpty { tables });
         }
-        let file = dir.join(PG_DUMP_FILE);
-        let (dbname, password) = libpq_target(url.expose_secret());
-        let mut restore = tokio::process::Command::new("pg_restore");
-        restore
-            .args(["--no-owner", "--exit-on-error", "--single-transaction"])
-            .arg(format!("--dbname={dbname}"))
-            .arg(&file);
-        if let Some(password) = password {
-            restore.env("PGPASSWORD", password);
-        }
-        let out = restore.output().await.map_err(|source| BackupError::ToolMissing { tool: "pg_restore", source })?;
-        if !out.status.success() {
-            return Err(BackupError::Tool {
-                tool: "pg_restore",
-                status: out.status.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            });
-        }
-    } else {
-        let path = sqlite_path(config);
-        if path.exists() {
-            let store = Store::connect(url.expose_secret(), 1).await?;
-            let tables = count_tables(store.connection()).await?;
-            store.connection().clone().close().await?;
-            if tables > 0 {
-                return Err(BackupError::TargetNotEmpty { tables });
-            }
-        }
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io(parent))?;
-        }
-        let source = dir.join(SQLITE_FILE);
-        std::fs::copy(&source, &path).map_err(io(&source))?;
     }
-
+    let database_file = dir.join(if target == "postgres" { PG_DUMP_FILE } else { SQLITE_FILE });
+    if let Some(expected) = &manifest.database_sha256
+        && file_sha256(&database_file)? != *expected
+    {
+        return Err(BackupError::DatabaseCorrupt { path: database_file });
+    }
+    let mut object_bytes = Vec::with_capacity(manifest.objects.len());
     for (key, sum) in &manifest.objects {
         let path = dir.join("objects").join(key);
         let bytes = std::fs::read(&path).map_err(io(&path))?;
         if hex::encode(Sha256::digest(&bytes)) != *sum {
             return Err(BackupError::ObjectCorrupt { key: key.clone() });
         }
-        objects.put(key, bytes, "application/octet-stream").await?;
+        object_bytes.push((key.clone(), bytes));
     }
 
-    // Verify what is now in the target, not what was copied.
-    let store = Store::connect(url.expose_secret(), 2).await?;
-    let restored = table_sums(store.connection()).await?;
+    // 2. Write; on any failure remove what was written.
+    let mut written: Vec<String> = Vec::new();
+    let outcome = async {
+        for (key, bytes) in object_bytes {
+            objects.put(&key, bytes, "application/octet-stream").await?;
+            written.push(key);
+        }
+        if target == "postgres" {
+            pg_restore(url.expose_secret(), &database_file).await?;
+        } else {
+            sqlite_restore(&database_file, &sqlite_target, &manifest).await?;
+        }
+        verify(url.expose_secret(), &objects, &manifest).await
+    }
+    .await;
+    match outcome {
+        Ok(report) => Ok(report),
+        Err(e) => {
+            tracing::warn!(error = %e, "restore failed; removing what it wrote");
+            for key in &written {
+                if let Err(undo) = objects.delete(key).await {
+                    tracing::error!(error = %undo, %key, "could not remove a restored object; remove it by hand");
+                }
+            }
+            if target == "postgres" {
+                if let Err(undo) = empty_postgres(url.expose_secret()).await {
+                    tracing::error!(error = %undo, "could not empty the target database; drop and recreate it");
+                }
+            } else if sqlite_target.exists()
+                && let Err(undo) = std::fs::remove_file(&sqlite_target)
+            {
+                tracing::error!(error = %undo, "could not remove the restored SQLite file");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Loads a custom-format dump in one transaction: it is in the database whole, or not at all.
+async fn pg_restore(url: &str, file: &Path) -> Result<(), BackupError> {
+    let (dbname, password) = libpq_target(url);
+    let mut restore = tokio::process::Command::new("pg_restore");
+    restore.args(["--no-owner", "--exit-on-error", "--single-transaction"]).arg(format!("--dbname={dbname}")).arg(file);
+    if let Some(password) = password {
+        restore.env("PGPASSWORD", password);
+    }
+    let out = restore.output().await.map_err(|source| BackupError::ToolMissing { tool: "pg_restore", source })?;
+    if !out.status.success() {
+        return Err(BackupError::Tool {
+            tool: "pg_restore",
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Copies the SQLite file beside the target, checks the copy's sums, then renames it into place (a
+/// rename within one folder is atomic): the target path never holds a partial database.
+async fn sqlite_restore(source: &Path, target: &Path, manifest: &Manifest) -> Result<(), BackupError> {
+    let parent = target.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let staging = parent.join(format!(".restore-{}.sqlite3", uuid::Uuid::new_v4().simple()));
+    std::fs::copy(source, &staging).map_err(io(source))?;
+    let checked = async {
+        let copy = sea_orm::Database::connect(format!("sqlite://{}?mode=ro", staging.display())).await?;
+        let sums = table_sums(&copy).await;
+        copy.close().await?;
+        let mismatches = compare(&manifest.tables, &sums?);
+        if mismatches.is_empty() { Ok(()) } else { Err(BackupError::Mismatch { mismatches }) }
+    }
+    .await;
+    match checked {
+        Ok(()) => std::fs::rename(&staging, target).map_err(io(target)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&staging);
+            Err(e)
+        }
+    }
+}
+
+/// Removes everything a failed restore created in a PostgreSQL target that was empty before: the
+/// schema is dropped and created again as a new database has it.
+async fn empty_postgres(url: &str) -> Result<(), BackupError> {
+    let store = Store::connect(url, 1).await?;
+    let db = store.connection();
+    // As PostgreSQL 15 creates it: owned by the database owner, usable by everyone.
+    db.execute_unprepared(
+        "DROP SCHEMA public CASCADE; CREATE SCHEMA public; ALTER SCHEMA public OWNER TO pg_database_owner; \
+         GRANT USAGE ON SCHEMA public TO PUBLIC",
+    )
+    .await?;
+    db.clone().close().await?;
+    Ok(())
+}
+
+fn compare(expected: &BTreeMap<String, TableSum>, found: &BTreeMap<String, TableSum>) -> Vec<String> {
     let mut mismatches = Vec::new();
-    for (table, expected) in &manifest.tables {
-        match restored.get(table) {
-            Some(found) if found == expected => {}
-            Some(found) => mismatches.push(format!(
+    for (table, want) in expected {
+        match found.get(table) {
+            Some(got) if got == want => {}
+            Some(got) => mismatches.push(format!(
                 "{table}: backup {} rows {}, restored {} rows {}",
-                expected.rows, expected.checksum, found.rows, found.checksum
+                want.rows, want.checksum, got.rows, got.checksum
             )),
             None => mismatches.push(format!("{table}: missing after restore")),
         }
     }
-    for table in restored.keys().filter(|t| !manifest.tables.contains_key(*t)) {
+    for table in found.keys().filter(|t| !expected.contains_key(*t)) {
         mismatches.push(format!("{table}: not in the backup"));
     }
+    mismatches
+}
+
+/// Recomputes what is now in the target (not what was copied) against the manifest.
+async fn verify(
+    url: &str,
+    objects: &onshi_objects::ObjectStore,
+    manifest: &Manifest,
+) -> Result<RestoreReport, BackupError> {
+    let store = Store::connect(url, 2).await?;
+    let restored = table_sums(store.connection()).await;
+    store.connection().clone().close().await?;
+    let restored = restored?;
+    let mut mismatches = compare(&manifest.tables, &restored);
     for (key, sum) in &manifest.objects {
         match objects.get(key).await? {
             Some(bytes) if hex::encode(Sha256::digest(&bytes)) == *sum => {}
             _ => mismatches.push(format!("object {key}: missing or different after restore")),
         }
     }
-    store.connection().clone().close().await?;
+    if !mismatches.is_empty() {
+        return Err(BackupError::Mismatch { mismatches });
+    }
     Ok(RestoreReport {
         tables: restored.len(),
         rows: restored.values().map(|t| t.rows).sum(),
@@ -314,7 +435,7 @@ fn libpq_target(url: &str) -> (String, Option<String>) {
 }
 
 /// The SQLite file the configuration points at.
-fn sqlite_path(config: &Config) -> PathBuf {
+pub fn sqlite_path(config: &Config) -> PathBuf {
     let url = config.effective_migration_url();
     let path = url.expose_secret().trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     PathBuf::from(path.split('?').next().unwrap_or(path))

@@ -36,7 +36,7 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
     let mut extra = Vec::new();
     for _ in 1..bench.workers.max(1) {
         let adapters = Adapters::connect(&config).await?;
-        extra.push(tokio::spawn(adapters.worker(&config).run(stop_extra.clone())));
+        extra.push(tokio::spawn(adapters.worker(&config, Default::default()).run(stop_extra.clone())));
     }
     println!(
         "bench ingest: {} events, batches of {}, {} concurrent clients, {} worker(s); database={} queue={} cache={} objects={}",

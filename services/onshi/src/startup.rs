@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use onshi_api::{AppState, DeviceKeys, LoginLimits, Mailer, Sessions};
+use onshi_api::{AppState, DeviceKeys, LoginLimits, Mailer, Sessions, WorkerWatch};
 use onshi_cache::{Cache, MemoryCache, RedisCache};
 use onshi_config::Config;
 use onshi_objects::{LocalStore, ObjectStore, S3Settings, S3Store};
-use onshi_queue::{EmbeddedQueue, Queue, RabbitQueue};
+use onshi_queue::{ConsumerHealth, EmbeddedQueue, Queue, RabbitQueue};
 use onshi_store::Store;
 use onshi_worker::Worker;
 use secrecy::ExposeSecret;
@@ -30,12 +30,22 @@ pub enum StartupError {
     Objects(#[from] onshi_objects::ObjectError),
     #[error("could not listen on {addr}")]
     Listen { addr: String, source: std::io::Error },
-    #[error("worker")]
-    Worker(#[from] onshi_worker::WorkerError),
     #[error("mail settings (smtp_url / mail_from)")]
     Mail(#[source] onshi_api::mail::MailError),
     #[error("rules file {path}: {reason}")]
     Rules { path: String, reason: String },
+}
+
+impl StartupError {
+    /// A dependency that did not answer (it may come up), as opposed to settings or a schema that are
+    /// wrong (waiting will not help).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StartupError::Store(e) => e.is_transient(),
+            StartupError::Queue(_) | StartupError::Cache(_) | StartupError::Objects(_) => true,
+            _ => false,
+        }
+    }
 }
 
 /// Loads and validates the reception-addon rules once: the configured file, or the built-in rules.
@@ -104,7 +114,8 @@ impl Adapters {
         Ok(Self { store, queue, cache, objects, rules })
     }
 
-    pub fn worker(&self, config: &Config) -> Worker {
+    /// A worker over these adapters, reporting its consumer's state to `health`.
+    pub fn worker(&self, config: &Config, health: Arc<ConsumerHealth>) -> Worker {
         let watch = match mailer(config) {
             Ok(mailer) => Some(std::sync::Arc::new(crate::alerts::UsageWatch::new(
                 self.store.clone(),
@@ -126,6 +137,7 @@ impl Adapters {
             objects: self.objects.clone(),
             archive_raw_batches: config.archive_raw_batches,
             prefetch: config.worker_prefetch,
+            health,
         }
     }
 }
@@ -189,7 +201,7 @@ pub struct Application {
     pub adapters: Adapters,
     pub device_keys: DeviceKeys,
     server: actix_web::dev::Server,
-    worker: Option<JoinHandle<Result<(), onshi_worker::WorkerError>>>,
+    worker: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
 }
 
@@ -208,6 +220,8 @@ impl Application {
             Duration::from_secs(config.session_max_secs),
             &secret,
         );
+        let with_worker = options.with_worker || matches!(adapters.queue, Queue::Embedded(_));
+        let watch = with_worker.then(|| worker_watch(config));
         let state = Arc::new(AppState {
             store: adapters.store.clone(),
             queue: adapters.queue.clone(),
@@ -227,12 +241,12 @@ impl Application {
                 per_address: config.login_failures_per_address,
                 window: Duration::from_secs(config.login_window_secs),
             },
+            worker: watch.clone(),
         });
         let server = onshi_api::serve(state, listener)
             .map_err(|source| StartupError::Listen { addr: config.listen.clone(), source })?;
         let shutdown = CancellationToken::new();
-        let with_worker = options.with_worker || matches!(adapters.queue, Queue::Embedded(_));
-        let worker = with_worker.then(|| tokio::spawn(adapters.worker(config).run(shutdown.clone())));
+        let worker = watch.map(|w| tokio::spawn(adapters.worker(config, w.health).run(shutdown.clone())));
         Ok(Self { port, adapters, device_keys, server, worker, shutdown })
     }
 
@@ -240,11 +254,10 @@ impl Application {
     async fn run_until_stopped(self) -> Result<(), StartupError> {
         let result = self.server.await;
         self.shutdown.cancel();
-        if let Some(worker) = self.worker {
-            match worker.await {
-                Ok(r) => r?,
-                Err(e) => tracing::error!(error = %e, "worker task panicked"),
-            }
+        if let Some(worker) = self.worker
+            && let Err(e) = worker.await
+        {
+            tracing::error!(error = %e, "worker task panicked");
         }
         result.map_err(|source| StartupError::Listen { addr: "server".into(), source })
     }
@@ -290,20 +303,6 @@ impl RunningApp {
 /// Runs a standalone worker until Ctrl-C / SIGTERM, with /healthz, /readyz and /metrics on
 /// `worker_listen`.
 pub async fn run_worker(config: &Config) -> Result<(), StartupError> {
-    let adapters = Adapters::connect(config).await?;
-    let addr = config.worker_listen.clone();
-    let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Listen { addr: addr.clone(), source })?;
-    let ops = onshi_api::Ops {
-        store: adapters.store.clone(),
-        queue: adapters.queue.clone(),
-        cache: adapters.cache.clone(),
-        objects: adapters.objects.clone(),
-        modes: config.modes(),
-        metrics_token: config.metrics_token.clone(),
-    };
-    let ops_server = onshi_api::serve_ops(ops, listener).map_err(|source| StartupError::Listen { addr, source })?;
-    let ops_handle = ops_server.handle();
-    tokio::spawn(ops_server);
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -311,10 +310,50 @@ pub async fn run_worker(config: &Config) -> Result<(), StartupError> {
         tracing::info!("stopping worker");
         stop.cancel();
     });
-    let result = adapters.worker(config).run(shutdown).await;
+    // A dependency that is down at start is waited for, as one that goes down later is: a worker never
+    // exits because something it needs is not there yet. Bad settings still stop it at once.
+    let mut pause = Duration::from_secs(1);
+    let adapters = loop {
+        match Adapters::connect(config).await {
+            Ok(a) => break a,
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "dependencies not reachable yet; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(pause) => {}
+                }
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let addr = config.worker_listen.clone();
+    let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Listen { addr: addr.clone(), source })?;
+    let watch = worker_watch(config);
+    let ops = onshi_api::Ops {
+        store: adapters.store.clone(),
+        queue: adapters.queue.clone(),
+        cache: adapters.cache.clone(),
+        objects: adapters.objects.clone(),
+        modes: config.modes(),
+        metrics_token: config.metrics_token.clone(),
+        worker: Some(watch.clone()),
+    };
+    let ops_server = onshi_api::serve_ops(ops, listener).map_err(|source| StartupError::Listen { addr, source })?;
+    let ops_handle = ops_server.handle();
+    tokio::spawn(ops_server);
+    adapters.worker(config, watch.health).run(shutdown).await;
     ops_handle.stop(true).await;
-    result?;
     Ok(())
+}
+
+/// A fresh consumer state with the configured limits.
+fn worker_watch(config: &Config) -> WorkerWatch {
+    WorkerWatch {
+        health: Arc::new(ConsumerHealth::new()),
+        idle_limit: Duration::from_secs(config.worker_idle_secs),
+        down_grace: Duration::from_secs(config.worker_down_grace_secs),
+    }
 }
 
 pub async fn wait_for_signal() {

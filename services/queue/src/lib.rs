@@ -13,11 +13,13 @@
 //! dead-lettered. Consumers must therefore be idempotent; the worker is.
 
 mod embedded;
+mod health;
 mod rabbit;
 
 use std::future::Future;
 
 pub use embedded::{EmbeddedConsumer, EmbeddedQueue};
+pub use health::{ConsumerHealth, ConsumerState};
 pub use rabbit::{RabbitConsumer, RabbitQueue};
 
 #[derive(Debug, thiserror::Error)]

@@ -44,12 +44,24 @@ pub struct RabbitConsumer {
     stream: lapin::Consumer,
 }
 
+/// AMQP heartbeats every few seconds unless the URL sets its own: without them a broker that vanished
+/// without closing the TCP connection (a host gone, a cut link) is noticed only after minutes.
+const HEARTBEAT_SECS: u16 = 5;
+
+fn with_heartbeat(url: &str) -> String {
+    if url.contains("heartbeat=") {
+        return url.to_owned();
+    }
+    let join = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{join}heartbeat={HEARTBEAT_SECS}")
+}
+
 impl RabbitQueue {
     /// Connects, declares the topology and prepares a confirm-mode publishing channel.
     pub async fn connect(url: &str, queue: &str, delivery_limit: u32) -> Result<Self, QueueError> {
         let this = Self {
             inner: Arc::new(Inner {
-                url: url.to_owned(),
+                url: with_heartbeat(url),
                 queue: queue.to_owned(),
                 dlq: format!("{queue}.dlq"),
                 delivery_limit,
@@ -248,5 +260,17 @@ impl MessageConsumer for RabbitConsumer {
             headers: Headers { traceparent },
             acker: Acker::Rabbit(delivery.acker),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_heartbeat;
+
+    #[test]
+    fn a_heartbeat_is_asked_for_unless_the_url_sets_one() {
+        assert_eq!(with_heartbeat("amqp://h:5672/%2f"), "amqp://h:5672/%2f?heartbeat=5");
+        assert_eq!(with_heartbeat("amqp://h/v?frame_max=8192"), "amqp://h/v?frame_max=8192&heartbeat=5");
+        assert_eq!(with_heartbeat("amqp://h/v?heartbeat=30"), "amqp://h/v?heartbeat=30");
     }
 }

@@ -70,26 +70,15 @@ fn check(rule: &Rule, clinic: &Clinic, v: &Visit) -> Outcome {
         Err(text) => return Outcome::Fail(text),
     };
     if let Some(usage) = &rule.usage {
-        let month = YearMonth::of(v.date);
-        let months: Vec<YearMonth> = usage
-            .window
-            .iter()
-            .map(|offset| month.plus(*offset))
-            .filter(|m| usage.earliest.is_none_or(|e| *m >= e))
-            .collect();
-        let known: Vec<(YearMonth, f64)> =
-            months.iter().filter_map(|m| clinic.usage_rates.get(m).map(|r| (*m, *r))).collect();
-        let missing: Vec<String> =
-            months.iter().filter(|m| !clinic.usage_rates.contains_key(m)).map(|m| m.to_string()).collect();
-        let Some((best_month, best)) = known.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)) else {
+        let months = usage.deciding(YearMonth::of(v.date));
+        let (best, missing) = crate::usage::best_of(&months, &clinic.usage_rates);
+        let missing: Vec<String> = missing.iter().map(|m| m.to_string()).collect();
+        let Some((best_month, best)) = best else {
             return Outcome::Fail(format!("マイナ保険証利用率（{}）が未入力のため判定できない", missing.join("・")));
         };
         let pediatric = met.contains(&Standard::PediatricSpecial);
-        let min = match (pediatric, usage.min_pediatric) {
-            (true, Some(p)) => p,
-            _ => usage.min,
-        };
-        if best < min {
+        let min = usage.min_for(pediatric);
+        if !crate::usage::reaches(best, min) {
             let mut text =
                 format!("マイナ保険証利用率 {}（{best_month}、対象月で最高）が基準{}未満", pct(best), pct(min));
             if !missing.is_empty() {

@@ -8,7 +8,10 @@
 //!   window, or that the window's data is missing;
 //! - [`RuleSet::forecast`] looks the other way: a month's rate so far, against the levels of the claim
 //!   months that month decides;
-//! - [`RuleSet::level_on`] places one rate against the levels of a date.
+//! - [`RuleSet::level_on`] places one rate against the levels of a date;
+//! - the billing engine judges one rule for one visit with the same pieces
+//!   ([`UsageRequirement::deciding`], [`best_of`], [`reaches`]), so a clerk's reason, the dashboard and
+//!   the alert never disagree about which month counts or whether 30% is 30%.
 //!
 //! Rates come from whatever figure the caller has for a month (the same-day estimate, the notified
 //! official figure); the functions do not care which.
@@ -18,6 +21,7 @@ use std::collections::BTreeMap;
 use onshi_domain::{FacilityKind, YearMonth};
 use time::Date;
 
+use crate::rules::UsageRequirement;
 use crate::{RuleSet, UsageTier, VisitKind};
 
 /// Small tolerance for rates read from percentages.
@@ -101,8 +105,43 @@ pub struct Forecast {
 impl Forecast {
     /// The rate is known and below what the months it decides require.
     pub fn below(&self) -> bool {
-        matches!((self.rate, self.required), (Some(r), Some(min)) if r + EPS < min)
+        matches!((self.rate, self.required), (Some(r), Some(min)) if !reaches(r, min))
     }
+}
+
+impl UsageRequirement {
+    /// The months whose rates decide the claims of `month` under this requirement: its window, without
+    /// the months before `earliest`.
+    pub fn deciding(&self, month: YearMonth) -> Vec<YearMonth> {
+        self.window.iter().map(|o| month.plus(*o)).filter(|m| self.earliest.is_none_or(|e| *m >= e)).collect()
+    }
+
+    /// The level this requirement asks for (the 小児科 special one where it has one and the clinic has it).
+    pub fn min_for(&self, pediatric: bool) -> f64 {
+        match (pediatric, self.min_pediatric) {
+            (true, Some(p)) => p,
+            _ => self.min,
+        }
+    }
+}
+
+/// Whether `rate` reaches `min`; the one comparison every caller uses (with a tolerance for rates that
+/// were typed as percentages).
+pub fn reaches(rate: f64, min: f64) -> bool {
+    rate + EPS >= min
+}
+
+/// The best rate among `months` (the earliest month on a tie), and the months that have none.
+pub fn best_of(months: &[YearMonth], rates: &BTreeMap<YearMonth, f64>) -> (Option<(YearMonth, f64)>, Vec<YearMonth>) {
+    let missing = months.iter().copied().filter(|m| !rates.contains_key(m)).collect();
+    let best =
+        months.iter().filter_map(|m| rates.get(m).map(|r| (*m, *r))).fold(None, |acc: Option<(YearMonth, f64)>, x| {
+            match acc {
+                Some(a) if a.1 >= x.1 => Some(a),
+                _ => Some(x),
+            }
+        });
+    (best, missing)
 }
 
 impl RuleSet {
@@ -115,9 +154,7 @@ impl RuleSet {
             .iter()
             .filter(|r| r.applies_to(kind, day, VisitKind::First))
             .filter_map(|r| r.usage.as_ref())
-            .flat_map(|u| {
-                u.window.iter().map(move |o| month.plus(*o)).filter(move |m| u.earliest.is_none_or(|e| *m >= e))
-            })
+            .flat_map(|u| u.deciding(month))
             .collect();
         months.sort();
         months.dedup();
@@ -129,7 +166,7 @@ impl RuleSet {
         let tiers = self.usage_tiers(kind, date);
         let Some(lowest) = tiers.last().map(|t| t.min) else { return Level::NoRequirement };
         let Some(rate) = rate else { return Level::DataMissing { lowest } };
-        match tiers.into_iter().find(|t| rate + EPS >= t.min) {
+        match tiers.into_iter().find(|t| reaches(rate, t.min)) {
             Some(tier) => Level::Reached { tier, lowest },
             None => Level::Below { lowest },
         }
@@ -138,14 +175,7 @@ impl RuleSet {
     /// What the claims of `month` reach with the rates in `rates` (one figure per month).
     pub fn standing(&self, kind: FacilityKind, month: YearMonth, rates: &BTreeMap<YearMonth, f64>) -> Standing {
         let deciding = self.usage_window(kind, month);
-        let missing: Vec<YearMonth> = deciding.iter().copied().filter(|m| !rates.contains_key(m)).collect();
-        let best = deciding.iter().filter_map(|m| rates.get(m).map(|r| (*m, *r))).fold(
-            None,
-            |acc: Option<(YearMonth, f64)>, x| match acc {
-                Some(a) if a.1 >= x.1 => Some(a),
-                _ => Some(x),
-            },
-        );
+        let (best, missing) = best_of(&deciding, rates);
         let level = self.level_on(kind, month.first_day(), best.map(|b| b.1));
         Standing { month, deciding, missing, best, level }
     }
@@ -221,5 +251,17 @@ mod tests {
         assert_eq!(MonthCount::default().rate(), None);
         assert_eq!(MonthCount { patients: 4, myna: 1 }.rate(), Some(0.25));
         assert_eq!((MonthCount { patients: 1, myna: 1 } + MonthCount { patients: 3, myna: 0 }).patients, 4);
+    }
+
+    #[test]
+    fn the_same_month_and_the_same_comparison_decide_everywhere() {
+        let rates: BTreeMap<_, _> =
+            [(ym("2026-04"), 0.3), (ym("2026-05"), 0.3), (ym("2026-06"), 0.2)].into_iter().collect();
+        let months = [ym("2026-04"), ym("2026-05"), ym("2026-06"), ym("2026-07")];
+        let (best, missing) = best_of(&months, &rates);
+        // A tie goes to the earliest month; a rate one rounding step off the level still reaches it.
+        assert_eq!(best, Some((ym("2026-04"), 0.3)));
+        assert_eq!(missing, vec![ym("2026-07")]);
+        assert!(reaches(0.1 + 0.2, 0.3) && reaches(0.3, 0.1 + 0.2) && !reaches(0.2999, 0.3));
     }
 }

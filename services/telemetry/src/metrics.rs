@@ -5,7 +5,7 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
@@ -32,6 +32,12 @@ pub struct Metrics {
     pub agents: IntGaugeVec,
     /// `onshi_up{dependency}`: 1 when the dependency answered at the last scrape.
     pub dependency_up: IntGaugeVec,
+    /// `onshi_worker_consumer_up`: 1 while this process's queue consumer is attached (sampled at scrape).
+    pub worker_consumer_up: IntGauge,
+    /// `onshi_worker_reconnects_total`: attempts to attach a consumer after losing (or never having) one.
+    pub worker_reconnects: IntCounter,
+    /// `onshi_worker_seconds_since_delivery`: while consuming, seconds since the last message arrived.
+    pub worker_idle_seconds: IntGauge,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -93,6 +99,15 @@ impl Metrics {
         let dependency_up =
             IntGaugeVec::new(Opts::new("up", "Whether a dependency answered at the last scrape"), &["dependency"])
                 .expect("valid metric");
+        let worker_consumer_up =
+            IntGauge::new("worker_consumer_up", "Whether this process's queue consumer is attached")
+                .expect("valid metric");
+        let worker_reconnects =
+            IntCounter::new("worker_reconnects_total", "Attempts to attach a queue consumer after losing one")
+                .expect("valid metric");
+        let worker_idle_seconds =
+            IntGauge::new("worker_seconds_since_delivery", "Seconds since the consumer last received a message")
+                .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(ingest_events.clone()),
@@ -104,6 +119,9 @@ impl Metrics {
             Box::new(queue_messages.clone()),
             Box::new(agents.clone()),
             Box::new(dependency_up.clone()),
+            Box::new(worker_consumer_up.clone()),
+            Box::new(worker_reconnects.clone()),
+            Box::new(worker_idle_seconds.clone()),
         ] {
             registry.register(collector).expect("metric registered once");
         }
@@ -119,6 +137,9 @@ impl Metrics {
             queue_messages,
             agents,
             dependency_up,
+            worker_consumer_up,
+            worker_reconnects,
+            worker_idle_seconds,
         }
     }
 

@@ -6,8 +6,12 @@
 //! id); notify live subscribers; then ack. A crash anywhere before the ack means redelivery, and
 //! redelivery is harmless, so every accepted event takes effect exactly once.
 //!
-//! Failures that may pass (database or object store unreachable) are retried through the queue, which
-//! dead-letters the message after `delivery_limit` returns, so nothing loops forever.
+//! Outages: a lost queue consumer is re-attached with backoff for as long as it takes (`run`); a database
+//! or object store that does not answer at all holds the message, unacknowledged, until it answers again
+//! (`ride_out`), so an outage of any length spends none of a message's delivery limit. A failure while
+//! the dependency answers is the message's own: it goes back to the queue, which dead-letters it after
+//! `delivery_limit` returns, so nothing loops forever. (A message held longer than RabbitMQ's
+//! `consumer_timeout`, 30 minutes by default, is returned by the broker and counts one delivery.)
 
 use std::time::Duration;
 
@@ -20,10 +24,32 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-#[derive(Debug, thiserror::Error)]
-pub enum WorkerError {
-    #[error("could not start consuming")]
-    Consume(#[source] onshi_queue::QueueError),
+/// What the worker writes to besides the queue.
+#[derive(Debug, Clone, Copy)]
+enum Dependency {
+    Database,
+    Objects,
+}
+
+impl Dependency {
+    fn name(self) -> &'static str {
+        match self {
+            Dependency::Database => "database",
+            Dependency::Objects => "object store",
+        }
+    }
+}
+
+/// How long a dependency may take to answer "are you there".
+const PING_DEADLINE: Duration = Duration::from_secs(2);
+
+/// The first pause before reconnecting to the queue, and the longest.
+const RECONNECT_MIN: Duration = Duration::from_secs(1);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
+/// Between half and all of `pause`, so a fleet of workers does not reconnect in step.
+fn jittered(pause: Duration) -> Duration {
+    pause.mul_f64(0.5 + rand::random::<f64>() * 0.5)
 }
 
 #[derive(Clone)]
@@ -36,6 +62,8 @@ pub struct Worker {
     pub prefetch: u16,
     /// Runs after a batch changed a tenant's visits (the usage watch); best effort, after the ack.
     pub after_apply: Option<std::sync::Arc<dyn AfterApply>>,
+    /// The consumer's state, for the health endpoints and metrics.
+    pub health: std::sync::Arc<onshi_queue::ConsumerHealth>,
 }
 
 /// Work that follows applied visits but must never hold up or fail a message: alerts, notifications.
@@ -66,38 +94,106 @@ pub fn archive_key(envelope: &IngestEnvelope) -> String {
 
 impl Worker {
     /// Consumes until `shutdown` is cancelled, then waits for in-flight messages to settle.
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
-        let mut consumer = self.queue.consume(self.prefetch).await.map_err(WorkerError::Consume)?;
-        tracing::info!(queue = self.queue.kind(), prefetch = self.prefetch, "worker consuming");
+    ///
+    /// A lost consumer (the broker went away, its connection was closed, the embedded queue's database
+    /// failed) is never fatal: the worker says so once, reconnects with a growing, jittered pause (1 s
+    /// to 30 s) for as long as it takes, and consumes again as soon as the queue answers. Messages in
+    /// flight when the connection died are redelivered by the broker; applying them again is harmless.
+    pub async fn run(self, shutdown: CancellationToken) {
         let mut tasks = JoinSet::new();
+        let mut pause = RECONNECT_MIN;
+        let mut consumer = None;
         loop {
+            let Some(current) = consumer.as_mut() else {
+                match self.queue.consume(self.prefetch).await {
+                    Ok(c) => {
+                        if self.health.reconnects() > 0 {
+                            tracing::info!(queue = self.queue.kind(), "queue reachable again; consuming");
+                        } else {
+                            tracing::info!(queue = self.queue.kind(), prefetch = self.prefetch, "worker consuming");
+                        }
+                        self.health.consuming();
+                        pause = RECONNECT_MIN;
+                        consumer = Some(c);
+                    }
+                    Err(e) => {
+                        if pause == RECONNECT_MIN {
+                            tracing::warn!(error = %e, "cannot consume from the queue; retrying until it answers");
+                        } else {
+                            tracing::debug!(error = %e, "queue still unreachable");
+                        }
+                        self.health.lost();
+                        self.health.reconnecting();
+                        onshi_telemetry::metrics().worker_reconnects.inc();
+                        let wait = jittered(pause);
+                        pause = (pause * 2).min(RECONNECT_MAX);
+                        tokio::select! {
+                            () = shutdown.cancelled() => break,
+                            () = tokio::time::sleep(wait) => {}
+                            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                        }
+                    }
+                }
+                continue;
+            };
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                next = consumer.next() => match next {
+                next = current.next() => match next {
                     Some(Ok(delivery)) => {
+                        self.health.delivered();
                         let worker = self.clone();
                         tasks.spawn(async move { worker.handle(delivery).await });
                     }
                     Some(Err(e)) => {
-                        tracing::error!(error = %e, "queue consumer failed; restarting it");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        consumer = self.queue.consume(self.prefetch).await.map_err(WorkerError::Consume)?;
+                        tracing::warn!(error = %e, "lost the queue consumer; reconnecting");
+                        self.health.lost();
+                        consumer = None;
                     }
                     None => {
-                        tracing::warn!("queue consumer closed; restarting it");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        consumer = self.queue.consume(self.prefetch).await.map_err(WorkerError::Consume)?;
+                        tracing::warn!("the queue closed the consumer; reconnecting");
+                        self.health.lost();
+                        consumer = None;
                     }
                 },
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
         }
+        self.health.lost();
         // Unsettled messages of a stopped worker are redelivered anyway; waiting is only politeness.
         let drain = async { while tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
             tracing::warn!("worker stopped with messages in flight; they will be redelivered");
         }
-        Ok(())
+    }
+
+    async fn answers(&self, dependency: Dependency) -> bool {
+        let ping = async {
+            match dependency {
+                Dependency::Database => self.store.ping().await.is_ok(),
+                Dependency::Objects => self.objects.get("readyz/probe").await.is_ok(),
+            }
+        };
+        tokio::time::timeout(PING_DEADLINE, ping).await.unwrap_or(false)
+    }
+
+    /// After a write failed: if `dependency` does not answer at all, holds the message (unacknowledged)
+    /// until it does and returns true, so the caller tries again. An outage is not the message's fault
+    /// and must not spend its delivery limit; only failures while the dependency answers do. Returns
+    /// false at once when it answers (the failure was this message's own).
+    async fn ride_out(&self, dependency: Dependency) -> bool {
+        if self.answers(dependency).await {
+            return false;
+        }
+        tracing::warn!(dependency = dependency.name(), "not reachable; holding the message until it answers");
+        let mut pause = RECONNECT_MIN;
+        loop {
+            tokio::time::sleep(jittered(pause)).await;
+            if self.answers(dependency).await {
+                tracing::info!(dependency = dependency.name(), "reachable again; retrying the message");
+                return true;
+            }
+            pause = (pause * 2).min(RECONNECT_MAX);
+        }
     }
 
     /// Processes one delivery and settles it.
@@ -141,26 +237,34 @@ impl Worker {
             envelope.events.iter().any(|e| matches!(e.payload, onshi_domain::EventPayload::Qualification(_)));
         if self.archive_raw_batches && evidence {
             let key = archive_key(envelope);
-            if let Err(e) = self.objects.put(&key, delivery.payload.clone(), "application/json").await {
-                tracing::warn!(error = %e, "archiving the batch failed; will retry");
-                return settle_retry(delivery).await;
+            while let Err(e) = self.objects.put(&key, delivery.payload.clone(), "application/json").await {
+                tracing::warn!(error = %e, "archiving the batch failed");
+                if !self.ride_out(Dependency::Objects).await {
+                    return settle_retry(delivery).await;
+                }
             }
         }
 
         let store = self.store.tenant(batch.scope());
-        // A lock timeout or a lost connection often passes in a moment: try again here a few times before
-        // handing the message back to the queue, where every return counts towards the delivery limit.
-        let mut result = store.apply_batch(&batch).await;
-        for attempt in 1..=3u32 {
-            match &result {
-                Err(e) if e.is_transient() => {
-                    tracing::debug!(error = %e, attempt, "transient failure; retrying in place");
-                    tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt))).await;
-                    result = store.apply_batch(&batch).await;
+        let result = loop {
+            // A lock timeout or a lost connection often passes in a moment: try again here a few times
+            // before anything else.
+            let mut result = store.apply_batch(&batch).await;
+            for attempt in 1..=3u32 {
+                match &result {
+                    Err(e) if e.is_transient() => {
+                        tracing::debug!(error = %e, attempt, "transient failure; retrying in place");
+                        tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt))).await;
+                        result = store.apply_batch(&batch).await;
+                    }
+                    _ => break,
                 }
-                _ => break,
             }
-        }
+            match &result {
+                Err(e) if e.is_transient() && self.ride_out(Dependency::Database).await => continue,
+                _ => break result,
+            }
+        };
         match result {
             Ok(outcome) => {
                 let m = onshi_telemetry::metrics();

@@ -1,7 +1,11 @@
 //! Operator endpoints, served by the API and by each standalone worker (`worker_listen`):
-//! - `/healthz` (liveness): the process answers. Checks nothing else, so a database outage does not make
-//!   Kubernetes restart every pod at once.
-//! - `/readyz` (readiness): every dependency answered within a deadline; 503 with the failing ones named.
+//! - `/healthz` (liveness): the process answers. Checks no dependency, so a database outage does not make
+//!   Kubernetes restart every pod at once. The one exception is a process with a queue consumer whose
+//!   consumer has been down, or stalled with messages waiting, for `worker_down_grace_secs` beyond its
+//!   limits: it reconnects on its own, and this is the last resort for a consumer stuck in a way it
+//!   cannot see.
+//! - `/readyz` (readiness): every dependency answered within a deadline, and a process with a queue
+//!   consumer has it attached and not stalled (`worker_idle_secs`); 503 with the failing ones named.
 //! - `/metrics`: Prometheus text, with gauges of shared state sampled at scrape time.
 
 use std::time::Duration;
@@ -9,7 +13,7 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, web};
 use onshi_cache::{Cache, CacheBackend};
 use onshi_objects::{ObjectBackend, ObjectStore};
-use onshi_queue::{MessageQueue, Queue};
+use onshi_queue::{ConsumerHealth, ConsumerState, MessageQueue, Queue};
 use onshi_store::Store;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -23,6 +27,35 @@ pub struct Ops {
     pub objects: ObjectStore,
     pub modes: onshi_config::Modes,
     pub metrics_token: Option<SecretString>,
+    /// The queue consumer this process runs, if it runs one.
+    pub worker: Option<WorkerWatch>,
+}
+
+/// A queue consumer to report on, with its limits.
+#[derive(Clone)]
+pub struct WorkerWatch {
+    pub health: std::sync::Arc<ConsumerHealth>,
+    /// Idle this long with messages waiting: stalled, not ready.
+    pub idle_limit: Duration,
+    /// Down or stalled this much longer: not live.
+    pub down_grace: Duration,
+}
+
+impl WorkerWatch {
+    fn state(&self, ready_messages: Option<u64>) -> ConsumerState {
+        self.health.state(ready_messages, self.idle_limit)
+    }
+
+    /// Whether the orchestrator should replace the process.
+    fn beyond_grace(&self, ready_messages: Option<u64>) -> bool {
+        match self.state(ready_messages) {
+            ConsumerState::Consuming => false,
+            ConsumerState::Down => self.health.in_state_for() > self.down_grace,
+            ConsumerState::Stalled => {
+                self.health.idle_secs().unwrap_or(0) > (self.idle_limit + self.down_grace).as_secs()
+            }
+        }
+    }
 }
 
 /// How long one dependency may take to answer a readiness probe.
@@ -30,7 +63,14 @@ const CHECK_DEADLINE: Duration = Duration::from_secs(2);
 /// An agent not heard from for this long counts as silent in `onshi_agents`.
 const SILENT_AFTER: Duration = Duration::from_secs(300);
 
-pub(crate) async fn healthz() -> HttpResponse {
+pub(crate) async fn healthz(ops: web::Data<Ops>) -> HttpResponse {
+    if let Some(worker) = &ops.worker {
+        let ready = tokio::time::timeout(CHECK_DEADLINE, ops.queue.depth()).await.ok().and_then(Result::ok);
+        if worker.beyond_grace(ready) {
+            return HttpResponse::ServiceUnavailable()
+                .json(json!({ "status": "unhealthy", "reason": "queue consumer down or stalled beyond its grace" }));
+        }
+    }
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
@@ -44,16 +84,22 @@ struct Checks {
     queue_depth: Option<u64>,
     cache: bool,
     objects: bool,
+    /// The process's consumer, when it runs one.
+    consumer: Option<ConsumerState>,
 }
 
 impl Checks {
-    fn named(&self) -> [(&'static str, bool); 4] {
-        [
+    fn named(&self) -> Vec<(&'static str, bool)> {
+        let mut named = vec![
             ("database", self.database),
             ("queue", self.queue_depth.is_some()),
             ("cache", self.cache),
             ("objects", self.objects),
-        ]
+        ];
+        if let Some(state) = self.consumer {
+            named.push(("consumer", state == ConsumerState::Consuming));
+        }
+        named
     }
 }
 
@@ -66,7 +112,9 @@ impl Ops {
             within(self.cache.get("readyz")),
             within(self.objects.get("readyz/probe")),
         );
-        Checks { database, queue_depth: queue_depth.ok().and_then(Result::ok), cache, objects }
+        let queue_depth = queue_depth.ok().and_then(Result::ok);
+        let consumer = self.worker.as_ref().map(|w| w.state(queue_depth));
+        Checks { database, queue_depth, cache, objects, consumer }
     }
 }
 
@@ -104,6 +152,10 @@ pub(crate) async fn metrics(req: HttpRequest, ops: web::Data<Ops>) -> HttpRespon
     let checks = ops.checks().await;
     for (name, ok) in checks.named() {
         m.dependency_up.with_label_values(&[name]).set(i64::from(ok));
+    }
+    if let Some(worker) = &ops.worker {
+        m.worker_consumer_up.set(i64::from(worker.health.is_up()));
+        m.worker_idle_seconds.set(worker.health.idle_secs().map_or(0, |s| i64::try_from(s).unwrap_or(i64::MAX)));
     }
     if let Some(depth) = checks.queue_depth {
         m.queue_messages.with_label_values(&["main"]).set(i64::try_from(depth).unwrap_or(i64::MAX));

@@ -19,6 +19,7 @@ mod dashboards;
 mod durability;
 mod ingest;
 mod operations;
+mod outages;
 mod pages;
 mod rls;
 mod scale;

@@ -8,9 +8,14 @@ use crate::helpers::*;
 both_modes!(health_and_readiness_answer, |app| {
     let health = app.client.get(format!("{}/healthz", app.base_url())).send().await.unwrap();
     assert_eq!(health.status(), 200);
+    // Ready once every dependency answers and the in-process consumer is attached (a moment after start).
+    eventually(WAIT, "ready", || async {
+        app.client.get(format!("{}/readyz", app.base_url())).send().await.unwrap().status() == 200
+    })
+    .await;
     let ready = app.client.get(format!("{}/readyz", app.base_url())).send().await.unwrap();
-    assert_eq!(ready.status(), 200);
     let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["checks"]["consumer"], true);
     assert_eq!(body["checks"]["database"], true);
     let expected_queue = if app.mode == Mode::Full { "rabbitmq" } else { "embedded" };
     assert_eq!(body["adapters"]["queue"], expected_queue);
