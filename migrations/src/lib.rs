@@ -14,6 +14,7 @@ mod m20261125_000007_usage_alerts;
 mod m20261125_000008_device_uptime;
 mod m20261125_000009_identity_check;
 mod m20261126_000010_operations;
+mod m20261201_000011_clinic_dedup;
 pub mod partitions;
 
 pub use m20261125_000003_accounts::APP_ROLE;
@@ -89,6 +90,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000008_device_uptime::Migration),
             Box::new(m20261125_000009_identity_check::Migration),
             Box::new(m20261126_000010_operations::Migration),
+            Box::new(m20261201_000011_clinic_dedup::Migration),
         ]
     }
 }

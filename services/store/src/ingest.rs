@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use onshi_domain::{AgentEvent, DeviceId, ENVELOPE_VERSION, EventId, EventPayload, IngestEnvelope, RollupDelta, Visit};
+use onshi_domain::{AgentEvent, ClinicId, ENVELOPE_VERSION, EventId, EventPayload, IngestEnvelope, RollupDelta, Visit};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
     QuerySelect, TryInsertResult,
@@ -86,10 +86,11 @@ impl QueuedBatch {
 }
 
 impl TenantStore<'_> {
-    /// The content hashes of those of `ids` this device has already sent, for the API's 409 check.
+    /// The content hashes of those of `ids` already stored for this clinic (from any of its devices), for
+    /// the API's resend and 409 checks.
     pub async fn event_hashes(
         &self,
-        device: DeviceId,
+        clinic: ClinicId,
         ids: &[EventId],
     ) -> Result<HashMap<EventId, String>, StoreError> {
         let txn = self.read().await?;
@@ -100,7 +101,7 @@ impl TenantStore<'_> {
                 .column(raw_events::Column::EventId)
                 .column(raw_events::Column::ContentHash)
                 .filter(raw_events::Column::TenantId.eq(self.tenant))
-                .filter(raw_events::Column::DeviceId.eq(device.as_uuid()))
+                .filter(raw_events::Column::ClinicId.eq(clinic.as_uuid()))
                 .filter(raw_events::Column::EventId.is_in(chunk.iter().map(EventId::as_uuid)))
                 .into_tuple()
                 .all(&txn)
@@ -150,6 +151,7 @@ impl TenantStore<'_> {
             .exec_with_returning_keys(&txn)
             .await?
         {
+            // (tenant, clinic, event, occurred_at)
             TryInsertResult::Inserted(keys) => keys.into_iter().map(|(_, _, event, _)| event).collect(),
             TryInsertResult::Empty | TryInsertResult::Conflicted => Vec::new(),
         };

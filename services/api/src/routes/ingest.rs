@@ -88,7 +88,7 @@ async fn accept(
         .map(|e| e.id)
         .collect();
     let known =
-        if stored.is_empty() { Default::default() } else { store.event_hashes(device.device.id, &stored).await? };
+        if stored.is_empty() { Default::default() } else { store.event_hashes(device.clinic.id, &stored).await? };
     let mut fresh = Vec::with_capacity(batch.events.len());
     for (i, event) in batch.events.into_iter().enumerate() {
         match known.get(&event.id) {

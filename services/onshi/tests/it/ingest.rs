@@ -47,6 +47,43 @@ both_modes!(the_same_batch_posted_twice_yields_no_duplicates, |app| {
     assert!(app.store().visit_count().await.unwrap() <= visits_before + 1);
 });
 
+both_modes!(a_second_agent_of_the_same_clinic_adds_nothing_already_stored, |app| {
+    // A re-installed agent on the same terminal re-reads every file still in the folders: same results,
+    // same event ids, another device.
+    let events = app.receptions(1, 30, 5);
+    assert_eq!(app.post_events(1, &events).await.status(), 202);
+    eventually(WAIT, "first device's events applied", || async { app.store().raw_event_count().await.unwrap() == 30 })
+        .await;
+    let store = app.adapters().store.tenant(onshi_store::TenantScope::operator(app.tenant));
+    let clinic = store.clinic_scope(app.clinics[1].clinic.id, &onshi_domain::ClinicAccess::All).await.unwrap().unwrap();
+    let second = store.create_device(&clinic, "再インストール").await.unwrap();
+    let token = app.running().device_keys.mint(app.tenant, clinic.id, second.id).unwrap();
+    let send = |events: &[onshi_domain::AgentEvent]| {
+        app.client
+            .post(format!("{}/api/v1/events", app.base_url()))
+            .bearer_auth(&token)
+            .json(&onshi_domain::EventBatch { events: events.to_vec() })
+            .send()
+    };
+    let response = send(&events).await.unwrap();
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["duplicates"], 30, "recognised as resends: {body}");
+
+    // Both devices sending the same new results at once, each with one result of its own: once both
+    // batches are applied (both of their own results are there), the shared ones are stored once.
+    let fresh = app.receptions(1, 10, 6);
+    let (own_a, own_b) = (app.receptions(1, 1, 7), app.receptions(1, 1, 8));
+    let batch_a: Vec<_> = fresh.iter().chain(&own_a).cloned().collect();
+    let batch_b: Vec<_> = fresh.iter().chain(&own_b).cloned().collect();
+    let (a, b) = tokio::join!(app.post_events(1, &batch_a), send(&batch_b));
+    assert_eq!((a.status().as_u16(), b.unwrap().status().as_u16()), (202, 202));
+    eventually(WAIT, "both batches applied", || async { app.store().raw_event_count().await.unwrap() >= 42 }).await;
+    assert_eq!(app.store().raw_event_count().await.unwrap(), 42);
+    let expected = [&events, &fresh, &own_a, &own_b].iter().map(|e| reception_count(e)).sum::<u64>();
+    assert_eq!(app.store().confirmation_count().await.unwrap(), expected);
+});
+
 both_modes!(concurrent_resends_of_one_batch_take_effect_once, |app| {
     let events = app.receptions(0, 20, 3);
     let sends = (0..8).map(|_| app.post_events(0, &events));
