@@ -47,6 +47,7 @@ pub struct Config {
     pub worker_prefetch: u16,
     pub worker_idle_secs: u64,
     pub worker_down_grace_secs: u64,
+    pub audit_anchor_secs: u64,
 
     pub redis_url: Option<SecretString>,
     pub cache_prefix: String,
@@ -144,6 +145,9 @@ impl Config {
         }
         if self.worker_idle_secs == 0 {
             return invalid("worker_idle_secs", "must be at least 1");
+        }
+        if self.audit_anchor_secs == 0 {
+            return invalid("audit_anchor_secs", "must be at least 1");
         }
         if self.worker_down_grace_secs == 0 {
             return invalid("worker_down_grace_secs", "must be at least 1");

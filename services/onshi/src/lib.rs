@@ -3,6 +3,7 @@
 //! layer knows which backend it talks to.
 
 pub mod alerts;
+pub mod anchor;
 pub mod backup;
 pub mod bench;
 pub mod demo;

@@ -122,8 +122,11 @@ enum RollupsCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Recompute every tenant's hash chain; exits 1 and names each altered, missing or reordered entry.
+    /// Recompute every tenant's hash chain and check it against the signed anchors in the object store;
+    /// exits 1 and names each altered, missing or reordered entry, and every bad anchor.
     Verify,
+    /// Write an anchor of every chain's head to the object store now.
+    Anchor,
 }
 
 #[derive(Subcommand)]
@@ -347,13 +350,33 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
         }
         Command::Audit { which: AuditCommand::Verify } => {
             let store = onshi_store::Store::connect(config.effective_migration_url().expose_secret(), 2).await?;
-            let report = store.verify_audit().await?;
-            for problem in &report.problems {
+            let objects = onshi::startup::object_store(&config).await?;
+            let anchored = onshi::anchor::read(&objects, &onshi::startup::anchor_key(&config)).await?;
+            let report = store.verify_audit_anchored(&anchored.heads).await?;
+            let problems: Vec<&String> = anchored.problems.iter().chain(&report.problems).collect();
+            for problem in &problems {
                 println!("TAMPERED {problem}");
             }
-            println!("{} chain(s), {} entries, {} problem(s)", report.chains, report.rows, report.problems.len());
-            if !report.problems.is_empty() {
+            if anchored.unsigned {
+                println!("note: anchors are not signed (no jwt_secret configured); they still show removed entries");
+            }
+            println!(
+                "{} chain(s), {} entries, {} anchor(s), {} problem(s)",
+                report.chains,
+                report.rows,
+                anchored.anchors,
+                problems.len()
+            );
+            if !problems.is_empty() {
                 std::process::exit(1);
+            }
+        }
+        Command::Audit { which: AuditCommand::Anchor } => {
+            let store = onshi_store::Store::connect(config.effective_migration_url().expose_secret(), 2).await?;
+            let objects = onshi::startup::object_store(&config).await?;
+            match onshi::anchor::write(&store, &objects, &onshi::startup::anchor_key(&config), None).await? {
+                Some(heads) => println!("anchored {} chain head(s)", heads.len()),
+                None => println!("no audit entries yet; nothing to anchor"),
             }
         }
         Command::Rollups { which: RollupsCommand::Rebuild { tenant } } => {

@@ -2,7 +2,8 @@
 //! connection (`database_migration_url`), never by the request path:
 //! 1. create the monthly partitions for the months ahead (PostgreSQL);
 //! 2. remove visit records past each tenant's legal floor, audited per tenant (see onshi_store::Purge);
-//! 3. drop monthly partitions older than the shortest floor once the purge has emptied them.
+//! 3. drop monthly partitions older than the shortest floor once the purge has emptied them;
+//! 4. anchor the audit chains' heads in the object store (`crate::anchor`), after the purge's entries.
 //!
 //! Every step is idempotent, so a failed run is simply run again.
 
@@ -16,6 +17,8 @@ pub struct MaintenanceReport {
     pub partitions_created: Vec<String>,
     pub purges: Vec<Purge>,
     pub partitions_dropped: Vec<String>,
+    /// Audit chains whose head was anchored.
+    pub audit_anchored: usize,
 }
 
 /// Runs the chores as of today (JST). `months_ahead` partitions are kept ready beyond the current month.
@@ -26,7 +29,13 @@ pub async fn maintain(
 ) -> Result<MaintenanceReport, Box<dyn std::error::Error>> {
     let store = Store::connect(config.effective_migration_url().expose_secret(), 2).await?;
     let today = onshi_domain::jst::date_of(time::OffsetDateTime::now_utc());
-    run(&store, today, months_ahead, dry_run).await
+    let mut report = run(&store, today, months_ahead, dry_run).await?;
+    if !dry_run {
+        let objects = crate::startup::object_store(config).await?;
+        let key = crate::startup::anchor_key(config);
+        report.audit_anchored = crate::anchor::write(&store, &objects, &key, None).await?.map_or(0, |h| h.len());
+    }
+    Ok(report)
 }
 
 pub async fn run(
@@ -62,5 +71,5 @@ pub async fn run(
     } else {
         Vec::new()
     };
-    Ok(MaintenanceReport { partitions_created, purges, partitions_dropped })
+    Ok(MaintenanceReport { partitions_created, purges, partitions_dropped, audit_anchored: 0 })
 }

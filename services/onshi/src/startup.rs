@@ -246,7 +246,10 @@ impl Application {
         let server = onshi_api::serve(state, listener)
             .map_err(|source| StartupError::Listen { addr: config.listen.clone(), source })?;
         let shutdown = CancellationToken::new();
-        let worker = watch.map(|w| tokio::spawn(adapters.worker(config, w.health).run(shutdown.clone())));
+        let worker = watch.map(|w| {
+            tokio::spawn(anchoring(&adapters, config, shutdown.clone()));
+            tokio::spawn(adapters.worker(config, w.health).run(shutdown.clone()))
+        });
         Ok(Self { port, adapters, device_keys, server, worker, shutdown })
     }
 
@@ -342,9 +345,26 @@ pub async fn run_worker(config: &Config) -> Result<(), StartupError> {
     let ops_server = onshi_api::serve_ops(ops, listener).map_err(|source| StartupError::Listen { addr, source })?;
     let ops_handle = ops_server.handle();
     tokio::spawn(ops_server);
+    tokio::spawn(anchoring(&adapters, config, shutdown.clone()));
     adapters.worker(config, watch.health).run(shutdown).await;
     ops_handle.stop(true).await;
     Ok(())
+}
+
+/// The audit anchoring a worker process keeps up (see `crate::anchor`).
+fn anchoring(adapters: &Adapters, config: &Config, stop: CancellationToken) -> impl Future<Output = ()> + use<> {
+    crate::anchor::keep_anchoring(
+        adapters.store.clone(),
+        adapters.objects.clone(),
+        anchor_key(config),
+        Duration::from_secs(config.audit_anchor_secs),
+        stop,
+    )
+}
+
+/// The anchor signing key from the configured secret (none in a demo without one).
+pub fn anchor_key(config: &Config) -> crate::anchor::AnchorKey {
+    crate::anchor::AnchorKey::from_secret(config.jwt_secret.as_ref().map(|s| s.expose_secret().as_bytes()))
 }
 
 /// A fresh consumer state with the configured limits.

@@ -12,6 +12,11 @@
 //!   the entry is appended in the change's own transaction, so neither can be committed without the
 //!   other. Reads and denials are recorded in a transaction of their own.
 //!
+//! - **Anchored.** A head kept in the same database can be rolled back together with the newest entries
+//!   by whoever can write there. So the heads are also copied, signed, to the object store from time to
+//!   time (`onshi::anchor`), where the database role cannot reach, and `verify` takes those anchors: a
+//!   chain that no longer holds an anchored (seq, hash) has lost or rewritten entries.
+//!
 //! Appends to one chain serialise on its head row (SELECT … FOR UPDATE; SQLite's write lock). The
 //! first append of a chain inserts the head; two racing first appends conflict on its key and the loser
 //! retries as a transient error.
@@ -254,10 +259,35 @@ pub(crate) async fn append_system(db: &DatabaseConnection, entry: &AuditEntry) -
     Ok(())
 }
 
-/// Recomputes every chain. Runs as the application role too: each chain is read under its own tenant.
-pub(crate) async fn verify(db: &DatabaseConnection) -> Result<AuditReport, StoreError> {
+/// One chain's last entry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChainHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// Every chain's head, by chain (`system` or a tenant id).
+pub(crate) async fn heads(
+    db: &DatabaseConnection,
+) -> Result<std::collections::BTreeMap<String, ChainHead>, StoreError> {
+    Ok(audit_heads::Entity::find()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|h| (h.chain, ChainHead { seq: h.seq, hash: h.hash }))
+        .collect())
+}
+
+/// Recomputes every chain, and checks that each chain still holds the entry `anchors` recorded for it
+/// (the newest anchored head per chain; see the module header). Runs as the application role too: each
+/// chain is read under its own tenant.
+pub(crate) async fn verify(
+    db: &DatabaseConnection,
+    anchors: &std::collections::BTreeMap<String, ChainHead>,
+) -> Result<AuditReport, StoreError> {
     use sea_orm::TransactionTrait;
     let heads = audit_heads::Entity::find().order_by_asc(audit_heads::Column::Chain).all(db).await?;
+    let heads_seen: std::collections::HashSet<String> = heads.iter().map(|h| h.chain.clone()).collect();
     let mut report = AuditReport { chains: heads.len(), ..Default::default() };
     for head in heads {
         let tenant = if head.chain == SYSTEM_CHAIN {
@@ -273,6 +303,8 @@ pub(crate) async fn verify(db: &DatabaseConnection) -> Result<AuditReport, Store
         };
         let mut expected_seq = 1i64;
         let mut prev = GENESIS.to_owned();
+        let anchored = anchors.get(&head.chain);
+        let mut anchored_found = false;
         loop {
             let txn = match tenant {
                 Some(t) => crate::begin_tenant(db, t, false).await?,
@@ -312,6 +344,15 @@ pub(crate) async fn verify(db: &DatabaseConnection) -> Result<AuditReport, Store
                         .problems
                         .push(format!("chain {} seq {}: tenant does not match the chain", head.chain, row.seq));
                 }
+                if let Some(a) = anchored.filter(|a| a.seq == row.seq) {
+                    anchored_found = true;
+                    if a.hash != row.hash {
+                        report.problems.push(format!(
+                            "chain {} seq {}: differs from its anchored copy (the chain was rewritten)",
+                            head.chain, row.seq
+                        ));
+                    }
+                }
                 prev = row.hash.clone();
                 expected_seq = row.seq + 1;
             }
@@ -324,6 +365,15 @@ pub(crate) async fn verify(db: &DatabaseConnection) -> Result<AuditReport, Store
                 head.seq
             ));
         }
+        if let Some(a) = anchored.filter(|_| !anchored_found) {
+            report.problems.push(format!(
+                "chain {}: entry {} was anchored but is gone (entries removed, head rolled back to {})",
+                head.chain, a.seq, head.seq
+            ));
+        }
+    }
+    for (chain, a) in anchors.iter().filter(|(chain, _)| !heads_seen.contains(chain.as_str())) {
+        report.problems.push(format!("chain {chain}: anchored up to entry {} but no longer exists", a.seq));
     }
     Ok(report)
 }

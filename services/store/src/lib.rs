@@ -35,7 +35,7 @@ use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection};
 
 pub use accounts::{ApiToken, EmailPurpose, NewUser, SignIn, User, UserStatus};
-pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditReport, AuditResult};
+pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditReport, AuditResult, ChainHead};
 pub use billing::{BillingVisit, ExportRecord, StoredReview};
 pub use clinics::{Clinic, ClinicScope};
 pub use credentials::{DeviceAuth, EmailLink, TokenAuth};
@@ -157,9 +157,22 @@ impl Store {
         SystemStore::new(&self.db)
     }
 
-    /// Recomputes every audit chain (`onshi audit verify`).
+    /// Recomputes every audit chain (`onshi audit verify`), without anchors.
     pub async fn verify_audit(&self) -> Result<AuditReport, StoreError> {
-        audit::verify(&self.db).await
+        audit::verify(&self.db, &Default::default()).await
+    }
+
+    /// Recomputes every audit chain and checks it against the newest anchored head of each chain.
+    pub async fn verify_audit_anchored(
+        &self,
+        anchors: &std::collections::BTreeMap<String, ChainHead>,
+    ) -> Result<AuditReport, StoreError> {
+        audit::verify(&self.db, anchors).await
+    }
+
+    /// Every audit chain's head (for anchoring).
+    pub async fn audit_heads(&self) -> Result<std::collections::BTreeMap<String, ChainHead>, StoreError> {
+        audit::heads(&self.db).await
     }
 
     /// A cheap round trip, for readiness checks.

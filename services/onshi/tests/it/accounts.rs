@@ -490,3 +490,57 @@ both_modes!(the_audit_log_records_access_and_verify_catches_tampering, |app| {
     let report = store.verify_audit().await.unwrap();
     assert!(report.problems.iter().any(|p| p.contains("seq 2") && p.contains("altered")), "{:?}", report.problems);
 });
+
+both_modes!(deleting_the_newest_audit_entries_and_rolling_the_head_back_is_caught_by_the_anchors, |app| {
+    use onshi_objects::ObjectBackend;
+    use sea_orm::ConnectionTrait;
+    let (mut owner, _) = app.signed_in(Role::Owner).await;
+    assert_eq!(owner.get("/audit").await.status, 200);
+    let store = &app.adapters().store;
+    let objects = &app.adapters().objects;
+    let key = onshi::startup::anchor_key(&app.config);
+    assert!(onshi::anchor::write(store, objects, &key, None).await.unwrap().is_some());
+    let anchored = onshi::anchor::read(objects, &key).await.unwrap();
+    assert_eq!((anchored.anchors, anchored.problems.len(), anchored.unsigned), (1, 0, false));
+    assert!(store.verify_audit_anchored(&anchored.heads).await.unwrap().problems.is_empty());
+
+    // Someone with the database owner's rights removes the tenant chain's newest two entries and rolls its
+    // head back to the entry before them: the chain alone still verifies.
+    let chain = app.tenant.as_uuid().to_string();
+    let head = &anchored.heads[&chain];
+    assert!(head.seq > 3);
+    let keep = head.seq - 2;
+    let owner_url = secrecy::ExposeSecret::expose_secret(&app.config.effective_migration_url()).to_owned();
+    let db = sea_orm::Database::connect(&owner_url).await.unwrap();
+    if app.mode == Mode::Embedded {
+        db.execute_unprepared("DROP TRIGGER audit_log_no_DELETE").await.unwrap();
+    }
+    db.execute_unprepared(&format!("DELETE FROM audit_log WHERE chain = '{chain}' AND seq > {keep}")).await.unwrap();
+    db.execute_unprepared(&format!(
+        "UPDATE audit_heads SET seq = {keep}, hash = (SELECT hash FROM audit_log WHERE chain = '{chain}' AND seq = {keep}) \
+         WHERE chain = '{chain}'"
+    ))
+    .await
+    .unwrap();
+    db.close().await.ok();
+    assert!(store.verify_audit().await.unwrap().problems.is_empty(), "undetectable without anchors");
+    let report = store.verify_audit_anchored(&anchored.heads).await.unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains(&chain) && p.contains(&format!("entry {}", head.seq)) && p.contains("gone")),
+        "{:?}",
+        report.problems
+    );
+
+    // An anchor rewritten to match the truncated chain fails its signature.
+    let name = objects.list("audit-anchors/").await.unwrap().pop().unwrap();
+    let mut anchor: serde_json::Value = serde_json::from_slice(&objects.get(&name).await.unwrap().unwrap()).unwrap();
+    let mut body: serde_json::Value = serde_json::from_str(anchor["body"].as_str().unwrap()).unwrap();
+    body["heads"][&chain]["seq"] = serde_json::json!(keep);
+    anchor["body"] = serde_json::Value::String(body.to_string());
+    objects.put(&name, serde_json::to_vec(&anchor).unwrap(), "application/json").await.unwrap();
+    let forged = onshi::anchor::read(objects, &key).await.unwrap();
+    assert!(forged.problems.iter().any(|p| p.contains("signature")), "{:?}", forged.problems);
+});
