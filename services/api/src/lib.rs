@@ -25,7 +25,7 @@ pub use error::ApiError;
 pub use mail::Mailer;
 pub use routes::health::{Ops, WorkerWatch, serve_ops};
 pub use routes::{ROUTES, RouteSpec};
-pub use web::guard::{API_TOKEN_PREFIX, Access};
+pub use web::guard::{API_TOKEN_PREFIX, Access, Origins};
 pub use web::session::Sessions;
 
 /// Everything a handler may use, shared by all workers of the server.
@@ -41,6 +41,10 @@ pub struct AppState {
     pub mailer: Mailer,
     /// Where people reach the pages; e-mail links start with it.
     pub public_url: String,
+    /// Which page origins may post forms (from configuration, never from the request).
+    pub origins: web::guard::Origins,
+    /// Proxies whose X-Forwarded-For gives the client address.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     pub login_limits: LoginLimits,
     /// Which adapters are in use, for /readyz.
     pub modes: onshi_config::Modes,
@@ -86,6 +90,9 @@ pub fn serve(state: Arc<AppState>, listener: std::net::TcpListener) -> std::io::
         App::new()
             .app_data(data.clone())
             .app_data(ops.clone())
+            .app_data(web::input::query_config())
+            .app_data(web::input::form_config())
+            .app_data(web::input::path_config())
             .wrap(actix_web::middleware::ErrorHandlers::new().default_handler(web::error_page::html_for_browsers))
             .wrap(security_headers())
             .wrap(actix_web::middleware::from_fn(web::observe::observe))

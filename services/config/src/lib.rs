@@ -71,6 +71,8 @@ pub struct Config {
     pub rules_file: Option<std::path::PathBuf>,
 
     pub public_url: String,
+    pub allowed_origins: Vec<String>,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     pub smtp_url: Option<SecretString>,
     pub mail_from: String,
     pub session_idle_secs: u64,
@@ -217,6 +219,9 @@ impl Config {
                 return invalid("database_migration_url", "must start with postgres:// or postgresql://");
             }
         }
+        if let Some(bad) = self.allowed_origins.iter().find(|o| origin_of(o).as_deref() != Some(o.as_str())) {
+            return invalid("allowed_origins", &format!("{bad:?} is not an origin such as https://onshi.example.jp"));
+        }
         if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://")) {
             return invalid("public_url", "must start with http:// or https://");
         }
@@ -318,5 +323,39 @@ mod tests {
         let config = Config::from_figment(figment).unwrap();
         let debug = format!("{config:?}");
         assert!(!debug.contains("super-secret") && !debug.contains("hunter2"), "{debug}");
+    }
+}
+
+/// The origin (`scheme://host[:port]`, lower case, no path) of an http(s) URL, as browsers send it in
+/// `Origin`; `None` for anything else.
+pub fn origin_of(url: &str) -> Option<String> {
+    let url = url.trim().to_ascii_lowercase();
+    let (scheme, rest) = url.split_once("://")?;
+    if !matches!(scheme, "http" | "https") {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    let authority = match (scheme, authority.rsplit_once(':')) {
+        ("http", Some((host, "80"))) | ("https", Some((host, "443"))) => host,
+        _ => authority,
+    };
+    Some(format!("{scheme}://{authority}"))
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::origin_of;
+
+    #[test]
+    fn origins_are_scheme_host_and_port_without_default_ports_or_paths() {
+        assert_eq!(origin_of("https://Onshi.example.jp/").as_deref(), Some("https://onshi.example.jp"));
+        assert_eq!(origin_of("https://onshi.example.jp:443/x").as_deref(), Some("https://onshi.example.jp"));
+        assert_eq!(origin_of("http://127.0.0.1:8080").as_deref(), Some("http://127.0.0.1:8080"));
+        for bad in ["onshi.example.jp", "ftp://x", "https://", "https://user@evil.example"] {
+            assert_eq!(origin_of(bad), None, "{bad}");
+        }
     }
 }

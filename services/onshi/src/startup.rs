@@ -236,6 +236,8 @@ impl Application {
             sessions,
             mailer,
             public_url: config.public_url.clone(),
+            origins: onshi_api::Origins::new(&config.public_url, &config.allowed_origins),
+            trusted_proxies: config.trusted_proxies.clone(),
             login_limits: LoginLimits {
                 per_account: config.login_failures_per_account,
                 per_address: config.login_failures_per_address,

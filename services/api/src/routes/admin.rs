@@ -126,7 +126,7 @@ pub(crate) struct ClinicForm {
 }
 
 fn parse_date(s: &str) -> Option<Date> {
-    Date::parse(s.trim(), time::macros::format_description!("[year]-[month]-[day]")).ok()
+    onshi_domain::jst::parse_date(s)
 }
 
 pub(crate) async fn add_clinic(

@@ -5,7 +5,6 @@ use actix_web::{HttpResponse, web};
 use onshi_store::AuditResult;
 use serde::Deserialize;
 use serde_json::json;
-use time::Date;
 
 use super::audit::{AuditQuery, utc};
 use crate::web::guard::Caller;
@@ -35,8 +34,7 @@ pub(crate) async fn receptions(
     let store = state.store.tenant(caller.scope);
     let scope = caller.clinic(&store, &path).await?;
     let clinic = scope.id;
-    let date = Date::parse(&q.date, time::macros::format_description!("[year]-[month]-[day]"))
-        .map_err(|_| ApiError::InvalidRequest(onshi_domain::FieldError::new("date", "expected YYYY-MM-DD")))?;
+    let date = crate::web::input::required_date("date", &q.date)?;
     let visits = store.visits_on(&scope, date).await?;
     store
         .audit(
@@ -68,7 +66,7 @@ pub(crate) async fn audit(
     q: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let store = state.store.tenant(caller.scope);
-    let rows = store.audit_entries(&q.filter(1000)).await?;
+    let rows = store.audit_entries(&q.filter(1000)?).await?;
     store
         .audit(
             &caller

@@ -9,6 +9,7 @@ use time::{Date, OffsetDateTime};
 
 use crate::web::csv::CsvTable;
 use crate::web::guard::{Caller, Page};
+use crate::web::input;
 use crate::web::page::ok;
 use crate::{ApiError, AppState};
 
@@ -26,23 +27,25 @@ pub(crate) struct AuditQuery {
     to: String,
 }
 
-fn day(s: &str) -> Option<OffsetDateTime> {
-    Date::parse(s.trim(), time::macros::format_description!("[year]-[month]-[day]"))
-        .ok()
-        .map(|d| d.midnight().assume_offset(onshi_domain::jst::JST))
+/// The start of a JST day, for the time filter.
+fn day_start(d: Date) -> OffsetDateTime {
+    d.midnight().assume_offset(onshi_domain::jst::JST)
 }
 
 impl AuditQuery {
-    pub(crate) fn filter(&self, limit: u64) -> AuditFilter {
+    /// The store's filter; a date that is not one (or out of range) is a 400 naming its field.
+    pub(crate) fn filter(&self, limit: u64) -> Result<AuditFilter, ApiError> {
         let non_empty = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
-        AuditFilter {
+        let from = input::date("from", Some(&self.from))?;
+        let to = input::date("to", Some(&self.to))?;
+        Ok(AuditFilter {
             action_prefix: non_empty(&self.action),
             actor_contains: non_empty(&self.actor),
             result: non_empty(&self.result).filter(|r| ["success", "failure", "denied"].contains(&r.as_str())),
-            from: day(&self.from),
-            to: day(&self.to).map(|d| d + time::Duration::days(1)),
+            from: from.map(day_start),
+            to: to.map(|d| day_start(d) + time::Duration::days(1)),
             limit,
-        }
+        })
     }
 }
 
@@ -76,7 +79,7 @@ pub(crate) async fn viewer(
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let store = state.store.tenant(caller.scope);
-    let rows = store.audit_entries(&q.filter(500)).await?;
+    let rows = store.audit_entries(&q.filter(500)?).await?;
     store.audit(&caller.entry("audit.view", "audit_log", AuditResult::Success)).await?;
     let csv_link = format!(
         "/audit.csv?{}",
@@ -98,7 +101,7 @@ pub(crate) async fn export_csv(
     q: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let store = state.store.tenant(caller.scope);
-    let rows = store.audit_entries(&q.filter(10_000)).await?;
+    let rows = store.audit_entries(&q.filter(10_000)?).await?;
     let mut table = CsvTable::new(&["seq", "at_utc", "actor", "action", "target", "result", "ip", "details"]);
     for r in &rows {
         table.push([

@@ -11,7 +11,7 @@ use onshi_rules::billing::{Correction, Fact, Line, ReviewStatus, Totals, review}
 use onshi_rules::{ClinicSettings, RuleSet, Standard, VisitKind, YearMonth};
 use onshi_store::{AuditResult, Clinic, ClinicScope, ExportRecord, StoredReview, TenantStore};
 use serde::Deserialize;
-use time::{Date, OffsetDateTime};
+use time::OffsetDateTime;
 
 use crate::web::csv::{CsvTable, attachment};
 use crate::web::guard::{Caller, Page};
@@ -490,13 +490,9 @@ pub(crate) async fn set_standards(
     let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let form: StandardsForm = serde_urlencoded::from_bytes(&body)
         .map_err(|_| ApiError::InvalidRequest(onshi_domain::FieldError::new("from", "適用開始日が必要です")))?;
-    let from =
-        Date::parse(form.from.trim(), time::macros::format_description!("[year]-[month]-[day]")).map_err(|_| {
-            ApiError::InvalidRequest(onshi_domain::FieldError::new(
-                "from",
-                "適用開始日は YYYY-MM-DD で入力してください",
-            ))
-        })?;
+    let from = onshi_domain::jst::parse_date(&form.from).ok_or_else(|| {
+        ApiError::InvalidRequest(onshi_domain::FieldError::new("from", "適用開始日は YYYY-MM-DD で入力してください"))
+    })?;
     let met: std::collections::BTreeSet<Standard> =
         Standard::ALL.into_iter().filter(|st| pairs.iter().any(|(k, v)| k == "standard" && v == st.key())).collect();
     let mut settings = store.billing_settings(&clinic).await?;

@@ -7,7 +7,7 @@ use askama_web::WebTemplate;
 use onshi_domain::Permission;
 use onshi_domain::jst;
 use onshi_store::AuditResult;
-use time::{Date, OffsetDateTime};
+use time::OffsetDateTime;
 
 use crate::web::guard::{Caller, Page};
 use crate::web::page::{ok, see_other};
@@ -131,8 +131,7 @@ pub(crate) async fn clinic_receptions(
     let clinic = caller.clinic(&store, &path).await?;
     let id = clinic.id;
     let date = match q.date.as_deref() {
-        Some(d) => Date::parse(d, time::macros::format_description!("[year]-[month]-[day]"))
-            .map_err(|_| ApiError::InvalidRequest(onshi_domain::FieldError::new("date", "expected YYYY-MM-DD")))?,
+        Some(d) => crate::web::input::required_date("date", d)?,
         None => jst::date_of(OffsetDateTime::now_utc()),
     };
     let rows: Vec<VisitLine> = store.visits_on(&clinic, date).await?.into_iter().map(line).collect();

@@ -137,10 +137,55 @@ pub fn cookie<'a>(headers: &'a actix_web::http::header::HeaderMap, name: &str) -
         .filter(|v| !v.is_empty())
 }
 
-fn client_ip(req: &ServiceRequest) -> Option<String> {
-    // The direct peer. Behind a reverse proxy, configure the proxy to connect from a trusted address
-    // and extend this deliberately; X-Forwarded-For is not trusted by default.
-    req.peer_addr().map(|a| a.ip().to_string())
+/// The client's address: the direct peer, unless the peer is a configured proxy, in which case the
+/// nearest address in X-Forwarded-For that is not one of our proxies (entries further left were written
+/// by whoever sent the request and prove nothing).
+fn client_ip(req: &ServiceRequest, trusted_proxies: &[std::net::IpAddr]) -> Option<String> {
+    let peer = req.peer_addr()?.ip();
+    if !trusted_proxies.contains(&peer) {
+        return Some(peer.to_string());
+    }
+    let forwarded: Vec<std::net::IpAddr> = req
+        .headers()
+        .get_all("X-Forwarded-For")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect();
+    let client = forwarded.into_iter().rev().find(|a| !trusted_proxies.contains(a)).unwrap_or(peer);
+    Some(client.to_string())
+}
+
+/// The page origins form posts may come from: the public URL's and the configured ones, plus any
+/// loopback origin when the public URL itself is loopback (the demo and tests, served to this machine).
+#[derive(Debug, Clone, Default)]
+pub struct Origins {
+    allowed: Vec<String>,
+    loopback: bool,
+}
+
+impl Origins {
+    pub fn new(public_url: &str, extra: &[String]) -> Self {
+        let public = onshi_config::origin_of(public_url);
+        let loopback = public.as_deref().is_some_and(is_loopback);
+        let allowed = public.into_iter().chain(extra.iter().filter_map(|o| onshi_config::origin_of(o))).collect();
+        Self { allowed, loopback }
+    }
+
+    fn allows(&self, origin: &str) -> bool {
+        let Some(origin) = onshi_config::origin_of(origin) else { return false };
+        self.allowed.contains(&origin) || (self.loopback && is_loopback(&origin))
+    }
+}
+
+fn is_loopback(origin: &str) -> bool {
+    let host = origin.split_once("://").map_or(origin, |(_, h)| h);
+    let host = if host.starts_with('[') {
+        host.split(']').next().map(|h| &h[1..]).unwrap_or(host)
+    } else {
+        host.split(':').next().unwrap_or(host)
+    };
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn nav_for(user: &User, lang: Lang) -> Vec<(&'static str, &'static str)> {
@@ -171,8 +216,9 @@ fn nav_for(user: &User, lang: Lang) -> Vec<(&'static str, &'static str)> {
     nav.into_iter().map(|(href, ja, en)| (href, lang.t(ja, en))).collect()
 }
 
-/// Whether a state-changing request comes from our own pages.
-fn same_origin(req: &ServiceRequest, public_url: &str) -> bool {
+/// Whether a state-changing request comes from our own pages. The origin is compared with configuration
+/// only: `Host` and `X-Forwarded-Host` are the client's to choose.
+fn same_origin(req: &ServiceRequest, origins: &Origins) -> bool {
     if let Some(site) = req.headers().get("Sec-Fetch-Site").and_then(|v| v.to_str().ok())
         && !matches!(site, "same-origin" | "none")
     {
@@ -180,12 +226,7 @@ fn same_origin(req: &ServiceRequest, public_url: &str) -> bool {
     }
     match req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
         None => true,
-        Some(origin) => {
-            let host = req.connection_info().host().to_owned();
-            origin == public_url.trim_end_matches('/')
-                || origin == format!("http://{host}")
-                || origin == format!("https://{host}")
-        }
+        Some(origin) => origins.allows(origin),
     }
 }
 
@@ -220,7 +261,7 @@ async fn guarded(
         _ => {}
     }
     debug_assert!(access.is_browser());
-    let ip = client_ip(&req);
+    let ip = client_ip(&req, &state.trusted_proxies);
     let headers = req.headers().clone();
     let mut new_csrf_cookie = None;
     let csrf_cookie = match cookie(&headers, CSRF_COOKIE) {
@@ -242,7 +283,7 @@ async fn guarded(
     let lang_from_query = req.query_string().split('&').any(|kv| kv.starts_with("lang="));
 
     if req.method() == Method::POST {
-        if !same_origin(&req, &state.public_url) {
+        if !same_origin(&req, &state.origins) {
             return Err(ApiError::CsrfRejected.into());
         }
         let body = req.extract::<web::Bytes>().await?;
@@ -367,7 +408,7 @@ async fn token_caller(state: &AppState, req: &ServiceRequest, scope: ApiScope) -
         scope: auth.scope,
         clinics: ClinicAccess::of(user.role, &user.clinics),
         actor: format!("api-token:{} ({})", token.id, user.email),
-        ip: client_ip(req),
+        ip: client_ip(req, &state.trusted_proxies),
         session_token: None,
         session: None,
         user,

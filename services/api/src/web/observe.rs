@@ -1,12 +1,17 @@
 //! Every request: a span that continues the caller's trace (W3C `traceparent`) or starts one, a latency
 //! observation in `onshi_http_request_duration_seconds`, and one log line. Both the label and the log
 //! carry the route pattern (`/clinics/{clinic}`), never the raw path, so ids stay out of metrics and logs.
+//!
+//! A handler that panics is contained here: the panic is logged with its route and the client gets a 500
+//! (the page or the JSON body like any other error) instead of a dropped connection. Input must never
+//! cause one (`web::input` parses with bounds); this is the net under that rule.
 
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
+use futures_util::FutureExt;
 use onshi_telemetry::trace::{TRACEPARENT, continue_trace};
 use tracing::Instrument;
 
@@ -31,7 +36,13 @@ pub async fn observe(
     continue_trace(&span, incoming.as_deref());
 
     let started = Instant::now();
-    let result = next.call(req).instrument(span.clone()).await;
+    let result = match std::panic::AssertUnwindSafe(next.call(req).instrument(span.clone())).catch_unwind().await {
+        Ok(result) => result,
+        Err(_) => {
+            span.in_scope(|| tracing::error!(route = %route, "the handler panicked; answered 500"));
+            Err(crate::ApiError::internal(HandlerPanicked).into())
+        }
+    };
     let elapsed = started.elapsed();
     let status = match &result {
         Ok(res) => res.status().as_u16(),
@@ -46,3 +57,7 @@ pub async fn observe(
     });
     result
 }
+
+#[derive(Debug, thiserror::Error)]
+#[error("the request handler panicked")]
+struct HandlerPanicked;

@@ -163,11 +163,12 @@ both_modes!(two_factor_cannot_be_skipped_on_any_path, |config| { with_smtp(confi
         .post(&reset, &[("password", "A-New-Password-2026"), ("password2", "A-New-Password-2026"), ("code", "000000")])
         .await;
     assert_eq!(r.status, 422);
+    // A form refused for its password does not use up a right code: the same code then works.
+    let code = user.next_code();
+    let r = r2.post(&reset, &[("password", "A-New-Password-2026"), ("password2", "mistyped"), ("code", &code)]).await;
+    assert_eq!(r.status, 422);
     let r = r2
-        .post(
-            &reset,
-            &[("password", "A-New-Password-2026"), ("password2", "A-New-Password-2026"), ("code", &user.next_code())],
-        )
+        .post(&reset, &[("password", "A-New-Password-2026"), ("password2", "A-New-Password-2026"), ("code", &code)])
         .await;
     assert_eq!((r.status, r.location()), (303, "/signin?done=reset"));
     assert!(!r2.cookies.contains_key("__Host-onshi_session"));
@@ -199,6 +200,19 @@ both_modes!(every_form_needs_its_csrf_token_and_our_origin, |app| {
         let r = b.post_raw(&path, &[("csrf", token.as_str())], Some("https://evil.example")).await;
         assert_eq!(r.status, 403, "POST {} from another origin", route.path);
     }
+    // The origin is compared with configuration, not with what the request says its host is (#15.4).
+    let fields = [("csrf", token.as_str()), ("current", "wrong"), ("password", "x"), ("password2", "x")];
+    for headers in [
+        vec![("X-Forwarded-Host", "evil.example")],
+        vec![("Host", "evil.example")],
+        vec![("Forwarded", "host=evil.example;proto=http")],
+    ] {
+        let r = b.post_with_headers("/account/password", &fields, Some("http://evil.example"), &headers).await;
+        assert_eq!(r.status, 403, "{headers:?}");
+    }
+    // Our configured origin gets past the check (to the form's own answer: the current password is wrong).
+    let ours = onshi_config::origin_of(&app.config.public_url).unwrap();
+    assert_eq!(b.post_with_headers("/account/password", &fields, Some(&ours), &[]).await.status, 422);
     // The session survived all that: the right token from our origin works.
     assert_eq!(b.get("/account").await.status, 200);
 });
@@ -544,3 +558,62 @@ both_modes!(deleting_the_newest_audit_entries_and_rolling_the_head_back_is_caugh
     let forged = onshi::anchor::read(objects, &key).await.unwrap();
     assert!(forged.problems.iter().any(|p| p.contains("signature")), "{:?}", forged.problems);
 });
+
+both_modes!(
+    strangers_cannot_lock_anyone_out,
+    |config| {
+        with_smtp(config);
+        // The tests' requests come from 127.0.0.1 as if through a proxy there, so X-Forwarded-For sets the
+        // client address.
+        config.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    },
+    |app| {
+        let victim = app.user(Role::Billing).await;
+        let colleague = app.user(Role::Manager).await;
+        let from = |ip: &'static str| [("X-Forwarded-For", ip)];
+        let mut stranger = app.browser();
+        let fields = |email: &str, password: &str| {
+            vec![("email".to_owned(), email.to_owned()), ("password".to_owned(), password.to_owned())]
+        };
+        let post = async |b: &mut Browser, email: &str, password: &str, ip: &'static str| {
+            let csrf = b.csrf().await;
+            let f = fields(email, password);
+            let mut all: Vec<(&str, &str)> = vec![("csrf", csrf.as_str())];
+            all.extend(f.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            b.post_with_headers("/signin", &all, None, &from(ip)).await
+        };
+        // A stranger at 203.0.113.9 guesses the victim's password until blocked there.
+        for _ in 0..5 {
+            assert_eq!(post(&mut stranger, &victim.email, "guess", "203.0.113.9").await.status, 422);
+        }
+        assert_eq!(post(&mut stranger, &victim.email, "guess", "203.0.113.9").await.status, 429);
+        // The victim, elsewhere, signs in with the right password.
+        let mut own = app.browser();
+        let r = post(&mut own, &victim.email, &victim.password, "198.51.100.7").await;
+        assert_eq!((r.status, r.location()), (303, "/signin/totp"), "{}", r.body);
+        // A colleague behind the stranger's address (a shared clinic NAT) is not blocked either.
+        let mut desk = app.browser();
+        let r = post(&mut desk, &colleague.email, &colleague.password, "203.0.113.9").await;
+        assert_eq!((r.status, r.location()), (303, "/signin/totp"), "{}", r.body);
+
+        // Reset requests naming the victim never count against sign-in, and send at most three e-mails.
+        let mut spammer = app.browser();
+        for _ in 0..8 {
+            let csrf = spammer.csrf().await;
+            let r = spammer
+                .post_with_headers(
+                    "/password/forgot",
+                    &[("csrf", &csrf), ("email", &victim.email)],
+                    None,
+                    &from("192.0.2.5"),
+                )
+                .await;
+            assert_eq!(r.status, 200, "the same page every time");
+        }
+        let mut again = app.browser();
+        let r = post(&mut again, &victim.email, &victim.password, "192.0.2.5").await;
+        assert_eq!((r.status, r.location()), (303, "/signin/totp"), "{}", r.body);
+        sink().wait_for(&victim.email, "/password/reset/").await;
+        assert!(sink().count_to(&victim.email) <= 3, "{} reset e-mails", sink().count_to(&victim.email));
+    }
+);

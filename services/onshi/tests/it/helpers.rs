@@ -474,6 +474,17 @@ impl Browser {
 
     /// A POST exactly as given (no CSRF field added), optionally with an `Origin` header.
     pub async fn post_raw(&mut self, path: &str, fields: &[(&str, &str)], origin: Option<&str>) -> Reply {
+        self.post_with_headers(path, fields, origin, &[]).await
+    }
+
+    /// As `post_raw`, with extra request headers.
+    pub async fn post_with_headers(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        origin: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut req = self
             .client
             .post(format!("{}{path}", self.base))
@@ -482,6 +493,9 @@ impl Browser {
             .body(serde_urlencoded::to_string(fields).unwrap());
         if let Some(o) = origin {
             req = req.header("Origin", o);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         let r = req.send().await.unwrap();
         self.finish(r).await

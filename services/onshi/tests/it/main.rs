@@ -18,6 +18,7 @@ mod browser;
 mod dashboards;
 mod durability;
 mod ingest;
+mod input;
 mod operations;
 mod outages;
 mod pages;

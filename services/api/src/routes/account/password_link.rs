@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::letters::{Letter, link};
 use super::signin::check_code;
-use super::throttle::{note_failure, throttled, throttled_response};
+use super::throttle::{reset_allowed, throttled, throttled_response};
 use super::{RESET_TTL, email_link, new_password, own_entry};
 use crate::web::guard::Page;
 use crate::web::page::{MessagePage, ok, see_other, unprocessable};
@@ -110,6 +110,11 @@ async fn set(
     if throttled(state, &user.email, page.ip.as_deref()).await {
         return throttled_response(&page);
     }
+    // Everything else first: a code is used up when checked, so a rejected password must not cost it.
+    let phc = match new_password(&page, &form.password, &form.password2, &user.email) {
+        Ok(phc) => phc,
+        Err(message) => return unprocessable(kind.form(page, token, &user, Some(message))),
+    };
     if kind.needs_code(&user) && check_code(state, &store, &user, &form.code, page.ip.as_deref()).await?.is_none() {
         let entry = own_entry(&user, kind.audit_action(), AuditResult::Failure, page.ip.clone())
             .details(serde_json::json!({ "reason": "second factor" }));
@@ -117,10 +122,6 @@ async fn set(
         let error = page.lang.t("確認コードが違います。", "The code is not correct.").to_owned();
         return unprocessable(kind.form(page, token, &user, Some(error)));
     }
-    let phc = match new_password(&page, &form.password, &form.password2, &user.email) {
-        Ok(phc) => phc,
-        Err(message) => return unprocessable(kind.form(page, token, &user, Some(message))),
-    };
     // Used up only now, so a mistyped confirmation does not cost the user their link.
     if store.consume_email_token(&hash, kind.purpose()).await?.is_none() {
         return email_link::expired(page);
@@ -144,11 +145,14 @@ pub(crate) async fn forgot(
     form: web::Form<ForgotForm>,
 ) -> Result<HttpResponse, ApiError> {
     let email = form.email.trim().to_lowercase();
-    // Same counters as sign-in: reset requests cannot be used to flood a mailbox.
-    if throttled(&state, &email, page.ip.as_deref()).await {
-        return throttled_response(&page);
+    // Limited on their own counters, never the sign-in's; over the limit the answer reads the same.
+    if !reset_allowed(&state, &email, page.ip.as_deref()).await {
+        let entry = onshi_store::AuditEntry::new(None, "-", "password.reset_requested", "-", AuditResult::Denied)
+            .ip(page.ip.clone())
+            .details(serde_json::json!({ "reason": "reset limit" }));
+        state.store.system().audit(&entry).await?;
+        return ok(reset_requested(&page));
     }
-    note_failure(&state, &email, page.ip.as_deref()).await;
     let issued = state
         .store
         .system()
@@ -162,16 +166,20 @@ pub(crate) async fn forgot(
         let entry = own_entry(&user, "password.reset_requested", AuditResult::Success, page.ip.clone());
         state.store.system().audit_refused(&user, &entry).await?;
     }
-    // The same page whether or not the address has an account.
-    ok(MessagePage {
+    ok(reset_requested(&page))
+}
+
+/// The same page whether or not the address has an account, and whether or not a mail went out.
+fn reset_requested(page: &Page) -> MessagePage {
+    MessagePage {
         title: page.lang.t("メールを確認してください", "Check your e-mail"),
         message: page.lang.t(
             "登録されているアドレスであれば、再設定用のリンクを送りました。",
             "If the address belongs to an account, we sent it a reset link.",
         ),
         link: Some(("/signin", page.lang.t("サインインへ", "Back to sign-in"))),
-        page,
-    })
+        page: page.clone(),
+    }
 }
 
 pub(crate) async fn reset_form(

@@ -7,7 +7,7 @@ use onshi_store::{AuditResult, User};
 use serde::Deserialize;
 
 use super::new_password;
-use super::throttle::{note_failure, throttled, throttled_response};
+use super::throttle::{Failed, note_failure, throttled, throttled_response};
 use crate::web::guard::{Caller, Page};
 use crate::web::i18n::Lang;
 use crate::web::page::{ok, see_other, unprocessable};
@@ -63,7 +63,7 @@ pub(crate) async fn change_password(
         return throttled_response(&page);
     }
     if !user.password_hash.as_deref().is_some_and(|phc| verify_password(&form.current, phc)) {
-        note_failure(&state, &user.email, caller.ip.as_deref()).await;
+        note_failure(&state, &user.email, caller.ip.as_deref(), Failed::KnownAccount).await;
         return again(
             page.clone(),
             page.lang.t("現在のパスワードが違います。", "The current password is not correct.").to_owned(),

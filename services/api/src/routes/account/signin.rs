@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use super::own_entry;
 use super::signup::send_verification;
-use super::throttle::{account_label, note_failure, throttled, throttled_response};
+use super::throttle::{Failed, account_label, note_failure, throttled, throttled_response};
 use crate::web::guard::{Caller, Page, Pending};
 use crate::web::page::{ok, see_other, unprocessable};
 use crate::web::session::{Stage, with_session_cookie, without_session_cookie};
@@ -118,12 +118,12 @@ pub(crate) async fn signin(
         SignIn::Unknown => {
             // The same Argon2 work as for a known address: timing does not tell them apart.
             verify_against_nothing(&form.password);
-            note_failure(&state, &email, ip.as_deref()).await;
+            note_failure(&state, &email, ip.as_deref(), Failed::UnknownAccount).await;
             state.store.system().audit(&anonymous(AuditResult::Failure, "unknown account")).await?;
             return refuse(page, email);
         }
         SignIn::Refused(user) => {
-            note_failure(&state, &email, ip.as_deref()).await;
+            note_failure(&state, &email, ip.as_deref(), Failed::KnownAccount).await;
             let reason = if user.status == UserStatus::Active { "wrong password" } else { "account not active" };
             let entry = own_entry(&user, "signin.password", AuditResult::Failure, ip.clone())
                 .details(serde_json::json!({ "reason": reason }));
@@ -177,7 +177,7 @@ pub(super) async fn check_code(
     match step {
         Some(step) if store.consume_totp_step(user.id, step).await? => Ok(Some(step)),
         _ => {
-            note_failure(state, &user.email, ip).await;
+            note_failure(state, &user.email, ip, Failed::KnownAccount).await;
             Ok(None)
         }
     }
@@ -256,7 +256,7 @@ pub(crate) async fn totp_setup(
     };
     let step = secret.verify(&form.code, now_unix(), user.totp_last_step).map_err(ApiError::internal)?;
     let Some(step) = step else {
-        note_failure(&state, &user.email, pending.ip.as_deref()).await;
+        note_failure(&state, &user.email, pending.ip.as_deref(), Failed::KnownAccount).await;
         let uri = secret.uri(&user.email).map_err(ApiError::internal)?;
         return unprocessable(TotpSetupPage {
             error: Some(page.lang.t(

@@ -13,6 +13,7 @@ use time::{Date, OffsetDateTime};
 use super::chart::{WEEKDAYS, availability, bars, heatmap};
 use crate::web::csv::CsvTable;
 use crate::web::guard::{Caller, Page};
+use crate::web::input;
 use crate::web::page::ok;
 use crate::{ApiError, AppState};
 
@@ -61,10 +62,6 @@ fn csv_response(name: &str, header: &[&str], rows: Vec<Vec<String>>) -> HttpResp
     table.download(name)
 }
 
-fn parse_day(s: Option<&str>) -> Option<Date> {
-    Date::parse(s?, time::macros::format_description!("[year]-[month]-[day]")).ok()
-}
-
 pub(crate) async fn clinic(
     state: web::Data<AppState>,
     page: Page,
@@ -77,8 +74,8 @@ pub(crate) async fn clinic(
     let id = clinic.id;
     let now = OffsetDateTime::now_utc();
     let today = onshi_domain::jst::date_of(now);
-    let to = parse_day(q.to.as_deref()).unwrap_or(today);
-    let from = parse_day(q.from.as_deref()).unwrap_or(to - time::Duration::days(27)).min(to);
+    let to = input::date("to", q.to.as_deref())?.unwrap_or(today);
+    let from = input::date("from", q.from.as_deref())?.unwrap_or(to - time::Duration::days(27)).min(to);
     let rows = store.hourly(&clinic, from, to).await?;
     let mut matrix = [[0i64; 24]; 7];
     let mut methods: HashMap<ConfirmationMethod, i64> = HashMap::new();

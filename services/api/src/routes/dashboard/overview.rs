@@ -156,7 +156,7 @@ pub(crate) async fn overview(
     q: web::Query<OverviewQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let today = onshi_domain::jst::date_of(OffsetDateTime::now_utc());
-    let last = q.to.as_deref().and_then(YearMonth::parse).unwrap_or(YearMonth::of(today));
+    let last = crate::web::input::month("to", q.to.as_deref())?.unwrap_or(YearMonth::of(today));
     let n = i32::from(q.months.unwrap_or(6).clamp(2, 24));
     let months: Vec<YearMonth> = (0..n).map(|k| last.plus(k - n + 1)).collect();
     let store = state.store.tenant(caller.scope);
