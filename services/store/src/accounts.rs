@@ -145,19 +145,50 @@ fn conflict_on_unique(e: sea_orm::DbErr, what: &'static str) -> StoreError {
     }
 }
 
+/// Makes `email` sign in to `user` of `tenant`: the service-wide directory row, whose key is the address.
+/// Only an address its owner has proved (a verification or invitation link followed, or an operator's
+/// account) is claimed, so nobody can hold an address by signing up or inviting with it; a second
+/// claim is a `Conflict`, told only to the person who has just proved the address.
+async fn claim_login(txn: &DatabaseTransaction, email: &str, tenant: Uuid, user: UserId) -> Result<(), StoreError> {
+    if let Some(existing) = user_logins::Entity::find_by_id(email.to_owned()).one(txn).await? {
+        return if existing.user_id == user.as_uuid() {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict { what: "an account with this e-mail address" })
+        };
+    }
+    user_logins::ActiveModel { email: Set(email.to_owned()), tenant_id: Set(tenant), user_id: Set(user.as_uuid()) }
+        .insert(txn)
+        .await
+        .map_err(|e| conflict_on_unique(e, "an account with this e-mail address"))?;
+    Ok(())
+}
+
+/// Whether the group already has a member (of any status) with this address.
+async fn member_with(txn: &DatabaseTransaction, tenant: Uuid, email: &str) -> Result<bool, StoreError> {
+    Ok(users::Entity::find()
+        .filter(users::Column::TenantId.eq(tenant))
+        .filter(users::Column::Email.eq(email))
+        .one(txn)
+        .await?
+        .is_some())
+}
+
 async fn insert_user(
     txn: &DatabaseTransaction,
     tenant: Uuid,
     user: &NewUser<'_>,
     status: UserStatus,
+    claim: bool,
 ) -> Result<UserId, StoreError> {
     let email = normalise_email(user.email);
     let id = UserId::new();
-    // The directory row first: its primary key is the address, so a taken address fails here.
-    user_logins::ActiveModel { email: Set(email.clone()), tenant_id: Set(tenant), user_id: Set(id.as_uuid()) }
-        .insert(txn)
-        .await
-        .map_err(|e| conflict_on_unique(e, "an account with this e-mail address"))?;
+    if member_with(txn, tenant, &email).await? {
+        return Err(StoreError::Conflict { what: "a member of this group with this e-mail address" });
+    }
+    if claim {
+        claim_login(txn, &email, tenant, id).await?;
+    }
     let now = OffsetDateTime::now_utc();
     users::ActiveModel {
         id: Set(id.as_uuid()),
@@ -182,7 +213,9 @@ async fn insert_user(
 }
 
 impl SystemStore<'_> {
-    /// Web signup: a new clinic group with its owner, in one transaction, audited in the new chain.
+    /// Web signup: a new clinic group with its owner, in one transaction, audited in the new chain. The
+    /// owner's address is not claimed until the verification link is followed (`mark_email_verified`):
+    /// a signup never verified holds nothing, and its link expires with `VERIFY_TTL`.
     pub async fn sign_up(
         &self,
         group_name: &str,
@@ -192,13 +225,19 @@ impl SystemStore<'_> {
         let tenant = TenantId::new();
         let txn = crate::begin_tenant(self.db(), tenant.as_uuid(), true).await?;
         SystemStore::insert_tenant(&txn, tenant, group_name).await?;
-        let user = insert_user(&txn, tenant.as_uuid(), owner, UserStatus::Active).await?;
+        let user = insert_user(&txn, tenant.as_uuid(), owner, UserStatus::Active, false).await?;
         let mut entry = audit.clone();
         entry.actor_id = Some(user);
         entry.target = format!("user:{user}");
         append(&txn, &tenant.as_uuid().to_string(), Some(tenant.as_uuid()), &entry).await?;
         txn.commit().await?;
         Ok((TenantScope::new(tenant), user))
+    }
+
+    /// Whether an account signs in with this address (for signup, which then answers as it would for a
+    /// free address and writes to the owner of this one instead).
+    pub async fn address_in_use(&self, email: &str) -> Result<bool, StoreError> {
+        Ok(self.find_login(email).await?.is_some())
     }
 
     async fn find_login(&self, email: &str) -> Result<Option<(TenantId, UserId)>, StoreError> {
@@ -285,8 +324,10 @@ impl TenantStore<'_> {
                 return Err(StoreError::NotFound { what: "clinic" });
             }
         }
+        // An invitation (no password yet) claims no address: accepting it does. An account created with
+        // a password (operators, the demo) is usable at once.
         let status = if user.password_hash.is_some() { UserStatus::Active } else { UserStatus::Invited };
-        let id = insert_user(&txn, self.tenant_uuid(), user, status).await?;
+        let id = insert_user(&txn, self.tenant_uuid(), user, status, status == UserStatus::Active).await?;
         let mut entry = audit.clone();
         entry.target = format!("user:{id}");
         self.append_in(&txn, &entry).await?;
@@ -315,8 +356,19 @@ impl TenantStore<'_> {
             .await?
             .ok_or(StoreError::NotFound { what: "user" })?;
         let epoch = row.session_epoch;
+        let (email, was_claimable) = (row.email.clone(), row.email_verified_at.is_some() && row.status == "active");
         let mut active: users::ActiveModel = row.into();
         change(&mut active);
+        // A change that makes the account usable (the address proved, an invitation accepted) claims the
+        // address, in the same transaction: if another account has it, nothing changes.
+        let verified = matches!(
+            &active.email_verified_at,
+            sea_orm::ActiveValue::Set(Some(_)) | sea_orm::ActiveValue::Unchanged(Some(_))
+        );
+        let usable = matches!(&active.status, sea_orm::ActiveValue::Set(s) | sea_orm::ActiveValue::Unchanged(s) if s == UserStatus::Active.as_str());
+        if verified && usable && !was_claimable {
+            claim_login(&txn, &email, self.tenant_uuid(), id).await?;
+        }
         if revoke_sessions {
             active.session_epoch = Set(epoch.wrapping_add(1));
         }
@@ -328,6 +380,7 @@ impl TenantStore<'_> {
     }
 
     /// Sets a new password (change, reset, or accepting an invitation). Ends every session of the user.
+    /// Accepting an invitation claims the address (`Conflict` when another account signs in with it).
     pub async fn set_password(&self, id: UserId, phc: &str, audit: &AuditEntry) -> Result<(), StoreError> {
         let phc = phc.to_owned();
         self.change_user(id, true, audit, move |u| {
@@ -343,6 +396,8 @@ impl TenantStore<'_> {
         .await
     }
 
+    /// The signup's link was followed: the address is proved, and claimed (`Conflict` when another
+    /// account already signs in with it).
     pub async fn mark_email_verified(&self, id: UserId, audit: &AuditEntry) -> Result<(), StoreError> {
         self.change_user(id, false, audit, |u| u.email_verified_at = Set(Some(OffsetDateTime::now_utc()))).await
     }

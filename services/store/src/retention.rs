@@ -54,6 +54,14 @@ impl Store {
 }
 
 impl TenantStore<'_> {
+    /// The group's name, as given at signup (for e-mails that must say which group).
+    pub async fn group_name(&self) -> Result<String, StoreError> {
+        let txn = self.read().await?;
+        let row = tenants::Entity::find_by_id(self.tenant_uuid()).one(&txn).await?;
+        txn.commit().await?;
+        Ok(row.ok_or(StoreError::NotFound { what: "tenant" })?.name)
+    }
+
     pub async fn retention_basis(&self) -> Result<RetentionBasis, StoreError> {
         let txn = self.read().await?;
         let row = tenants::Entity::find_by_id(self.tenant_uuid()).one(&txn).await?;

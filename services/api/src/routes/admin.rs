@@ -404,7 +404,10 @@ pub(crate) async fn invite(
         Err(StoreError::Conflict { .. }) => {
             let msg = page
                 .lang
-                .t("このメールアドレスは既に使われています。", "This e-mail address is already in use.")
+                .t(
+                    "このグループには同じメールアドレスのスタッフが既にいます。",
+                    "Someone in this group already has this e-mail address.",
+                )
                 .to_owned();
             return unprocessable(staff_view(&state, page, &caller, Some(msg), None).await?);
         }
@@ -413,7 +416,8 @@ pub(crate) async fn invite(
     let token = email_link::issue(caller.scope.tenant_id());
     store.create_email_token(user_id, EmailPurpose::Invite, &token.hash, INVITE_TTL).await?;
     let url = link(&state, &format!("/invite/{}", token.secret));
-    Letter::invitation(&name, &caller.user.display_name, &url).send(&state, &email).await?;
+    let group = store.group_name().await?;
+    Letter::invitation(&name, &caller.user.display_name, &group, &url).send(&state, &email).await?;
     ok(staff_view(
         &state,
         page.clone(),

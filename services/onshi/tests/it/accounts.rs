@@ -59,9 +59,10 @@ both_modes!(a_group_signs_up_verifies_enrols_two_factor_and_onboards, |config| {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
 
-    // Not verified yet: the password alone does not sign in, the verification mail is sent again.
+    // Not verified yet: the address is not claimed, so the password alone signs in to nothing (the same
+    // answer as any unknown address).
     let r = b.post("/signin", &[("email", &email), ("password", password)]).await;
-    assert_eq!(r.status, 200);
+    assert_eq!(r.status, 422);
     assert!(!b.cookies.contains_key("__Host-onshi_session"));
 
     let mail = sink().wait_for(&email, "/verify-email/").await;
@@ -615,5 +616,78 @@ both_modes!(
         assert_eq!((r.status, r.location()), (303, "/signin/totp"), "{}", r.body);
         sink().wait_for(&victim.email, "/password/reset/").await;
         assert!(sink().count_to(&victim.email) <= 3, "{} reset e-mails", sink().count_to(&victim.email));
+    }
+);
+
+both_modes!(
+    addresses_are_claimed_by_proving_them_not_by_signing_up_or_inviting,
+    |config| { with_smtp(config) },
+    |app| {
+        let x = format!("x-{}@example.jp", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let invite = async |b: &mut Browser, email: &str| {
+            b.post("/staff/invite", &[("name", "事務 花子"), ("email", email), ("role", "billing")]).await
+        };
+        // Group A and group B both invite x: neither is told anything about the other.
+        let (mut a, _) = app.signed_in(Role::Owner).await;
+        let tenant_b = app.adapters().store.system().create_tenant("別法人 B").await.unwrap();
+        let owner_b = app.user_in(tenant_b, Role::Owner, &[]).await;
+        let mut b = app.browser();
+        b.sign_in(&owner_b).await;
+        let (ra, rb) = (invite(&mut a, &x).await, invite(&mut b, &x).await);
+        assert_eq!((ra.status, rb.status), (200, 200), "{}", rb.body);
+        let sent = |r: &Reply| extract(&r.body, "role=\"status\">", "<");
+        assert_eq!(sent(&ra), sent(&rb), "the same message in both groups");
+        // x accepts A's invitation: the address is now claimed. B's then says so, to x only.
+        let mut links = Vec::new();
+        for _ in 0..100 {
+            links = sink().all_to(&x).iter().map(|m| link_path(m, "/invite/")).collect();
+            if links.len() == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(links.len(), 2);
+        let accept = [("password", "Kakunin-Hanako-2026"), ("password2", "Kakunin-Hanako-2026")];
+        let mut x_browser = app.browser();
+        let first = x_browser.post(&links[0], &accept).await;
+        assert_eq!((first.status, first.location()), (303, "/signin?done=invite"), "{}", first.body);
+        let second = x_browser.post(&links[1], &accept).await;
+        assert_eq!(second.status, 409, "{}", second.body);
+        assert!(second.body.contains("既にアカウントがあります"));
+
+        // Signing up with x reads exactly like signing up with a free address; x's owner gets a note.
+        let signup = async |email: &str| {
+            let mut s = app.browser();
+            let password = "Shinki-Touroku-2026";
+            s.post(
+                "/signup",
+                &[
+                    ("group", "医療法人 乗っ取り会"),
+                    ("name", "誰か"),
+                    ("email", email),
+                    ("password", password),
+                    ("password2", password),
+                ],
+            )
+            .await
+        };
+        let free = format!("free-{}@example.jp", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let (taken, fresh) = (signup(&x).await, signup(&free).await);
+        assert_eq!((taken.status, fresh.status), (200, 200));
+        let h1 = |r: &Reply| extract(&r.body, "<h1>", "<");
+        assert_eq!(h1(&taken), h1(&fresh));
+        sink().wait_for(&x, "/password/forgot").await;
+
+        // An unverified signup holds nothing: group A invites its address and the invitation is accepted;
+        // following the old verification link afterwards says the address is taken.
+        let y = format!("y-{}@example.jp", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        assert_eq!(signup(&y).await.status, 200);
+        let verify = link_path(&sink().wait_for(&y, "/verify-email/").await, "/verify-email/");
+        assert_eq!(invite(&mut a, &y).await.status, 200);
+        let invited = link_path(&sink().wait_for(&y, "/invite/").await, "/invite/");
+        let r = app.browser().post(&invited, &accept).await;
+        assert_eq!((r.status, r.location()), (303, "/signin?done=invite"), "{}", r.body);
+        let r = app.browser().post(&verify, &[]).await;
+        assert_eq!(r.status, 409, "{}", r.body);
     }
 );

@@ -106,6 +106,18 @@ impl Sink {
         self.messages.lock().unwrap().iter().filter(|m| m.to_ascii_lowercase().contains(&needle)).count()
     }
 
+    /// The decoded bodies of every message to `to` so far, oldest first.
+    pub fn all_to(&self, to: &str) -> Vec<String> {
+        let needle = format!("to: {}", to.to_ascii_lowercase());
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.to_ascii_lowercase().contains(&needle))
+            .map(|m| body_text(m))
+            .collect()
+    }
+
     /// Waits for a message to `to` whose body contains `needle`, and returns its decoded body.
     pub async fn wait_for(&self, to: &str, needle: &str) -> String {
         for _ in 0..200 {

@@ -34,13 +34,28 @@ impl Letter {
         }
     }
 
+    /// Someone signed up with an address that already has an account: its owner is told, and the
+    /// person signing up sees the same page as for a free address.
+    pub(crate) fn already_registered(signin: &str, forgot: &str) -> Self {
+        Letter {
+            subject: "【Onshi Cloud】登録のお知らせ / About a sign-up with your address",
+            body: format!(
+                "このメールアドレスで Onshi Cloud への新規登録がありましたが、このアドレスには既にアカウントがあります。\n\
+                 ご本人の場合はサインインしてください: {signin}\nパスワードをお忘れの場合: {forgot}\n\n\
+                 Someone tried to sign up for Onshi Cloud with this address, which already has an account. If it was\n\
+                 you, sign in ({signin}) or reset your password ({forgot}).\n\n\
+                 心当たりがない場合は、このメールを破棄してください。 If this was not you, ignore this e-mail.\n"
+            ),
+        }
+    }
+
     /// An invitation from a colleague (valid for `INVITE_TTL`).
-    pub(crate) fn invitation(name: &str, inviter: &str, link: &str) -> Self {
+    pub(crate) fn invitation(name: &str, inviter: &str, group: &str, link: &str) -> Self {
         Letter {
             subject: "【Onshi Cloud】招待 / You are invited",
             body: format!(
-                "{name} 様\n\n{inviter} さんから Onshi Cloud に招待されました。次のリンクからパスワードを設定してください（7日間有効）。\n{link}\n\n\
-                 {inviter} invited you to Onshi Cloud. Set your password with the link above (valid for 7 days).\n"
+                "{name} 様\n\n{group} の {inviter} さんから Onshi Cloud に招待されました。次のリンクからパスワードを設定してください（7日間有効）。\n{link}\n\n\
+                 {inviter} of {group} invited you to Onshi Cloud. Set your password with the link above (valid for 7 days).\n"
             ),
         }
     }

@@ -126,8 +126,13 @@ async fn set(
     if store.consume_email_token(&hash, kind.purpose()).await?.is_none() {
         return email_link::expired(page);
     }
-    store.set_password(user.id, &phc, &own_entry(&user, kind.audit_action(), AuditResult::Success, page.ip)).await?;
-    Ok(see_other(kind.done()))
+    let entry = own_entry(&user, kind.audit_action(), AuditResult::Success, page.ip.clone());
+    match store.set_password(user.id, &phc, &entry).await {
+        Ok(()) => Ok(see_other(kind.done())),
+        // The invitation's address already signs in to another account (the link is used up).
+        Err(onshi_store::StoreError::Conflict { .. }) => super::signup::address_has_account(page),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub(crate) async fn forgot_form(page: Page) -> Result<HttpResponse, ApiError> {

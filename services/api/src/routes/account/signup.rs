@@ -8,6 +8,7 @@ use onshi_store::{AuditEntry, AuditResult, EmailPurpose, NewUser, StoreError, Te
 use serde::Deserialize;
 
 use super::letters::{Letter, link};
+use super::throttle::account_label;
 use super::{VERIFY_TTL, email_link, new_password, own_entry};
 use crate::web::guard::Page;
 use crate::web::page::{MessagePage, ok, see_other, unprocessable};
@@ -100,24 +101,30 @@ pub(crate) async fn signup(
         Ok(phc) => phc,
         Err(message) => return fail(page, message),
     };
+    // An address that already has an account: its owner gets a note, and this page reads exactly as for
+    // a free address, so signup does not tell strangers which addresses have accounts.
+    if state.store.system().address_in_use(&email).await? {
+        let entry = AuditEntry::new(None, &account_label(&email), "tenant.signup", "-", AuditResult::Denied)
+            .ip(page.ip.clone())
+            .details(serde_json::json!({ "reason": "address has an account" }));
+        state.store.system().audit(&entry).await?;
+        Letter::already_registered(&link(&state, "/signin"), &link(&state, "/password/forgot"))
+            .send(&state, &email)
+            .await?;
+        return ok(check_your_mail(page));
+    }
     let owner =
         NewUser { email: &email, display_name: &name, role: Role::Owner, clinics: &[], password_hash: Some(&phc) };
     let entry = AuditEntry::new(None, &email, "tenant.signup", "-", AuditResult::Success).ip(page.ip.clone());
-    let (scope, user_id) = match state.store.system().sign_up(&group, &owner, &entry).await {
-        Ok(ids) => ids,
-        Err(StoreError::Conflict { .. }) => {
-            let message = page.lang.t(
-                "このメールアドレスは登録できません。既にアカウントをお持ちの場合はサインインしてください。",
-                "This e-mail address cannot be registered. If you already have an account, sign in.",
-            );
-            return fail(page.clone(), message.to_owned());
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let (scope, user_id) = state.store.system().sign_up(&group, &owner, &entry).await?;
     let user = state.store.tenant(scope).user(user_id).await?.ok_or(ApiError::NotFound)?;
     send_verification(&state, scope, &user).await?;
     tracing::info!(tenant = %scope.tenant_id(), "clinic group signed up");
-    ok(MessagePage {
+    ok(check_your_mail(page))
+}
+
+fn check_your_mail(page: Page) -> MessagePage {
+    MessagePage {
         title: page.lang.t("確認メールを送りました", "Check your e-mail"),
         message: page.lang.t(
             "登録したメールアドレスに確認用のリンクを送りました。リンクを開いて確認を済ませてから、サインインしてください。",
@@ -125,7 +132,21 @@ pub(crate) async fn signup(
         ),
         link: Some(("/signin", page.lang.t("サインインへ", "Go to sign-in"))),
         page,
-    })
+    }
+}
+
+/// For the person who has just proved an address that another account already signs in with.
+pub(super) fn address_has_account(page: Page) -> Result<HttpResponse, ApiError> {
+    let body = MessagePage {
+        title: page.lang.t("このアドレスには既にアカウントがあります", "This address already has an account"),
+        message: page.lang.t(
+            "このメールアドレスでは既に Onshi Cloud にサインインできます。そのアカウントでサインインしてください（パスワードを忘れた場合は再設定できます）。",
+            "This e-mail address already signs in to Onshi Cloud. Sign in with that account (you can reset its password if you forgot it).",
+        ),
+        link: Some(("/signin", page.lang.t("サインインへ", "Go to sign-in"))),
+        page,
+    };
+    crate::web::page::html(actix_web::http::StatusCode::CONFLICT, body)
 }
 
 pub(crate) async fn verify_email_form(page: Page, token: web::Path<String>) -> Result<HttpResponse, ApiError> {
@@ -151,8 +172,10 @@ pub(crate) async fn verify_email(
         return email_link::expired(page);
     };
     let user = store.user(user_id).await?.ok_or(ApiError::NotFound)?;
-    store
-        .mark_email_verified(user.id, &own_entry(&user, "email.verify", AuditResult::Success, page.ip.clone()))
-        .await?;
-    Ok(see_other("/signin?done=verified"))
+    let entry = own_entry(&user, "email.verify", AuditResult::Success, page.ip.clone());
+    match store.mark_email_verified(user.id, &entry).await {
+        Ok(()) => Ok(see_other("/signin?done=verified")),
+        Err(StoreError::Conflict { .. }) => address_has_account(page),
+        Err(e) => Err(e.into()),
+    }
 }
