@@ -131,6 +131,16 @@ impl ConfirmationMethod {
         }
     }
 
+    pub fn label_en(self) -> &'static str {
+        match self {
+            Self::MynaCard => "マイナ保険証 (card)",
+            Self::MynaSmartphone => "マイナ保険証 (phone)",
+            Self::InsuranceCard => "Health insurance card",
+            Self::EligibilityCertificate => "Eligibility certificate",
+            Self::NumberQuery => "Number query",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::MynaCard => "myna_card",
@@ -241,6 +251,17 @@ impl QualificationResult {
             Self::NotFound => "該当資格なし",
             Self::Multiple => "複数該当",
             Self::Error => "エラー",
+        }
+    }
+
+    pub fn label_en(self) -> &'static str {
+        match self {
+            Self::Valid => "Valid",
+            Self::Invalid => "Invalid",
+            Self::InvalidNewQualification => "Invalid (new coverage exists)",
+            Self::NotFound => "No coverage found",
+            Self::Multiple => "Several matches",
+            Self::Error => "Error",
         }
     }
 }

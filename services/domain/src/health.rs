@@ -55,6 +55,15 @@ impl DeviceHealth {
         }
     }
 
+    pub fn label_en(&self) -> &'static str {
+        match self {
+            Self::Online => "Online",
+            Self::Degraded(_) => "Needs attention",
+            Self::Offline => "Offline",
+            Self::NeverSeen => "Not connected yet",
+        }
+    }
+
     pub fn css_class(&self) -> &'static str {
         match self {
             Self::Online => "ok",

@@ -229,6 +229,18 @@ async fn main() -> ExitCode {
     };
     if let Command::Demo { data_dir, .. } = &cli.command {
         config.data_dir = data_dir.clone().unwrap_or_else(|| config.data_dir.join("demo"));
+        // The demo's terminal shows its banner and warnings, not a stream of request lines.
+        if std::env::var_os("ONSHI_LOG_LEVEL").is_none() {
+            config.log_level = "warn".to_owned();
+        }
+    }
+    if matches!(cli.command, Command::Demo { .. } | Command::Serve) {
+        // Links in e-mails must reach this server: left at its default, the public URL follows `listen`.
+        if config.public_url == DEFAULT_PUBLIC_URL
+            && let Some(url) = public_url_for(&config.listen)
+        {
+            config.public_url = url;
+        }
     }
     let service = match &cli.command {
         Command::Worker => "onshi-worker",
@@ -251,6 +263,19 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `public_url` as shipped in onshi.default.toml.
+const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
+
+/// The URL people on this machine use for a listen address (`0.0.0.0` and `::` mean this host).
+fn public_url_for(listen: &str) -> Option<String> {
+    let addr: std::net::SocketAddr = listen.parse().ok()?;
+    Some(if addr.ip().is_unspecified() {
+        format!("http://localhost:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    })
 }
 
 fn load_rules(file: Option<&std::path::Path>) -> Result<onshi_rules::RuleSet, String> {

@@ -23,6 +23,9 @@ pub struct Clinic {
     pub kind: FacilityKind,
     /// Planned start of オン資 operation, when the clinic is still introducing it.
     pub oqs_start: Option<Date>,
+    /// Whether a result file carrying the code has arrived from one of the clinic's agents. Until then
+    /// the code is only what the group typed (another group may have typed it too): 未確認.
+    pub code_confirmed: bool,
 }
 
 /// A clinic the caller may act on: one of this tenant's clinics, and one the caller's clinic access
@@ -88,6 +91,7 @@ impl TenantStore<'_> {
             facility_kind: Set(kind.label().to_owned()),
             oqs_start_date: Set(oqs_start),
             created_at: Set(OffsetDateTime::now_utc()),
+            code_confirmed_at: Set(None),
         }
         .insert(&txn)
         .await?;
@@ -95,7 +99,7 @@ impl TenantStore<'_> {
         // Whoever may add a clinic may act on it.
         Ok(ClinicScope {
             tenant: self.scope(),
-            clinic: Clinic { id, code: code.clone(), name: name.to_owned(), kind, oqs_start },
+            clinic: Clinic { id, code: code.clone(), name: name.to_owned(), kind, oqs_start, code_confirmed: false },
         })
     }
 
@@ -178,5 +182,6 @@ pub(crate) fn clinic_from_row(row: clinics::Model) -> Result<Clinic, StoreError>
         code,
         name: row.name,
         oqs_start: row.oqs_start_date,
+        code_confirmed: row.code_confirmed_at.is_some(),
     })
 }

@@ -15,7 +15,7 @@ use sea_orm::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::entities::{devices, raw_events, visits};
+use crate::entities::{clinics, devices, raw_events, visits};
 use crate::error::StoreError;
 use crate::visits::{set_visit_fields, visit_from_row};
 use crate::{DeviceAuth, TenantScope, TenantStore};
@@ -278,6 +278,17 @@ impl TenantStore<'_> {
             if changed {
                 active.update(&txn).await?;
             }
+        }
+        // A result file from the clinic's own agent carries its code (the API refuses any other): the
+        // code the group registered is now confirmed. One conditional UPDATE, a no-op once set.
+        if !inserted.is_empty() {
+            clinics::Entity::update_many()
+                .col_expr(clinics::Column::CodeConfirmedAt, sea_orm::sea_query::Expr::value(received_at))
+                .filter(clinics::Column::Id.eq(envelope.clinic.as_uuid()))
+                .filter(clinics::Column::TenantId.eq(self.tenant))
+                .filter(clinics::Column::CodeConfirmedAt.is_null())
+                .exec(&txn)
+                .await?;
         }
         txn.commit().await?;
         Ok(ApplyOutcome {

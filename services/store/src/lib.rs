@@ -182,6 +182,25 @@ impl Store {
 
     /// Active agents across all tenants: (heard from within `silent_after`, not heard from). Counts only,
     /// for the metrics endpoint; on PostgreSQL through a function that returns no tenant's rows.
+    /// How many 医療機関コード are registered by more than one group (for `/metrics`; a count only).
+    pub async fn shared_clinic_codes(&self) -> Result<u64, StoreError> {
+        let backend = self.db.get_database_backend();
+        let sql = match backend {
+            DatabaseBackend::Postgres => "SELECT onshi_clinic_codes_shared() AS n",
+            _ => {
+                "SELECT count(*) AS n FROM (SELECT institution_code FROM clinics GROUP BY institution_code \
+                 HAVING count(DISTINCT tenant_id) > 1) shared"
+            }
+        };
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(backend, sql))
+            .await?
+            .ok_or(StoreError::NotFound { what: "shared clinic codes" })?;
+        let n: i64 = row.try_get("", "n")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     pub async fn agent_counts(&self, silent_after: std::time::Duration) -> Result<(u64, u64), StoreError> {
         let backend = self.db.get_database_backend();
         let (sql, value): (&str, sea_orm::Value) = match backend {

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub agents: IntGaugeVec,
     /// `onshi_up{dependency}`: 1 when the dependency answered at the last scrape.
     pub dependency_up: IntGaugeVec,
+    /// `onshi_clinic_codes_shared`: 医療機関コード registered by more than one group (sampled at scrape).
+    pub clinic_codes_shared: IntGauge,
     /// `onshi_worker_consumer_up`: 1 while this process's queue consumer is attached (sampled at scrape).
     pub worker_consumer_up: IntGauge,
     /// `onshi_worker_reconnects_total`: attempts to attach a consumer after losing (or never having) one.
@@ -99,6 +101,9 @@ impl Metrics {
         let dependency_up =
             IntGaugeVec::new(Opts::new("up", "Whether a dependency answered at the last scrape"), &["dependency"])
                 .expect("valid metric");
+        let clinic_codes_shared =
+            IntGauge::new("clinic_codes_shared", "Medical institution codes registered by more than one clinic group")
+                .expect("valid metric");
         let worker_consumer_up =
             IntGauge::new("worker_consumer_up", "Whether this process's queue consumer is attached")
                 .expect("valid metric");
@@ -119,6 +124,7 @@ impl Metrics {
             Box::new(queue_messages.clone()),
             Box::new(agents.clone()),
             Box::new(dependency_up.clone()),
+            Box::new(clinic_codes_shared.clone()),
             Box::new(worker_consumer_up.clone()),
             Box::new(worker_reconnects.clone()),
             Box::new(worker_idle_seconds.clone()),
@@ -137,6 +143,7 @@ impl Metrics {
             queue_messages,
             agents,
             dependency_up,
+            clinic_codes_shared,
             worker_consumer_up,
             worker_reconnects,
             worker_idle_seconds,

@@ -135,7 +135,7 @@ pub(crate) async fn add_clinic(
     caller: Caller,
     form: web::Form<ClinicForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let code = match MedicalInstitutionCode::parse(form.code.trim()) {
+    let code = match MedicalInstitutionCode::parse(&crate::web::input::ascii_digits(&form.code)) {
         Ok(code) => code,
         Err(e) => {
             let msg = format!("{}: {e}", page.lang.t("医療機関コード", "Institution code"));

@@ -6,8 +6,9 @@ use onshi_store::AuditResult;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::audit::{AuditQuery, utc};
+use super::audit::AuditQuery;
 use crate::web::guard::Caller;
+use crate::web::time::utc_iso as utc;
 use crate::{ApiError, AppState};
 
 pub(crate) async fn clinics(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {

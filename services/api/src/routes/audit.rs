@@ -9,8 +9,10 @@ use time::{Date, OffsetDateTime};
 
 use crate::web::csv::CsvTable;
 use crate::web::guard::{Caller, Page};
+use crate::web::i18n::Lang;
 use crate::web::input;
 use crate::web::page::ok;
+use crate::web::time::{jst_second, utc_iso};
 use crate::{ApiError, AppState};
 
 #[derive(Deserialize, Default, Clone)]
@@ -49,26 +51,46 @@ impl AuditQuery {
     }
 }
 
+/// One entry as the viewer shows it: JST time, the result in the page's language.
+struct AuditLine {
+    seq: i64,
+    at: String,
+    actor: String,
+    action: String,
+    target: String,
+    result: &'static str,
+    result_class: &'static str,
+    ip: Option<String>,
+}
+
+impl AuditLine {
+    fn new(r: &AuditRecord, lang: Lang) -> Self {
+        let (result, result_class) = match r.result.as_str() {
+            "success" => (lang.t("成功", "Success"), ""),
+            "failure" => (lang.t("失敗", "Failure"), "warn"),
+            "denied" => (lang.t("拒否", "Denied"), "warn"),
+            _ => ("—", ""),
+        };
+        AuditLine {
+            seq: r.seq,
+            at: jst_second(&r.at),
+            actor: r.actor.clone(),
+            action: r.action.clone(),
+            target: r.target.clone(),
+            result,
+            result_class,
+            ip: r.ip.clone(),
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "audit.html")]
 struct AuditPage {
     page: Page,
     q: AuditQuery,
-    rows: Vec<AuditRecord>,
+    rows: Vec<AuditLine>,
     csv_link: String,
-}
-
-pub(crate) fn utc(at: &OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        at.year(),
-        at.month() as u8,
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    )
 }
 
 pub(crate) async fn viewer(
@@ -92,6 +114,7 @@ pub(crate) async fn viewer(
         ])
         .unwrap_or_default()
     );
+    let rows = rows.iter().map(|r| AuditLine::new(r, page.lang)).collect();
     ok(AuditPage { page, q, rows, csv_link })
 }
 
@@ -102,11 +125,12 @@ pub(crate) async fn export_csv(
 ) -> Result<HttpResponse, ApiError> {
     let store = state.store.tenant(caller.scope);
     let rows = store.audit_entries(&q.filter(10_000)?).await?;
-    let mut table = CsvTable::new(&["seq", "at_utc", "actor", "action", "target", "result", "ip", "details"]);
+    let mut table = CsvTable::new(&["seq", "at_utc", "at_jst", "actor", "action", "target", "result", "ip", "details"]);
     for r in &rows {
         table.push([
             r.seq.to_string(),
-            utc(&r.at),
+            utc_iso(&r.at),
+            jst_second(&r.at),
             r.actor.clone(),
             r.action.clone(),
             r.target.clone(),

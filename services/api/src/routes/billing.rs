@@ -242,7 +242,7 @@ pub(crate) async fn month_page(
         .collect();
     let settings = store.billing_settings(&clinic).await?;
     let (standards, usage_rates) = settings_summary(&settings);
-    let closed = store.billing_month_closed(&clinic, month).await?.map(|(at, _)| super::audit::utc(&at));
+    let closed = store.billing_month_closed(&clinic, month).await?.map(|(at, _)| crate::web::time::jst_minute(&at));
     let exports = store.billing_exports(&clinic, month).await?;
     store
         .audit(

@@ -163,6 +163,10 @@ pub(crate) async fn metrics(req: HttpRequest, ops: web::Data<Ops>) -> HttpRespon
     if let Ok(dead) = ops.queue.dead_letter_count().await {
         m.queue_messages.with_label_values(&["dead_letter"]).set(i64::try_from(dead).unwrap_or(i64::MAX));
     }
+    match ops.store.shared_clinic_codes().await {
+        Ok(n) => m.clinic_codes_shared.set(i64::try_from(n).unwrap_or(i64::MAX)),
+        Err(e) => tracing::warn!(error = %e, "shared clinic codes unavailable for metrics"),
+    }
     match ops.store.agent_counts(SILENT_AFTER).await {
         Ok((reporting, silent)) => {
             m.agents.with_label_values(&["reporting"]).set(i64::try_from(reporting).unwrap_or(i64::MAX));

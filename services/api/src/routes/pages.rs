@@ -79,10 +79,10 @@ pub(crate) async fn home(state: web::Data<AppState>, page: Page, caller: Caller)
         } else {
             format!("{:.1}%", 100.0 * myna as f64 / todays.len() as f64)
         };
-        let recent = store.recent_visits(&clinic, 15).await?.into_iter().map(line).collect();
+        let recent = store.recent_visits(&clinic, 15).await?.into_iter().map(|v| line(v, page.lang)).collect();
         panels.push(ClinicPanel {
             id: clinic.id.to_string(),
-            agent_label: health.label_ja(),
+            agent_label: page.lang.t(health.label_ja(), health.label_en()),
             agent_class: health.css_class(),
             agent_reasons: reasons,
             name: clinic.name.clone(),
@@ -134,7 +134,7 @@ pub(crate) async fn clinic_receptions(
         Some(d) => crate::web::input::required_date("date", d)?,
         None => jst::date_of(OffsetDateTime::now_utc()),
     };
-    let rows: Vec<VisitLine> = store.visits_on(&clinic, date).await?.into_iter().map(line).collect();
+    let rows: Vec<VisitLine> = store.visits_on(&clinic, date).await?.into_iter().map(|v| line(v, page.lang)).collect();
     store
         .audit(
             &caller
@@ -145,13 +145,13 @@ pub(crate) async fn clinic_receptions(
     ok(ClinicReceptionsPage { page, clinic: clinic.clinic().clone(), date: date.to_string(), rows })
 }
 
-fn line(v: onshi_store::VisitRow) -> VisitLine {
+fn line(v: onshi_store::VisitRow, lang: crate::web::i18n::Lang) -> VisitLine {
     let t = v.last_at.to_offset(jst::JST);
     VisitLine {
         time: format!("{:02}/{:02} {:02}:{:02}", t.month() as u8, t.day(), t.hour(), t.minute()),
-        method: v.method.label_ja(),
+        method: lang.t(v.method.label_ja(), v.method.label_en()),
         myna: v.myna,
-        result: v.result.label_ja(),
+        result: lang.t(v.result.label_ja(), v.result.label_en()),
         result_ok: v.result == onshi_domain::QualificationResult::Valid,
         confirmations: v.confirmations,
     }

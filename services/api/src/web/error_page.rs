@@ -70,12 +70,26 @@ pub fn html_for_browsers(res: ServiceResponse<BoxBody>) -> actix_web::Result<Err
         .or_else(|| cookie(request.headers(), LANG_COOKIE).and_then(Lang::parse))
         .unwrap_or_default();
     let title = title(status, lang);
-    // Messages of 4xx errors are written for people (field errors say what to fix); 5xx ones are not shown.
-    let message = match res.response().extensions().get::<ErrorText>() {
-        Some(ErrorText(m)) if status.is_client_error() && !m.is_empty() => m.clone(),
+    // Input errors carry a message written for people (which field, what to fix); the others get a
+    // sentence in the page's language. 5xx causes are never shown.
+    let message = match (status, res.response().extensions().get::<ErrorText>()) {
+        (StatusCode::NOT_FOUND, _) => lang
+            .t(
+                "お探しのページは見つかりませんでした。アドレスを確かめるか、トップから辿ってください。",
+                "We could not find that page. Check the address, or start from the top.",
+            )
+            .to_owned(),
+        (StatusCode::FORBIDDEN, _) => lang
+            .t(
+                "この操作を行う権限がありません。必要な場合はグループの管理者に依頼してください。",
+                "Your role does not allow this. Ask your group's administrator if you need it.",
+            )
+            .to_owned(),
+        (s, Some(ErrorText(m))) if s.is_client_error() && !m.is_empty() => m.clone(),
         _ => title.to_owned(),
     };
-    let page = Page { lang, csrf: String::new(), signed_in: false, nav: Vec::new(), ip: None };
+    let other_lang_href = super::guard::lang_href(request.query_string(), lang.other());
+    let page = Page { lang, csrf: String::new(), signed_in: false, nav: Vec::new(), ip: None, other_lang_href };
     let body = ErrorPage { page, title, message, link: Some(("/", lang.t("トップへ戻る", "Back to the start"))) };
     let Ok(html) = body.render() else { return Ok(ErrorHandlerResponse::Response(res.map_into_left_body())) };
     let (req, mut response) = res.into_parts();

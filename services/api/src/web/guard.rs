@@ -108,6 +108,16 @@ pub struct Page {
     /// Navigation entries the caller may use: (href, label in the page's language).
     pub nav: Vec<(&'static str, &'static str)>,
     pub ip: Option<String>,
+    /// This page in the other language: the same query string with `lang` switched.
+    pub other_lang_href: String,
+}
+
+/// `?…` of the current query with `lang` set to `to` (filters and months survive the switch).
+pub(crate) fn lang_href(query: &str, to: Lang) -> String {
+    let mut pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+    pairs.retain(|(k, _)| k != "lang");
+    pairs.push(("lang".to_owned(), to.code().to_owned()));
+    format!("?{}", serde_urlencoded::to_string(&pairs).unwrap_or_default())
 }
 
 macro_rules! from_extensions {
@@ -304,6 +314,7 @@ async fn guarded(
         signed_in: false,
         nav: Vec::new(),
         ip: ip.clone(),
+        other_lang_href: lang_href(req.query_string(), lang.other()),
     };
     match access {
         Access::Public => {}

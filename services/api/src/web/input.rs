@@ -25,6 +25,18 @@ pub(crate) fn path_config() -> actix_web::web::PathConfig {
     actix_web::web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into())
 }
 
+/// What people type as a number on a Japanese keyboard, as ASCII: full-width digits (０-９) become
+/// 0-9 and surrounding spaces (either width) go, so a code typed in IME mode is not refused.
+pub(crate) fn ascii_digits(raw: &str) -> String {
+    raw.trim_matches(|c: char| c.is_whitespace() || c == '\u{3000}')
+        .chars()
+        .map(|c| match c {
+            '０'..='９' => char::from_u32(u32::from(c) - 0xFF10 + u32::from('0')).unwrap_or(c),
+            c => c,
+        })
+        .collect()
+}
+
 /// An optional date field: empty means not given; anything else must be `YYYY-MM-DD` in 2000–2199.
 pub(crate) fn date(field: &str, raw: Option<&str>) -> Result<Option<Date>, ApiError> {
     match raw.map(str::trim).filter(|s| !s.is_empty()) {
@@ -67,5 +79,6 @@ mod tests {
         }
         assert!(month("month", Some("9999-12")).is_err());
         assert!(required_date("date", "").is_err());
+        assert_eq!(ascii_digits("　１３１１２３４５６７ "), "1311234567");
     }
 }

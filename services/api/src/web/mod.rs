@@ -8,3 +8,4 @@ pub mod input;
 pub mod observe;
 pub mod page;
 pub mod session;
+pub mod time;

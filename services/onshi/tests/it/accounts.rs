@@ -86,7 +86,7 @@ both_modes!(a_group_signs_up_verifies_enrols_two_factor_and_onboards, |config| {
     assert_eq!(r.status, 422);
     let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
     let r = b.post("/account/totp/setup", &[("code", &secret.code_at(now).unwrap())]).await;
-    assert_eq!((r.status, r.location()), (303, "/"));
+    assert_eq!((r.status, r.location()), (303, "/dashboard"), "an owner starts on the 利用率 page");
 
     // Onboarding: a bad 医療機関コード is refused with the reason, a good one becomes a clinic.
     let r = b.get("/onboarding").await;

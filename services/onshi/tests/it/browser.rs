@@ -103,6 +103,10 @@ async fn a_manager_signs_in_and_drills_down_from_group_to_clinic_to_day() {
     shot("02-totp").await;
     find(&c, "form[action='/signin/totp'] button").await.unwrap().click().await.unwrap();
     find(&c, "nav a[href='/dashboard']").await.expect("signed in with both factors");
+    // The owner lands on the 利用率 page; today's receptions are one click away.
+    let h1 = find(&c, "h1").await.unwrap().text().await.unwrap();
+    assert!(h1.contains("マイナ保険証利用率"), "{h1}");
+    find(&c, "nav a[href='/']").await.unwrap().click().await.unwrap();
     let h1 = find(&c, "h1").await.unwrap().text().await.unwrap();
     assert!(h1.contains("受付ログ"), "{h1}");
     shot("03-receptions").await;

@@ -66,10 +66,18 @@ both_modes!(the_usage_dashboard_shows_known_answers_from_rollups, |app| {
     let r0 = row(&app.clinics[0].clinic.id.to_string());
     assert!(r0.contains("100.0%<br><small>1/1") && r0.contains("60.0%<br><small>3/5"), "{r0}");
     assert!(r0.contains("-40.0pt"));
-    assert!(r0.contains("電子的診療情報連携体制整備加算"), "at least 30% today: {r0}");
+    // 2026-10's claims are decided by 2026-05..07, which have no figures: no level is shown as reached.
+    assert!(r0.contains("<td class=\"warn\">データ不足（2026-05〜2026-07）"), "{r0}");
+    assert!(r0.contains("見込み 60.0%（基準以上）"), "60% this month is enough for what it decides: {r0}");
     let r1 = row(&app.clinics[1].clinic.id.to_string());
     assert!(r1.contains("0.0%<br><small>0/1"), "{r1}");
     assert!(r1.contains("基準30%未満") && r1.contains("class=\"alert\""), "{r1}");
+    assert!(r1.contains("あと1人がマイナ保険証なら到達"), "patients needed: {r1}");
+    // The clinic at risk comes first, and the summary line counts it.
+    let pos = |id: &str| page.body.find(&format!("data-clinic=\"{id}\"")).unwrap();
+    assert!(pos(&app.clinics[1].clinic.id.to_string()) < pos(&app.clinics[0].clinic.id.to_string()));
+    let summary = extract(&page.body, "data-testid=\"usage-summary\">", "</p>").unwrap();
+    assert!(summary.contains("基準未満の見込み 1"), "{summary}");
     let total = page.body.split("class=\"total\"").nth(1).unwrap().split("</tr>").next().unwrap();
     assert!(total.contains("50.0%<br><small>3/6"), "{total}");
     assert!(page.body.contains("<svg class=\"spark\"") && page.body.contains("<title>"));

@@ -507,7 +507,9 @@ impl Browser {
         assert_eq!((r.status, r.location()), (303, "/signin/totp"), "password step: {}", r.body);
         let code = user.next_code();
         let r = self.post("/signin/totp", &[("code", &code)]).await;
-        assert_eq!((r.status, r.location()), (303, "/"), "totp step: {}", r.body);
+        // Each role lands on its own page.
+        assert_eq!(r.status, 303, "totp step: {}", r.body);
+        assert!(["/", "/dashboard", "/billing", "/audit"].contains(&r.location()), "totp step: {}", r.location());
     }
 }
 

@@ -1,5 +1,6 @@
 //! The ingest path: POST /api/v1/events → queue → worker → raw events and visits.
 
+use onshi_domain::Role;
 use serde_json::Value;
 
 use crate::both_modes;
@@ -294,4 +295,36 @@ both_modes!(the_device_token_negative_suite_is_all_401, |app| {
     for (name, token) in cases {
         assert_eq!(status(token).await, 401, "{name}");
     }
+});
+
+both_modes!(a_code_registered_by_two_groups_is_confirmed_only_by_a_result_file, |app| {
+    // Group B registers group A's clinic code: allowed, and nobody is told about the other group.
+    let tenant_b = app.adapters().store.system().create_tenant("別法人 B").await.unwrap();
+    let owner_b = app.user_in(tenant_b, Role::Owner, &[]).await;
+    let mut b = app.browser();
+    b.sign_in(&owner_b).await;
+    let a_clinic = &app.clinics[0].clinic;
+    let r = b.post("/clinics", &[("code", a_clinic.code.as_str()), ("name", "Bの新クリニック")]).await;
+    assert!(r.status == 303 || r.status == 200, "{}: {}", r.status, r.body);
+    let store_b = app.adapters().store.tenant(onshi_store::TenantScope::operator(tenant_b));
+    let b_clinic = store_b.clinics().await.unwrap().pop().unwrap();
+    assert_eq!(b_clinic.code, a_clinic.code);
+    assert!(!b_clinic.code_confirmed);
+    let page = b.get(&format!("/clinics/{}", b_clinic.id)).await;
+    assert!(page.body.contains("data-testid=\"code-unconfirmed\""), "B sees its code unconfirmed");
+    assert!(!page.body.contains(&a_clinic.name) && !page.body.contains(&app.tenant.to_string()));
+    // Operators see the double registration as a count.
+    assert_eq!(app.adapters().store.shared_clinic_codes().await.unwrap(), 1);
+
+    // A's agent delivers a result file carrying the code: A's clinic is confirmed, B's is not.
+    let events = app.receptions(0, 3, 41);
+    assert_eq!(app.post_events(0, &events).await.status(), 202);
+    eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 3 }).await;
+    let a_store = app.store();
+    let confirmed = a_store.clinics().await.unwrap().into_iter().find(|c| c.id == a_clinic.id).unwrap();
+    assert!(confirmed.code_confirmed);
+    assert!(!store_b.clinics().await.unwrap().pop().unwrap().code_confirmed);
+    let (mut a, _) = app.signed_in(Role::Owner).await;
+    let page = a.get(&format!("/clinics/{}", a_clinic.id)).await;
+    assert!(!page.body.contains("code-unconfirmed"));
 });

@@ -136,8 +136,11 @@ both_modes!(
         let scraped = app.client.get(&url).bearer_auth("scrape-me").send().await.unwrap();
         assert_eq!(scraped.status(), 200);
         assert!(scraped.text().await.unwrap().contains("onshi_up"));
-        // Probes stay open: kubelets carry no token.
-        assert_eq!(app.client.get(format!("{}/readyz", app.base_url())).send().await.unwrap().status(), 200);
+        // Probes stay open: kubelets carry no token (ready once the in-process consumer is attached).
+        eventually(WAIT, "ready without a token", || async {
+            app.client.get(format!("{}/readyz", app.base_url())).send().await.unwrap().status() == 200
+        })
+        .await;
     }
 );
 

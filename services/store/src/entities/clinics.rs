@@ -12,6 +12,8 @@ pub struct Model {
     /// Planned (or actual) start of オン資 operation, for the onboarding deadlines.
     pub oqs_start_date: Option<TimeDate>,
     pub created_at: TimeDateTimeWithTimeZone,
+    /// When a result file carrying the clinic's code first arrived from one of its agents (migration 12).
+    pub code_confirmed_at: Option<TimeDateTimeWithTimeZone>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,6 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use onshi_domain::Role;
 use onshi_identity::{TotpSecret, verify_against_nothing, verify_password};
 use onshi_store::{AuditEntry, AuditResult, SignIn, TenantStore, User, UserStatus};
 use serde::Deserialize;
@@ -183,11 +184,22 @@ pub(super) async fn check_code(
     }
 }
 
+/// Where each role starts its day: managers on the 利用率 page, billing staff on the month's review,
+/// auditors on the log, clinic staff on today's receptions.
+fn landing(role: Role) -> &'static str {
+    match role {
+        Role::Owner | Role::Manager => "/dashboard",
+        Role::Billing => "/billing",
+        Role::Auditor => "/audit",
+        Role::ClinicStaff => "/",
+    }
+}
+
 /// Ends a partial session and starts the full one under a new id (never promoted in place).
 async fn promote(state: &AppState, pending: &Pending, user: &User) -> Result<HttpResponse, ApiError> {
     state.sessions.destroy(&pending.session_token).await?;
     let token = state.sessions.start(user, Stage::Full, pending.session.login_at).await?;
-    Ok(with_session_cookie(see_other("/"), &token))
+    Ok(with_session_cookie(see_other(landing(user.role)), &token))
 }
 
 pub(crate) async fn totp(

@@ -1,11 +1,12 @@
 //! One clinic's page: receptions by hour, weekday and method, identity checks, consents, invalid
 //! visits, the agents' availability and outages, with a CSV form of each table.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use onshi_domain::ConfirmationMethod;
+use onshi_rules::{MonthCount, YearMonth};
 use onshi_store::{AuditResult, Clinic, DeviceStatus};
 use serde::Deserialize;
 use time::{Date, OffsetDateTime};
@@ -38,6 +39,9 @@ struct ClinicPage {
     days: Vec<(String, i64)>,
     timeline: String,
     outages: Vec<(String, String, String, String)>,
+    /// This month's 利用率 estimate, where this month's claims stand, and what this month means ahead:
+    /// the same judgement as the group page (the usage alert links here).
+    usage: super::overview::ClinicRow,
 }
 
 #[derive(Deserialize)]
@@ -126,8 +130,8 @@ pub(crate) async fn clinic(
         .into_iter()
         .map(|d| {
             let health = d.health(now);
-            let seen = d.last_seen_at.map(|t| crate::routes::audit::utc(&t)).unwrap_or_else(|| "—".to_owned());
-            (d.name, health.label_ja(), health.css_class(), seen)
+            let seen = d.last_seen_at.map(|t| crate::web::time::jst_minute(&t)).unwrap_or_else(|| "—".to_owned());
+            (d.name, page.lang.t(health.label_ja(), health.label_en()), health.css_class(), seen)
         })
         .collect();
     store.audit(&caller.entry("dashboard.view", &format!("dashboard:clinic:{id}"), AuditResult::Success)).await?;
@@ -166,7 +170,25 @@ pub(crate) async fn clinic(
         };
         return Ok(response);
     }
+    let this_month = YearMonth::of(today);
+    let window: Vec<YearMonth> = this_month.plus(-super::overview::WINDOW_BACK).through(this_month).collect();
+    let history: BTreeMap<YearMonth, MonthCount> = store
+        .usage_by_month(&window)
+        .await?
+        .into_iter()
+        .filter(|(_, u)| u.clinic == clinic.id)
+        .map(|(m, u)| (m, MonthCount { patients: u.patients, myna: u.myna_patients }))
+        .collect();
+    let usage = super::overview::row(
+        &state.rules,
+        page.lang,
+        (clinic.id.to_string(), clinic.name.clone(), clinic.kind),
+        &history,
+        &[this_month],
+        today,
+    );
     ok(ClinicPage {
+        usage,
         page,
         from: from.to_string(),
         to: to.to_string(),

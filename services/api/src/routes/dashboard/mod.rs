@@ -18,6 +18,5 @@ fn pct(rate: Option<f64>) -> String {
 
 /// A moment as JST date and minute, as clinics read times.
 fn jst_text(t: OffsetDateTime) -> String {
-    let t = t.to_offset(onshi_domain::jst::JST);
-    format!("{} {:02}:{:02}", t.date(), t.hour(), t.minute())
+    crate::web::time::jst_minute(&t)
 }

@@ -15,6 +15,7 @@ use super::chart::sparkline;
 use super::pct;
 use crate::web::csv::CsvTable;
 use crate::web::guard::{Caller, Page};
+use crate::web::i18n::Lang;
 use crate::web::page::ok;
 use crate::{ApiError, AppState};
 
@@ -29,15 +30,55 @@ fn national() -> HashMap<String, f64> {
         .collect()
 }
 
-/// Where a rate stands against the levels required on a date: (text, CSS class, the lowest level).
-fn level_text(level: &Level) -> (String, &'static str) {
-    match level {
-        Level::NoRequirement => ("利用率の要件なし".into(), ""),
-        Level::DataMissing { .. } => ("—".into(), ""),
-        Level::Reached { tier, .. } => (format!("{}（{:.0}%以上）", tier.addons.join("・"), tier.min * 100.0), "ok"),
-        Level::Below { lowest } => (format!("基準{:.0}%未満", lowest * 100.0), "alert"),
+/// What the claims of the current month reach, from the months that decide them: (text, CSS class).
+/// "データ不足" when none of those months has a figure: nothing is shown as reached without data.
+fn standing_text(standing: &onshi_rules::Standing, lang: Lang) -> (String, &'static str) {
+    match &standing.level {
+        Level::NoRequirement => (lang.t("利用率の要件なし", "No usage requirement").to_owned(), ""),
+        Level::DataMissing { .. } => {
+            let (first, last) = (standing.deciding.first(), standing.deciding.last());
+            let months = match (first, last) {
+                (Some(f), Some(l)) => format!("{f}〜{l}"),
+                _ => String::new(),
+            };
+            (format!("{}（{months}）", lang.t("データ不足", "No data")), "warn")
+        }
+        Level::Reached { tier, .. } => {
+            let name = tier.addons.first().cloned().unwrap_or_default();
+            let more = if tier.addons.len() > 1 { lang.t(" ほか", " and others") } else { "" };
+            (format!("{name}{more}（{:.0}%{}）", tier.min * 100.0, lang.t("以上", "+")), "ok")
+        }
+        Level::Below { lowest } => (below_text(*lowest, lang), "alert"),
     }
 }
+
+/// "基準30%未満" / "Below 30%".
+fn below_text(min: f64, lang: Lang) -> String {
+    lang.t("基準{p}%未満", "Below {p}%").replace("{p}", &format!("{:.0}", min * 100.0))
+}
+
+/// Patients who would have to use a マイナ保険証 this month, on top of those so far, for the month's
+/// estimate to reach `min` (each such patient adds one to both counts).
+fn patients_needed(count: MonthCount, min: f64) -> Option<u64> {
+    let (p, m) = (count.patients as f64, count.myna as f64);
+    if count.patients == 0 || min >= 1.0 || onshi_rules::usage::reaches(m / p, min) {
+        return None;
+    }
+    Some(((min * p - m) / (1.0 - min)).ceil().max(1.0) as u64)
+}
+
+/// How close to the line a clinic is, for ordering: projected below first, then within the warning band,
+/// then missing data, then safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Risk {
+    Below,
+    Near,
+    NoData,
+    Safe,
+}
+
+/// Within this many points above the level a clinic is "near" it.
+const WARNING_BAND: f64 = 0.05;
 
 pub(crate) struct MonthCell {
     pub patients: u64,
@@ -49,7 +90,7 @@ pub(crate) struct MonthCell {
 }
 
 /// Months of history before the first shown month that the level of a shown month looks back on.
-const WINDOW_BACK: i32 = 5;
+pub(super) const WINDOW_BACK: i32 = 5;
 
 pub(crate) struct ClinicRow {
     pub id: String,
@@ -61,6 +102,7 @@ pub(crate) struct ClinicRow {
     pub status_class: &'static str,
     pub forecast: String,
     pub forecast_class: &'static str,
+    pub risk: Risk,
 }
 
 #[derive(Template)]
@@ -73,6 +115,11 @@ struct OverviewPage {
     total: ClinicRow,
     national: Vec<String>,
     window_note: String,
+    /// Clinics projected below the level, and those within the warning band above it.
+    below: usize,
+    near: usize,
+    /// The CSV of what is shown (the same filters).
+    csv_href: String,
 }
 
 #[derive(Deserialize)]
@@ -96,16 +143,17 @@ fn change(rates: &[Option<f64>]) -> String {
 }
 
 /// The level the claims of `month` reach from the estimates of its deciding months.
-fn tier(rules: &RuleSet, kind: FacilityKind, month: YearMonth, rates: &BTreeMap<YearMonth, f64>) -> String {
+fn tier(rules: &RuleSet, kind: FacilityKind, month: YearMonth, rates: &BTreeMap<YearMonth, f64>, lang: Lang) -> String {
     match rules.standing(kind, month, rates).level {
         Level::Reached { tier, .. } => tier.addons.first().cloned().unwrap_or_default(),
-        Level::Below { lowest } => format!("基準{:.0}%未満", lowest * 100.0),
+        Level::Below { lowest } => below_text(lowest, lang),
         Level::DataMissing { .. } | Level::NoRequirement => String::new(),
     }
 }
 
-fn row(
+pub(super) fn row(
     rules: &RuleSet,
+    lang: Lang,
     (id, name, kind): (String, String, FacilityKind),
     history: &BTreeMap<YearMonth, MonthCount>,
     months: &[YearMonth],
@@ -116,16 +164,45 @@ fn row(
     let rates: Vec<Option<f64>> = counts.iter().map(|c| c.rate()).collect();
     let current = rates.last().copied().flatten();
     let level = rules.level_on(kind, today, current);
-    let (status, status_class) = level_text(&level);
-    // This month counts towards the claims of the months it decides (the best of N-5..N-3 decides N).
+    // The shown month's own claims are decided by earlier months (the best of N-5..N-3 decides N).
     let this = months.last().copied().unwrap_or(YearMonth::of(today));
+    let (status, status_class) = standing_text(&rules.standing(kind, this, &all_rates), lang);
+    // And this month counts towards the claims of the months it decides.
     let outlook = rules.forecast(kind, this, current);
+    let this_count = counts.last().copied().unwrap_or_default();
     let forecast = match (current, outlook.required, outlook.decides.first(), outlook.decides.last()) {
         (Some(r), Some(min), Some(first), Some(last)) if outlook.below() => {
-            format!("{this}: 見込み{} → {first}〜{last}の算定で基準{:.0}%未満", pct(Some(r)), min * 100.0)
+            let needed = patients_needed(this_count, min)
+                .map(|n| {
+                    lang.t("あと{n}人がマイナ保険証なら到達", "{n} more マイナ保険証 patients reach it")
+                        .replace("{n}", &n.to_string())
+                })
+                .unwrap_or_default();
+            lang.t(
+                "{this}: 見込み {rate} → {first}〜{last}の算定で{below}。{needed}",
+                "{this}: estimate {rate} → claims of {first} to {last}: {below}. {needed}",
+            )
+            .replace("{this}", &this.to_string())
+            .replace("{rate}", &pct(Some(r)))
+            .replace("{first}", &first.to_string())
+            .replace("{last}", &last.to_string())
+            .replace("{below}", &below_text(min, lang))
+            .replace("{needed}", &needed)
         }
-        (Some(r), Some(_), _, _) => format!("{this}: 見込み{}（基準以上）", pct(Some(r))),
+        (Some(r), Some(_), _, _) => format!(
+            "{this}: {} {}（{}）",
+            lang.t("見込み", "estimate"),
+            pct(Some(r)),
+            lang.t("基準以上", "at or above the level")
+        ),
         _ => "—".to_owned(),
+    };
+    let risk = match (current, outlook.required) {
+        _ if outlook.below() => Risk::Below,
+        (Some(r), Some(min)) if r < min + WARNING_BAND => Risk::Near,
+        (None, Some(_)) => Risk::NoData,
+        _ if status_class == "warn" => Risk::NoData,
+        _ => Risk::Safe,
     };
     ClinicRow {
         spark: sparkline(&rates, level.lowest(), &name),
@@ -137,7 +214,7 @@ fn row(
                 patients: c.patients,
                 myna: c.myna,
                 rate: pct(c.rate()),
-                tier: tier(rules, kind, *m, &all_rates),
+                tier: tier(rules, kind, *m, &all_rates, lang),
             })
             .collect(),
         id,
@@ -146,11 +223,13 @@ fn row(
         status_class,
         forecast,
         forecast_class: if outlook.below() { "alert" } else { "" },
+        risk,
     }
 }
 
 pub(crate) async fn overview(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     page: Page,
     caller: Caller,
     q: web::Query<OverviewQuery>,
@@ -175,13 +254,18 @@ pub(crate) async fn overview(
         usage.entry(u.clinic).or_default().insert(month, MonthCount { patients: u.patients, myna: u.myna_patients });
     }
     let empty = BTreeMap::new();
-    let rows: Vec<ClinicRow> = clinics
+    let lang = page.lang;
+    let mut rows: Vec<ClinicRow> = clinics
         .iter()
         .map(|c| {
             let history = usage.get(&c.id).unwrap_or(&empty);
-            row(&state.rules, (c.id.to_string(), c.name.clone(), c.kind), history, &months, today)
+            row(&state.rules, lang, (c.id.to_string(), c.name.clone(), c.kind), history, &months, today)
         })
         .collect();
+    // The clinic at risk comes first: below, near, without data, safe; then by name.
+    rows.sort_by(|a, b| a.risk.cmp(&b.risk).then_with(|| a.name.cmp(&b.name)));
+    let below = rows.iter().filter(|r| r.risk == Risk::Below).count();
+    let near = rows.iter().filter(|r| r.risk == Risk::Near).count();
     let mut totals: BTreeMap<YearMonth, MonthCount> = BTreeMap::new();
     for c in &clinics {
         for (m, n) in usage.get(&c.id).unwrap_or(&empty) {
@@ -189,8 +273,8 @@ pub(crate) async fn overview(
             *t = *t + *n;
         }
     }
-    let total =
-        row(&state.rules, (String::new(), "グループ合計".to_owned(), FacilityKind::Medical), &totals, &months, today);
+    let group = lang.t("グループ合計", "Group total").to_owned();
+    let total = row(&state.rules, lang, (String::new(), group, FacilityKind::Medical), &totals, &months, today);
     store.audit(&caller.entry("dashboard.view", "dashboard:usage", AuditResult::Success)).await?;
     let month_labels: Vec<String> = months.iter().map(ToString::to_string).collect();
     if q.format.as_deref() == Some("csv") {
@@ -200,7 +284,7 @@ pub(crate) async fn overview(
                 table.push([r.name.clone(), m.clone(), c.patients.to_string(), c.myna.to_string(), c.rate.clone()]);
             }
         }
-        return Ok(table.download("usage"));
+        return Ok(table.download(&format!("usage-{}-{}", months.first().unwrap_or(&last), last)));
     }
     let nat = national();
     ok(OverviewPage {
@@ -209,12 +293,17 @@ pub(crate) async fn overview(
         months: month_labels,
         rows,
         total,
-        window_note: format!(
-            "{}の算定には {}〜{} のうち最も高い月の利用率が使われます（公式のレセプト件数ベース）。",
-            last.plus(3),
-            last.plus(-2),
-            last
-        ),
+        window_note: lang
+            .t(
+                "{claim}の算定には {from}〜{to} のうち最も高い月の利用率が使われます（公式のレセプト件数ベース）。",
+                "The claims of {claim} use the best month of {from} to {to} (official, per claim).",
+            )
+            .replace("{claim}", &last.plus(3).to_string())
+            .replace("{from}", &last.plus(-2).to_string())
+            .replace("{to}", &last.to_string()),
+        below,
+        near,
+        csv_href: crate::web::guard::lang_href(req.query_string(), lang).replacen("?", "?format=csv&", 1),
         page,
     })
 }
