@@ -16,6 +16,7 @@ mod m20261125_000009_identity_check;
 mod m20261126_000010_operations;
 mod m20261201_000011_clinic_dedup;
 mod m20261201_000012_clinic_code_confirmed;
+mod m20261201_000013_billing_snapshot;
 pub mod partitions;
 
 pub use m20261125_000003_accounts::APP_ROLE;
@@ -93,6 +94,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000010_operations::Migration),
             Box::new(m20261201_000011_clinic_dedup::Migration),
             Box::new(m20261201_000012_clinic_code_confirmed::Migration),
+            Box::new(m20261201_000013_billing_snapshot::Migration),
         ]
     }
 }

@@ -69,7 +69,7 @@ impl Role {
             ManageStaff => matches!(self, Owner | Manager),
             ReviewBilling => matches!(self, Owner | Billing),
             ViewAudit => matches!(self, Owner | Auditor),
-            ManageApiTokens | ManageRetention => matches!(self, Owner),
+            ManageApiTokens | ManageRetention | ReopenBilling => matches!(self, Owner),
         }
     }
 
@@ -125,10 +125,12 @@ pub enum Permission {
     ManageApiTokens,
     /// Say how long the group's visit records must be kept (3 or 5 years; see `retention`).
     ManageRetention,
+    /// Reopen a closed billing month (with a reason; the clerk who closed it cannot undo it alone).
+    ReopenBilling,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 8] = [
+    pub const ALL: [Permission; 9] = [
         Permission::ViewReceptions,
         Permission::ManageClinics,
         Permission::ManageAgents,
@@ -137,6 +139,7 @@ impl Permission {
         Permission::ViewAudit,
         Permission::ManageApiTokens,
         Permission::ManageRetention,
+        Permission::ReopenBilling,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -149,6 +152,7 @@ impl Permission {
             Permission::ViewAudit => "view_audit",
             Permission::ManageApiTokens => "manage_api_tokens",
             Permission::ManageRetention => "manage_retention",
+            Permission::ReopenBilling => "reopen_billing",
         }
     }
 }

@@ -34,7 +34,7 @@ pub struct Fact {
     pub info_obtained: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ReviewStatus {
     Approved,
     Adjusted,
@@ -50,7 +50,8 @@ pub struct Correction {
     pub reason: String,
 }
 
-#[derive(Debug, Clone)]
+/// One visit of the month as reviewed. Serialisable: a closed month keeps its lines as they were.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Line {
     pub id: String,
     pub date: Date,

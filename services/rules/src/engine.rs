@@ -12,7 +12,7 @@ use crate::input::{Clinic, EvalInput, Standard, Visit};
 use crate::rules::{Condition, Rule, RuleSet};
 
 /// An addon claimable for a visit.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Granted {
     pub name: String,
     pub points: u32,

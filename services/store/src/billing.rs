@@ -1,6 +1,7 @@
 //! Storage of the billing review: clinic settings for the rules engine, reviews, closed months, exports.
 //! A closed month refuses further reviews; every change is audited in its own transaction.
 
+use sha2::Digest;
 use std::collections::HashMap;
 
 use onshi_domain::{UserId, YearMonth};
@@ -44,6 +45,16 @@ pub struct ExportRecord {
     pub encoding: String,
     pub rows: i32,
     pub created_at: OffsetDateTime,
+}
+
+/// A closed month: when, by whom, and the review it was closed with (none for months closed before
+/// snapshots were kept).
+#[derive(Debug, Clone)]
+pub struct ClosedMonth {
+    pub at: OffsetDateTime,
+    pub by: UserId,
+    pub snapshot: Option<String>,
+    pub snapshot_sha256: Option<String>,
 }
 
 impl TenantStore<'_> {
@@ -166,18 +177,44 @@ impl TenantStore<'_> {
             .collect())
     }
 
-    /// When and by whom the month was closed, if it was.
+    /// When and by whom the month was closed, with what it was closed with, if it was.
     pub async fn billing_month_closed(
         &self,
         clinic: &ClinicScope,
         month: YearMonth,
-    ) -> Result<Option<(OffsetDateTime, UserId)>, StoreError> {
+    ) -> Result<Option<ClosedMonth>, StoreError> {
         let txn = self.read().await?;
         let row = billing_months::Entity::find_by_id((self.tenant_uuid(), clinic.uuid(), month.to_string()))
             .one(&txn)
             .await?;
         txn.commit().await?;
-        Ok(row.map(|r| (r.closed_at, UserId::from_uuid(r.closed_by))))
+        Ok(row.map(|r| ClosedMonth {
+            at: r.closed_at,
+            by: UserId::from_uuid(r.closed_by),
+            snapshot: r.snapshot,
+            snapshot_sha256: r.snapshot_sha256,
+        }))
+    }
+
+    /// Reopens a closed month: the close and its snapshot go, in one transaction with the audit entry
+    /// (which carries the reason and the snapshot's hash).
+    pub async fn reopen_billing_month(
+        &self,
+        clinic: &ClinicScope,
+        month: YearMonth,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let txn = self.write().await?;
+        let removed = billing_months::Entity::delete_by_id((self.tenant_uuid(), clinic.uuid(), month.to_string()))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        if removed == 0 {
+            return Err(StoreError::NotFound { what: "closed billing month" });
+        }
+        self.append_in(&txn, audit).await?;
+        txn.commit().await?;
+        Ok(())
     }
 
     /// Records a review of one visit of the clinic, unless its month is closed.
@@ -233,10 +270,73 @@ impl TenantStore<'_> {
         Ok(())
     }
 
+    /// Approves `visits` of the clinic's month as they stand, in one transaction with one audit entry.
+    /// Refused for a closed month; visits that are not the clinic's in that month are not found.
+    pub async fn approve_visits(
+        &self,
+        clinic: &ClinicScope,
+        month: YearMonth,
+        visits: &[Uuid],
+        reason: &str,
+        user: UserId,
+        audit: &AuditEntry,
+    ) -> Result<usize, StoreError> {
+        let txn = self.write().await?;
+        let closed = billing_months::Entity::find_by_id((self.tenant_uuid(), clinic.uuid(), month.to_string()))
+            .one(&txn)
+            .await?
+            .is_some();
+        if closed {
+            return Err(StoreError::Conflict { what: "a closed billing month" });
+        }
+        let mut approved = 0;
+        for chunk in visits.chunks(500) {
+            let found: Vec<(Uuid, Date)> = visits::Entity::find()
+                .select_only()
+                .column(visits::Column::Id)
+                .column(visits::Column::VisitDate)
+                .filter(visits::Column::TenantId.eq(self.tenant_uuid()))
+                .filter(visits::Column::ClinicId.eq(clinic.uuid()))
+                .filter(visits::Column::Id.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            if found.len() != chunk.len() || found.iter().any(|(_, d)| !month.contains(*d)) {
+                return Err(StoreError::NotFound { what: "visit" });
+            }
+            billing_reviews::Entity::delete_many()
+                .filter(billing_reviews::Column::TenantId.eq(self.tenant_uuid()))
+                .filter(billing_reviews::Column::VisitId.is_in(chunk.iter().copied()))
+                .exec(&txn)
+                .await?;
+            let now = OffsetDateTime::now_utc();
+            let rows = chunk.iter().map(|visit| billing_reviews::ActiveModel {
+                visit_id: Set(*visit),
+                tenant_id: Set(self.tenant_uuid()),
+                clinic_id: Set(clinic.uuid()),
+                month: Set(month.to_string()),
+                status: Set("approved".to_owned()),
+                kind: Set(None),
+                info_obtained: Set(None),
+                exclude: Set(false),
+                reason: Set(reason.chars().take(500).collect()),
+                user_id: Set(user.as_uuid()),
+                at: Set(now),
+            });
+            billing_reviews::Entity::insert_many(rows).exec(&txn).await?;
+            approved += chunk.len();
+        }
+        self.append_in(&txn, audit).await?;
+        txn.commit().await?;
+        Ok(approved)
+    }
+
+    /// Closes the month with `snapshot`, the review as it stands (JSON), kept with its SHA-256.
     pub async fn close_billing_month(
         &self,
         clinic: &ClinicScope,
         month: YearMonth,
+        snapshot: &str,
         user: UserId,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
@@ -248,6 +348,8 @@ impl TenantStore<'_> {
                 month: Set(month.to_string()),
                 closed_at: Set(OffsetDateTime::now_utc()),
                 closed_by: Set(user.as_uuid()),
+                snapshot: Set(Some(snapshot.to_owned())),
+                snapshot_sha256: Set(Some(hex::encode(sha2::Sha256::digest(snapshot.as_bytes())))),
             }
             .insert(&txn)
             .await

@@ -76,6 +76,46 @@ async fn month_review(
     })
 }
 
+/// A closed month as it was closed.
+#[derive(serde::Serialize, Deserialize)]
+struct Snapshot {
+    lines: Vec<Line>,
+    totals: Totals,
+}
+
+/// A clinic-month as the pages and exports show it: recomputed while open; once closed, exactly what it
+/// was closed with, plus the visits that arrived after closing (listed apart, never folded in).
+struct MonthState {
+    lines: Vec<Line>,
+    totals: Totals,
+    closed: Option<onshi_store::ClosedMonth>,
+    /// Visit ids of the month not in the closed snapshot.
+    late: Vec<String>,
+}
+
+async fn month_state(
+    rules: &RuleSet,
+    store: &TenantStore<'_>,
+    clinic: &ClinicScope,
+    month: YearMonth,
+) -> Result<MonthState, ApiError> {
+    let closed = store.billing_month_closed(clinic, month).await?;
+    if let Some(snapshot) = closed.as_ref().and_then(|c| c.snapshot.as_deref()) {
+        let Snapshot { lines, totals } = serde_json::from_str(snapshot).map_err(ApiError::internal)?;
+        let kept: std::collections::HashSet<&str> = lines.iter().map(|l| l.id.as_str()).collect();
+        let late = store
+            .billing_visits(clinic, month.first_day(), month.last_day())
+            .await?
+            .into_iter()
+            .map(|v| v.id.to_string())
+            .filter(|id| !kept.contains(id.as_str()))
+            .collect();
+        return Ok(MonthState { lines, totals, closed, late });
+    }
+    let (lines, totals) = month_review(rules, store, clinic, month).await?;
+    Ok(MonthState { lines, totals, closed, late: Vec::new() })
+}
+
 // ---- group view -------------------------------------------------------------------------------------
 
 pub(crate) struct ClinicMonth {
@@ -117,14 +157,14 @@ pub(crate) async fn group(
     let store = state.store.tenant(caller.scope);
     let mut rows = Vec::new();
     for clinic in caller.visible_clinics(&store).await? {
-        let (lines, totals) = month_review(&state.rules, &store, &clinic, month).await?;
+        let MonthState { lines, totals, closed, .. } = month_state(&state.rules, &store, &clinic, month).await?;
         rows.push(ClinicMonth {
             visits: lines.len(),
             claimable: lines.iter().filter(|l| !l.not_claimable).count(),
             points: totals.values().map(|t| t.1).sum(),
             needs_review: lines.iter().filter(|l| l.needs_review).count(),
             missed: lines.iter().filter(|l| l.missed).count(),
-            closed: store.billing_month_closed(&clinic, month).await?.is_some(),
+            closed: closed.is_some(),
             clinic: clinic.clinic().clone(),
         });
     }
@@ -158,6 +198,14 @@ struct MonthPage {
     totals: Vec<(String, u32, u32)>,
     total_points: u32,
     closed: Option<String>,
+    /// Visits that arrived after the month was closed (time), not part of its totals.
+    late: Vec<String>,
+    /// Unreviewed visits, which closing asks to confirm.
+    unreviewed: usize,
+    /// Unreviewed visits nothing flags, which one button approves.
+    plain: usize,
+    /// Whether this user may reopen a closed month.
+    may_reopen: bool,
     exports: Vec<ExportRecord>,
     standards: Vec<(String, String)>,
     usage_rates: Vec<(String, String)>,
@@ -197,8 +245,10 @@ pub(crate) async fn month_page(
     let store = state.store.tenant(caller.scope);
     let clinic = caller.clinic(&store, &raw_clinic).await?;
     let month = parse_month(&raw_month)?;
-    let (lines, totals) = month_review(&state.rules, &store, &clinic, month).await?;
+    let MonthState { lines, totals, closed, late } = month_state(&state.rules, &store, &clinic, month).await?;
     let count = |f: fn(&Line) -> bool| lines.iter().filter(|l| f(l)).count();
+    let unreviewed = count(|l| l.needs_review);
+    let plain = count(|l| l.needs_review && !l.missed && !l.over);
     let filters = vec![
         ("", "すべて", lines.len()),
         ("needs_review", "未確認", count(|l| l.needs_review)),
@@ -242,7 +292,11 @@ pub(crate) async fn month_page(
         .collect();
     let settings = store.billing_settings(&clinic).await?;
     let (standards, usage_rates) = settings_summary(&settings);
-    let closed = store.billing_month_closed(&clinic, month).await?.map(|(at, _)| crate::web::time::jst_minute(&at));
+    let closed = closed.map(|c| crate::web::time::jst_minute(&c.at));
+    let late: Vec<String> = late
+        .iter()
+        .map(|id| times.get(id).map(crate::web::time::jst_minute).unwrap_or_else(|| "—".to_owned()))
+        .collect();
     let exports = store.billing_exports(&clinic, month).await?;
     store
         .audit(
@@ -260,6 +314,10 @@ pub(crate) async fn month_page(
         totals: totals.into_iter().map(|(name, (n, p))| (name, n, p)).collect(),
         lines: view,
         closed,
+        late,
+        unreviewed,
+        plain,
+        may_reopen: caller.user.role.allows(onshi_domain::Permission::ReopenBilling),
         exports,
         standards,
         usage_rates,
@@ -344,24 +402,113 @@ pub(crate) async fn review_visit(
     Ok(see_other(&format!("/billing/{}/{month}", clinic.id)))
 }
 
+#[derive(Deserialize)]
+pub(crate) struct BulkForm {
+    /// Which lines: `plain` (unreviewed, with nothing flagged: not 算定漏れ or 過剰算定 candidates).
+    #[serde(default)]
+    which: String,
+}
+
+/// Approves, in one step, every unreviewed visit of the month that nothing flags: the engine's decision
+/// stands for them, so no reason is asked (adjustments still need one). Flagged visits stay for a look.
+pub(crate) async fn approve_plain(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    form: web::Form<BulkForm>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_clinic, raw_month) = path.into_inner();
+    let store = state.store.tenant(caller.scope);
+    let clinic = caller.clinic(&store, &raw_clinic).await?;
+    let month = parse_month(&raw_month)?;
+    if form.which != "plain" {
+        return Err(ApiError::InvalidRequest(onshi_domain::FieldError::new("which", "plain を指定してください")));
+    }
+    let (lines, _) = month_review(&state.rules, &store, &clinic, month).await?;
+    let ids: Vec<uuid::Uuid> =
+        lines.iter().filter(|l| l.needs_review && !l.missed && !l.over).filter_map(|l| l.id.parse().ok()).collect();
+    if !ids.is_empty() {
+        let entry = caller
+            .entry("billing.approve_bulk", &format!("billing:{}:{month}", clinic.id), AuditResult::Success)
+            .details(serde_json::json!({ "visits": ids.len(), "which": "plain" }));
+        store.approve_visits(&clinic, month, &ids, "一括確認（算定判定どおり）", caller.user.id, &entry).await?;
+    }
+    Ok(see_other(&format!("/billing/{}/{month}?filter=needs_review", clinic.id)))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CloseForm {
+    /// Present when the clerk confirmed closing with unreviewed visits.
+    #[serde(default)]
+    confirm: Option<String>,
+}
+
 pub(crate) async fn close_month(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<(String, String)>,
+    form: web::Form<CloseForm>,
 ) -> Result<HttpResponse, ApiError> {
     let (raw_clinic, raw_month) = path.into_inner();
     let store = state.store.tenant(caller.scope);
     let clinic = caller.clinic(&store, &raw_clinic).await?;
     let month = parse_month(&raw_month)?;
     let (lines, totals) = month_review(&state.rules, &store, &clinic, month).await?;
+    let unreviewed = lines.iter().filter(|l| l.needs_review).count();
+    if unreviewed > 0 && form.confirm.is_none() {
+        return Err(ApiError::InvalidRequest(onshi_domain::FieldError::new(
+            "confirm",
+            format!("未確認の受付が {unreviewed} 件あります。このまま締める場合は確認欄にチェックを入れてください。"),
+        )));
+    }
+    let points = totals.values().map(|t| t.1).sum::<u32>();
+    let snapshot = serde_json::to_string(&Snapshot { lines, totals }).map_err(ApiError::internal)?;
     let entry = caller.entry("billing.close", &format!("billing:{}:{month}", clinic.id), AuditResult::Success).details(
         serde_json::json!({
-            "visits": lines.len(),
-            "unreviewed": lines.iter().filter(|l| l.needs_review).count(),
-            "points": totals.values().map(|t| t.1).sum::<u32>(),
+            "visits": snapshot_len(&snapshot),
+            "unreviewed": unreviewed,
+            "points": points,
+            "snapshot_sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(snapshot.as_bytes())),
         }),
     );
-    store.close_billing_month(&clinic, month, caller.user.id, &entry).await?;
+    store.close_billing_month(&clinic, month, &snapshot, caller.user.id, &entry).await?;
+    Ok(see_other(&format!("/billing/{}/{month}", clinic.id)))
+}
+
+fn snapshot_len(snapshot: &str) -> usize {
+    serde_json::from_str::<Snapshot>(snapshot).map(|s| s.lines.len()).unwrap_or(0)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ReopenForm {
+    #[serde(default)]
+    reason: String,
+}
+
+/// Reopens a closed month: an owner's explicit act, with a reason, audited with the hash of what the
+/// month was closed with.
+pub(crate) async fn reopen_month(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    form: web::Form<ReopenForm>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_clinic, raw_month) = path.into_inner();
+    let store = state.store.tenant(caller.scope);
+    let clinic = caller.clinic(&store, &raw_clinic).await?;
+    let month = parse_month(&raw_month)?;
+    let reason = form.reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::InvalidRequest(onshi_domain::FieldError::new(
+            "reason",
+            "締めを解除する理由を入力してください。",
+        )));
+    }
+    let closed = store.billing_month_closed(&clinic, month).await?.ok_or(ApiError::NotFound)?;
+    let entry = caller.entry("billing.reopen", &format!("billing:{}:{month}", clinic.id), AuditResult::Success).details(
+        serde_json::json!({ "reason": reason.chars().take(500).collect::<String>(), "snapshot_sha256": closed.snapshot_sha256 }),
+    );
+    store.reopen_billing_month(&clinic, month, &entry).await?;
     Ok(see_other(&format!("/billing/{}/{month}", clinic.id)))
 }
 
@@ -420,7 +567,8 @@ pub(crate) async fn export(
     let store = state.store.tenant(caller.scope);
     let clinic = caller.clinic(&store, &raw_clinic).await?;
     let month = parse_month(&raw_month)?;
-    let (lines, _) = month_review(&state.rules, &store, &clinic, month).await?;
+    // A closed month exports what it was closed with, so the same month gives the same file.
+    let MonthState { lines, .. } = month_state(&state.rules, &store, &clinic, month).await?;
     let times: HashMap<String, String> = store
         .billing_visits(&clinic, month.first_day(), month.last_day())
         .await?

@@ -48,8 +48,8 @@ macro_rules! routes {
 
 use Access::{Device, Open, PartialSession, Perm, Public, Session, Token};
 use Permission::{
-    ManageAgents, ManageApiTokens, ManageClinics, ManageRetention, ManageStaff, ReviewBilling, ViewAudit,
-    ViewReceptions,
+    ManageAgents, ManageApiTokens, ManageClinics, ManageRetention, ManageStaff, ReopenBilling, ReviewBilling,
+    ViewAudit, ViewReceptions,
 };
 
 routes! {
@@ -116,7 +116,9 @@ routes! {
     get "/billing" Perm(ReviewBilling) => billing::group;
     get "/billing/{clinic}/{month}" Perm(ReviewBilling) => billing::month_page;
     post "/billing/{clinic}/{month}/visits/{visit}/review" Perm(ReviewBilling) => billing::review_visit;
+    post "/billing/{clinic}/{month}/approve" Perm(ReviewBilling) => billing::approve_plain;
     post "/billing/{clinic}/{month}/close" Perm(ReviewBilling) => billing::close_month;
+    post "/billing/{clinic}/{month}/reopen" Perm(ReopenBilling) => billing::reopen_month;
     post "/billing/{clinic}/{month}/export" Perm(ReviewBilling) => billing::export;
     get "/billing/{clinic}/{month}/exports/{export}" Perm(ReviewBilling) => billing::download;
     post "/billing/{clinic}/standards" Perm(ReviewBilling) => billing::set_standards;

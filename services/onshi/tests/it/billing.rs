@@ -129,14 +129,51 @@ both_modes!(a_month_is_reviewed_adjusted_exported_and_closed_through_the_pages, 
     let same = |t: &str| t.trim_start_matches('\u{feff}').replace('\u{2014}', "\u{2015}");
     assert_eq!(same(&decoded[0]), same(&decoded[1]));
 
-    // Close the month: no more reviews.
-    assert_eq!(b.post(&format!("{base}/close"), &[]).await.status, 303);
+    // Close the month: with a visit still unreviewed it asks for confirmation first; then no more reviews.
+    let refused = b.post(&format!("{base}/close"), &[]).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("未確認の受付が 1 件"), "{}", refused.body);
+    assert_eq!(b.post(&format!("{base}/close"), &[("confirm", "yes")]).await.status, 303);
     assert!(b.get(&base).await.body.contains("data-testid=\"closed\""));
     assert_eq!(b.post(&review(&ids[2]), &[("action", "approve"), ("reason", "後から")]).await.status, 409);
-
-    // The group view and the audit trail.
     let group = b.get("/billing?month=2025-03").await;
     assert!(group.body.contains("締め済み"));
+
+    // A closed month stays as it was closed: the 届出 withdrawn afterwards and a visit arriving late change
+    // neither its total nor its export; the late visit is listed apart.
+    let withdrawn = b.post(&format!("/billing/{clinic}/standards"), &[("from", "2024-01-01")]).await;
+    assert_eq!(withdrawn.status, 303, "{}", withdrawn.body);
+    let late = vec![visit(app, "00000003", datetime!(2025-03-20 15:00 +09:00), true)];
+    assert_eq!(app.post_events(0, &late).await.status(), 202);
+    eventually(WAIT, "late visit applied", || async { app.store().raw_event_count().await.unwrap() == 4 }).await;
+    let page = b.get(&base).await;
+    assert_eq!(extract(&page.body, "data-testid=\"total-points\">", "<").unwrap(), "2", "closed total unchanged");
+    assert_eq!(rows(&page.body).len(), 3);
+    assert!(page.body.contains("data-testid=\"late\""), "the late visit is listed apart");
+    assert_eq!(b.post(&format!("{base}/export"), &[("encoding", "utf8")]).await.status, 303);
+    let page = b.get(&base).await;
+    let newest = page
+        .body
+        .split("href=\"")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap().to_owned())
+        .filter(|h| h.contains("/exports/"))
+        .last()
+        .unwrap();
+    let again = String::from_utf8(b.client_get_bytes(&newest).await.1).unwrap();
+    assert_eq!(same(&again), same(&decoded[0]), "the closed month exports what it was closed with");
+
+    // Reopening is the owner's, with a reason; then the month is recomputed with today's settings.
+    assert_eq!(b.post(&format!("{base}/reopen"), &[("reason", "届出の取り下げ")]).await.status, 403);
+    let (mut owner, _) = app.signed_in(Role::Owner).await;
+    assert_eq!(owner.post(&format!("{base}/reopen"), &[("reason", "")]).await.status, 400);
+    assert_eq!(owner.post(&format!("{base}/reopen"), &[("reason", "届出の取り下げ")]).await.status, 303);
+    let page = b.get(&base).await;
+    assert!(!page.body.contains("data-testid=\"closed\""));
+    assert_eq!(extract(&page.body, "data-testid=\"total-points\">", "<").unwrap(), "0", "recomputed without the 届出");
+    assert_eq!(rows(&page.body).len(), 4);
+
+    // The audit trail.
     let audit = app
         .store()
         .audit_entries(&onshi_store::AuditFilter {
@@ -146,9 +183,15 @@ both_modes!(a_month_is_reviewed_adjusted_exported_and_closed_through_the_pages, 
         })
         .await
         .unwrap();
-    for action in
-        ["billing.adjust", "billing.approve", "billing.export", "billing.close", "billing.standards", "billing.view"]
-    {
+    for action in [
+        "billing.adjust",
+        "billing.approve",
+        "billing.export",
+        "billing.close",
+        "billing.reopen",
+        "billing.standards",
+        "billing.view",
+    ] {
         assert!(audit.iter().any(|e| e.action == action), "{action} audited");
     }
     assert!(audit.iter().any(|e| e.details.contains("算定要件の確認待ち")));
@@ -197,4 +240,46 @@ both_modes!(after_the_2026_revision_the_usage_rate_decides_the_new_addon_on_the_
     // A browser gets an HTML page that says what to fix.
     assert!(r.headers.get("content-type").is_some_and(|v| v.to_str().unwrap().starts_with("text/html")));
     assert!(r.body.contains("利用率は 0〜100 の数で入力してください"), "{}", r.body);
+});
+
+both_modes!(unflagged_visits_are_approved_in_one_step_and_flagged_ones_stay, |app| {
+    // April 2025: four patients with マイナ保険証 and one with 資格確認書.
+    let events: Vec<_> = (0..5)
+        .map(|i| {
+            visit(app, &format!("0000010{i}"), datetime!(2025-04-07 09:00 +09:00) + time::Duration::hours(i), i < 4)
+        })
+        .collect();
+    assert_eq!(app.post_events(0, &events).await.status(), 202);
+    eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 5 }).await;
+    let clinic = app.clinics[0].clinic.id;
+    let base = format!("/billing/{clinic}/2025-04");
+    let (mut b, _) = app.signed_in(Role::Billing).await;
+    // Without a 届出 the マイナ保険証 visits are 算定漏れ candidates: flagged, so not in the bulk step.
+    let page = b.get(&base).await;
+    assert!(page.body.contains("未確認 (5)") && page.body.contains("算定漏れ候補 (4)"), "{}", page.body);
+    assert_eq!(b.post(&format!("{base}/approve"), &[("which", "plain")]).await.status, 303);
+    let page = b.get(&base).await;
+    assert!(page.body.contains("未確認 (4)"), "only the unflagged visit was approved: {}", page.body);
+    // With the 届出 recorded nothing is flagged: one click approves the rest, no reason needed.
+    let r = b
+        .post(
+            &format!("/billing/{clinic}/standards"),
+            &[("from", "2024-01-01"), ("standard", "online_claims"), ("standard", "oqs"), ("standard", "notices")],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(b.post(&format!("{base}/approve"), &[("which", "plain")]).await.status, 303);
+    let page = b.get(&base).await;
+    assert!(page.body.contains("未確認 (0)"), "{}", page.body);
+    assert!(!page.body.contains("data-testid=\"approve-plain\""), "nothing left to approve");
+    let audit = app
+        .store()
+        .audit_entries(&onshi_store::AuditFilter {
+            action_prefix: Some("billing.approve_bulk".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 2);
 });

@@ -11,6 +11,9 @@ pub struct Model {
     pub month: String,
     pub closed_at: TimeDateTimeWithTimeZone,
     pub closed_by: Uuid,
+    /// The review as closed (JSON), and its SHA-256 (migration 13).
+    pub snapshot: Option<String>,
+    pub snapshot_sha256: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

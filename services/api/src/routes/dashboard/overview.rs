@@ -103,6 +103,8 @@ pub(crate) struct ClinicRow {
     pub forecast: String,
     pub forecast_class: &'static str,
     pub risk: Risk,
+    /// The shown month's estimate, for ordering.
+    pub current: Option<f64>,
 }
 
 #[derive(Template)]
@@ -118,6 +120,8 @@ struct OverviewPage {
     /// Clinics projected below the level, and those within the warning band above it.
     below: usize,
     near: usize,
+    /// Clinics whose current claims cannot be judged for lack of data.
+    no_data: usize,
     /// The CSV of what is shown (the same filters).
     csv_href: String,
 }
@@ -224,6 +228,7 @@ pub(super) fn row(
         forecast,
         forecast_class: if outlook.below() { "alert" } else { "" },
         risk,
+        current,
     }
 }
 
@@ -262,10 +267,17 @@ pub(crate) async fn overview(
             row(&state.rules, lang, (c.id.to_string(), c.name.clone(), c.kind), history, &months, today)
         })
         .collect();
-    // The clinic at risk comes first: below, near, without data, safe; then by name.
-    rows.sort_by(|a, b| a.risk.cmp(&b.risk).then_with(|| a.name.cmp(&b.name)));
+    // The clinic at risk comes first: below, near, without data, safe; within each, the lowest rate of the
+    // shown month first, then by name.
+    rows.sort_by(|a, b| {
+        a.risk
+            .cmp(&b.risk)
+            .then_with(|| a.current.unwrap_or(-1.0).total_cmp(&b.current.unwrap_or(-1.0)))
+            .then_with(|| a.name.cmp(&b.name))
+    });
     let below = rows.iter().filter(|r| r.risk == Risk::Below).count();
     let near = rows.iter().filter(|r| r.risk == Risk::Near).count();
+    let no_data = rows.iter().filter(|r| r.risk == Risk::NoData).count();
     let mut totals: BTreeMap<YearMonth, MonthCount> = BTreeMap::new();
     for c in &clinics {
         for (m, n) in usage.get(&c.id).unwrap_or(&empty) {
@@ -303,6 +315,7 @@ pub(crate) async fn overview(
             .replace("{to}", &last.to_string()),
         below,
         near,
+        no_data,
         csv_href: crate::web::guard::lang_href(req.query_string(), lang).replacen("?", "?format=csv&", 1),
         page,
     })
