@@ -271,6 +271,9 @@ pub(crate) async fn month_page(
         .into_iter()
         .map(|v| (v.id.to_string(), v.first_at))
         .collect();
+    let mut lines = lines;
+    // Rows in reception order: date, then the time of the visit's first confirmation.
+    lines.sort_by(|a, b| (a.date, times.get(&a.id)).cmp(&(b.date, times.get(&b.id))));
     let view: Vec<LineView> = lines
         .into_iter()
         .filter(|l| keep(l))
@@ -568,7 +571,7 @@ pub(crate) async fn export(
     let clinic = caller.clinic(&store, &raw_clinic).await?;
     let month = parse_month(&raw_month)?;
     // A closed month exports what it was closed with, so the same month gives the same file.
-    let MonthState { lines, .. } = month_state(&state.rules, &store, &clinic, month).await?;
+    let MonthState { mut lines, .. } = month_state(&state.rules, &store, &clinic, month).await?;
     let times: HashMap<String, String> = store
         .billing_visits(&clinic, month.first_day(), month.last_day())
         .await?
@@ -578,6 +581,8 @@ pub(crate) async fn export(
             (v.id.to_string(), format!("{:02}:{:02}", t.hour(), t.minute()))
         })
         .collect();
+    // In reception order, as the レセコン lists the day (date, then time of the first confirmation).
+    lines.sort_by(|a, b| (a.date, times.get(&a.id)).cmp(&(b.date, times.get(&b.id))));
     let table = month_csv(&lines, &times);
     let (encoding, bytes) = match form.encoding.as_str() {
         "sjis" => {
