@@ -196,6 +196,20 @@ impl TenantStore<'_> {
         }))
     }
 
+    /// `Conflict` when the month is closed: nothing in it may change (reviews, approvals).
+    async fn refuse_if_closed(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        clinic: &ClinicScope,
+        month: YearMonth,
+    ) -> Result<(), StoreError> {
+        let closed = billing_months::Entity::find_by_id((self.tenant_uuid(), clinic.uuid(), month.to_string()))
+            .one(txn)
+            .await?
+            .is_some();
+        if closed { Err(StoreError::Conflict { what: "a closed billing month" }) } else { Ok(()) }
+    }
+
     /// Reopens a closed month: the close and its snapshot go, in one transaction with the audit entry
     /// (which carries the reason and the snapshot's hash).
     pub async fn reopen_billing_month(
@@ -229,13 +243,7 @@ impl TenantStore<'_> {
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
         let txn = self.write().await?;
-        let closed = billing_months::Entity::find_by_id((self.tenant_uuid(), clinic.uuid(), month.to_string()))
-            .one(&txn)
-            .await?
-            .is_some();
-        if closed {
-            return Err(StoreError::Conflict { what: "a closed billing month" });
-        }
+        self.refuse_if_closed(&txn, clinic, month).await?;
         let found = visits::Entity::find_by_id(visit)
             .filter(visits::Column::TenantId.eq(self.tenant_uuid()))
             .filter(visits::Column::ClinicId.eq(clinic.uuid()))
@@ -282,13 +290,7 @@ impl TenantStore<'_> {
         audit: &AuditEntry,
     ) -> Result<usize, StoreError> {
         let txn = self.write().await?;
-        let closed = billing_months::Entity::find_by_id((self.tenant_uuid(), clinic.uuid(), month.to_string()))
-            .one(&txn)
-            .await?
-            .is_some();
-        if closed {
-            return Err(StoreError::Conflict { what: "a closed billing month" });
-        }
+        self.refuse_if_closed(&txn, clinic, month).await?;
         let mut approved = 0;
         for chunk in visits.chunks(500) {
             let found: Vec<(Uuid, Date)> = visits::Entity::find()
