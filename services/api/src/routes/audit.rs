@@ -56,7 +56,9 @@ struct AuditLine {
     seq: i64,
     at: String,
     actor: String,
+    /// The recorded action code (kept, for filters and exports) and what it means in the page's language.
     action: String,
+    action_label: &'static str,
     target: String,
     result: &'static str,
     result_class: &'static str,
@@ -76,12 +78,61 @@ impl AuditLine {
             at: jst_second(&r.at),
             actor: r.actor.clone(),
             action: r.action.clone(),
+            action_label: action_label(&r.action, lang),
             target: r.target.clone(),
             result,
             result_class,
             ip: r.ip.clone(),
         }
     }
+}
+
+/// What an action code means, for people; the code itself stays beside it (filters use it).
+fn action_label(action: &str, lang: Lang) -> &'static str {
+    let (ja, en) = match action {
+        "signin" => ("サインイン", "Signed in"),
+        "signin.password" => ("パスワード入力", "Password step"),
+        "signin.totp" => ("確認コード入力", "Code step"),
+        "signout" => ("サインアウト", "Signed out"),
+        "tenant.signup" => ("新規登録", "Signed up"),
+        "email.verify" => ("メールアドレス確認", "E-mail verified"),
+        "invite.accept" => ("招待の受諾", "Invitation accepted"),
+        "password.change" => ("パスワード変更", "Password changed"),
+        "password.reset" => ("パスワード再設定", "Password reset"),
+        "password.reset_requested" => ("パスワード再設定の依頼", "Password reset asked"),
+        "totp.enable" => ("二要素認証の設定", "Two-factor set up"),
+        "sessions.revoke" | "staff.sessions_revoke" => ("セッション終了", "Sessions ended"),
+        "staff.invite" => ("スタッフ招待", "Staff invited"),
+        "staff.role" => ("役割変更", "Role changed"),
+        "staff.disable" => ("アカウント無効化", "Account disabled"),
+        "staff.enable" => ("アカウント有効化", "Account enabled"),
+        "staff.totp_reset" => ("二要素認証のリセット", "Two-factor reset"),
+        "clinic.create" => ("医療機関の登録", "Clinic added"),
+        "clinic.update" => ("医療機関の変更", "Clinic changed"),
+        "agent.enrollment_code" => ("登録コード発行", "Enrollment code"),
+        "agent.revoke" => ("エージェント停止", "Agent revoked"),
+        "api_token.create" => ("APIトークン発行", "API token created"),
+        "api_token.revoke" => ("APIトークン失効", "API token revoked"),
+        "audit.view" => ("監査ログ閲覧", "Audit log viewed"),
+        "audit.export" => ("監査ログ出力", "Audit log exported"),
+        "receptions.view" | "receptions.read" => ("受付閲覧", "Receptions viewed"),
+        "dashboard.view" => ("利用率閲覧", "Usage viewed"),
+        "billing.view" => ("請求確認の閲覧", "Billing viewed"),
+        "billing.approve" => ("請求確認", "Visit approved"),
+        "billing.approve_bulk" => ("一括確認", "Visits approved"),
+        "billing.adjust" => ("請求の修正", "Visit adjusted"),
+        "billing.close" => ("月の締め", "Month closed"),
+        "billing.reopen" => ("締めの解除", "Month reopened"),
+        "billing.export" | "billing.download" => ("請求データ出力", "Billing export"),
+        "billing.standards" => ("届出の登録", "Standards recorded"),
+        "billing.usage_rate" => ("利用率の登録", "Usage rate recorded"),
+        "usage.alert" => ("利用率の注意メール", "Usage alert"),
+        "retention.basis" => ("保存期間の設定", "Retention set"),
+        "retention.purge" => ("保存期間経過分の削除", "Retention purge"),
+        "access.denied" => ("アクセス拒否", "Access denied"),
+        _ => return "",
+    };
+    lang.t(ja, en)
 }
 
 #[derive(Template)]

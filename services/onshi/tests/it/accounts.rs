@@ -80,6 +80,8 @@ both_modes!(a_group_signs_up_verifies_enrols_two_factor_and_onboards, |config| {
         assert_eq!((r.status, r.location()), (303, "/account/totp/setup"), "{path} before the second factor");
     }
     let setup = b.get("/account/totp/setup").await;
+    let qr = extract(&setup.body, "data-testid=\"totp-qr\"", "</figure>").unwrap();
+    assert!(qr.contains("<svg") && qr.contains("<path"), "a QR code drawn on the page: {qr}");
     let secret = extract(&setup.body, "data-testid=\"totp-secret\">", "<").unwrap();
     let secret = onshi_identity::TotpSecret::from_base32(&secret).unwrap();
     let r = b.post("/account/totp/setup", &[("code", "000000")]).await;
