@@ -4,8 +4,10 @@ const { chromium } = require('playwright-core');
 const { execFileSync } = require('child_process');
 
 const [base, out, ...asked] = process.argv.slice(2);
+// `{clinic}` in a path stands for the first clinic the dashboard links to.
 const paths = asked.length ? asked : [
-  '/', '/dashboard', '/fleet', '/billing', '/onboarding', '/staff', '/audit', '/account', '/no-such-page',
+  '/', '/dashboard', '/dashboard/clinics/{clinic}', '/fleet', '/billing', '/billing/{clinic}/{month}',
+  '/onboarding', '/staff', '/audit', '/account', '/no-such-page',
 ];
 const widths = [['desktop', 1366, 900], ['phone', 390, 844]];
 const code = () => execFileSync(process.env.ONSHI_BIN, ['totp-code', process.env.ONSHI_TOTP_KEY]).toString().trim();
@@ -22,13 +24,19 @@ const name = (p) => (p.replace(/[^a-zA-Z0-9]+/g, '-').replace(/^-|-$/g, '') || '
   await page.fill('input[name=code]', code());
   await page.click("form[action='/signin/totp'] button");
   await page.waitForSelector("nav a[href='/dashboard']");
+  await page.goto(`${base}/dashboard`);
+  const link = await page.getAttribute("a[href^='/dashboard/clinics/']", 'href');
+  const clinic = link ? link.split('/').pop() : '';
+  const now = new Date(Date.now() + 9 * 3600 * 1000);
+  const month = `${now.getUTCFullYear()}-${String(now.getUTCMonth() + 1).padStart(2, '0')}`;
   for (const lang of ['ja', 'en']) {
     for (const [label, width, height] of widths) {
       await page.setViewportSize({ width, height });
-      for (const p of paths) {
+      for (const raw of paths) {
+        const p = raw.replace('{clinic}', clinic).replace('{month}', month);
         const url = `${base}${p}${p.includes('?') ? '&' : '?'}lang=${lang}`;
         const response = await page.goto(url);
-        const file = `${out}/${name(p)}-${lang}-${label}.png`;
+        const file = `${out}/${name(raw)}-${lang}-${label}.png`;
         await page.screenshot({ path: file, fullPage: true });
         console.log(`${response ? response.status() : '---'} ${file}`);
       }
