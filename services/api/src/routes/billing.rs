@@ -25,14 +25,17 @@ fn parse_month(s: &str) -> Result<YearMonth, ApiError> {
     YearMonth::parse(s).filter(|m| m.first_day() >= time::macros::date!(2022 - 10 - 01)).ok_or(ApiError::NotFound)
 }
 
+/// When each visit read was first confirmed, by visit id (for reception order and the times shown).
+type FirstAt = HashMap<String, OffsetDateTime>;
+
 /// The review of one clinic-month: the engine over the month and its look-back, with the clerks'
-/// corrections applied.
+/// corrections applied; with the visits' first confirmation times.
 async fn month_review(
     rules: &RuleSet,
     store: &TenantStore<'_>,
     clinic: &ClinicScope,
     month: YearMonth,
-) -> Result<(Vec<Line>, Totals), ApiError> {
+) -> Result<(Vec<Line>, Totals, FirstAt), ApiError> {
     let settings = store.billing_settings(clinic).await?;
     let engine_clinic = onshi_rules::Clinic::new(clinic.id.to_string(), clinic.kind, settings);
     let start = month.plus(-LOOKBACK_MONTHS);
@@ -68,12 +71,14 @@ async fn month_review(
             (r.visit.to_string(), correction)
         })
         .collect();
-    review(rules, &engine_clinic, &facts, &corrections, month).map_err(|e| {
+    let first_at = visits.iter().map(|v| (v.id.to_string(), v.first_at)).collect();
+    let (lines, totals) = review(rules, &engine_clinic, &facts, &corrections, month).map_err(|e| {
         ApiError::InvalidRequest(onshi_domain::FieldError::new(
             e.field.clone(),
             format!("{}: {}", e.subject, e.message),
         ))
-    })
+    })?;
+    Ok((lines, totals, first_at))
 }
 
 /// A closed month as it was closed.
@@ -86,11 +91,13 @@ struct Snapshot {
 /// A clinic-month as the pages and exports show it: recomputed while open; once closed, exactly what it
 /// was closed with, plus the visits that arrived after closing (listed apart, never folded in).
 struct MonthState {
+    /// In reception order: date, then the time of the visit's first confirmation.
     lines: Vec<Line>,
     totals: Totals,
     closed: Option<onshi_store::ClosedMonth>,
     /// Visit ids of the month not in the closed snapshot.
     late: Vec<String>,
+    first_at: FirstAt,
 }
 
 async fn month_state(
@@ -100,20 +107,26 @@ async fn month_state(
     month: YearMonth,
 ) -> Result<MonthState, ApiError> {
     let closed = store.billing_month_closed(clinic, month).await?;
-    if let Some(snapshot) = closed.as_ref().and_then(|c| c.snapshot.as_deref()) {
-        let Snapshot { lines, totals } = serde_json::from_str(snapshot).map_err(ApiError::internal)?;
-        let kept: std::collections::HashSet<&str> = lines.iter().map(|l| l.id.as_str()).collect();
-        let late = store
-            .billing_visits(clinic, month.first_day(), month.last_day())
-            .await?
-            .into_iter()
-            .map(|v| v.id.to_string())
-            .filter(|id| !kept.contains(id.as_str()))
-            .collect();
-        return Ok(MonthState { lines, totals, closed, late });
-    }
-    let (lines, totals) = month_review(rules, store, clinic, month).await?;
-    Ok(MonthState { lines, totals, closed, late: Vec::new() })
+    let (mut lines, totals, first_at, late) = match closed.as_ref().and_then(|c| c.snapshot.as_deref()) {
+        Some(snapshot) => {
+            let Snapshot { lines, totals } = serde_json::from_str(snapshot).map_err(ApiError::internal)?;
+            let first_at: FirstAt = store
+                .billing_visits(clinic, month.first_day(), month.last_day())
+                .await?
+                .into_iter()
+                .map(|v| (v.id.to_string(), v.first_at))
+                .collect();
+            let kept: std::collections::HashSet<&str> = lines.iter().map(|l| l.id.as_str()).collect();
+            let late = first_at.keys().filter(|id| !kept.contains(id.as_str())).cloned().collect();
+            (lines, totals, first_at, late)
+        }
+        None => {
+            let (lines, totals, first_at) = month_review(rules, store, clinic, month).await?;
+            (lines, totals, first_at, Vec::new())
+        }
+    };
+    lines.sort_by(|a, b| (a.date, first_at.get(&a.id)).cmp(&(b.date, first_at.get(&b.id))));
+    Ok(MonthState { lines, totals, closed, late, first_at })
 }
 
 // ---- group view -------------------------------------------------------------------------------------
@@ -245,7 +258,8 @@ pub(crate) async fn month_page(
     let store = state.store.tenant(caller.scope);
     let clinic = caller.clinic(&store, &raw_clinic).await?;
     let month = parse_month(&raw_month)?;
-    let MonthState { lines, totals, closed, late } = month_state(&state.rules, &store, &clinic, month).await?;
+    let MonthState { lines, totals, closed, late, first_at: times } =
+        month_state(&state.rules, &store, &clinic, month).await?;
     let count = |f: fn(&Line) -> bool| lines.iter().filter(|l| f(l)).count();
     let unreviewed = count(|l| l.needs_review);
     let plain = count(|l| l.needs_review && !l.missed && !l.over);
@@ -265,15 +279,6 @@ pub(crate) async fn month_page(
         "over" => l.over,
         _ => true,
     };
-    let times: HashMap<String, OffsetDateTime> = store
-        .billing_visits(&clinic, month.first_day(), month.last_day())
-        .await?
-        .into_iter()
-        .map(|v| (v.id.to_string(), v.first_at))
-        .collect();
-    let mut lines = lines;
-    // Rows in reception order: date, then the time of the visit's first confirmation.
-    lines.sort_by(|a, b| (a.date, times.get(&a.id)).cmp(&(b.date, times.get(&b.id))));
     let view: Vec<LineView> = lines
         .into_iter()
         .filter(|l| keep(l))
@@ -427,7 +432,7 @@ pub(crate) async fn approve_plain(
     if form.which != "plain" {
         return Err(ApiError::InvalidRequest(onshi_domain::FieldError::new("which", "plain を指定してください")));
     }
-    let (lines, _) = month_review(&state.rules, &store, &clinic, month).await?;
+    let (lines, ..) = month_review(&state.rules, &store, &clinic, month).await?;
     let ids: Vec<uuid::Uuid> =
         lines.iter().filter(|l| l.needs_review && !l.missed && !l.over).filter_map(|l| l.id.parse().ok()).collect();
     if !ids.is_empty() {
@@ -456,7 +461,7 @@ pub(crate) async fn close_month(
     let store = state.store.tenant(caller.scope);
     let clinic = caller.clinic(&store, &raw_clinic).await?;
     let month = parse_month(&raw_month)?;
-    let (lines, totals) = month_review(&state.rules, &store, &clinic, month).await?;
+    let (lines, totals, _) = month_review(&state.rules, &store, &clinic, month).await?;
     let unreviewed = lines.iter().filter(|l| l.needs_review).count();
     if unreviewed > 0 && form.confirm.is_none() {
         return Err(ApiError::InvalidRequest(onshi_domain::FieldError::new(
@@ -571,18 +576,14 @@ pub(crate) async fn export(
     let clinic = caller.clinic(&store, &raw_clinic).await?;
     let month = parse_month(&raw_month)?;
     // A closed month exports what it was closed with, so the same month gives the same file.
-    let MonthState { mut lines, .. } = month_state(&state.rules, &store, &clinic, month).await?;
-    let times: HashMap<String, String> = store
-        .billing_visits(&clinic, month.first_day(), month.last_day())
-        .await?
+    let MonthState { lines, first_at, .. } = month_state(&state.rules, &store, &clinic, month).await?;
+    let times: HashMap<String, String> = first_at
         .into_iter()
-        .map(|v| {
-            let t = v.first_at.to_offset(onshi_domain::jst::JST);
-            (v.id.to_string(), format!("{:02}:{:02}", t.hour(), t.minute()))
+        .map(|(id, at)| {
+            let t = at.to_offset(onshi_domain::jst::JST);
+            (id, format!("{:02}:{:02}", t.hour(), t.minute()))
         })
         .collect();
-    // In reception order, as the レセコン lists the day (date, then time of the first confirmation).
-    lines.sort_by(|a, b| (a.date, times.get(&a.id)).cmp(&(b.date, times.get(&b.id))));
     let table = month_csv(&lines, &times);
     let (encoding, bytes) = match form.encoding.as_str() {
         "sjis" => {
