@@ -356,24 +356,21 @@ impl TenantStore<'_> {
             .await?
             .ok_or(StoreError::NotFound { what: "user" })?;
         let epoch = row.session_epoch;
-        let (email, was_claimable) = (row.email.clone(), row.email_verified_at.is_some() && row.status == "active");
+        // Signing in needs the address proved and the account active; a change that makes that true (a
+        // verification link followed, an invitation accepted) claims the address in the same
+        // transaction: if another account has it, nothing changes.
+        let usable = |u: &users::Model| u.email_verified_at.is_some() && u.status == UserStatus::Active.as_str();
+        let was_usable = usable(&row);
         let mut active: users::ActiveModel = row.into();
         change(&mut active);
-        // A change that makes the account usable (the address proved, an invitation accepted) claims the
-        // address, in the same transaction: if another account has it, nothing changes.
-        let verified = matches!(
-            &active.email_verified_at,
-            sea_orm::ActiveValue::Set(Some(_)) | sea_orm::ActiveValue::Unchanged(Some(_))
-        );
-        let usable = matches!(&active.status, sea_orm::ActiveValue::Set(s) | sea_orm::ActiveValue::Unchanged(s) if s == UserStatus::Active.as_str());
-        if verified && usable && !was_claimable {
-            claim_login(&txn, &email, self.tenant_uuid(), id).await?;
-        }
         if revoke_sessions {
             active.session_epoch = Set(epoch.wrapping_add(1));
         }
         active.updated_at = Set(OffsetDateTime::now_utc());
-        active.update(&txn).await?;
+        let updated = active.update(&txn).await?;
+        if usable(&updated) && !was_usable {
+            claim_login(&txn, &updated.email, self.tenant_uuid(), id).await?;
+        }
         self.append_in(&txn, audit).await?;
         txn.commit().await?;
         Ok(())
