@@ -264,22 +264,21 @@ pub async fn restore(config: &Config, dir: &Path) -> Result<RestoreReport, Backu
     {
         return Err(BackupError::DatabaseCorrupt { path: database_file });
     }
-    let mut object_bytes = Vec::with_capacity(manifest.objects.len());
+    // Hashed in chunks, not held: a backup's objects need not fit in memory.
     for (key, sum) in &manifest.objects {
-        let path = dir.join("objects").join(key);
-        let bytes = std::fs::read(&path).map_err(io(&path))?;
-        if hex::encode(Sha256::digest(&bytes)) != *sum {
+        if file_sha256(&dir.join("objects").join(key))? != *sum {
             return Err(BackupError::ObjectCorrupt { key: key.clone() });
         }
-        object_bytes.push((key.clone(), bytes));
     }
 
-    // 2. Write; on any failure remove what was written.
+    // 2. Write; on any failure remove what was written. (What is written is checked again after.)
     let mut written: Vec<String> = Vec::new();
     let outcome = async {
-        for (key, bytes) in object_bytes {
-            objects.put(&key, bytes, "application/octet-stream").await?;
-            written.push(key);
+        for key in manifest.objects.keys() {
+            let path = dir.join("objects").join(key);
+            let bytes = std::fs::read(&path).map_err(io(&path))?;
+            objects.put(key, bytes, "application/octet-stream").await?;
+            written.push(key.clone());
         }
         if target == "postgres" {
             pg_restore(url.expose_secret(), &database_file).await?;
