@@ -8,6 +8,7 @@
 //! - One-time tokens for e-mail links and API tokens: 256 random bits, stored as SHA-256. The tenant id
 //!   travels in front of the secret, so the tenant is known before any tenant row is read.
 
+pub mod mac;
 pub mod password;
 pub mod token;
 pub mod totp;

@@ -16,11 +16,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
+use onshi_identity::mac;
 use onshi_objects::{ObjectBackend, ObjectStore};
 use onshi_store::{ChainHead, Store};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -43,38 +42,23 @@ pub struct AnchorKey(Option<Vec<u8>>);
 
 impl AnchorKey {
     pub fn from_secret(secret: Option<&[u8]>) -> Self {
-        AnchorKey(secret.map(|s| {
-            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(s).unwrap_or_else(|_| unreachable_hmac());
-            mac.update(b"onshi audit anchor key v1");
-            mac.finalize().into_bytes().to_vec()
-        }))
+        AnchorKey(secret.map(|s| mac::derive_key(s, b"onshi audit anchor key v1")))
     }
 
     fn sign(&self, body: &[u8]) -> Option<String> {
-        let key = self.0.as_ref()?;
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable_hmac());
-        mac.update(body);
-        Some(hex::encode(mac.finalize().into_bytes()))
+        Some(hex::encode(mac::hmac_sha256(self.0.as_ref()?, &[body])))
     }
 
     fn verify(&self, body: &[u8], signature: Option<&str>) -> Signature {
         match (&self.0, signature) {
             (None, _) => Signature::NoKey,
             (Some(_), None) => Signature::Missing,
-            (Some(key), Some(sig)) => {
-                let Ok(sig) = hex::decode(sig) else { return Signature::Bad };
-                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable_hmac());
-                mac.update(body);
-                if mac.verify_slice(&sig).is_ok() { Signature::Good } else { Signature::Bad }
-            }
+            (Some(key), Some(sig)) => match hex::decode(sig) {
+                Ok(tag) if mac::hmac_matches(key, &[body], &tag) => Signature::Good,
+                _ => Signature::Bad,
+            },
         }
     }
-}
-
-/// HMAC-SHA256 takes keys of any length; this cannot happen.
-fn unreachable_hmac() -> Hmac<Sha256> {
-    #[allow(clippy::expect_used)]
-    <Hmac<Sha256> as Mac>::new_from_slice(b"k").expect("HMAC accepts any key length")
 }
 
 enum Signature {

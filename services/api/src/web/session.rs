@@ -13,13 +13,11 @@ use std::time::Duration;
 
 use actix_web::HttpResponse;
 use actix_web::http::header::{HeaderValue, SET_COOKIE};
-use hmac::{Hmac, Mac};
 use onshi_cache::{Cache, CacheBackend};
 use onshi_domain::{TenantId, UserId};
-use onshi_identity::OneTimeToken;
+use onshi_identity::{OneTimeToken, mac};
 use onshi_store::User;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use time::OffsetDateTime;
 
 use crate::ApiError;
@@ -64,9 +62,7 @@ fn key(token: &str) -> String {
 impl Sessions {
     pub fn new(cache: Cache, idle: Duration, max: Duration, secret: &[u8]) -> Self {
         // A key of its own for CSRF tokens, derived so that it is never the JWT key itself.
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap_or_else(|_| unreachable_hmac());
-        mac.update(b"onshi csrf key v1");
-        Self { cache, idle, max, csrf_key: mac.finalize().into_bytes().to_vec() }
+        Self { cache, idle, max, csrf_key: mac::derive_key(secret, b"onshi csrf key v1") }
     }
 
     pub fn idle(&self) -> Duration {
@@ -124,11 +120,8 @@ impl Sessions {
     /// The CSRF token for a form: an HMAC over the browser's CSRF cookie and its session cookie, so a
     /// token is useless with another browser's cookies and changes when the session changes.
     pub fn csrf_token(&self, csrf_cookie: &str, session_cookie: Option<&str>) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.csrf_key).unwrap_or_else(|_| unreachable_hmac());
-        mac.update(csrf_cookie.as_bytes());
-        mac.update(b"\n");
-        mac.update(session_cookie.unwrap_or("").as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        let parts: [&[u8]; 3] = [csrf_cookie.as_bytes(), b"\n", session_cookie.unwrap_or("").as_bytes()];
+        hex::encode(mac::hmac_sha256(&self.csrf_key, &parts))
     }
 
     pub fn csrf_valid(&self, presented: &str, csrf_cookie: &str, session_cookie: Option<&str>) -> bool {
@@ -136,12 +129,6 @@ impl Sessions {
         expected.len() == presented.len()
             && expected.bytes().zip(presented.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
     }
-}
-
-/// HMAC-SHA256 takes keys of any length; this cannot happen.
-fn unreachable_hmac() -> Hmac<Sha256> {
-    #[allow(clippy::expect_used)]
-    Hmac::<Sha256>::new_from_slice(b"k").expect("HMAC accepts any key length")
 }
 
 /// A `Set-Cookie` value for a `__Host-` cookie. SameSite=Lax, so following a link in an e-mail still
