@@ -1,7 +1,6 @@
 //! Storage of the billing review: clinic settings for the rules engine, reviews, closed months, exports.
 //! A closed month refuses further reviews; every change is audited in its own transaction.
 
-use sha2::Digest;
 use std::collections::HashMap;
 
 use onshi_domain::{UserId, YearMonth};
@@ -333,12 +332,15 @@ impl TenantStore<'_> {
         Ok(approved)
     }
 
-    /// Closes the month with `snapshot`, the review as it stands (JSON), kept with its SHA-256.
+    /// Closes the month with `snapshot`, the review as it stands (JSON), kept with its SHA-256 (which
+    /// the caller has computed for the audit entry too).
+    #[allow(clippy::too_many_arguments)]
     pub async fn close_billing_month(
         &self,
         clinic: &ClinicScope,
         month: YearMonth,
         snapshot: &str,
+        snapshot_sha256: &str,
         user: UserId,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
@@ -351,7 +353,7 @@ impl TenantStore<'_> {
                 closed_at: Set(OffsetDateTime::now_utc()),
                 closed_by: Set(user.as_uuid()),
                 snapshot: Set(Some(snapshot.to_owned())),
-                snapshot_sha256: Set(Some(hex::encode(sha2::Sha256::digest(snapshot.as_bytes())))),
+                snapshot_sha256: Set(Some(snapshot_sha256.to_owned())),
             }
             .insert(&txn)
             .await

@@ -207,7 +207,6 @@ async fn clinic_view(
     let store = state.store.tenant(caller.scope);
     let devices = store.devices().await?.into_iter().filter(|d| d.clinic == clinic.id).collect();
     let deadlines = clinic.oqs_start.map(onboarding::deadlines).unwrap_or_default();
-    let expires = (OffsetDateTime::now_utc() + ENROLLMENT_TTL).to_offset(onshi_domain::jst::JST);
     Ok(ClinicPage {
         page,
         deadlines,
@@ -215,7 +214,7 @@ async fn clinic_view(
         holidays_until: onboarding::holidays_known_until(),
         devices,
         new_code,
-        code_expires: format!("{} {:02}:{:02}", expires.date(), expires.hour(), expires.minute()),
+        code_expires: crate::web::time::jst_minute(&(OffsetDateTime::now_utc() + ENROLLMENT_TTL)),
         clinic: clinic.clinic().clone(),
     })
 }

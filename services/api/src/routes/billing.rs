@@ -262,10 +262,10 @@ pub(crate) async fn month_page(
         month_state(&state.rules, &store, &clinic, month).await?;
     let count = |f: fn(&Line) -> bool| lines.iter().filter(|l| f(l)).count();
     let unreviewed = count(|l| l.needs_review);
-    let plain = count(|l| l.needs_review && !l.missed && !l.over);
+    let plain = count(approvable);
     let filters = vec![
         ("", "すべて", lines.len()),
-        ("needs_review", "未確認", count(|l| l.needs_review)),
+        ("needs_review", "未確認", unreviewed),
         ("overridden", "修正済み", count(|l| l.overridden)),
         ("not_claimable", "算定なし", count(|l| l.not_claimable)),
         ("missed", "算定漏れ候補", count(|l| l.missed)),
@@ -417,6 +417,11 @@ pub(crate) struct BulkForm {
     which: String,
 }
 
+/// An unreviewed visit that nothing flags (not a 算定漏れ or 過剰算定 candidate): the bulk step takes it.
+fn approvable(l: &Line) -> bool {
+    l.needs_review && !l.missed && !l.over
+}
+
 /// Approves, in one step, every unreviewed visit of the month that nothing flags: the engine's decision
 /// stands for them, so no reason is asked (adjustments still need one). Flagged visits stay for a look.
 pub(crate) async fn approve_plain(
@@ -433,8 +438,7 @@ pub(crate) async fn approve_plain(
         return Err(ApiError::InvalidRequest(onshi_domain::FieldError::new("which", "plain を指定してください")));
     }
     let (lines, ..) = month_review(&state.rules, &store, &clinic, month).await?;
-    let ids: Vec<uuid::Uuid> =
-        lines.iter().filter(|l| l.needs_review && !l.missed && !l.over).filter_map(|l| l.id.parse().ok()).collect();
+    let ids: Vec<uuid::Uuid> = lines.iter().filter(|l| approvable(l)).filter_map(|l| l.id.parse().ok()).collect();
     if !ids.is_empty() {
         let entry = caller
             .entry("billing.approve_bulk", &format!("billing:{}:{month}", clinic.id), AuditResult::Success)
@@ -469,22 +473,19 @@ pub(crate) async fn close_month(
             format!("未確認の受付が {unreviewed} 件あります。このまま締める場合は確認欄にチェックを入れてください。"),
         )));
     }
-    let points = totals.values().map(|t| t.1).sum::<u32>();
+    let (visits, points) = (lines.len(), totals.values().map(|t| t.1).sum::<u32>());
     let snapshot = serde_json::to_string(&Snapshot { lines, totals }).map_err(ApiError::internal)?;
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(snapshot.as_bytes()));
     let entry = caller.entry("billing.close", &format!("billing:{}:{month}", clinic.id), AuditResult::Success).details(
         serde_json::json!({
-            "visits": snapshot_len(&snapshot),
+            "visits": visits,
             "unreviewed": unreviewed,
             "points": points,
-            "snapshot_sha256": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(snapshot.as_bytes())),
+            "snapshot_sha256": sha256,
         }),
     );
-    store.close_billing_month(&clinic, month, &snapshot, caller.user.id, &entry).await?;
+    store.close_billing_month(&clinic, month, &snapshot, &sha256, caller.user.id, &entry).await?;
     Ok(see_other(&format!("/billing/{}/{month}", clinic.id)))
-}
-
-fn snapshot_len(snapshot: &str) -> usize {
-    serde_json::from_str::<Snapshot>(snapshot).map(|s| s.lines.len()).unwrap_or(0)
 }
 
 #[derive(Deserialize)]

@@ -114,9 +114,14 @@ pub struct Page {
 
 /// `?…` of the current query with `lang` set to `to` (filters and months survive the switch).
 pub(crate) fn lang_href(query: &str, to: Lang) -> String {
+    query_with(query, &[("lang", to.code())])
+}
+
+/// `?…` of the current query with each of `set` replacing any value the query had for its key.
+pub(crate) fn query_with(query: &str, set: &[(&str, &str)]) -> String {
     let mut pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
-    pairs.retain(|(k, _)| k != "lang");
-    pairs.push(("lang".to_owned(), to.code().to_owned()));
+    pairs.retain(|(k, _)| !set.iter().any(|(key, _)| key == k));
+    pairs.extend(set.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     format!("?{}", serde_urlencoded::to_string(&pairs).unwrap_or_default())
 }
 

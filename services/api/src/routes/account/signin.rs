@@ -44,6 +44,15 @@ struct TotpSetupPage {
     error: Option<&'static str>,
 }
 
+impl TotpSetupPage {
+    /// The enrolment page for `secret`: the key, its otpauth:// URI and the URI's QR code.
+    fn new(page: Page, secret: &TotpSecret, email: &str, error: Option<&'static str>) -> Result<Self, ApiError> {
+        let uri = secret.uri(email).map_err(ApiError::internal)?;
+        let qr = qr_svg(&uri)?;
+        Ok(TotpSetupPage { page, secret: secret.base32().to_owned(), uri, qr, error })
+    }
+}
+
 /// The otpauth:// URI as an SVG QR code, drawn here (the secret never leaves the page for an image
 /// service). Medium error correction, a quiet zone, black on white whatever the page's colours.
 fn qr_svg(uri: &str) -> Result<String, ApiError> {
@@ -263,9 +272,7 @@ pub(crate) async fn totp_setup_form(
             s
         }
     };
-    let uri = secret.uri(&pending.user.email).map_err(ApiError::internal)?;
-    let qr = qr_svg(&uri)?;
-    ok(TotpSetupPage { page, secret: secret.base32().to_owned(), uri, qr, error: None })
+    ok(TotpSetupPage::new(page, &secret, &pending.user.email, None)?)
 }
 
 pub(crate) async fn totp_setup(
@@ -288,18 +295,11 @@ pub(crate) async fn totp_setup(
     let step = secret.verify(&form.code, now_unix(), user.totp_last_step).map_err(ApiError::internal)?;
     let Some(step) = step else {
         note_failure(&state, &user.email, pending.ip.as_deref(), Failed::KnownAccount).await;
-        let uri = secret.uri(&user.email).map_err(ApiError::internal)?;
-        let qr = qr_svg(&uri)?;
-        return unprocessable(TotpSetupPage {
-            qr,
-            error: Some(page.lang.t(
-                "確認コードが違います。アプリの時刻も確認してください。",
-                "The code is wrong. Check the app's clock too.",
-            )),
-            page,
-            secret: secret.base32().to_owned(),
-            uri,
-        });
+        let error = page.lang.t(
+            "確認コードが違います。アプリの時刻も確認してください。",
+            "The code is wrong. Check the app's clock too.",
+        );
+        return unprocessable(TotpSetupPage::new(page, &secret, &user.email, Some(error))?);
     };
     store.enable_totp(user.id, step, &own_entry(user, "totp.enable", AuditResult::Success, pending.ip.clone())).await?;
     let user = store.user(user.id).await?.ok_or(ApiError::SignInRequired)?;

@@ -4,7 +4,8 @@
 
 use time::{OffsetDateTime, Weekday};
 
-use super::{jst_text, pct};
+use super::pct;
+use crate::web::time::jst_minute;
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
@@ -95,16 +96,16 @@ pub(super) fn availability(
                 "<rect x=\"{:.1}\" y=\"{y:.0}\" width=\"{:.1}\" height=\"14\" class=\"{class}\"><title>{} – {}</title></rect>",
                 x(u.from),
                 (x(u.to) - x(u.from)).max(1.0),
-                jst_text(u.from),
-                jst_text(u.to)
+                jst_minute(&u.from),
+                jst_minute(&u.to)
             ));
             if !u.healthy {
-                outages.push((name.clone(), jst_text(u.from), jst_text(u.to), "リーダー/VPN異常".to_owned()));
+                outages.push((name.clone(), jst_minute(&u.from), jst_minute(&u.to), "リーダー/VPN異常".to_owned()));
             }
             if let Some(next) = mine.get(k + 1)
                 && (next.from - u.to).whole_seconds() > onshi_domain::OFFLINE_AFTER_SECS
             {
-                outages.push((name.clone(), jst_text(u.to), jst_text(next.from), "応答なし".to_owned()));
+                outages.push((name.clone(), jst_minute(&u.to), jst_minute(&next.from), "応答なし".to_owned()));
             }
         }
     }

@@ -109,12 +109,11 @@ pub(crate) async fn clinic(
         .await?
         .into_iter()
         .map(|v| {
-            let t = v.last_at.to_offset(onshi_domain::jst::JST);
             (
-                format!("{} {:02}:{:02}", t.date(), t.hour(), t.minute()),
+                crate::web::time::jst_minute(&v.last_at),
                 v.method.label_ja(),
                 v.result.label_ja(),
-                t.date().to_string(),
+                onshi_domain::jst::date_of(v.last_at).to_string(),
             )
         })
         .collect();

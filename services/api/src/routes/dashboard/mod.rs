@@ -9,14 +9,7 @@ pub(crate) mod feed;
 pub(crate) mod fleet;
 pub(crate) mod overview;
 
-use time::OffsetDateTime;
-
 /// A rate as a percentage with one decimal, or a dash when there is no figure.
 fn pct(rate: Option<f64>) -> String {
     rate.map(|r| format!("{:.1}%", r * 100.0)).unwrap_or_else(|| "—".to_owned())
-}
-
-/// A moment as JST date and minute, as clinics read times.
-fn jst_text(t: OffsetDateTime) -> String {
-    crate::web::time::jst_minute(&t)
 }

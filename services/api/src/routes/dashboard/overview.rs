@@ -316,7 +316,7 @@ pub(crate) async fn overview(
         below,
         near,
         no_data,
-        csv_href: crate::web::guard::lang_href(req.query_string(), lang).replacen("?", "?format=csv&", 1),
+        csv_href: crate::web::guard::query_with(req.query_string(), &[("format", "csv"), ("lang", lang.code())]),
         page,
     })
 }
