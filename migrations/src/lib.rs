@@ -17,6 +17,7 @@ mod m20261126_000010_operations;
 mod m20261201_000011_clinic_dedup;
 mod m20261201_000012_clinic_code_confirmed;
 mod m20261201_000013_billing_snapshot;
+mod m20261201_000014_export_sha256;
 pub mod partitions;
 
 pub use m20261125_000003_accounts::APP_ROLE;
@@ -95,6 +96,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000011_clinic_dedup::Migration),
             Box::new(m20261201_000012_clinic_code_confirmed::Migration),
             Box::new(m20261201_000013_billing_snapshot::Migration),
+            Box::new(m20261201_000014_export_sha256::Migration),
         ]
     }
 }

@@ -7,6 +7,11 @@
 //!
 //! Flags:
 //! - `needs_review`: nobody has approved or adjusted it yet;
+//! - `kind_settled` false (区分未確定): the patient's first visit in our data, with no 初診/再診 from the
+//!   clinic's own data or a clerk. Our data starts when the clinic joined, so "first seen" is a guess, not
+//!   a 初診: such a visit is evaluated as the likely 初診 but its addon is provisional, outside the totals,
+//!   until someone settles the kind. A visit after an earlier one in our data is taken as 再診, which never
+//!   grants a 初診-only addon (at worst a 算定漏れ the clerk can correct);
 //! - `overridden`: a clerk changed its facts;
 //! - `not_claimable`: no addon in the end;
 //! - `missed` (算定漏れ候補): confirmed with マイナ保険証 yet nothing is claimable, usually a missing 届出
@@ -28,14 +33,21 @@ pub struct Fact {
     /// The patient pseudonym (never shown); visits without one are their own patient.
     pub patient: String,
     pub date: Date,
-    /// The patient's first visit at this clinic in our data: taken as 初診 until a clerk says otherwise.
+    /// The key a clerk can find the patient by (the clinic's 患者番号 where known, else a short form of the
+    /// pseudonym); shown and exported, never used to group.
+    pub patient_key: String,
+    /// The patient's first visit at this clinic in our data: likely 初診, but unsettled (see the module).
     pub first_seen: bool,
+    /// 初診/再診 from the clinic's own data (レセ電), when known.
+    pub known_kind: Option<VisitKind>,
     pub myna: bool,
     pub info_obtained: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ReviewStatus {
+    /// The clerk settled 初診/再診 (a fact we lacked) but has not reviewed the decision yet.
+    Settled,
     Approved,
     Adjusted,
 }
@@ -55,7 +67,12 @@ pub struct Correction {
 pub struct Line {
     pub id: String,
     pub date: Date,
+    #[serde(default)]
+    pub patient_key: String,
     pub kind: VisitKind,
+    /// False while 初診/再診 is our guess (区分未確定): the addon is then provisional, outside the totals.
+    #[serde(default = "settled")]
+    pub kind_settled: bool,
     pub myna: bool,
     pub info_obtained: bool,
     pub addons: Vec<Granted>,
@@ -63,6 +80,9 @@ pub struct Line {
     /// Points from the derived facts, before corrections.
     pub derived_points: u32,
     pub reason: String,
+    /// The clerk's note on the review, if any.
+    #[serde(default)]
+    pub note: String,
     pub status: Option<ReviewStatus>,
     pub excluded: bool,
     pub needs_review: bool,
@@ -72,7 +92,18 @@ pub struct Line {
     pub over: bool,
 }
 
-/// Points and counts per addon name.
+fn settled() -> bool {
+    true
+}
+
+impl Line {
+    /// An addon that depends on a guessed 初診 and so is not counted as certain.
+    pub fn provisional(&self) -> bool {
+        !self.kind_settled && !self.addons.is_empty()
+    }
+}
+
+/// Counts and points per addon name, of the lines counted as certain.
 pub type Totals = BTreeMap<String, (u32, u32)>;
 
 fn visit(f: &Fact, kind: VisitKind, info: bool) -> Result<Visit, InputError> {
@@ -103,7 +134,8 @@ pub fn review(
     corrections: &HashMap<String, Correction>,
     month: YearMonth,
 ) -> Result<(Vec<Line>, Totals), InputError> {
-    let derived_kind = |f: &Fact| if f.first_seen { VisitKind::First } else { VisitKind::Revisit };
+    let derived_kind =
+        |f: &Fact| f.known_kind.unwrap_or(if f.first_seen { VisitKind::First } else { VisitKind::Revisit });
     let run = |visits: Vec<Visit>| evaluate(rules, &EvalInput { clinics: vec![clinic.clone()], visits });
     let derived = run(facts.iter().map(|f| visit(f, derived_kind(f), f.info_obtained)).collect::<Result<_, _>>()?);
     let derived: HashMap<&str, &Decision> = derived.iter().map(|d| (d.visit.as_str(), d)).collect();
@@ -134,16 +166,21 @@ pub fn review(
             (_, None) => (Vec::new(), String::new()),
         };
         let points: u32 = addons.iter().map(|a| a.points).sum();
-        for a in &addons {
-            let t = totals.entry(a.name.clone()).or_default();
-            t.0 += 1;
-            t.1 += a.points;
+        let kind_settled = c.is_some_and(|c| c.kind.is_some()) || f.known_kind.is_some() || !f.first_seen;
+        if kind_settled {
+            for a in &addons {
+                let t = totals.entry(a.name.clone()).or_default();
+                t.0 += 1;
+                t.1 += a.points;
+            }
         }
         let overridden = c.is_some_and(|c| c.status == ReviewStatus::Adjusted);
         lines.push(Line {
             id: f.id.clone(),
             date: f.date,
+            patient_key: f.patient_key.clone(),
             kind,
+            kind_settled,
             myna: f.myna,
             info_obtained: info,
             not_claimable: addons.is_empty(),
@@ -153,9 +190,10 @@ pub fn review(
             points,
             derived_points,
             reason,
+            note: c.map(|c| c.reason.clone()).unwrap_or_default(),
             status: c.map(|c| c.status),
             excluded: c.is_some_and(|c| c.exclude),
-            needs_review: c.is_none(),
+            needs_review: c.is_none_or(|c| c.status == ReviewStatus::Settled),
             overridden,
         });
     }
@@ -181,7 +219,16 @@ mod tests {
     }
 
     fn fact(id: &str, patient: &str, date: Date, first: bool, myna: bool) -> Fact {
-        Fact { id: id.into(), patient: patient.into(), date, first_seen: first, myna, info_obtained: myna }
+        Fact {
+            id: id.into(),
+            patient: patient.into(),
+            patient_key: patient.into(),
+            date,
+            first_seen: first,
+            known_kind: None,
+            myna,
+            info_obtained: myna,
+        }
     }
 
     #[test]
@@ -229,6 +276,39 @@ mod tests {
         let (lines, _) = review(&rules, &clinic(), &facts, &corrections, month).unwrap();
         assert!(lines[0].excluded && lines[0].not_claimable && !lines[0].missed);
         assert!(lines[0].reason.contains("算定要件を満たさない"));
+    }
+
+    #[test]
+    fn a_first_visit_in_our_data_is_unsettled_until_the_clinic_or_a_clerk_says() {
+        let rules = RuleSet::builtin().unwrap();
+        let month = YearMonth::parse("2025-03").unwrap();
+        let facts = vec![fact("a", "p1", date!(2025 - 03 - 03), true, true)];
+        let (lines, totals) = review(&rules, &clinic(), &facts, &HashMap::new(), month).unwrap();
+        assert!(!lines[0].kind_settled && lines[0].provisional(), "{:?}", lines[0]);
+        assert!(totals.is_empty(), "a guessed 初診 is not counted as certain: {totals:?}");
+
+        // The clinic's own data says 初診: counted.
+        let known = vec![Fact { known_kind: Some(VisitKind::First), ..facts[0].clone() }];
+        let (lines, totals) = review(&rules, &clinic(), &known, &HashMap::new(), month).unwrap();
+        assert!(lines[0].kind_settled && !lines[0].provisional());
+        assert_eq!(totals.values().map(|t| t.1).sum::<u32>(), lines[0].points);
+
+        // A clerk settles it as 再診: no reason needed, the 再診 addon counts, the decision awaits review.
+        let mut corrections = HashMap::new();
+        corrections.insert(
+            "a".to_owned(),
+            Correction {
+                status: ReviewStatus::Settled,
+                kind: Some(VisitKind::Revisit),
+                info_obtained: None,
+                exclude: false,
+                reason: String::new(),
+            },
+        );
+        let (lines, totals) = review(&rules, &clinic(), &facts, &corrections, month).unwrap();
+        assert!(lines[0].kind_settled && !lines[0].overridden && lines[0].kind == VisitKind::Revisit);
+        assert!(lines[0].needs_review);
+        assert_eq!(totals.values().map(|t| t.1).sum::<u32>(), lines[0].points);
     }
 
     #[test]

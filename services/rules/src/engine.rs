@@ -171,11 +171,9 @@ pub fn evaluate(rules: &RuleSet, input: &EvalInput) -> Vec<Decision> {
                         rule.frequency_label(),
                         rule.id
                     );
+                    // The rule's note is read once, in the rule's legend (`RuleSet::get`), not on every visit.
                     if !rule.verified {
-                        line.push_str(&format!(
-                            "※未確認ルール: {}",
-                            rule.note.as_deref().unwrap_or("出典の確認が必要")
-                        ));
+                        line.push_str("※未確認ルール");
                     }
                     reasons.push(line);
                     addons.push(Granted {

@@ -136,6 +136,8 @@ impl Rule {
 #[derive(Debug, Clone)]
 pub struct RuleSet {
     pub rules: Vec<Rule>,
+    /// SHA-256 of the rules file: the rule-data version a closed month records.
+    pub version: String,
 }
 
 fn date(id: &str, field: &str, s: &str) -> Result<Date, RulesError> {
@@ -241,7 +243,13 @@ impl RuleSet {
                 });
             }
         }
-        Ok(Self { rules })
+        let version = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()));
+        Ok(Self { rules, version })
+    }
+
+    /// The rule with this id.
+    pub fn get(&self, id: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.id == id)
     }
 }
 

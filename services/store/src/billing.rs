@@ -43,6 +43,8 @@ pub struct ExportRecord {
     pub object_key: String,
     pub encoding: String,
     pub rows: i32,
+    /// SHA-256 of the stored file (none for exports made before it was kept).
+    pub sha256: Option<String>,
     pub created_at: OffsetDateTime,
 }
 
@@ -230,106 +232,59 @@ impl TenantStore<'_> {
         Ok(())
     }
 
-    /// Records a review of one visit of the clinic, unless its month is closed.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn review_visit(
-        &self,
-        clinic: &ClinicScope,
-        visit: Uuid,
-        month: YearMonth,
-        review: &StoredReview,
-        user: UserId,
-        audit: &AuditEntry,
-    ) -> Result<(), StoreError> {
-        let txn = self.write().await?;
-        self.refuse_if_closed(&txn, clinic, month).await?;
-        let found = visits::Entity::find_by_id(visit)
-            .filter(visits::Column::TenantId.eq(self.tenant_uuid()))
-            .filter(visits::Column::ClinicId.eq(clinic.uuid()))
-            .one(&txn)
-            .await?
-            .ok_or(StoreError::NotFound { what: "visit" })?;
-        if !month.contains(found.visit_date) {
-            return Err(StoreError::NotFound { what: "visit" });
-        }
-        billing_reviews::Entity::delete_many()
-            .filter(billing_reviews::Column::TenantId.eq(self.tenant_uuid()))
-            .filter(billing_reviews::Column::VisitId.eq(visit))
-            .exec(&txn)
-            .await?;
-        billing_reviews::ActiveModel {
-            visit_id: Set(visit),
-            tenant_id: Set(self.tenant_uuid()),
-            clinic_id: Set(clinic.uuid()),
-            month: Set(month.to_string()),
-            status: Set(review.status.clone()),
-            kind: Set(review.kind.clone()),
-            info_obtained: Set(review.info_obtained),
-            exclude: Set(review.exclude),
-            reason: Set(review.reason.chars().take(500).collect()),
-            user_id: Set(user.as_uuid()),
-            at: Set(OffsetDateTime::now_utc()),
-        }
-        .insert(&txn)
-        .await?;
-        self.append_in(&txn, audit).await?;
-        txn.commit().await?;
-        Ok(())
-    }
-
-    /// Approves `visits` of the clinic's month as they stand, in one transaction with one audit entry.
-    /// Refused for a closed month; visits that are not the clinic's in that month are not found.
-    pub async fn approve_visits(
+    /// Records reviews of visits of the clinic's month (each replacing the visit's earlier review), in one
+    /// transaction with one audit entry, unless the month is closed. A visit of another clinic, tenant or
+    /// month is not found, and nothing is written.
+    pub async fn review_visits(
         &self,
         clinic: &ClinicScope,
         month: YearMonth,
-        visits: &[Uuid],
-        reason: &str,
+        reviews: &[StoredReview],
         user: UserId,
         audit: &AuditEntry,
     ) -> Result<usize, StoreError> {
         let txn = self.write().await?;
         self.refuse_if_closed(&txn, clinic, month).await?;
-        let mut approved = 0;
-        for chunk in visits.chunks(500) {
+        let now = OffsetDateTime::now_utc();
+        for chunk in reviews.chunks(500) {
+            let ids: Vec<Uuid> = chunk.iter().map(|r| r.visit).collect();
             let found: Vec<(Uuid, Date)> = visits::Entity::find()
                 .select_only()
                 .column(visits::Column::Id)
                 .column(visits::Column::VisitDate)
                 .filter(visits::Column::TenantId.eq(self.tenant_uuid()))
                 .filter(visits::Column::ClinicId.eq(clinic.uuid()))
-                .filter(visits::Column::Id.is_in(chunk.iter().copied()))
+                .filter(visits::Column::Id.is_in(ids.iter().copied()))
                 .into_tuple()
                 .all(&txn)
                 .await?;
-            if found.len() != chunk.len() || found.iter().any(|(_, d)| !month.contains(*d)) {
+            let distinct: std::collections::BTreeSet<Uuid> = ids.iter().copied().collect();
+            if found.len() != distinct.len() || found.iter().any(|(_, d)| !month.contains(*d)) {
                 return Err(StoreError::NotFound { what: "visit" });
             }
             billing_reviews::Entity::delete_many()
                 .filter(billing_reviews::Column::TenantId.eq(self.tenant_uuid()))
-                .filter(billing_reviews::Column::VisitId.is_in(chunk.iter().copied()))
+                .filter(billing_reviews::Column::VisitId.is_in(ids.iter().copied()))
                 .exec(&txn)
                 .await?;
-            let now = OffsetDateTime::now_utc();
-            let rows = chunk.iter().map(|visit| billing_reviews::ActiveModel {
-                visit_id: Set(*visit),
+            let rows = chunk.iter().map(|review| billing_reviews::ActiveModel {
+                visit_id: Set(review.visit),
                 tenant_id: Set(self.tenant_uuid()),
                 clinic_id: Set(clinic.uuid()),
                 month: Set(month.to_string()),
-                status: Set("approved".to_owned()),
-                kind: Set(None),
-                info_obtained: Set(None),
-                exclude: Set(false),
-                reason: Set(reason.chars().take(500).collect()),
+                status: Set(review.status.clone()),
+                kind: Set(review.kind.clone()),
+                info_obtained: Set(review.info_obtained),
+                exclude: Set(review.exclude),
+                reason: Set(review.reason.chars().take(500).collect()),
                 user_id: Set(user.as_uuid()),
                 at: Set(now),
             });
             billing_reviews::Entity::insert_many(rows).exec(&txn).await?;
-            approved += chunk.len();
         }
         self.append_in(&txn, audit).await?;
         txn.commit().await?;
-        Ok(approved)
+        Ok(reviews.len())
     }
 
     /// Closes the month with `snapshot`, the review as it stands (JSON), kept with its SHA-256 (which
@@ -379,6 +334,7 @@ impl TenantStore<'_> {
         object_key: &str,
         encoding: &str,
         rows: usize,
+        sha256: &str,
         user: UserId,
         audit: &AuditEntry,
     ) -> Result<Uuid, StoreError> {
@@ -392,6 +348,7 @@ impl TenantStore<'_> {
             object_key: Set(object_key.to_owned()),
             encoding: Set(encoding.to_owned()),
             rows: Set(i32::try_from(rows).unwrap_or(i32::MAX)),
+            sha256: Set(Some(sha256.to_owned())),
             created_by: Set(user.as_uuid()),
             created_at: Set(OffsetDateTime::now_utc()),
         }
@@ -423,6 +380,7 @@ impl TenantStore<'_> {
                 object_key: r.object_key,
                 encoding: r.encoding,
                 rows: r.rows,
+                sha256: r.sha256,
                 created_at: r.created_at,
             })
             .collect())

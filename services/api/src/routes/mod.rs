@@ -116,7 +116,7 @@ routes! {
     get "/billing" Perm(ReviewBilling) => billing::group;
     get "/billing/{clinic}/{month}" Perm(ReviewBilling) => billing::month_page;
     post "/billing/{clinic}/{month}/visits/{visit}/review" Perm(ReviewBilling) => billing::review_visit;
-    post "/billing/{clinic}/{month}/approve" Perm(ReviewBilling) => billing::approve_plain;
+    post "/billing/{clinic}/{month}/bulk" Perm(ReviewBilling) => billing::bulk;
     post "/billing/{clinic}/{month}/close" Perm(ReviewBilling) => billing::close_month;
     post "/billing/{clinic}/{month}/reopen" Perm(ReopenBilling) => billing::reopen_month;
     post "/billing/{clinic}/{month}/export" Perm(ReviewBilling) => billing::export;

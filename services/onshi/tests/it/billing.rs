@@ -34,7 +34,7 @@ fn visit(app: &TestApp, patient: &str, at: time::OffsetDateTime, myna: bool) -> 
 }
 
 fn rows(html: &str) -> Vec<String> {
-    html.split("<tr data-visit=\"").skip(1).map(|s| s.split("</tr>").next().unwrap().to_owned()).collect()
+    html.split(" data-visit=\"").skip(1).map(|s| s.split("</tr>").next().unwrap().to_owned()).collect()
 }
 
 both_modes!(a_month_is_reviewed_adjusted_exported_and_closed_through_the_pages, |app| {
@@ -58,7 +58,9 @@ both_modes!(a_month_is_reviewed_adjusted_exported_and_closed_through_the_pages, 
     assert!(page.body.contains("算定漏れ候補 (2)"), "{}", page.body);
     assert_eq!(extract(&page.body, "data-testid=\"total-points\">", "<").unwrap(), "0");
 
-    // The clerk records the 届出 from 2024-01-01: every visit earns 医療情報取得加算 (1点 in 2025-03).
+    // The clerk records the 届出 from 2024-01-01: every visit earns 医療情報取得加算 (1点 in 2025-03). Our
+    // data begins with these visits, so each patient's first visit is 区分未確定: its addon is provisional
+    // and stays out of the total until the kind is settled.
     let r = b
         .post(
             &format!("/billing/{clinic}/standards"),
@@ -67,25 +69,41 @@ both_modes!(a_month_is_reviewed_adjusted_exported_and_closed_through_the_pages, 
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
     let page = b.get(&base).await;
-    assert_eq!(extract(&page.body, "data-testid=\"total-points\">", "<").unwrap(), "3");
     assert!(page.body.contains("医療情報取得加算（1点）"));
-    assert!(page.body.contains("未確認 (3)"));
+    assert_eq!(extract(&page.body, "data-testid=\"total-points\">", "<").unwrap(), "1", "only the settled 再診");
+    assert!(page.body.contains("data-testid=\"provisional\""), "{}", page.body);
+    assert!(page.body.contains("区分未確定 (2)") && page.body.contains("未確認 (3)"), "{}", page.body);
     let ids: Vec<String> = rows(&page.body).iter().map(|r| r.split('"').next().unwrap().to_owned()).collect();
+    // Rows are in reception order, and each rule's text is in the legend once.
+    assert_eq!(page.body.matches("id=\"rule-shutoku-2024-12-").count(), 2, "初診 and 再診 rules in the legend");
 
-    // A review needs a reason; an adjustment changes facts and the engine recomputes.
+    // One step settles the first visits as 初診 (no reason: a fact we lacked); they still await review.
+    let settle = b.post(&format!("{base}/bulk"), &[("scope", "unsettled"), ("action", "first")]).await;
+    assert_eq!(settle.status, 303, "{}", settle.body);
+    let page = b.get(&base).await;
+    assert_eq!(extract(&page.body, "data-testid=\"total-points\">", "<").unwrap(), "3");
+    assert!(page.body.contains("区分未確定 (0)") && page.body.contains("未確認 (3)"), "{}", page.body);
+
+    // Approving needs no reason; an adjustment does, changes facts, and the engine recomputes.
     let review = |id: &str| format!("{base}/visits/{id}/review");
-    assert_eq!(b.post(&review(&ids[0]), &[("action", "approve"), ("reason", "")]).await.status, 400);
-    assert_eq!(
-        b.post(&review(&ids[0]), &[("action", "adjust"), ("exclude", "1"), ("reason", "算定要件の確認待ち")])
-            .await
-            .status,
-        303
-    );
-    assert_eq!(b.post(&review(&ids[1]), &[("action", "approve"), ("reason", "受付記録と一致")]).await.status, 303);
+    let refused = b.post(&review(&ids[0]), &[("action", "adjust"), ("exclude", "1"), ("reason", "")]).await;
+    assert_eq!(refused.status, 400);
+    let r = b
+        .post(
+            &review(&ids[0]),
+            &[("action", "adjust"), ("exclude", "1"), ("reason", "算定要件の確認待ち"), ("filter", "needs_review")],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    // Back to the same filter and row.
+    let location = r.headers.get("location").unwrap().to_str().unwrap().to_owned();
+    assert!(location.ends_with(&format!("?filter=needs_review#v-{}", ids[0])), "{location}");
+    assert_eq!(b.post(&review(&ids[1]), &[("action", "approve"), ("reason", "")]).await.status, 303);
     let page = b.get(&base).await;
     assert_eq!(extract(&page.body, "data-testid=\"total-points\">", "<").unwrap(), "2");
     assert!(page.body.contains("算定要件の確認待ち"));
     assert!(page.body.contains("修正済み (1)") && page.body.contains("未確認 (1)"));
+    assert!(page.body.contains("区分未確定 (0)"), "approving keeps the settled kind: {}", page.body);
     let filtered = b.get(&format!("{base}?filter=overridden")).await;
     assert_eq!(rows(&filtered.body).len(), 1);
     // Another tenant's or a malformed visit id is not found.
@@ -121,6 +139,13 @@ both_modes!(a_month_is_reviewed_adjusted_exported_and_closed_through_the_pages, 
         assert!(
             text.contains("医療情報取得加算") && text.contains("算定しない") && text.contains("確認済み"),
             "{text}"
+        );
+        // The columns a レセコン user matches by: JST reception time, patient key, code, the clerk's note.
+        assert!(
+            text.starts_with("\u{feff}\"受付日時（JST）\",\"患者キー\"") || text.starts_with("\"受付日時（JST）\"")
+        );
+        assert!(
+            text.contains("\"2025-03-03 09:10\"") && text.contains("112708970") && text.contains("算定要件の確認待ち")
         );
         assert_eq!(text.lines().count(), 4, "header and three visits");
         decoded.push(text);
@@ -231,6 +256,8 @@ both_modes!(after_the_2026_revision_the_usage_rate_decides_the_new_addon_on_the_
         b.post(&format!("/billing/{clinic}/usage-rates"), &[("month", "2026-03"), ("percent", "35")]).await.status,
         303
     );
+    // The visit is the patient's first in our data: settled as 初診 by the clerk, it counts.
+    assert_eq!(b.post(&format!("{base}/bulk"), &[("scope", "unsettled"), ("action", "first")]).await.status, 303);
     let page = b.get(&base).await;
     assert!(page.body.contains("電子的診療情報連携体制整備加算1（15点）"), "{}", page.body);
     assert_eq!(extract(&page.body, "data-testid=\"total-points\">", "<").unwrap(), "15");
@@ -254,10 +281,15 @@ both_modes!(unflagged_visits_are_approved_in_one_step_and_flagged_ones_stay, |ap
     let clinic = app.clinics[0].clinic.id;
     let base = format!("/billing/{clinic}/2025-04");
     let (mut b, _) = app.signed_in(Role::Billing).await;
+    // First visits in our data: 初診/再診 unsettled, so not approvable in bulk until settled.
+    let page = b.get(&base).await;
+    assert!(page.body.contains("区分未確定 (5)") && !page.body.contains("data-testid=\"approve-plain\""));
+    assert_eq!(b.post(&format!("{base}/bulk"), &[("scope", "unsettled"), ("action", "first")]).await.status, 303);
     // Without a 届出 the マイナ保険証 visits are 算定漏れ candidates: flagged, so not in the bulk step.
     let page = b.get(&base).await;
     assert!(page.body.contains("未確認 (5)") && page.body.contains("算定漏れ候補 (4)"), "{}", page.body);
-    assert_eq!(b.post(&format!("{base}/approve"), &[("which", "plain")]).await.status, 303);
+    let plain = [("scope", "plain"), ("action", "approve")];
+    assert_eq!(b.post(&format!("{base}/bulk"), &plain).await.status, 303);
     let page = b.get(&base).await;
     assert!(page.body.contains("未確認 (4)"), "only the unflagged visit was approved: {}", page.body);
     // With the 届出 recorded nothing is flagged: one click approves the rest, no reason needed.
@@ -268,18 +300,40 @@ both_modes!(unflagged_visits_are_approved_in_one_step_and_flagged_ones_stay, |ap
         )
         .await;
     assert_eq!(r.status, 303);
-    assert_eq!(b.post(&format!("{base}/approve"), &[("which", "plain")]).await.status, 303);
+    assert_eq!(b.post(&format!("{base}/bulk"), &plain).await.status, 303);
     let page = b.get(&base).await;
     assert!(page.body.contains("未確認 (0)"), "{}", page.body);
     assert!(!page.body.contains("data-testid=\"approve-plain\""), "nothing left to approve");
     let audit = app
         .store()
         .audit_entries(&onshi_store::AuditFilter {
-            action_prefix: Some("billing.approve_bulk".into()),
+            action_prefix: Some("billing.bulk".into()),
             limit: 10,
             ..Default::default()
         })
         .await
         .unwrap();
-    assert_eq!(audit.len(), 2);
+    assert_eq!(audit.len(), 3, "settle, then two approvals");
+    // Selected rows: an adjustment without a reason is refused whole; with one, every selected row changes.
+    let (mut owner, _) = app.signed_in(Role::Owner).await;
+    let page = owner.get(&base).await;
+    let ids: Vec<String> = rows(&page.body).iter().map(|r| r.split('"').next().unwrap().to_owned()).collect();
+    let pick = |extra: &[(&'static str, &'static str)]| {
+        let mut form: Vec<(&str, &str)> = vec![("scope", "selected")];
+        form.extend_from_slice(extra);
+        form
+    };
+    let mut form = pick(&[("action", "exclude")]);
+    form.push(("visit", &ids[0]));
+    form.push(("visit", &ids[1]));
+    assert_eq!(owner.post(&format!("{base}/bulk"), &form).await.status, 400);
+    form.push(("reason", "自費診療"));
+    assert_eq!(owner.post(&format!("{base}/bulk"), &form).await.status, 303);
+    let page = owner.get(&base).await;
+    assert!(page.body.contains("修正済み (2)"), "{}", page.body);
+    // A visit of another month or tenant is not found, and nothing is written.
+    let mut stranger = pick(&[("action", "approve")]);
+    let other = uuid::Uuid::new_v4().to_string();
+    stranger.push(("visit", &other));
+    assert_eq!(owner.post(&format!("{base}/bulk"), &stranger).await.status, 404);
 });

@@ -11,6 +11,7 @@ pub struct Model {
     pub object_key: String,
     pub encoding: String,
     pub rows: i32,
+    pub sha256: Option<String>,
     pub created_by: Uuid,
     pub created_at: TimeDateTimeWithTimeZone,
 }

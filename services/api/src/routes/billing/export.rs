@@ -1,0 +1,141 @@
+//! The month as CSV a レセコン user can match row by row: 受付日時 (JST), the patient key, 初診/再診 and
+//! whether it is settled, the addon with its レセ電 code and points, the decision, the review and the
+//! clerk's note, in reception order. UTF-8 with BOM by default, Shift_JIS on request. Each file is stored
+//! in the object store with its SHA-256; a closed month exports its snapshot, so the same bytes every time.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpResponse, web};
+use onshi_objects::ObjectBackend;
+use onshi_rules::billing::{Line, ReviewStatus};
+use onshi_store::AuditResult;
+use serde::Deserialize;
+
+use super::month::{MonthState, month_state, parse_month};
+use crate::web::csv::{CsvTable, attachment};
+use crate::web::guard::Caller;
+use crate::web::page::see_other;
+use crate::{ApiError, AppState};
+
+pub(crate) const HEADER: [&str; 13] = [
+    "受付日時（JST）",
+    "患者キー",
+    "区分",
+    "区分の確度",
+    "マイナ保険証",
+    "診療情報取得",
+    "加算",
+    "レセ電コード",
+    "点数",
+    "判定",
+    "確認状態",
+    "担当者メモ",
+    "根拠",
+];
+
+/// The rows of the export, in the order given; `times` maps a visit to its JST `YYYY-MM-DD HH:MM`.
+pub(crate) fn month_csv(lines: &[Line], times: &HashMap<String, String>) -> CsvTable {
+    let mut out = CsvTable::new(&HEADER);
+    for l in lines {
+        let review = match (l.status, l.excluded) {
+            (_, true) => "算定しない",
+            (Some(ReviewStatus::Adjusted), _) => "修正済み",
+            (Some(ReviewStatus::Approved), _) => "確認済み",
+            (Some(ReviewStatus::Settled), _) => "未確認（区分のみ確定）",
+            (None, _) => "未確認",
+        };
+        let decision = if l.provisional() {
+            "未確定（区分の確定待ち）"
+        } else if l.addons.is_empty() {
+            "算定なし"
+        } else {
+            "算定"
+        };
+        out.push([
+            times.get(&l.id).cloned().unwrap_or_else(|| l.date.to_string()),
+            l.patient_key.clone(),
+            l.kind.label().to_owned(),
+            if l.kind_settled { "確定" } else { "未確定" }.to_owned(),
+            if l.myna { "○" } else { "" }.to_owned(),
+            if l.info_obtained { "○" } else { "" }.to_owned(),
+            l.addons.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(" / "),
+            l.addons.iter().map(|a| a.code.as_deref().unwrap_or("（コード未収録）")).collect::<Vec<_>>().join(" / "),
+            l.points.to_string(),
+            decision.to_owned(),
+            review.to_owned(),
+            l.note.clone(),
+            l.reason.clone(),
+        ]);
+    }
+    out
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ExportForm {
+    #[serde(default)]
+    encoding: String,
+}
+
+pub(crate) async fn export(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    form: web::Form<ExportForm>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_clinic, raw_month) = path.into_inner();
+    let store = state.store.tenant(caller.scope);
+    let clinic = caller.clinic(&store, &raw_clinic).await?;
+    let month = parse_month(&raw_month)?;
+    // A closed month exports what it was closed with, so the same month gives the same file.
+    let MonthState { lines, first_at, .. } = month_state(&state.rules, &store, &clinic, month).await?;
+    let times: HashMap<String, String> = first_at
+        .into_iter()
+        .map(|(id, at)| {
+            let t = at.to_offset(onshi_domain::jst::JST);
+            (id, format!("{} {:02}:{:02}", t.date(), t.hour(), t.minute()))
+        })
+        .collect();
+    let table = month_csv(&lines, &times);
+    let (encoding, bytes) = match form.encoding.as_str() {
+        "sjis" => {
+            let bytes = table.shift_jis().map_err(|e| {
+                ApiError::InvalidRequest(onshi_domain::FieldError::new(
+                    "encoding",
+                    format!("{} 行目の「{}」は Shift_JIS で表せません。UTF-8 で出力してください", e.row, e.character),
+                ))
+            })?;
+            ("sjis", bytes)
+        }
+        _ => ("utf8", table.utf8()),
+    };
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    // The charset is served from the export record on download; the stored object is plain text/csv.
+    let content_type = "text/csv";
+    // Short keys: the clinic and month live in the export record; the tenant prefix serves retention.
+    let key = format!("exports/{}/{}.csv", caller.scope.tenant_id().as_uuid().simple(), uuid::Uuid::now_v7().simple());
+    state.objects.put(&key, bytes, content_type).await.map_err(ApiError::unavailable)?;
+    let entry = caller
+        .entry("billing.export", &format!("billing:{}:{month}", clinic.id), AuditResult::Success)
+        .details(serde_json::json!({ "encoding": encoding, "rows": lines.len(), "object": key, "sha256": sha256 }));
+    store.record_billing_export(&clinic, month, &key, encoding, table.len(), &sha256, caller.user.id, &entry).await?;
+    Ok(see_other(&format!("/billing/{}/{month}#exports", clinic.id)))
+}
+
+pub(crate) async fn download(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_clinic, raw_month, raw_export) = path.into_inner();
+    let store = state.store.tenant(caller.scope);
+    let clinic = caller.clinic(&store, &raw_clinic).await?;
+    let month = parse_month(&raw_month)?;
+    let id: uuid::Uuid = raw_export.parse().map_err(|_| ApiError::NotFound)?;
+    let record =
+        store.billing_exports(&clinic, month).await?.into_iter().find(|e| e.id == id).ok_or(ApiError::NotFound)?;
+    let bytes =
+        state.objects.get(&record.object_key).await.map_err(ApiError::unavailable)?.ok_or(ApiError::NotFound)?;
+    store.audit(&caller.entry("billing.download", &format!("billing-export:{id}"), AuditResult::Success)).await?;
+    let charset = if record.encoding == "sjis" { "Shift_JIS" } else { "utf-8" };
+    Ok(attachment(bytes.to_vec(), charset, &format!("billing-{}-{month}", clinic.code)))
+}

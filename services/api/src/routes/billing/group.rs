@@ -1,0 +1,76 @@
+//! Every clinic's month at a glance: visits, certain points, what still needs a look, and whether closed.
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use onshi_rules::YearMonth;
+use onshi_store::{AuditResult, Clinic};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use super::month::{MonthState, month_state, parse_month};
+use crate::web::guard::{Caller, Page};
+use crate::web::page::ok;
+use crate::{ApiError, AppState};
+
+pub(crate) struct ClinicMonth {
+    pub clinic: Clinic,
+    pub visits: usize,
+    pub claimable: usize,
+    pub points: u32,
+    pub needs_review: usize,
+    /// Visits whose 初診/再診 nobody has settled yet.
+    pub unsettled: usize,
+    pub missed: usize,
+    pub closed: bool,
+}
+
+#[derive(Template)]
+#[template(path = "billing_group.html")]
+struct GroupPage {
+    page: Page,
+    month: String,
+    prev: String,
+    next: String,
+    rows: Vec<ClinicMonth>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MonthQuery {
+    #[serde(default)]
+    month: Option<String>,
+}
+
+pub(crate) async fn group(
+    state: web::Data<AppState>,
+    page: Page,
+    caller: Caller,
+    q: web::Query<MonthQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let month = match q.month.as_deref() {
+        Some(m) => parse_month(m)?,
+        None => YearMonth::of(onshi_domain::jst::date_of(OffsetDateTime::now_utc())),
+    };
+    let store = state.store.tenant(caller.scope);
+    let mut rows = Vec::new();
+    for clinic in caller.visible_clinics(&store).await? {
+        let MonthState { lines, totals, closed, .. } = month_state(&state.rules, &store, &clinic, month).await?;
+        rows.push(ClinicMonth {
+            visits: lines.len(),
+            claimable: lines.iter().filter(|l| !l.not_claimable).count(),
+            points: totals.values().map(|t| t.1).sum(),
+            needs_review: lines.iter().filter(|l| l.needs_review).count(),
+            unsettled: lines.iter().filter(|l| !l.kind_settled).count(),
+            missed: lines.iter().filter(|l| l.missed).count(),
+            closed: closed.is_some(),
+            clinic: clinic.clinic().clone(),
+        });
+    }
+    store.audit(&caller.entry("billing.view", &format!("billing:{month}"), AuditResult::Success)).await?;
+    ok(GroupPage {
+        page,
+        month: month.to_string(),
+        prev: month.plus(-1).to_string(),
+        next: month.plus(1).to_string(),
+        rows,
+    })
+}

@@ -1,0 +1,212 @@
+//! One clinic-month as the pages and exports see it: recomputed by the engine while open; once closed,
+//! exactly what it was closed with (lines, totals, the rules' legend and the rule-data version), plus the
+//! visits that arrived after closing, listed apart and never folded in.
+
+use std::collections::{BTreeSet, HashMap};
+
+use onshi_rules::billing::{Correction, Fact, Line, ReviewStatus, Totals, review};
+use onshi_rules::{RuleSet, VisitKind, YearMonth};
+use onshi_store::{ClinicScope, TenantStore};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::ApiError;
+
+/// Months before the reviewed one that frequency limits (3月に1回) look back on.
+const LOOKBACK_MONTHS: i32 = 3;
+
+pub(super) fn parse_month(s: &str) -> Result<YearMonth, ApiError> {
+    YearMonth::parse(s).filter(|m| m.first_day() >= onshi_rules::EARLIEST).ok_or(ApiError::NotFound)
+}
+
+/// When each visit read was first confirmed, by visit id (for reception order and the times shown).
+pub(super) type FirstAt = HashMap<String, OffsetDateTime>;
+
+/// The key a clerk finds a patient by in the レセコン: the clinic's own 患者番号 once the レセ電 import
+/// provides it; until then the first eight hex digits of the pseudonym, written `1A2B-3C4D`. Short enough
+/// to read out, and only ever shown beside the visit's time, so a rare collision misleads nobody.
+fn patient_key(pseudonym: Option<&str>) -> String {
+    match pseudonym {
+        Some(p) if p.len() >= 8 && p.is_ascii() => format!("{}-{}", &p[..4], &p[4..8]).to_uppercase(),
+        _ => "—".to_owned(),
+    }
+}
+
+fn kind_of(stored: Option<&str>) -> Option<VisitKind> {
+    match stored {
+        Some("初診") => Some(VisitKind::First),
+        Some("再診") => Some(VisitKind::Revisit),
+        _ => None,
+    }
+}
+
+/// A rule as the month's legend shows it, once, instead of on every visit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct LegendEntry {
+    pub id: String,
+    pub name: String,
+    pub points: u32,
+    pub frequency: String,
+    pub code: Option<String>,
+    pub verified: bool,
+    pub note: String,
+    pub source: String,
+}
+
+/// The rules the month's decisions cite (by the 【id】 in each reason and the addons granted), in the
+/// rules file's order.
+fn legend(rules: &RuleSet, lines: &[Line]) -> Vec<LegendEntry> {
+    let mut cited = BTreeSet::new();
+    for line in lines {
+        cited.extend(line.addons.iter().map(|a| a.rule.clone()));
+        for part in line.reason.split('【').skip(1) {
+            if let Some((id, _)) = part.split_once('】') {
+                cited.insert(id.to_owned());
+            }
+        }
+    }
+    rules
+        .rules
+        .iter()
+        .filter(|r| cited.contains(&r.id))
+        .map(|r| LegendEntry {
+            id: r.id.clone(),
+            name: r.name.clone(),
+            points: r.points,
+            frequency: r.frequency_label(),
+            code: r.code.clone(),
+            verified: r.verified && r.code_verified,
+            note: r.note.clone().unwrap_or_default(),
+            source: r.source.clone(),
+        })
+        .collect()
+}
+
+/// The engine over the month and its look-back, with the clerks' corrections applied; with the visits'
+/// first confirmation times.
+pub(super) async fn month_review(
+    rules: &RuleSet,
+    store: &TenantStore<'_>,
+    clinic: &ClinicScope,
+    month: YearMonth,
+) -> Result<(Vec<Line>, Totals, FirstAt), ApiError> {
+    let settings = store.billing_settings(clinic).await?;
+    let engine_clinic = onshi_rules::Clinic::new(clinic.id.to_string(), clinic.kind, settings);
+    let start = month.plus(-LOOKBACK_MONTHS);
+    let visits = store.billing_visits(clinic, start.first_day(), month.last_day()).await?;
+    let facts: Vec<Fact> = visits
+        .iter()
+        .map(|v| Fact {
+            id: v.id.to_string(),
+            patient: v.patient.clone().unwrap_or_else(|| format!("visit:{}", v.id)),
+            patient_key: patient_key(v.patient.as_deref()),
+            date: v.date,
+            first_seen: v.first_seen,
+            // Known once the clinic's レセ電 is imported; until then only a clerk settles it.
+            known_kind: None,
+            myna: v.myna,
+            info_obtained: v.info_obtained,
+        })
+        .collect();
+    let months: Vec<YearMonth> = start.through(month).collect();
+    let corrections: HashMap<String, Correction> = store
+        .billing_reviews(clinic, &months)
+        .await?
+        .into_iter()
+        .map(|r| {
+            let correction = Correction {
+                status: match r.status.as_str() {
+                    "adjusted" => ReviewStatus::Adjusted,
+                    "settled" => ReviewStatus::Settled,
+                    _ => ReviewStatus::Approved,
+                },
+                kind: kind_of(r.kind.as_deref()),
+                info_obtained: r.info_obtained,
+                exclude: r.exclude,
+                reason: r.reason,
+            };
+            (r.visit.to_string(), correction)
+        })
+        .collect();
+    let first_at = visits.iter().map(|v| (v.id.to_string(), v.first_at)).collect();
+    let (lines, totals) = review(rules, &engine_clinic, &facts, &corrections, month).map_err(|e| {
+        ApiError::InvalidRequest(onshi_domain::FieldError::new(
+            e.field.clone(),
+            format!("{}: {}", e.subject, e.message),
+        ))
+    })?;
+    Ok((lines, totals, first_at))
+}
+
+/// A closed month as it was closed.
+#[derive(Serialize, Deserialize)]
+pub(super) struct Snapshot {
+    pub lines: Vec<Line>,
+    pub totals: Totals,
+    #[serde(default)]
+    pub legend: Vec<LegendEntry>,
+    /// The rule data's SHA-256 when it was closed.
+    #[serde(default)]
+    pub rules_version: String,
+}
+
+impl Snapshot {
+    pub fn of(rules: &RuleSet, lines: Vec<Line>, totals: Totals) -> Self {
+        Self { legend: legend(rules, &lines), rules_version: rules.version.clone(), lines, totals }
+    }
+}
+
+pub(super) struct MonthState {
+    /// In reception order: date, then the time of the visit's first confirmation.
+    pub lines: Vec<Line>,
+    pub totals: Totals,
+    pub legend: Vec<LegendEntry>,
+    pub closed: Option<onshi_store::ClosedMonth>,
+    /// Visit ids of the month not in the closed snapshot.
+    pub late: Vec<String>,
+    pub first_at: FirstAt,
+}
+
+pub(super) async fn month_state(
+    rules: &RuleSet,
+    store: &TenantStore<'_>,
+    clinic: &ClinicScope,
+    month: YearMonth,
+) -> Result<MonthState, ApiError> {
+    let closed = store.billing_month_closed(clinic, month).await?;
+    let (snapshot, first_at, late) = match closed.as_ref().and_then(|c| c.snapshot.as_deref()) {
+        Some(snapshot) => {
+            let snapshot: Snapshot = serde_json::from_str(snapshot).map_err(ApiError::internal)?;
+            let first_at: FirstAt = store
+                .billing_visits(clinic, month.first_day(), month.last_day())
+                .await?
+                .into_iter()
+                .map(|v| (v.id.to_string(), v.first_at))
+                .collect();
+            let kept: std::collections::HashSet<&str> = snapshot.lines.iter().map(|l| l.id.as_str()).collect();
+            let mut late: Vec<String> = first_at.keys().filter(|id| !kept.contains(id.as_str())).cloned().collect();
+            late.sort_by_key(|id| first_at.get(id).copied());
+            (snapshot, first_at, late)
+        }
+        None => {
+            let (lines, totals, first_at) = month_review(rules, store, clinic, month).await?;
+            (Snapshot::of(rules, lines, totals), first_at, Vec::new())
+        }
+    };
+    let Snapshot { mut lines, totals, legend, .. } = snapshot;
+    lines.sort_by(|a, b| (a.date, first_at.get(&a.id), &a.id).cmp(&(b.date, first_at.get(&b.id), &b.id)));
+    Ok(MonthState { lines, totals, legend, closed, late, first_at })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patient_keys_are_short_and_never_the_whole_pseudonym() {
+        let p = "3fa291c0aa55bb66cc77dd88ee99ff0011223344556677889900aabbccddeeff";
+        assert_eq!(patient_key(Some(p)), "3FA2-91C0");
+        assert_eq!(patient_key(None), "—");
+        assert_eq!(patient_key(Some("short")), "—");
+    }
+}

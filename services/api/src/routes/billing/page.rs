@@ -1,0 +1,214 @@
+//! One clinic-month: totals (certain, and provisional while 初診/再診 is unsettled), filters, the rows in
+//! reception order grouped by day, each rule explained once in a legend, the bulk form the row checkboxes
+//! belong to, exports, closing, and the clinic's 届出 and 利用率.
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use onshi_rules::billing::Line;
+use onshi_rules::{ClinicSettings, Standard};
+use onshi_store::{AuditResult, Clinic, ExportRecord};
+use serde::Deserialize;
+
+use super::month::{LegendEntry, MonthState, month_state, parse_month};
+use crate::web::guard::{Caller, Page};
+use crate::web::page::ok;
+use crate::{ApiError, AppState};
+
+/// A review filter: its query value, labels, and which lines it keeps.
+pub(super) struct Filter {
+    pub key: &'static str,
+    pub ja: &'static str,
+    pub en: &'static str,
+    keep: fn(&Line) -> bool,
+}
+
+pub(super) const FILTERS: [Filter; 7] = [
+    Filter { key: "", ja: "すべて", en: "All", keep: |_| true },
+    Filter { key: "needs_review", ja: "未確認", en: "To review", keep: |l| l.needs_review },
+    Filter { key: "unsettled", ja: "区分未確定", en: "Kind unsettled", keep: |l| !l.kind_settled },
+    Filter { key: "overridden", ja: "修正済み", en: "Adjusted", keep: |l| l.overridden },
+    Filter { key: "not_claimable", ja: "算定なし", en: "Not claimable", keep: |l| l.not_claimable },
+    Filter { key: "missed", ja: "算定漏れ候補", en: "Possibly missed", keep: |l| l.missed },
+    Filter { key: "over", ja: "過剰算定候補", en: "Possibly over-claimed", keep: |l| l.over },
+];
+
+/// The filter named by a query value; unknown values show everything.
+pub(super) fn filter(key: &str) -> &'static Filter {
+    FILTERS.iter().find(|f| f.key == key).unwrap_or(&FILTERS[0])
+}
+
+impl Filter {
+    pub fn keeps(&self, line: &Line) -> bool {
+        (self.keep)(line)
+    }
+}
+
+pub(crate) struct LineView {
+    pub line: Line,
+    /// JST time of the first confirmation, `HH:MM`.
+    pub time: String,
+    /// The day's heading (`3月3日（月） 12件`) on the first row of each day.
+    pub day: Option<String>,
+    pub addon_text: String,
+}
+
+#[derive(Template)]
+#[template(path = "billing_month.html")]
+struct MonthPage {
+    page: Page,
+    clinic: Clinic,
+    month: String,
+    filter: String,
+    filters: Vec<(&'static str, &'static str, &'static str, usize)>,
+    lines: Vec<LineView>,
+    legend: Vec<LegendEntry>,
+    totals: Vec<(String, u32, u32)>,
+    total_points: u32,
+    /// Visits whose addon rests on an unsettled 初診, and their points (not in the total).
+    provisional: (usize, u32),
+    unsettled: usize,
+    closed: Option<String>,
+    /// Visits that arrived after the month was closed (time), not part of its totals.
+    late: Vec<String>,
+    /// Unreviewed visits, which closing asks to confirm.
+    unreviewed: usize,
+    /// Unreviewed visits nothing flags, which one button approves.
+    plain: usize,
+    /// Whether this user may reopen a closed month.
+    may_reopen: bool,
+    exports: Vec<ExportRecord>,
+    standards: Vec<(String, String)>,
+    usage_rates: Vec<(String, String)>,
+    standard_names: Vec<(&'static str, &'static str)>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct FilterQuery {
+    #[serde(default)]
+    filter: String,
+}
+
+/// (label, value) rows for the page.
+type Pairs = Vec<(String, String)>;
+
+fn settings_summary(settings: &ClinicSettings) -> (Pairs, Pairs) {
+    let standards = settings
+        .standards
+        .iter()
+        .map(|(from, met)| {
+            let met = met.iter().map(|s| s.label()).collect::<Vec<_>>().join("、");
+            (from.to_string(), if met.is_empty() { "（なし）".to_owned() } else { met })
+        })
+        .collect();
+    let rates = settings.usage_rates.iter().map(|(m, r)| (m.to_string(), format!("{:.1}%", r * 100.0))).collect();
+    (standards, rates)
+}
+
+const WEEKDAYS: [&str; 7] = ["月", "火", "水", "木", "金", "土", "日"];
+
+/// Approvable in the bulk step: unreviewed, 初診/再診 settled, and nothing flagged (not a 算定漏れ or
+/// 過剰算定 candidate).
+pub(super) fn approvable(l: &Line) -> bool {
+    l.needs_review && l.kind_settled && !l.missed && !l.over
+}
+
+pub(crate) async fn month_page(
+    state: web::Data<AppState>,
+    page: Page,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    q: web::Query<FilterQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_clinic, raw_month) = path.into_inner();
+    let store = state.store.tenant(caller.scope);
+    let clinic = caller.clinic(&store, &raw_clinic).await?;
+    let month = parse_month(&raw_month)?;
+    let MonthState { lines, totals, legend, closed, late, first_at: times } =
+        month_state(&state.rules, &store, &clinic, month).await?;
+    let count = |f: fn(&Line) -> bool| lines.iter().filter(|l| f(l)).count();
+    let unreviewed = count(|l| l.needs_review);
+    let plain = count(approvable);
+    let unsettled = count(|l| !l.kind_settled);
+    let provisional = lines.iter().filter(|l| l.provisional()).fold((0, 0), |(n, p), l| (n + 1, p + l.points));
+    let filters = FILTERS.iter().map(|f| (f.key, f.ja, f.en, lines.iter().filter(|l| f.keeps(l)).count())).collect();
+    let chosen = filter(&q.filter);
+    let shown: Vec<Line> = lines.into_iter().filter(|l| chosen.keeps(l)).collect();
+    let mut per_day = std::collections::BTreeMap::<time::Date, usize>::new();
+    for l in &shown {
+        *per_day.entry(l.date).or_default() += 1;
+    }
+    let mut previous = None;
+    let view: Vec<LineView> = shown
+        .into_iter()
+        .map(|line| {
+            let day = (previous != Some(line.date)).then(|| {
+                let d = line.date;
+                let n = per_day.get(&d).copied().unwrap_or(0);
+                match page.lang {
+                    crate::web::i18n::Lang::Ja => format!(
+                        "{}月{}日（{}） {n}件",
+                        d.month() as u8,
+                        d.day(),
+                        WEEKDAYS[d.weekday().number_days_from_monday() as usize]
+                    ),
+                    crate::web::i18n::Lang::En => format!("{d} ({}) · {n} visits", d.weekday()),
+                }
+            });
+            previous = Some(line.date);
+            LineView {
+                time: times
+                    .get(&line.id)
+                    .map(|t| {
+                        let t = t.to_offset(onshi_domain::jst::JST);
+                        format!("{:02}:{:02}", t.hour(), t.minute())
+                    })
+                    .unwrap_or_default(),
+                day,
+                addon_text: line
+                    .addons
+                    .iter()
+                    .map(|a| format!("{}（{}点）", a.name, a.points))
+                    .collect::<Vec<_>>()
+                    .join("、"),
+                line,
+            }
+        })
+        .collect();
+    let settings = store.billing_settings(&clinic).await?;
+    let (standards, usage_rates) = settings_summary(&settings);
+    let closed = closed.map(|c| crate::web::time::jst_minute(&c.at));
+    let late: Vec<String> = late
+        .iter()
+        .map(|id| times.get(id).map(crate::web::time::jst_minute).unwrap_or_else(|| "—".to_owned()))
+        .collect();
+    let exports = store.billing_exports(&clinic, month).await?;
+    store
+        .audit(
+            &caller
+                .entry("billing.view", &format!("billing:{}:{month}", clinic.id), AuditResult::Success)
+                .details(serde_json::json!({ "rows": view.len() })),
+        )
+        .await?;
+    ok(MonthPage {
+        page,
+        month: month.to_string(),
+        filter: chosen.key.to_owned(),
+        filters,
+        total_points: totals.values().map(|t| t.1).sum(),
+        totals: totals.into_iter().map(|(name, (n, p))| (name, n, p)).collect(),
+        provisional,
+        unsettled,
+        lines: view,
+        legend,
+        closed,
+        late,
+        unreviewed,
+        plain,
+        may_reopen: caller.user.role.allows(onshi_domain::Permission::ReopenBilling),
+        exports,
+        standards,
+        usage_rates,
+        standard_names: Standard::ALL.iter().map(|s| (s.key(), s.label())).collect(),
+        clinic: clinic.clinic().clone(),
+    })
+}
