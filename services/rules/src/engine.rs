@@ -8,7 +8,7 @@ use time::Date;
 
 use onshi_domain::YearMonth;
 
-use crate::input::{Clinic, EvalInput, Standard, Visit};
+use crate::input::{Clinic, EvalInput, RateBasis, Standard, Visit};
 use crate::rules::{Condition, Rule, RuleSet};
 
 /// An addon claimable for a visit.
@@ -70,28 +70,46 @@ fn check(rule: &Rule, clinic: &Clinic, v: &Visit) -> Outcome {
         Err(text) => return Outcome::Fail(text),
     };
     if let Some(usage) = &rule.usage {
-        let months = usage.deciding(YearMonth::of(v.date));
-        let (best, missing) = crate::usage::best_of(&months, &clinic.usage_rates);
-        let missing: Vec<String> = missing.iter().map(|m| m.to_string()).collect();
-        let Some((best_month, best)) = best else {
-            return Outcome::Fail(format!("マイナ保険証利用率（{}）が未入力のため判定できない", missing.join("・")));
-        };
+        let month = YearMonth::of(v.date);
         let pediatric = met.contains(&Standard::PediatricSpecial);
         let min = usage.min_for(pediatric);
-        if !crate::usage::reaches(best, min) {
-            let mut text =
-                format!("マイナ保険証利用率 {}（{best_month}、対象月で最高）が基準{}未満", pct(best), pct(min));
-            if !missing.is_empty() {
-                text.push_str(&format!("。未入力の月（{}）の利用率が基準以上なら算定可", missing.join("・")));
+        let (best, missing) = crate::usage::best_of(&usage.deciding(month), &clinic.usage_rates);
+        // Where the sources allow the オン資件数ベース figure instead (2024-10..2025-01), the better of the
+        // two counts; a clinic that entered only one of them is judged on that one.
+        let oqs = (!usage.oqs_window.is_empty())
+            .then(|| crate::usage::best_of(&usage.deciding_oqs(month), &clinic.oqs_usage_rates).0)
+            .flatten();
+        let special = if pediatric && usage.min_pediatric.is_some() { "（小児科特例）" } else { "" };
+        let reached = [(best, RateBasis::Receipts), (oqs, RateBasis::Oqs)]
+            .into_iter()
+            .filter_map(|(b, basis)| b.map(|(m, r)| (m, r, basis)))
+            .find(|(_, r, _)| crate::usage::reaches(*r, min));
+        let missing: Vec<String> = missing.iter().map(|m| m.to_string()).collect();
+        // The figure to quote when nothing reaches: the higher of the two (the receipt basis on a tie).
+        let highest = [best, oqs].into_iter().flatten().reduce(|a, b| if b.1 > a.1 { b } else { a });
+        let usage_text = match (reached, highest) {
+            (Some((m, r, basis)), _) => {
+                let basis = if basis == RateBasis::Oqs { format!("、{}", basis.label()) } else { String::new() };
+                format!("マイナ保険証利用率 {}（{m}{basis}）が基準{special}{}以上", pct(r), pct(min))
             }
-            return Outcome::Fail(text);
-        }
-        let usage_text = format!(
-            "マイナ保険証利用率 {}（{best_month}）が基準{}{}以上",
-            pct(best),
-            if pediatric && usage.min_pediatric.is_some() { "（小児科特例）" } else { "" },
-            pct(min)
-        );
+            (None, None) => {
+                return Outcome::Fail(format!(
+                    "マイナ保険証利用率（{}）が未入力のため判定できない",
+                    missing.join("・")
+                ));
+            }
+            (None, Some((best_month, best_rate))) => {
+                let mut text = format!(
+                    "マイナ保険証利用率 {}（{best_month}、対象月で最高）が基準{special}{}未満",
+                    pct(best_rate),
+                    pct(min)
+                );
+                if !missing.is_empty() {
+                    text.push_str(&format!("。未入力の月（{}）の利用率が基準以上なら算定可", missing.join("・")));
+                }
+                return Outcome::Fail(text);
+            }
+        };
         why = if why.is_empty() { usage_text } else { format!("{why}、{usage_text}") };
     }
     Outcome::Pass(if why.is_empty() {

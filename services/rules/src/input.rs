@@ -32,28 +32,42 @@ impl InputError {
 pub enum Standard {
     /// オンライン請求
     OnlineClaims,
+    /// 明細書の無償交付（令和8年度 (2)）
+    FreeStatements,
     /// オンライン資格確認の体制（ポータル登録）
     Oqs,
+    /// オンライン資格確認で得た診療情報を診察室等で閲覧・活用できる体制（令和8年度 (4)）
+    ConsultRoomView,
+    /// マイナポータルの医療情報等に基づく健康管理の相談に応じる体制（令和8年度 (6)）
+    PortalConsult,
     /// 院内掲示・ウェブ掲載
     Notices,
     /// 電子処方箋
     EPrescription,
     /// 電子カルテ情報共有サービス
     EhrSharing,
-    /// 電子カルテ情報の標準化対応（令和8年度 (10)）
+    /// 令和8年度 (10): its wording was not found in any source read (docs/rules.md); a clerk who has read the
+    /// 施設基準通知 records it here.
     EhrStandard,
+    /// 電子的診療情報連携体制整備加算（歯科・調剤はそれぞれの加算）の届出: a new 届出 from 2026-06; the
+    /// 医療DX推進体制整備加算 届出 does not carry over (疑義解釈その1, as cited in docs/rules.md).
+    RenkeiNotified,
     /// 小児科特例（医療DX推進体制整備加算の利用率基準）
     PediatricSpecial,
 }
 
 impl Standard {
-    pub const ALL: [Standard; 7] = [
+    pub const ALL: [Standard; 11] = [
         Self::OnlineClaims,
+        Self::FreeStatements,
         Self::Oqs,
+        Self::ConsultRoomView,
+        Self::PortalConsult,
         Self::Notices,
         Self::EPrescription,
         Self::EhrSharing,
         Self::EhrStandard,
+        Self::RenkeiNotified,
         Self::PediatricSpecial,
     ];
 
@@ -61,11 +75,15 @@ impl Standard {
     pub fn key(self) -> &'static str {
         match self {
             Self::OnlineClaims => "online_claims",
+            Self::FreeStatements => "free_statements",
             Self::Oqs => "oqs",
+            Self::ConsultRoomView => "consult_room_view",
+            Self::PortalConsult => "portal_consult",
             Self::Notices => "notices",
             Self::EPrescription => "e_prescription",
             Self::EhrSharing => "ehr_sharing",
             Self::EhrStandard => "ehr_standard",
+            Self::RenkeiNotified => "renkei_notified",
             Self::PediatricSpecial => "pediatric_special",
         }
     }
@@ -73,11 +91,15 @@ impl Standard {
     pub fn label(self) -> &'static str {
         match self {
             Self::OnlineClaims => "オンライン請求",
+            Self::FreeStatements => "明細書の無償交付",
             Self::Oqs => "オンライン資格確認の体制",
+            Self::ConsultRoomView => "診察室での診療情報の閲覧・活用",
+            Self::PortalConsult => "マイナポータルの情報に基づく健康相談",
             Self::Notices => "院内掲示・ウェブ掲載",
             Self::EPrescription => "電子処方箋",
             Self::EhrSharing => "電子カルテ情報共有サービス",
-            Self::EhrStandard => "電子カルテ情報の標準化",
+            Self::EhrStandard => "令和8年度 施設基準(10)（内容未確認）",
+            Self::RenkeiNotified => "電子的情報連携体制整備加算の届出（令和8年6月〜）",
             Self::PediatricSpecial => "小児科特例",
         }
     }
@@ -109,12 +131,21 @@ pub struct Clinic {
     pub kind: FacilityKind,
     /// (from, standards met from that date), sorted by date.
     pub standards: Vec<(Date, BTreeSet<Standard>)>,
+    /// Notified レセプト件数ベース rates.
     pub usage_rates: BTreeMap<YearMonth, f64>,
+    /// オン資件数ベース rates, which some claim months (2024-10..2025-01) may use instead.
+    pub oqs_usage_rates: BTreeMap<YearMonth, f64>,
 }
 
 impl Clinic {
     pub fn new(id: impl Into<String>, kind: FacilityKind, settings: ClinicSettings) -> Self {
-        Self { id: id.into(), kind, standards: settings.standards, usage_rates: settings.usage_rates }
+        Self {
+            id: id.into(),
+            kind,
+            standards: settings.standards,
+            usage_rates: settings.usage_rates,
+            oqs_usage_rates: settings.oqs_usage_rates,
+        }
     }
 
     /// The standards in force on `date`: the latest entry that started on or before it.
@@ -125,13 +156,16 @@ impl Clinic {
 
 /// What a billing clerk tells the engine about a clinic: the 届出/施設基準 met from each date and the
 /// notified マイナ保険証利用率 per month. Stored as JSON (`{"standards": [{"from": "YYYY-MM-DD",
-/// "<standard>": true, ...}], "usage_rates": {"YYYY-MM": 0.42}}`, the `onshi rules eval` input's shape)
-/// and parsed back into these types before it reaches the engine.
+/// "<standard>": true, ...}], "usage_rates": {"YYYY-MM": 0.42}, "oqs_usage_rates": {...}}`, the
+/// `onshi rules eval` input's shape) and parsed back into these types before it reaches the engine.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClinicSettings {
     /// One entry per date, sorted by date.
     pub standards: Vec<(Date, BTreeSet<Standard>)>,
+    /// レセプト件数ベース (the official definition).
     pub usage_rates: BTreeMap<YearMonth, f64>,
+    /// オン資件数ベース, usable for the claim months whose rules say so.
+    pub oqs_usage_rates: BTreeMap<YearMonth, f64>,
 }
 
 impl ClinicSettings {
@@ -143,16 +177,19 @@ impl ClinicSettings {
             standards: Vec<BTreeMap<String, serde_json::Value>>,
             #[serde(default)]
             usage_rates: BTreeMap<String, f64>,
+            #[serde(default)]
+            oqs_usage_rates: BTreeMap<String, f64>,
         }
         let raw: Raw = serde_path_to_error::deserialize(value)
             .map_err(|e| InputError::new("clinic settings", e.path().to_string(), e.inner().to_string()))?;
-        Self::from_raw("clinic settings", &raw.standards, &raw.usage_rates)
+        Self::from_raw("clinic settings", &raw.standards, &raw.usage_rates, &raw.oqs_usage_rates)
     }
 
     fn from_raw(
         subject: &str,
         raw_standards: &[BTreeMap<String, serde_json::Value>],
         raw_rates: &BTreeMap<String, f64>,
+        raw_oqs_rates: &BTreeMap<String, f64>,
     ) -> Result<Self, InputError> {
         let mut standards = Vec::new();
         for (j, entry) in raw_standards.iter().enumerate() {
@@ -176,17 +213,24 @@ impl ClinicSettings {
             standards.push((from, met));
         }
         standards.sort_by_key(|(from, _)| *from);
-        let mut usage_rates = BTreeMap::new();
-        for (month, rate) in raw_rates {
-            let ym = YearMonth::parse(month).ok_or_else(|| {
-                InputError::new(subject, format!("usage_rates.{month}"), "months are written YYYY-MM")
-            })?;
-            if !(0.0..=1.0).contains(rate) {
-                return Err(InputError::new(subject, format!("usage_rates.{month}"), "a rate between 0.0 and 1.0"));
+        let rates = |field: &str, raw: &BTreeMap<String, f64>| {
+            let mut out = BTreeMap::new();
+            for (month, rate) in raw {
+                let ym = YearMonth::parse(month).ok_or_else(|| {
+                    InputError::new(subject, format!("{field}.{month}"), "months are written YYYY-MM")
+                })?;
+                if !(0.0..=1.0).contains(rate) {
+                    return Err(InputError::new(subject, format!("{field}.{month}"), "a rate between 0.0 and 1.0"));
+                }
+                out.insert(ym, *rate);
             }
-            usage_rates.insert(ym, *rate);
-        }
-        Ok(Self { standards, usage_rates })
+            Ok(out)
+        };
+        Ok(Self {
+            standards,
+            usage_rates: rates("usage_rates", raw_rates)?,
+            oqs_usage_rates: rates("oqs_usage_rates", raw_oqs_rates)?,
+        })
     }
 
     /// The stored form (see the type's documentation).
@@ -203,9 +247,14 @@ impl ClinicSettings {
                 serde_json::Value::Object(entry)
             })
             .collect();
-        let rates: serde_json::Map<String, serde_json::Value> =
-            self.usage_rates.iter().map(|(m, r)| (m.to_string(), (*r).into())).collect();
-        serde_json::json!({ "standards": standards, "usage_rates": rates })
+        let rates = |map: &BTreeMap<YearMonth, f64>| -> serde_json::Map<String, serde_json::Value> {
+            map.iter().map(|(m, r)| (m.to_string(), (*r).into())).collect()
+        };
+        serde_json::json!({
+            "standards": standards,
+            "usage_rates": rates(&self.usage_rates),
+            "oqs_usage_rates": rates(&self.oqs_usage_rates),
+        })
     }
 
     /// Records the standards met from `from`, replacing an entry of the same date.
@@ -215,9 +264,31 @@ impl ClinicSettings {
         self.standards.sort_by_key(|(d, _)| *d);
     }
 
-    /// Records a month's notified rate (0.0-1.0), rounded to 0.1 percentage points.
-    pub fn set_usage_rate(&mut self, month: YearMonth, rate: f64) {
-        self.usage_rates.insert(month, (rate.clamp(0.0, 1.0) * 1000.0).round() / 1000.0);
+    /// Records a month's notified rate (0.0-1.0) on one basis, rounded to 0.1 percentage points.
+    pub fn set_usage_rate(&mut self, basis: RateBasis, month: YearMonth, rate: f64) {
+        let rates = match basis {
+            RateBasis::Receipts => &mut self.usage_rates,
+            RateBasis::Oqs => &mut self.oqs_usage_rates,
+        };
+        rates.insert(month, (rate.clamp(0.0, 1.0) * 1000.0).round() / 1000.0);
+    }
+}
+
+/// Which definition of マイナ保険証利用率 a notified figure follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateBasis {
+    /// レセプト件数ベース: マイナ保険証利用人数 ÷ レセプト件数 (the official figure).
+    Receipts,
+    /// オン資件数ベース: マイナ保険証利用件数 ÷ オンライン資格確認件数 (claims 2024-10..2025-01 only).
+    Oqs,
+}
+
+impl RateBasis {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Receipts => "レセプト件数ベース",
+            Self::Oqs => "オン資件数ベース",
+        }
     }
 }
 
@@ -254,6 +325,8 @@ struct RawClinic {
     standards: Vec<BTreeMap<String, serde_json::Value>>,
     #[serde(default)]
     usage_rates: BTreeMap<String, f64>,
+    #[serde(default)]
+    oqs_usage_rates: BTreeMap<String, f64>,
 }
 
 #[derive(Deserialize)]
@@ -286,7 +359,7 @@ impl EvalInput {
             if index.insert(c.id.clone(), i).is_some() {
                 return Err(InputError::new(subject, "id", "appears twice"));
             }
-            let settings = ClinicSettings::from_raw(&subject, &c.standards, &c.usage_rates)?;
+            let settings = ClinicSettings::from_raw(&subject, &c.standards, &c.usage_rates, &c.oqs_usage_rates)?;
             clinics.push(Clinic::new(c.id, c.facility_kind, settings));
         }
         let mut seen = BTreeSet::new();

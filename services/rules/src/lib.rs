@@ -14,7 +14,7 @@ mod rules;
 pub mod usage;
 
 pub use engine::{Decision, Granted, evaluate};
-pub use input::{Clinic, ClinicSettings, EARLIEST, EvalInput, InputError, Standard, Visit, VisitKind};
+pub use input::{Clinic, ClinicSettings, EARLIEST, EvalInput, InputError, RateBasis, Standard, Visit, VisitKind};
 pub use onshi_domain::YearMonth;
 pub use rules::{Rule, RuleSet, RulesError, UsageTier};
 pub use usage::{Forecast, Level, MonthCount, Standing};

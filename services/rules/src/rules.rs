@@ -69,6 +69,9 @@ struct RawRule {
     #[serde(default)]
     usage_window: Vec<i32>,
     usage_earliest: Option<String>,
+    /// Months (offsets) whose オン資件数ベース rate may be used instead, where the sources allow it.
+    #[serde(default)]
+    usage_window_oqs: Vec<i32>,
     code: Option<String>,
     #[serde(default = "yes")]
     verified_code: bool,
@@ -88,6 +91,8 @@ pub struct UsageRequirement {
     pub min_pediatric: Option<f64>,
     pub window: Vec<i32>,
     pub earliest: Option<YearMonth>,
+    /// The オン資件数ベース alternative's window; empty where there is none.
+    pub oqs_window: Vec<i32>,
 }
 
 #[derive(Debug, Clone)]
@@ -183,7 +188,7 @@ impl RuleSet {
                     if !(0.0..=1.0).contains(&min) || r.usage_min_pediatric.is_some_and(|p| !(0.0..=1.0).contains(&p)) {
                         return Err(invalid("usage minimums are rates between 0 and 1"));
                     }
-                    if r.usage_window.is_empty() || r.usage_window.iter().any(|m| *m >= 0) {
+                    if r.usage_window.is_empty() || r.usage_window.iter().chain(&r.usage_window_oqs).any(|m| *m >= 0) {
                         return Err(invalid(
                             "a usage minimum needs a usage_window of earlier months (negative offsets)",
                         ));
@@ -198,9 +203,13 @@ impl RuleSet {
                         min_pediatric: r.usage_min_pediatric,
                         window: r.usage_window.clone(),
                         earliest,
+                        oqs_window: r.usage_window_oqs.clone(),
                     })
                 }
-                None if !r.usage_window.is_empty() || r.usage_min_pediatric.is_some() => {
+                None if !r.usage_window.is_empty()
+                    || !r.usage_window_oqs.is_empty()
+                    || r.usage_min_pediatric.is_some() =>
+                {
                     return Err(invalid("usage_window without usage_min"));
                 }
                 None => None,
@@ -262,6 +271,22 @@ mod tests {
     fn the_shipped_rules_are_valid() {
         let set = RuleSet::builtin().unwrap();
         assert!(set.rules.len() >= 40);
+    }
+
+    /// docs/rules.md lists every rule with its points and status, so the next engineer (and a clerk's
+    /// question) finds each one with its source; regenerate its table when the data changes.
+    #[test]
+    fn docs_list_every_rule_with_its_points_and_status() {
+        let docs = include_str!("../../../docs/rules.md");
+        for rule in RuleSet::builtin().unwrap().rules {
+            let row = docs
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` |", rule.id)))
+                .unwrap_or_else(|| panic!("docs/rules.md has no row for {}", rule.id));
+            assert!(row.contains(&format!("| {} |", rule.points)), "{}: points differ in docs/rules.md", rule.id);
+            let status = if rule.verified { "| verified |" } else { "| **unverified** |" };
+            assert!(row.contains(status), "{}: status differs in docs/rules.md", rule.id);
+        }
     }
 
     #[test]

@@ -116,6 +116,12 @@ impl UsageRequirement {
         self.window.iter().map(|o| month.plus(*o)).filter(|m| self.earliest.is_none_or(|e| *m >= e)).collect()
     }
 
+    /// The months whose オン資件数ベース rates may decide the claims of `month` instead (none for most
+    /// rules).
+    pub fn deciding_oqs(&self, month: YearMonth) -> Vec<YearMonth> {
+        self.oqs_window.iter().map(|o| month.plus(*o)).collect()
+    }
+
     /// The level this requirement asks for (the 小児科 special one where it has one and the clinic has it).
     pub fn min_for(&self, pediatric: bool) -> f64 {
         match (pediatric, self.min_pediatric) {

@@ -53,6 +53,12 @@ fn windows_form(c: char) -> char {
     }
 }
 
+/// `text` with every character replaced by the form Windows' Shift_JIS writes (what a Shift_JIS export
+/// decodes back to).
+pub fn windows_text(text: &str) -> String {
+    text.chars().map(windows_form).collect()
+}
+
 impl CsvTable {
     pub fn new<S: AsRef<str>>(header: &[S]) -> Self {
         Self { header: header.iter().map(|h| h.as_ref().to_owned()).collect(), rows: Vec::new() }
@@ -64,6 +70,11 @@ impl CsvTable {
         S: Into<String>,
     {
         self.rows.push(fields.into_iter().map(Into::into).collect());
+    }
+
+    /// The data rows (without the header).
+    pub fn rows(&self) -> &[Vec<String>] {
+        &self.rows
     }
 
     pub fn len(&self) -> usize {
@@ -95,7 +106,7 @@ impl CsvTable {
     pub fn shift_jis(&self) -> Result<Vec<u8>, SjisError> {
         let mut out = Vec::new();
         for (row, line) in self.lines().enumerate() {
-            let line: String = line.chars().map(windows_form).collect();
+            let line = windows_text(&line);
             let (bytes, _, unmappable) = encoding_rs::SHIFT_JIS.encode(&line);
             if unmappable {
                 let character = line

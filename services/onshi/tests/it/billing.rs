@@ -235,8 +235,10 @@ both_modes!(after_the_2026_revision_the_usage_rate_decides_the_new_addon_on_the_
     let standards: Vec<(&str, &str)> = [("from", "2024-01-01")]
         .into_iter()
         .chain(
-            ["online_claims", "oqs", "notices", "e_prescription", "ehr_sharing", "ehr_standard"]
-                .map(|s| ("standard", s)),
+            onshi_rules::Standard::ALL
+                .into_iter()
+                .filter(|s| *s != onshi_rules::Standard::PediatricSpecial)
+                .map(|s| ("standard", s.key())),
         )
         .collect();
     assert_eq!(b.post(&format!("/billing/{clinic}/standards"), &standards).await.status, 303);

@@ -139,3 +139,77 @@ pub(crate) async fn download(
     let charset = if record.encoding == "sjis" { "Shift_JIS" } else { "utf-8" };
     Ok(attachment(bytes.to_vec(), charset, &format!("billing-{}-{month}", clinic.code)))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use onshi_domain::{FacilityKind, YearMonth};
+    use onshi_rules::billing::{Fact, review};
+    use onshi_rules::{ClinicSettings, RateBasis, RuleSet, Standard};
+    use time::macros::date;
+
+    use super::*;
+
+    /// Every string the product writes into a billing export (reasons for every rule and failure, addon
+    /// names, codes, labels, the legend's notes and sources) has a Shift_JIS form: the export never
+    /// refuses on text we generated, and the bytes decode back to the same text.
+    #[test]
+    fn every_generated_string_survives_a_shift_jis_round_trip() {
+        let rules = RuleSet::builtin().unwrap();
+        let mut table = CsvTable::new(&HEADER);
+        for kind in [FacilityKind::Medical, FacilityKind::Dental, FacilityKind::Pharmacy] {
+            // Three clinics per kind: everything met with high rates, low rates, nothing met: between them
+            // every grant and every refusal text appears.
+            for (standards, rate) in [(Standard::ALL.to_vec(), 0.9), (Standard::ALL.to_vec(), 0.01), (Vec::new(), 0.5)]
+            {
+                let mut settings = ClinicSettings::default();
+                settings.set_standards(date!(2022 - 01 - 01), standards.into_iter().collect());
+                let mut month = YearMonth::parse("2022-01").unwrap();
+                while month <= YearMonth::parse("2027-12").unwrap() {
+                    settings.set_usage_rate(RateBasis::Receipts, month, rate);
+                    month = month.plus(1);
+                }
+                let clinic = onshi_rules::Clinic::new("c", kind, settings);
+                let mut facts = Vec::new();
+                let mut day = date!(2022 - 10 - 01);
+                let mut i = 0;
+                while day < date!(2027 - 06 - 01) {
+                    facts.push(Fact {
+                        id: format!("v{i}"),
+                        patient: format!("p{}", i % 3),
+                        patient_key: "1A2B-3C4D".into(),
+                        date: day,
+                        first_seen: i % 5 == 0,
+                        known_kind: None,
+                        myna: i % 2 == 0,
+                        info_obtained: i % 3 != 0,
+                    });
+                    i += 1;
+                    day += time::Duration::days(9);
+                }
+                let mut month = YearMonth::parse("2022-10").unwrap();
+                while month <= YearMonth::parse("2027-05").unwrap() {
+                    let (lines, _) = review(&rules, &clinic, &facts, &HashMap::new(), month).unwrap();
+                    let csv = month_csv(&lines, &HashMap::new());
+                    for row in csv.rows() {
+                        table.push(row.iter().cloned());
+                    }
+                    month = month.plus(1);
+                }
+            }
+        }
+        for rule in &rules.rules {
+            let note = rule.note.clone().unwrap_or_default();
+            table.push([rule.id.clone(), rule.name.clone(), note, rule.source.clone(), rule.frequency_label()]);
+        }
+        table.push(Standard::ALL.iter().map(|s| s.label().to_owned()).collect::<Vec<_>>());
+        table.push([RateBasis::Receipts.label(), RateBasis::Oqs.label()]);
+        assert!(table.len() > 1000, "a broad sample: {}", table.len());
+        let bytes = table.shift_jis().expect("generated text has a Shift_JIS form");
+        let (decoded, _, bad) = encoding_rs::SHIFT_JIS.decode(&bytes);
+        assert!(!bad);
+        let original = String::from_utf8(table.utf8()).unwrap();
+        assert_eq!(decoded, crate::web::csv::windows_text(original.trim_start_matches('\u{feff}')));
+    }
+}

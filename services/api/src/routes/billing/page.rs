@@ -100,7 +100,13 @@ fn settings_summary(settings: &ClinicSettings) -> (Pairs, Pairs) {
             (from.to_string(), if met.is_empty() { "（なし）".to_owned() } else { met })
         })
         .collect();
-    let rates = settings.usage_rates.iter().map(|(m, r)| (m.to_string(), format!("{:.1}%", r * 100.0))).collect();
+    let receipts = settings.usage_rates.iter().map(|(m, r)| (m.to_string(), format!("{:.1}%", r * 100.0)));
+    let oqs = settings
+        .oqs_usage_rates
+        .iter()
+        .map(|(m, r)| (m.to_string(), format!("{:.1}%（{}）", r * 100.0, onshi_rules::RateBasis::Oqs.label())));
+    let mut rates: Pairs = receipts.chain(oqs).collect();
+    rates.sort();
     (standards, rates)
 }
 

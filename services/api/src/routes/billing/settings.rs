@@ -2,7 +2,7 @@
 //! engine's clinic input, edited by billing staff and audited.
 
 use actix_web::{HttpResponse, web};
-use onshi_rules::{Standard, YearMonth};
+use onshi_rules::{RateBasis, Standard, YearMonth};
 use onshi_store::AuditResult;
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -51,6 +51,9 @@ pub(crate) struct RateForm {
     month: String,
     #[serde(default)]
     percent: String,
+    /// `receipts` (レセプト件数ベース, the default) or `oqs` (オン資件数ベース).
+    #[serde(default)]
+    basis: String,
 }
 
 pub(crate) async fn set_usage_rate(
@@ -73,11 +76,21 @@ pub(crate) async fn set_usage_rate(
                 ))
             },
         )?;
+    let basis = match form.basis.as_str() {
+        "" | "receipts" => RateBasis::Receipts,
+        "oqs" => RateBasis::Oqs,
+        _ => {
+            return Err(ApiError::InvalidRequest(onshi_domain::FieldError::new(
+                "basis",
+                "receipts か oqs を指定してください",
+            )));
+        }
+    };
     let mut settings = store.billing_settings(&clinic).await?;
-    settings.set_usage_rate(month, percent / 100.0);
+    settings.set_usage_rate(basis, month, percent / 100.0);
     let audit = caller
         .entry("billing.usage_rate", &format!("clinic:{}", clinic.id), AuditResult::Success)
-        .details(serde_json::json!({ "month": month.to_string(), "percent": percent }));
+        .details(serde_json::json!({ "month": month.to_string(), "percent": percent, "basis": basis.label() }));
     store.set_billing_settings(&clinic, &settings, &audit).await?;
     Ok(see_other(&format!(
         "/billing/{}/{}",
