@@ -66,6 +66,48 @@ pub async fn seed(store: &Store) -> Result<(TenantId, Vec<DemoClinic>), StoreErr
     Ok((tenant, clinics))
 }
 
+/// Gives each demo clinic the 届出 and notified 利用率 a real clinic's billing staff would have entered, so
+/// the billing review shows decisions rather than a page of "施設基準を満たしていない": every 施設基準 from
+/// 2022-10 (the third clinic without 電子処方箋, so it falls to the lower tiers), and monthly rates that rise
+/// from 2024 as the national figure did, one clinic staying just under 30%.
+pub async fn seed_billing_settings(
+    store: &Store,
+    tenant: TenantId,
+    clinics: &[onshi_store::ClinicScope],
+) -> Result<(), StoreError> {
+    use onshi_rules::{ClinicSettings, RateBasis, Standard, YearMonth};
+    let scoped = store.tenant(TenantScope::operator(tenant));
+    let now = YearMonth::of(onshi_domain::jst::date_of(OffsetDateTime::now_utc()));
+    for (i, clinic) in clinics.iter().enumerate() {
+        let mut settings = ClinicSettings::default();
+        let met = Standard::ALL
+            .into_iter()
+            .filter(|s| *s != Standard::PediatricSpecial && !(i == 2 && *s == Standard::EPrescription))
+            .collect();
+        settings.set_standards(time::macros::date!(2022 - 10 - 01), met);
+        // Rates are notified about two months after the month they measure.
+        let (start, last) = (YearMonth::parse("2024-01").unwrap_or(now), now.plus(-2));
+        let ceiling = [0.62, 0.48, 0.29][i % 3];
+        let mut month = start;
+        let mut n: f64 = 0.0;
+        while month <= last {
+            let rate = (0.05 + n * 0.02).min(ceiling);
+            settings.set_usage_rate(RateBasis::Receipts, month, rate);
+            month = month.plus(1);
+            n += 1.0;
+        }
+        let entry = onshi_store::AuditEntry::new(
+            None,
+            "system",
+            "demo.seed_billing",
+            &format!("clinic:{}", clinic.id),
+            onshi_store::AuditResult::Success,
+        );
+        scoped.set_billing_settings(clinic, &settings, &entry).await?;
+    }
+    Ok(())
+}
+
 /// The demo owner's sign-in. The password is fixed so the README can show it; the second factor is
 /// random per demo database and printed at start (and `onshi totp-code <key>` prints a current code).
 pub const DEMO_OWNER_EMAIL: &str = "owner@demo.onshi.invalid";
@@ -74,14 +116,14 @@ pub const DEMO_OWNER_PASSWORD: &str = "onshi-demo-2026";
 /// Makes sure the demo tenant has its owner with a verified address and TOTP, and returns the TOTP
 /// setup key.
 pub async fn ensure_demo_owner(store: &Store, tenant: TenantId) -> Result<String, Box<dyn std::error::Error>> {
-    use onshi_store::{AuditEntry, AuditResult, NewUser};
+    use onshi_store::{AuditResult, NewUser};
     let scoped = store.tenant(TenantScope::operator(tenant));
     let existing = scoped.users().await?.into_iter().find(|u| u.email == DEMO_OWNER_EMAIL);
     let user_id = match existing {
         Some(user) => user.id,
         None => {
             let phc = onshi_identity::hash_password(DEMO_OWNER_PASSWORD, DEMO_OWNER_EMAIL)?;
-            let entry = AuditEntry::new(None, "system", "demo.seed_owner", "-", AuditResult::Success);
+            let entry = onshi_store::AuditEntry::new(None, "system", "demo.seed_owner", "-", AuditResult::Success);
             let owner = NewUser {
                 email: DEMO_OWNER_EMAIL,
                 display_name: "デモ オーナー",
@@ -309,6 +351,9 @@ pub async fn run(config: onshi_config::Config, per_minute: f64) -> Result<(), Bo
     };
     let store = adapters.store.clone();
     let totp_key = ensure_demo_owner(&store, tenant).await?;
+    if fresh {
+        seed_billing_settings(&store, tenant, &clinics).await?;
+    }
     let app = Application::build(&config, adapters, Options { with_worker: true }).await?.spawn();
     let stop = CancellationToken::new();
     let site = DemoSite {

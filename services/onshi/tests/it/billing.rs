@@ -1,37 +1,11 @@
 //! The billing review through the pages: receptions arrive as events, the billing clerk sets the clinic's
 //! 届出, reviews and adjusts with reasons, exports (UTF-8 with BOM and Shift_JIS) and closes the month.
 
-use onshi_domain::{
-    AgentEvent, ConfirmationMethod, Consents, EventId, EventPayload, PatientRef, QualificationCheck,
-    QualificationResult, Role,
-};
+use onshi_domain::Role;
 use time::macros::datetime;
 
 use crate::both_modes;
 use crate::helpers::*;
-
-fn visit(app: &TestApp, patient: &str, at: time::OffsetDateTime, myna: bool) -> AgentEvent {
-    AgentEvent {
-        id: EventId::new(),
-        occurred_at: at,
-        payload: EventPayload::Qualification(QualificationCheck {
-            institution_code: app.clinics[0].clinic.code.clone(),
-            method: if myna { ConfirmationMethod::MynaCard } else { ConfirmationMethod::EligibilityCertificate },
-            identity_check: None,
-            batch: false,
-            error_code: None,
-            result: QualificationResult::Valid,
-            patient: Some(PatientRef::pseudonymize(b"test-key", "06139999", "", patient, "00")),
-            consents: if myna {
-                Consents { medication: Some(true), diagnosis: Some(true), checkup: None, surgery: None }
-            } else {
-                Consents::default()
-            },
-            limit_certificate: false,
-            time_source: Default::default(),
-        }),
-    }
-}
 
 fn rows(html: &str) -> Vec<String> {
     html.split(" data-visit=\"").skip(1).map(|s| s.split("</tr>").next().unwrap().to_owned()).collect()
@@ -40,9 +14,9 @@ fn rows(html: &str) -> Vec<String> {
 both_modes!(a_month_is_reviewed_adjusted_exported_and_closed_through_the_pages, |app| {
     // March 2025 at one clinic: patient 1 twice with マイナ保険証, patient 2 once with 資格確認書.
     let events = vec![
-        visit(app, "00000001", datetime!(2025-03-03 09:10 +09:00), true),
-        visit(app, "00000002", datetime!(2025-03-05 10:00 +09:00), false),
-        visit(app, "00000001", datetime!(2025-03-10 11:30 +09:00), true),
+        valid_visit(app, "00000001", datetime!(2025-03-03 09:10 +09:00), true),
+        valid_visit(app, "00000002", datetime!(2025-03-05 10:00 +09:00), false),
+        valid_visit(app, "00000001", datetime!(2025-03-10 11:30 +09:00), true),
     ];
     assert_eq!(app.post_events(0, &events).await.status(), 202);
     eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 3 }).await;
@@ -168,7 +142,7 @@ both_modes!(a_month_is_reviewed_adjusted_exported_and_closed_through_the_pages, 
     // neither its total nor its export; the late visit is listed apart.
     let withdrawn = b.post(&format!("/billing/{clinic}/standards"), &[("from", "2024-01-01")]).await;
     assert_eq!(withdrawn.status, 303, "{}", withdrawn.body);
-    let late = vec![visit(app, "00000003", datetime!(2025-03-20 15:00 +09:00), true)];
+    let late = vec![valid_visit(app, "00000003", datetime!(2025-03-20 15:00 +09:00), true)];
     assert_eq!(app.post_events(0, &late).await.status(), 202);
     eventually(WAIT, "late visit applied", || async { app.store().raw_event_count().await.unwrap() == 4 }).await;
     let page = b.get(&base).await;
@@ -226,7 +200,7 @@ both_modes!(a_month_is_reviewed_adjusted_exported_and_closed_through_the_pages, 
 });
 
 both_modes!(after_the_2026_revision_the_usage_rate_decides_the_new_addon_on_the_page, |app| {
-    let events = vec![visit(app, "00000009", datetime!(2026-06-03 09:00 +09:00), true)];
+    let events = vec![valid_visit(app, "00000009", datetime!(2026-06-03 09:00 +09:00), true)];
     assert_eq!(app.post_events(0, &events).await.status(), 202);
     eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 1 }).await;
     let clinic = app.clinics[0].clinic.id;
@@ -275,7 +249,12 @@ both_modes!(unflagged_visits_are_approved_in_one_step_and_flagged_ones_stay, |ap
     // April 2025: four patients with マイナ保険証 and one with 資格確認書.
     let events: Vec<_> = (0..5)
         .map(|i| {
-            visit(app, &format!("0000010{i}"), datetime!(2025-04-07 09:00 +09:00) + time::Duration::hours(i), i < 4)
+            valid_visit(
+                app,
+                &format!("0000010{i}"),
+                datetime!(2025-04-07 09:00 +09:00) + time::Duration::hours(i),
+                i < 4,
+            )
         })
         .collect();
     assert_eq!(app.post_events(0, &events).await.status(), 202);

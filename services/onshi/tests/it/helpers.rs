@@ -564,3 +564,32 @@ pub async fn scalar(db: &impl ConnectionTrait, sql: &str) -> i64 {
     let row = db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), sql)).await.unwrap().unwrap();
     row.try_get_by_index::<i64>(0).unwrap()
 }
+
+/// A valid qualification check of `patient` at the first clinic: with マイナ保険証 (and consent to share
+/// medication and diagnosis information) or with a 資格確認書.
+pub fn valid_visit(app: &TestApp, patient: &str, at: time::OffsetDateTime, myna: bool) -> AgentEvent {
+    AgentEvent {
+        id: onshi_domain::EventId::new(),
+        occurred_at: at,
+        payload: onshi_domain::EventPayload::Qualification(onshi_domain::QualificationCheck {
+            institution_code: app.clinics[0].clinic.code.clone(),
+            method: if myna {
+                onshi_domain::ConfirmationMethod::MynaCard
+            } else {
+                onshi_domain::ConfirmationMethod::EligibilityCertificate
+            },
+            identity_check: None,
+            batch: false,
+            error_code: None,
+            result: onshi_domain::QualificationResult::Valid,
+            patient: Some(onshi_domain::PatientRef::pseudonymize(b"test-key", "06139999", "", patient, "00")),
+            consents: if myna {
+                onshi_domain::Consents { medication: Some(true), diagnosis: Some(true), checkup: None, surgery: None }
+            } else {
+                onshi_domain::Consents::default()
+            },
+            limit_certificate: false,
+            time_source: Default::default(),
+        }),
+    }
+}

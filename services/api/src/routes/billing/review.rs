@@ -98,13 +98,9 @@ impl Action {
             })),
             // Settling a guessed kind is the clerk supplying a fact we lacked, not overriding one we had.
             Self::Kind(kind) if !line.kind_settled || line.kind == kind => {
-                let reason = if reason.is_empty() && earlier.is_none() {
-                    format!("区分を{}と確定", kind.label())
-                } else if reason.is_empty() {
-                    base.reason.clone()
-                } else {
-                    reason.to_owned()
-                };
+                // No note of our own: the audit entry says what was settled, and a note repeated on every
+                // row would drown the clerk's real ones.
+                let reason = if reason.is_empty() { base.reason.clone() } else { reason.to_owned() };
                 Ok(Some(StoredReview { kind: Some(kind.label().to_owned()), reason, ..base }))
             }
             Self::Kind(kind) => adjust(StoredReview { kind: Some(kind.label().to_owned()), ..base }),
