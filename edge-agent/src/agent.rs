@@ -55,6 +55,8 @@ pub struct AgentState {
     pub revoked: AtomicBool,
     /// Delivery attempts the cloud refused as from an unknown or revoked device, since start.
     pub refused_attempts: AtomicU64,
+    /// The latest quarantine's category and time, reported in heartbeats.
+    pub last_quarantine: std::sync::Mutex<Option<onshi_domain::QuarantineNote>>,
 }
 
 pub struct Agent {
@@ -276,6 +278,9 @@ impl Agent {
                     return Ok(());
                 }
                 self.state.quarantined.fetch_add(1, Ordering::Relaxed);
+                if let Ok(mut last) = self.state.last_quarantine.lock() {
+                    *last = Some(onshi_domain::QuarantineNote { kind: e.kind(), at: OffsetDateTime::now_utc() });
+                }
                 self.outbox.mark_quarantined(&bytes_hash, &path, c.size)?;
                 self.outbox.remember_path(&path, c.size, c.modified, &bytes_hash)?;
             }
@@ -386,6 +391,7 @@ impl Agent {
                 quarantined: self.state.quarantined.load(Ordering::Relaxed),
                 corrupt_outbox_rows: self.outbox.corrupt_count().unwrap_or(0),
                 timed_by_file_name: self.state.timed_by_file_name.load(Ordering::Relaxed),
+                last_quarantine: self.state.last_quarantine.lock().ok().and_then(|l| *l),
             }),
         }
     }

@@ -18,6 +18,26 @@ pub enum ConfigError {
     Invalid { key: &'static str, reason: String },
 }
 
+/// The machine's own places for the agent's configuration file and data folder (XDG on Linux, the known
+/// folders on Windows, ~/Library on macOS), so `enroll` and `run` work from any current folder.
+pub struct Places {
+    pub config_file: PathBuf,
+    pub data_dir: PathBuf,
+}
+
+impl Places {
+    pub fn of_this_machine() -> Option<Self> {
+        use etcetera::{AppStrategy, AppStrategyArgs, choose_app_strategy};
+        let strategy = choose_app_strategy(AppStrategyArgs {
+            top_level_domain: "jp".into(),
+            author: "Onshi".into(),
+            app_name: "onshi-agent".into(),
+        })
+        .ok()?;
+        Some(Self { config_file: strategy.in_config_dir("agent.toml"), data_dir: strategy.data_dir() })
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct AgentConfig {
     pub data_dir: PathBuf,
@@ -35,19 +55,32 @@ pub struct AgentConfig {
     pub network_probes: Vec<String>,
     pub server: Option<String>,
     pub log_level: String,
+    /// The configuration file this was read from, when there was one (for advice that names it).
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 impl AgentConfig {
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let file = file
+        let file = Self::file_to_read(file);
+        let mut config = Self::from_figment(
+            Figment::from(Toml::string(DEFAULTS_TOML))
+                .merge(Toml::file(&file))
+                .merge(Env::prefixed("ONSHI_AGENT_").filter(|k| k.as_str() != "config")),
+        )?;
+        config.file = file.exists().then_some(file);
+        Ok(config)
+    }
+
+    /// The configuration file: `--config`, else `$ONSHI_AGENT_CONFIG`, else `./agent.toml` when present,
+    /// else the machine's own place (where `enroll` writes it).
+    pub fn file_to_read(explicit: Option<&Path>) -> PathBuf {
+        explicit
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("ONSHI_AGENT_CONFIG").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("agent.toml"));
-        Self::from_figment(
-            Figment::from(Toml::string(DEFAULTS_TOML))
-                .merge(Toml::file(file))
-                .merge(Env::prefixed("ONSHI_AGENT_").filter(|k| k.as_str() != "config")),
-        )
+            .or_else(|| Some(PathBuf::from("agent.toml")).filter(|p| p.exists()))
+            .or_else(|| Places::of_this_machine().map(|p| p.config_file))
+            .unwrap_or_else(|| PathBuf::from("agent.toml"))
     }
 
     /// Defaults with the given data folder and watched folders (tests, the demo).
@@ -60,9 +93,25 @@ impl AgentConfig {
     }
 
     pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
-        let config: Self = figment.extract().map_err(Box::new)?;
+        let mut config: Self = figment.extract().map_err(Box::new)?;
+        if config.data_dir.as_os_str().is_empty() {
+            config.data_dir =
+                Places::of_this_machine().map(|p| p.data_dir).unwrap_or_else(|| PathBuf::from("onshi-agent-data"));
+        }
         config.validate()?;
         Ok(config)
+    }
+
+    /// Every watched folder that is missing or not a folder, with why.
+    pub fn missing_folders(&self) -> Vec<(PathBuf, String)> {
+        self.watch
+            .iter()
+            .filter_map(|folder| match std::fs::metadata(folder) {
+                Ok(m) if m.is_dir() => None,
+                Ok(_) => Some((folder.clone(), "not a folder".to_owned())),
+                Err(e) => Some((folder.clone(), e.to_string())),
+            })
+            .collect()
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {

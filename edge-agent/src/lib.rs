@@ -8,6 +8,7 @@
 //! queue) → `uplink` (the cloud); `agent` runs them, `simulate` writes realistic files for tests and demos.
 
 pub mod agent;
+pub mod check;
 pub mod config;
 pub mod credentials;
 pub mod oqs;

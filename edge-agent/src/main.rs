@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
     about = "Onshi edge agent: reads オンライン資格確認 results at the clinic and delivers them to Onshi Cloud"
 )]
 struct Cli {
-    /// Configuration file (TOML); default $ONSHI_AGENT_CONFIG, then ./agent.toml when present.
+    /// Configuration file (TOML); default $ONSHI_AGENT_CONFIG, then ./agent.toml when present, then the
+    /// machine's own place (~/.config/onshi-agent/agent.toml, %APPDATA%\Onshi\onshi-agent\config\agent.toml).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -27,7 +28,8 @@ struct Cli {
 enum Command {
     /// Watch the configured folders and deliver results until stopped (Ctrl-C / service stop).
     Run,
-    /// Exchange a one-time enrollment code (made in Onshi Cloud for this clinic) for device credentials.
+    /// Exchange a one-time enrollment code (made in Onshi Cloud for this clinic) for device credentials,
+    /// and write the configuration (server, folders, data folder) when there is none yet.
     Enroll {
         #[arg(long)]
         server: String,
@@ -36,7 +38,13 @@ enum Command {
         /// A name for this machine, shown in the cloud.
         #[arg(long, default_value = "onshi-agent")]
         name: String,
+        /// A result folder of the 資格確認端末 to watch (repeat for face and res).
+        #[arg(long)]
+        watch: Vec<PathBuf>,
     },
+    /// Check the configuration, enrollment, folders, server and clock, with advice for each problem.
+    /// Changes nothing.
+    Check,
     /// Print the events one result file becomes, exactly as they would be sent (JSON), or why it cannot
     /// be read.
     Parse {
@@ -49,14 +57,17 @@ enum Command {
     Simulate {
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value = "1311234560")]
-        clinic: String,
+        /// The 医療機関コード written into the files; default: the enrolled clinic's.
+        #[arg(long)]
+        clinic: Option<String>,
         /// Receptions per minute (on average; busier at the morning and evening peaks).
         #[arg(long, default_value_t = 6.0)]
         rate: f64,
     },
     /// Show the outbox and enrollment state.
     Status,
+    /// Print every configuration key with its default and meaning (agent.default.toml).
+    ConfigDefaults,
     /// Print benchmark figures (not a test).
     Bench {
         #[command(subcommand)]
@@ -107,14 +118,54 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Writes a first configuration file, every other key at its default (see agent.default.toml).
+fn write_config(
+    file: &std::path::Path,
+    server: &str,
+    watch: &[PathBuf],
+    data_dir: &std::path::Path,
+) -> Result<(), String> {
+    #[derive(serde::Serialize)]
+    struct First<'a> {
+        server: &'a str,
+        watch: &'a [PathBuf],
+        data_dir: &'a std::path::Path,
+    }
+    let body = toml_body(&First { server, watch, data_dir })?;
+    let text = format!(
+        "# onshi-agent configuration, written by `onshi-agent enroll`. Every other key, with its default and\n# meaning: `onshi-agent config-defaults` prints them (docs/agent.md explains them too).\n{body}"
+    );
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(file, text).map_err(|e| format!("{}: {e}", file.display()))
+}
+
+fn toml_body<T: serde::Serialize>(value: &T) -> Result<String, String> {
+    toml::to_string(value).map_err(|e| e.to_string())
+}
+
 async fn run(cli: Cli) -> Result<ExitCode, String> {
     let config = || AgentConfig::load(cli.config.as_deref()).map_err(|e| e.to_string());
     match cli.command {
         Command::Run => {
             let config = config()?;
             init_logging(&config.log_level);
+            let file =
+                config.file.as_deref().map(|f| f.display().to_string()).unwrap_or_else(|| "the configuration".into());
             if config.watch.is_empty() {
-                return Err("no folders to watch: set `watch` in the configuration".into());
+                return Err(format!(
+                    "no folders to watch: add the terminal's result folders to `watch` in {file} (onshi-agent check explains)"
+                ));
+            }
+            // A missing folder is refused at start, with the fix, rather than watched in silence.
+            let missing = config.missing_folders();
+            if !missing.is_empty() {
+                let list: Vec<String> = missing.iter().map(|(p, why)| format!("  {}: {why}", p.display())).collect();
+                return Err(format!(
+                    "these folders to watch cannot be read:\n{}\ncheck that the 資格確認端末's share is reachable from this PC, or correct `watch` in {file}; `onshi-agent check` checks everything",
+                    list.join("\n")
+                ));
             }
             let agent = Agent::open(config).map_err(|e| e.to_string())?;
             let stop = CancellationToken::new();
@@ -126,7 +177,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             agent.run(stop).await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Enroll { server, code, name } => {
+        Command::Enroll { server, code, name, watch } => {
             let config = config()?;
             init_logging(&config.log_level);
             let credentials = onshi_agent::uplink::enroll(&server, &code, &name).await.map_err(|e| e.to_string())?;
@@ -138,7 +189,37 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 credentials.institution_code,
                 Credentials::path(&config.data_dir).display()
             );
+            let file = AgentConfig::file_to_read(cli.config.as_deref());
+            if file.exists() {
+                println!("configuration kept as it is: {}", file.display());
+            } else {
+                write_config(&file, &credentials.server, &watch, &config.data_dir)?;
+                println!("configuration written: {}", file.display());
+            }
+            println!("next: `onshi-agent check`, then `onshi-agent run` (or install it as a service: docs/agent.md)");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::ConfigDefaults => {
+            print!("{}", onshi_agent::config::DEFAULTS_TOML);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check => {
+            let config = config()?;
+            let findings = onshi_agent::check::run(&config).await;
+            for f in &findings {
+                println!("{} {}", if f.ok { "OK  " } else { "NG  " }, f.what);
+                if let Some(advice) = &f.advice {
+                    println!("      → {advice}");
+                }
+            }
+            let problems = findings.iter().filter(|f| !f.ok).count();
+            if problems == 0 {
+                println!("everything `onshi-agent run` needs is in place");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("{problems} problem(s) to fix before `onshi-agent run`");
+                Ok(ExitCode::from(1))
+            }
         }
         Command::Parse { file, clinic } => {
             let config = config()?;
@@ -181,6 +262,16 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Simulate { out, clinic, rate } => {
             init_logging("info");
+            // Files carry the enrolled clinic's code unless told otherwise: a simulator writing another
+            // clinic's code would only fill the quarantine.
+            let clinic = match clinic {
+                Some(code) => code,
+                None => config()
+                    .ok()
+                    .and_then(|c| Credentials::load(&c.data_dir).ok())
+                    .map(|c| c.institution_code.to_string())
+                    .ok_or("not enrolled: give the clinic's code with --clinic 1234567890")?,
+            };
             MedicalInstitutionCode::parse(&clinic).map_err(|e| format!("--clinic: {e}"))?;
             let stop = CancellationToken::new();
             let trigger = stop.clone();

@@ -421,6 +421,7 @@ mod tests {
                 quarantined: 0,
                 corrupt_outbox_rows: 0,
                 timed_by_file_name: 0,
+                last_quarantine: None,
             }),
         }
     }

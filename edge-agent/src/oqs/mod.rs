@@ -73,6 +73,25 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+impl ParseError {
+    /// The category the cloud is told (never the message, which may quote the file).
+    pub fn kind(&self) -> onshi_domain::QuarantineKind {
+        use onshi_domain::QuarantineKind as K;
+        match self {
+            Self::WrongClinic { .. } => K::WrongClinic,
+            Self::TooLarge(_)
+            | Self::Encoding(_)
+            | Self::DocType
+            | Self::TooDeep
+            | Self::TooManyElements
+            | Self::Truncated
+            | Self::Xml(_)
+            | Self::EncodingMismatch { .. } => K::Unreadable,
+            Self::NotAResult(_) | Self::Missing(_) | Self::NoTime | Self::Invalid(_) => K::NotAResult,
+        }
+    }
+}
+
 /// What a file name says about its content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {

@@ -400,6 +400,52 @@ pub struct Heartbeat {
     /// Results since the agent started whose header had no `ProcessExecutionTime`, timed by file name.
     #[serde(default)]
     pub timed_by_file_name: u64,
+    /// The most recent quarantine since the agent started: why (a category, never the file's content or
+    /// name) and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_quarantine: Option<QuarantineNote>,
+}
+
+/// Why a result file was set aside, as a category a clinic can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuarantineKind {
+    /// The file's 医療機関コード is not the enrolled clinic's (an agent enrolled for another clinic, or a
+    /// simulator writing the wrong code).
+    WrongClinic,
+    /// Not readable as a result: encoding, malformed or truncated XML, too large.
+    Unreadable,
+    /// Readable, but not a 資格確認 result, or a required element is missing or invalid.
+    NotAResult,
+}
+
+impl QuarantineKind {
+    /// The reason the fleet and clinic pages give, with what to do.
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            Self::WrongClinic => {
+                "結果ファイルの医療機関コードが登録と違います（別の医療機関の端末に登録されていませんか）"
+            }
+            Self::Unreadable => "結果ファイルを読めません（文字コード・XML の破損）",
+            Self::NotAResult => "資格確認の結果ではないファイル、または必須項目の欠けたファイルがあります",
+        }
+    }
+
+    pub fn label_en(self) -> &'static str {
+        match self {
+            Self::WrongClinic => "result files carry another clinic's code (is the agent enrolled for this clinic?)",
+            Self::Unreadable => "result files cannot be read (encoding or broken XML)",
+            Self::NotAResult => "files that are not results, or lack a required element",
+        }
+    }
+}
+
+/// The last quarantine an agent reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantineNote {
+    pub kind: QuarantineKind,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
 }
 
 impl EventBatch {

@@ -8,6 +8,9 @@ use crate::event::Heartbeat;
 pub const HEARTBEAT_INTERVAL_SECS: u64 = 20;
 /// An agent not heard from for this long is offline: two heartbeats missed, plus slack.
 pub const OFFLINE_AFTER_SECS: i64 = 60;
+/// A file quarantined this recently keeps the agent at 要確認 (a wrong clinic code quarantines every file,
+/// so a persisting fault stays visible; one stray file stops mattering after an hour).
+pub const QUARANTINE_ATTENTION_SECS: i64 = 3600;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceHealth {
@@ -41,6 +44,9 @@ impl DeviceHealth {
             }
             if h.corrupt_outbox_rows > 0 {
                 reasons.push("送信待ちの一部が読めず、別に保管されています");
+            }
+            if let Some(q) = h.last_quarantine.filter(|q| (now - q.at).whole_seconds() <= QUARANTINE_ATTENTION_SECS) {
+                reasons.push(q.kind.label_ja());
             }
         }
         if reasons.is_empty() { Self::Online } else { Self::Degraded(reasons) }
@@ -91,6 +97,7 @@ mod tests {
             quarantined: 0,
             corrupt_outbox_rows: 0,
             timed_by_file_name: 0,
+            last_quarantine: None,
         }
     }
 
@@ -115,5 +122,21 @@ mod tests {
         assert!(matches!(DeviceHealth::of(Some(now), Some(&h), now), DeviceHealth::Degraded(r) if r.len() == 2));
         h.corrupt_outbox_rows = 1;
         assert!(matches!(DeviceHealth::of(Some(now), Some(&h), now), DeviceHealth::Degraded(r) if r.len() == 3));
+    }
+
+    #[test]
+    fn a_recent_quarantine_needs_attention_and_an_old_one_does_not() {
+        let now = datetime!(2026-11-25 10:00:00 UTC);
+        let mut h = heartbeat();
+        h.quarantined = 2;
+        h.last_quarantine = Some(crate::event::QuarantineNote {
+            kind: crate::event::QuarantineKind::WrongClinic,
+            at: now - time::Duration::minutes(5),
+        });
+        let health = DeviceHealth::of(Some(now), Some(&h), now);
+        assert!(matches!(&health, DeviceHealth::Degraded(r) if r[0].contains("医療機関コード")), "{health:?}");
+        h.last_quarantine =
+            h.last_quarantine.map(|q| crate::event::QuarantineNote { at: now - time::Duration::hours(2), ..q });
+        assert_eq!(DeviceHealth::of(Some(now), Some(&h), now), DeviceHealth::Online);
     }
 }

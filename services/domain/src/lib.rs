@@ -22,7 +22,7 @@ pub use access::{ApiScope, ClinicAccess, Permission, Role};
 pub use codes::{CodeError, FacilityKind, MedicalInstitutionCode};
 pub use event::{
     AgentEvent, ConfirmationMethod, Consents, EventBatch, EventPayload, FieldError, Heartbeat, IdentityCheck,
-    PatientRef, QualificationCheck, QualificationResult, TimeSource,
+    PatientRef, QualificationCheck, QualificationResult, QuarantineKind, QuarantineNote, TimeSource,
 };
 pub use health::{DeviceHealth, HEARTBEAT_INTERVAL_SECS, OFFLINE_AFTER_SECS};
 pub use ids::{ApiTokenId, ClinicId, DeviceId, EventId, IdError, TenantId, UserId};

@@ -259,6 +259,7 @@ impl EventFactory {
                 quarantined: 0,
                 corrupt_outbox_rows: 0,
                 timed_by_file_name: 0,
+                last_quarantine: None,
             }),
         }
     }

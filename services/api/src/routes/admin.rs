@@ -195,6 +195,8 @@ struct ClinicPage {
     /// A code just created, shown once.
     new_code: Option<String>,
     code_expires: String,
+    /// This server's address as agents reach it, for the ready-to-run command.
+    server: String,
 }
 
 async fn clinic_view(
@@ -215,8 +217,39 @@ async fn clinic_view(
         devices,
         new_code,
         code_expires: crate::web::time::jst_minute(&(OffsetDateTime::now_utc() + ENROLLMENT_TTL)),
+        server: state.public_url.trim_end_matches('/').to_owned(),
         clinic: clinic.clinic().clone(),
     })
+}
+
+/// A first `agent.toml` for this clinic's agent: this server's address, the usual result folders of a
+/// 資格確認端末 to adjust, every other key at its default. No secret is in it: enrollment adds those.
+pub(crate) async fn agent_config(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let store = state.store.tenant(caller.scope);
+    let clinic = caller.clinic(&store, &path).await?;
+    let server = state.public_url.trim_end_matches('/');
+    let body = format!(
+        "# onshi-agent configuration for {name} ({code}).\r\n\
+         # Put it where `onshi-agent` looks (next to it, or %APPDATA%\\Onshi\\onshi-agent\\config\\agent.toml), correct\r\n\
+         # the folders below to the 資格確認端末's result folders, then run:\r\n\
+         #   onshi-agent enroll --code <登録コード> --server {server}\r\n\
+         #   onshi-agent check\r\n\
+         #   onshi-agent run\r\n\
+         # `onshi-agent config-defaults` prints every other key with its meaning.\r\n\
+         server = \"{server}\"\r\n\
+         watch = [\"D:/OQS/face\", \"D:/OQS/res\"]\r\n",
+        name = clinic.name,
+        code = clinic.code,
+    );
+    store.audit(&caller.entry("agent.config_download", &format!("clinic:{}", clinic.id), AuditResult::Success)).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/toml; charset=utf-8")
+        .insert_header(("Content-Disposition", format!("attachment; filename=\"agent-{}.toml\"", clinic.code)))
+        .body(body))
 }
 
 pub(crate) async fn clinic_page(

@@ -95,6 +95,7 @@ routes! {
     get "/clinics/{clinic}" Perm(ManageAgents) => admin::clinic_page;
     post "/clinics/{clinic}/start-date" Perm(ManageClinics) => admin::set_start_date;
     post "/clinics/{clinic}/enrollment-codes" Perm(ManageAgents) => admin::new_enrollment_code;
+    get "/clinics/{clinic}/agent.toml" Perm(ManageAgents) => admin::agent_config;
     post "/devices/{device}/revoke" Perm(ManageAgents) => admin::revoke_device;
     get "/staff" Perm(ManageStaff) => admin::staff;
     post "/staff/invite" Perm(ManageStaff) => admin::invite;

@@ -170,6 +170,12 @@ both_modes!(a_slow_writer_is_not_read_early_and_bad_files_are_quarantined, |app|
     }
     running.scan_once(&stop).await;
     assert_eq!(running.state.quarantined.load(Ordering::Relaxed), 2);
+    // The heartbeat tells the cloud the latest category, never the file's content or name.
+    let last = (*running.state.last_quarantine.lock().unwrap()).expect("a quarantine is remembered");
+    assert!(
+        matches!(last.kind, onshi_domain::QuarantineKind::WrongClinic | onshi_domain::QuarantineKind::Unreadable),
+        "{last:?}"
+    );
     let quarantine: Vec<String> = std::fs::read_dir(agent.config.quarantine_dir())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -378,5 +384,94 @@ async fn an_agent_killed_at_random_points_delivers_everything_exactly_once() {
     assert_eq!(outbox.rejected_count().unwrap(), 0);
     assert_eq!(outbox.processed_count().unwrap(), contents.len() as u64);
     assert_eq!(app.store().confirmation_count().await.unwrap(), receptions(&expected));
+    app.teardown().await;
+}
+
+/// Setting an agent up without the docs, through the real binary: `enroll` writes the configuration in
+/// the machine's own place (not the current folder), `check` says what is fine and what to fix, `simulate`
+/// writes the enrolled clinic's code, and `run` refuses a folder it cannot read with the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_is_set_up_from_the_enrollment_page_commands_alone() {
+    let app = spawn_app(Mode::Embedded).await;
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_onshi")).with_file_name("onshi-agent");
+    let home = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let terminal = tempfile::tempdir().unwrap();
+    let (face, res) = (terminal.path().join("face"), terminal.path().join("res"));
+    std::fs::create_dir_all(&face).unwrap();
+    std::fs::create_dir_all(&res).unwrap();
+    let agent = |args: &[&str]| {
+        let out = std::process::Command::new(&bin)
+            .args(args)
+            .current_dir(cwd.path())
+            .env("HOME", home.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("ONSHI_AGENT_CONFIG")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), text)
+    };
+    let code = app.store().create_enrollment_code(&app.clinics[0].clinic, time::Duration::hours(1)).await.unwrap();
+    let server = app.base_url();
+    let (status, out) = agent(&[
+        "enroll",
+        "--server",
+        &server,
+        "--code",
+        &code,
+        "--watch",
+        face.to_str().unwrap(),
+        "--watch",
+        res.to_str().unwrap(),
+    ]);
+    assert_eq!(status, 0, "{out}");
+    let config = home.path().join(".config/onshi-agent/agent.toml");
+    assert!(config.exists(), "{out}");
+    assert!(out.contains(&config.display().to_string()), "{out}");
+    assert!(std::fs::read_dir(cwd.path()).unwrap().next().is_none(), "nothing written in the current folder");
+    assert!(home.path().join(".local/share/onshi-agent/credentials.json").exists());
+
+    let (status, out) = agent(&["check"]);
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains("OK   enrolled: clinic") && out.contains("server:") && !out.contains("NG"), "{out}");
+
+    // simulate writes the enrolled clinic's code without being told it.
+    let sim = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(&bin)
+        .args(["simulate", "--rate", "600", "--out"])
+        .arg(sim.path())
+        .current_dir(cwd.path())
+        .env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_DATA_HOME")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let written = || {
+        ["face", "res"]
+            .iter()
+            .filter_map(|d| std::fs::read_dir(sim.path().join(d)).ok())
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "xml"))
+    };
+    eventually(WAIT, "a simulated file", || async { written().is_some() }).await;
+    child.kill().await.ok();
+    let text = std::fs::read_to_string(written().unwrap()).unwrap_or_default();
+    assert!(text.contains(app.clinics[0].clinic.code.as_str()), "the enrolled clinic's code");
+
+    // A folder gone missing: check says so with the fix, run refuses to start instead of watching nothing.
+    std::fs::remove_dir(&res).unwrap();
+    let (status, out) = agent(&["check"]);
+    assert_eq!(status, 1, "{out}");
+    assert!(out.contains("NG") && out.contains("not found") && out.contains("`watch`"), "{out}");
+    let (status, out) = agent(&["run"]);
+    assert_ne!(status, 0, "{out}");
+    assert!(out.contains(&res.display().to_string()) && out.contains("onshi-agent check"), "{out}");
     app.teardown().await;
 }

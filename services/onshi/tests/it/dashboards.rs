@@ -144,10 +144,16 @@ both_modes!(the_usage_dashboard_shows_known_answers_from_rollups, |app| {
 });
 
 both_modes!(the_fleet_lists_agents_worst_first_and_exports_csv, |app| {
-    // Clinic 1's agent reports a failing reader; the others have never been seen.
+    // Clinic 1's agent reports a failing reader and files it set aside because they carry another
+    // clinic's code; the others have never been seen.
     let mut hb = app.factory(1, 1).heartbeat(time::OffsetDateTime::now_utc());
     if let EventPayload::Heartbeat(h) = &mut hb.payload {
         h.reader_ok = Some(false);
+        h.quarantined = 4;
+        h.last_quarantine = Some(onshi_domain::QuarantineNote {
+            kind: onshi_domain::QuarantineKind::WrongClinic,
+            at: time::OffsetDateTime::now_utc(),
+        });
     }
     assert_eq!(app.post_events(1, &[hb]).await.status(), 202);
     eventually(WAIT, "heartbeat applied", || async {
@@ -160,6 +166,11 @@ both_modes!(the_fleet_lists_agents_worst_first_and_exports_csv, |app| {
     let rows: Vec<&str> = page.body.split("<tr><td>").skip(1).collect();
     assert_eq!(rows.len(), 3);
     assert!(rows[0].contains(&app.clinics[1].clinic.name) && rows[0].contains("NG"), "degraded first: {}", rows[0]);
+    // Quarantine turns the agent to 要確認 with the reason the clinic can act on, on the fleet and clinic pages.
+    assert!(rows[0].contains("要確認") && rows[0].contains("医療機関コードが登録と違います"), "{}", rows[0]);
+    assert!(rows[0].contains("隔離したファイル 4"), "{}", rows[0]);
+    let clinic_page = b.get(&format!("/dashboard/clinics/{}", app.clinics[1].clinic.id)).await;
+    assert!(clinic_page.body.contains("隔離したファイル 4"), "{}", clinic_page.body);
     let csv = b.get("/fleet?format=csv").await;
     assert!(csv.body.starts_with('\u{feff}') && csv.body.lines().count() == 4);
     // Billing staff do not manage agents.

@@ -35,7 +35,7 @@ struct ClinicPage {
     consents: Vec<(&'static str, String)>,
     invalid: i64,
     invalid_list: Vec<(String, &'static str, &'static str, String)>,
-    devices: Vec<(String, &'static str, &'static str, String)>,
+    devices: Vec<(String, &'static str, &'static str, String, String)>,
     days: Vec<(String, i64)>,
     timeline: String,
     outages: Vec<(String, String, String, String)>,
@@ -130,7 +130,15 @@ pub(crate) async fn clinic(
         .map(|d| {
             let health = d.health(now);
             let seen = d.last_seen_at.map(|t| crate::web::time::jst_minute(&t)).unwrap_or_else(|| "—".to_owned());
-            (d.name, page.lang.t(health.label_ja(), health.label_en()), health.css_class(), seen)
+            // What needs attention, with the quarantined-file count the clinic can act on.
+            let mut notes: Vec<String> = match &health {
+                onshi_domain::DeviceHealth::Degraded(reasons) => reasons.iter().map(|r| (*r).to_owned()).collect(),
+                _ => Vec::new(),
+            };
+            if let Some(h) = d.last_heartbeat.as_ref().filter(|h| h.quarantined > 0) {
+                notes.push(format!("{} {}", page.lang.t("隔離したファイル", "Quarantined files"), h.quarantined));
+            }
+            (d.name, page.lang.t(health.label_ja(), health.label_en()), health.css_class(), seen, notes.join("、"))
         })
         .collect();
     store.audit(&caller.entry("dashboard.view", &format!("dashboard:clinic:{id}"), AuditResult::Success)).await?;

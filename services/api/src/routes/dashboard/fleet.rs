@@ -73,7 +73,20 @@ pub(crate) async fn fleet(
             };
             let mut notes = Vec::new();
             if let Some(h) = hb.filter(|h| h.quarantined > 0) {
-                notes.push(format!("隔離したファイル {}件", h.quarantined));
+                let last = h.last_quarantine.map(|q| {
+                    format!(
+                        "（{} {}: {}）",
+                        page.lang.t("最後", "last"),
+                        crate::web::time::jst_minute(&q.at),
+                        page.lang.t(q.kind.label_ja(), q.kind.label_en())
+                    )
+                });
+                notes.push(format!(
+                    "{} {}{}",
+                    page.lang.t("隔離したファイル", "Quarantined files"),
+                    h.quarantined,
+                    last.unwrap_or_default()
+                ));
             }
             if let Some(h) = hb.filter(|h| h.timed_by_file_name > 0) {
                 notes.push(format!("ファイル名の時刻で記録 {}件", h.timed_by_file_name));
