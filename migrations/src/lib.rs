@@ -18,6 +18,7 @@ mod m20261201_000011_clinic_dedup;
 mod m20261201_000012_clinic_code_confirmed;
 mod m20261201_000013_billing_snapshot;
 mod m20261201_000014_export_sha256;
+mod m20261201_000015_recovery_codes;
 pub mod partitions;
 
 pub use m20261125_000003_accounts::APP_ROLE;
@@ -75,6 +76,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "monthly_usage",
     "usage_alerts",
     "device_uptime",
+    "recovery_codes",
 ];
 
 pub struct Migrator;
@@ -97,6 +99,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000012_clinic_code_confirmed::Migration),
             Box::new(m20261201_000013_billing_snapshot::Migration),
             Box::new(m20261201_000014_export_sha256::Migration),
+            Box::new(m20261201_000015_recovery_codes::Migration),
         ]
     }
 }

@@ -36,6 +36,8 @@ const name = (p) => (p.replace(/[^a-zA-Z0-9]+/g, '-').replace(/^-|-$/g, '') || '
         const p = raw.replace('{clinic}', clinic).replace('{month}', month);
         const url = `${base}${p}${p.includes('?') ? '&' : '?'}lang=${lang}`;
         const response = await page.goto(url);
+        // ONSHI_SCREENS_WAIT_MS: time for live updates (the feed) to arrive before the shot.
+        await page.waitForTimeout(Number(process.env.ONSHI_SCREENS_WAIT_MS || 0));
         const file = `${out}/${name(raw)}-${lang}-${label}.png`;
         await page.screenshot({ path: file, fullPage: true });
         console.log(`${response ? response.status() : '---'} ${file}`);

@@ -87,7 +87,7 @@ pub async fn seed_billing_settings(
         settings.set_standards(time::macros::date!(2022 - 10 - 01), met);
         // Rates are notified about two months after the month they measure.
         let (start, last) = (YearMonth::parse("2024-01").unwrap_or(now), now.plus(-2));
-        let ceiling = [0.62, 0.48, 0.29][i % 3];
+        let ceiling = HISTORY_CEILINGS[clinic_index(&clinic.code)];
         let mut month = start;
         let mut n: f64 = 0.0;
         while month <= last {
@@ -163,6 +163,8 @@ pub struct EventFactory {
     code: MedicalInstitutionCode,
     patients: Vec<PatientRef>,
     rng: StdRng,
+    /// The share of receptions with a マイナ保険証, when not the late-2026 default.
+    myna_share: Option<f64>,
 }
 
 impl EventFactory {
@@ -175,18 +177,34 @@ impl EventFactory {
                 PatientRef::pseudonymize(tenant_key, insurer, "", &format!("{:08}", i + 1), "00")
             })
             .collect();
-        Self { code, patients, rng }
+        Self { code, patients, rng, myna_share: None }
+    }
+
+    /// Receptions from now on use a マイナ保険証 this often (0..1): for history that rose over the years.
+    pub fn set_myna_share(&mut self, share: f64) {
+        self.myna_share = Some(share.clamp(0.0, 1.0));
     }
 
     /// One confirmation at the reception desk.
     pub fn reception(&mut self, at: OffsetDateTime) -> AgentEvent {
         let r: f64 = self.rng.random();
-        let method = match r {
-            x if x < 0.52 => ConfirmationMethod::MynaCard,
-            x if x < 0.58 => ConfirmationMethod::MynaSmartphone,
-            x if x < 0.88 => ConfirmationMethod::EligibilityCertificate,
-            x if x < 0.96 => ConfirmationMethod::NumberQuery,
-            _ => ConfirmationMethod::InsuranceCard,
+        // With a share set, using a マイナ保険証 is a habit of the patient (the first `share` of the pool),
+        // as it is at a real desk: the patient-based 利用率 then comes out near the share.
+        let len = self.patients.len();
+        let sticky = self.myna_share.map(|share| {
+            let i = self.rng.random_range(0..len);
+            (i, (i as f64 + 0.5) / (len as f64) < share)
+        });
+        let method = match (sticky, r) {
+            (None, x) if x < 0.52 => ConfirmationMethod::MynaCard,
+            (None, x) if x < 0.58 => ConfirmationMethod::MynaSmartphone,
+            (None, x) if x < 0.88 => ConfirmationMethod::EligibilityCertificate,
+            (None, x) if x < 0.96 => ConfirmationMethod::NumberQuery,
+            (None, _) => ConfirmationMethod::InsuranceCard,
+            (Some((_, true)), x) if x < 0.9 => ConfirmationMethod::MynaCard,
+            (Some((_, true)), _) => ConfirmationMethod::MynaSmartphone,
+            (Some((_, false)), x) if x < 0.75 => ConfirmationMethod::EligibilityCertificate,
+            (Some((_, false)), _) => ConfirmationMethod::NumberQuery,
         };
         let r: f64 = self.rng.random();
         let mut result = match r {
@@ -202,7 +220,7 @@ impl EventFactory {
         }
         let patient = match result {
             QualificationResult::NotFound | QualificationResult::Error => None,
-            _ => Some(self.patients[self.rng.random_range(0..self.patients.len())].clone()),
+            _ => Some(self.patients[sticky.map(|(i, _)| i).unwrap_or_else(|| self.rng.random_range(0..len))].clone()),
         };
         let consents = if method.is_myna() {
             Consents {
@@ -285,6 +303,8 @@ struct DemoSite<'a> {
     data_dir: &'a std::path::Path,
     per_minute: f64,
     backfill: usize,
+    /// Mints device tokens for posting a year of history on a fresh start (none on a restart).
+    history: Option<&'a onshi_api::DeviceKeys>,
     stop: CancellationToken,
 }
 
@@ -293,7 +313,7 @@ async fn start_clinic(
     site: &DemoSite<'_>,
     clinic: &ClinicScope,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, Box<dyn std::error::Error>> {
-    let DemoSite { store, tenant, base_url, data_dir, per_minute, backfill, stop } = site;
+    let DemoSite { store, tenant, base_url, data_dir, per_minute, backfill, history, stop } = site;
     let (tenant, per_minute, backfill) = (*tenant, *per_minute, *backfill);
     let base_url = base_url.as_str();
     let dir = data_dir.join("clinics").join(clinic.code.as_str());
@@ -306,6 +326,18 @@ async fn start_clinic(
             .await?;
         let credentials = onshi_agent::uplink::enroll(base_url, &code, "受付 資格確認端末（デモ）").await?;
         credentials.save(&agent_dir)?;
+    }
+    let mut tasks = Vec::new();
+    if let Some(keys) = history {
+        let credentials = onshi_agent::Credentials::load(&agent_dir)?;
+        let token = keys.mint(tenant, clinic.id, credentials.device)?;
+        let (base, code, stop) = (base_url.to_owned(), clinic.code.clone(), stop.clone());
+        let ceiling = HISTORY_CEILINGS[clinic_index(&clinic.code)];
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = post_history(&base, &token, code, ceiling, &stop).await {
+                tracing::warn!(error = %e, "demo history not posted");
+            }
+        }));
     }
     if backfill > 0 {
         // The morning so far, so the pages are not empty on first start.
@@ -323,7 +355,7 @@ async fn start_clinic(
     config.rescan_secs = 5;
     config.settle_secs = 5;
     let agent = onshi_agent::Agent::open(config)?;
-    let agent_task = tokio::spawn(agent.run(stop.clone()));
+    tasks.push(tokio::spawn(agent.run(stop.clone())));
     let sim = tokio::spawn({
         let stop = stop.clone();
         let code = clinic.code.to_string();
@@ -333,7 +365,69 @@ async fn start_clinic(
             }
         }
     });
-    Ok(vec![agent_task, sim])
+    tasks.push(sim);
+    Ok(tasks)
+}
+
+/// Each demo clinic's マイナ保険証 share at its highest, by clinic: one well above 30%, one near 50%, one
+/// staying just under 30% (so the at-risk view and the forecast have something to show). The billing
+/// settings' notified rates follow the same shapes.
+const HISTORY_CEILINGS: [f64; 3] = [0.62, 0.48, 0.29];
+
+fn clinic_index(code: &MedicalInstitutionCode) -> usize {
+    DEMO_CLINICS.iter().position(|(c, _)| *c == code.as_str()).unwrap_or(0) % HISTORY_CEILINGS.len()
+}
+
+/// A year of receptions before today, posted the way an agent posts them: weekdays and Saturday mornings
+/// that are not holidays, during JST clinic hours (9:00-12:30, 15:00-18:00), about 45 a day, with the
+/// マイナ保険証 share rising month by month up to `ceiling`, so charts, tiers and the forecast show real
+/// shapes on the first start.
+async fn post_history(
+    base_url: &str,
+    token: &str,
+    code: MedicalInstitutionCode,
+    ceiling: f64,
+    stop: &CancellationToken,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let client = reqwest::Client::new();
+    let mut factory = EventFactory::new(code, b"demo-history", 900, rand::random());
+    let today = onshi_domain::jst::date_of(OffsetDateTime::now_utc());
+    let mut day = today - time::Duration::days(365);
+    let mut batch = Vec::new();
+    let mut months = 0.0_f64;
+    let mut month = day.month();
+    while day < today && !stop.is_cancelled() {
+        if day.month() != month {
+            month = day.month();
+            months += 1.0;
+        }
+        factory.set_myna_share((0.08 + months * 0.045).min(ceiling));
+        let saturday = day.weekday() == time::Weekday::Saturday;
+        if onshi_domain::onboarding::is_business_day(day) || saturday {
+            let n = if saturday { 20 } else { 40 + rand::random_range(0..12) };
+            for _ in 0..n {
+                let minutes: i64 = if saturday || rand::random_bool(0.55) {
+                    9 * 60 + rand::random_range(0..210)
+                } else {
+                    15 * 60 + rand::random_range(0..180)
+                };
+                let at = day.midnight().assume_offset(onshi_domain::jst::JST) + time::Duration::minutes(minutes);
+                batch.push(factory.reception(at));
+            }
+        }
+        if batch.len() >= 400 {
+            let status = post_batch(&client, base_url, token, std::mem::take(&mut batch)).await?;
+            if !status.is_success() {
+                return Err(format!("history batch refused: HTTP {status}").into());
+            }
+        }
+        day = day.next_day().unwrap_or(today);
+    }
+    if !batch.is_empty() {
+        post_batch(&client, base_url, token, batch).await?;
+    }
+    tracing::info!("demo history posted");
+    Ok(())
 }
 
 /// Runs the whole demo until Ctrl-C.
@@ -364,6 +458,7 @@ pub async fn run(config: onshi_config::Config, per_minute: f64) -> Result<(), Bo
         data_dir: &config.data_dir,
         per_minute,
         backfill: if fresh { 40 } else { 0 },
+        history: fresh.then_some(&app.device_keys),
         stop: stop.clone(),
     };
     let mut tasks = Vec::new();

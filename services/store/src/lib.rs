@@ -19,6 +19,7 @@ mod devices;
 mod entities;
 mod error;
 mod ingest;
+mod recovery;
 mod retention;
 mod rollups;
 mod secrets;

@@ -87,6 +87,29 @@ pub fn feed_channel(tenant: onshi_domain::TenantId) -> String {
     format!("feed:{tenant}")
 }
 
+/// The live-feed note for an applied batch: the clinic, how many visits it touched, and its latest
+/// receptions' time, method and result (at most ten; no patient, insurer or name).
+pub fn feed_note(envelope: &IngestEnvelope, visits: usize) -> serde_json::Value {
+    let mut latest: Vec<(time::OffsetDateTime, serde_json::Value)> = envelope
+        .events
+        .iter()
+        .filter_map(|e| match &e.payload {
+            onshi_domain::EventPayload::Qualification(q) if !q.batch => Some((
+                e.occurred_at,
+                serde_json::json!({
+                    "at": e.occurred_at.format(&time::format_description::well_known::Rfc3339).ok(),
+                    "method": q.method,
+                    "result": q.result,
+                }),
+            )),
+            _ => None,
+        })
+        .collect();
+    latest.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+    let receptions: Vec<serde_json::Value> = latest.into_iter().take(10).map(|(_, v)| v).collect();
+    serde_json::json!({ "clinic": envelope.clinic.to_string(), "visits": visits, "receptions": receptions })
+}
+
 /// The object key under which a batch is archived.
 pub fn archive_key(envelope: &IngestEnvelope) -> String {
     format!("raw/{}/{}/{}.json", envelope.tenant, jst::date_of(envelope.received_at), envelope.batch_id.simple())
@@ -280,10 +303,7 @@ impl Worker {
                     "batch applied"
                 );
                 if outcome.visits_touched > 0 {
-                    let note = serde_json::json!({
-                        "clinic": envelope.clinic.to_string(),
-                        "visits": outcome.visits_touched,
-                    });
+                    let note = feed_note(envelope, outcome.visits_touched);
                     // Live updates are best effort: the page also refreshes from the store.
                     if let Err(e) =
                         self.cache.publish(&feed_channel(envelope.tenant), note.to_string().as_bytes()).await

@@ -74,6 +74,7 @@ routes! {
     get "/account/totp/setup" PartialSession => account::signin::totp_setup_form;
     post "/account/totp/setup" PartialSession => account::signin::totp_setup;
     post "/signout" Session => account::signin::signout;
+    post "/account/recovery-codes" Session => account::recovery::regenerate;
     get "/signup" Public => account::signup::signup_form;
     post "/signup" Public => account::signup::signup;
     get "/verify-email/{token}" Public => account::signup::verify_email_form;

@@ -94,13 +94,16 @@ pub(crate) async fn home(state: web::Data<AppState>, page: Page, caller: Caller)
         });
     }
     let shown: Vec<String> = panels.iter().map(|p| p.id.clone()).collect();
-    store
-        .audit(
-            &caller
-                .entry("receptions.view", &format!("receptions:today:{today}"), AuditResult::Success)
-                .details(serde_json::json!({ "clinics": shown })),
-        )
-        .await?;
+    // One entry per view a person opens; the page's own updates of that view are not new views.
+    if !caller.passive {
+        store
+            .audit(
+                &caller
+                    .entry("receptions.view", &format!("receptions:today:{today}"), AuditResult::Success)
+                    .details(serde_json::json!({ "clinics": shown })),
+            )
+            .await?;
+    }
     ok(VisitsPage { page, today: today.to_string(), clinics: panels })
 }
 

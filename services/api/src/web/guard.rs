@@ -65,6 +65,9 @@ pub struct Caller {
     /// The session cookie value (browser callers).
     pub session_token: Option<String>,
     pub session: Option<Session>,
+    /// A request the page made by itself (the live feed, an automatic update), not a person's: it does
+    /// not restart the idle timeout, and views it makes are not audited again.
+    pub passive: bool,
 }
 
 impl Caller {
@@ -110,6 +113,29 @@ pub struct Page {
     pub ip: Option<String>,
     /// This page in the other language: the same query string with `lang` switched.
     pub other_lang_href: String,
+}
+
+impl Page {
+    /// The live feed's words in this page's language (JSON for feed.js's `data-labels`).
+    pub fn feed_labels(&self) -> String {
+        use onshi_domain::{ConfirmationMethod as M, QualificationResult as R};
+        let methods: serde_json::Map<String, serde_json::Value> =
+            [M::MynaCard, M::MynaSmartphone, M::InsuranceCard, M::EligibilityCertificate, M::NumberQuery]
+                .into_iter()
+                .map(|m| (m.as_str().to_owned(), self.lang.t(m.label_ja(), m.label_en()).into()))
+                .collect();
+        let results: serde_json::Map<String, serde_json::Value> =
+            [R::Valid, R::Invalid, R::InvalidNewQualification, R::NotFound, R::Multiple, R::Error]
+                .into_iter()
+                .map(|r| (r.as_str().to_owned(), self.lang.t(r.label_ja(), r.label_en()).into()))
+                .collect();
+        serde_json::json!({
+            "methods": methods,
+            "results": results,
+            "words": { "visits": self.lang.t("受付", "visits") },
+        })
+        .to_string()
+    }
 }
 
 /// `?…` of the current query with `lang` set to `to` (filters and months survive the switch).
@@ -296,6 +322,9 @@ async fn guarded(
         .or_else(|| cookie(&headers, LANG_COOKIE).and_then(Lang::parse))
         .unwrap_or_default();
     let lang_from_query = req.query_string().split('&').any(|kv| kv.starts_with("lang="));
+    // The page's own requests: the live feed (EventSource cannot send headers) and updates feed.js makes.
+    let passive = req.method() == Method::GET
+        && (req.path() == PASSIVE_PATH || headers.get(PASSIVE_HEADER).is_some_and(|v| v.as_bytes() == b"1"));
 
     if req.method() == Method::POST {
         if !same_origin(&req, &state.origins) {
@@ -324,7 +353,7 @@ async fn guarded(
     match access {
         Access::Public => {}
         Access::PartialSession => {
-            let (scope, session, user) = load_session(&state, session_token.as_deref()).await?;
+            let (scope, session, user) = load_session(&state, session_token.as_deref(), false).await?;
             if session.stage == Stage::Full {
                 return Err(ApiError::Redirect("/".to_owned()).into());
             }
@@ -337,7 +366,7 @@ async fn guarded(
             });
         }
         Access::Session | Access::Perm(_) => {
-            let (scope, session, user) = load_session(&state, session_token.as_deref()).await?;
+            let (scope, session, user) = load_session(&state, session_token.as_deref(), passive).await?;
             match session.stage {
                 Stage::Full => {}
                 Stage::Password => return Err(ApiError::Redirect("/signin/totp".to_owned()).into()),
@@ -350,6 +379,7 @@ async fn guarded(
                 ip: ip.clone(),
                 session_token: session_token.clone(),
                 session: Some(session),
+                passive,
                 user,
             };
             if let Access::Perm(permission) = access
@@ -388,10 +418,19 @@ async fn guarded(
     Ok(res)
 }
 
+/// Header feed.js sets on the updates it fetches by itself.
+pub const PASSIVE_HEADER: &str = "x-onshi-passive";
+/// The live feed, which a page keeps open by itself.
+const PASSIVE_PATH: &str = "/feed";
+
 /// The session, its scope and its user, if the session is valid right now.
-async fn load_session(state: &AppState, token: Option<&str>) -> Result<(TenantScope, Session, User), ApiError> {
+async fn load_session(
+    state: &AppState,
+    token: Option<&str>,
+    passive: bool,
+) -> Result<(TenantScope, Session, User), ApiError> {
     let token = token.ok_or(ApiError::SignInRequired)?;
-    let session = state.sessions.load(token).await?.ok_or(ApiError::SignInRequired)?;
+    let session = state.sessions.load(token, !passive).await?.ok_or(ApiError::SignInRequired)?;
     match state.store.system().session_user(session.tenant, session.user, session.epoch).await? {
         Some((scope, user)) => Ok((scope, session, user)),
         None => {
@@ -427,6 +466,7 @@ async fn token_caller(state: &AppState, req: &ServiceRequest, scope: ApiScope) -
         ip: client_ip(req, &state.trusted_proxies),
         session_token: None,
         session: None,
+        passive: false,
         user,
     })
 }

@@ -95,8 +95,10 @@ impl Sessions {
         self.cache.set(&key(token), &body, self.idle).await.map_err(ApiError::unavailable)
     }
 
-    /// The session for a cookie value, refreshed, or None when unknown, idle too long or too old.
-    pub async fn load(&self, token: &str) -> Result<Option<Session>, ApiError> {
+    /// The session for a cookie value, or None when unknown, idle too long or too old. `refresh` restarts
+    /// its idle timeout: true for what a person does, false for what a page does by itself (the live
+    /// feed, an automatic update), so a screen left open still signs out when idle.
+    pub async fn load(&self, token: &str, refresh: bool) -> Result<Option<Session>, ApiError> {
         let Some(raw) = self.cache.get(&key(token)).await.map_err(ApiError::unavailable)? else {
             return Ok(None);
         };
@@ -109,7 +111,9 @@ impl Sessions {
             self.destroy(token).await?;
             return Ok(None);
         }
-        self.store(token, &session).await?;
+        if refresh {
+            self.store(token, &session).await?;
+        }
         Ok(Some(session))
     }
 

@@ -88,7 +88,12 @@ both_modes!(a_group_signs_up_verifies_enrols_two_factor_and_onboards, |config| {
     assert_eq!(r.status, 422);
     let now = time::OffsetDateTime::now_utc().unix_timestamp() as u64;
     let r = b.post("/account/totp/setup", &[("code", &secret.code_at(now).unwrap())]).await;
-    assert_eq!((r.status, r.location()), (303, "/dashboard"), "an owner starts on the 利用率 page");
+    // The recovery codes come with the authenticator, shown once, then the owner's 利用率 page.
+    assert_eq!(r.status, 200, "{}", r.body);
+    let codes = extract(&r.body, "data-testid=\"recovery-codes\">", "</ol>").unwrap();
+    assert_eq!(codes.matches("<li>").count(), 10, "{codes}");
+    assert!(r.body.contains("href=\"/dashboard\""), "continue to the owner's 利用率 page");
+    assert_eq!(b.get("/dashboard").await.status, 200, "signed in with both factors");
 
     // Onboarding: a bad 医療機関コード is refused with the reason, a good one becomes a clinic.
     let r = b.get("/onboarding").await;
@@ -693,3 +698,50 @@ both_modes!(
         assert_eq!(r.status, 409, "{}", r.body);
     }
 );
+
+both_modes!(a_lost_authenticator_is_replaced_by_a_one_time_recovery_code, |app| {
+    let (mut b, user) = app.signed_in(Role::Manager).await;
+    let r = b.post("/account/recovery-codes", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let list = extract(&r.body, "data-testid=\"recovery-codes\">", "</ol>").unwrap();
+    let codes: Vec<String> =
+        list.split("<li>").skip(1).map(|c| c.split("</li>").next().unwrap().trim().to_owned()).collect();
+    assert_eq!(codes.len(), 10);
+    assert!(b.get("/account").await.body.contains("<strong>10</strong>"));
+    assert_eq!(b.post("/signout", &[]).await.status, 303);
+
+    // Password, then a recovery code typed in lower case without hyphens: signed in, told, one fewer left.
+    let mut phone_lost = app.browser();
+    let r = phone_lost.post("/signin", &[("email", &user.email), ("password", &user.password)]).await;
+    assert_eq!(r.location(), "/signin/totp");
+    let typed = codes[0].to_lowercase().replace('-', "");
+    let r = phone_lost.post("/signin/totp", &[("recovery", &typed)]).await;
+    assert_eq!((r.status, r.location()), (303, "/account?recovered=1"), "{}", r.body);
+    let account = phone_lost.get("/account?recovered=1").await;
+    assert!(account.body.contains("回復コードでサインインしました") && account.body.contains("<strong>9</strong>"));
+
+    // The same code a second time, or a made-up one, is refused and counted.
+    let mut again = app.browser();
+    again.post("/signin", &[("email", &user.email), ("password", &user.password)]).await;
+    assert_eq!(again.post("/signin/totp", &[("recovery", &codes[0])]).await.status, 422);
+    assert_eq!(again.post("/signin/totp", &[("recovery", "ABCD-EFGH-JKMN-PQRS")]).await.status, 422);
+    let audit = app
+        .store()
+        .audit_entries(&onshi_store::AuditFilter {
+            action_prefix: Some("signin".into()),
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        audit.iter().any(|e| e.details.contains("recovery_code") && e.details.contains("\"recovery_codes_left\":9"))
+    );
+    assert_eq!(audit.iter().filter(|e| e.action == "signin.recovery_code").count(), 2);
+    // A new set replaces the old one: an unused old code stops working.
+    let r = phone_lost.post("/account/recovery-codes", &[]).await;
+    assert_eq!(r.status, 200);
+    let mut later = app.browser();
+    later.post("/signin", &[("email", &user.email), ("password", &user.password)]).await;
+    assert_eq!(later.post("/signin/totp", &[("recovery", &codes[1])]).await.status, 422);
+});

@@ -90,7 +90,7 @@ both_modes!(the_usage_dashboard_shows_known_answers_from_rollups, |app| {
         let start = later.body.find(&format!("data-clinic=\"{}\"", app.clinics[0].clinic.id)).unwrap();
         later.body[start..].split("</tr>").next().unwrap().to_owned()
     };
-    assert!(r0.contains("<small class=\"tier\">電子的診療情報連携体制整備加算"), "{r0}");
+    assert!(r0.contains("<small class=\"tier\">30%以上"), "the level reached, short: {r0}");
 
     // CSV of the same table.
     let csv = b.get("/dashboard?to=2026-10&months=2&format=csv").await;
@@ -197,6 +197,37 @@ both_modes!(the_live_feed_delivers_a_posted_reception, |app| {
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
     assert!(seen.contains("event: reception"), "{seen}");
+    // Each reception's time, method and result, for the feed's line; nothing about the patient.
+    assert!(seen.contains("\"receptions\"") && seen.contains("\"method\"") && seen.contains("\"result\""), "{seen}");
+    assert!(!seen.contains("patient"), "{seen}");
+});
+
+both_modes!(the_home_page_updates_itself_without_meta_refresh_or_new_audit_entries, |app| {
+    let (mut b, _) = app.signed_in(Role::Manager).await;
+    let views = || async {
+        app.store()
+            .audit_entries(&onshi_store::AuditFilter {
+                action_prefix: Some("receptions.view".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len()
+    };
+    let page = b.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("http-equiv=\"refresh\""), "no meta refresh");
+    assert!(page.body.contains("data-live-refresh") && page.body.contains("/static/feed.js"));
+    let before = views().await;
+    // The page's own update: the same content, no new audit entry.
+    let update = b.get_passive("/").await;
+    assert_eq!(update.status, 200);
+    assert!(update.body.contains("data-live-refresh"));
+    assert_eq!(views().await, before, "an automatic update is not a new view");
+    // A person opening it again is.
+    assert_eq!(b.get("/").await.status, 200);
+    assert_eq!(views().await, before + 1);
 });
 
 both_modes!(

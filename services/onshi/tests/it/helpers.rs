@@ -440,6 +440,19 @@ impl Browser {
         self.finish(r).await
     }
 
+    /// A GET the page makes by itself (feed.js's update): marked passive.
+    pub async fn get_passive(&mut self, path: &str) -> Reply {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("Cookie", self.cookie_header())
+            .header("X-Onshi-Passive", "1")
+            .send()
+            .await
+            .unwrap();
+        self.finish(r).await
+    }
+
     /// A streaming GET (server-sent events): the response, headers read, body not yet.
     pub async fn open_stream(&mut self, path: &str) -> reqwest::Response {
         self.client.get(format!("{}{path}", self.base)).header("Cookie", self.cookie_header()).send().await.unwrap()

@@ -17,6 +17,7 @@ pub(crate) mod monthly_patients;
 pub(crate) mod monthly_usage;
 pub(crate) mod raw_events;
 pub(crate) mod reception_hourly;
+pub(crate) mod recovery_codes;
 pub(crate) mod tenants;
 pub(crate) mod usage_alerts;
 pub(crate) mod user_logins;

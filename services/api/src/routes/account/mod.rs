@@ -13,6 +13,7 @@ pub(crate) mod email_link;
 pub(crate) mod letters;
 pub(crate) mod password_link;
 pub(crate) mod profile;
+pub(crate) mod recovery;
 pub(crate) mod signin;
 pub(crate) mod signup;
 mod throttle;

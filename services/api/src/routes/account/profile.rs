@@ -23,6 +23,8 @@ struct AccountPage {
     role: &'static str,
     error: Option<String>,
     notice: Option<&'static str>,
+    /// Unused recovery codes, where counted.
+    recovery_left: Option<u64>,
 }
 
 impl AccountPage {
@@ -35,12 +37,32 @@ impl AccountPage {
             role,
             error: None,
             notice: None,
+            recovery_left: None,
         }
     }
 }
 
-pub(crate) async fn account_page(page: Page, caller: Caller) -> Result<HttpResponse, ApiError> {
-    ok(AccountPage::new(page, &caller.user))
+#[derive(serde::Deserialize)]
+pub(crate) struct AccountQuery {
+    /// Set after a sign-in with a recovery code.
+    #[serde(default)]
+    recovered: Option<String>,
+}
+
+pub(crate) async fn account_page(
+    state: web::Data<AppState>,
+    page: Page,
+    caller: Caller,
+    q: web::Query<AccountQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let left = state.store.tenant(caller.scope).recovery_codes_left(caller.user.id).await?;
+    let notice = q.recovered.is_some().then(|| {
+        page.lang.t(
+            "回復コードでサインインしました。使ったコードはもう使えません。認証アプリを設定し直すか、新しい回復コードを作ってください。",
+            "Signed in with a recovery code; that code no longer works. Set up the authenticator again or make new recovery codes.",
+        )
+    });
+    ok(AccountPage { recovery_left: Some(left), notice, ..AccountPage::new(page, &caller.user) })
 }
 
 #[derive(Deserialize)]

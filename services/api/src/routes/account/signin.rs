@@ -187,7 +187,11 @@ pub(crate) async fn totp_form(page: Page, pending: Pending) -> Result<HttpRespon
 
 #[derive(Deserialize)]
 pub(crate) struct CodeForm {
+    #[serde(default)]
     code: String,
+    /// A recovery code, typed instead of a TOTP code.
+    #[serde(default)]
+    recovery: String,
 }
 
 /// Checks a TOTP code for `user` and uses its step (a code works once). Counts failures like passwords.
@@ -222,11 +226,21 @@ fn landing(role: Role) -> &'static str {
     }
 }
 
-/// Ends a partial session and starts the full one under a new id (never promoted in place).
-async fn promote(state: &AppState, pending: &Pending, user: &User) -> Result<HttpResponse, ApiError> {
+/// Ends a partial session and starts the full one under a new id (never promoted in place), answering
+/// with `response` (the landing page's redirect, or the recovery codes to note first).
+async fn promote_to(
+    state: &AppState,
+    pending: &Pending,
+    user: &User,
+    response: HttpResponse,
+) -> Result<HttpResponse, ApiError> {
     state.sessions.destroy(&pending.session_token).await?;
     let token = state.sessions.start(user, Stage::Full, pending.session.login_at).await?;
-    Ok(with_session_cookie(see_other(landing(user.role)), &token))
+    Ok(with_session_cookie(response, &token))
+}
+
+async fn promote(state: &AppState, pending: &Pending, user: &User) -> Result<HttpResponse, ApiError> {
+    promote_to(state, pending, user, see_other(landing(user.role))).await
 }
 
 pub(crate) async fn totp(
@@ -243,6 +257,9 @@ pub(crate) async fn totp(
         return throttled_response(&page);
     }
     let store = state.store.tenant(pending.scope);
+    if !form.recovery.trim().is_empty() {
+        return recovery_signin(&state, page, &pending, &store, &form.recovery).await;
+    }
     if check_code(&state, &store, user, &form.code, pending.ip.as_deref()).await?.is_none() {
         store.audit(&own_entry(user, "signin.totp", AuditResult::Failure, pending.ip.clone())).await?;
         return unprocessable(TotpPage {
@@ -254,6 +271,38 @@ pub(crate) async fn totp(
         .details(serde_json::json!({ "second_factor": "totp" }));
     store.audit(&entry).await?;
     promote(&state, &pending, user).await
+}
+
+/// The second step with a recovery code: used once, audited with how many are left, counted as a failure
+/// like a wrong TOTP code when it does not match.
+async fn recovery_signin(
+    state: &AppState,
+    page: Page,
+    pending: &Pending,
+    store: &TenantStore<'_>,
+    typed: &str,
+) -> Result<HttpResponse, ApiError> {
+    let user = &pending.user;
+    let left = match onshi_identity::recovery::hash(typed) {
+        Some(hash) => store.use_recovery_code(user.id, &hash).await?,
+        None => None,
+    };
+    let Some(left) = left else {
+        note_failure(state, &user.email, pending.ip.as_deref(), Failed::KnownAccount).await;
+        store.audit(&own_entry(user, "signin.recovery_code", AuditResult::Failure, pending.ip.clone())).await?;
+        return unprocessable(TotpPage {
+            error: Some(
+                page.lang
+                    .t("回復コードが違うか、すでに使われています。", "The recovery code is wrong or has been used."),
+            ),
+            page,
+        });
+    };
+    let entry = own_entry(user, "signin", AuditResult::Success, pending.ip.clone())
+        .details(serde_json::json!({ "second_factor": "recovery_code", "recovery_codes_left": left }));
+    store.audit(&entry).await?;
+    // The account page says how many are left and offers a new set.
+    promote_to(state, pending, user, see_other("/account?recovered=1")).await
 }
 
 pub(crate) async fn totp_setup_form(
@@ -306,7 +355,10 @@ pub(crate) async fn totp_setup(
     let entry = own_entry(&user, "signin", AuditResult::Success, pending.ip.clone())
         .details(serde_json::json!({ "second_factor": "totp-enrolment" }));
     store.audit(&entry).await?;
-    promote(&state, &pending, &user).await
+    // The recovery codes come with the authenticator: shown once, before the first page.
+    let codes = super::recovery::issue(&store, &user, pending.ip.clone(), "recovery_codes.issue").await?;
+    let shown = ok(super::recovery::RecoveryCodesPage { page, codes, next: landing(user.role) })?;
+    promote_to(&state, &pending, &user, shown).await
 }
 
 pub(crate) async fn signout(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {

@@ -149,7 +149,11 @@ fn change(rates: &[Option<f64>]) -> String {
 /// The level the claims of `month` reach from the estimates of its deciding months.
 fn tier(rules: &RuleSet, kind: FacilityKind, month: YearMonth, rates: &BTreeMap<YearMonth, f64>, lang: Lang) -> String {
     match rules.standing(kind, month, rates).level {
-        Level::Reached { tier, .. } => tier.addons.first().cloned().unwrap_or_default(),
+        // The level, short enough for a month's cell; the addon it earns is in the status column.
+        Level::Reached { tier, .. } => match lang {
+            Lang::Ja => format!("{:.0}%以上", tier.min * 100.0),
+            Lang::En => format!("≥ {:.0}%", tier.min * 100.0),
+        },
         Level::Below { lowest } => below_text(lowest, lang),
         Level::DataMissing { .. } | Level::NoRequirement => String::new(),
     }
