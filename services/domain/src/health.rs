@@ -12,11 +12,46 @@ pub const OFFLINE_AFTER_SECS: i64 = 60;
 /// so a persisting fault stays visible; one stray file stops mattering after an hour).
 pub const QUARANTINE_ATTENTION_SECS: i64 = 3600;
 
+/// Why an agent needs attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attention {
+    Reader,
+    Network,
+    Backpressure,
+    Undelivered,
+    CorruptOutbox,
+    Quarantine(crate::event::QuarantineKind),
+}
+
+impl Attention {
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            Self::Reader => "カードリーダー応答なし",
+            Self::Network => "VPN/オン資回線に接続できません",
+            Self::Backpressure => "送信待ちが上限に達しています",
+            Self::Undelivered => "10分以上送信できていません",
+            Self::CorruptOutbox => "送信待ちの一部が読めず、別に保管されています",
+            Self::Quarantine(kind) => kind.label_ja(),
+        }
+    }
+
+    pub fn label_en(self) -> &'static str {
+        match self {
+            Self::Reader => "card reader not answering",
+            Self::Network => "cannot reach the VPN / オン資 line",
+            Self::Backpressure => "the outbox is full",
+            Self::Undelivered => "nothing delivered for over 10 minutes",
+            Self::CorruptOutbox => "some outbox rows could not be read and were set aside",
+            Self::Quarantine(kind) => kind.label_en(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceHealth {
     Online,
-    /// Reachable, but something at the clinic needs attention (reasons in Japanese, for the page).
-    Degraded(Vec<&'static str>),
+    /// Reachable, but something at the clinic needs attention.
+    Degraded(Vec<Attention>),
     Offline,
     /// Enrolled but never heard from.
     NeverSeen,
@@ -31,22 +66,22 @@ impl DeviceHealth {
         let mut reasons = Vec::new();
         if let Some(h) = heartbeat {
             if h.reader_ok == Some(false) {
-                reasons.push("カードリーダー応答なし");
+                reasons.push(Attention::Reader);
             }
             if h.network_ok == Some(false) {
-                reasons.push("VPN/オン資回線に接続できません");
+                reasons.push(Attention::Network);
             }
             if h.backpressure {
-                reasons.push("送信待ちが上限に達しています");
+                reasons.push(Attention::Backpressure);
             }
             if h.oldest_undelivered_secs.is_some_and(|s| s > 600) {
-                reasons.push("10分以上送信できていません");
+                reasons.push(Attention::Undelivered);
             }
             if h.corrupt_outbox_rows > 0 {
-                reasons.push("送信待ちの一部が読めず、別に保管されています");
+                reasons.push(Attention::CorruptOutbox);
             }
             if let Some(q) = h.last_quarantine.filter(|q| (now - q.at).whole_seconds() <= QUARANTINE_ATTENTION_SECS) {
-                reasons.push(q.kind.label_ja());
+                reasons.push(Attention::Quarantine(q.kind));
             }
         }
         if reasons.is_empty() { Self::Online } else { Self::Degraded(reasons) }
@@ -134,7 +169,10 @@ mod tests {
             at: now - time::Duration::minutes(5),
         });
         let health = DeviceHealth::of(Some(now), Some(&h), now);
-        assert!(matches!(&health, DeviceHealth::Degraded(r) if r[0].contains("医療機関コード")), "{health:?}");
+        assert!(
+            matches!(&health, DeviceHealth::Degraded(r) if r[0].label_ja().contains("医療機関コード")),
+            "{health:?}"
+        );
         h.last_quarantine =
             h.last_quarantine.map(|q| crate::event::QuarantineNote { at: now - time::Duration::hours(2), ..q });
         assert_eq!(DeviceHealth::of(Some(now), Some(&h), now), DeviceHealth::Online);

@@ -24,7 +24,7 @@ pub use event::{
     AgentEvent, ConfirmationMethod, Consents, EventBatch, EventPayload, FieldError, Heartbeat, IdentityCheck,
     PatientRef, QualificationCheck, QualificationResult, QuarantineKind, QuarantineNote, TimeSource,
 };
-pub use health::{DeviceHealth, HEARTBEAT_INTERVAL_SECS, OFFLINE_AFTER_SECS};
+pub use health::{Attention, DeviceHealth, HEARTBEAT_INTERVAL_SECS, OFFLINE_AFTER_SECS};
 pub use ids::{ApiTokenId, ClinicId, DeviceId, EventId, IdError, TenantId, UserId};
 pub use ingest::{ENVELOPE_VERSION, IngestEnvelope};
 pub use month::{MonthError, YearMonth};

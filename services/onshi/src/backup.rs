@@ -178,7 +178,10 @@ pub async fn backup(config: &Config, dir: &Path) -> Result<Manifest, BackupError
 
     let objects = crate::startup::object_store(config).await?;
     let mut object_sums = BTreeMap::new();
-    for key in objects.list("").await? {
+    let keys = objects.list("").await?;
+    let mut progress = crate::progress::Progress::new("backup: objects", Some(keys.len() as u64));
+    for key in keys {
+        progress.advance(1);
         let Some(bytes) = objects.get(&key).await? else { continue }; // removed while we listed
         let path = dir.join("objects").join(&key);
         if let Some(parent) = path.parent() {
@@ -187,6 +190,7 @@ pub async fn backup(config: &Config, dir: &Path) -> Result<Manifest, BackupError
         std::fs::write(&path, &bytes).map_err(io(&path))?;
         object_sums.insert(key, hex::encode(Sha256::digest(&bytes)));
     }
+    progress.finish();
 
     let manifest = Manifest {
         format: FORMAT,
@@ -265,26 +269,35 @@ pub async fn restore(config: &Config, dir: &Path) -> Result<RestoreReport, Backu
         return Err(BackupError::DatabaseCorrupt { path: database_file });
     }
     // Hashed in chunks, not held: a backup's objects need not fit in memory.
+    let mut progress = crate::progress::Progress::new("restore: checking objects", Some(manifest.objects.len() as u64));
     for (key, sum) in &manifest.objects {
+        progress.advance(1);
         if file_sha256(&dir.join("objects").join(key))? != *sum {
             return Err(BackupError::ObjectCorrupt { key: key.clone() });
         }
     }
+    progress.finish();
 
     // 2. Write; on any failure remove what was written. (What is written is checked again after.)
     let mut written: Vec<String> = Vec::new();
     let outcome = async {
+        let mut progress =
+            crate::progress::Progress::new("restore: writing objects", Some(manifest.objects.len() as u64));
         for key in manifest.objects.keys() {
             let path = dir.join("objects").join(key);
             let bytes = std::fs::read(&path).map_err(io(&path))?;
             objects.put(key, bytes, "application/octet-stream").await?;
             written.push(key.clone());
+            progress.advance(1);
         }
+        progress.finish();
+        let loading = crate::progress::Progress::new("restore: loading the database", None);
         if target == "postgres" {
             pg_restore(url.expose_secret(), &database_file).await?;
         } else {
             sqlite_restore(&database_file, &sqlite_target, &manifest).await?;
         }
+        loading.finish();
         verify(url.expose_secret(), &objects, &manifest).await
     }
     .await;

@@ -446,9 +446,13 @@ pub async fn dashboard(
         ),
         "ANALYZE".to_owned(),
     ];
+    // Each statement is one step: visits, hourly rollups, monthly patients, monthly usage, statistics.
+    let mut progress = crate::progress::Progress::new("bench dashboard: seeding", Some(statements.len() as u64));
     for sql in &statements {
         db.execute_unprepared(sql).await?;
+        progress.advance(1);
     }
+    progress.finish();
     let visits = scoped.visit_count().await?;
     println!(
         "bench dashboard: {clinics} clinics, {years} years, {visits} visits seeded in {:.0} s",

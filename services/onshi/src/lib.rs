@@ -8,6 +8,7 @@ pub mod backup;
 pub mod bench;
 pub mod demo;
 pub mod maintenance;
+pub mod progress;
 pub mod startup;
 
 pub use startup::{Adapters, Application, StartupError};

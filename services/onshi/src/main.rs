@@ -406,11 +406,15 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
         }
         Command::Rollups { which: RollupsCommand::Rebuild { tenant } } => {
             let store = onshi_store::Store::connect(config.effective_database_url().expose_secret(), 2).await?;
+            let progress = onshi::progress::Progress::new("rollups rebuild", None);
             let n = store.tenant(onshi_store::TenantScope::operator(tenant)).rebuild_rollups().await?;
+            progress.finish();
             println!("rebuilt the rollups of {tenant} from {n} visits");
         }
         Command::Maintain { months_ahead, dry_run } => {
+            let progress = onshi::progress::Progress::new("maintain", None);
             let report = onshi::maintenance::maintain(&config, months_ahead, dry_run).await?;
+            progress.finish();
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Retention { which: RetentionCommand::Set { tenant, basis } } => {

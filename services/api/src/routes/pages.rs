@@ -69,7 +69,7 @@ pub(crate) async fn home(state: web::Data<AppState>, page: Page, caller: Caller)
             })
             .unwrap_or(onshi_domain::DeviceHealth::NeverSeen);
         let reasons = match &health {
-            onshi_domain::DeviceHealth::Degraded(r) => r.join("、"),
+            onshi_domain::DeviceHealth::Degraded(r) => page.attention(r),
             _ => String::new(),
         };
         let todays = store.visits_on(&clinic, today).await?;

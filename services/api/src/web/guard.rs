@@ -116,6 +116,15 @@ pub struct Page {
 }
 
 impl Page {
+    /// Why an agent needs attention, in this page's language.
+    pub fn attention(&self, reasons: &[onshi_domain::Attention]) -> String {
+        reasons
+            .iter()
+            .map(|a| self.lang.t(a.label_ja(), a.label_en()))
+            .collect::<Vec<_>>()
+            .join(self.lang.t("、", ", "))
+    }
+
     /// The live feed's words in this page's language (JSON for feed.js's `data-labels`).
     pub fn feed_labels(&self) -> String {
         use onshi_domain::{ConfirmationMethod as M, QualificationResult as R};

@@ -268,3 +268,99 @@ async fn a_clerk_reviews_200_visits_with_10_adjustments_in_under_40_interactions
     c.clone().close().await.ok();
     app.teardown().await;
 }
+
+/// Every page at a phone's and a desktop's width, in Japanese and English: the page never scrolls
+/// sideways (wide tables scroll inside their own box), and no cell is squeezed to one character per
+/// line. Screenshots of each are kept as artifacts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_fits_a_phone_and_a_desktop_in_both_languages() {
+    let Some(browser) = Browser::start(1366, 900).await else { return };
+    let app = spawn_app(Mode::Embedded).await;
+    assert_eq!(app.post_events(0, &app.receptions(0, 30, 9)).await.status(), 202);
+    eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 30 }).await;
+    let user = app.user(Role::Owner).await;
+    let base = format!("http://localhost:{}", app.running().port);
+    browser.sign_in(&base, &user).await;
+    let c = &browser.client;
+    let clinic = app.clinics[0].clinic.id;
+    let today = onshi_domain::jst::date_of(time::OffsetDateTime::now_utc());
+    let month = onshi_domain::YearMonth::of(today);
+    let paths = [
+        "/".to_owned(),
+        "/dashboard".to_owned(),
+        format!("/dashboard/clinics/{clinic}"),
+        format!("/clinics/{clinic}/receptions?date={today}"),
+        "/fleet".to_owned(),
+        "/billing".to_owned(),
+        format!("/billing/{clinic}/{month}"),
+        "/onboarding".to_owned(),
+        format!("/clinics/{clinic}"),
+        "/staff".to_owned(),
+        "/audit".to_owned(),
+        "/settings/api-tokens".to_owned(),
+        "/account".to_owned(),
+        "/no-such-page".to_owned(),
+    ];
+    // Page-level overflow, and cells narrower than two characters that hold three or more.
+    let probe = r#"
+        const doc = document.documentElement;
+        const overflow = doc.scrollWidth - window.innerWidth;
+        const squeezed = [];
+        for (const cell of document.querySelectorAll('td, th')) {
+            const text = (cell.innerText || '').trim();
+            if (text.length < 3) continue;
+            const size = parseFloat(getComputedStyle(cell).fontSize) || 14;
+            const rect = cell.getBoundingClientRect();
+            if (rect.width > 0 && rect.width < size * 1.8) squeezed.push(text.slice(0, 20));
+        }
+        // The outermost elements that stick out, to name in a failure.
+        const wide = [];
+        const scrolls = (el) => {
+            for (let a = el.parentElement; a; a = a.parentElement) {
+                if (['auto', 'scroll'].includes(getComputedStyle(a).overflowX)) return true;
+            }
+            return false;
+        };
+        for (const el of document.body.querySelectorAll('*')) {
+            if (scrolls(el)) continue;
+            const r = el.getBoundingClientRect();
+            const p = el.parentElement ? el.parentElement.getBoundingClientRect() : null;
+            if (r.right > window.innerWidth + 1 && (!p || p.right <= window.innerWidth + 1) && wide.length < 3) {
+                wide.push(el.tagName.toLowerCase() + (el.getAttribute('class') ? '.' + el.getAttribute('class').split(' ').join('.') : '') + ' ' + Math.round(r.width) + 'px');
+            }
+        }
+        return { overflow, squeezed, wide };
+    "#;
+    let mut problems = Vec::new();
+    for (label, width, height) in [("phone", 390, 844), ("desktop", 1366, 900)] {
+        c.set_window_size(width, height).await.unwrap();
+        for lang in ["ja", "en"] {
+            for path in &paths {
+                let sep = if path.contains('?') { '&' } else { '?' };
+                c.goto(&format!("{base}{path}{sep}lang={lang}")).await.unwrap();
+                find(c, "h1").await.unwrap();
+                let found = c.execute(probe, vec![]).await.unwrap();
+                let overflow = found["overflow"].as_i64().unwrap_or(0);
+                let squeezed: Vec<String> = found["squeezed"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                    .unwrap_or_default();
+                if overflow > 1 {
+                    problems.push(format!(
+                        "{label} {lang} {path}: page scrolls sideways by {overflow}px ({})",
+                        found["wide"]
+                    ));
+                }
+                if !squeezed.is_empty() {
+                    problems.push(format!("{label} {lang} {path}: one-character-wide cells {squeezed:?}"));
+                }
+                let name: String = path.chars().map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '-' }).collect();
+                let png = c.screenshot().await.unwrap();
+                std::fs::write(artifacts().join(format!("fit-{label}-{lang}{name}.png")), png).unwrap();
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    c.clone().close().await.ok();
+    app.teardown().await;
+}

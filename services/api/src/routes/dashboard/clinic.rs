@@ -132,13 +132,19 @@ pub(crate) async fn clinic(
             let seen = d.last_seen_at.map(|t| crate::web::time::jst_minute(&t)).unwrap_or_else(|| "—".to_owned());
             // What needs attention, with the quarantined-file count the clinic can act on.
             let mut notes: Vec<String> = match &health {
-                onshi_domain::DeviceHealth::Degraded(reasons) => reasons.iter().map(|r| (*r).to_owned()).collect(),
+                onshi_domain::DeviceHealth::Degraded(reasons) => vec![page.attention(reasons)],
                 _ => Vec::new(),
             };
             if let Some(h) = d.last_heartbeat.as_ref().filter(|h| h.quarantined > 0) {
                 notes.push(format!("{} {}", page.lang.t("隔離したファイル", "Quarantined files"), h.quarantined));
             }
-            (d.name, page.lang.t(health.label_ja(), health.label_en()), health.css_class(), seen, notes.join("、"))
+            (
+                d.name,
+                page.lang.t(health.label_ja(), health.label_en()),
+                health.css_class(),
+                seen,
+                notes.join(page.lang.t("、", ", ")),
+            )
         })
         .collect();
     store.audit(&caller.entry("dashboard.view", &format!("dashboard:clinic:{id}"), AuditResult::Success)).await?;

@@ -89,7 +89,11 @@ pub(crate) async fn fleet(
                 ));
             }
             if let Some(h) = hb.filter(|h| h.timed_by_file_name > 0) {
-                notes.push(format!("ファイル名の時刻で記録 {}件", h.timed_by_file_name));
+                notes.push(format!(
+                    "{} {}",
+                    page.lang.t("ファイル名の時刻で記録", "Timed by file name"),
+                    h.timed_by_file_name
+                ));
             }
             let row = FleetRow {
                 clinic: clinics.get(&d.clinic).cloned().unwrap_or_default(),
@@ -98,10 +102,10 @@ pub(crate) async fn fleet(
                 health: page.lang.t(health.label_ja(), health.label_en()),
                 class: health.css_class(),
                 reasons: match &health {
-                    DeviceHealth::Degraded(r) => r.join("、"),
+                    DeviceHealth::Degraded(r) => page.attention(r),
                     _ => String::new(),
                 },
-                notes: notes.join("、"),
+                notes: notes.join(page.lang.t("、", ", ")),
                 last_seen: d.last_seen_at.map(|t| crate::web::time::jst_minute(&t)).unwrap_or_else(|| "—".to_owned()),
                 version: d.agent_version.clone().unwrap_or_else(|| "—".to_owned()),
                 outbox: hb.map(|h| h.outbox_depth.to_string()).unwrap_or_else(|| "—".to_owned()),
