@@ -485,6 +485,13 @@ pub async fn run(config: onshi_config::Config, per_minute: f64) -> Result<(), Bo
     println!("    2FA key    {totp_key}   (add it to an authenticator app, or run:");
     println!("               cargo run -q --bin onshi -- totp-code {totp_key})");
     println!("  E-mails (invitations, resets) are written to {}.", config.data_dir.join("mail").display());
+    println!(
+        "  The full log is in {}; this terminal shows warnings only.",
+        config.data_dir.join("onshi.log").display()
+    );
+    if fresh {
+        println!("  A year of past receptions is being posted in the background (about a minute).");
+    }
     println!("  Press Ctrl-C to stop.");
     println!();
     crate::startup::wait_for_signal().await;

@@ -227,12 +227,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The demo's terminal shows its banner and warnings, not a stream of request lines: the full log goes
+    // to a file in its data folder.
+    let mut log_file = None;
     if let Command::Demo { data_dir, .. } = &cli.command {
         config.data_dir = data_dir.clone().unwrap_or_else(|| config.data_dir.join("demo"));
-        // The demo's terminal shows its banner and warnings, not a stream of request lines.
-        if std::env::var_os("ONSHI_LOG_LEVEL").is_none() {
-            config.log_level = "warn".to_owned();
-        }
+        log_file = Some(config.data_dir.join("onshi.log"));
     }
     if matches!(cli.command, Command::Demo { .. } | Command::Serve) {
         // Links in e-mails must reach this server: left at its default, the public URL follows `listen`.
@@ -247,7 +247,7 @@ async fn main() -> ExitCode {
         _ => "onshi-api",
     };
     // Held to the end of main: dropping it flushes spans still waiting for export.
-    let _telemetry = onshi_telemetry::init(&config, service);
+    let _telemetry = onshi_telemetry::init(&config, service, log_file.as_deref());
     match run(cli.command, config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

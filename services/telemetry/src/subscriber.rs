@@ -27,9 +27,10 @@ impl Drop for Telemetry {
 }
 
 /// Installs the subscriber. `default_service` names the process in traces unless `service_name` is set.
-/// A second call (tests start several apps in one process) leaves the first subscriber in place.
-pub fn init(config: &Config, default_service: &str) -> Telemetry {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_level));
+/// With `log_file` (the demo), every log line at `log_level` goes to that file and the terminal shows
+/// warnings only. A second call (tests start several apps in one process) leaves the first in place.
+pub fn init(config: &Config, default_service: &str, log_file: Option<&std::path::Path>) -> Telemetry {
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_level));
     let service = config.service_name.clone().unwrap_or_else(|| default_service.to_owned());
     let mut builder =
         SdkTracerProvider::builder().with_resource(Resource::builder().with_service_name(service).build());
@@ -41,8 +42,37 @@ pub fn init(config: &Config, default_service: &str) -> Telemetry {
         }
     }
     let provider = builder.build();
-    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("onshi"));
 
+    // The demo: the whole log in a file, the terminal kept for its banner and for warnings.
+    if let Some(path) = log_file {
+        let file = path
+            .parent()
+            .map(std::fs::create_dir_all)
+            .transpose()
+            .and_then(|_| std::fs::OpenOptions::new().create(true).append(true).open(path));
+        match file {
+            Ok(file) => {
+                let to_file = tracing_subscriber::fmt::layer()
+                    .compact()
+                    .with_ansi(false)
+                    .with_target(true)
+                    .with_writer(std::sync::Mutex::new(file))
+                    .with_filter(filter());
+                let to_terminal = tracing_subscriber::fmt::layer()
+                    .compact()
+                    .with_target(false)
+                    .with_writer(std::io::stderr)
+                    .with_filter(tracing_subscriber::filter::LevelFilter::WARN);
+                let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("onshi"));
+                let installed =
+                    tracing_subscriber::registry().with(to_file).with(to_terminal).with(otel).try_init().is_ok();
+                return Telemetry { provider: installed.then_some(provider) };
+            }
+            Err(e) => eprintln!("onshi: log file {}: {e}; logging to the terminal", path.display()),
+        }
+    }
+
+    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("onshi"));
     // Logs go to stderr: stdout belongs to command output (`onshi rules eval` prints JSON there).
     let logs = match config.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
@@ -57,6 +87,6 @@ pub fn init(config: &Config, default_service: &str) -> Telemetry {
             tracing_subscriber::fmt::layer().compact().with_target(true).with_writer(std::io::stderr).boxed()
         }
     };
-    let installed = tracing_subscriber::registry().with(filter).with(logs).with(otel).try_init().is_ok();
+    let installed = tracing_subscriber::registry().with(filter()).with(logs).with(otel).try_init().is_ok();
     Telemetry { provider: installed.then_some(provider) }
 }

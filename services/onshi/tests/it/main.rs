@@ -19,6 +19,7 @@ mod dashboards;
 mod durability;
 mod ingest;
 mod input;
+mod onboarding;
 mod operations;
 mod outages;
 mod pages;
