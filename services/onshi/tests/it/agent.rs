@@ -393,45 +393,17 @@ async fn an_agent_killed_at_random_points_delivers_everything_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_is_set_up_from_the_enrollment_page_commands_alone() {
     let app = spawn_app(Mode::Embedded).await;
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_onshi")).with_file_name("onshi-agent");
-    let home = tempfile::tempdir().unwrap();
-    let cwd = tempfile::tempdir().unwrap();
-    let terminal = tempfile::tempdir().unwrap();
-    let (face, res) = (terminal.path().join("face"), terminal.path().join("res"));
-    std::fs::create_dir_all(&face).unwrap();
-    std::fs::create_dir_all(&res).unwrap();
-    let agent = |args: &[&str]| {
-        let out = std::process::Command::new(&bin)
-            .args(args)
-            .current_dir(cwd.path())
-            .env("HOME", home.path())
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("XDG_DATA_HOME")
-            .env_remove("ONSHI_AGENT_CONFIG")
-            .output()
-            .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        (out.status.code().unwrap_or(-1), text)
-    };
+    let pc = ClinicPc::new();
+    let (home, cwd, res) = (pc.home.path(), pc.cwd.path(), pc.folder("res"));
+    let agent = |args: &[&str]| pc.run(args);
     let code = app.store().create_enrollment_code(&app.clinics[0].clinic, time::Duration::hours(1)).await.unwrap();
-    let server = app.base_url();
-    let (status, out) = agent(&[
-        "enroll",
-        "--server",
-        &server,
-        "--code",
-        &code,
-        "--watch",
-        face.to_str().unwrap(),
-        "--watch",
-        res.to_str().unwrap(),
-    ]);
+    let (status, out) = pc.enroll(&app.base_url(), &code);
     assert_eq!(status, 0, "{out}");
-    let config = home.path().join(".config/onshi-agent/agent.toml");
+    let config = home.join(".config/onshi-agent/agent.toml");
     assert!(config.exists(), "{out}");
     assert!(out.contains(&config.display().to_string()), "{out}");
-    assert!(std::fs::read_dir(cwd.path()).unwrap().next().is_none(), "nothing written in the current folder");
-    assert!(home.path().join(".local/share/onshi-agent/credentials.json").exists());
+    assert!(std::fs::read_dir(cwd).unwrap().next().is_none(), "nothing written in the current folder");
+    assert!(home.join(".local/share/onshi-agent/credentials.json").exists());
 
     let (status, out) = agent(&["check"]);
     assert_eq!(status, 0, "{out}");
@@ -439,13 +411,8 @@ async fn an_agent_is_set_up_from_the_enrollment_page_commands_alone() {
 
     // simulate writes the enrolled clinic's code without being told it.
     let sim = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(&bin)
-        .args(["simulate", "--rate", "600", "--out"])
+    let mut child = tokio::process::Command::from(pc.command(&["simulate", "--rate", "600", "--out"]))
         .arg(sim.path())
-        .current_dir(cwd.path())
-        .env("HOME", home.path())
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("XDG_DATA_HOME")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)

@@ -606,3 +606,63 @@ pub fn valid_visit(app: &TestApp, patient: &str, at: time::OffsetDateTime, myna:
         }),
     }
 }
+
+/// A clinic PC for the real `onshi-agent` binary: its own home folder (where `enroll` writes the
+/// configuration and data, as for the PC's user), a current folder, and the terminal's face/res folders.
+pub struct ClinicPc {
+    pub bin: std::path::PathBuf,
+    pub home: tempfile::TempDir,
+    pub cwd: tempfile::TempDir,
+    pub terminal: tempfile::TempDir,
+}
+
+impl ClinicPc {
+    pub fn new() -> Self {
+        let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_onshi")).with_file_name("onshi-agent");
+        assert!(bin.exists(), "build the workspace first: {}", bin.display());
+        let terminal = tempfile::tempdir().unwrap();
+        for folder in ["face", "res"] {
+            std::fs::create_dir_all(terminal.path().join(folder)).unwrap();
+        }
+        Self { bin, home: tempfile::tempdir().unwrap(), cwd: tempfile::tempdir().unwrap(), terminal }
+    }
+
+    pub fn folder(&self, name: &str) -> std::path::PathBuf {
+        self.terminal.path().join(name)
+    }
+
+    /// `onshi-agent ARGS` as this PC's user runs it.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(&self.bin);
+        c.args(args)
+            .current_dir(self.cwd.path())
+            .env("HOME", self.home.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("ONSHI_AGENT_CONFIG");
+        c
+    }
+
+    /// Runs it to the end: exit status and everything it printed.
+    pub fn run(&self, args: &[&str]) -> (i32, String) {
+        let out = self.command(args).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), text)
+    }
+
+    /// The clinic page's first command: enroll with this server and code, watching face and res.
+    pub fn enroll(&self, server: &str, code: &str) -> (i32, String) {
+        let (face, res) = (self.folder("face"), self.folder("res"));
+        self.run(&[
+            "enroll",
+            "--server",
+            server,
+            "--code",
+            code,
+            "--watch",
+            face.to_str().unwrap(),
+            "--watch",
+            res.to_str().unwrap(),
+        ])
+    }
+}

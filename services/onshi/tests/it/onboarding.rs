@@ -4,7 +4,6 @@
 //! The wall time is printed (goal: under three minutes by script; the figure is in docs/benchmarks.md),
 //! not asserted: speed lives in benchmarks.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::both_modes;
@@ -60,35 +59,12 @@ both_modes!(
         );
 
         // At the clinic: the agent, run with the page's commands (folders of this test's "terminal").
-        let bin = PathBuf::from(env!("CARGO_BIN_EXE_onshi")).with_file_name("onshi-agent");
-        let home = tempfile::tempdir().unwrap();
-        let terminal = tempfile::tempdir().unwrap();
-        let (face, res) = (terminal.path().join("face"), terminal.path().join("res"));
-        std::fs::create_dir_all(&face).unwrap();
-        std::fs::create_dir_all(&res).unwrap();
-        let agent = |args: &[&str]| {
-            let mut c = std::process::Command::new(&bin);
-            c.args(args).env("HOME", home.path()).env_remove("XDG_CONFIG_HOME").env_remove("XDG_DATA_HOME");
-            c
-        };
-        let server = app.base_url();
-        let out = agent(&[
-            "enroll",
-            "--server",
-            &server,
-            "--code",
-            &code,
-            "--watch",
-            face.to_str().unwrap(),
-            "--watch",
-            res.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let check = agent(&["check"]).output().unwrap();
-        assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
-        let mut running = tokio::process::Command::from(agent(&["run"]))
+        let pc = ClinicPc::new();
+        let (status, out) = pc.enroll(&app.base_url(), &code);
+        assert_eq!(status, 0, "{out}");
+        let (status, out) = pc.run(&["check"]);
+        assert_eq!(status, 0, "{out}");
+        let mut running = tokio::process::Command::from(pc.command(&["run"]))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
@@ -97,7 +73,7 @@ both_modes!(
         // The first patient at the desk: the terminal writes its result file.
         let mut generator = onshi_agent::simulate::Generator::new("1311234560", 5, 7);
         let (file, card) = generator.next(time::OffsetDateTime::now_utc());
-        onshi_agent::simulate::write_into(if card { &face } else { &res }, &file).unwrap();
+        onshi_agent::simulate::write_into(&pc.folder(if card { "face" } else { "res" }), &file).unwrap();
 
         // The receptions page shows it.
         let mut seen = false;
