@@ -329,7 +329,13 @@ async fn every_page_fits_a_phone_and_a_desktop_in_both_languages() {
                 wide.push(el.tagName.toLowerCase() + (el.getAttribute('class') ? '.' + el.getAttribute('class').split(' ').join('.') : '') + ' ' + Math.round(r.width) + 'px');
             }
         }
-        return { overflow, squeezed, wide };
+        // English status words left on a Japanese page (code samples and machine values aside).
+        const copy = document.body.cloneNode(true);
+        copy.querySelectorAll('code, pre, .mono, script, style').forEach((e) => e.remove());
+        const english = document.documentElement.lang === 'ja'
+            ? (copy.innerText.match(/\b(active|invited|success|failure|denied|revoked|pending|approved|enabled|disabled)\b/gi) || [])
+            : [];
+        return { overflow, squeezed, wide, english };
     "#;
     let mut problems = Vec::new();
     for (label, width, height) in [("phone", 390, 844), ("desktop", 1366, 900)] {
@@ -350,6 +356,9 @@ async fn every_page_fits_a_phone_and_a_desktop_in_both_languages() {
                         "{label} {lang} {path}: page scrolls sideways by {overflow}px ({})",
                         found["wide"]
                     ));
+                }
+                if let Some(words) = found["english"].as_array().filter(|w| !w.is_empty()) {
+                    problems.push(format!("{label} {lang} {path}: English on a Japanese page {words:?}"));
                 }
                 if !squeezed.is_empty() {
                     problems.push(format!("{label} {lang} {path}: one-character-wide cells {squeezed:?}"));
