@@ -197,5 +197,6 @@ pub(crate) async fn export_csv(
                 .details(serde_json::json!({ "rows": rows.len() })),
         )
         .await?;
-    Ok(table.download("audit-log"))
+    let today = onshi_domain::jst::date_of(time::OffsetDateTime::now_utc());
+    Ok(table.download(&format!("audit-log-{today}")))
 }

@@ -149,9 +149,11 @@ pub(crate) async fn clinic(
         .collect();
     store.audit(&caller.entry("dashboard.view", &format!("dashboard:clinic:{id}"), AuditResult::Success)).await?;
     if q.format.as_deref() == Some("csv") {
+        // File names say which clinic and period: `days-1311234560-2026-11-04-2026-12-01.csv`.
+        let name = |table: &str| format!("{table}-{}-{from}-{to}", clinic.code);
         let response = match q.table.as_deref().unwrap_or("days") {
             "hours" => csv_response(
-                "hours",
+                &name("hours"),
                 &["曜日", "時", "受付"],
                 WEEKDAYS
                     .iter()
@@ -161,22 +163,22 @@ pub(crate) async fn clinic(
                     .collect(),
             ),
             "methods" => csv_response(
-                "methods",
+                &name("methods"),
                 &["確認方法", "受付"],
                 method_rows.iter().map(|(m, n)| vec![m.clone(), n.to_string()]).collect(),
             ),
             "invalid" => csv_response(
-                "invalid",
+                &name("invalid"),
                 &["日時", "確認方法", "結果"],
                 invalid_list.iter().map(|(t, m, r, _)| vec![t.clone(), (*m).to_owned(), (*r).to_owned()]).collect(),
             ),
             "outages" => csv_response(
-                "outages",
+                &name("outages"),
                 &["端末", "開始", "終了", "内容"],
                 outages.iter().map(|(a, b, c, d)| vec![a.clone(), b.clone(), c.clone(), d.clone()]).collect(),
             ),
             _ => csv_response(
-                "days",
+                &name("days"),
                 &["日付", "受付"],
                 days.iter().map(|(d, n)| vec![d.to_string(), n.to_string()]).collect(),
             ),

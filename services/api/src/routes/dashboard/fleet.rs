@@ -147,7 +147,8 @@ pub(crate) async fn fleet(
                 .map(|f| f.to_owned()),
             );
         }
-        return Ok(table.download("fleet"));
+        let today = onshi_domain::jst::date_of(now);
+        return Ok(table.download(&format!("fleet-{today}")));
     }
     ok(FleetPage { page, rows })
 }
