@@ -103,14 +103,8 @@ fn writable(dir: &Path) -> Finding {
 
 fn folder_finding(folder: &Path, config_name: &str) -> Finding {
     let what = format!("folder: {}", folder.display());
-    match std::fs::read_dir(folder) {
-        Ok(entries) => {
-            let results = entries
-                .filter_map(Result::ok)
-                .filter(|e| e.path().extension().is_some_and(|x| x.eq_ignore_ascii_case("xml")))
-                .count();
-            Finding::ok(format!("{what} (readable, {results} result files now)"))
-        }
+    match crate::config::result_files(folder) {
+        Ok(results) => Finding::ok(format!("{what} (readable, {results} result files now)")),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Finding::fail(
             format!("{what}: not found"),
             format!(

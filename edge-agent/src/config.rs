@@ -18,6 +18,15 @@ pub enum ConfigError {
     Invalid { key: &'static str, reason: String },
 }
 
+/// How many result files (`*.xml`) a folder holds now, or why it cannot be read: the one test of a
+/// watched folder, for `run` (which refuses one that fails it) and `check` (which says why).
+pub fn result_files(folder: &Path) -> std::io::Result<usize> {
+    Ok(std::fs::read_dir(folder)?
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x.eq_ignore_ascii_case("xml")))
+        .count())
+}
+
 /// The machine's own places for the agent's configuration file and data folder (XDG on Linux, the known
 /// folders on Windows, ~/Library on macOS), so `enroll` and `run` work from any current folder.
 pub struct Places {
@@ -102,15 +111,11 @@ impl AgentConfig {
         Ok(config)
     }
 
-    /// Every watched folder that is missing or not a folder, with why.
+    /// Every watched folder that cannot be read, with why.
     pub fn missing_folders(&self) -> Vec<(PathBuf, String)> {
         self.watch
             .iter()
-            .filter_map(|folder| match std::fs::metadata(folder) {
-                Ok(m) if m.is_dir() => None,
-                Ok(_) => Some((folder.clone(), "not a folder".to_owned())),
-                Err(e) => Some((folder.clone(), e.to_string())),
-            })
+            .filter_map(|folder| result_files(folder).err().map(|e| (folder.clone(), e.to_string())))
             .collect()
     }
 

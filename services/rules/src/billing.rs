@@ -80,6 +80,9 @@ pub struct Line {
     /// Points from the derived facts, before corrections.
     pub derived_points: u32,
     pub reason: String,
+    /// The rules the reason cites, for the month's legend.
+    #[serde(default)]
+    pub cited: Vec<String>,
     /// The clerk's note on the review, if any.
     #[serde(default)]
     pub note: String,
@@ -160,10 +163,12 @@ pub fn review(
         let c = corrections.get(&f.id);
         let (kind, info) = effective[f.id.as_str()];
         let derived_points = derived.get(f.id.as_str()).map(|d| d.addons.iter().map(|a| a.points).sum()).unwrap_or(0);
-        let (addons, reason) = match (c, finals.get(f.id.as_str())) {
-            (Some(c), _) if c.exclude => (Vec::new(), format!("請求担当者の判断で算定しません（{}）", c.reason)),
-            (_, Some(d)) => (d.addons.clone(), d.reason.clone()),
-            (_, None) => (Vec::new(), String::new()),
+        let (addons, reason, cited) = match (c, finals.get(f.id.as_str())) {
+            (Some(c), _) if c.exclude => {
+                (Vec::new(), format!("請求担当者の判断で算定しません（{}）", c.reason), Vec::new())
+            }
+            (_, Some(d)) => (d.addons.clone(), d.reason.clone(), d.cited.clone()),
+            (_, None) => (Vec::new(), String::new(), Vec::new()),
         };
         let points: u32 = addons.iter().map(|a| a.points).sum();
         let kind_settled = c.is_some_and(|c| c.kind.is_some()) || f.known_kind.is_some() || !f.first_seen;
@@ -190,6 +195,7 @@ pub fn review(
             points,
             derived_points,
             reason,
+            cited,
             note: c.map(|c| c.reason.clone()).unwrap_or_default(),
             status: c.map(|c| c.status),
             excluded: c.is_some_and(|c| c.exclude),

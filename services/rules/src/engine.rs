@@ -29,6 +29,10 @@ pub struct Decision {
     pub visit: String,
     pub addons: Vec<Granted>,
     pub reason: String,
+    /// The rules the reason cites (its 【id】s), in order: what a legend explains. Not part of the
+    /// `onshi rules eval` output, whose reason already names them.
+    #[serde(skip_serializing)]
+    pub cited: Vec<String>,
 }
 
 enum Outcome {
@@ -143,6 +147,7 @@ pub fn evaluate(rules: &RuleSet, input: &EvalInput) -> Vec<Decision> {
         }
         let mut addons = Vec::new();
         let mut reasons = Vec::new();
+        let mut cited = Vec::new();
         if families.is_empty() {
             reasons.push(format!("{}・{}・{}に該当する加算はありません", v.date, clinic.kind.label(), v.kind.label()));
         }
@@ -171,6 +176,7 @@ pub fn evaluate(rules: &RuleSet, input: &EvalInput) -> Vec<Decision> {
                     let earlier = claims.get(&key).and_then(|c| {
                         c.iter().rev().find(|(d, _)| month.since(YearMonth::of(*d)) < i32::from(rule.every_months))
                     });
+                    cited.push(rule.id.clone());
                     if let Some((date, name)) = earlier {
                         reasons.push(format!(
                             "{}: {date}に{name}を算定済みのため算定不可（{}）【{}】",
@@ -189,7 +195,7 @@ pub fn evaluate(rules: &RuleSet, input: &EvalInput) -> Vec<Decision> {
                         rule.frequency_label(),
                         rule.id
                     );
-                    // The rule's note is read once, in the rule's legend (`RuleSet::get`), not on every visit.
+                    // The rule's note is read once, in the month's legend of cited rules, not on every visit.
                     if !rule.verified {
                         line.push_str("※未確認ルール");
                     }
@@ -205,6 +211,7 @@ pub fn evaluate(rules: &RuleSet, input: &EvalInput) -> Vec<Decision> {
                 }
                 None => {
                     if let Some((rule, why)) = fail {
+                        cited.push(rule.id.clone());
                         reasons.push(format!(
                             "{}: 算定不可 — {}【{}】",
                             rule.name.trim_end_matches(char::is_numeric),
@@ -215,7 +222,7 @@ pub fn evaluate(rules: &RuleSet, input: &EvalInput) -> Vec<Decision> {
                 }
             }
         }
-        decisions[i] = Some(Decision { visit: v.id.clone(), addons, reason: reasons.join("。") });
+        decisions[i] = Some(Decision { visit: v.id.clone(), addons, reason: reasons.join("。"), cited });
     }
     decisions.into_iter().flatten().collect()
 }

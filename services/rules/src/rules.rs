@@ -255,11 +255,6 @@ impl RuleSet {
         let version = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()));
         Ok(Self { rules, version })
     }
-
-    /// The rule with this id.
-    pub fn get(&self, id: &str) -> Option<&Rule> {
-        self.rules.iter().find(|r| r.id == id)
-    }
 }
 
 #[cfg(test)]

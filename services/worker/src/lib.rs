@@ -90,23 +90,27 @@ pub fn feed_channel(tenant: onshi_domain::TenantId) -> String {
 /// The live-feed note for an applied batch: the clinic, how many visits it touched, and its latest
 /// receptions' time, method and result (at most ten; no patient, insurer or name).
 pub fn feed_note(envelope: &IngestEnvelope, visits: usize) -> serde_json::Value {
-    let mut latest: Vec<(time::OffsetDateTime, serde_json::Value)> = envelope
+    // Picked before anything is serialised: the worker's hot path pays for ten, not the whole batch.
+    let mut latest: Vec<(time::OffsetDateTime, &onshi_domain::QualificationCheck)> = envelope
         .events
         .iter()
         .filter_map(|e| match &e.payload {
-            onshi_domain::EventPayload::Qualification(q) if !q.batch => Some((
-                e.occurred_at,
-                serde_json::json!({
-                    "at": e.occurred_at.format(&time::format_description::well_known::Rfc3339).ok(),
-                    "method": q.method,
-                    "result": q.result,
-                }),
-            )),
+            onshi_domain::EventPayload::Qualification(q) if !q.batch => Some((e.occurred_at, q)),
             _ => None,
         })
         .collect();
     latest.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
-    let receptions: Vec<serde_json::Value> = latest.into_iter().take(10).map(|(_, v)| v).collect();
+    let receptions: Vec<serde_json::Value> = latest
+        .into_iter()
+        .take(10)
+        .map(|(at, q)| {
+            serde_json::json!({
+                "at": at.format(&time::format_description::well_known::Rfc3339).ok(),
+                "method": q.method,
+                "result": q.result,
+            })
+        })
+        .collect();
     serde_json::json!({ "clinic": envelope.clinic.to_string(), "visits": visits, "receptions": receptions })
 }
 

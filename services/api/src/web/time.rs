@@ -9,6 +9,12 @@ pub fn jst_minute(at: &OffsetDateTime) -> String {
     format!("{} {:02}:{:02}", t.date(), t.hour(), t.minute())
 }
 
+/// `11:00` (JST), where the day is already on the page (a day's heading).
+pub fn jst_clock(at: &OffsetDateTime) -> String {
+    let t = at.to_offset(onshi_domain::jst::JST);
+    format!("{:02}:{:02}", t.hour(), t.minute())
+}
+
 /// `2026-12-01 11:00:13` (JST), where seconds matter (the audit log).
 pub fn jst_second(at: &OffsetDateTime) -> String {
     let t = at.to_offset(onshi_domain::jst::JST);

@@ -88,13 +88,8 @@ pub(crate) async fn export(
     let month = parse_month(&raw_month)?;
     // A closed month exports what it was closed with, so the same month gives the same file.
     let MonthState { lines, first_at, .. } = month_state(&state.rules, &store, &clinic, month).await?;
-    let times: HashMap<String, String> = first_at
-        .into_iter()
-        .map(|(id, at)| {
-            let t = at.to_offset(onshi_domain::jst::JST);
-            (id, format!("{} {:02}:{:02}", t.date(), t.hour(), t.minute()))
-        })
-        .collect();
+    let times: HashMap<String, String> =
+        first_at.iter().map(|(id, at)| (id.clone(), crate::web::time::jst_minute(at))).collect();
     let table = month_csv(&lines, &times);
     let (encoding, bytes) = match form.encoding.as_str() {
         "sjis" => {

@@ -53,22 +53,13 @@ pub(crate) struct LegendEntry {
     pub source: String,
 }
 
-/// The rules the month's decisions cite (by the 【id】 in each reason and the addons granted), in the
-/// rules file's order.
+/// The rules the month's decisions cite, in the rules file's order.
 fn legend(rules: &RuleSet, lines: &[Line]) -> Vec<LegendEntry> {
-    let mut cited = BTreeSet::new();
-    for line in lines {
-        cited.extend(line.addons.iter().map(|a| a.rule.clone()));
-        for part in line.reason.split('【').skip(1) {
-            if let Some((id, _)) = part.split_once('】') {
-                cited.insert(id.to_owned());
-            }
-        }
-    }
+    let cited: BTreeSet<&str> = lines.iter().flat_map(|l| &l.cited).map(String::as_str).collect();
     rules
         .rules
         .iter()
-        .filter(|r| cited.contains(&r.id))
+        .filter(|r| cited.contains(r.id.as_str()))
         .map(|r| LegendEntry {
             id: r.id.clone(),
             name: r.name.clone(),

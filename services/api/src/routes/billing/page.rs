@@ -162,13 +162,7 @@ pub(crate) async fn month_page(
             });
             previous = Some(line.date);
             LineView {
-                time: times
-                    .get(&line.id)
-                    .map(|t| {
-                        let t = t.to_offset(onshi_domain::jst::JST);
-                        format!("{:02}:{:02}", t.hour(), t.minute())
-                    })
-                    .unwrap_or_default(),
+                time: times.get(&line.id).map(crate::web::time::jst_clock).unwrap_or_default(),
                 day,
                 addon_text: line
                     .addons
