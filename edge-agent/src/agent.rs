@@ -308,6 +308,14 @@ impl Agent {
                 }
                 continue;
             }
+            // A claims event (a month's レセ電 file) goes alone; the events before it go first.
+            let is_claims = |q: &crate::outbox::Queued| matches!(q.event.payload, EventPayload::Claims(_));
+            let take = match batch.iter().position(is_claims) {
+                Some(0) => 1,
+                Some(k) => k,
+                None => batch.len(),
+            };
+            let batch = &batch[..take];
             let events: Vec<AgentEvent> = batch.iter().map(|q| q.event.clone()).collect();
             let seqs: Vec<i64> = batch.iter().map(|q| q.seq).collect();
             // How long to wait before the next attempt, and whether a sign of the cloud may cut it short.

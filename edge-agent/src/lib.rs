@@ -16,6 +16,7 @@ pub mod outbox;
 pub mod probe;
 pub mod simulate;
 pub mod source;
+pub mod uke;
 pub mod uplink;
 
 pub use agent::{Agent, AgentError};

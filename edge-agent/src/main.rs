@@ -53,6 +53,11 @@ enum Command {
         #[arg(long)]
         clinic: Option<String>,
     },
+    /// The clinic's レセ電 claims file (RECEIPTC.UKE): print what leaves the clinic, or import it.
+    Uke {
+        #[command(subcommand)]
+        which: UkeCommand,
+    },
     /// Write realistic result files into FOLDER/face and FOLDER/res (for demos and tests).
     Simulate {
         #[arg(long)]
@@ -76,7 +81,40 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum UkeCommand {
+    /// Print, as JSON, exactly what the cloud would receive from one レセ電 file (no names, birth dates or
+    /// insurance numbers; the patient as a pseudonym, the カルテ番号 sealed), or why the file is refused.
+    Parse {
+        file: PathBuf,
+        /// The clinic's 医療機関コード, when this machine is not enrolled.
+        #[arg(long)]
+        clinic: Option<String>,
+    },
+    /// Queue one レセ電 file for the cloud and deliver it now when the cloud answers (else `run` does).
+    /// Importing the same file again changes nothing; a corrected file for the same month replaces it.
+    Import { file: PathBuf },
+    /// Write a synthetic レセ電 file (invented people) for demos and tests.
+    Synth {
+        out: PathBuf,
+        #[arg(long)]
+        clinic: String,
+        /// 請求年月 YYYY-MM (the receipts are for the month before).
+        #[arg(long)]
+        month: String,
+        #[arg(long, default_value_t = 200)]
+        receipts: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
 enum BenchCommand {
+    /// レセ電 parse and pseudonymise: a synthetic file of RECEIPTS receipts, time and peak memory.
+    Uke {
+        #[arg(long, default_value_t = 5000)]
+        receipts: usize,
+    },
     /// Parse rate: generated result files (one in ten Shift_JIS) parsed in memory.
     Parse {
         #[arg(long, default_value_t = 5000)]
@@ -143,6 +181,115 @@ fn write_config(
 
 fn toml_body<T: serde::Serialize>(value: &T) -> Result<String, String> {
     toml::to_string(value).map_err(|e| e.to_string())
+}
+
+/// Peak resident memory of this process (Linux: VmHWM), for the benchmarks.
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb / 1024)
+}
+
+/// The parse context of this machine (enrolled), or of `--clinic` with an empty key when it is not.
+fn uke_context(config: &AgentConfig, clinic: Option<String>) -> Result<ParseContext, String> {
+    let enrolled = Credentials::load(&config.data_dir).ok();
+    Ok(match (enrolled, clinic) {
+        (enrolled, Some(code)) => ParseContext {
+            clinic: Some(MedicalInstitutionCode::parse(&code).map_err(|e| format!("--clinic: {e}"))?),
+            pseudonym_key: enrolled.map(|c| c.pseudonym_key_bytes()).unwrap_or_default(),
+        },
+        (Some(c), None) => {
+            ParseContext { clinic: Some(c.institution_code.clone()), pseudonym_key: c.pseudonym_key_bytes() }
+        }
+        (None, None) => {
+            eprintln!("onshi-agent: not enrolled: the clinic code is not checked and pseudonyms use an empty key");
+            ParseContext { clinic: None, pseudonym_key: Vec::new() }
+        }
+    })
+}
+
+async fn uke_command(which: UkeCommand, config: impl Fn() -> Result<AgentConfig, String>) -> Result<ExitCode, String> {
+    match which {
+        UkeCommand::Parse { file, clinic } => {
+            let ctx = uke_context(&config()?, clinic)?;
+            let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            match onshi_agent::uke::parse(&bytes, &ctx) {
+                Ok(claims) => {
+                    println!("{}", serde_json::to_string_pretty(&claims).map_err(|e| e.to_string())?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("onshi-agent: {}: refused: {e}", file.display());
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        UkeCommand::Import { file } => {
+            let config = config()?;
+            init_logging(&config.log_level);
+            let credentials = Credentials::load(&config.data_dir).map_err(|e| e.to_string())?;
+            let ctx = ParseContext {
+                clinic: Some(credentials.institution_code.clone()),
+                pseudonym_key: credentials.pseudonym_key_bytes(),
+            };
+            let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let claims =
+                onshi_agent::uke::parse(&bytes, &ctx).map_err(|e| format!("{}: refused: {e}", file.display()))?;
+            let summary = format!(
+                "{} receipts, claim month {} ({})",
+                claims.receipts.len(),
+                claims.claim_month,
+                claims.payer.label_ja()
+            );
+            let hash = claims.file_sha256.clone();
+            let event = onshi_agent::uke::event_of(claims);
+            let outbox = onshi_agent::outbox::Outbox::open(&config.outbox_path(), config.max_outbox_bytes)
+                .map_err(|e| e.to_string())?;
+            let committed = outbox
+                .commit_file(&hash, &file.display().to_string(), bytes.len() as u64, std::slice::from_ref(&event))
+                .map_err(|e| e.to_string())?;
+            if committed == onshi_agent::outbox::Committed::AlreadyProcessed {
+                println!("{}: already imported (same content); nothing to do", file.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let uplink = onshi_agent::uplink::Uplink::new(credentials, config.server.as_deref());
+            match uplink.deliver(std::slice::from_ref(&event)).await {
+                onshi_agent::uplink::Delivery::Accepted => {
+                    // The running agent may have delivered it first; then it is gone already.
+                    if let Some(seq) = outbox.seq_of(&event.id).map_err(|e| e.to_string())? {
+                        outbox.ack(&[seq]).map_err(|e| e.to_string())?;
+                    }
+                    println!("{}: imported and delivered: {summary}", file.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                onshi_agent::uplink::Delivery::Rejected { status, reason } => {
+                    if let Some(seq) = outbox.seq_of(&event.id).map_err(|e| e.to_string())? {
+                        outbox.reject(&[seq], status, &reason).map_err(|e| e.to_string())?;
+                    }
+                    Err(format!("{}: the cloud refused it (HTTP {status}): {reason}", file.display()))
+                }
+                _ => {
+                    println!(
+                        "{}: queued ({summary}); the cloud did not answer now, `onshi-agent run` delivers it",
+                        file.display()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+        UkeCommand::Synth { out, clinic, month, receipts, seed } => {
+            MedicalInstitutionCode::parse(&clinic).map_err(|e| format!("--clinic: {e}"))?;
+            let month = onshi_domain::YearMonth::parse(&month).ok_or("--month: YYYY-MM")?;
+            let people = onshi_agent::simulate::Generator::new(&clinic, receipts.max(1), seed).people().to_vec();
+            let bytes =
+                onshi_agent::uke::synth::SynthFile::random(&clinic, month, &people, receipts, "112709570", seed)
+                    .render();
+            std::fs::write(&out, bytes).map_err(|e| format!("{}: {e}", out.display()))?;
+            println!("wrote {} ({receipts} receipts, claim month {month})", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, String> {
@@ -260,6 +407,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 }
             }
         }
+        Command::Uke { which } => uke_command(which, config).await,
         Command::Simulate { out, clinic, rate } => {
             init_logging("info");
             // Files carry the enrolled clinic's code unless told otherwise: a simulator writing another
@@ -281,6 +429,36 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             });
             let written = onshi_agent::simulate::run(out, clinic, rate, stop).await.map_err(|e| e.to_string())?;
             println!("wrote {written} files");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { which: BenchCommand::Uke { receipts } } => {
+            let people = onshi_agent::simulate::Generator::new("1311234560", receipts.max(1), 42).people().to_vec();
+            let month = onshi_domain::YearMonth::new(2026, 11).ok_or("month")?;
+            let file =
+                onshi_agent::uke::synth::SynthFile::random("1311234560", month, &people, receipts, "112709570", 7)
+                    .render();
+            let ctx = ParseContext {
+                clinic: MedicalInstitutionCode::parse("1311234560").ok(),
+                pseudonym_key: b"bench".to_vec(),
+            };
+            let mut times = Vec::new();
+            let mut json_bytes = 0;
+            for _ in 0..5 {
+                let started = std::time::Instant::now();
+                let claims = onshi_agent::uke::parse(&file, &ctx).map_err(|e| e.to_string())?;
+                json_bytes = serde_json::to_vec(&claims).map_err(|e| e.to_string())?.len();
+                times.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+            times.sort_by(f64::total_cmp);
+            println!(
+                "uke: {receipts} receipts ({} KiB Shift_JIS → {} KiB JSON), median of 5 parses: {:.1} ms (min {:.1}, max {:.1}); peak RSS {} MiB",
+                file.len() / 1024,
+                json_bytes / 1024,
+                times[2],
+                times[0],
+                times[4],
+                peak_rss_mib().map(|m| m.to_string()).unwrap_or_else(|| "unknown".into())
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench { which: BenchCommand::Parse { files } } => {

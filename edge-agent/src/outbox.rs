@@ -341,6 +341,15 @@ impl Outbox {
     }
 
     /// Moves events the cloud refused for good to `rejected`, with the reason.
+    /// The position of a queued event, by id (for an event delivered outside the delivery loop, as
+    /// `uke import` does); `None` when it is no longer queued.
+    pub fn seq_of(&self, id: &onshi_domain::EventId) -> Result<Option<i64>, OutboxError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT seq FROM events WHERE id = ?1", params![id.to_string()], |r| r.get(0))
+            .optional()?)
+    }
+
     pub fn reject(&self, seqs: &[i64], status: u16, reason: &str) -> Result<(), OutboxError> {
         self.remove(seqs, Some((status, reason)))
     }

@@ -138,7 +138,7 @@ fn document(
     )
 }
 
-fn encode(text: &str, encoding: FileEncoding) -> Vec<u8> {
+pub(crate) fn encode(text: &str, encoding: FileEncoding) -> Vec<u8> {
     match encoding {
         FileEncoding::Utf8 => text.as_bytes().to_vec(),
         FileEncoding::ShiftJis => encoding_rs::SHIFT_JIS.encode(text).0.into_owned(),
@@ -238,6 +238,11 @@ impl Generator {
             })
             .collect();
         Self { rng, clinic_code: clinic_code.to_owned(), people, serial: 0 }
+    }
+
+    /// The people this generator draws from (the same ones a synthetic レセ電 file can claim for).
+    pub fn people(&self) -> &[Person] {
+        &self.people
     }
 
     /// The next reception at `at`: マイナ保険証 a little over half the time (a face file), otherwise a

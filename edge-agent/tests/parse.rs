@@ -43,7 +43,7 @@ fn confirmation(card: bool, outcome: Outcome) -> Confirmation {
 fn qualification(payload: &EventPayload) -> &onshi_domain::QualificationCheck {
     match payload {
         EventPayload::Qualification(q) => q,
-        EventPayload::Heartbeat(_) => panic!("not a qualification"),
+        _ => panic!("not a qualification"),
     }
 }
 

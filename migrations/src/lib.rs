@@ -19,6 +19,7 @@ mod m20261201_000012_clinic_code_confirmed;
 mod m20261201_000013_billing_snapshot;
 mod m20261201_000014_export_sha256;
 mod m20261201_000015_recovery_codes;
+mod m20261201_000016_claims;
 pub mod partitions;
 
 pub use m20261125_000003_accounts::APP_ROLE;
@@ -77,6 +78,10 @@ pub const TENANT_TABLES: &[&str] = &[
     "usage_alerts",
     "device_uptime",
     "recovery_codes",
+    "claim_files",
+    "claim_receipts",
+    "claim_days",
+    "official_usage",
 ];
 
 pub struct Migrator;
@@ -100,6 +105,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000013_billing_snapshot::Migration),
             Box::new(m20261201_000014_export_sha256::Migration),
             Box::new(m20261201_000015_recovery_codes::Migration),
+            Box::new(m20261201_000016_claims::Migration),
         ]
     }
 }

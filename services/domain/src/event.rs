@@ -51,6 +51,8 @@ pub enum EventPayload {
     Qualification(QualificationCheck),
     /// The agent's periodic health report.
     Heartbeat(Heartbeat),
+    /// A month's claims from the clinic's レセ電 file (`onshi-agent uke import`), one event per file.
+    Claims(crate::claims::ClaimsFile),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -505,6 +507,7 @@ impl EventBatch {
                         }
                     }
                 }
+                EventPayload::Claims(c) => c.validate(clinic, &at("payload.claims"))?,
                 EventPayload::Heartbeat(h) => {
                     if h.agent_version.is_empty()
                         || h.agent_version.len() > 32

@@ -5,6 +5,7 @@
 //! has one of these types it is known to be well formed, so stores and handlers never re-check it.
 
 pub mod access;
+pub mod claims;
 pub mod codes;
 pub mod event;
 pub mod health;
@@ -16,9 +17,11 @@ pub mod mynumber;
 pub mod onboarding;
 pub mod retention;
 pub mod rollup;
+pub mod sealed;
 pub mod visit;
 
 pub use access::{ApiScope, ClinicAccess, Permission, Role};
+pub use claims::{ClaimReceipt, ClaimVisit, ClaimedCode, ClaimedVisitKind, ClaimsFile, Day, Payer};
 pub use codes::{CodeError, FacilityKind, MedicalInstitutionCode};
 pub use event::{
     AgentEvent, ConfirmationMethod, Consents, EventBatch, EventPayload, FieldError, Heartbeat, IdentityCheck,

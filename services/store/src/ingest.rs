@@ -28,6 +28,8 @@ pub struct ApplyOutcome {
     pub visits_touched: usize,
     /// Heartbeat events in the batch (not stored as raw events; a redelivery counts them again).
     pub heartbeats: usize,
+    /// レセ電 files imported (not counting one seen before).
+    pub claim_files: usize,
 }
 
 /// One accepted batch on its way from the API to a worker.
@@ -160,6 +162,7 @@ impl TenantStore<'_> {
         // Fold the batch's new confirmations per visit key first, then merge each with what is stored.
         let mut fresh: BTreeMap<String, Visit> = BTreeMap::new();
         let mut newest_heartbeat: Option<(OffsetDateTime, &onshi_domain::Heartbeat)> = None;
+        let mut claim_files = 0;
         for event in &envelope.events {
             match &event.payload {
                 EventPayload::Qualification(check) if inserted.contains(&event.id.as_uuid()) => {
@@ -173,6 +176,21 @@ impl TenantStore<'_> {
                     }
                 }
                 EventPayload::Qualification(_) => {}
+                EventPayload::Claims(file) => {
+                    let applied = self
+                        .apply_claims_in(
+                            &txn,
+                            envelope.clinic.as_uuid(),
+                            envelope.device.as_uuid(),
+                            event.id.as_uuid(),
+                            file,
+                            received_at,
+                        )
+                        .await?;
+                    if !applied.duplicate {
+                        claim_files += 1;
+                    }
+                }
                 EventPayload::Heartbeat(h) => {
                     if newest_heartbeat.is_none_or(|(at, _)| event.occurred_at > at) {
                         newest_heartbeat = Some((event.occurred_at, h));
@@ -296,6 +314,7 @@ impl TenantStore<'_> {
             duplicate_events: qualification_events - inserted.len(),
             visits_touched,
             heartbeats: envelope.events.iter().filter(|e| matches!(e.payload, EventPayload::Heartbeat(_))).count(),
+            claim_files,
         })
     }
 }

@@ -11,6 +11,7 @@
 mod accounts;
 mod audit;
 mod billing;
+mod claims;
 mod clinics;
 #[cfg(feature = "counters")]
 mod counters;
@@ -38,6 +39,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, Databa
 pub use accounts::{ApiToken, EmailPurpose, NewUser, SignIn, User, UserStatus};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditReport, AuditResult, ChainHead};
 pub use billing::{BillingVisit, ClosedMonth, ExportRecord, StoredReview};
+pub use claims::{ClaimDay, ClaimFileRecord, ClaimsApplied, ClaimsUsage, OfficialFigure};
 pub use clinics::{Clinic, ClinicScope};
 pub use credentials::{DeviceAuth, EmailLink, TokenAuth};
 pub use devices::{Device, DeviceStatus};

@@ -1,4 +1,5 @@
-//! `POST /api/v1/events`: an agent delivers a batch of events.
+//! `POST /api/v1/events`: an agent delivers a batch of events; `POST /api/v1/claims`: one month's claims
+//! (a レセ電 file reduced at the clinic, `EventPayload::Claims`) alone, under a body limit that fits one.
 //!
 //! 202 means every event of the batch is durable: published to the queue with a broker confirm (full
 //! mode) or committed to the embedded database. A batch is accepted or refused whole. Resending a batch
@@ -19,12 +20,33 @@ use time::OffsetDateTime;
 use crate::auth::AuthenticatedDevice;
 use crate::{ApiError, AppState};
 
+/// A claims request's body limit: a month of a large hospital's receipts, reduced, is a few tens of MB.
+const MAX_CLAIMS_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Which route a batch came in by: each carries its own kind of events.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Events,
+    Claims,
+}
+
 pub(crate) async fn post_events(
     state: web::Data<AppState>,
     device: AuthenticatedDevice,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let result = accept(state, device, payload).await;
+    respond(accept(state, device, payload, Route::Events).await)
+}
+
+pub(crate) async fn post_claims(
+    state: web::Data<AppState>,
+    device: AuthenticatedDevice,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    respond(accept(state, device, payload, Route::Claims).await)
+}
+
+fn respond(result: Result<Accepted, ApiError>) -> Result<HttpResponse, ApiError> {
     let m = onshi_telemetry::metrics();
     match &result {
         Ok(counts) => {
@@ -52,6 +74,7 @@ async fn accept(
     state: web::Data<AppState>,
     AuthenticatedDevice(device): AuthenticatedDevice,
     mut payload: web::Payload,
+    route: Route,
 ) -> Result<Accepted, ApiError> {
     // Per-device fixed window: a runaway agent cannot starve the others. A cache outage must not stop
     // ingest, so the limiter fails open.
@@ -63,17 +86,37 @@ async fn accept(
         Err(e) => tracing::warn!(error = %e, "rate limiter unavailable; allowing the request"),
     }
 
+    let limit = match route {
+        Route::Events => state.max_body_bytes,
+        Route::Claims => state.max_body_bytes.max(MAX_CLAIMS_BODY_BYTES),
+    };
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk =
             chunk.map_err(|_| ApiError::InvalidBatch(onshi_domain::FieldError::new("", "body could not be read")))?;
-        if body.len() + chunk.len() > state.max_body_bytes {
-            return Err(ApiError::PayloadTooLarge { limit: state.max_body_bytes });
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
         }
         body.extend_from_slice(&chunk);
     }
 
     let batch = EventBatch::from_json(&body).map_err(ApiError::InvalidBatch)?;
+    let claims = batch.events.iter().filter(|e| matches!(e.payload, onshi_domain::EventPayload::Claims(_))).count();
+    match route {
+        Route::Events if claims > 0 => {
+            return Err(ApiError::RejectedBatch(onshi_domain::FieldError::new(
+                "events",
+                "claims (レセ電) go to /api/v1/claims, one file per request",
+            )));
+        }
+        Route::Claims if claims != 1 || batch.events.len() != 1 => {
+            return Err(ApiError::RejectedBatch(onshi_domain::FieldError::new(
+                "events",
+                "exactly one claims event (one レセ電 file) per request",
+            )));
+        }
+        _ => {}
+    }
     let now = OffsetDateTime::now_utc();
     batch.validate(&device.clinic.code, now).map_err(ApiError::RejectedBatch)?;
 

@@ -60,6 +60,7 @@ routes! {
     get "/static/feed.js" Open => pages::feed_script;
 
     post "/api/v1/events" Device => ingest::post_events;
+    post "/api/v1/claims" Device => ingest::post_claims;
     post "/api/v1/agent/enroll" Device => agent::enroll;
     post "/api/v1/agent/token" Device => agent::token;
 

@@ -1,0 +1,479 @@
+//! The clinic's claims (レセ電) as the agent delivered them, and the official 利用率 figures as 支払基金
+//! notified them.
+//!
+//! Replacement, so that a month is never counted twice and a correction always wins:
+//! - the same file again (same SHA-256) changes nothing;
+//! - a file for the same 請求年月, 審査支払機関 and volume as a current one replaces it whole (a corrected
+//!   file sent again before submission);
+//! - a receipt for a (診療年月, patient) that an earlier file already claimed replaces that receipt (月遅れ,
+//!   返戻 resubmitted in a later month).
+//!
+//! Each import is audited (`uke.imported`) with what it replaced, in the transaction that stores it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use onshi_domain::{ClaimedVisitKind, ClaimsFile, YearMonth};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::audit::{AuditEntry, AuditResult};
+use crate::entities::{claim_days, claim_files, claim_receipts, official_usage, visits};
+use crate::{ClinicScope, StoreError, TenantStore};
+
+/// Rows per INSERT: well under SQLite's bound on parameters.
+const CHUNK: usize = 400;
+
+/// What importing one file did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimsApplied {
+    /// The same file was imported before: nothing changed.
+    pub duplicate: bool,
+    pub receipts: usize,
+    /// Earlier files for the same month, payer and volume, now replaced.
+    pub replaced_files: usize,
+    /// Receipts of other files for a (診療年月, patient) this file claims again.
+    pub superseded_receipts: usize,
+}
+
+/// One patient-day as the claims state it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimDay {
+    pub patient: Option<String>,
+    pub date: Date,
+    pub kind: Option<ClaimedVisitKind>,
+    /// Reception-addon codes claimed that day.
+    pub addons: Vec<String>,
+    /// The receipt's sealed カルテ番号 (opened only by the billing pages).
+    pub chart_sealed: Option<String>,
+}
+
+/// A file as the pages list it.
+#[derive(Debug, Clone)]
+pub struct ClaimFileRecord {
+    pub claim_month: YearMonth,
+    pub payer: String,
+    pub volume: i16,
+    pub receipts: i32,
+    pub total_points: i64,
+    pub file_sha256: String,
+    pub imported_at: OffsetDateTime,
+    pub replaced: bool,
+}
+
+/// A service month's receipts from the claims: the claims-based 利用率's parts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClaimsUsage {
+    /// 入院外 receipts (the official figure's denominator).
+    pub outpatient_receipts: u64,
+    /// Of them, receipts whose patient used a マイナ保険証 at this clinic that month (matched by pseudonym).
+    pub myna_receipts: u64,
+    /// Of them, receipts whose patient had any 資格確認 result here that month.
+    pub matched_receipts: u64,
+}
+
+/// The official figure for one clinic and month, as notified (支払基金's お知らせ or the portal).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OfficialFigure {
+    pub uses: Option<i32>,
+    pub users: Option<i32>,
+    pub receipts: Option<i32>,
+    pub rate: f64,
+    pub notified_on: Option<Date>,
+}
+
+fn kind_text(kind: ClaimedVisitKind) -> &'static str {
+    match kind {
+        ClaimedVisitKind::First => "初診",
+        ClaimedVisitKind::Revisit => "再診",
+    }
+}
+
+fn kind_of(text: Option<&str>) -> Option<ClaimedVisitKind> {
+    match text {
+        Some("初診") => Some(ClaimedVisitKind::First),
+        Some("再診") => Some(ClaimedVisitKind::Revisit),
+        _ => None,
+    }
+}
+
+impl TenantStore<'_> {
+    /// Stores one claims file inside the ingest transaction `txn` (see the module for what it replaces).
+    pub(crate) async fn apply_claims_in(
+        &self,
+        txn: &DatabaseTransaction,
+        clinic: Uuid,
+        device: Uuid,
+        event: Uuid,
+        file: &ClaimsFile,
+        received_at: OffsetDateTime,
+    ) -> Result<ClaimsApplied, StoreError> {
+        let tenant = self.tenant_uuid();
+        let same = claim_files::Entity::find()
+            .filter(claim_files::Column::TenantId.eq(tenant))
+            .filter(claim_files::Column::ClinicId.eq(clinic))
+            .filter(claim_files::Column::FileSha256.eq(&file.file_sha256))
+            .one(txn)
+            .await?;
+        if same.is_some() {
+            return Ok(ClaimsApplied { duplicate: true, ..Default::default() });
+        }
+        let file_id = Uuid::now_v7();
+
+        // Earlier files for the same month, payer and volume: replaced whole.
+        let earlier: Vec<Uuid> = claim_files::Entity::find()
+            .select_only()
+            .column(claim_files::Column::Id)
+            .filter(claim_files::Column::TenantId.eq(tenant))
+            .filter(claim_files::Column::ClinicId.eq(clinic))
+            .filter(claim_files::Column::ClaimMonth.eq(file.claim_month.to_string()))
+            .filter(claim_files::Column::Payer.eq(file.payer.as_str()))
+            .filter(claim_files::Column::Volume.eq(i16::from(file.volume)))
+            .filter(claim_files::Column::ReplacedBy.is_null())
+            .into_tuple()
+            .all(txn)
+            .await?;
+        let mut gone: Vec<Uuid> = Vec::new();
+        for chunk in earlier.chunks(CHUNK) {
+            let ids: Vec<Uuid> = claim_receipts::Entity::find()
+                .select_only()
+                .column(claim_receipts::Column::Id)
+                .filter(claim_receipts::Column::TenantId.eq(tenant))
+                .filter(claim_receipts::Column::FileId.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(txn)
+                .await?;
+            gone.extend(ids);
+        }
+        let replaced_files = earlier.len();
+        let in_replaced = gone.len();
+
+        // Receipts of other current files for a (診療年月, patient) claimed again here.
+        let mut claimed: HashMap<String, HashSet<&str>> = HashMap::new();
+        for r in &file.receipts {
+            if let Some(p) = &r.patient {
+                claimed.entry(r.service_month.to_string()).or_default().insert(p.as_str());
+            }
+        }
+        let already: HashSet<Uuid> = gone.iter().copied().collect();
+        for (month, patients) in &claimed {
+            let patients: Vec<String> = patients.iter().map(|p| (*p).to_owned()).collect();
+            for chunk in patients.chunks(CHUNK) {
+                let ids: Vec<Uuid> = claim_receipts::Entity::find()
+                    .select_only()
+                    .column(claim_receipts::Column::Id)
+                    .filter(claim_receipts::Column::TenantId.eq(tenant))
+                    .filter(claim_receipts::Column::ClinicId.eq(clinic))
+                    .filter(claim_receipts::Column::ServiceMonth.eq(month.as_str()))
+                    .filter(claim_receipts::Column::PatientRef.is_in(chunk.iter().cloned()))
+                    .into_tuple()
+                    .all(txn)
+                    .await?;
+                gone.extend(ids.into_iter().filter(|id| !already.contains(id)));
+            }
+        }
+        let superseded_receipts = gone.len() - in_replaced;
+        for chunk in gone.chunks(CHUNK) {
+            claim_days::Entity::delete_many()
+                .filter(claim_days::Column::TenantId.eq(tenant))
+                .filter(claim_days::Column::ReceiptId.is_in(chunk.iter().copied()))
+                .exec(txn)
+                .await?;
+            claim_receipts::Entity::delete_many()
+                .filter(claim_receipts::Column::TenantId.eq(tenant))
+                .filter(claim_receipts::Column::Id.is_in(chunk.iter().copied()))
+                .exec(txn)
+                .await?;
+        }
+        if !earlier.is_empty() {
+            claim_files::Entity::update_many()
+                .col_expr(claim_files::Column::ReplacedBy, sea_orm::sea_query::Expr::value(file_id))
+                .filter(claim_files::Column::TenantId.eq(tenant))
+                .filter(claim_files::Column::Id.is_in(earlier.iter().copied()))
+                .exec(txn)
+                .await?;
+        }
+
+        claim_files::ActiveModel {
+            id: Set(file_id),
+            tenant_id: Set(tenant),
+            clinic_id: Set(clinic),
+            device_id: Set(device),
+            event_id: Set(event),
+            claim_month: Set(file.claim_month.to_string()),
+            payer: Set(file.payer.as_str().to_owned()),
+            volume: Set(i16::from(file.volume)),
+            file_sha256: Set(file.file_sha256.clone()),
+            receipts: Set(i32::try_from(file.receipts.len()).unwrap_or(i32::MAX)),
+            total_points: Set(i64::try_from(file.total_points).unwrap_or(i64::MAX)),
+            imported_at: Set(received_at),
+            replaced_by: Set(None),
+        }
+        .insert(txn)
+        .await?;
+
+        let mut receipts = Vec::with_capacity(file.receipts.len());
+        let mut days = Vec::new();
+        for r in &file.receipts {
+            let id = Uuid::now_v7();
+            receipts.push(claim_receipts::ActiveModel {
+                id: Set(id),
+                tenant_id: Set(tenant),
+                clinic_id: Set(clinic),
+                file_id: Set(file_id),
+                service_month: Set(r.service_month.to_string()),
+                receipt_no: Set(i32::try_from(r.receipt_no).unwrap_or(i32::MAX)),
+                receipt_type: Set(r.receipt_type.clone()),
+                outpatient: Set(r.outpatient),
+                patient_ref: Set(r.patient.as_ref().map(|p| p.as_str().to_owned())),
+                online_confirmed: Set(r.online_confirmed),
+                chart_sealed: Set(r.chart.clone()),
+                points: Set(i64::try_from(r.points).unwrap_or(i64::MAX)),
+            });
+            let mut by_day: BTreeMap<Date, (Option<ClaimedVisitKind>, Vec<String>, Vec<String>)> = BTreeMap::new();
+            for v in &r.visits {
+                let day = by_day.entry(v.date.0).or_default();
+                day.0 = Some(v.kind);
+                day.1.extend(v.codes.iter().cloned());
+            }
+            for a in &r.addons {
+                for d in &a.dates {
+                    by_day.entry(d.0).or_default().2.push(a.code.clone());
+                }
+            }
+            for (date, (kind, codes, addons)) in by_day {
+                days.push(claim_days::ActiveModel {
+                    tenant_id: Set(tenant),
+                    clinic_id: Set(clinic),
+                    receipt_id: Set(id),
+                    service_date: Set(date),
+                    patient_ref: Set(r.patient.as_ref().map(|p| p.as_str().to_owned())),
+                    kind: Set(kind.map(|k| kind_text(k).to_owned())),
+                    codes: Set(serde_json::json!(codes)),
+                    addons: Set(serde_json::json!(addons)),
+                });
+            }
+        }
+        let receipt_count = receipts.len();
+        for chunk in receipts.chunks(CHUNK) {
+            claim_receipts::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
+        }
+        for chunk in days.chunks(CHUNK) {
+            claim_days::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
+        }
+
+        let mut audit = AuditEntry::new(
+            None,
+            &format!("device:{}", onshi_domain::DeviceId::from_uuid(device)),
+            "uke.imported",
+            &format!("clinic:{}", onshi_domain::ClinicId::from_uuid(clinic)),
+            AuditResult::Success,
+        );
+        audit.details = serde_json::json!({
+            "claim_month": file.claim_month.to_string(),
+            "payer": file.payer.as_str(),
+            "volume": file.volume,
+            "file_sha256": file.file_sha256,
+            "receipts": receipt_count,
+            "total_points": file.total_points,
+            "replaced_files": replaced_files,
+            "superseded_receipts": superseded_receipts,
+        });
+        self.append_in(txn, &audit).await?;
+        Ok(ClaimsApplied { duplicate: false, receipts: receipt_count, replaced_files, superseded_receipts })
+    }
+
+    /// The claimed patient-days of a clinic from `from` to `to`, with each receipt's sealed カルテ番号.
+    pub async fn claim_days(&self, clinic: &ClinicScope, from: Date, to: Date) -> Result<Vec<ClaimDay>, StoreError> {
+        let txn = self.read().await?;
+        let rows = claim_days::Entity::find()
+            .filter(claim_days::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(claim_days::Column::ClinicId.eq(clinic.uuid()))
+            .filter(claim_days::Column::ServiceDate.gte(from))
+            .filter(claim_days::Column::ServiceDate.lte(to))
+            .all(&txn)
+            .await?;
+        let receipt_ids: Vec<Uuid> = rows.iter().map(|r| r.receipt_id).collect::<HashSet<_>>().into_iter().collect();
+        let mut charts: HashMap<Uuid, Option<String>> = HashMap::new();
+        for chunk in receipt_ids.chunks(CHUNK) {
+            let found: Vec<(Uuid, Option<String>)> = claim_receipts::Entity::find()
+                .select_only()
+                .column(claim_receipts::Column::Id)
+                .column(claim_receipts::Column::ChartSealed)
+                .filter(claim_receipts::Column::TenantId.eq(self.tenant_uuid()))
+                .filter(claim_receipts::Column::Id.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            charts.extend(found);
+        }
+        txn.commit().await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ClaimDay {
+                chart_sealed: charts.get(&r.receipt_id).cloned().flatten(),
+                patient: r.patient_ref,
+                date: r.service_date,
+                kind: kind_of(r.kind.as_deref()),
+                addons: serde_json::from_value(r.addons).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// The clinic's imported files, newest claim month first.
+    pub async fn claim_files(&self, clinic: &ClinicScope) -> Result<Vec<ClaimFileRecord>, StoreError> {
+        let txn = self.read().await?;
+        let rows = claim_files::Entity::find()
+            .filter(claim_files::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(claim_files::Column::ClinicId.eq(clinic.uuid()))
+            .order_by_desc(claim_files::Column::ClaimMonth)
+            .order_by_desc(claim_files::Column::ImportedAt)
+            .limit(60)
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(ClaimFileRecord {
+                    claim_month: YearMonth::parse(&r.claim_month)?,
+                    payer: r.payer,
+                    volume: r.volume,
+                    receipts: r.receipts,
+                    total_points: r.total_points,
+                    file_sha256: r.file_sha256,
+                    imported_at: r.imported_at,
+                    replaced: r.replaced_by.is_some(),
+                })
+            })
+            .collect())
+    }
+
+    /// The claims-based 利用率's parts per service month (months without receipts are left out).
+    pub async fn claims_usage(
+        &self,
+        clinic: &ClinicScope,
+        months: &[YearMonth],
+    ) -> Result<BTreeMap<YearMonth, ClaimsUsage>, StoreError> {
+        let txn = self.read().await?;
+        let mut out = BTreeMap::new();
+        for month in months {
+            let receipts: Vec<Option<String>> = claim_receipts::Entity::find()
+                .select_only()
+                .column(claim_receipts::Column::PatientRef)
+                .filter(claim_receipts::Column::TenantId.eq(self.tenant_uuid()))
+                .filter(claim_receipts::Column::ClinicId.eq(clinic.uuid()))
+                .filter(claim_receipts::Column::ServiceMonth.eq(month.to_string()))
+                .filter(claim_receipts::Column::Outpatient.eq(true))
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            if receipts.is_empty() {
+                continue;
+            }
+            let seen: Vec<(Option<String>, bool)> = visits::Entity::find()
+                .select_only()
+                .column(visits::Column::PatientRef)
+                .column(visits::Column::Myna)
+                .filter(visits::Column::TenantId.eq(self.tenant_uuid()))
+                .filter(visits::Column::ClinicId.eq(clinic.uuid()))
+                .filter(visits::Column::VisitDate.gte(month.first_day()))
+                .filter(visits::Column::VisitDate.lte(month.last_day()))
+                .filter(visits::Column::PatientRef.is_not_null())
+                .into_tuple()
+                .all(&txn)
+                .await?;
+            let mut myna: HashSet<String> = HashSet::new();
+            let mut any: HashSet<String> = HashSet::new();
+            for (p, m) in seen.into_iter().filter_map(|(p, m)| Some((p?, m))) {
+                if m {
+                    myna.insert(p.clone());
+                }
+                any.insert(p);
+            }
+            let mut usage = ClaimsUsage { outpatient_receipts: receipts.len() as u64, ..Default::default() };
+            for p in receipts.iter().flatten() {
+                usage.myna_receipts += u64::from(myna.contains(p));
+                usage.matched_receipts += u64::from(any.contains(p));
+            }
+            out.insert(*month, usage);
+        }
+        txn.commit().await?;
+        Ok(out)
+    }
+
+    /// The official figures entered for a clinic, by month.
+    pub async fn official_usage(
+        &self,
+        clinic: &ClinicScope,
+    ) -> Result<BTreeMap<YearMonth, OfficialFigure>, StoreError> {
+        let txn = self.read().await?;
+        let rows = official_usage::Entity::find()
+            .filter(official_usage::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(official_usage::Column::ClinicId.eq(clinic.uuid()))
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some((
+                    YearMonth::parse(&r.month)?,
+                    OfficialFigure {
+                        uses: r.uses,
+                        users: r.users,
+                        receipts: r.receipts,
+                        rate: r.rate,
+                        notified_on: r.notified_on,
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    /// Enters (or corrects) official figures for one or more clinic-months, audited per clinic-month, in
+    /// one transaction: a pasted list is taken whole or not at all.
+    pub async fn set_official_usage(
+        &self,
+        entries: &[(&ClinicScope, YearMonth, OfficialFigure)],
+        by: Option<onshi_domain::UserId>,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let txn = self.write().await?;
+        let now = OffsetDateTime::now_utc();
+        for (clinic, month, f) in entries {
+            official_usage::Entity::delete_many()
+                .filter(official_usage::Column::TenantId.eq(self.tenant_uuid()))
+                .filter(official_usage::Column::ClinicId.eq(clinic.uuid()))
+                .filter(official_usage::Column::Month.eq(month.to_string()))
+                .exec(&txn)
+                .await?;
+            official_usage::ActiveModel {
+                tenant_id: Set(self.tenant_uuid()),
+                clinic_id: Set(clinic.uuid()),
+                month: Set(month.to_string()),
+                uses: Set(f.uses),
+                users: Set(f.users),
+                receipts: Set(f.receipts),
+                rate: Set(f.rate),
+                notified_on: Set(f.notified_on),
+                entered_by: Set(by.map(|u| u.as_uuid())),
+                entered_at: Set(now),
+            }
+            .insert(&txn)
+            .await?;
+            let mut entry = audit.clone();
+            entry.target = format!("clinic:{}", clinic.clinic().id);
+            entry.details = serde_json::json!({
+                "month": month.to_string(), "rate": f.rate, "uses": f.uses, "users": f.users,
+                "receipts": f.receipts, "notified_on": f.notified_on.map(|d| d.to_string()),
+            });
+            self.append_in(&txn, &entry).await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+}
