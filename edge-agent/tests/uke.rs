@@ -1,6 +1,8 @@
 //! The レセ電 reader: synthetic files in, the claims contract out; every way a file can be incomplete or
 //! inconsistent refused whole; the same person gets the same pseudonym from claims and 資格確認 results.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use onshi_agent::oqs::{ParseContext, parse_file};
 use onshi_agent::simulate::{Confirmation, Generator, Outcome, confirmation_file};
 use onshi_agent::uke::synth::{SynthFile, SynthReceipt, SynthVisit};
@@ -214,4 +216,18 @@ proptest::proptest! {
             claims.validate(&ctx().clinic.unwrap(), "claims").unwrap();
         }
     }
+}
+
+#[test]
+fn a_volume_before_the_last_has_no_counts_and_is_read_as_its_volume() {
+    let text = encoding_rs::SHIFT_JIS.decode(&small().render()).0.into_owned();
+    let go = text.lines().find(|l| l.starts_with("GO")).unwrap().to_owned();
+    let first_volume = text.replace(&go, "GO,,,01");
+    let claims = parse(&encoding_rs::SHIFT_JIS.encode(&first_volume).0, &ctx()).unwrap();
+    assert_eq!(claims.volume, 1);
+    assert_eq!(claims.receipts.len(), 3);
+    let second = text.replacen(",00,03-0000-0000", ",01,03-0000-0000", 1);
+    assert_eq!(parse(&encoding_rs::SHIFT_JIS.encode(&second).0, &ctx()).unwrap().volume, 2);
+    // The last volume keeps its counts and they are checked.
+    assert!(parse(&encoding_rs::SHIFT_JIS.encode(&text.replace(&go, "GO,,,99")).0, &ctx()).is_err());
 }

@@ -219,10 +219,8 @@ pub fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<ClaimsFile, UkeError> {
     let code = format!("{}{}{}", ir.field(layout::IR_PREFECTURE), table, ir.field(layout::IR_CODE));
     let institution_code = MedicalInstitutionCode::parse(&code)
         .map_err(|_| bad(line, "IR: 都道府県 and 医療機関コード do not form a 10-digit 医療機関コード"))?;
-    if let Some(enrolled) = &ctx.clinic {
-        if enrolled != &institution_code {
-            return Err(UkeError::WrongClinic { found: institution_code.to_string() });
-        }
+    if ctx.clinic.as_ref().is_some_and(|enrolled| enrolled != &institution_code) {
+        return Err(UkeError::WrongClinic { found: institution_code.to_string() });
     }
     let claim_month =
         year_month(ir.field(layout::IR_CLAIM_MONTH)).ok_or_else(|| bad(line, "IR: 請求年月 is not GYYMM or YYYYMM"))?;
@@ -291,6 +289,20 @@ pub fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<ClaimsFile, UkeError> {
     let Some((_, count, points)) = trailer else {
         return Err(UkeError::NoTrailer);
     };
+    // A volume before the last of a multi-volume submission leaves GO's counts empty.
+    let intermediate = count == 0 && points == 0 && volume_of_go_is_not_last(&text);
+    if intermediate {
+        let total: u64 = receipts.iter().map(|r| r.points).sum();
+        return Ok(ClaimsFile {
+            institution_code,
+            claim_month,
+            payer,
+            volume,
+            file_sha256,
+            total_points: total,
+            receipts,
+        });
+    }
     if count != receipts.len() as u64 {
         return Err(UkeError::Counts { what: "総件数", stated: count, read: receipts.len() as u64 });
     }
@@ -299,6 +311,14 @@ pub fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<ClaimsFile, UkeError> {
         return Err(UkeError::Counts { what: "総合計点数", stated: points, read: total });
     }
     Ok(ClaimsFile { institution_code, claim_month, payer, volume, file_sha256, total_points: total, receipts })
+}
+
+/// Whether the file's GO says it is not the last volume (anything but 99).
+fn volume_of_go_is_not_last(text: &str) -> bool {
+    text.lines()
+        .rev()
+        .find(|l| l.starts_with("GO"))
+        .is_some_and(|l| Record::new(0, l.trim_end_matches('\r')).field(layout::GO_VOLUME) != "99")
 }
 
 fn read_receipt(re: &Record<'_>) -> Result<Open, UkeError> {
@@ -313,7 +333,7 @@ fn read_receipt(re: &Record<'_>) -> Result<Open, UkeError> {
     let service_month = year_month(re.field(layout::RE_SERVICE_MONTH))
         .ok_or_else(|| bad(line, "RE: 診療年月 is not GYYMM or YYYYMM"))?;
     // The last digit of the 種別 is 入院 (odd) or 入院外 (even, 0 included).
-    let outpatient = receipt_type.bytes().last().is_some_and(|d| (d - b'0') % 2 == 0);
+    let outpatient = receipt_type.bytes().last().is_some_and(|d| (d - b'0').is_multiple_of(2));
     Ok(Open {
         line,
         receipt: ClaimReceipt {

@@ -198,10 +198,8 @@ impl ClaimsFile {
             if r.receipt_type.len() != 4 || !r.receipt_type.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(FieldError::new(at("receipt_type"), "4 digits"));
             }
-            if let Some(chart) = &r.chart {
-                if !crate::sealed::is_sealed_shape(chart) {
-                    return Err(FieldError::new(at("chart"), "a sealed chart number (never the number itself)"));
-                }
+            if r.chart.as_deref().is_some_and(|c| !crate::sealed::is_sealed_shape(c)) {
+                return Err(FieldError::new(at("chart"), "a sealed chart number (never the number itself)"));
             }
             let codes: usize = r.visits.iter().map(|v| v.codes.len()).sum::<usize>()
                 + r.addons.iter().map(|a| a.dates.len()).sum::<usize>();

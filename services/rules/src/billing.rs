@@ -17,6 +17,10 @@
 //! - `missed` (算定漏れ候補): confirmed with マイナ保険証 yet nothing is claimable, usually a missing 届出
 //!   or 利用率 in the clinic's settings;
 //! - `over` (過剰算定候補): the clerk's corrections raised the points above what the derived facts give.
+//!
+//! Once the clinic's レセ電 is imported, each visit also carries what was really claimed that day
+//! (`Fact::claimed`) and the line compares it with the engine (`Line::claim`): an addon the engine grants
+//! but the claims lack is a 算定漏れ, a claimed addon code the engine does not grant a 過剰算定.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -42,6 +46,90 @@ pub struct Fact {
     pub known_kind: Option<VisitKind>,
     pub myna: bool,
     pub info_obtained: bool,
+    /// The reception-addon codes the clinic's claims carry for this patient and day; `None` when no
+    /// claims are imported for the visit's month.
+    pub claimed: Option<Vec<String>>,
+}
+
+/// What the claims say against what the engine grants, for one visit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClaimCheck {
+    /// The addon codes claimed that day.
+    pub claimed: Vec<String>,
+    /// Addons the engine grants that the claims lack (算定漏れ), by name, and their points.
+    pub missing: Vec<String>,
+    pub missing_points: u32,
+    /// Claimed addon codes the engine does not grant (過剰算定), and their points.
+    pub excess: Vec<String>,
+    pub excess_points: u32,
+}
+
+impl ClaimCheck {
+    pub fn agrees(&self) -> bool {
+        self.missing.is_empty() && self.excess.is_empty()
+    }
+
+    /// Compares the engine's addons with the claimed codes. An addon whose code is not in the rules data
+    /// matches any one claimed code the engine does not otherwise explain.
+    pub fn of(rules: &RuleSet, date: Date, granted: &[Granted], claimed: &[String]) -> Self {
+        let mut unexplained: Vec<&String> =
+            claimed.iter().filter(|c| !granted.iter().any(|g| g.code.as_deref() == Some(c.as_str()))).collect();
+        let mut check = ClaimCheck { claimed: claimed.to_vec(), ..Default::default() };
+        for g in granted {
+            let present = match &g.code {
+                Some(code) => claimed.contains(code),
+                None => unexplained.pop().is_some(),
+            };
+            if !present {
+                check.missing.push(g.name.clone());
+                check.missing_points += g.points;
+            }
+        }
+        for code in unexplained {
+            check.excess.push(code.clone());
+            check.excess_points += rules.points_of_code(code, date).unwrap_or(0);
+        }
+        check
+    }
+}
+
+/// A clinic-month's claims against the engine, in points (1 点 = 10 円).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClaimSummary {
+    /// Visits whose month has claims imported.
+    pub checked: u32,
+    pub agrees: u32,
+    pub missing: u32,
+    pub missing_points: u32,
+    pub excess: u32,
+    pub excess_points: u32,
+    /// Points of the reception addons the claims carry, and those the engine grants, on checked visits.
+    pub claimed_points: u32,
+    pub engine_points: u32,
+}
+
+impl ClaimSummary {
+    pub fn of(lines: &[Line]) -> Self {
+        let mut s = Self::default();
+        for l in lines {
+            let Some(c) = &l.claim else { continue };
+            s.checked += 1;
+            s.engine_points += l.points;
+            s.claimed_points += l.points.saturating_sub(c.missing_points) + c.excess_points;
+            if c.agrees() {
+                s.agrees += 1;
+            }
+            if !c.missing.is_empty() {
+                s.missing += 1;
+                s.missing_points += c.missing_points;
+            }
+            if !c.excess.is_empty() {
+                s.excess += 1;
+                s.excess_points += c.excess_points;
+            }
+        }
+        s
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -93,6 +181,9 @@ pub struct Line {
     pub not_claimable: bool,
     pub missed: bool,
     pub over: bool,
+    /// Claimed against granted, once the month's レセ電 is imported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<ClaimCheck>,
 }
 
 fn settled() -> bool {
@@ -180,6 +271,7 @@ pub fn review(
             }
         }
         let overridden = c.is_some_and(|c| c.status == ReviewStatus::Adjusted);
+        let claim = f.claimed.as_ref().map(|claimed| ClaimCheck::of(rules, f.date, &addons, claimed));
         lines.push(Line {
             id: f.id.clone(),
             date: f.date,
@@ -201,6 +293,7 @@ pub fn review(
             excluded: c.is_some_and(|c| c.exclude),
             needs_review: c.is_none_or(|c| c.status == ReviewStatus::Settled),
             overridden,
+            claim,
         });
     }
     lines.sort_by(|a, b| (a.date, &a.id).cmp(&(b.date, &b.id)));
@@ -234,6 +327,7 @@ mod tests {
             known_kind: None,
             myna,
             info_obtained: myna,
+            claimed: None,
         }
     }
 

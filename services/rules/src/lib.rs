@@ -9,6 +9,7 @@
 
 pub mod billing;
 mod engine;
+pub mod figures;
 mod input;
 mod rules;
 pub mod usage;

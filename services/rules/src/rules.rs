@@ -152,6 +152,15 @@ fn date(id: &str, field: &str, s: &str) -> Result<Date, RulesError> {
 }
 
 impl RuleSet {
+    /// The points of the addon with レセ電 code `code` in force on `date`, if the rules data knows it.
+    pub fn points_of_code(&self, code: &str, date: Date) -> Option<u32> {
+        self.rules
+            .iter()
+            .find(|r| r.code.as_deref() == Some(code) && r.from <= date && r.to.is_none_or(|to| date <= to))
+            .or_else(|| self.rules.iter().find(|r| r.code.as_deref() == Some(code)))
+            .map(|r| r.points)
+    }
+
     pub fn builtin() -> Result<Self, RulesError> {
         Self::from_toml(crate::BUILTIN_RULES)
     }

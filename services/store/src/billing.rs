@@ -66,11 +66,24 @@ impl TenantStore<'_> {
             .filter(clinic_billing::Column::TenantId.eq(self.tenant_uuid()))
             .one(&txn)
             .await?;
+        let official = crate::entities::official_usage::Entity::find()
+            .filter(crate::entities::official_usage::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(crate::entities::official_usage::Column::ClinicId.eq(clinic.uuid()))
+            .all(&txn)
+            .await?;
         txn.commit().await?;
-        match row {
-            Some(r) => ClinicSettings::from_json(&r.settings).map_err(|e| StoreError::Corrupt(e.to_string())),
-            None => Ok(ClinicSettings::default()),
+        let mut settings = match row {
+            Some(r) => ClinicSettings::from_json(&r.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            None => ClinicSettings::default(),
+        };
+        // The official figures entered with their notice (or pasted for the group) are the レセプト件数ベース
+        // rates the engine uses; they win over a rate typed before they were kept apart.
+        for o in official {
+            if let Some(month) = YearMonth::parse(&o.month) {
+                settings.usage_rates.insert(month, o.rate);
+            }
         }
+        Ok(settings)
     }
 
     pub async fn set_billing_settings(

@@ -85,6 +85,9 @@ pub struct OfficialFigure {
     pub notified_on: Option<Date>,
 }
 
+/// One day of a receipt: 初診/再診, its codes, the addon codes.
+type DayCodes = (Option<ClaimedVisitKind>, Vec<String>, Vec<String>);
+
 fn kind_text(kind: ClaimedVisitKind) -> &'static str {
     match kind {
         ClaimedVisitKind::First => "初診",
@@ -233,7 +236,7 @@ impl TenantStore<'_> {
                 chart_sealed: Set(r.chart.clone()),
                 points: Set(i64::try_from(r.points).unwrap_or(i64::MAX)),
             });
-            let mut by_day: BTreeMap<Date, (Option<ClaimedVisitKind>, Vec<String>, Vec<String>)> = BTreeMap::new();
+            let mut by_day: BTreeMap<Date, DayCodes> = BTreeMap::new();
             for v in &r.visits {
                 let day = by_day.entry(v.date.0).or_default();
                 day.0 = Some(v.kind);
@@ -321,6 +324,38 @@ impl TenantStore<'_> {
                 addons: serde_json::from_value(r.addons).unwrap_or_default(),
             })
             .collect())
+    }
+
+    /// The months (診療年月) from `from` to `to` the clinic's imported claims cover.
+    pub async fn claimed_months(
+        &self,
+        clinic: &ClinicScope,
+        from: YearMonth,
+        to: YearMonth,
+    ) -> Result<std::collections::BTreeSet<YearMonth>, StoreError> {
+        let txn = self.read().await?;
+        let months: Vec<String> = claim_receipts::Entity::find()
+            .select_only()
+            .column(claim_receipts::Column::ServiceMonth)
+            .distinct()
+            .filter(claim_receipts::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(claim_receipts::Column::ClinicId.eq(clinic.uuid()))
+            .filter(claim_receipts::Column::ServiceMonth.gte(from.to_string()))
+            .filter(claim_receipts::Column::ServiceMonth.lte(to.to_string()))
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(months.iter().filter_map(|m| YearMonth::parse(m)).collect())
+    }
+
+    /// The key this group's agents seal カルテ番号 with (its pseudonymisation key), for the billing pages
+    /// to open them; `None` before the first agent enrolled.
+    pub async fn chart_key(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.read().await?;
+        let tenant = crate::entities::tenants::Entity::find_by_id(self.tenant_uuid()).one(&txn).await?;
+        txn.commit().await?;
+        Ok(tenant.and_then(|t| t.pseudonym_key).map(|k| hex::decode(&k).unwrap_or_else(|_| k.into_bytes())))
     }
 
     /// The clinic's imported files, newest claim month first.

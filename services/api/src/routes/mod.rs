@@ -117,7 +117,9 @@ routes! {
     get "/fleet" Perm(ManageAgents) => dashboard::fleet::fleet;
     get "/feed" Perm(ViewReceptions) => dashboard::feed::feed;
     get "/billing" Perm(ReviewBilling) => billing::group;
+    post "/billing/official-usage" Perm(ReviewBilling) => billing::import_official;
     get "/billing/{clinic}/{month}" Perm(ReviewBilling) => billing::month_page;
+    get "/billing/{clinic}/{month}/differences.csv" Perm(ReviewBilling) => billing::differences;
     post "/billing/{clinic}/{month}/visits/{visit}/review" Perm(ReviewBilling) => billing::review_visit;
     post "/billing/{clinic}/{month}/bulk" Perm(ReviewBilling) => billing::bulk;
     post "/billing/{clinic}/{month}/close" Perm(ReviewBilling) => billing::close_month;

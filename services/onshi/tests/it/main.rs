@@ -15,6 +15,7 @@ mod adapters;
 mod agent;
 mod billing;
 mod browser;
+mod claims;
 mod dashboards;
 mod durability;
 mod ingest;

@@ -17,7 +17,7 @@ use crate::web::guard::Caller;
 use crate::web::page::see_other;
 use crate::{ApiError, AppState};
 
-pub(crate) const HEADER: [&str; 13] = [
+pub(crate) const HEADER: [&str; 16] = [
     "受付日時（JST）",
     "患者キー",
     "区分",
@@ -31,7 +31,54 @@ pub(crate) const HEADER: [&str; 13] = [
     "確認状態",
     "担当者メモ",
     "根拠",
+    "レセ電の請求",
+    "照合",
+    "差（点）",
 ];
+
+/// The claims comparison of a line as the export and the differences list write it: what was claimed,
+/// the verdict, and the points the claims should change by (+ for 算定漏れ, - for 過剰算定).
+pub(crate) fn claim_columns(l: &Line) -> [String; 3] {
+    match &l.claim {
+        None => ["（レセ電未取込）".to_owned(), String::new(), String::new()],
+        Some(c) => {
+            let claimed = if c.claimed.is_empty() { "加算なし".to_owned() } else { c.claimed.join(" / ") };
+            let mut verdict = Vec::new();
+            if !c.missing.is_empty() {
+                verdict.push(format!("算定漏れ: {}", c.missing.join(" / ")));
+            }
+            if !c.excess.is_empty() {
+                verdict.push(format!("過剰算定: {}", c.excess.join(" / ")));
+            }
+            let verdict = if verdict.is_empty() { "一致".to_owned() } else { verdict.join("、") };
+            let diff = i64::from(c.missing_points) - i64::from(c.excess_points);
+            [claimed, verdict, if diff == 0 { String::new() } else { format!("{diff:+}") }]
+        }
+    }
+}
+
+/// The visits whose claims disagree with the engine, for the clerk to correct the レセコン before
+/// submitting: one row per visit, with the カルテ番号 where the claims gave it.
+pub(crate) fn differences_csv(lines: &[Line], times: &HashMap<String, String>) -> CsvTable {
+    let mut out =
+        CsvTable::new(&["受付日時（JST）", "患者キー", "区分", "レセ電の請求", "照合", "差（点）", "差（円）", "根拠"]);
+    for l in lines.iter().filter(|l| l.claim.as_ref().is_some_and(|c| !c.agrees())) {
+        let [claimed, verdict, diff] = claim_columns(l);
+        let yen =
+            l.claim.as_ref().map(|c| (i64::from(c.missing_points) - i64::from(c.excess_points)) * 10).unwrap_or(0);
+        out.push([
+            times.get(&l.id).cloned().unwrap_or_else(|| l.date.to_string()),
+            l.patient_key.clone(),
+            l.kind.label().to_owned(),
+            claimed,
+            verdict,
+            diff,
+            format!("{yen:+}"),
+            l.reason.clone(),
+        ]);
+    }
+    out
+}
 
 /// The rows of the export, in the order given; `times` maps a visit to its JST `YYYY-MM-DD HH:MM`.
 pub(crate) fn month_csv(lines: &[Line], times: &HashMap<String, String>) -> CsvTable {
@@ -51,6 +98,7 @@ pub(crate) fn month_csv(lines: &[Line], times: &HashMap<String, String>) -> CsvT
         } else {
             "算定"
         };
+        let [claimed, verdict, diff] = claim_columns(l);
         out.push([
             times.get(&l.id).cloned().unwrap_or_else(|| l.date.to_string()),
             l.patient_key.clone(),
@@ -65,9 +113,36 @@ pub(crate) fn month_csv(lines: &[Line], times: &HashMap<String, String>) -> CsvT
             review.to_owned(),
             l.note.clone(),
             l.reason.clone(),
+            claimed,
+            verdict,
+            diff,
         ]);
     }
     out
+}
+
+/// `GET /billing/{clinic}/{month}/differences.csv`: the month's claims that disagree with the engine.
+pub(crate) async fn differences(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_clinic, raw_month) = path.into_inner();
+    let store = state.store.tenant(caller.scope);
+    let clinic = caller.clinic(&store, &raw_clinic).await?;
+    let month = parse_month(&raw_month)?;
+    let MonthState { lines, first_at, .. } = month_state(&state.rules, &store, &clinic, month).await?;
+    let times: HashMap<String, String> =
+        first_at.iter().map(|(id, at)| (id.clone(), crate::web::time::jst_minute(at))).collect();
+    let table = differences_csv(&lines, &times);
+    store
+        .audit(
+            &caller
+                .entry("billing.differences", &format!("billing:{}:{month}", clinic.id), AuditResult::Success)
+                .details(serde_json::json!({ "rows": table.len() })),
+        )
+        .await?;
+    Ok(table.download(&format!("differences-{}-{month}", clinic.code)))
 }
 
 #[derive(Deserialize)]
@@ -179,6 +254,7 @@ mod tests {
                         known_kind: None,
                         myna: i % 2 == 0,
                         info_obtained: i % 3 != 0,
+                        claimed: (i % 4 == 0).then(|| vec!["112709570".to_owned()]),
                     });
                     i += 1;
                     day += time::Duration::days(9);

@@ -22,6 +22,8 @@ pub(crate) struct ClinicMonth {
     pub unsettled: usize,
     pub missed: usize,
     pub closed: bool,
+    /// The month's claims against the engine, once imported.
+    pub claims: Option<onshi_rules::billing::ClaimSummary>,
 }
 
 #[derive(Template)]
@@ -32,6 +34,9 @@ struct GroupPage {
     prev: String,
     next: String,
     rows: Vec<ClinicMonth>,
+    /// The group's claims against the engine: points 算定漏れ and 過剰算定 over the clinics with claims.
+    claims: onshi_rules::billing::ClaimSummary,
+    total_points: u32,
 }
 
 #[derive(Deserialize)]
@@ -62,11 +67,22 @@ pub(crate) async fn group(
             unsettled: lines.iter().filter(|l| !l.kind_settled).count(),
             missed: lines.iter().filter(|l| l.missed).count(),
             closed: closed.is_some(),
+            claims: Some(onshi_rules::billing::ClaimSummary::of(&lines)).filter(|c| c.checked > 0),
             clinic: clinic.clinic().clone(),
         });
     }
     store.audit(&caller.entry("billing.view", &format!("billing:{month}"), AuditResult::Success)).await?;
+    let mut claims = onshi_rules::billing::ClaimSummary::default();
+    for c in rows.iter().filter_map(|r| r.claims.as_ref()) {
+        claims.checked += c.checked;
+        claims.missing += c.missing;
+        claims.missing_points += c.missing_points;
+        claims.excess += c.excess;
+        claims.excess_points += c.excess_points;
+    }
     ok(GroupPage {
+        total_points: rows.iter().map(|r| r.points).sum(),
+        claims,
         page,
         month: month.to_string(),
         prev: month.plus(-1).to_string(),

@@ -12,12 +12,14 @@
 mod export;
 mod group;
 mod month;
+mod official;
 mod page;
 mod review;
 mod settings;
 
-pub(crate) use export::{download, export};
+pub(crate) use export::{differences, download, export};
 pub(crate) use group::group;
+pub(crate) use official::import_official;
 pub(crate) use page::month_page;
 pub(crate) use review::{bulk, close_month, reopen_month, review_visit};
 pub(crate) use settings::{set_standards, set_usage_rate};

@@ -40,6 +40,39 @@ fn kind_of(stored: Option<&str>) -> Option<VisitKind> {
     }
 }
 
+/// The clinic's imported claims over the reviewed month and its look-back: patient-days, the months
+/// they cover, and the key that opens the カルテ番号.
+struct Claims {
+    days: HashMap<(String, time::Date), onshi_store::ClaimDay>,
+    covered: BTreeSet<YearMonth>,
+    key: Option<Vec<u8>>,
+}
+
+impl Claims {
+    async fn load(
+        store: &TenantStore<'_>,
+        clinic: &ClinicScope,
+        from: YearMonth,
+        to: YearMonth,
+    ) -> Result<Self, ApiError> {
+        let covered = store.claimed_months(clinic, from, to).await?;
+        if covered.is_empty() {
+            return Ok(Self { days: HashMap::new(), covered, key: None });
+        }
+        let mut days = HashMap::new();
+        for d in store.claim_days(clinic, from.first_day(), to.last_day()).await? {
+            if let Some(p) = d.patient.clone() {
+                days.insert((p, d.date), d);
+            }
+        }
+        Ok(Self { days, covered, key: store.chart_key().await? })
+    }
+
+    fn open_chart(&self, sealed: Option<&str>) -> Option<String> {
+        onshi_domain::sealed::open_chart_number(self.key.as_deref()?, sealed?)
+    }
+}
+
 /// A rule as the month's legend shows it, once, instead of on every visit.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct LegendEntry {
@@ -85,18 +118,32 @@ pub(super) async fn month_review(
     let engine_clinic = onshi_rules::Clinic::new(clinic.id.to_string(), clinic.kind, settings);
     let start = month.plus(-LOOKBACK_MONTHS);
     let visits = store.billing_visits(clinic, start.first_day(), month.last_day()).await?;
+    let claims = Claims::load(store, clinic, start, month).await?;
     let facts: Vec<Fact> = visits
         .iter()
-        .map(|v| Fact {
-            id: v.id.to_string(),
-            patient: v.patient.clone().unwrap_or_else(|| format!("visit:{}", v.id)),
-            patient_key: patient_key(v.patient.as_deref()),
-            date: v.date,
-            first_seen: v.first_seen,
-            // Known once the clinic's レセ電 is imported; until then only a clerk settles it.
-            known_kind: None,
-            myna: v.myna,
-            info_obtained: v.info_obtained,
+        .map(|v| {
+            let day = v.patient.as_ref().and_then(|p| claims.days.get(&(p.clone(), v.date)));
+            Fact {
+                id: v.id.to_string(),
+                patient: v.patient.clone().unwrap_or_else(|| format!("visit:{}", v.id)),
+                // The clinic's own カルテ番号 once its レセ電 is imported, else the short pseudonym.
+                patient_key: day
+                    .and_then(|d| claims.open_chart(d.chart_sealed.as_deref()))
+                    .unwrap_or_else(|| patient_key(v.patient.as_deref())),
+                date: v.date,
+                first_seen: v.first_seen,
+                // From the clinic's レセ電 where it covers the day; otherwise only a clerk settles it.
+                known_kind: day.and_then(|d| d.kind).map(|k| match k {
+                    onshi_domain::ClaimedVisitKind::First => VisitKind::First,
+                    onshi_domain::ClaimedVisitKind::Revisit => VisitKind::Revisit,
+                }),
+                myna: v.myna,
+                info_obtained: v.info_obtained,
+                claimed: claims
+                    .covered
+                    .contains(&YearMonth::of(v.date))
+                    .then(|| day.map(|d| d.addons.clone()).unwrap_or_default()),
+            }
         })
         .collect();
     let months: Vec<YearMonth> = start.through(month).collect();

@@ -4,7 +4,7 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use onshi_rules::billing::Line;
+use onshi_rules::billing::{ClaimSummary, Line};
 use onshi_rules::{ClinicSettings, Standard};
 use onshi_store::{AuditResult, Clinic, ExportRecord};
 use serde::Deserialize;
@@ -22,7 +22,7 @@ pub(super) struct Filter {
     keep: fn(&Line) -> bool,
 }
 
-pub(super) const FILTERS: [Filter; 7] = [
+pub(super) const FILTERS: [Filter; 8] = [
     Filter { key: "", ja: "すべて", en: "All", keep: |_| true },
     Filter { key: "needs_review", ja: "未確認", en: "To review", keep: |l| l.needs_review },
     Filter { key: "unsettled", ja: "区分未確定", en: "Kind unsettled", keep: |l| !l.kind_settled },
@@ -30,6 +30,12 @@ pub(super) const FILTERS: [Filter; 7] = [
     Filter { key: "not_claimable", ja: "算定なし", en: "Not claimable", keep: |l| l.not_claimable },
     Filter { key: "missed", ja: "算定漏れ候補", en: "Possibly missed", keep: |l| l.missed },
     Filter { key: "over", ja: "過剰算定候補", en: "Possibly over-claimed", keep: |l| l.over },
+    Filter {
+        key: "claims_differ",
+        ja: "レセ電と不一致",
+        en: "Differs from claims",
+        keep: |l| l.claim.as_ref().is_some_and(|c| !c.agrees()),
+    },
 ];
 
 /// The filter named by a query value; unknown values show everything.
@@ -50,6 +56,13 @@ pub(crate) struct LineView {
     /// The day's heading (`3月3日（月） 12件`) on the first row of each day.
     pub day: Option<String>,
     pub addon_text: String,
+}
+
+impl LineView {
+    /// The claims disagree with the engine on this visit.
+    pub fn differs(&self) -> bool {
+        self.line.claim.as_ref().is_some_and(|c| !c.agrees())
+    }
 }
 
 #[derive(Template)]
@@ -80,6 +93,8 @@ struct MonthPage {
     standards: Vec<(String, String)>,
     usage_rates: Vec<(String, String)>,
     standard_names: Vec<(&'static str, &'static str)>,
+    /// The month's claims against the engine, once its レセ電 is imported.
+    claims: Option<ClaimSummary>,
 }
 
 #[derive(Deserialize)]
@@ -113,9 +128,9 @@ fn settings_summary(settings: &ClinicSettings) -> (Pairs, Pairs) {
 const WEEKDAYS: [&str; 7] = ["月", "火", "水", "木", "金", "土", "日"];
 
 /// Approvable in the bulk step: unreviewed, 初診/再診 settled, and nothing flagged (not a 算定漏れ or
-/// 過剰算定 candidate).
+/// 過剰算定 candidate, and the claims, where imported, agree).
 pub(super) fn approvable(l: &Line) -> bool {
-    l.needs_review && l.kind_settled && !l.missed && !l.over
+    l.needs_review && l.kind_settled && !l.missed && !l.over && l.claim.as_ref().is_none_or(|c| c.agrees())
 }
 
 pub(crate) async fn month_page(
@@ -132,6 +147,7 @@ pub(crate) async fn month_page(
     let MonthState { lines, totals, legend, closed, late, first_at: times } =
         month_state(&state.rules, &store, &clinic, month).await?;
     let count = |f: fn(&Line) -> bool| lines.iter().filter(|l| f(l)).count();
+    let claims = Some(ClaimSummary::of(&lines)).filter(|c| c.checked > 0);
     let unreviewed = count(|l| l.needs_review);
     let plain = count(approvable);
     let unsettled = count(|l| !l.kind_settled);
@@ -209,6 +225,7 @@ pub(crate) async fn month_page(
         standards,
         usage_rates,
         standard_names: Standard::ALL.iter().map(|s| (s.key(), s.label())).collect(),
+        claims,
         clinic: clinic.clinic().clone(),
     })
 }

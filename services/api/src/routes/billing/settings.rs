@@ -54,6 +54,27 @@ pub(crate) struct RateForm {
     /// `receipts` (レセプト件数ベース, the default) or `oqs` (オン資件数ベース).
     #[serde(default)]
     basis: String,
+    /// The official notice's counts and date (optional; the official figure only).
+    #[serde(default)]
+    uses: String,
+    #[serde(default)]
+    users: String,
+    #[serde(default)]
+    receipts: String,
+    #[serde(default)]
+    notified: String,
+}
+
+fn count(field: &'static str, value: &str) -> Result<Option<i32>, ApiError> {
+    let v = value.trim().replace(',', "");
+    if v.is_empty() {
+        return Ok(None);
+    }
+    v.parse::<i32>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .map(Some)
+        .ok_or_else(|| ApiError::InvalidRequest(onshi_domain::FieldError::new(field, "0 以上の整数で入力してください")))
 }
 
 pub(crate) async fn set_usage_rate(
@@ -67,15 +88,29 @@ pub(crate) async fn set_usage_rate(
     let month = YearMonth::parse(form.month.trim()).ok_or_else(|| {
         ApiError::InvalidRequest(onshi_domain::FieldError::new("month", "対象月は YYYY-MM で入力してください"))
     })?;
-    let percent: f64 =
-        form.percent.trim().trim_end_matches('%').parse().ok().filter(|p: &f64| (0.0..=100.0).contains(p)).ok_or_else(
-            || {
+    let (uses, users, receipts) =
+        (count("uses", &form.uses)?, count("users", &form.users)?, count("receipts", &form.receipts)?);
+    let percent: f64 = match (form.percent.trim(), users, receipts) {
+        // Without a rate, the notice's 利用者数 ÷ 外来レセプト数.
+        ("", Some(u), Some(r)) if r > 0 && u <= r => 100.0 * f64::from(u) / f64::from(r),
+        (p, _, _) => {
+            p.trim_end_matches('%').parse().ok().filter(|p: &f64| (0.0..=100.0).contains(p)).ok_or_else(|| {
                 ApiError::InvalidRequest(onshi_domain::FieldError::new(
                     "percent",
-                    "利用率は 0〜100 の数で入力してください",
+                    "利用率は 0〜100 の数で入力してください（または利用者数と外来レセプト数）",
                 ))
-            },
-        )?;
+            })?
+        }
+    };
+    let notified = match form.notified.trim() {
+        "" => None,
+        d => Some(onshi_domain::jst::parse_date(d).ok_or_else(|| {
+            ApiError::InvalidRequest(onshi_domain::FieldError::new(
+                "notified",
+                "通知日は YYYY-MM-DD で入力してください",
+            ))
+        })?),
+    };
     let basis = match form.basis.as_str() {
         "" | "receipts" => RateBasis::Receipts,
         "oqs" => RateBasis::Oqs,
@@ -86,12 +121,20 @@ pub(crate) async fn set_usage_rate(
             )));
         }
     };
-    let mut settings = store.billing_settings(&clinic).await?;
-    settings.set_usage_rate(basis, month, percent / 100.0);
-    let audit = caller
-        .entry("billing.usage_rate", &format!("clinic:{}", clinic.id), AuditResult::Success)
-        .details(serde_json::json!({ "month": month.to_string(), "percent": percent, "basis": basis.label() }));
-    store.set_billing_settings(&clinic, &settings, &audit).await?;
+    if basis == RateBasis::Receipts {
+        // The official figure, with what the notice says besides the rate; the engine reads it from there.
+        let figure =
+            onshi_store::OfficialFigure { uses, users, receipts, rate: percent / 100.0, notified_on: notified };
+        let audit = caller.entry("billing.official_usage", &format!("clinic:{}", clinic.id), AuditResult::Success);
+        store.set_official_usage(&[(&clinic, month, figure)], Some(caller.user.id), &audit).await?;
+    } else {
+        let mut settings = store.billing_settings(&clinic).await?;
+        settings.set_usage_rate(basis, month, percent / 100.0);
+        let audit = caller
+            .entry("billing.usage_rate", &format!("clinic:{}", clinic.id), AuditResult::Success)
+            .details(serde_json::json!({ "month": month.to_string(), "percent": percent, "basis": basis.label() }));
+        store.set_billing_settings(&clinic, &settings, &audit).await?;
+    }
     Ok(see_other(&format!(
         "/billing/{}/{}",
         clinic.id,

@@ -42,6 +42,8 @@ struct ClinicPage {
     /// This month's 利用率 estimate, where this month's claims stand, and what this month means ahead:
     /// the same judgement as the group page (the usage alert links here).
     usage: super::overview::ClinicRow,
+    /// 利用率 as three figures per month, and the outlook on the best of them.
+    figures: super::figures::UsageFigures,
 }
 
 #[derive(Deserialize)]
@@ -202,7 +204,9 @@ pub(crate) async fn clinic(
         &[this_month],
         today,
     );
+    let figures = super::figures::usage_figures(&state.rules, &store, &clinic, this_month, page.lang).await?;
     ok(ClinicPage {
+        figures,
         usage,
         page,
         from: from.to_string(),

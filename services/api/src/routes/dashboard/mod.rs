@@ -6,6 +6,7 @@
 mod chart;
 pub(crate) mod clinic;
 pub(crate) mod feed;
+mod figures;
 pub(crate) mod fleet;
 pub(crate) mod overview;
 

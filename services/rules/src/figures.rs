@@ -1,0 +1,218 @@
+//! One 利用率, three figures: what a manager can trust for a clinic and month.
+//!
+//! - **Same-day estimate**: マイナ保険証 users ÷ patients with a 資格確認 result here that month. Known the
+//!   same day; runs high, because patients seen without a 資格確認 that month (a continuing patient whose
+//!   card was checked last month) are in the official denominator but not in ours.
+//! - **Claims-based**: receipts whose patient used a マイナ保険証 here that month ÷ 外来 receipts in the
+//!   clinic's own レセ電, the official definition's shape (users over 外来レセプト件数) from the clinic's data.
+//!   Known once the month is claimed (early the next month).
+//! - **Official**: the figure 支払基金 notifies about six weeks after the month (お知らせ, portal), entered
+//!   by the group. The one the rules use when present.
+//!
+//! The months that decide the 30% requirement often have no official figure yet. The forecast then uses the
+//! best figure there is, and for an estimate applies a per-clinic calibration learned from the months that
+//! have both (official ÷ estimate), with its spread, so a manager sees "27% (24–30%)" rather than a
+//! same-day 38% that will not hold.
+
+use std::collections::BTreeMap;
+
+use onshi_domain::YearMonth;
+
+use crate::usage::MonthCount;
+
+/// The three figures of one month, as far as they exist.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MonthFigures {
+    pub estimate: MonthCount,
+    /// (receipts of マイナ保険証 users, 外来 receipts) from the claims.
+    pub claims: Option<(u64, u64)>,
+    pub official: Option<f64>,
+}
+
+impl MonthFigures {
+    pub fn estimate_rate(&self) -> Option<f64> {
+        self.estimate.rate()
+    }
+
+    pub fn claims_rate(&self) -> Option<f64> {
+        self.claims.filter(|(_, n)| *n > 0).map(|(m, n)| m as f64 / n as f64)
+    }
+}
+
+/// Which figure a month's value rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    Official,
+    Claims,
+    /// The same-day estimate times the clinic's calibration.
+    Calibrated,
+    /// The same-day estimate, uncalibrated (no month has both figures yet).
+    Estimate,
+}
+
+impl Basis {
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            Basis::Official => "公式値",
+            Basis::Claims => "レセプト実績",
+            Basis::Calibrated => "推計（補正後）",
+            Basis::Estimate => "当日推計（未補正）",
+        }
+    }
+
+    pub fn label_en(self) -> &'static str {
+        match self {
+            Basis::Official => "official",
+            Basis::Claims => "claims-based",
+            Basis::Calibrated => "estimate, calibrated",
+            Basis::Estimate => "same-day estimate, uncalibrated",
+        }
+    }
+}
+
+/// official ÷ estimate, learned from the months that have both.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Calibration {
+    pub factor: f64,
+    /// The range the factor took (or mean ± one standard deviation, with three months or more).
+    pub low: f64,
+    pub high: f64,
+    pub months: usize,
+}
+
+/// Learns the calibration from months with an official figure and an estimate (the claims-based figure
+/// stands in for the official one where that is missing).
+pub fn calibrate(months: &BTreeMap<YearMonth, MonthFigures>) -> Option<Calibration> {
+    let ratios: Vec<f64> = months
+        .values()
+        .filter_map(|f| {
+            let truth = f.official.or_else(|| f.claims_rate())?;
+            let estimate = f.estimate_rate().filter(|e| *e > 0.0)?;
+            Some(truth / estimate)
+        })
+        .collect();
+    if ratios.is_empty() {
+        return None;
+    }
+    let n = ratios.len() as f64;
+    let mean = ratios.iter().sum::<f64>() / n;
+    let (low, high) = if ratios.len() >= 3 {
+        let sd = (ratios.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+        (mean - sd, mean + sd)
+    } else {
+        (ratios.iter().copied().fold(f64::INFINITY, f64::min), ratios.iter().copied().fold(0.0, f64::max))
+    };
+    Some(Calibration { factor: mean, low: low.max(0.0), high, months: ratios.len() })
+}
+
+/// A month's best value and what it rests on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Best {
+    pub rate: f64,
+    pub basis: Basis,
+    /// The range, for a calibrated estimate.
+    pub range: Option<(f64, f64)>,
+}
+
+pub fn best(f: &MonthFigures, calibration: Option<&Calibration>) -> Option<Best> {
+    let plain = |rate, basis| Best { rate, basis, range: None };
+    if let Some(r) = f.official {
+        return Some(plain(r, Basis::Official));
+    }
+    if let Some(r) = f.claims_rate() {
+        return Some(plain(r, Basis::Claims));
+    }
+    let e = f.estimate_rate()?;
+    Some(match calibration {
+        Some(c) => Best {
+            rate: (e * c.factor).min(1.0),
+            basis: Basis::Calibrated,
+            range: Some(((e * c.low).min(1.0), (e * c.high).min(1.0))),
+        },
+        None => plain(e, Basis::Estimate),
+    })
+}
+
+/// Why the figures of a month differ, in a sentence (Japanese; the pages translate the frame).
+pub fn explain_ja(f: &MonthFigures) -> String {
+    let pts = |a: f64, b: f64| (a - b) * 100.0;
+    let mut out = Vec::new();
+    if let (Some(e), Some(o)) = (f.estimate_rate(), f.official) {
+        let d = pts(e, o);
+        if d.abs() >= 1.0 {
+            out.push(format!(
+                "推計は公式値より{:.1}ポイント{}。推計の分母はこの月に資格確認をした患者で、公式値の分母（外来レセプト件数）は資格確認をせずに受診した患者も含むため",
+                d.abs(),
+                if d > 0.0 { "高い" } else { "低い" }
+            ));
+        }
+    }
+    if let (Some(c), Some(o)) = (f.claims_rate(), f.official) {
+        let d = pts(c, o);
+        if d.abs() >= 1.0 {
+            out.push(format!(
+                "レセプト実績は公式値と{:.1}ポイント違う。資格確認の結果がエージェントを通らなかった患者、月遅れのレセプト、利用者数と件数の数え方の違いが考えられます",
+                d.abs()
+            ));
+        }
+    }
+    if let (Some(e), Some(c), None) = (f.estimate_rate(), f.claims_rate(), f.official) {
+        let d = pts(e, c);
+        if d.abs() >= 1.0 {
+            out.push(format!(
+                "推計はレセプト実績より{:.1}ポイント{}（分母の違い。公式値が通知されたら入力してください）",
+                d.abs(),
+                if d > 0.0 { "高い" } else { "低い" }
+            ));
+        }
+    }
+    out.join("。")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(s: &str) -> YearMonth {
+        YearMonth::parse(s).unwrap()
+    }
+
+    fn month(patients: u64, myna: u64, claims: Option<(u64, u64)>, official: Option<f64>) -> MonthFigures {
+        MonthFigures { estimate: MonthCount { patients, myna }, claims, official }
+    }
+
+    #[test]
+    fn the_calibration_is_learned_from_months_with_both_figures() {
+        let mut months = BTreeMap::new();
+        months.insert(m("2026-06"), month(100, 40, None, Some(0.30)));
+        months.insert(m("2026-07"), month(100, 50, None, Some(0.40)));
+        months.insert(m("2026-08"), month(100, 45, Some((36, 100)), None));
+        months.insert(m("2026-09"), month(100, 44, None, None));
+        let c = calibrate(&months).unwrap();
+        assert_eq!(c.months, 3);
+        let expected = (0.75 + 0.8 + 0.8) / 3.0;
+        assert!((c.factor - expected).abs() < 1e-9);
+        assert!(c.low < c.factor && c.factor < c.high);
+
+        let b = best(&months[&m("2026-09")], Some(&c)).unwrap();
+        assert_eq!(b.basis, Basis::Calibrated);
+        assert!((b.rate - 0.44 * expected).abs() < 1e-9);
+        let (lo, hi) = b.range.unwrap();
+        assert!(lo < b.rate && b.rate < hi);
+        assert_eq!(best(&months[&m("2026-08")], Some(&c)).unwrap().basis, Basis::Claims);
+        assert_eq!(
+            best(&months[&m("2026-06")], Some(&c)).unwrap(),
+            Best { rate: 0.30, basis: Basis::Official, range: None }
+        );
+        assert_eq!(best(&months[&m("2026-09")], None).unwrap().basis, Basis::Estimate);
+        assert!(calibrate(&BTreeMap::from([(m("2026-09"), month(10, 5, None, None))])).is_none());
+    }
+
+    #[test]
+    fn differences_are_explained() {
+        let text = explain_ja(&month(100, 40, Some((30, 100)), Some(0.28)));
+        assert!(text.contains("推計は公式値より12.0ポイント高い"), "{text}");
+        assert!(text.contains("レセプト実績は公式値と2.0ポイント違う"), "{text}");
+        assert_eq!(explain_ja(&month(100, 30, None, Some(0.30))), "");
+    }
+}
