@@ -143,10 +143,12 @@ impl Agent {
 
     /// One pass over every watched folder.
     pub async fn scan_once(&self, stop: &CancellationToken) {
-        for folder in &self.config.watch {
+        let folders = self.config.watch.iter().map(|f| (f, source::FolderKind::Results));
+        let folders = folders.chain(self.config.uke_watch.iter().map(|f| (f, source::FolderKind::Claims)));
+        for (folder, kind) in folders {
             let listed = {
                 let folder = folder.clone();
-                tokio::task::spawn_blocking(move || source::list(&folder)).await
+                tokio::task::spawn_blocking(move || source::list_kind(&folder, kind)).await
             };
             let candidates = match listed {
                 Ok(Ok(c)) => c,
@@ -180,7 +182,11 @@ impl Agent {
                         return;
                     }
                     let Some(before) = before else { continue };
-                    let bytes = match source::read_stable(&candidate.path, before, MAX_FILE_BYTES).await {
+                    let limit = match kind {
+                        source::FolderKind::Results => MAX_FILE_BYTES,
+                        source::FolderKind::Claims => crate::uke::MAX_UKE_BYTES,
+                    };
+                    let bytes = match source::read_stable(&candidate.path, before, limit).await {
                         Ok(Some(bytes)) => bytes,
                         // Still being written; next scan.
                         Ok(None) => {
@@ -192,7 +198,11 @@ impl Agent {
                     };
                     // Remember the file as it was read, not as it was listed.
                     let read = Candidate { size: before.size, modified: before.modified_secs(), ..candidate.clone() };
-                    if let Err(e) = self.consider(&read, bytes).await {
+                    let considered = match kind {
+                        source::FolderKind::Results => self.consider(&read, bytes).await,
+                        source::FolderKind::Claims => self.consider_claims(&read, bytes).await,
+                    };
+                    if let Err(e) = considered {
                         // The file stays unprocessed and is retried on the next scan.
                         tracing::warn!(file = %candidate.name, error = %e, "could not record the file");
                     }
@@ -212,6 +222,49 @@ impl Agent {
             tracing::warn!("outbox full: not reading new files until deliveries free space");
         }
         room
+    }
+
+    /// A claims file from a watched folder: one event, by the file's SHA-256; a file that cannot be read
+    /// is quarantined with its reason like a result file.
+    async fn consider_claims(&self, c: &Candidate, bytes: Vec<u8>) -> Result<(), OutboxError> {
+        let path = c.path.display().to_string();
+        let hash = hex::encode(Sha256::digest(&bytes));
+        if self.outbox.is_processed(&hash)? {
+            self.outbox.remember_path(&path, c.size, c.modified, &hash)?;
+            return Ok(());
+        }
+        let ctx = ParseContext {
+            clinic: Some(self.credentials.institution_code.clone()),
+            pseudonym_key: self.credentials.pseudonym_key_bytes(),
+        };
+        match crate::uke::parse(&bytes, &ctx) {
+            Ok(claims) => {
+                let receipts = claims.receipts.len();
+                let event = crate::uke::event_of(claims);
+                self.outbox.commit_file(&hash, &path, c.size, std::slice::from_ref(&event))?;
+                self.outbox.remember_path(&path, c.size, c.modified, &hash)?;
+                tracing::info!(file = %c.name, receipts, "claims file read");
+                self.events_ready.notify_one();
+            }
+            Err(e) => {
+                let age = OffsetDateTime::now_utc().unix_timestamp() - c.modified;
+                if age < self.config.settle_secs as i64 {
+                    tracing::debug!(file = %c.name, reason = %e, "claims file not readable yet; will retry");
+                    return Ok(());
+                }
+                tracing::warn!(file = %c.name, reason = %e, "claims file quarantined");
+                // Only the reason is written: the file stays where the レセコン put it, and a copy of a whole
+                // month of names and insurance numbers is not made.
+                if let Err(io) = refused_claims_note(&self.config.quarantine_dir(), c, &hash, &e) {
+                    tracing::error!(error = %io, "could not write to quarantine; will retry");
+                    return Ok(());
+                }
+                self.state.quarantined.fetch_add(1, Ordering::Relaxed);
+                self.outbox.mark_quarantined(&hash, &path, c.size)?;
+                self.outbox.remember_path(&path, c.size, c.modified, &hash)?;
+            }
+        }
+        Ok(())
     }
 
     async fn consider(&self, c: &Candidate, bytes: Vec<u8>) -> Result<(), OutboxError> {
@@ -447,6 +500,19 @@ fn quarantine(dir: &Path, c: &Candidate, bytes: &[u8], hash: &str, reason: &oqs:
         OffsetDateTime::now_utc()
     );
     std::fs::write(dir.join(format!("{base}.reason.txt")), note)
+}
+
+/// The reason a claims file was refused, beside the quarantined result files (without a copy of the file).
+fn refused_claims_note(dir: &Path, c: &Candidate, hash: &str, reason: &crate::uke::UkeError) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let stamp = OffsetDateTime::now_utc().unix_timestamp();
+    let note = format!(
+        "file: {}\nsize: {} bytes\nsha256: {hash}\nrefused at: {}\nreason: {reason}\nthe file was not copied; fix it in the レセコン or import it by hand: onshi-agent uke import FILE\n",
+        c.path.display(),
+        c.size,
+        OffsetDateTime::now_utc()
+    );
+    std::fs::write(dir.join(format!("{stamp}_{}_{}.reason.txt", &hash[..12], c.name)), note)
 }
 
 /// Masks runs of exactly twelve ASCII digits that pass the 個人番号 check digit (the same bytes in UTF-8

@@ -51,6 +51,8 @@ impl Places {
 pub struct AgentConfig {
     pub data_dir: PathBuf,
     pub watch: Vec<PathBuf>,
+    /// Folders with the レセコン's claims files (`*.UKE`).
+    pub uke_watch: Vec<PathBuf>,
     pub rescan_secs: u64,
     pub stable_ms: u64,
     pub settle_secs: u64,

@@ -16,8 +16,31 @@ pub struct Candidate {
     pub modified: i64,
 }
 
+/// What a watched folder holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FolderKind {
+    /// The 資格確認端末's result files.
+    Results,
+    /// The レセコン's claims files (`*.UKE`).
+    Claims,
+}
+
+impl FolderKind {
+    fn wants(self, name: &str) -> bool {
+        match self {
+            FolderKind::Results => FileKind::of(name).is_some(),
+            FolderKind::Claims => name.to_ascii_lowercase().ends_with(".uke"),
+        }
+    }
+}
+
 /// Result files in `folder`, oldest first. A missing folder (an unreachable share) is an empty list.
 pub fn list(folder: &Path) -> std::io::Result<Vec<Candidate>> {
+    list_kind(folder, FolderKind::Results)
+}
+
+/// The files of `kind` in `folder`, oldest first.
+pub fn list_kind(folder: &Path, kind: FolderKind) -> std::io::Result<Vec<Candidate>> {
     let entries = match std::fs::read_dir(folder) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -27,7 +50,7 @@ pub fn list(folder: &Path) -> std::io::Result<Vec<Candidate>> {
     for entry in entries {
         let entry = entry?;
         let Ok(name) = entry.file_name().into_string() else { continue };
-        if FileKind::of(&name).is_none() {
+        if !kind.wants(&name) {
             continue;
         }
         let Ok(meta) = entry.metadata() else { continue };

@@ -266,3 +266,72 @@ both_modes!(three_figures_of_the_rate_side_by_side_with_the_calibrated_outlook, 
     let outlook = extract(&page.body, "data-testid=\"calibrated-outlook\">", "</p>").unwrap();
     assert!(outlook.contains("30.6%") && outlook.contains("推計（補正後）"), "{outlook}");
 });
+
+both_modes!(the_real_agent_imports_a_claims_file_by_hand_and_from_a_watched_folder, |app| {
+    let scope =
+        app.store().clinic_scope(app.clinics[0].clinic.id, &onshi_domain::ClinicAccess::All).await.unwrap().unwrap();
+    let code = app.store().create_enrollment_code(&scope, time::Duration::minutes(10)).await.unwrap();
+    let pc = ClinicPc::new();
+    let (status, out) = pc.enroll(&app.base_url(), &code);
+    assert_eq!(status, 0, "{out}");
+    let clinic_code = app.clinics[0].clinic.code.to_string();
+
+    // By hand: a refused file names itself and the reason; a good one is delivered now; again, nothing.
+    let uke = pc.cwd.path().join("RECEIPTC.UKE");
+    let (status, out) = pc.run(&[
+        "uke",
+        "synth",
+        uke.to_str().unwrap(),
+        "--clinic",
+        &clinic_code,
+        "--month",
+        "2026-11",
+        "--receipts",
+        "40",
+    ]);
+    assert_eq!(status, 0, "{out}");
+    let bytes = std::fs::read(&uke).unwrap();
+    let cut = pc.cwd.path().join("CUT.UKE");
+    std::fs::write(&cut, &bytes[..bytes.len() - 40]).unwrap();
+    let (status, out) = pc.run(&["uke", "import", cut.to_str().unwrap()]);
+    assert_ne!(status, 0);
+    assert!(out.contains("CUT.UKE") && out.contains("refused"), "{out}");
+    let (status, out) = pc.run(&["uke", "import", uke.to_str().unwrap()]);
+    assert_eq!(status, 0, "{out}");
+    assert!(out.contains("imported and delivered: 40 receipts"), "{out}");
+    eventually(WAIT, "imported", || async { imports(app).await.len() == 1 }).await;
+    let (status, out) = pc.run(&["uke", "import", uke.to_str().unwrap()]);
+    assert_eq!(status, 0);
+    assert!(out.contains("already imported"), "{out}");
+
+    // From a watched folder: the レセコン writes next month's file; the running agent imports it.
+    let folder = pc.folder("receipt");
+    std::fs::create_dir_all(&folder).unwrap();
+    let mut running = tokio::process::Command::from(pc.command(&["run"]))
+        .env("ONSHI_AGENT_UKE_WATCH", format!("[\"{}\"]", folder.display()))
+        .env("ONSHI_AGENT_SETTLE_SECS", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let next = folder.join("RECEIPTC.UKE");
+    let (status, out) = pc.run(&[
+        "uke",
+        "synth",
+        next.to_str().unwrap(),
+        "--clinic",
+        &clinic_code,
+        "--month",
+        "2026-12",
+        "--receipts",
+        "25",
+        "--seed",
+        "2",
+    ]);
+    assert_eq!(status, 0, "{out}");
+    eventually(WAIT, "imported from the folder", || async { imports(app).await.len() == 2 }).await;
+    running.kill().await.ok();
+    let audit = imports(app).await;
+    assert!(audit.iter().any(|d| d["receipts"] == 25 && d["claim_month"] == "2026-12"), "{audit:?}");
+});
