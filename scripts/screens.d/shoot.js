@@ -4,7 +4,8 @@ const { chromium } = require('playwright-core');
 const { execFileSync } = require('child_process');
 
 const [base, out, ...asked] = process.argv.slice(2);
-// `{clinic}` in a path stands for the first clinic the dashboard links to.
+// `{clinic}` in a path stands for the first clinic the dashboard links to; `{month}` for this month (JST),
+// `{prev}` for the month before.
 const paths = asked.length ? asked : [
   '/', '/dashboard', '/dashboard/clinics/{clinic}', '/fleet', '/billing', '/billing/{clinic}/{month}',
   '/onboarding', '/staff', '/audit', '/account', '/no-such-page',
@@ -29,11 +30,13 @@ const name = (p) => (p.replace(/[^a-zA-Z0-9]+/g, '-').replace(/^-|-$/g, '') || '
   const clinic = link ? link.split('/').pop() : '';
   const now = new Date(Date.now() + 9 * 3600 * 1000);
   const month = `${now.getUTCFullYear()}-${String(now.getUTCMonth() + 1).padStart(2, '0')}`;
+  const last = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1));
+  const prev = `${last.getUTCFullYear()}-${String(last.getUTCMonth() + 1).padStart(2, '0')}`;
   for (const lang of ['ja', 'en']) {
     for (const [label, width, height] of widths) {
       await page.setViewportSize({ width, height });
       for (const raw of paths) {
-        const p = raw.replace('{clinic}', clinic).replace('{month}', month);
+        const p = raw.replace('{clinic}', clinic).replace('{month}', month).replace('{prev}', prev);
         const url = `${base}${p}${p.includes('?') ? '&' : '?'}lang=${lang}`;
         const response = await page.goto(url);
         // ONSHI_SCREENS_WAIT_MS: time for live updates (the feed) to arrive before the shot.

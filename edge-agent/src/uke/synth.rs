@@ -94,11 +94,12 @@ impl SynthFile {
         seed: u64,
     ) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
-        let service = claim_month.plus(-1);
-        let last = service.last_day().day();
         let receipts = (0..receipts)
             .map(|i| {
                 let person = people[i % people.len().max(1)].clone();
+                // Mostly last month; now and then a 月遅れ receipt for the month before.
+                let service = if rng.random_bool(0.02) { claim_month.plus(-2) } else { claim_month.plus(-1) };
+                let last = service.last_day().day();
                 let n = rng.random_range(1..=4usize);
                 let mut days: Vec<u8> = (0..n).map(|_| rng.random_range(1..=last)).collect();
                 days.sort_unstable();
@@ -116,7 +117,7 @@ impl SynthFile {
                 SynthReceipt {
                     person,
                     chart: format!("{:06}", 1000 + i),
-                    service_month: if rng.random_bool(0.02) { service.plus(-1) } else { service },
+                    service_month: service,
                     outpatient: !rng.random_bool(0.03),
                     public_only: rng.random_bool(0.02),
                     with_sn: true,

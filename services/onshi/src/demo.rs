@@ -333,9 +333,14 @@ async fn start_clinic(
         let token = keys.mint(tenant, clinic.id, credentials.device)?;
         let (base, code, stop) = (base_url.to_owned(), clinic.code.clone(), stop.clone());
         let ceiling = HISTORY_CEILINGS[clinic_index(&clinic.code)];
+        let (store, scope) = ((*store).clone(), clinic.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = post_history(&base, &token, code, ceiling, &stop).await {
                 tracing::warn!(error = %e, "demo history not posted");
+                return;
+            }
+            if let Err(e) = crate::demo_claims::post(&store, tenant, &scope, &base, &token).await {
+                tracing::warn!(error = %e, "demo claims not posted");
             }
         }));
     }

@@ -7,6 +7,7 @@ pub mod anchor;
 pub mod backup;
 pub mod bench;
 pub mod demo;
+mod demo_claims;
 pub mod maintenance;
 pub mod progress;
 pub mod startup;

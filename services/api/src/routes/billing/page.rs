@@ -173,7 +173,9 @@ pub(crate) async fn month_page(
                         d.day(),
                         WEEKDAYS[d.weekday().number_days_from_monday() as usize]
                     ),
-                    crate::web::i18n::Lang::En => format!("{d} ({}) · {n} visits", d.weekday()),
+                    crate::web::i18n::Lang::En => {
+                        format!("{d} ({}) · {n} visit{}", d.weekday(), if n == 1 { "" } else { "s" })
+                    }
                 }
             });
             previous = Some(line.date);

@@ -196,6 +196,7 @@ pub(crate) async fn clinic(
         .filter(|(_, u)| u.clinic == clinic.id)
         .map(|(m, u)| (m, MonthCount { patients: u.patients, myna: u.myna_patients }))
         .collect();
+    let figures = super::figures::usage_figures(&state.rules, &store, &clinic, this_month, page.lang).await?;
     let usage = super::overview::row(
         &state.rules,
         page.lang,
@@ -203,8 +204,8 @@ pub(crate) async fn clinic(
         &history,
         &[this_month],
         today,
+        &figures.known,
     );
-    let figures = super::figures::usage_figures(&state.rules, &store, &clinic, this_month, page.lang).await?;
     ok(ClinicPage {
         figures,
         usage,

@@ -33,6 +33,8 @@ pub(crate) struct UsageFigures {
     /// The current month's outlook and its CSS class ("alert" when below what it decides).
     pub outlook: String,
     pub outlook_class: &'static str,
+    /// Months with an official or claims-based figure: what decides the standing instead of the estimate.
+    pub known: BTreeMap<YearMonth, f64>,
 }
 
 pub(crate) async fn usage_figures(
@@ -131,7 +133,13 @@ pub(crate) async fn usage_figures(
     let (outlook, outlook_class) = match best(&current, calibration.as_ref()) {
         Some(onshi_rules::figures::Best { rate, basis, range }) => {
             let forecast = rules.forecast(clinic.kind, this_month, Some(rate));
-            let range = range.map(|(lo, hi)| format!("（{}〜{}）", pct(Some(lo)), pct(Some(hi)))).unwrap_or_default();
+            let range = range
+                .map(|(lo, hi)| {
+                    lang.t("（{lo}〜{hi}）", " ({lo} to {hi})")
+                        .replace("{lo}", &pct(Some(lo)))
+                        .replace("{hi}", &pct(Some(hi)))
+                })
+                .unwrap_or_default();
             let decides = match (forecast.decides.first(), forecast.decides.last(), forecast.required) {
                 (Some(first), Some(last), Some(min)) => lang
                     .t(" → {first}〜{last}の算定（{min}以上が必要）", " → claims of {first} to {last} (need {min})")
@@ -143,9 +151,10 @@ pub(crate) async fn usage_figures(
             let below = forecast.below() || range_below(range_low(&current, calibration.as_ref()), forecast.required);
             (
                 format!(
-                    "{this_month}: {} {}{range}、{}: {}{decides}",
+                    "{this_month}: {} {}{range}{}{}: {}{decides}",
                     lang.t("見込み", "outlook"),
                     pct(Some(rate)),
+                    lang.t("、", "; "),
                     lang.t("根拠", "basis"),
                     lang.t(basis.label_ja(), basis.label_en()),
                 ),
@@ -160,7 +169,8 @@ pub(crate) async fn usage_figures(
         }
         None => ("—".to_owned(), ""),
     };
-    Ok(UsageFigures { rows, calibration: calibration_text, outlook, outlook_class })
+    let known = learning.iter().filter_map(|(m, f)| Some((*m, f.official.or_else(|| f.claims_rate())?))).collect();
+    Ok(UsageFigures { rows, calibration: calibration_text, outlook, outlook_class, known })
 }
 
 fn range_low(f: &MonthFigures, c: Option<&onshi_rules::figures::Calibration>) -> Option<f64> {

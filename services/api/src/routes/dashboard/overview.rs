@@ -166,8 +166,11 @@ pub(super) fn row(
     history: &BTreeMap<YearMonth, MonthCount>,
     months: &[YearMonth],
     today: Date,
+    known: &BTreeMap<YearMonth, f64>,
 ) -> ClinicRow {
-    let all_rates: BTreeMap<YearMonth, f64> = history.iter().filter_map(|(m, c)| Some((*m, c.rate()?))).collect();
+    // The official (or claims-based) figure of a month, where there is one, decides instead of the estimate.
+    let mut all_rates: BTreeMap<YearMonth, f64> = history.iter().filter_map(|(m, c)| Some((*m, c.rate()?))).collect();
+    all_rates.extend(known.iter().map(|(m, r)| (*m, *r)));
     let counts: Vec<MonthCount> = months.iter().map(|m| history.get(m).copied().unwrap_or_default()).collect();
     let rates: Vec<Option<f64>> = counts.iter().map(|c| c.rate()).collect();
     let current = rates.last().copied().flatten();
@@ -268,7 +271,15 @@ pub(crate) async fn overview(
         .iter()
         .map(|c| {
             let history = usage.get(&c.id).unwrap_or(&empty);
-            row(&state.rules, lang, (c.id.to_string(), c.name.clone(), c.kind), history, &months, today)
+            row(
+                &state.rules,
+                lang,
+                (c.id.to_string(), c.name.clone(), c.kind),
+                history,
+                &months,
+                today,
+                &BTreeMap::new(),
+            )
         })
         .collect();
     // The clinic at risk comes first: below, near, without data, safe; within each, the lowest rate of the
@@ -290,7 +301,15 @@ pub(crate) async fn overview(
         }
     }
     let group = lang.t("グループ合計", "Group total").to_owned();
-    let total = row(&state.rules, lang, (String::new(), group, FacilityKind::Medical), &totals, &months, today);
+    let total = row(
+        &state.rules,
+        lang,
+        (String::new(), group, FacilityKind::Medical),
+        &totals,
+        &months,
+        today,
+        &BTreeMap::new(),
+    );
     store.audit(&caller.entry("dashboard.view", "dashboard:usage", AuditResult::Success)).await?;
     let month_labels: Vec<String> = months.iter().map(ToString::to_string).collect();
     if q.format.as_deref() == Some("csv") {
