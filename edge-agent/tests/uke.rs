@@ -231,3 +231,25 @@ fn a_volume_before_the_last_has_no_counts_and_is_read_as_its_volume() {
     // The last volume keeps its counts and they are checked.
     assert!(parse(&encoding_rs::SHIFT_JIS.encode(&text.replace(&go, "GO,,,99")).0, &ctx()).is_err());
 }
+
+#[test]
+fn a_row_without_its_section_continues_the_drug_section_not_the_last_visit_section() {
+    let text = encoding_rs::SHIFT_JIS.decode(&small().render()).0.into_owned();
+    // After the first receipt's drug row (section 21), an SI row with the section left out: a 投薬
+    // procedure, not a 再診 day.
+    let iy = text.lines().find(|l| l.starts_with("IY")).unwrap().to_owned();
+    let mut si = vec![String::new(); 44];
+    si[0] = "SI".into();
+    si[3] = "120000710".into();
+    si[5] = "9".into();
+    si[6] = "1".into();
+    si[13 + 25 - 1] = "1".into();
+    let damaged = text.replacen(&iy, &format!("{iy}\r\n{}", si.join(",")), 1);
+    let go = damaged.lines().find(|l| l.starts_with("GO")).unwrap().to_owned();
+    let f: Vec<&str> = go.split(',').collect();
+    let damaged = damaged.replace(&go, &format!("GO,{},{},99", f[1], f[2]));
+    let claims = parse(&encoding_rs::SHIFT_JIS.encode(&damaged).0, &ctx()).unwrap();
+    let first = &claims.receipts[0];
+    assert!(first.visits.iter().all(|v| v.date.0 != date!(2026 - 10 - 25)), "{:?}", first.visits);
+    assert!(!serde_json::to_string(&claims).unwrap().contains("120000710"), "other procedures stay at the clinic");
+}

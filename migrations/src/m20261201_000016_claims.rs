@@ -113,6 +113,15 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // One current file per clinic, 請求年月, payer and volume: two workers applying two versions of a
+        // file at once cannot both stay current (the second fails, is retried, and replaces the first).
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE UNIQUE INDEX claim_files_current ON claim_files (tenant_id, clinic_id, claim_month, payer, volume) \
+                 WHERE replaced_by IS NULL",
+            )
+            .await?;
         manager
             .create_table(
                 Table::create()
@@ -127,7 +136,7 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(ClaimReceipts::Outpatient).boolean().not_null())
                     .col(ColumnDef::new(ClaimReceipts::PatientRef).string_len(64).null())
                     .col(ColumnDef::new(ClaimReceipts::OnlineConfirmed).boolean().not_null())
-                    .col(ColumnDef::new(ClaimReceipts::ChartSealed).string_len(400).null())
+                    .col(ColumnDef::new(ClaimReceipts::ChartSealed).string_len(512).null())
                     .col(ColumnDef::new(ClaimReceipts::Points).big_integer().not_null())
                     .to_owned(),
             )

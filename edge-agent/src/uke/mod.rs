@@ -105,6 +105,11 @@ pub enum UkeError {
     WrongClinic {
         found: String,
     },
+    /// Read, but breaks a rule of the claims contract (a 診療年月 after the 請求年月, too many codes).
+    Invalid {
+        field: String,
+        why: String,
+    },
 }
 
 impl fmt::Display for UkeError {
@@ -140,6 +145,7 @@ impl fmt::Display for UkeError {
             Self::WrongClinic { found } => {
                 write!(f, "医療機関コード {found} is not the clinic this agent is enrolled for")
             }
+            Self::Invalid { field, why } => write!(f, "{field}: {why}"),
         }
     }
 }
@@ -306,11 +312,27 @@ pub fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<ClaimsFile, UkeError> {
     if count != receipts.len() as u64 {
         return Err(UkeError::Counts { what: "総件数", stated: count, read: receipts.len() as u64 });
     }
-    let total: u64 = receipts.iter().map(|r| r.points).sum();
+    let total = total_points(&receipts)?;
     if points != total {
         return Err(UkeError::Counts { what: "総合計点数", stated: points, read: total });
     }
-    Ok(ClaimsFile { institution_code, claim_month, payer, volume, file_sha256, total_points: total, receipts })
+    checked(ClaimsFile { institution_code, claim_month, payer, volume, file_sha256, total_points: total, receipts })
+}
+
+fn total_points(receipts: &[ClaimReceipt]) -> Result<u64, UkeError> {
+    receipts.iter().try_fold(0u64, |sum, r| sum.checked_add(r.points)).ok_or(UkeError::Invalid {
+        field: "points".into(),
+        why: "the receipts' points add up beyond any real month".into(),
+    })
+}
+
+/// What the cloud would refuse is refused here, with the reason, so a clinic never queues a file that
+/// can only be set aside.
+fn checked(claims: ClaimsFile) -> Result<ClaimsFile, UkeError> {
+    claims
+        .validate(&claims.institution_code, "claims")
+        .map_err(|e| UkeError::Invalid { field: e.field, why: e.message })?;
+    Ok(claims)
 }
 
 /// Whether the file's GO says it is not the last volume (anything but 99).
@@ -435,7 +457,15 @@ fn read_detail(open: &mut Open, record: &Record<'_>) -> Result<(), UkeError> {
                 }
             }
         }
-        // Diagnoses, drugs, materials, comments and the records this reader does not need.
+        // Drugs, materials and comments belong to a 診療識別 section too: an SI row after them with the
+        // field left out continues their section, not the last SI's.
+        "IY" | "TO" | "CO" => {
+            let section = record.field(layout::SI_SECTION);
+            if !section.is_empty() {
+                open.section = section.to_owned();
+            }
+        }
+        // Diagnoses and the records this reader does not need.
         _ => {}
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! A month's claims as the clinic's レセ電 (UKE) file states them, reduced at the clinic to what the cloud
 //! needs. This is the JSON `onshi-agent uke parse FILE` prints and the payload `uke import` delivers
-//! (`EventPayload::Claims`), version 1 of a stable contract: fields are only ever added.
+//! (`EventPayload::Claims`), version 1 of a stable contract: fields are only ever added, and the cloud
+//! ignores fields it does not know (a newer agent's), as it does for every event.
 //!
 //! What it never holds: names, birth dates, sex, diagnoses, drugs, procedures other than the 初診/再診
 //! and reception-addon codes, or insurance numbers (the patient is the same keyed pseudonym the
@@ -99,7 +100,6 @@ impl<'de> Deserialize<'de> for Day {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ClaimsFile {
     /// The 10-digit 医療機関コード (IR: 都道府県 + 点数表 + 医療機関コード).
     pub institution_code: MedicalInstitutionCode,
@@ -121,7 +121,6 @@ fn one() -> u8 {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ClaimReceipt {
     /// レセプト番号 within the file.
     pub receipt_no: u32,
@@ -147,7 +146,6 @@ pub struct ClaimReceipt {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ClaimVisit {
     pub date: Day,
     pub kind: ClaimedVisitKind,
@@ -156,7 +154,6 @@ pub struct ClaimVisit {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ClaimedCode {
     /// 9-digit 診療行為コード of a reception addon.
     pub code: String,

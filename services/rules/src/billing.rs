@@ -70,17 +70,14 @@ impl ClaimCheck {
     }
 
     /// Compares the engine's addons with the claimed codes. An addon whose code is not in the rules data
-    /// matches any one claimed code the engine does not otherwise explain.
+    /// cannot be compared (the agent reports only known codes, so it never appears in the claims): it is
+    /// neither missing nor does it explain a claimed code.
     pub fn of(rules: &RuleSet, date: Date, granted: &[Granted], claimed: &[String]) -> Self {
-        let mut unexplained: Vec<&String> =
+        let unexplained: Vec<&String> =
             claimed.iter().filter(|c| !granted.iter().any(|g| g.code.as_deref() == Some(c.as_str()))).collect();
         let mut check = ClaimCheck { claimed: claimed.to_vec(), ..Default::default() };
         for g in granted {
-            let present = match &g.code {
-                Some(code) => claimed.contains(code),
-                None => unexplained.pop().is_some(),
-            };
-            if !present {
+            if g.code.as_ref().is_some_and(|code| !claimed.contains(code)) {
                 check.missing.push(g.name.clone());
                 check.missing_points += g.points;
             }
@@ -111,7 +108,8 @@ pub struct ClaimSummary {
 impl ClaimSummary {
     pub fn of(lines: &[Line]) -> Self {
         let mut s = Self::default();
-        for l in lines {
+        // Provisional lines (初診/再診 unsettled) are outside the totals, and so outside this comparison.
+        for l in lines.iter().filter(|l| !l.provisional()) {
             let Some(c) = &l.claim else { continue };
             s.checked += 1;
             s.engine_points += l.points;
@@ -329,6 +327,31 @@ mod tests {
             info_obtained: myna,
             claimed: None,
         }
+    }
+
+    #[test]
+    fn claims_are_compared_by_code_and_addons_without_a_code_are_left_out() {
+        let rules = RuleSet::builtin().unwrap();
+        let day = date!(2026 - 07 - 01);
+        let granted = |code: Option<&str>| Granted {
+            name: "加算".into(),
+            points: 2,
+            code: code.map(str::to_owned),
+            rule: "r".into(),
+            source: String::new(),
+            verified: false,
+        };
+        let agree = ClaimCheck::of(&rules, day, &[granted(Some("112709570"))], &["112709570".into()]);
+        assert!(agree.agrees());
+        let missing = ClaimCheck::of(&rules, day, &[granted(Some("112709570"))], &[]);
+        assert_eq!((missing.missing.len(), missing.missing_points), (1, 2));
+        let excess = ClaimCheck::of(&rules, day, &[], &["111704070".into()]);
+        assert_eq!(excess.excess, vec!["111704070"]);
+        assert!(excess.excess_points > 0, "points from the rules data");
+        // No code in the rules data: not comparable, neither missing nor explaining a claimed code.
+        let unknown = ClaimCheck::of(&rules, day, &[granted(None)], &["111704070".into()]);
+        assert!(unknown.missing.is_empty());
+        assert_eq!(unknown.excess, vec!["111704070"]);
     }
 
     #[test]

@@ -154,7 +154,9 @@ impl TenantStore<'_> {
         let replaced_files = earlier.len();
         let in_replaced = gone.len();
 
-        // Receipts of other current files for a (診療年月, patient) claimed again here.
+        // Receipts of other current files for a (診療年月, patient, 入院/外来) claimed again here: the one from
+        // the later 請求年月 wins, whatever order the files arrive in (a backfilled older file does not undo
+        // a 返戻 resubmission).
         let mut claimed: HashMap<String, HashSet<&str>> = HashMap::new();
         for r in &file.receipts {
             if let Some(p) = &r.patient {
@@ -162,12 +164,17 @@ impl TenantStore<'_> {
             }
         }
         let already: HashSet<Uuid> = gone.iter().copied().collect();
+        let mut existing: Vec<(Uuid, Uuid, String, Option<String>, bool)> = Vec::new();
         for (month, patients) in &claimed {
             let patients: Vec<String> = patients.iter().map(|p| (*p).to_owned()).collect();
             for chunk in patients.chunks(CHUNK) {
-                let ids: Vec<Uuid> = claim_receipts::Entity::find()
+                let rows: Vec<(Uuid, Uuid, String, Option<String>, bool)> = claim_receipts::Entity::find()
                     .select_only()
                     .column(claim_receipts::Column::Id)
+                    .column(claim_receipts::Column::FileId)
+                    .column(claim_receipts::Column::ServiceMonth)
+                    .column(claim_receipts::Column::PatientRef)
+                    .column(claim_receipts::Column::Outpatient)
                     .filter(claim_receipts::Column::TenantId.eq(tenant))
                     .filter(claim_receipts::Column::ClinicId.eq(clinic))
                     .filter(claim_receipts::Column::ServiceMonth.eq(month.as_str()))
@@ -175,7 +182,39 @@ impl TenantStore<'_> {
                     .into_tuple()
                     .all(txn)
                     .await?;
-                gone.extend(ids.into_iter().filter(|id| !already.contains(id)));
+                existing.extend(rows.into_iter().filter(|r| !already.contains(&r.0)));
+            }
+        }
+        let files: Vec<Uuid> = existing.iter().map(|r| r.1).collect::<HashSet<_>>().into_iter().collect();
+        let mut file_month: HashMap<Uuid, String> = HashMap::new();
+        for chunk in files.chunks(CHUNK) {
+            let rows: Vec<(Uuid, String)> = claim_files::Entity::find()
+                .select_only()
+                .column(claim_files::Column::Id)
+                .column(claim_files::Column::ClaimMonth)
+                .filter(claim_files::Column::TenantId.eq(tenant))
+                .filter(claim_files::Column::Id.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(txn)
+                .await?;
+            file_month.extend(rows);
+        }
+        let ours = file.claim_month.to_string();
+        // (診療年月, patient, 外来) of this file that a later file already claims: not stored.
+        let mut kept_elsewhere: HashSet<(String, String, bool)> = HashSet::new();
+        for (id, file_id, month, patient, outpatient) in existing {
+            let Some(patient) = patient else { continue };
+            if !file.receipts.iter().any(|r| {
+                r.outpatient == outpatient
+                    && r.service_month.to_string() == month
+                    && r.patient.as_ref().is_some_and(|p| p.as_str() == patient)
+            }) {
+                continue;
+            }
+            if file_month.get(&file_id).is_some_and(|m| *m > ours) {
+                kept_elsewhere.insert((month, patient, outpatient));
+            } else {
+                gone.push(id);
             }
         }
         let superseded_receipts = gone.len() - in_replaced;
@@ -220,7 +259,11 @@ impl TenantStore<'_> {
 
         let mut receipts = Vec::with_capacity(file.receipts.len());
         let mut days = Vec::new();
-        for r in &file.receipts {
+        for r in file.receipts.iter().filter(|r| {
+            !r.patient.as_ref().is_some_and(|p| {
+                kept_elsewhere.contains(&(r.service_month.to_string(), p.as_str().to_owned(), r.outpatient))
+            })
+        }) {
             let id = Uuid::now_v7();
             receipts.push(claim_receipts::ActiveModel {
                 id: Set(id),
@@ -284,6 +327,7 @@ impl TenantStore<'_> {
             "total_points": file.total_points,
             "replaced_files": replaced_files,
             "superseded_receipts": superseded_receipts,
+            "kept_from_later_files": kept_elsewhere.len(),
         });
         self.append_in(txn, &audit).await?;
         Ok(ClaimsApplied { duplicate: false, receipts: receipt_count, replaced_files, superseded_receipts })
@@ -326,18 +370,19 @@ impl TenantStore<'_> {
             .collect())
     }
 
-    /// The months (診療年月) from `from` to `to` the clinic's imported claims cover.
-    pub async fn claimed_months(
+    /// The (patient, 診療年月) pairs the clinic's imported claims hold a receipt for, from `from` to `to`: a
+    /// visit is compared with the claims only when its patient's receipt for that month is in.
+    pub async fn claimed_patient_months(
         &self,
         clinic: &ClinicScope,
         from: YearMonth,
         to: YearMonth,
-    ) -> Result<std::collections::BTreeSet<YearMonth>, StoreError> {
+    ) -> Result<HashSet<(String, YearMonth)>, StoreError> {
         let txn = self.read().await?;
-        let months: Vec<String> = claim_receipts::Entity::find()
+        let rows: Vec<(Option<String>, String)> = claim_receipts::Entity::find()
             .select_only()
+            .column(claim_receipts::Column::PatientRef)
             .column(claim_receipts::Column::ServiceMonth)
-            .distinct()
             .filter(claim_receipts::Column::TenantId.eq(self.tenant_uuid()))
             .filter(claim_receipts::Column::ClinicId.eq(clinic.uuid()))
             .filter(claim_receipts::Column::ServiceMonth.gte(from.to_string()))
@@ -346,7 +391,7 @@ impl TenantStore<'_> {
             .all(&txn)
             .await?;
         txn.commit().await?;
-        Ok(months.iter().filter_map(|m| YearMonth::parse(m)).collect())
+        Ok(rows.into_iter().filter_map(|(p, m)| Some((p?, YearMonth::parse(&m)?))).collect())
     }
 
     /// The key this group's agents seal カルテ番号 with (its pseudonymisation key), for the billing pages
@@ -396,6 +441,18 @@ impl TenantStore<'_> {
         let txn = self.read().await?;
         let mut out = BTreeMap::new();
         for month in months {
+            // A month's figure needs its own claims (a file of the 請求年月 after it); a 月遅れ receipt in a
+            // later file alone would make a figure of one receipt.
+            let main = claim_files::Entity::find()
+                .filter(claim_files::Column::TenantId.eq(self.tenant_uuid()))
+                .filter(claim_files::Column::ClinicId.eq(clinic.uuid()))
+                .filter(claim_files::Column::ClaimMonth.eq(month.plus(1).to_string()))
+                .filter(claim_files::Column::ReplacedBy.is_null())
+                .one(&txn)
+                .await?;
+            if main.is_none() {
+                continue;
+            }
             let receipts: Vec<Option<String>> = claim_receipts::Entity::find()
                 .select_only()
                 .column(claim_receipts::Column::PatientRef)

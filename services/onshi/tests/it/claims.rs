@@ -192,6 +192,27 @@ both_modes!(claims_settle_kinds_show_chart_numbers_and_differences_and_correctio
     assert!(audit.iter().any(|d| d["superseded_receipts"] == 1 && d["replaced_files"] == 0), "{audit:?}");
     let page = b.get(&base).await;
     assert!(page.body.contains("レセ電と不一致 (1)"), "patient 1's 再診 addon is no longer claimed: {}", page.body);
+
+    // An older file imported late (a backfill of the April claims) does not undo the later resubmission.
+    let mut backfill = file(
+        app,
+        month,
+        'e',
+        vec![receipt(
+            1,
+            "00000001",
+            "000123",
+            &key,
+            &[(date!(2025 - 03 - 03), true), (date!(2025 - 03 - 10), false)],
+            &[("111703270", date!(2025 - 03 - 03)), ("112708970", date!(2025 - 03 - 10))],
+        )],
+    );
+    backfill.payer = Payer::Kokuho;
+    assert_eq!(send(app, "claims", backfill).await.status(), 202);
+    eventually(WAIT, "backfilled", || async { imports(app).await.len() == 4 }).await;
+    let audit = imports(app).await;
+    assert!(audit.iter().any(|d| d["kept_from_later_files"] == 1 && d["superseded_receipts"] == 0), "{audit:?}");
+    assert!(b.get(&base).await.body.contains("レセ電と不一致 (1)"), "the resubmitted receipt still stands");
 });
 
 both_modes!(three_figures_of_the_rate_side_by_side_with_the_calibrated_outlook, |app| {

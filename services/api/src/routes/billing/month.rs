@@ -40,12 +40,12 @@ fn kind_of(stored: Option<&str>) -> Option<VisitKind> {
     }
 }
 
-/// The clinic's imported claims over the reviewed month and its look-back: patient-days, the months
-/// they cover, and the key that opens the カルテ番号.
+/// The clinic's imported claims over the reviewed month and its look-back: patient-days and the
+/// (patient, month) pairs that have a receipt.
 struct Claims {
     days: HashMap<(String, time::Date), onshi_store::ClaimDay>,
-    covered: BTreeSet<YearMonth>,
-    key: Option<Vec<u8>>,
+    /// (patient, 診療年月) with a receipt in the claims.
+    receipts: std::collections::HashSet<(String, YearMonth)>,
 }
 
 impl Claims {
@@ -55,9 +55,9 @@ impl Claims {
         from: YearMonth,
         to: YearMonth,
     ) -> Result<Self, ApiError> {
-        let covered = store.claimed_months(clinic, from, to).await?;
-        if covered.is_empty() {
-            return Ok(Self { days: HashMap::new(), covered, key: None });
+        let receipts = store.claimed_patient_months(clinic, from, to).await?;
+        if receipts.is_empty() {
+            return Ok(Self { days: HashMap::new(), receipts });
         }
         let mut days = HashMap::new();
         for d in store.claim_days(clinic, from.first_day(), to.last_day()).await? {
@@ -65,12 +65,21 @@ impl Claims {
                 days.insert((p, d.date), d);
             }
         }
-        Ok(Self { days, covered, key: store.chart_key().await? })
+        Ok(Self { days, receipts })
     }
+}
 
-    fn open_chart(&self, sealed: Option<&str>) -> Option<String> {
-        onshi_domain::sealed::open_chart_number(self.key.as_deref()?, sealed?)
+/// Opens the sealed カルテ番号 among the lines' patient keys, for billing staff's page and exports.
+async fn open_charts(store: &TenantStore<'_>, lines: &mut [Line]) -> Result<(), ApiError> {
+    if !lines.iter().any(|l| onshi_domain::sealed::is_sealed_shape(&l.patient_key)) {
+        return Ok(());
     }
+    let key = store.chart_key().await?.unwrap_or_default();
+    for l in lines.iter_mut().filter(|l| onshi_domain::sealed::is_sealed_shape(&l.patient_key)) {
+        l.patient_key = onshi_domain::sealed::open_chart_number(&key, &l.patient_key)
+            .unwrap_or_else(|| "（カルテ番号を開けません）".to_owned());
+    }
+    Ok(())
 }
 
 /// A rule as the month's legend shows it, once, instead of on every visit.
@@ -126,9 +135,11 @@ pub(super) async fn month_review(
             Fact {
                 id: v.id.to_string(),
                 patient: v.patient.clone().unwrap_or_else(|| format!("visit:{}", v.id)),
-                // The clinic's own カルテ番号 once its レセ電 is imported, else the short pseudonym.
+                // The clinic's own カルテ番号 once its レセ電 is imported (kept sealed, so a closed month's
+                // snapshot holds no number in clear; `month_state` opens it for the page), else the short
+                // pseudonym.
                 patient_key: day
-                    .and_then(|d| claims.open_chart(d.chart_sealed.as_deref()))
+                    .and_then(|d| d.chart_sealed.clone())
                     .unwrap_or_else(|| patient_key(v.patient.as_deref())),
                 date: v.date,
                 first_seen: v.first_seen,
@@ -139,10 +150,14 @@ pub(super) async fn month_review(
                 }),
                 myna: v.myna,
                 info_obtained: v.info_obtained,
-                claimed: claims
-                    .covered
-                    .contains(&YearMonth::of(v.date))
-                    .then(|| day.map(|d| d.addons.clone()).unwrap_or_default()),
+                // Compared only when the patient's receipt for the month is in the claims: a visit without a
+                // patient, the other payer's file not imported yet or a pseudonym that did not match is "not
+                // in the claims", not a 算定漏れ.
+                claimed: v
+                    .patient
+                    .as_ref()
+                    .filter(|p| claims.receipts.contains(&((*p).clone(), YearMonth::of(v.date))))
+                    .map(|_| day.map(|d| d.addons.clone()).unwrap_or_default()),
             }
         })
         .collect();
@@ -232,6 +247,7 @@ pub(super) async fn month_state(
         }
     };
     let Snapshot { mut lines, totals, legend, .. } = snapshot;
+    open_charts(store, &mut lines).await?;
     lines.sort_by(|a, b| (a.date, first_at.get(&a.id), &a.id).cmp(&(b.date, first_at.get(&b.id), &b.id)));
     Ok(MonthState { lines, totals, legend, closed, late, first_at })
 }

@@ -6,7 +6,7 @@
 //! Line format, forgiving because the portal offers no download: any order of a 10-digit 医療機関コード,
 //! a month (`2026-09`, `2026/09`, `2026年9月`, `令和8年9月`), a date notified (`2026-11-14`,
 //! `2026/11/14`, `2026年11月14日`), a percentage (`31.2%`), and up to three whole numbers read as 利用件数,
-//! 利用者数 and 外来レセプト数 (`1,234件` and full-width digits are fine). Without a percentage the rate
+//! 利用者数 and 外来レセプト数 (full-width digits are fine; `1,234件` in tab-separated text). Without a percentage the rate
 //! is 利用者数 ÷ 外来レセプト数. Lines with no digits at all (headings) are skipped. Columns are split on
 //! tabs when the line has any, else on commas and spaces.
 
@@ -67,6 +67,13 @@ pub(crate) fn parse_lines(text: &str) -> Result<Vec<OfficialLine>, (usize, Strin
         let line: String = raw.nfkc().collect();
         if !line.chars().any(|c| c.is_ascii_digit()) {
             continue;
+        }
+        if !line.contains('\t') && line.contains('"') {
+            // "1,300" in comma-separated text would split into two numbers and be misread.
+            return Err((
+                n,
+                "引用符で囲んだ値はタブ区切りで貼り付けてください（カンマ区切りでは数のカンマを外してください）".into(),
+            ));
         }
         let tokens: Vec<String> = if line.contains('\t') {
             line.split('\t').map(|t| t.trim().replace(',', "")).collect()
@@ -191,5 +198,7 @@ mod tests {
         assert!(parse_lines("1311234560,2026-10,131%").unwrap_err().1.contains("0〜100"));
         assert_eq!(parse_lines("1311234560,2026-10,31%\n1311234561,2026-10,x").unwrap_err().0, 2);
         assert_eq!(parse_lines("ヘッダだけ").unwrap_err().0, 0);
+        // A quoted number with a comma is not split silently.
+        assert!(parse_lines("1311234560,2026-09,410,\"1,300\"").unwrap_err().1.contains("タブ区切り"));
     }
 }
