@@ -121,19 +121,36 @@ pub(crate) fn month_csv(lines: &[Line], times: &HashMap<String, String>) -> CsvT
     out
 }
 
+/// The clinic-month of a path as the CSV files need it: its lines (a closed month's as closed) and each
+/// visit's JST time.
+struct MonthRows {
+    clinic: onshi_store::ClinicScope,
+    month: onshi_rules::YearMonth,
+    lines: Vec<Line>,
+    times: HashMap<String, String>,
+}
+
+async fn month_rows(
+    state: &AppState,
+    caller: &Caller,
+    store: &onshi_store::TenantStore<'_>,
+    (raw_clinic, raw_month): (String, String),
+) -> Result<MonthRows, ApiError> {
+    let clinic = caller.clinic(store, &raw_clinic).await?;
+    let month = parse_month(&raw_month)?;
+    let MonthState { lines, first_at, .. } = month_state(&state.rules, store, &clinic, month).await?;
+    let times = first_at.iter().map(|(id, at)| (id.clone(), crate::web::time::jst_minute(at))).collect();
+    Ok(MonthRows { clinic, month, lines, times })
+}
+
 /// `GET /billing/{clinic}/{month}/differences.csv`: the month's claims that disagree with the engine.
 pub(crate) async fn differences(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (raw_clinic, raw_month) = path.into_inner();
     let store = state.store.tenant(caller.scope);
-    let clinic = caller.clinic(&store, &raw_clinic).await?;
-    let month = parse_month(&raw_month)?;
-    let MonthState { lines, first_at, .. } = month_state(&state.rules, &store, &clinic, month).await?;
-    let times: HashMap<String, String> =
-        first_at.iter().map(|(id, at)| (id.clone(), crate::web::time::jst_minute(at))).collect();
+    let MonthRows { clinic, month, lines, times } = month_rows(&state, &caller, &store, path.into_inner()).await?;
     let table = differences_csv(&lines, &times);
     store
         .audit(
@@ -157,14 +174,9 @@ pub(crate) async fn export(
     path: web::Path<(String, String)>,
     form: web::Form<ExportForm>,
 ) -> Result<HttpResponse, ApiError> {
-    let (raw_clinic, raw_month) = path.into_inner();
     let store = state.store.tenant(caller.scope);
-    let clinic = caller.clinic(&store, &raw_clinic).await?;
-    let month = parse_month(&raw_month)?;
     // A closed month exports what it was closed with, so the same month gives the same file.
-    let MonthState { lines, first_at, .. } = month_state(&state.rules, &store, &clinic, month).await?;
-    let times: HashMap<String, String> =
-        first_at.iter().map(|(id, at)| (id.clone(), crate::web::time::jst_minute(at))).collect();
+    let MonthRows { clinic, month, lines, times } = month_rows(&state, &caller, &store, path.into_inner()).await?;
     let table = month_csv(&lines, &times);
     let (encoding, bytes) = match form.encoding.as_str() {
         "sjis" => {
