@@ -526,6 +526,33 @@ impl TenantStore<'_> {
             .collect())
     }
 
+    /// The official rates of every clinic of the tenant for `months`, by clinic (one read, for the group
+    /// dashboard).
+    pub async fn official_rates(
+        &self,
+        months: &[YearMonth],
+    ) -> Result<HashMap<onshi_domain::ClinicId, BTreeMap<YearMonth, f64>>, StoreError> {
+        let txn = self.read().await?;
+        let rows: Vec<(Uuid, String, f64)> = official_usage::Entity::find()
+            .select_only()
+            .column(official_usage::Column::ClinicId)
+            .column(official_usage::Column::Month)
+            .column(official_usage::Column::Rate)
+            .filter(official_usage::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(official_usage::Column::Month.is_in(months.iter().map(ToString::to_string)))
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        let mut out: HashMap<onshi_domain::ClinicId, BTreeMap<YearMonth, f64>> = HashMap::new();
+        for (clinic, month, rate) in rows {
+            if let Some(m) = YearMonth::parse(&month) {
+                out.entry(onshi_domain::ClinicId::from_uuid(clinic)).or_default().insert(m, rate);
+            }
+        }
+        Ok(out)
+    }
+
     /// Enters (or corrects) official figures for one or more clinic-months, audited per clinic-month, in
     /// one transaction: a pasted list is taken whole or not at all.
     pub async fn set_official_usage(

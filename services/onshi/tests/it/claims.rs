@@ -284,6 +284,8 @@ both_modes!(three_figures_of_the_rate_side_by_side_with_the_calibrated_outlook, 
         calibration.contains("0.61") && calibration.contains("0.60〜0.62") && calibration.contains("2か月"),
         "{calibration}"
     );
+    // The group page reads the official figures too.
+    assert_eq!(m.get("/dashboard").await.status, 200);
     let outlook = extract(&page.body, "data-testid=\"calibrated-outlook\">", "</p>").unwrap();
     assert!(outlook.contains("30.6%") && outlook.contains("推計（補正後）"), "{outlook}");
 });

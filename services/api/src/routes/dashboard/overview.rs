@@ -265,7 +265,11 @@ pub(crate) async fn overview(
     for (month, u) in store.usage_by_month(&loaded).await? {
         usage.entry(u.clinic).or_default().insert(month, MonthCount { patients: u.patients, myna: u.myna_patients });
     }
+    // Notified official figures decide a month's standing where they exist, as on the clinic page and in
+    // billing (the clinic page also uses the claims-based figure, which this overview does not load).
+    let official = store.official_rates(&loaded).await?;
     let empty = BTreeMap::new();
+    let empty_rates = BTreeMap::new();
     let lang = page.lang;
     let mut rows: Vec<ClinicRow> = clinics
         .iter()
@@ -278,7 +282,7 @@ pub(crate) async fn overview(
                 history,
                 &months,
                 today,
-                &BTreeMap::new(),
+                official.get(&c.id).unwrap_or(&empty_rates),
             )
         })
         .collect();
