@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::AgentConfig;
 use crate::credentials::{Credentials, CredentialsError};
-use crate::oqs::{self, FileKind, MAX_FILE_BYTES, ParseContext, TimeSource, parse_file};
+use crate::oqs::{self, FileKind, MAX_FILE_BYTES, TimeSource, parse_file};
 use crate::outbox::{Committed, Outbox, OutboxError};
 use crate::source::{self, Candidate, Stamp};
 use crate::uplink::{Backoff, Delivery, Uplink};
@@ -233,11 +233,7 @@ impl Agent {
             self.outbox.remember_path(&path, c.size, c.modified, &hash)?;
             return Ok(());
         }
-        let ctx = ParseContext {
-            clinic: Some(self.credentials.institution_code.clone()),
-            pseudonym_key: self.credentials.pseudonym_key_bytes(),
-        };
-        match crate::uke::parse(&bytes, &ctx) {
+        match crate::uke::parse(&bytes, &self.credentials.parse_context()) {
             Ok(claims) => {
                 let receipts = claims.receipts.len();
                 let event = crate::uke::event_of(claims);
@@ -247,24 +243,39 @@ impl Agent {
                 self.events_ready.notify_one();
             }
             Err(e) => {
-                let age = OffsetDateTime::now_utc().unix_timestamp() - c.modified;
-                if age < self.config.settle_secs as i64 {
-                    tracing::debug!(file = %c.name, reason = %e, "claims file not readable yet; will retry");
-                    return Ok(());
-                }
-                tracing::warn!(file = %c.name, reason = %e, "claims file quarantined");
                 // Only the reason is written: the file stays where the レセコン put it, and a copy of a whole
                 // month of names and insurance numbers is not made.
-                if let Err(io) = refused_claims_note(&self.config.quarantine_dir(), c, &hash, &e) {
-                    tracing::error!(error = %io, "could not write to quarantine; will retry");
-                    return Ok(());
-                }
-                self.state.quarantined.fetch_add(1, Ordering::Relaxed);
-                self.outbox.mark_quarantined(&hash, &path, c.size)?;
-                self.outbox.remember_path(&path, c.size, c.modified, &hash)?;
+                self.set_aside(c, &hash, &e, || refused_claims_note(&self.config.quarantine_dir(), c, &hash, &e))?;
             }
         }
         Ok(())
+    }
+
+    /// Sets aside a file that cannot be read, once it has settled (a file changed within `settle_secs`
+    /// is probably still being written and is looked at again later): `write` records why in the
+    /// quarantine folder, then the file is counted and marked so rescans skip it. True when set aside.
+    fn set_aside(
+        &self,
+        c: &Candidate,
+        hash: &str,
+        reason: &dyn std::fmt::Display,
+        write: impl FnOnce() -> std::io::Result<()>,
+    ) -> Result<bool, OutboxError> {
+        let age = OffsetDateTime::now_utc().unix_timestamp() - c.modified;
+        if age < self.config.settle_secs as i64 {
+            tracing::debug!(file = %c.name, %reason, "not readable yet; will retry");
+            return Ok(false);
+        }
+        tracing::warn!(file = %c.name, %reason, "quarantined");
+        if let Err(io) = write() {
+            tracing::error!(error = %io, "could not write to quarantine; will retry");
+            return Ok(false);
+        }
+        self.state.quarantined.fetch_add(1, Ordering::Relaxed);
+        let path = c.path.display().to_string();
+        self.outbox.mark_quarantined(hash, &path, c.size)?;
+        self.outbox.remember_path(&path, c.size, c.modified, hash)?;
+        Ok(true)
     }
 
     async fn consider(&self, c: &Candidate, bytes: Vec<u8>) -> Result<(), OutboxError> {
@@ -276,11 +287,7 @@ impl Agent {
             self.outbox.remember_path(&path, c.size, c.modified, &bytes_hash)?;
             return Ok(());
         }
-        let ctx = ParseContext {
-            clinic: Some(self.credentials.institution_code.clone()),
-            pseudonym_key: self.credentials.pseudonym_key_bytes(),
-        };
-        match parse_file(&c.name, &bytes, &ctx) {
+        match parse_file(&c.name, &bytes, &self.credentials.parse_context()) {
             Ok(parsed) => {
                 // One result, one set of events: the identity is the parsed document's, so the same result
                 // with a trailing CRLF, other whitespace or another encoding is not read again.
@@ -319,23 +326,13 @@ impl Agent {
                 }
             }
             Err(e) => {
-                let age = OffsetDateTime::now_utc().unix_timestamp() - c.modified;
-                if age < self.config.settle_secs as i64 {
-                    // Probably still being written (a slow copy): look again later.
-                    tracing::debug!(file = %c.name, reason = %e, "not readable yet; will retry");
-                    return Ok(());
-                }
-                tracing::warn!(file = %c.name, reason = %e, "quarantined");
-                if let Err(io) = quarantine(&self.config.quarantine_dir(), c, &bytes, &bytes_hash, &e) {
-                    tracing::error!(error = %io, "could not write to quarantine; will retry");
-                    return Ok(());
-                }
-                self.state.quarantined.fetch_add(1, Ordering::Relaxed);
-                if let Ok(mut last) = self.state.last_quarantine.lock() {
+                let quarantine_dir = self.config.quarantine_dir();
+                let write = || quarantine(&quarantine_dir, c, &bytes, &bytes_hash, &e);
+                if self.set_aside(c, &bytes_hash, &e, write)?
+                    && let Ok(mut last) = self.state.last_quarantine.lock()
+                {
                     *last = Some(onshi_domain::QuarantineNote { kind: e.kind(), at: OffsetDateTime::now_utc() });
                 }
-                self.outbox.mark_quarantined(&bytes_hash, &path, c.size)?;
-                self.outbox.remember_path(&path, c.size, c.modified, &bytes_hash)?;
             }
         }
         Ok(())

@@ -44,6 +44,15 @@ pub enum CredentialsError {
 }
 
 impl Credentials {
+    /// What the parsers need to know about this enrolled clinic: its code (files for another are refused)
+    /// and the group's pseudonymisation key.
+    pub fn parse_context(&self) -> crate::oqs::ParseContext {
+        crate::oqs::ParseContext {
+            clinic: Some(self.institution_code.clone()),
+            pseudonym_key: self.pseudonym_key_bytes(),
+        }
+    }
+
     pub fn path(data_dir: &Path) -> PathBuf {
         data_dir.join("credentials.json")
     }

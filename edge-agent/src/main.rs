@@ -191,8 +191,9 @@ fn peak_rss_mib() -> Option<u64> {
     Some(kb / 1024)
 }
 
-/// The parse context of this machine (enrolled), or of `--clinic` with an empty key when it is not.
-fn uke_context(config: &AgentConfig, clinic: Option<String>) -> Result<ParseContext, String> {
+/// The parse context for `parse` and `uke parse`: this machine's enrollment, with `--clinic` overriding the
+/// code; without enrollment, the code is not checked and pseudonyms use an empty key (said on stderr).
+fn parse_context(config: &AgentConfig, clinic: Option<String>) -> Result<ParseContext, String> {
     let enrolled = Credentials::load(&config.data_dir).ok();
     Ok(match (enrolled, clinic) {
         (enrolled, Some(code)) => ParseContext {
@@ -212,7 +213,7 @@ fn uke_context(config: &AgentConfig, clinic: Option<String>) -> Result<ParseCont
 async fn uke_command(which: UkeCommand, config: impl Fn() -> Result<AgentConfig, String>) -> Result<ExitCode, String> {
     match which {
         UkeCommand::Parse { file, clinic } => {
-            let ctx = uke_context(&config()?, clinic)?;
+            let ctx = parse_context(&config()?, clinic)?;
             let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             match onshi_agent::uke::parse(&bytes, &ctx) {
                 Ok(claims) => {
@@ -229,10 +230,7 @@ async fn uke_command(which: UkeCommand, config: impl Fn() -> Result<AgentConfig,
             let config = config()?;
             init_logging(&config.log_level);
             let credentials = Credentials::load(&config.data_dir).map_err(|e| e.to_string())?;
-            let ctx = ParseContext {
-                clinic: Some(credentials.institution_code.clone()),
-                pseudonym_key: credentials.pseudonym_key_bytes(),
-            };
+            let ctx = credentials.parse_context();
             let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
             let claims =
                 onshi_agent::uke::parse(&bytes, &ctx).map_err(|e| format!("{}: refused: {e}", file.display()))?;
@@ -372,23 +370,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             let config = config()?;
             let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
             let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-            let ctx = match (Credentials::load(&config.data_dir), clinic) {
-                (_, Some(code)) => ParseContext {
-                    clinic: Some(MedicalInstitutionCode::parse(&code).map_err(|e| format!("--clinic: {e}"))?),
-                    pseudonym_key: Credentials::load(&config.data_dir)
-                        .map(|c| c.pseudonym_key_bytes())
-                        .unwrap_or_default(),
-                },
-                (Ok(c), None) => {
-                    ParseContext { clinic: Some(c.institution_code.clone()), pseudonym_key: c.pseudonym_key_bytes() }
-                }
-                (Err(_), None) => {
-                    eprintln!(
-                        "onshi-agent: not enrolled: the clinic code is not checked and pseudonyms use an empty key"
-                    );
-                    ParseContext { clinic: None, pseudonym_key: Vec::new() }
-                }
-            };
+            let ctx = parse_context(&config, clinic)?;
             match parse_file(&name, &bytes, &ctx) {
                 Ok(parsed) => {
                     if parsed.time_source == onshi_agent::oqs::TimeSource::FileName {

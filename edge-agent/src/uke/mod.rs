@@ -242,7 +242,8 @@ pub fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<ClaimsFile, UkeError> {
 
     let mut receipts: Vec<ClaimReceipt> = Vec::new();
     let mut open: Option<Open> = None;
-    let mut trailer: Option<(usize, u64, u64)> = None;
+    // GO's 総件数, 総合計点数, and whether it is the last volume (99).
+    let mut trailer: Option<(u64, u64, bool)> = None;
     for (line, text) in lines {
         if text.trim().is_empty() {
             continue;
@@ -281,7 +282,7 @@ pub fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<ClaimsFile, UkeError> {
                 if volume.len() != 2 || !volume.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(bad(line, "GO: マルチボリューム識別情報 is missing (the file is cut short?)"));
                 }
-                trailer = Some((line, count, points));
+                trailer = Some((count, points, volume == "99"));
             }
             "IR" => return Err(bad(line, "a second IR record")),
             _ => {
@@ -292,11 +293,11 @@ pub fn parse(bytes: &[u8], ctx: &ParseContext) -> Result<ClaimsFile, UkeError> {
             }
         }
     }
-    let Some((_, count, points)) = trailer else {
+    let Some((count, points, last_volume)) = trailer else {
         return Err(UkeError::NoTrailer);
     };
     // A volume before the last of a multi-volume submission leaves GO's counts empty.
-    let intermediate = count == 0 && points == 0 && volume_of_go_is_not_last(&text);
+    let intermediate = count == 0 && points == 0 && !last_volume;
     if intermediate {
         let total: u64 = receipts.iter().map(|r| r.points).sum();
         return Ok(ClaimsFile {
@@ -333,14 +334,6 @@ fn checked(claims: ClaimsFile) -> Result<ClaimsFile, UkeError> {
         .validate(&claims.institution_code, "claims")
         .map_err(|e| UkeError::Invalid { field: e.field, why: e.message })?;
     Ok(claims)
-}
-
-/// Whether the file's GO says it is not the last volume (anything but 99).
-fn volume_of_go_is_not_last(text: &str) -> bool {
-    text.lines()
-        .rev()
-        .find(|l| l.starts_with("GO"))
-        .is_some_and(|l| Record::new(0, l.trim_end_matches('\r')).field(layout::GO_VOLUME) != "99")
 }
 
 fn read_receipt(re: &Record<'_>) -> Result<Open, UkeError> {

@@ -226,9 +226,4 @@ impl ClaimsFile {
         }
         Ok(())
     }
-
-    /// Outpatient (入院外) receipts per service month: the official 利用率's denominator.
-    pub fn outpatient_receipts(&self, month: YearMonth) -> usize {
-        self.receipts.iter().filter(|r| r.outpatient && r.service_month == month).count()
-    }
 }

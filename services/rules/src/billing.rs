@@ -105,6 +105,20 @@ pub struct ClaimSummary {
     pub engine_points: u32,
 }
 
+impl std::ops::AddAssign for ClaimSummary {
+    /// Adds another clinic-month's figures (the group's total).
+    fn add_assign(&mut self, o: Self) {
+        self.checked += o.checked;
+        self.agrees += o.agrees;
+        self.missing += o.missing;
+        self.missing_points += o.missing_points;
+        self.excess += o.excess;
+        self.excess_points += o.excess_points;
+        self.claimed_points += o.claimed_points;
+        self.engine_points += o.engine_points;
+    }
+}
+
 impl ClaimSummary {
     pub fn of(lines: &[Line]) -> Self {
         let mut s = Self::default();

@@ -14,8 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use onshi_domain::{ClaimedVisitKind, ClaimsFile, YearMonth};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
 };
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -26,18 +25,6 @@ use crate::{ClinicScope, StoreError, TenantStore};
 
 /// Rows per INSERT: well under SQLite's bound on parameters.
 const CHUNK: usize = 400;
-
-/// What importing one file did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClaimsApplied {
-    /// The same file was imported before: nothing changed.
-    pub duplicate: bool,
-    pub receipts: usize,
-    /// Earlier files for the same month, payer and volume, now replaced.
-    pub replaced_files: usize,
-    /// Receipts of other files for a (診療年月, patient) this file claims again.
-    pub superseded_receipts: usize,
-}
 
 /// One patient-day as the claims state it.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,19 +38,6 @@ pub struct ClaimDay {
     pub chart_sealed: Option<String>,
 }
 
-/// A file as the pages list it.
-#[derive(Debug, Clone)]
-pub struct ClaimFileRecord {
-    pub claim_month: YearMonth,
-    pub payer: String,
-    pub volume: i16,
-    pub receipts: i32,
-    pub total_points: i64,
-    pub file_sha256: String,
-    pub imported_at: OffsetDateTime,
-    pub replaced: bool,
-}
-
 /// A service month's receipts from the claims: the claims-based 利用率's parts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClaimsUsage {
@@ -71,8 +45,6 @@ pub struct ClaimsUsage {
     pub outpatient_receipts: u64,
     /// Of them, receipts whose patient used a マイナ保険証 at this clinic that month (matched by pseudonym).
     pub myna_receipts: u64,
-    /// Of them, receipts whose patient had any 資格確認 result here that month.
-    pub matched_receipts: u64,
 }
 
 /// The official figure for one clinic and month, as notified (支払基金's お知らせ or the portal).
@@ -104,7 +76,8 @@ fn kind_of(text: Option<&str>) -> Option<ClaimedVisitKind> {
 }
 
 impl TenantStore<'_> {
-    /// Stores one claims file inside the ingest transaction `txn` (see the module for what it replaces).
+    /// Stores one claims file inside the ingest transaction `txn` (see the module for what it replaces);
+    /// false when the same file was imported before and nothing changed.
     pub(crate) async fn apply_claims_in(
         &self,
         txn: &DatabaseTransaction,
@@ -113,7 +86,7 @@ impl TenantStore<'_> {
         event: Uuid,
         file: &ClaimsFile,
         received_at: OffsetDateTime,
-    ) -> Result<ClaimsApplied, StoreError> {
+    ) -> Result<bool, StoreError> {
         let tenant = self.tenant_uuid();
         let same = claim_files::Entity::find()
             .filter(claim_files::Column::TenantId.eq(tenant))
@@ -122,7 +95,7 @@ impl TenantStore<'_> {
             .one(txn)
             .await?;
         if same.is_some() {
-            return Ok(ClaimsApplied { duplicate: true, ..Default::default() });
+            return Ok(false);
         }
         let file_id = Uuid::now_v7();
 
@@ -157,16 +130,20 @@ impl TenantStore<'_> {
         // Receipts of other current files for a (診療年月, patient, 入院/外来) claimed again here: the one from
         // the later 請求年月 wins, whatever order the files arrive in (a backfilled older file does not undo
         // a 返戻 resubmission).
-        let mut claimed: HashMap<String, HashSet<&str>> = HashMap::new();
-        for r in &file.receipts {
-            if let Some(p) = &r.patient {
-                claimed.entry(r.service_month.to_string()).or_default().insert(p.as_str());
-            }
+        let ours_keys: HashSet<(String, &str, bool)> = file
+            .receipts
+            .iter()
+            .filter_map(|r| Some((r.service_month.to_string(), r.patient.as_ref()?.as_str(), r.outpatient)))
+            .collect();
+        let mut claimed: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (month, patient, _) in &ours_keys {
+            claimed.entry(month.as_str()).or_default().push((*patient).to_owned());
         }
         let already: HashSet<Uuid> = gone.iter().copied().collect();
         let mut existing: Vec<(Uuid, Uuid, String, Option<String>, bool)> = Vec::new();
-        for (month, patients) in &claimed {
-            let patients: Vec<String> = patients.iter().map(|p| (*p).to_owned()).collect();
+        for (month, patients) in &mut claimed {
+            patients.sort_unstable();
+            patients.dedup();
             for chunk in patients.chunks(CHUNK) {
                 let rows: Vec<(Uuid, Uuid, String, Option<String>, bool)> = claim_receipts::Entity::find()
                     .select_only()
@@ -177,7 +154,7 @@ impl TenantStore<'_> {
                     .column(claim_receipts::Column::Outpatient)
                     .filter(claim_receipts::Column::TenantId.eq(tenant))
                     .filter(claim_receipts::Column::ClinicId.eq(clinic))
-                    .filter(claim_receipts::Column::ServiceMonth.eq(month.as_str()))
+                    .filter(claim_receipts::Column::ServiceMonth.eq(*month))
                     .filter(claim_receipts::Column::PatientRef.is_in(chunk.iter().cloned()))
                     .into_tuple()
                     .all(txn)
@@ -204,11 +181,7 @@ impl TenantStore<'_> {
         let mut kept_elsewhere: HashSet<(String, String, bool)> = HashSet::new();
         for (id, file_id, month, patient, outpatient) in existing {
             let Some(patient) = patient else { continue };
-            if !file.receipts.iter().any(|r| {
-                r.outpatient == outpatient
-                    && r.service_month.to_string() == month
-                    && r.patient.as_ref().is_some_and(|p| p.as_str() == patient)
-            }) {
+            if !ours_keys.contains(&(month.clone(), patient.as_str(), outpatient)) {
                 continue;
             }
             if file_month.get(&file_id).is_some_and(|m| *m > ours) {
@@ -311,14 +284,14 @@ impl TenantStore<'_> {
             claim_days::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
         }
 
-        let mut audit = AuditEntry::new(
+        let audit = AuditEntry::new(
             None,
             &format!("device:{}", onshi_domain::DeviceId::from_uuid(device)),
             "uke.imported",
             &format!("clinic:{}", onshi_domain::ClinicId::from_uuid(clinic)),
             AuditResult::Success,
-        );
-        audit.details = serde_json::json!({
+        )
+        .details(serde_json::json!({
             "claim_month": file.claim_month.to_string(),
             "payer": file.payer.as_str(),
             "volume": file.volume,
@@ -328,9 +301,9 @@ impl TenantStore<'_> {
             "replaced_files": replaced_files,
             "superseded_receipts": superseded_receipts,
             "kept_from_later_files": kept_elsewhere.len(),
-        });
+        }));
         self.append_in(txn, &audit).await?;
-        Ok(ClaimsApplied { duplicate: false, receipts: receipt_count, replaced_files, superseded_receipts })
+        Ok(true)
     }
 
     /// The claimed patient-days of a clinic from `from` to `to`, with each receipt's sealed カルテ番号.
@@ -403,97 +376,64 @@ impl TenantStore<'_> {
         Ok(tenant.and_then(|t| t.pseudonym_key).map(|k| hex::decode(&k).unwrap_or_else(|_| k.into_bytes())))
     }
 
-    /// The clinic's imported files, newest claim month first.
-    pub async fn claim_files(&self, clinic: &ClinicScope) -> Result<Vec<ClaimFileRecord>, StoreError> {
-        let txn = self.read().await?;
-        let rows = claim_files::Entity::find()
-            .filter(claim_files::Column::TenantId.eq(self.tenant_uuid()))
-            .filter(claim_files::Column::ClinicId.eq(clinic.uuid()))
-            .order_by_desc(claim_files::Column::ClaimMonth)
-            .order_by_desc(claim_files::Column::ImportedAt)
-            .limit(60)
-            .all(&txn)
-            .await?;
-        txn.commit().await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                Some(ClaimFileRecord {
-                    claim_month: YearMonth::parse(&r.claim_month)?,
-                    payer: r.payer,
-                    volume: r.volume,
-                    receipts: r.receipts,
-                    total_points: r.total_points,
-                    file_sha256: r.file_sha256,
-                    imported_at: r.imported_at,
-                    replaced: r.replaced_by.is_some(),
-                })
-            })
-            .collect())
-    }
-
-    /// The claims-based 利用率's parts per service month (months without receipts are left out).
+    /// The claims-based 利用率's parts per service month (months without their own claims are left out), in
+    /// three reads whatever the number of months.
     pub async fn claims_usage(
         &self,
         clinic: &ClinicScope,
         months: &[YearMonth],
     ) -> Result<BTreeMap<YearMonth, ClaimsUsage>, StoreError> {
+        let (Some(first), Some(last)) = (months.iter().min(), months.iter().max()) else {
+            return Ok(BTreeMap::new());
+        };
         let txn = self.read().await?;
-        let mut out = BTreeMap::new();
-        for month in months {
-            // A month's figure needs its own claims (a file of the 請求年月 after it); a 月遅れ receipt in a
-            // later file alone would make a figure of one receipt.
-            let main = claim_files::Entity::find()
-                .filter(claim_files::Column::TenantId.eq(self.tenant_uuid()))
-                .filter(claim_files::Column::ClinicId.eq(clinic.uuid()))
-                .filter(claim_files::Column::ClaimMonth.eq(month.plus(1).to_string()))
-                .filter(claim_files::Column::ReplacedBy.is_null())
-                .one(&txn)
-                .await?;
-            if main.is_none() {
-                continue;
-            }
-            let receipts: Vec<Option<String>> = claim_receipts::Entity::find()
-                .select_only()
-                .column(claim_receipts::Column::PatientRef)
-                .filter(claim_receipts::Column::TenantId.eq(self.tenant_uuid()))
-                .filter(claim_receipts::Column::ClinicId.eq(clinic.uuid()))
-                .filter(claim_receipts::Column::ServiceMonth.eq(month.to_string()))
-                .filter(claim_receipts::Column::Outpatient.eq(true))
-                .into_tuple()
-                .all(&txn)
-                .await?;
-            if receipts.is_empty() {
-                continue;
-            }
-            let seen: Vec<(Option<String>, bool)> = visits::Entity::find()
-                .select_only()
-                .column(visits::Column::PatientRef)
-                .column(visits::Column::Myna)
-                .filter(visits::Column::TenantId.eq(self.tenant_uuid()))
-                .filter(visits::Column::ClinicId.eq(clinic.uuid()))
-                .filter(visits::Column::VisitDate.gte(month.first_day()))
-                .filter(visits::Column::VisitDate.lte(month.last_day()))
-                .filter(visits::Column::PatientRef.is_not_null())
-                .into_tuple()
-                .all(&txn)
-                .await?;
-            let mut myna: HashSet<String> = HashSet::new();
-            let mut any: HashSet<String> = HashSet::new();
-            for (p, m) in seen.into_iter().filter_map(|(p, m)| Some((p?, m))) {
-                if m {
-                    myna.insert(p.clone());
-                }
-                any.insert(p);
-            }
-            let mut usage = ClaimsUsage { outpatient_receipts: receipts.len() as u64, ..Default::default() };
-            for p in receipts.iter().flatten() {
-                usage.myna_receipts += u64::from(myna.contains(p));
-                usage.matched_receipts += u64::from(any.contains(p));
-            }
-            out.insert(*month, usage);
-        }
+        // A month's figure needs its own claims (a file of the 請求年月 after it); a 月遅れ receipt in a later
+        // file alone would make a figure of one receipt.
+        let main: Vec<String> = claim_files::Entity::find()
+            .select_only()
+            .column(claim_files::Column::ClaimMonth)
+            .filter(claim_files::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(claim_files::Column::ClinicId.eq(clinic.uuid()))
+            .filter(claim_files::Column::ClaimMonth.is_in(months.iter().map(|m| m.plus(1).to_string())))
+            .filter(claim_files::Column::ReplacedBy.is_null())
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        let main: HashSet<YearMonth> = main.iter().filter_map(|m| Some(YearMonth::parse(m)?.plus(-1))).collect();
+        let receipts: Vec<(String, Option<String>)> = claim_receipts::Entity::find()
+            .select_only()
+            .column(claim_receipts::Column::ServiceMonth)
+            .column(claim_receipts::Column::PatientRef)
+            .filter(claim_receipts::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(claim_receipts::Column::ClinicId.eq(clinic.uuid()))
+            .filter(claim_receipts::Column::ServiceMonth.is_in(main.iter().map(ToString::to_string)))
+            .filter(claim_receipts::Column::Outpatient.eq(true))
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        let seen: Vec<(Date, Option<String>)> = visits::Entity::find()
+            .select_only()
+            .column(visits::Column::VisitDate)
+            .column(visits::Column::PatientRef)
+            .filter(visits::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(visits::Column::ClinicId.eq(clinic.uuid()))
+            .filter(visits::Column::VisitDate.gte(first.first_day()))
+            .filter(visits::Column::VisitDate.lte(last.last_day()))
+            .filter(visits::Column::PatientRef.is_not_null())
+            .filter(visits::Column::Myna.eq(true))
+            .into_tuple()
+            .all(&txn)
+            .await?;
         txn.commit().await?;
+        let myna: HashSet<(YearMonth, String)> =
+            seen.into_iter().filter_map(|(d, p)| Some((YearMonth::of(d), p?))).collect();
+        let mut out: BTreeMap<YearMonth, ClaimsUsage> = BTreeMap::new();
+        for (month, patient) in receipts {
+            let Some(month) = YearMonth::parse(&month).filter(|m| months.contains(m)) else { continue };
+            let usage = out.entry(month).or_default();
+            usage.outpatient_receipts += 1;
+            usage.myna_receipts += u64::from(patient.is_some_and(|p| myna.contains(&(month, p))));
+        }
         Ok(out)
     }
 

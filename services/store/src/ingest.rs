@@ -177,7 +177,7 @@ impl TenantStore<'_> {
                 }
                 EventPayload::Qualification(_) => {}
                 EventPayload::Claims(file) => {
-                    let applied = self
+                    let imported = self
                         .apply_claims_in(
                             &txn,
                             envelope.clinic.as_uuid(),
@@ -187,9 +187,7 @@ impl TenantStore<'_> {
                             received_at,
                         )
                         .await?;
-                    if !applied.duplicate {
-                        claim_files += 1;
-                    }
+                    claim_files += usize::from(imported);
                 }
                 EventPayload::Heartbeat(h) => {
                     if newest_heartbeat.is_none_or(|(at, _)| event.occurred_at > at) {

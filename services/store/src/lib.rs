@@ -39,7 +39,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, Databa
 pub use accounts::{ApiToken, EmailPurpose, NewUser, SignIn, User, UserStatus};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditReport, AuditResult, ChainHead};
 pub use billing::{BillingVisit, ClosedMonth, ExportRecord, StoredReview};
-pub use claims::{ClaimDay, ClaimFileRecord, ClaimsApplied, ClaimsUsage, OfficialFigure};
+pub use claims::{ClaimDay, ClaimsUsage, OfficialFigure};
 pub use clinics::{Clinic, ClinicScope};
 pub use credentials::{DeviceAuth, EmailLink, TokenAuth};
 pub use devices::{Device, DeviceStatus};

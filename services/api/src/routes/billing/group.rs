@@ -73,12 +73,8 @@ pub(crate) async fn group(
     }
     store.audit(&caller.entry("billing.view", &format!("billing:{month}"), AuditResult::Success)).await?;
     let mut claims = onshi_rules::billing::ClaimSummary::default();
-    for c in rows.iter().filter_map(|r| r.claims.as_ref()) {
-        claims.checked += c.checked;
-        claims.missing += c.missing;
-        claims.missing_points += c.missing_points;
-        claims.excess += c.excess;
-        claims.excess_points += c.excess_points;
+    for c in rows.iter().filter_map(|r| r.claims) {
+        claims += c;
     }
     ok(GroupPage {
         total_points: rows.iter().map(|r| r.points).sum(),

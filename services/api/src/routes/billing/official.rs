@@ -33,8 +33,15 @@ fn year_of(era: &str, n: i32) -> i32 {
     if era == "令和" { 2018 + n } else { n }
 }
 
-/// `2026-09`, `2026/09`, `2026年9月`, `令和8年9月`, and with a day for a date.
-fn calendar(token: &str) -> Option<(YearMonth, Option<u8>)> {
+/// A token that names a month or a day.
+enum Calendar {
+    Month(YearMonth),
+    Day(Date),
+}
+
+/// `2026-09`, `2026/09`, `2026年9月`, `令和8年9月` for a month; with a day (`2026-11-14`, `2026年11月14日`)
+/// for a date.
+fn calendar(token: &str) -> Option<Calendar> {
     let t = token.trim_end_matches('日');
     let (era, rest) = match t.strip_prefix("令和") {
         Some(r) => ("令和", r),
@@ -48,15 +55,13 @@ fn calendar(token: &str) -> Option<(YearMonth, Option<u8>)> {
         return None;
     }
     let month = YearMonth::new(year_of(era, parts[0].parse().ok()?), parts[1].parse().ok()?)?;
-    let day = match parts.get(2) {
+    match parts.get(2) {
         Some(d) => {
-            let d: u8 = d.parse().ok()?;
-            Date::from_calendar_date(month.year(), Month::try_from(month.month()).ok()?, d).ok()?;
-            Some(d)
+            let day = Date::from_calendar_date(month.year(), Month::try_from(month.month()).ok()?, d.parse().ok()?);
+            day.ok().map(Calendar::Day)
         }
-        None => None,
-    };
-    Some((month, day))
+        None => Some(Calendar::Month(month)),
+    }
 }
 
 /// Parses a pasted list; the error names the line (from 1) and what is wrong.
@@ -92,14 +97,10 @@ pub(crate) fn parse_lines(text: &str) -> Result<Vec<OfficialLine>, (usize, Strin
                     return Err((n, "利用率は 0〜100% です".into()));
                 }
                 rate = Some(p / 100.0);
-            } else if let Some((m, day)) = calendar(t) {
-                match day {
-                    Some(d) => {
-                        notified =
-                            Date::from_calendar_date(m.year(), Month::try_from(m.month()).unwrap_or(Month::January), d)
-                                .ok();
-                    }
-                    None => month = Some(m),
+            } else if let Some(c) = calendar(t) {
+                match c {
+                    Calendar::Day(d) => notified = Some(d),
+                    Calendar::Month(m) => month = Some(m),
                 }
             } else if bare.bytes().all(|b| b.is_ascii_digit()) && !bare.is_empty() {
                 numbers.push(bare.parse::<i32>().map_err(|_| (n, format!("「{t}」は大きすぎます")))?);

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use onshi_rules::figures::{Basis, MonthFigures, best, calibrate, explain_ja};
+use onshi_rules::figures::{MonthFigures, best, calibrate, explain_ja};
 use onshi_rules::{MonthCount, RuleSet, YearMonth};
 use onshi_store::{ClinicScope, TenantStore};
 
@@ -62,12 +62,8 @@ pub(crate) async fn usage_figures(
             f.official = Some(o.rate);
         }
     }
-    // The calibration learns from every month the clinic has official figures for, not only those shown.
-    let mut learning = figures.clone();
-    for (m, o) in &official {
-        learning.entry(*m).or_default().official = Some(o.rate);
-    }
-    let calibration = calibrate(&learning);
+    // Learnt from the months shown: only they have an estimate to compare with.
+    let calibration = calibrate(&figures);
 
     let rows = figures
         .iter()
@@ -132,6 +128,8 @@ pub(crate) async fn usage_figures(
     let current = figures.get(&this_month).copied().unwrap_or_default();
     let (outlook, outlook_class) = match best(&current, calibration.as_ref()) {
         Some(onshi_rules::figures::Best { rate, basis, range }) => {
+            // The low end of a calibrated estimate's range missing the level makes the outlook uncertain.
+            let low = range.map(|(lo, _)| lo);
             let forecast = rules.forecast(clinic.kind, this_month, Some(rate));
             let range = range
                 .map(|(lo, hi)| {
@@ -148,7 +146,8 @@ pub(crate) async fn usage_figures(
                     .replace("{min}", &pct(Some(min))),
                 _ => String::new(),
             };
-            let below = forecast.below() || range_below(range_low(&current, calibration.as_ref()), forecast.required);
+            let uncertain =
+                matches!((low, forecast.required), (Some(lo), Some(min)) if !onshi_rules::usage::reaches(lo, min));
             (
                 format!(
                     "{this_month}: {} {}{range}{}{}: {}{decides}",
@@ -160,7 +159,7 @@ pub(crate) async fn usage_figures(
                 ),
                 if forecast.below() {
                     "alert"
-                } else if below {
+                } else if uncertain {
                     "warn"
                 } else {
                     ""
@@ -169,18 +168,6 @@ pub(crate) async fn usage_figures(
         }
         None => ("—".to_owned(), ""),
     };
-    let known = learning.iter().filter_map(|(m, f)| Some((*m, f.official.or_else(|| f.claims_rate())?))).collect();
+    let known = figures.iter().filter_map(|(m, f)| Some((*m, f.official.or_else(|| f.claims_rate())?))).collect();
     Ok(UsageFigures { rows, calibration: calibration_text, outlook, outlook_class, known })
-}
-
-fn range_low(f: &MonthFigures, c: Option<&onshi_rules::figures::Calibration>) -> Option<f64> {
-    match best(f, c)? {
-        onshi_rules::figures::Best { basis: Basis::Calibrated, range: Some((lo, _)), .. } => Some(lo),
-        _ => None,
-    }
-}
-
-/// The low end of the range misses the level: the outlook is uncertain.
-fn range_below(low: Option<f64>, required: Option<f64>) -> bool {
-    matches!((low, required), (Some(lo), Some(min)) if !onshi_rules::usage::reaches(lo, min))
 }
