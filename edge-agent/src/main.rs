@@ -169,7 +169,7 @@ fn write_config(
         watch: &'a [PathBuf],
         data_dir: &'a std::path::Path,
     }
-    let body = toml_body(&First { server, watch, data_dir })?;
+    let body = toml::to_string(&First { server, watch, data_dir }).map_err(|e| e.to_string())?;
     let text = format!(
         "# onshi-agent configuration, written by `onshi-agent enroll`. Every other key, with its default and\n# meaning: `onshi-agent config-defaults` prints them (docs/agent.md explains them too).\n{body}"
     );
@@ -177,10 +177,6 @@ fn write_config(
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
     std::fs::write(file, text).map_err(|e| format!("{}: {e}", file.display()))
-}
-
-fn toml_body<T: serde::Serialize>(value: &T) -> Result<String, String> {
-    toml::to_string(value).map_err(|e| e.to_string())
 }
 
 /// Peak resident memory of this process (Linux: VmHWM), for the benchmarks.

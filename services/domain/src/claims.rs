@@ -72,6 +72,20 @@ pub enum ClaimedVisitKind {
     Revisit,
 }
 
+impl ClaimedVisitKind {
+    /// `初診` or `再診`, as the contract writes it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::First => "初診",
+            Self::Revisit => "再診",
+        }
+    }
+
+    pub fn from_label(label: &str) -> Option<Self> {
+        [Self::First, Self::Revisit].into_iter().find(|k| k.label() == label)
+    }
+}
+
 /// A calendar day written `YYYY-MM-DD`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Day(pub Date);

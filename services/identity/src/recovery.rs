@@ -5,7 +5,6 @@
 //! dictionary to try). A code is typed back with or without hyphens, in any case, full-width or not.
 
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 /// Codes made at a time.
 pub const CODES: usize = 10;
@@ -49,7 +48,7 @@ pub fn normalise(typed: &str) -> Option<String> {
 
 /// What the store keeps for a code (as generated or as typed).
 pub fn hash(code: &str) -> Option<String> {
-    normalise(code).map(|n| hex::encode(Sha256::digest(n.as_bytes())))
+    normalise(code).map(|n| crate::token::sha256_hex(&n))
 }
 
 #[cfg(test)]

@@ -88,13 +88,8 @@ pub async fn seed_billing_settings(
         // Rates are notified about two months after the month they measure.
         let (start, last) = (YearMonth::parse("2024-01").unwrap_or(now), now.plus(-2));
         let ceiling = HISTORY_CEILINGS[clinic_index(&clinic.code)];
-        let mut month = start;
-        let mut n: f64 = 0.0;
-        while month <= last {
-            let rate = (0.05 + n * 0.02).min(ceiling);
-            settings.set_usage_rate(RateBasis::Receipts, month, rate);
-            month = month.plus(1);
-            n += 1.0;
+        for (n, month) in start.through(last).enumerate() {
+            settings.set_usage_rate(RateBasis::Receipts, month, (0.05 + n as f64 * 0.02).min(ceiling));
         }
         let entry = onshi_store::AuditEntry::new(
             None,
@@ -388,8 +383,7 @@ async fn status_line(store: Store, tenant: TenantId, clinics: Vec<ClinicScope>, 
             let n = scoped.visits_on(clinic, today).await.map(|v| v.len()).unwrap_or(0);
             counts.push(format!("{} {n}", clinic.name));
         }
-        let t = now.to_offset(onshi_domain::jst::JST);
-        let line = format!("  {:02}:{:02} JST · 本日の受付: {}", t.hour(), t.minute(), counts.join(" · "));
+        let line = format!("  {} JST · 本日の受付: {}", onshi_api::web::time::jst_clock(&now), counts.join(" · "));
         if terminal {
             print!("\r{line}\x1b[K");
             let _ = std::io::stdout().flush();

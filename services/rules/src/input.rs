@@ -115,7 +115,26 @@ pub enum VisitKind {
     Revisit,
 }
 
+impl From<onshi_domain::ClaimedVisitKind> for VisitKind {
+    /// The kind the clinic's claims (レセ電) state.
+    fn from(kind: onshi_domain::ClaimedVisitKind) -> Self {
+        match kind {
+            onshi_domain::ClaimedVisitKind::First => Self::First,
+            onshi_domain::ClaimedVisitKind::Revisit => Self::Revisit,
+        }
+    }
+}
+
 impl VisitKind {
+    /// `初診` or `再診`, as stored and as forms send it.
+    pub fn from_label(label: &str) -> Option<Self> {
+        match label {
+            "初診" => Some(Self::First),
+            "再診" => Some(Self::Revisit),
+            _ => None,
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Self::First => "初診",

@@ -60,21 +60,6 @@ pub struct OfficialFigure {
 /// One day of a receipt: 初診/再診, its codes, the addon codes.
 type DayCodes = (Option<ClaimedVisitKind>, Vec<String>, Vec<String>);
 
-fn kind_text(kind: ClaimedVisitKind) -> &'static str {
-    match kind {
-        ClaimedVisitKind::First => "初診",
-        ClaimedVisitKind::Revisit => "再診",
-    }
-}
-
-fn kind_of(text: Option<&str>) -> Option<ClaimedVisitKind> {
-    match text {
-        Some("初診") => Some(ClaimedVisitKind::First),
-        Some("再診") => Some(ClaimedVisitKind::Revisit),
-        _ => None,
-    }
-}
-
 impl TenantStore<'_> {
     /// Stores one claims file inside the ingest transaction `txn` (see the module for what it replaces);
     /// false when the same file was imported before and nothing changed.
@@ -270,7 +255,7 @@ impl TenantStore<'_> {
                     receipt_id: Set(id),
                     service_date: Set(date),
                     patient_ref: Set(r.patient.as_ref().map(|p| p.as_str().to_owned())),
-                    kind: Set(kind.map(|k| kind_text(k).to_owned())),
+                    kind: Set(kind.map(|k| k.label().to_owned())),
                     codes: Set(serde_json::json!(codes)),
                     addons: Set(serde_json::json!(addons)),
                 });
@@ -337,7 +322,7 @@ impl TenantStore<'_> {
                 chart_sealed: charts.get(&r.receipt_id).cloned().flatten(),
                 patient: r.patient_ref,
                 date: r.service_date,
-                kind: kind_of(r.kind.as_deref()),
+                kind: r.kind.as_deref().and_then(ClaimedVisitKind::from_label),
                 addons: serde_json::from_value(r.addons).unwrap_or_default(),
             })
             .collect())

@@ -32,14 +32,6 @@ fn patient_key(pseudonym: Option<&str>) -> String {
     }
 }
 
-fn kind_of(stored: Option<&str>) -> Option<VisitKind> {
-    match stored {
-        Some("初診") => Some(VisitKind::First),
-        Some("再診") => Some(VisitKind::Revisit),
-        _ => None,
-    }
-}
-
 /// The clinic's imported claims over the reviewed month and its look-back: patient-days and the
 /// (patient, month) pairs that have a receipt.
 struct Claims {
@@ -144,10 +136,7 @@ pub(super) async fn month_review(
                 date: v.date,
                 first_seen: v.first_seen,
                 // From the clinic's レセ電 where it covers the day; otherwise only a clerk settles it.
-                known_kind: day.and_then(|d| d.kind).map(|k| match k {
-                    onshi_domain::ClaimedVisitKind::First => VisitKind::First,
-                    onshi_domain::ClaimedVisitKind::Revisit => VisitKind::Revisit,
-                }),
+                known_kind: day.and_then(|d| d.kind).map(VisitKind::from),
                 myna: v.myna,
                 info_obtained: v.info_obtained,
                 // Compared only when the patient's receipt for the month is in the claims: a visit without a
@@ -173,7 +162,7 @@ pub(super) async fn month_review(
                     "settled" => ReviewStatus::Settled,
                     _ => ReviewStatus::Approved,
                 },
-                kind: kind_of(r.kind.as_deref()),
+                kind: r.kind.as_deref().and_then(VisitKind::from_label),
                 info_obtained: r.info_obtained,
                 exclude: r.exclude,
                 reason: r.reason,
@@ -181,7 +170,8 @@ pub(super) async fn month_review(
             (r.visit.to_string(), correction)
         })
         .collect();
-    let first_at = visits.iter().map(|v| (v.id.to_string(), v.first_at)).collect();
+    // Times are shown for the reviewed month's visits only, not the look-back's.
+    let first_at = visits.iter().filter(|v| month.contains(v.date)).map(|v| (v.id.to_string(), v.first_at)).collect();
     let (lines, totals) = review(rules, &engine_clinic, &facts, &corrections, month).map_err(|e| {
         ApiError::InvalidRequest(onshi_domain::FieldError::new(
             e.field.clone(),

@@ -156,10 +156,8 @@ pub(crate) async fn review_visit(
     let visit: uuid::Uuid = raw_visit.parse().map_err(|_| ApiError::NotFound)?;
     let reason = form.reason.trim();
     let kind = match form.kind.as_str() {
-        "初診" => Some(VisitKind::First),
-        "再診" => Some(VisitKind::Revisit),
         "" => None,
-        _ => return Err(invalid("kind", "初診 か 再診 を指定してください")),
+        label => Some(VisitKind::from_label(label).ok_or_else(|| invalid("kind", "初診 か 再診 を指定してください"))?),
     };
     let info_obtained = match form.info.as_str() {
         "yes" => Some(true),
@@ -317,7 +315,7 @@ pub(crate) async fn close_month(
     let snapshot = Snapshot::of(&state.rules, lines, totals);
     let rules_version = snapshot.rules_version.clone();
     let snapshot = serde_json::to_string(&snapshot).map_err(ApiError::internal)?;
-    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(snapshot.as_bytes()));
+    let sha256 = onshi_identity::token::sha256_hex(&snapshot);
     let entry = caller.entry("billing.close", &format!("billing:{}:{month}", clinic.id), AuditResult::Success).details(
         serde_json::json!({
             "visits": visits,
