@@ -20,6 +20,7 @@ mod m20261201_000013_billing_snapshot;
 mod m20261201_000014_export_sha256;
 mod m20261201_000015_recovery_codes;
 mod m20261201_000016_claims;
+mod m20261202_000017_scale;
 pub mod partitions;
 
 pub use m20261125_000003_accounts::APP_ROLE;
@@ -73,6 +74,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "billing_months",
     "billing_exports",
     "reception_hourly",
+    "reception_daily",
     "monthly_patients",
     "monthly_usage",
     "usage_alerts",
@@ -106,6 +108,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000014_export_sha256::Migration),
             Box::new(m20261201_000015_recovery_codes::Migration),
             Box::new(m20261201_000016_claims::Migration),
+            Box::new(m20261202_000017_scale::Migration),
         ]
     }
 }

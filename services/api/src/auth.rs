@@ -2,8 +2,9 @@
 //!
 //! Claims: `iss`, `aud`, `sub` (device id), `tnt` (tenant), `cln` (clinic), `typ` = "device", `iat`,
 //! `exp`. Issuer, audience, expiry and type are all required; only HS256 verifies. A valid signature is
-//! not enough: the device must still exist, belong to the claimed clinic and not be revoked, checked on
-//! every request, so revocation takes effect at once.
+//! not enough: the device must still exist, belong to the claimed clinic and not be revoked. That is read
+//! from the database at most once a minute per device and process (`device_cache`); a revocation is
+//! announced to every process and takes effect within the time the announcement takes to arrive.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -116,6 +117,10 @@ impl FromRequest for AuthenticatedDevice {
                 .and_then(|h| h.strip_prefix("Bearer "))
                 .ok_or(ApiError::Unauthorized("missing Bearer token"))?;
             let (tenant, clinic_id, device_id) = state.device_keys.verify(token.trim())?;
+            if let Some(auth) = state.device_cache.get(tenant, clinic_id, device_id) {
+                return Ok(AuthenticatedDevice(auth));
+            }
+            let lookup = state.device_cache.lookup();
             let auth = state
                 .store
                 .system()
@@ -125,6 +130,7 @@ impl FromRequest for AuthenticatedDevice {
             if auth.device.status == DeviceStatus::Revoked {
                 return Err(ApiError::Unauthorized("device revoked"));
             }
+            state.device_cache.keep(lookup, &auth);
             Ok(AuthenticatedDevice(auth))
         })
     }

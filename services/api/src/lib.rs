@@ -5,6 +5,7 @@
 //! which is the one place that maps errors to HTTP statuses and JSON bodies.
 
 pub mod auth;
+pub mod device_cache;
 pub mod error;
 pub mod mail;
 mod routes;
@@ -21,6 +22,7 @@ use onshi_queue::Queue;
 use onshi_store::Store;
 
 pub use auth::{DeviceClaims, DeviceKeys};
+pub use device_cache::{DeviceAuthCache, announce_revocation};
 pub use error::ApiError;
 pub use mail::Mailer;
 pub use routes::health::{Ops, WorkerWatch, serve_ops};
@@ -35,6 +37,8 @@ pub struct AppState {
     pub cache: Cache,
     pub objects: ObjectStore,
     pub device_keys: DeviceKeys,
+    /// Devices authenticated within the last minute, forgotten on a revocation (`device_cache`).
+    pub device_cache: Arc<DeviceAuthCache>,
     pub ingest_batches_per_device_per_sec: u32,
     pub max_body_bytes: usize,
     pub sessions: Sessions,

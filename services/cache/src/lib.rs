@@ -36,6 +36,19 @@ pub trait CacheBackend {
     fn incr_window(&self, key: &str, window: Duration) -> impl Future<Output = Result<u64, CacheError>> + Send;
     fn publish(&self, channel: &str, payload: &[u8]) -> impl Future<Output = Result<(), CacheError>> + Send;
     fn subscribe(&self, channel: &str) -> impl Future<Output = Result<Subscription, CacheError>> + Send;
+    /// Sets `field` of the map at `key` to `value` (a later set of the same field replaces it): latest
+    /// state coalesced per field, taken in bulk by [`CacheBackend::take_map`].
+    fn map_set(&self, key: &str, field: &str, value: &[u8]) -> impl Future<Output = Result<(), CacheError>> + Send;
+    /// Sets the fields that are not set yet (a taker putting back what it could not write: anything set
+    /// meanwhile is newer and wins).
+    fn map_restore(
+        &self,
+        key: &str,
+        entries: &[(String, Vec<u8>)],
+    ) -> impl Future<Output = Result<(), CacheError>> + Send;
+    /// Removes the whole map at `key` and returns its fields, atomically: of several takers each field
+    /// goes to exactly one.
+    fn take_map(&self, key: &str) -> impl Future<Output = Result<Vec<(String, Vec<u8>)>, CacheError>> + Send;
 }
 
 #[derive(Clone)]
@@ -93,6 +106,27 @@ impl CacheBackend for Cache {
         match self {
             Cache::Redis(c) => c.subscribe(channel).await,
             Cache::Memory(c) => c.subscribe(channel).await,
+        }
+    }
+
+    async fn map_set(&self, key: &str, field: &str, value: &[u8]) -> Result<(), CacheError> {
+        match self {
+            Cache::Redis(c) => c.map_set(key, field, value).await,
+            Cache::Memory(c) => c.map_set(key, field, value).await,
+        }
+    }
+
+    async fn map_restore(&self, key: &str, entries: &[(String, Vec<u8>)]) -> Result<(), CacheError> {
+        match self {
+            Cache::Redis(c) => c.map_restore(key, entries).await,
+            Cache::Memory(c) => c.map_restore(key, entries).await,
+        }
+    }
+
+    async fn take_map(&self, key: &str) -> Result<Vec<(String, Vec<u8>)>, CacheError> {
+        match self {
+            Cache::Redis(c) => c.take_map(key).await,
+            Cache::Memory(c) => c.take_map(key).await,
         }
     }
 }

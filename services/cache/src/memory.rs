@@ -22,6 +22,7 @@ pub struct MemoryCache {
 struct Inner {
     entries: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
     channels: Mutex<HashMap<String, broadcast::Sender<Vec<u8>>>>,
+    maps: Mutex<HashMap<String, HashMap<String, Vec<u8>>>>,
 }
 
 impl MemoryCache {
@@ -31,6 +32,10 @@ impl MemoryCache {
 
     fn entries(&self) -> MutexGuard<'_, HashMap<String, (Vec<u8>, Instant)>> {
         self.inner.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn maps(&self) -> MutexGuard<'_, HashMap<String, HashMap<String, Vec<u8>>>> {
+        self.inner.maps.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn sender(&self, channel: &str) -> broadcast::Sender<Vec<u8>> {
@@ -94,6 +99,24 @@ impl CacheBackend for MemoryCache {
         let rx = self.sender(channel).subscribe();
         let stream = tokio_stream_from(rx);
         Ok(Box::pin(stream))
+    }
+
+    async fn map_set(&self, key: &str, field: &str, value: &[u8]) -> Result<(), CacheError> {
+        self.maps().entry(key.to_owned()).or_default().insert(field.to_owned(), value.to_vec());
+        Ok(())
+    }
+
+    async fn map_restore(&self, key: &str, entries: &[(String, Vec<u8>)]) -> Result<(), CacheError> {
+        let mut maps = self.maps();
+        let map = maps.entry(key.to_owned()).or_default();
+        for (field, value) in entries {
+            map.entry(field.clone()).or_insert_with(|| value.clone());
+        }
+        Ok(())
+    }
+
+    async fn take_map(&self, key: &str) -> Result<Vec<(String, Vec<u8>)>, CacheError> {
+        Ok(self.maps().remove(key).map(|m| m.into_iter().collect()).unwrap_or_default())
     }
 }
 

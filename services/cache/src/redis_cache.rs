@@ -89,4 +89,29 @@ impl CacheBackend for RedisCache {
         });
         Ok(Box::pin(stream))
     }
+
+    async fn map_set(&self, key: &str, field: &str, value: &[u8]) -> Result<(), CacheError> {
+        let mut conn = self.conn.clone();
+        let _: () = conn.hset(self.key(key), field, value).await?;
+        Ok(())
+    }
+
+    async fn map_restore(&self, key: &str, entries: &[(String, Vec<u8>)]) -> Result<(), CacheError> {
+        let mut conn = self.conn.clone();
+        let key = self.key(key);
+        let mut pipe = redis::pipe();
+        for (field, value) in entries {
+            pipe.hset_nx(&key, field, value.as_slice()).ignore();
+        }
+        let _: () = pipe.query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    async fn take_map(&self, key: &str) -> Result<Vec<(String, Vec<u8>)>, CacheError> {
+        let mut conn = self.conn.clone();
+        // HGETALL and DEL in one transaction: a field set in between would otherwise be deleted unread.
+        let (entries, _): (std::collections::HashMap<String, Vec<u8>>, i64) =
+            redis::pipe().atomic().hgetall(self.key(key)).del(self.key(key)).query_async(&mut conn).await?;
+        Ok(entries.into_iter().collect())
+    }
 }

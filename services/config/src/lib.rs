@@ -46,6 +46,7 @@ pub struct Config {
     pub delivery_limit: u32,
     pub worker_prefetch: u16,
     pub worker_idle_secs: u64,
+    pub heartbeat_flush_ms: u64,
     pub worker_down_grace_secs: u64,
     pub audit_anchor_secs: u64,
 
@@ -153,6 +154,9 @@ impl Config {
         }
         if self.worker_down_grace_secs == 0 {
             return invalid("worker_down_grace_secs", "must be at least 1");
+        }
+        if !(50..=30_000).contains(&self.heartbeat_flush_ms) {
+            return invalid("heartbeat_flush_ms", "must be between 50 and 30000 (offline is judged after 60 s)");
         }
         if self.worker_prefetch == 0 {
             return invalid("worker_prefetch", "must be at least 1");

@@ -69,6 +69,20 @@ impl RollupDelta {
     pub fn changed_hours(&self) -> impl Iterator<Item = (&HourKey, &HourlyCounts)> {
         self.hourly.iter().filter(|(_, d)| d.iter().any(|x| *x != 0))
     }
+
+    /// The same changes summed per (JST day, method), for the daily rollup; days that net to zero are
+    /// left out.
+    pub fn changed_days(&self) -> BTreeMap<(Date, &'static str), HourlyCounts> {
+        let mut days: BTreeMap<(Date, &'static str), HourlyCounts> = BTreeMap::new();
+        for ((day, _, method), counts) in self.changed_hours() {
+            let entry = days.entry((*day, *method)).or_default();
+            for (e, v) in entry.iter_mut().zip(counts) {
+                *e += v;
+            }
+        }
+        days.retain(|_, d| d.iter().any(|x| *x != 0));
+        days
+    }
 }
 
 #[cfg(test)]
@@ -107,5 +121,18 @@ mod tests {
         assert_eq!(changed[0].0.1, 9);
         assert_eq!(changed[0].1[0..2], [1, 1]);
         assert_eq!(delta.patients.get(&(YearMonth::of(after.date), "p1".into())), Some(&true));
+        let days = delta.changed_days();
+        assert_eq!(days.len(), 1, "one day, one method: {days:?}");
+        assert_eq!(days.values().next().map(|d| d[0..2].to_vec()), Some(vec![1, 1]));
+    }
+
+    #[test]
+    fn a_move_between_hours_of_one_day_leaves_the_day_unchanged() {
+        let mut delta = RollupDelta::default();
+        let before = visit(ConfirmationMethod::MynaCard, true, 10);
+        let after = visit(ConfirmationMethod::MynaCard, true, 9);
+        delta.add(Some(&before), &after);
+        assert_eq!(delta.changed_hours().count(), 2);
+        assert!(delta.changed_days().is_empty());
     }
 }

@@ -21,6 +21,76 @@ pub struct IngestBench {
     pub workers: usize,
     /// Post heartbeats (what an idle agent sends every 20 s) instead of receptions.
     pub heartbeats: bool,
+    /// Agents sending, each with its own token (see `onshi bench ingest --help`).
+    pub devices: Option<usize>,
+}
+
+/// CPU time (user + system) per tier, read from /proc: this process's server threads, the load
+/// generator's threads (named `bench-client`), and the services by process name.
+#[derive(Debug, Default, Clone)]
+struct TierCpu(std::collections::BTreeMap<&'static str, f64>);
+
+impl TierCpu {
+    #[cfg(target_os = "linux")]
+    fn now() -> Self {
+        let ticks = 100.0; // USER_HZ on Linux
+        let stat_secs = |path: &std::path::Path| -> Option<(String, f64)> {
+            let text = std::fs::read_to_string(path).ok()?;
+            let (head, rest) = text.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1.to_owned();
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let (u, s) = (fields.get(11)?.parse::<f64>().ok()?, fields.get(12)?.parse::<f64>().ok()?);
+            Some((comm, (u + s) / ticks))
+        };
+        let mut tiers = std::collections::BTreeMap::new();
+        let me = std::process::id();
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for entry in dir.flatten() {
+                let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+                if pid == me {
+                    continue;
+                }
+                let Some((comm, secs)) = stat_secs(&entry.path().join("stat")) else { continue };
+                let tier = match comm.as_str() {
+                    "postgres" => "database (postgres)",
+                    "beam.smp" | "erl_child_setup" | "epmd" => "broker (rabbitmq)",
+                    "redis-server" => "cache (redis)",
+                    "s3s-fs" => "objects (s3s-fs)",
+                    _ => continue,
+                };
+                *tiers.entry(tier).or_insert(0.0) += secs;
+            }
+        }
+        if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+            for entry in dir.flatten() {
+                let Some((comm, secs)) = stat_secs(&entry.path().join("stat")) else { continue };
+                let tier = if comm.starts_with("bench-client") { "load generator" } else { "onshi (api + worker)" };
+                *tiers.entry(tier).or_insert(0.0) += secs;
+            }
+        }
+        Self(tiers)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn now() -> Self {
+        Self::default()
+    }
+
+    /// Prints each tier's CPU per request between `self` and `later`, and the sum without the load
+    /// generator.
+    fn report(&self, later: &TierCpu, requests: u64, what: &str) {
+        let mut served = 0.0;
+        let mut parts = Vec::new();
+        for (tier, secs) in &later.0 {
+            let used = secs - self.0.get(tier).copied().unwrap_or(0.0);
+            let per = used * 1000.0 / requests.max(1) as f64;
+            if *tier != "load generator" {
+                served += per;
+            }
+            parts.push(format!("{tier} {per:.3}"));
+        }
+        println!("cpu:      {served:.3} ms per {what} across the serving tiers ({}; ms per {what})", parts.join(", "));
+    }
 }
 
 pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dyn std::error::Error>> {
@@ -29,6 +99,19 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
     config.ingest_batches_per_device_per_sec = u32::MAX;
     let adapters = Adapters::connect(&config).await?;
     let (tenant, clinics) = seed(&adapters.store).await?;
+    let requests_planned = bench.events.div_ceil(bench.batch.max(1));
+    let devices =
+        bench.devices.unwrap_or(if bench.heartbeats { requests_planned.div_ceil(3) } else { bench.concurrency }).max(1);
+    // The seeded clinics' own agents, then as many more as asked for, spread over the clinics.
+    let mut agents: Vec<(onshi_store::ClinicScope, onshi_domain::DeviceId)> =
+        clinics.iter().map(|c| (c.clinic.clone(), c.device)).collect();
+    let operator = adapters.store.tenant(TenantScope::operator(tenant));
+    while agents.len() < devices {
+        let clinic = clinics[agents.len() % clinics.len()].clinic.clone();
+        let device = operator.create_device(&clinic, &format!("bench-{}", agents.len())).await?;
+        agents.push((clinic, device.id));
+    }
+    agents.truncate(devices);
     let app = Application::build(&config, adapters, Options { with_worker: true }).await?.spawn();
     let store = app.adapters.store.clone();
     let modes = config.modes();
@@ -39,41 +122,61 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
         extra.push(tokio::spawn(adapters.worker(&config, Default::default()).run(stop_extra.clone())));
     }
     println!(
-        "bench ingest: {} events, batches of {}, {} concurrent clients, {} worker(s); database={} queue={} cache={} objects={}",
+        "bench ingest: {} {}, batches of {}, {} concurrent clients, {} agents, {} worker(s); database={} queue={} cache={} objects={}",
         bench.events,
+        if bench.heartbeats { "heartbeats" } else { "events" },
         bench.batch,
         bench.concurrency,
+        agents.len(),
         bench.workers.max(1),
         if modes.postgres { "postgres" } else { "sqlite" },
         app.adapters.queue.kind(),
         app.adapters.cache.kind(),
         app.adapters.objects.kind(),
     );
+    let tokens: Vec<(String, onshi_domain::MedicalInstitutionCode)> = agents
+        .iter()
+        .map(|(clinic, device)| Ok((app.device_keys.mint(tenant, clinic.id, *device)?, clinic.code.clone())))
+        .collect::<Result<_, onshi_api::auth::SignError>>()?;
+    let tokens = std::sync::Arc::new(tokens);
 
+    // The load generator runs on its own threads, so that its CPU is told apart from the server's.
+    let clients_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench-client")
+        .enable_all()
+        .build()?;
     let per_client = bench.events.div_ceil(bench.concurrency);
-    // Heartbeats leave no raw event to count: their batches are counted as the worker settles them.
-    let batches = || onshi_telemetry::metrics().worker_batches.with_label_values(&["applied"]).get();
-    let batches_before = batches();
+    let m = onshi_telemetry::metrics();
+    let flushes_before = m.heartbeat_flushes.get();
+    let cpu_before = TierCpu::now();
     let started = Instant::now();
     let mut clients = Vec::new();
     for c in 0..bench.concurrency {
-        let demo = clinics[c % clinics.len()].clone();
-        let token = app.device_keys.mint(tenant, demo.clinic.id, demo.device)?;
         let base = app.base_url();
         let batch = bench.batch;
         let heartbeats = bench.heartbeats;
-        clients.push(tokio::spawn(async move {
+        let tokens = tokens.clone();
+        let concurrency = bench.concurrency;
+        clients.push(clients_runtime.spawn(async move {
             let client = reqwest::Client::new();
-            let mut factory = EventFactory::new(demo.clinic.code.clone(), b"bench", 5000, c as u64);
+            // One factory per clinic (making one draws its patient pool), shared by the clinic's agents.
+            let mut factories: std::collections::HashMap<String, EventFactory> = Default::default();
             let mut sent = 0;
             let mut refused = 0;
             let mut requests = 0u64;
             while sent < per_client {
+                // Agents take turns: client c sends for agents c, c + clients, c + 2 × clients, ...
+                let agent = (c + requests as usize * concurrency) % tokens.len();
+                let (token, code) = &tokens[agent];
+                let factory = factories
+                    .entry(code.to_string())
+                    .or_insert_with(|| EventFactory::new(code.clone(), b"bench", 5000, c as u64));
                 let n = batch.min(per_client - sent);
                 let now = OffsetDateTime::now_utc();
                 let events =
                     (0..n).map(|_| if heartbeats { factory.heartbeat(now) } else { factory.reception(now) }).collect();
-                match post_batch(&client, &base, &token, events).await {
+                match post_batch(&client, &base, token, events).await {
                     Ok(s) if s.as_u16() == 202 => {
                         sent += n;
                         requests += 1;
@@ -99,28 +202,45 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
     }
     let accepted_in = started.elapsed();
     let scoped = store.tenant(TenantScope::operator(tenant));
-    loop {
-        let done = if bench.heartbeats {
-            batches() - batches_before >= requests
-        } else {
-            scoped.raw_event_count().await.unwrap_or(0) as usize >= total
-        };
-        if done {
-            break;
+    if bench.heartbeats {
+        // Written once a round of the heartbeat writer that began after the last request has finished.
+        let flushes_at_end = m.heartbeat_flushes.get();
+        while m.heartbeat_flushes.get() < flushes_at_end + 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(config.heartbeat_flush_ms + 100)).await;
+    } else {
+        while (scoped.raw_event_count().await.unwrap_or(0) as usize) < total {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     let applied_in = started.elapsed();
+    let cpu_after = TierCpu::now();
+    clients_runtime.shutdown_background();
+    let unit = if bench.heartbeats { "heartbeats" } else { "events" };
     println!(
-        "accepted: {total} events in {:.2}s = {:.0} events/s (HTTP 202; {refused} retried requests)",
+        "accepted: {total} {unit} in {} requests, {:.2}s = {:.0} {unit}/s, {:.0} requests/s (HTTP 202; {refused} retried requests)",
+        requests,
         accepted_in.as_secs_f64(),
-        total as f64 / accepted_in.as_secs_f64()
+        total as f64 / accepted_in.as_secs_f64(),
+        requests as f64 / accepted_in.as_secs_f64()
     );
-    println!(
-        "applied:  {total} events in {:.2}s = {:.0} events/s end to end (stored and folded into visits)",
-        applied_in.as_secs_f64(),
-        total as f64 / applied_in.as_secs_f64()
-    );
+    if bench.heartbeats {
+        println!(
+            "written:  {} agent states in {} rounds of the heartbeat writer (every {} ms), all by {:.2}s",
+            m.heartbeat_states.get(),
+            m.heartbeat_flushes.get() - flushes_before,
+            config.heartbeat_flush_ms,
+            applied_in.as_secs_f64()
+        );
+    } else {
+        println!(
+            "applied:  {total} events in {:.2}s = {:.0} events/s end to end (stored and folded into visits)",
+            applied_in.as_secs_f64(),
+            total as f64 / applied_in.as_secs_f64()
+        );
+    }
+    cpu_before.report(&cpu_after, requests, "request");
     if modes.postgres {
         use sea_orm::ConnectionTrait;
         // Storage per row, for the capacity plan: each partitioned table summed over its partitions,
@@ -146,6 +266,14 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
                 );
             }
         }
+        if !bench.heartbeats {
+            let reference = batched_insert_reference(&store, total).await?;
+            let applied = total as f64 / applied_in.as_secs_f64();
+            println!(
+                "ratio:    end to end applies {applied:.0} events/s = 1/{:.1} of a batched INSERT ({reference:.0} rows/s)",
+                reference / applied
+            );
+        }
     }
     stop_extra.cancel();
     for worker in extra {
@@ -153,6 +281,34 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
     }
     app.stop().await;
     Ok(())
+}
+
+/// The reference the end-to-end rate is compared with: visit-shaped rows inserted into a scratch table on
+/// the same database, 200 per statement, one transaction per statement.
+async fn batched_insert_reference(store: &onshi_store::Store, rows: usize) -> Result<f64, Box<dyn std::error::Error>> {
+    use sea_orm::ConnectionTrait;
+    let db = store.connection();
+    let pg = |sql: &str| sea_orm::Statement::from_string(sea_orm::DatabaseBackend::Postgres, sql.to_owned());
+    db.execute_raw(pg("CREATE TABLE IF NOT EXISTS bench_reference (id uuid PRIMARY KEY, tenant_id uuid, \
+         clinic_id uuid, visit_key text, visit_date date, patient text, first_at timestamptz, last_at timestamptz, \
+         method text, myna boolean, result text, confirmations int)"))
+        .await?;
+    let started = Instant::now();
+    let mut done = 0;
+    while done < rows {
+        let n = 200.min(rows - done);
+        db.execute_raw(pg(&format!(
+            "INSERT INTO bench_reference SELECT gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), \
+             md5(g::text), current_date, md5((g * 7)::text), now(), now(), 'myna', true, 'valid', 1 \
+             FROM generate_series({done}, {}) AS g",
+            done + n - 1
+        )))
+        .await?;
+        done += n;
+    }
+    let rate = rows as f64 / started.elapsed().as_secs_f64();
+    db.execute_raw(pg("DROP TABLE bench_reference")).await?;
+    Ok(rate)
 }
 
 /// Starts the cloud with the configured adapters and enrolls an agent data folder for the first clinic.
@@ -562,8 +718,10 @@ async fn sign_in(
 }
 
 /// `onshi bench feed`: time from an agent's POST of a reception to its event on a signed-in page's
-/// server-sent-event stream, with the configured adapters (Redis pub/sub in full mode).
-pub async fn feed(mut config: Config, samples: usize) -> Result<(), Box<dyn std::error::Error>> {
+/// server-sent-event stream, with the configured adapters (Redis pub/sub in full mode). With `load`,
+/// other agents of the same group post that many single receptions a second meanwhile (on the load
+/// generator's own threads), and the samples measure the latency under that load.
+pub async fn feed(mut config: Config, samples: usize, load: u32) -> Result<(), Box<dyn std::error::Error>> {
     config.listen = "127.0.0.1:0".to_owned();
     // One reception after another from one agent: the measurement, not the rate limiter.
     config.ingest_batches_per_device_per_sec = u32::MAX;
@@ -577,6 +735,15 @@ pub async fn feed(mut config: Config, samples: usize) -> Result<(), Box<dyn std:
     let (tenant, clinics) = seed(&adapters.store).await?;
     let scoped = adapters.store.tenant(TenantScope::operator(tenant));
     let (email, password, secret) = bench_manager(&scoped).await?;
+    // The load's agents: 50 per other clinic, each sending a reception now and then, as a fleet does.
+    let mut load_agents = Vec::new();
+    if load > 0 {
+        for i in 0..100 {
+            let clinic = clinics[1 + i % (clinics.len() - 1).max(1)].clinic.clone();
+            let device = scoped.create_device(&clinic, &format!("load-{i}")).await?;
+            load_agents.push((clinic, device.id));
+        }
+    }
     let app = Application::build(&config, adapters, Options { with_worker: true }).await?.spawn();
     let base = app.base_url();
     let cookie = sign_in(&base, &email, &password, &secret).await?;
@@ -586,10 +753,62 @@ pub async fn feed(mut config: Config, samples: usize) -> Result<(), Box<dyn std:
         return Err(format!("/feed: HTTP {}", stream.status()).into());
     }
     stream.chunk().await?; // ": connected"
+
+    let clients_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench-client")
+        .enable_all()
+        .build()?;
+    let stop_load = tokio_util::sync::CancellationToken::new();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    if load > 0 {
+        let tokens: Vec<(String, onshi_domain::MedicalInstitutionCode)> = load_agents
+            .iter()
+            .map(|(clinic, device)| Ok((app.device_keys.mint(tenant, clinic.id, *device)?, clinic.code.clone())))
+            .collect::<Result<_, onshi_api::auth::SignError>>()?;
+        let tokens = std::sync::Arc::new(tokens);
+        let (base, stop, sent) = (base.clone(), stop_load.clone(), sent.clone());
+        clients_runtime.spawn(async move {
+            // Every 10 ms, load/100 requests, each its own task: an open-loop arrival rate.
+            let client = reqwest::Client::new();
+            let mut factories: std::collections::HashMap<String, EventFactory> = Default::default();
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            let mut n = 0usize;
+            let mut carry = 0.0;
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                carry += f64::from(load) / 100.0;
+                while carry >= 1.0 {
+                    carry -= 1.0;
+                    let (token, code) = tokens[n % tokens.len()].clone();
+                    n += 1;
+                    let factory = factories
+                        .entry(code.to_string())
+                        .or_insert_with(|| EventFactory::new(code.clone(), b"bench-key", 5000, n as u64));
+                    let event = factory.reception(OffsetDateTime::now_utc());
+                    let (client, base, sent) = (client.clone(), base.clone(), sent.clone());
+                    tokio::spawn(async move {
+                        if matches!(post_batch(&client, &base, &token, vec![event]).await, Ok(s) if s == 202) {
+                            sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    });
+                }
+            }
+        });
+        // Let the load reach its rate before sampling.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+
     let clinic = &clinics[0];
+    let marker = clinic.clinic.id.to_string();
     let token = app.device_keys.mint(tenant, clinic.clinic.id, clinic.device)?;
     let mut factory = EventFactory::new(clinic.clinic.code.clone(), b"bench-key", 500, 7);
     let mut times = Vec::with_capacity(samples);
+    let sent_before = sent.load(std::sync::atomic::Ordering::Relaxed);
+    let sampling = Instant::now();
     for _ in 0..samples {
         let event = factory.reception(OffsetDateTime::now_utc());
         let started = Instant::now();
@@ -597,23 +816,38 @@ pub async fn feed(mut config: Config, samples: usize) -> Result<(), Box<dyn std:
         if status != 202 {
             return Err(format!("POST /api/v1/events: HTTP {status}").into());
         }
+        // The load's events of other clinics pass by; the sample's is the one naming its clinic.
+        let mut pending = String::new();
         loop {
-            let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await??.ok_or("stream ended")?;
-            if String::from_utf8_lossy(&chunk).contains("event: reception") {
+            let chunk = tokio::time::timeout(Duration::from_secs(30), stream.chunk()).await??.ok_or("stream ended")?;
+            pending.push_str(&String::from_utf8_lossy(&chunk));
+            if pending.contains(&marker) {
                 break;
+            }
+            if let Some(end) = pending.rfind("\n\n") {
+                pending.drain(..end + 2);
             }
         }
         times.push(started.elapsed());
+        if load > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
+    let offered =
+        (sent.load(std::sync::atomic::Ordering::Relaxed) - sent_before) as f64 / sampling.elapsed().as_secs_f64();
+    stop_load.cancel();
+    clients_runtime.shutdown_background();
     times.sort();
     let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)].as_secs_f64() * 1000.0;
     let modes = config.modes();
     println!(
-        "bench feed: POST → SSE event, n={samples}, cache={}, queue={}: p50 {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+        "bench feed: POST → SSE event, n={samples}, cache={}, queue={}, load {} receptions/s requested, {offered:.0}/s accepted meanwhile: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         app.adapters.cache.kind(),
         if modes.rabbitmq { "rabbitmq" } else { "embedded" },
+        load,
         at(0.5),
         at(0.95),
+        at(0.99),
         at(1.0)
     );
     app.stop().await;

@@ -176,6 +176,9 @@ enum BenchCommand {
     Feed {
         #[arg(long, default_value_t = 100)]
         samples: usize,
+        /// Single receptions a second posted by other agents meanwhile (latency under load).
+        #[arg(long, default_value_t = 0)]
+        load: u32,
     },
     /// End-to-end ingest: HTTP 202 rate and applied rate.
     Ingest {
@@ -191,6 +194,11 @@ enum BenchCommand {
         /// Post heartbeats instead of receptions (the request an idle agent sends every 20 s).
         #[arg(long)]
         heartbeats: bool,
+        /// Agents sending (each with its own token); default: one per client, or for heartbeats one per
+        /// three heartbeats (so that, as in a fleet sending every 20 s, two requests in three find the
+        /// agent in the authentication cache).
+        #[arg(long)]
+        devices: Option<usize>,
     },
 }
 
@@ -347,15 +355,15 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             bench::rules(clinics, visits_per_clinic)?;
         }
         Command::Bench { which: BenchCommand::Drain { events } } => bench::drain(config, events).await?,
-        Command::Bench { which: BenchCommand::Feed { samples } } => bench::feed(config, samples).await?,
+        Command::Bench { which: BenchCommand::Feed { samples, load } } => bench::feed(config, samples, load).await?,
         Command::Bench { which: BenchCommand::Dashboard { clinics, years, requests } } => {
             bench::dashboard(config, clinics, years, requests).await?
         }
         Command::Bench { which: BenchCommand::AgentFootprint { files } } => {
             bench::agent_footprint(config, files).await?
         }
-        Command::Bench { which: BenchCommand::Ingest { events, batch, concurrency, workers, heartbeats } } => {
-            bench::ingest(config, IngestBench { events, batch, concurrency, workers, heartbeats }).await?;
+        Command::Bench { which: BenchCommand::Ingest { events, batch, concurrency, workers, heartbeats, devices } } => {
+            bench::ingest(config, IngestBench { events, batch, concurrency, workers, heartbeats, devices }).await?;
         }
         Command::Device { which: DeviceCommand::EnrollCode { tenant, clinic, ttl_hours } } => {
             if !(1..=24 * 14).contains(&ttl_hours) {

@@ -137,6 +137,7 @@ impl Adapters {
             objects: self.objects.clone(),
             archive_raw_batches: config.archive_raw_batches,
             prefetch: config.worker_prefetch,
+            heartbeat_flush: Duration::from_millis(config.heartbeat_flush_ms),
             health,
         }
     }
@@ -222,12 +223,16 @@ impl Application {
         );
         let with_worker = options.with_worker || matches!(adapters.queue, Queue::Embedded(_));
         let watch = with_worker.then(|| worker_watch(config));
+        let shutdown = CancellationToken::new();
+        let device_cache = Arc::new(onshi_api::DeviceAuthCache::new());
+        tokio::spawn(device_cache.clone().follow(adapters.cache.clone(), shutdown.clone()));
         let state = Arc::new(AppState {
             store: adapters.store.clone(),
             queue: adapters.queue.clone(),
             cache: adapters.cache.clone(),
             objects: adapters.objects.clone(),
             device_keys: device_keys.clone(),
+            device_cache,
             ingest_batches_per_device_per_sec: config.ingest_batches_per_device_per_sec,
             max_body_bytes: config.max_body_bytes,
             modes: config.modes(),
@@ -247,7 +252,6 @@ impl Application {
         });
         let server = onshi_api::serve(state, listener)
             .map_err(|source| StartupError::Listen { addr: config.listen.clone(), source })?;
-        let shutdown = CancellationToken::new();
         let worker = watch.map(|w| {
             tokio::spawn(anchoring(&adapters, config, shutdown.clone()));
             tokio::spawn(adapters.worker(config, w.health).run(shutdown.clone()))

@@ -246,4 +246,10 @@ impl MessageConsumer for EmbeddedConsumer {
             }
         }
     }
+
+    fn ready(&mut self) -> Option<Delivery> {
+        // Claiming is a database write: a claim interrupted half-way would strand the message until
+        // its lease ends. The embedded mode applies one message at a time.
+        None
+    }
 }

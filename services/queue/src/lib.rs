@@ -64,6 +64,9 @@ pub trait MessageQueue {
 pub trait MessageConsumer: Send {
     /// The next message, or `None` when the consumer was closed.
     fn next(&mut self) -> impl Future<Output = Option<Result<Delivery, QueueError>>> + Send;
+    /// A message already received, without waiting: `None` when none is at hand, or when the backend
+    /// cannot tell without waiting (the embedded queue). The worker groups what it has at hand.
+    fn ready(&mut self) -> Option<Delivery>;
 }
 
 /// One delivered message. Settle it exactly once with `ack`, `retry` or `dead_letter`; dropping it
@@ -143,6 +146,13 @@ impl MessageConsumer for Consumer {
         match self {
             Consumer::Rabbit(c) => c.next().await,
             Consumer::Embedded(c) => c.next().await,
+        }
+    }
+
+    fn ready(&mut self) -> Option<Delivery> {
+        match self {
+            Consumer::Rabbit(c) => c.ready(),
+            Consumer::Embedded(c) => c.ready(),
         }
     }
 }

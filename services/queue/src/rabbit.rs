@@ -261,6 +261,16 @@ impl MessageConsumer for RabbitConsumer {
             acker: Acker::Rabbit(delivery.acker),
         }))
     }
+
+    fn ready(&mut self) -> Option<Delivery> {
+        use futures_util::FutureExt;
+        // Polled once: lapin's consumer is a channel of received deliveries, so a pending poll dropped
+        // here loses nothing. An error is left for the next `next`, which reports it.
+        match self.next().now_or_never() {
+            Some(Some(Ok(delivery))) => Some(delivery),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

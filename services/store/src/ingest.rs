@@ -20,6 +20,9 @@ use crate::error::StoreError;
 use crate::visits::{set_visit_fields, visit_from_row};
 use crate::{DeviceAuth, TenantScope, TenantStore};
 
+/// A device's latest receipt in a group of batches, and its newest heartbeat (time, heartbeat).
+type DeviceSeen<'a> = (OffsetDateTime, Option<(OffsetDateTime, &'a onshi_domain::Heartbeat)>);
+
 /// What one `apply_batch` did; a redelivered batch reports only duplicates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ApplyOutcome {
@@ -90,21 +93,51 @@ impl QueuedBatch {
 impl TenantStore<'_> {
     /// The content hashes of those of `ids` already stored for this clinic (from any of its devices), for
     /// the API's resend and 409 checks.
+    ///
+    /// Looked up within a day of the events' times: that keeps the read to one or two monthly
+    /// partitions. A resend has the same time; an id reused with content more than a day apart in time
+    /// is not recognised as a conflict and is stored as another event.
     pub async fn event_hashes(
         &self,
         clinic: ClinicId,
-        ids: &[EventId],
+        events: &[(EventId, OffsetDateTime)],
     ) -> Result<HashMap<EventId, String>, StoreError> {
+        let Some(from) = events.iter().map(|(_, at)| *at).min() else { return Ok(HashMap::new()) };
+        let to = events.iter().map(|(_, at)| *at).max().unwrap_or(from);
+        let margin = time::Duration::days(1);
+        let (from, to) =
+            ((from - margin).to_offset(time::UtcOffset::UTC), (to + margin).to_offset(time::UtcOffset::UTC));
+        if sea_orm::ConnectionTrait::get_database_backend(self.db) == sea_orm::DatabaseBackend::Postgres {
+            // One round trip (see the migration `scale`): every single reception pays for this.
+            use sea_orm::ConnectionTrait;
+            let ids: Vec<Uuid> = events.iter().map(|(id, _)| id.as_uuid()).collect();
+            let rows = self
+                .db
+                .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                    sea_orm::DatabaseBackend::Postgres,
+                    "SELECT event_id, content_hash FROM onshi_event_hashes($1, $2, $3, $4, $5)",
+                    [self.tenant.into(), clinic.as_uuid().into(), ids.into(), from.into(), to.into()],
+                ))
+                .await?;
+            let mut found = HashMap::new();
+            for row in rows {
+                let (id, hash): (Uuid, String) = (row.try_get("", "event_id")?, row.try_get("", "content_hash")?);
+                found.insert(EventId::from_uuid(id), hash);
+            }
+            return Ok(found);
+        }
         let txn = self.read().await?;
         let mut found = HashMap::new();
-        for chunk in ids.chunks(500) {
+        for chunk in events.chunks(500) {
             let rows: Vec<(Uuid, String)> = raw_events::Entity::find()
                 .select_only()
                 .column(raw_events::Column::EventId)
                 .column(raw_events::Column::ContentHash)
                 .filter(raw_events::Column::TenantId.eq(self.tenant))
                 .filter(raw_events::Column::ClinicId.eq(clinic.as_uuid()))
-                .filter(raw_events::Column::EventId.is_in(chunk.iter().map(EventId::as_uuid)))
+                .filter(raw_events::Column::OccurredAt.gte(from))
+                .filter(raw_events::Column::OccurredAt.lte(to))
+                .filter(raw_events::Column::EventId.is_in(chunk.iter().map(|(id, _)| id.as_uuid())))
                 .into_tuple()
                 .all(&txn)
                 .await?;
@@ -118,20 +151,24 @@ impl TenantStore<'_> {
     /// immutable), folds new qualification results into visits, and records heartbeats. Events already
     /// stored are skipped, so a redelivered batch has no effect at all.
     pub async fn apply_batch(&self, batch: &QueuedBatch) -> Result<ApplyOutcome, StoreError> {
-        let envelope = &batch.envelope;
-        if envelope.tenant.as_uuid() != self.tenant {
+        Ok(self.apply_batches(std::slice::from_ref(batch)).await?.pop().unwrap_or_default())
+    }
+
+    /// Applies several accepted batches of this tenant in one transaction, as if one after another (the
+    /// worker groups the messages it has at hand: one commit, one set of locks and one rollup update per
+    /// clinic instead of one per message). All or nothing; one outcome per batch, in order.
+    pub async fn apply_batches(&self, batches: &[QueuedBatch]) -> Result<Vec<ApplyOutcome>, StoreError> {
+        if batches.iter().any(|b| b.envelope.tenant.as_uuid() != self.tenant) {
             return Err(StoreError::NotFound { what: "batch of this tenant" });
         }
-        let received_at = envelope.received_at.to_offset(time::UtcOffset::UTC);
         // Heartbeats update the device row only: keeping every one as a raw event would grow the table
         // by thousands of rows per device and day for nothing.
-        let rows: Vec<raw_events::ActiveModel> = envelope
-            .events
-            .iter()
-            .filter(|event| matches!(event.payload, EventPayload::Qualification(_)))
-            .map(|event| {
+        let mut rows: Vec<raw_events::ActiveModel> = Vec::new();
+        for envelope in batches.iter().map(|b| &b.envelope) {
+            let received_at = envelope.received_at.to_offset(time::UtcOffset::UTC);
+            for event in envelope.events.iter().filter(|e| matches!(e.payload, EventPayload::Qualification(_))) {
                 let payload = serde_json::to_value(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                Ok(raw_events::ActiveModel {
+                rows.push(raw_events::ActiveModel {
                     tenant_id: Set(self.tenant),
                     device_id: Set(envelope.device.as_uuid()),
                     event_id: Set(event.id.as_uuid()),
@@ -142,76 +179,102 @@ impl TenantStore<'_> {
                     received_at: Set(received_at),
                     content_hash: Set(event.content_hash()),
                     payload: Set(payload),
-                })
-            })
-            .collect::<Result<_, StoreError>>()?;
-        let qualification_events = rows.len();
-
-        let txn = self.write().await?;
-        let inserted = match raw_events::Entity::insert_many(rows)
-            .on_conflict_do_nothing()
-            .exec_with_returning_keys(&txn)
-            .await?
-        {
-            // (tenant, clinic, event, occurred_at)
-            TryInsertResult::Inserted(keys) => keys.into_iter().map(|(_, _, event, _)| event).collect(),
-            TryInsertResult::Empty | TryInsertResult::Conflicted => Vec::new(),
-        };
-        let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
-
-        // Fold the batch's new confirmations per visit key first, then merge each with what is stored.
-        let mut fresh: BTreeMap<String, Visit> = BTreeMap::new();
-        let mut newest_heartbeat: Option<(OffsetDateTime, &onshi_domain::Heartbeat)> = None;
-        let mut claim_files = 0;
-        for event in &envelope.events {
-            match &event.payload {
-                EventPayload::Qualification(check) if inserted.contains(&event.id.as_uuid()) => {
-                    if let Some(visit) = Visit::from_event(event.id, event.occurred_at, check) {
-                        match fresh.get_mut(&visit.key) {
-                            Some(existing) => existing.merge(&visit),
-                            None => {
-                                fresh.insert(visit.key.clone(), visit);
-                            }
-                        }
-                    }
-                }
-                EventPayload::Qualification(_) => {}
-                EventPayload::Claims(file) => {
-                    let imported = self
-                        .apply_claims_in(
-                            &txn,
-                            envelope.clinic.as_uuid(),
-                            envelope.device.as_uuid(),
-                            event.id.as_uuid(),
-                            file,
-                            received_at,
-                        )
-                        .await?;
-                    claim_files += usize::from(imported);
-                }
-                EventPayload::Heartbeat(h) => {
-                    if newest_heartbeat.is_none_or(|(at, _)| event.occurred_at > at) {
-                        newest_heartbeat = Some((event.occurred_at, h));
-                    }
-                }
+                });
             }
         }
 
-        let visits_touched = fresh.len();
+        let txn = self.write().await?;
+        // (clinic, event): the same event id twice in one group (a resend queued twice) is stored once
+        // and counts as new for the first batch only.
+        let mut inserted: std::collections::HashSet<(Uuid, Uuid)> = std::collections::HashSet::new();
+        // Bounded statements: PostgreSQL and SQLite cap the bind parameters of one statement.
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<_> = rows.by_ref().take(500).collect();
+            match raw_events::Entity::insert_many(chunk).on_conflict_do_nothing().exec_with_returning_keys(&txn).await?
+            {
+                // (tenant, clinic, event, occurred_at)
+                TryInsertResult::Inserted(keys) => {
+                    inserted.extend(keys.into_iter().map(|(_, clinic, event, _)| (clinic, event)));
+                }
+                TryInsertResult::Empty | TryInsertResult::Conflicted => {}
+            }
+        }
+
+        // Fold the new confirmations per clinic and visit key first, then merge each with what is stored.
+        let mut fresh: BTreeMap<Uuid, BTreeMap<String, Visit>> = BTreeMap::new();
+        // Per device: the latest receipt and the newest heartbeat.
+        let mut seen: BTreeMap<Uuid, DeviceSeen<'_>> = BTreeMap::new();
+        let mut confirmed_clinics = std::collections::BTreeSet::new();
+        let mut outcomes = Vec::with_capacity(batches.len());
+        let mut counted: std::collections::HashSet<(Uuid, Uuid)> = std::collections::HashSet::new();
+        for envelope in batches.iter().map(|b| &b.envelope) {
+            let clinic = envelope.clinic.as_uuid();
+            let received_at = envelope.received_at.to_offset(time::UtcOffset::UTC);
+            let mut outcome = ApplyOutcome::default();
+            let mut keys = std::collections::BTreeSet::new();
+            let device = seen.entry(envelope.device.as_uuid()).or_insert((received_at, None));
+            device.0 = device.0.max(received_at);
+            for event in &envelope.events {
+                match &event.payload {
+                    EventPayload::Qualification(check) => {
+                        let key = (clinic, event.id.as_uuid());
+                        if !inserted.contains(&key) || !counted.insert(key) {
+                            outcome.duplicate_events += 1;
+                            continue;
+                        }
+                        outcome.new_events += 1;
+                        confirmed_clinics.insert(clinic);
+                        if let Some(visit) = Visit::from_event(event.id, event.occurred_at, check) {
+                            keys.insert(visit.key.clone());
+                            let visits = fresh.entry(clinic).or_default();
+                            match visits.get_mut(&visit.key) {
+                                Some(existing) => existing.merge(&visit),
+                                None => {
+                                    visits.insert(visit.key.clone(), visit);
+                                }
+                            }
+                        }
+                    }
+                    EventPayload::Claims(file) => {
+                        let imported = self
+                            .apply_claims_in(
+                                &txn,
+                                clinic,
+                                envelope.device.as_uuid(),
+                                event.id.as_uuid(),
+                                file,
+                                received_at,
+                            )
+                            .await?;
+                        outcome.claim_files += usize::from(imported);
+                    }
+                    EventPayload::Heartbeat(h) => {
+                        outcome.heartbeats += 1;
+                        if device.1.is_none_or(|(at, _)| event.occurred_at > at) {
+                            device.1 = Some((event.occurred_at, h));
+                        }
+                    }
+                }
+            }
+            outcome.visits_touched = keys.len();
+            outcomes.push(outcome);
+        }
+
         if !fresh.is_empty() {
             // Read-merge-write needs the rows locked (FOR UPDATE): two workers merging into the same visit
-            // under READ COMMITTED would otherwise lose one update. Locking in key order keeps concurrent
-            // batches from deadlocking. SQLite has no row locks and needs none: the raw-event insert
-            // above already holds its single write lock for the whole transaction.
+            // under READ COMMITTED would otherwise lose one update. SQLite has no row locks and needs none:
+            // the raw-event insert above already holds its single write lock for the whole transaction.
             // FOR UPDATE cannot lock a visit that does not exist yet: two workers creating the same new
             // visit would both insert it and one would fail on the unique key, to be retried. A
-            // transaction-scoped advisory lock per visit key, taken in one global order (so concurrent
-            // batches cannot deadlock), makes the second wait for the first and then find its row.
+            // transaction-scoped advisory lock per visit key, all of the group's taken at once in one
+            // global order (so concurrent groups cannot deadlock), makes the second wait for the first
+            // and then find its row.
             if sea_orm::ConnectionTrait::get_database_backend(&txn) == sea_orm::DatabaseBackend::Postgres {
                 use sea_orm::ConnectionTrait;
                 let keys = fresh
-                    .keys()
-                    .map(|k| format!("{}:{}:{k}", self.tenant, envelope.clinic))
+                    .iter()
+                    .flat_map(|(clinic, visits)| visits.keys().map(move |k| format!("{}:{clinic}:{k}", self.tenant)))
                     .collect::<Vec<_>>()
                     .join("\n");
                 txn.query_all_raw(sea_orm::Statement::from_sql_and_values(
@@ -223,61 +286,23 @@ impl TenantStore<'_> {
                 ))
                 .await?;
             }
-            let stored = visits::Entity::find()
-                .filter(visits::Column::TenantId.eq(self.tenant))
-                .filter(visits::Column::ClinicId.eq(envelope.clinic.as_uuid()))
-                .filter(visits::Column::VisitKey.is_in(fresh.keys().cloned()))
-                .order_by_asc(visits::Column::VisitKey)
-                .lock_exclusive()
-                .all(&txn)
-                .await?;
-            let mut stored: HashMap<String, visits::Model> =
-                stored.into_iter().map(|m| (m.visit_key.clone(), m)).collect();
-            let mut new_rows = Vec::new();
-            let mut delta = RollupDelta::default();
-            for (key, visit) in fresh {
-                match stored.remove(&key) {
-                    Some(row) => {
-                        let before = visit_from_row(&row)?;
-                        let mut merged = before.clone();
-                        merged.merge(&visit);
-                        delta.add(Some(&before), &merged);
-                        let date = row.visit_date;
-                        let mut active = row.into_active_model();
-                        set_visit_fields(&mut active, &merged);
-                        // The date lets PostgreSQL touch one monthly partition instead of probing all.
-                        visits::Entity::update(active)
-                            .validate()?
-                            .filter(visits::Column::VisitDate.eq(date))
-                            .exec(&txn)
-                            .await?;
-                    }
-                    None => {
-                        delta.add(None, &visit);
-                        let mut active = visits::ActiveModel {
-                            id: Set(Uuid::now_v7()),
-                            tenant_id: Set(self.tenant),
-                            clinic_id: Set(envelope.clinic.as_uuid()),
-                            visit_key: Set(visit.key.clone()),
-                            ..Default::default()
-                        };
-                        set_visit_fields(&mut active, &visit);
-                        new_rows.push(active);
-                    }
-                }
+            for (clinic, visits) in fresh {
+                self.merge_visits(&txn, clinic, visits).await?;
             }
-            if !new_rows.is_empty() {
-                visits::Entity::insert_many(new_rows).exec_without_returning(&txn).await?;
-            }
-            crate::rollups::apply(&txn, self.tenant, envelope.clinic.as_uuid(), &delta).await?;
         }
 
-        if let Some(device) = devices::Entity::find_by_id(envelope.device.as_uuid())
+        // Device rows in id order, so that concurrent groups lock them in the same order.
+        let ids: Vec<Uuid> = seen.keys().copied().collect();
+        let stored = devices::Entity::find()
             .filter(devices::Column::TenantId.eq(self.tenant))
-            .one(&txn)
-            .await?
-        {
+            .filter(devices::Column::Id.is_in(ids))
+            .order_by_asc(devices::Column::Id)
+            .all(&txn)
+            .await?;
+        for device in stored {
+            let Some((received_at, newest_heartbeat)) = seen.get(&device.id).copied() else { continue };
             let newer_seen = device.last_seen_at.is_none_or(|at| received_at > at);
+            let id = device.id;
             let mut active = device.into_active_model();
             let mut changed = false;
             if newer_seen {
@@ -285,7 +310,7 @@ impl TenantStore<'_> {
                 changed = true;
             }
             if let Some((at, heartbeat)) = newest_heartbeat {
-                crate::uptime::record(&txn, self.tenant, envelope.device.as_uuid(), at, heartbeat).await?;
+                crate::uptime::record(&txn, self.tenant, id, at, heartbeat).await?;
                 active.agent_version = Set(Some(heartbeat.agent_version.clone()));
                 active.last_heartbeat =
                     Set(Some(serde_json::to_value(heartbeat).map_err(|e| StoreError::Corrupt(e.to_string()))?));
@@ -297,22 +322,85 @@ impl TenantStore<'_> {
         }
         // A result file from the clinic's own agent carries its code (the API refuses any other): the
         // code the group registered is now confirmed. One conditional UPDATE, a no-op once set.
-        if !inserted.is_empty() {
+        let now = batches.iter().map(|b| b.envelope.received_at).max().unwrap_or_else(OffsetDateTime::now_utc);
+        if !confirmed_clinics.is_empty() {
             clinics::Entity::update_many()
-                .col_expr(clinics::Column::CodeConfirmedAt, sea_orm::sea_query::Expr::value(received_at))
-                .filter(clinics::Column::Id.eq(envelope.clinic.as_uuid()))
+                .col_expr(
+                    clinics::Column::CodeConfirmedAt,
+                    sea_orm::sea_query::Expr::value(now.to_offset(time::UtcOffset::UTC)),
+                )
+                .filter(clinics::Column::Id.is_in(confirmed_clinics))
                 .filter(clinics::Column::TenantId.eq(self.tenant))
                 .filter(clinics::Column::CodeConfirmedAt.is_null())
                 .exec(&txn)
                 .await?;
         }
         txn.commit().await?;
-        Ok(ApplyOutcome {
-            new_events: inserted.len(),
-            duplicate_events: qualification_events - inserted.len(),
-            visits_touched,
-            heartbeats: envelope.events.iter().filter(|e| matches!(e.payload, EventPayload::Heartbeat(_))).count(),
-            claim_files,
-        })
+        Ok(outcomes)
+    }
+
+    /// Merges one clinic's new visits with the stored ones (locked), and updates its rollups once.
+    async fn merge_visits(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        clinic: Uuid,
+        fresh: BTreeMap<String, Visit>,
+    ) -> Result<(), StoreError> {
+        let keys: Vec<String> = fresh.keys().cloned().collect();
+        // A visit's key includes its date: the dates let PostgreSQL read only those months' partitions.
+        let dates: std::collections::BTreeSet<time::Date> = fresh.values().map(|v| v.date).collect();
+        let mut stored: HashMap<String, visits::Model> = HashMap::new();
+        for chunk in keys.chunks(500) {
+            let rows = visits::Entity::find()
+                .filter(visits::Column::TenantId.eq(self.tenant))
+                .filter(visits::Column::ClinicId.eq(clinic))
+                .filter(visits::Column::VisitDate.is_in(dates.iter().copied()))
+                .filter(visits::Column::VisitKey.is_in(chunk.iter().cloned()))
+                .order_by_asc(visits::Column::VisitKey)
+                .lock_exclusive()
+                .all(txn)
+                .await?;
+            stored.extend(rows.into_iter().map(|m| (m.visit_key.clone(), m)));
+        }
+        let mut new_rows = Vec::new();
+        let mut delta = RollupDelta::default();
+        for (key, visit) in fresh {
+            match stored.remove(&key) {
+                Some(row) => {
+                    let before = visit_from_row(&row)?;
+                    let mut merged = before.clone();
+                    merged.merge(&visit);
+                    if merged == before {
+                        continue; // a confirmation that adds nothing (the same visit seen again)
+                    }
+                    delta.add(Some(&before), &merged);
+                    let date = row.visit_date;
+                    let mut active = row.into_active_model();
+                    set_visit_fields(&mut active, &merged);
+                    // The date lets PostgreSQL touch one monthly partition instead of probing all.
+                    visits::Entity::update(active)
+                        .validate()?
+                        .filter(visits::Column::VisitDate.eq(date))
+                        .exec(txn)
+                        .await?;
+                }
+                None => {
+                    delta.add(None, &visit);
+                    let mut active = visits::ActiveModel {
+                        id: Set(Uuid::now_v7()),
+                        tenant_id: Set(self.tenant),
+                        clinic_id: Set(clinic),
+                        visit_key: Set(visit.key.clone()),
+                        ..Default::default()
+                    };
+                    set_visit_fields(&mut active, &visit);
+                    new_rows.push(active);
+                }
+            }
+        }
+        for chunk in new_rows.chunks(200) {
+            visits::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
+        }
+        crate::rollups::apply(txn, self.tenant, clinic, &delta).await
     }
 }

@@ -1,4 +1,5 @@
-//! Dashboard rollups, kept by `apply_batch` in the transaction that changes the visits: a visit's old
+//! Dashboard rollups (hourly, daily, per patient-month, per clinic-month), kept by `apply_batches` in
+//! the transaction that changes the visits: a visit's old
 //! contribution is subtracted and its new one added, so merges (a late confirmation that changes the
 //! method or the first time) keep the sums exact, and a redelivered batch, which changes no visit,
 //! changes no rollup. `rebuild_rollups` recomputes a tenant's rollups from its visits. What a visit
@@ -12,7 +13,7 @@ use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryO
 use time::Date;
 use uuid::Uuid;
 
-use crate::entities::{monthly_patients, monthly_usage, reception_hourly, visits};
+use crate::entities::{monthly_patients, monthly_usage, reception_daily, reception_hourly, visits};
 use crate::{ClinicScope, StoreError, TenantStore};
 
 /// Adds `delta` to one clinic's rollups, inside the caller's transaction.
@@ -25,8 +26,10 @@ pub(crate) async fn apply(
     use reception_hourly::Column as C;
     let patients: BTreeMap<(String, String), bool> =
         delta.patients.iter().map(|((m, p), myna)| ((m.to_string(), p.clone()), *myna)).collect();
-    for ((day, hour, method), d) in delta.changed_hours() {
-        let row = reception_hourly::ActiveModel {
+    // One statement per 500 buckets for each rollup: rows that exist get the difference added.
+    let hours: Vec<reception_hourly::ActiveModel> = delta
+        .changed_hours()
+        .map(|((day, hour, method), d)| reception_hourly::ActiveModel {
             tenant_id: sea_orm::Set(tenant),
             clinic_id: sea_orm::Set(clinic),
             day: sea_orm::Set(*day),
@@ -41,23 +44,71 @@ pub(crate) async fn apply(
             face: sea_orm::Set(d[6]),
             pin: sea_orm::Set(d[7]),
             visual: sea_orm::Set(d[8]),
-        };
+        })
+        .collect();
+    const HOURLY_COUNTERS: [reception_hourly::Column; 9] = [
+        C::Receptions,
+        C::Myna,
+        C::ConsentMedication,
+        C::ConsentDiagnosis,
+        C::ConsentCheckup,
+        C::Invalid,
+        C::Face,
+        C::Pin,
+        C::Visual,
+    ];
+    for chunk in hours.chunks(500) {
         let mut on_conflict = OnConflict::columns([C::TenantId, C::ClinicId, C::Day, C::Hour, C::Method]);
-        for col in [
-            C::Receptions,
-            C::Myna,
-            C::ConsentMedication,
-            C::ConsentDiagnosis,
-            C::ConsentCheckup,
-            C::Invalid,
-            C::Face,
-            C::Pin,
-            C::Visual,
-        ] {
+        for col in HOURLY_COUNTERS {
             on_conflict
                 .value(col, Expr::col((reception_hourly::Entity, col)).add(Expr::col((Alias::new("excluded"), col))));
         }
-        reception_hourly::Entity::insert(row).on_conflict(on_conflict).exec_without_returning(txn).await?;
+        reception_hourly::Entity::insert_many(chunk.to_vec())
+            .on_conflict(on_conflict)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    use reception_daily::Column as D;
+    let days: Vec<reception_daily::ActiveModel> = delta
+        .changed_days()
+        .into_iter()
+        .map(|((day, method), d)| reception_daily::ActiveModel {
+            tenant_id: sea_orm::Set(tenant),
+            clinic_id: sea_orm::Set(clinic),
+            day: sea_orm::Set(day),
+            method: sea_orm::Set(method.to_owned()),
+            receptions: sea_orm::Set(d[0]),
+            myna: sea_orm::Set(d[1]),
+            consent_medication: sea_orm::Set(d[2]),
+            consent_diagnosis: sea_orm::Set(d[3]),
+            consent_checkup: sea_orm::Set(d[4]),
+            invalid: sea_orm::Set(d[5]),
+            face: sea_orm::Set(d[6]),
+            pin: sea_orm::Set(d[7]),
+            visual: sea_orm::Set(d[8]),
+        })
+        .collect();
+    const DAILY_COUNTERS: [reception_daily::Column; 9] = [
+        D::Receptions,
+        D::Myna,
+        D::ConsentMedication,
+        D::ConsentDiagnosis,
+        D::ConsentCheckup,
+        D::Invalid,
+        D::Face,
+        D::Pin,
+        D::Visual,
+    ];
+    for chunk in days.chunks(500) {
+        let mut on_conflict = OnConflict::columns([D::TenantId, D::ClinicId, D::Day, D::Method]);
+        for col in DAILY_COUNTERS {
+            on_conflict
+                .value(col, Expr::col((reception_daily::Entity, col)).add(Expr::col((Alias::new("excluded"), col))));
+        }
+        reception_daily::Entity::insert_many(chunk.to_vec())
+            .on_conflict(on_conflict)
+            .exec_without_returning(txn)
+            .await?;
     }
     if patients.is_empty() {
         return Ok(());
@@ -141,11 +192,10 @@ pub struct MonthlyUsage {
     pub myna_patients: u64,
 }
 
-/// One rollup row as the clinic page reads it.
+/// One daily rollup row as the clinic page reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HourlyRow {
+pub struct DailyRow {
     pub day: Date,
-    pub hour: u8,
     pub method: ConfirmationMethod,
     pub receptions: i64,
     pub myna: i64,
@@ -187,23 +237,22 @@ impl TenantStore<'_> {
             .collect()
     }
 
-    /// The hourly rollup rows of one clinic between two days (inclusive).
-    pub async fn hourly(&self, clinic: &ClinicScope, from: Date, to: Date) -> Result<Vec<HourlyRow>, StoreError> {
+    /// The daily rollup rows of one clinic between two days (inclusive): a year is ~1,500 rows.
+    pub async fn daily(&self, clinic: &ClinicScope, from: Date, to: Date) -> Result<Vec<DailyRow>, StoreError> {
         let txn = self.read().await?;
-        let rows = reception_hourly::Entity::find()
-            .filter(reception_hourly::Column::TenantId.eq(self.tenant_uuid()))
-            .filter(reception_hourly::Column::ClinicId.eq(clinic.uuid()))
-            .filter(reception_hourly::Column::Day.gte(from))
-            .filter(reception_hourly::Column::Day.lte(to))
-            .order_by_asc(reception_hourly::Column::Day)
+        let rows = reception_daily::Entity::find()
+            .filter(reception_daily::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(reception_daily::Column::ClinicId.eq(clinic.uuid()))
+            .filter(reception_daily::Column::Day.gte(from))
+            .filter(reception_daily::Column::Day.lte(to))
+            .order_by_asc(reception_daily::Column::Day)
             .all(&txn)
             .await?;
         txn.commit().await?;
         rows.into_iter()
             .map(|r| {
-                Ok(HourlyRow {
+                Ok(DailyRow {
                     day: r.day,
-                    hour: u8::try_from(r.hour).unwrap_or(0),
                     method: ConfirmationMethod::parse(&r.method)
                         .ok_or_else(|| StoreError::Corrupt(format!("rollup method {}", r.method)))?,
                     receptions: i64::from(r.receptions),
@@ -220,11 +269,43 @@ impl TenantStore<'_> {
             .collect()
     }
 
+    /// Receptions per day and JST hour (all methods summed by the database) between two days: the
+    /// clinic page's weekday-by-hour chart.
+    pub async fn receptions_by_hour(
+        &self,
+        clinic: &ClinicScope,
+        from: Date,
+        to: Date,
+    ) -> Result<Vec<(Date, u8, i64)>, StoreError> {
+        use reception_hourly::Column as C;
+        let txn = self.read().await?;
+        let rows: Vec<(Date, i16, i64)> = reception_hourly::Entity::find()
+            .select_only()
+            .column(C::Day)
+            .column(C::Hour)
+            .column_as(Expr::col(C::Receptions).sum().cast_as(Alias::new("bigint")), "receptions")
+            .filter(C::TenantId.eq(self.tenant_uuid()))
+            .filter(C::ClinicId.eq(clinic.uuid()))
+            .filter(C::Day.gte(from))
+            .filter(C::Day.lte(to))
+            .group_by(C::Day)
+            .group_by(C::Hour)
+            .into_tuple()
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(rows.into_iter().map(|(d, h, n)| (d, u8::try_from(h).unwrap_or(0), n)).collect())
+    }
+
     /// Recomputes this tenant's rollups from its visits (after a migration, or to repair).
     pub async fn rebuild_rollups(&self) -> Result<u64, StoreError> {
         let txn = self.write().await?;
         reception_hourly::Entity::delete_many()
             .filter(reception_hourly::Column::TenantId.eq(self.tenant_uuid()))
+            .exec(&txn)
+            .await?;
+        reception_daily::Entity::delete_many()
+            .filter(reception_daily::Column::TenantId.eq(self.tenant_uuid()))
             .exec(&txn)
             .await?;
         monthly_patients::Entity::delete_many()

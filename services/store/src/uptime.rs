@@ -21,7 +21,7 @@ pub struct Uptime {
     pub healthy: bool,
 }
 
-fn state(h: &Heartbeat) -> &'static str {
+pub(crate) fn state(h: &Heartbeat) -> &'static str {
     if h.reader_ok == Some(false) || h.network_ok == Some(false) { "degraded" } else { "up" }
 }
 

@@ -26,6 +26,10 @@ pub struct Metrics {
     pub worker_lag: Histogram,
     /// `onshi_agent_heartbeats_total`: heartbeats received from agents.
     pub agent_heartbeats: IntCounter,
+    /// `onshi_heartbeat_flushes_total`: rounds of the heartbeat writer that wrote something.
+    pub heartbeat_flushes: IntCounter,
+    /// `onshi_heartbeat_states_total`: agent states (agent and up/degraded) the heartbeat writer wrote.
+    pub heartbeat_states: IntCounter,
     /// `onshi_queue_messages{queue}`: main or dead_letter, sampled at scrape.
     pub queue_messages: IntGaugeVec,
     /// `onshi_agents{state}`: active agents whose last contact is recent (reporting) or not (silent).
@@ -91,6 +95,11 @@ impl Metrics {
         .expect("valid metric");
         let agent_heartbeats =
             IntCounter::new("agent_heartbeats_total", "Heartbeats received from agents").expect("valid metric");
+        let heartbeat_flushes = IntCounter::new("heartbeat_flushes_total", "Rounds of the heartbeat writer that wrote")
+            .expect("valid metric");
+        let heartbeat_states =
+            IntCounter::new("heartbeat_states_total", "Agent states written by the heartbeat writer")
+                .expect("valid metric");
         let queue_messages = IntGaugeVec::new(
             Opts::new("queue_messages", "Messages waiting in the work queue and its dead-letter queue"),
             &["queue"],
@@ -121,6 +130,8 @@ impl Metrics {
             Box::new(worker_events.clone()),
             Box::new(worker_lag.clone()),
             Box::new(agent_heartbeats.clone()),
+            Box::new(heartbeat_flushes.clone()),
+            Box::new(heartbeat_states.clone()),
             Box::new(queue_messages.clone()),
             Box::new(agents.clone()),
             Box::new(dependency_up.clone()),
@@ -140,6 +151,8 @@ impl Metrics {
             worker_events,
             worker_lag,
             agent_heartbeats,
+            heartbeat_flushes,
+            heartbeat_states,
             queue_messages,
             agents,
             dependency_up,

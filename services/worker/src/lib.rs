@@ -13,8 +13,11 @@
 //! `delivery_limit` returns, so nothing loops forever. (A message held longer than RabbitMQ's
 //! `consumer_timeout`, 30 minutes by default, is returned by the broker and counts one delivery.)
 
+mod heartbeats;
+
 use std::time::Duration;
 
+pub use heartbeats::DEFAULT_FLUSH as DEFAULT_HEARTBEAT_FLUSH;
 use onshi_cache::{Cache, CacheBackend};
 use onshi_domain::{IngestEnvelope, jst};
 use onshi_objects::{ObjectBackend, ObjectStore};
@@ -40,6 +43,12 @@ impl Dependency {
     }
 }
 
+/// Deliveries at hand applied together at most (bounded anyway by the prefetch).
+const GROUP_MAX: usize = 256;
+
+/// Groups one worker applies at the same time.
+const IN_FLIGHT: usize = 2;
+
 /// How long a dependency may take to answer "are you there".
 const PING_DEADLINE: Duration = Duration::from_secs(2);
 
@@ -60,6 +69,8 @@ pub struct Worker {
     pub objects: ObjectStore,
     pub archive_raw_batches: bool,
     pub prefetch: u16,
+    /// How often the pending heartbeats are written (see `heartbeats`).
+    pub heartbeat_flush: Duration,
     /// Runs after a batch changed a tenant's visits (the usage watch); best effort, after the ack.
     pub after_apply: Option<std::sync::Arc<dyn AfterApply>>,
     /// The consumer's state, for the health endpoints and metrics.
@@ -119,6 +130,12 @@ pub fn archive_key(envelope: &IngestEnvelope) -> String {
     format!("raw/{}/{}/{}.json", envelope.tenant, jst::date_of(envelope.received_at), envelope.batch_id.simple())
 }
 
+/// The object key under which a group of batches applied together is archived (JSON lines, one batch
+/// per line, each as received), named after its first batch.
+pub fn archive_group_key(first: &IngestEnvelope) -> String {
+    format!("raw/{}/{}/{}.group.jsonl", first.tenant, jst::date_of(first.received_at), first.batch_id.simple())
+}
+
 impl Worker {
     /// Consumes until `shutdown` is cancelled, then waits for in-flight messages to settle.
     ///
@@ -127,6 +144,7 @@ impl Worker {
     /// to 30 s) for as long as it takes, and consumes again as soon as the queue answers. Messages in
     /// flight when the connection died are redelivered by the broker; applying them again is harmless.
     pub async fn run(self, shutdown: CancellationToken) {
+        let writer = tokio::spawn(self.clone().write_heartbeats(shutdown.clone()));
         let mut tasks = JoinSet::new();
         let mut pause = RECONNECT_MIN;
         let mut consumer = None;
@@ -165,11 +183,25 @@ impl Worker {
             };
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                next = current.next() => match next {
+                // While IN_FLIGHT groups are being applied, deliveries wait in the consumer's buffer (up
+                // to the prefetch) and make the next group larger: under load, fewer and larger
+                // transactions; at rest, each message at once.
+                next = current.next(), if tasks.len() < IN_FLIGHT => match next {
                     Some(Ok(delivery)) => {
                         self.health.delivered();
+                        // Whatever else has arrived is applied with it (one transaction per tenant).
+                        let mut group = vec![delivery];
+                        while group.len() < GROUP_MAX {
+                            let Some(more) = current.ready() else { break };
+                            self.health.delivered();
+                            group.push(more);
+                        }
                         let worker = self.clone();
-                        tasks.spawn(async move { worker.handle(delivery).await });
+                        if group.len() == 1 {
+                            tasks.spawn(async move { vec![worker.handle(group.remove(0)).await] });
+                        } else {
+                            tasks.spawn(async move { worker.handle_group(group).await });
+                        }
                     }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "lost the queue consumer; reconnecting");
@@ -191,6 +223,7 @@ impl Worker {
         if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
             tracing::warn!("worker stopped with messages in flight; they will be redelivered");
         }
+        let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
     }
 
     async fn answers(&self, dependency: Dependency) -> bool {
@@ -226,37 +259,90 @@ impl Worker {
     /// Processes one delivery and settles it.
     pub async fn handle(&self, delivery: Delivery) -> Settled {
         let settled = self.decode_and_apply(delivery).await;
-        let outcome = match settled {
-            Settled::Applied => "applied",
-            Settled::Retried => "retried",
-            Settled::DeadLettered => "dead_lettered",
-        };
-        onshi_telemetry::metrics().worker_batches.with_label_values(&[outcome]).inc();
+        count(settled);
         settled
     }
 
     async fn decode_and_apply(&self, delivery: Delivery) -> Settled {
-        let attempt = delivery.delivery_count;
-        let batch = match QueuedBatch::from_queue(&delivery.payload) {
-            Ok(batch) => batch,
-            Err(e) => {
-                tracing::error!(error = %e, "undecodable message");
-                return settle_dead(delivery, "undecodable message").await;
-            }
+        let Some(batch) = decode(&delivery) else {
+            return settle_dead(delivery, "undecodable message").await;
         };
-        let envelope = batch.envelope();
-        let span = tracing::info_span!(
-            "batch",
-            batch = %envelope.batch_id,
-            tenant = %envelope.tenant,
-            attempt,
-            trace_id = tracing::field::Empty
-        );
-        onshi_telemetry::trace::continue_trace(&span, delivery.headers.traceparent.as_deref());
+        let span = batch_span(&delivery, &batch);
         self.apply(delivery, batch).instrument(span).await
     }
 
-    async fn apply(&self, delivery: Delivery, batch: QueuedBatch) -> Settled {
+    /// Processes the deliveries at hand together: each is archived as before, and each tenant's batches
+    /// are applied in one transaction. If that transaction fails for a reason of its own (not an outage),
+    /// the batches are applied one by one, so only the faulty one is returned or dead-lettered.
+    pub async fn handle_group(&self, deliveries: Vec<Delivery>) -> Vec<Settled> {
+        let mut settled = Vec::with_capacity(deliveries.len());
+        let mut by_tenant: std::collections::BTreeMap<onshi_domain::TenantId, Vec<(Delivery, QueuedBatch)>> =
+            Default::default();
+        for delivery in deliveries {
+            match decode(&delivery) {
+                Some(batch) => by_tenant.entry(batch.envelope().tenant).or_default().push((delivery, batch)),
+                None => settled.push(settle_dead(delivery, "undecodable message").await),
+            }
+        }
+        for (tenant, items) in by_tenant {
+            let span = tracing::info_span!("batches", %tenant, batches = items.len());
+            settled.extend(self.apply_together(items).instrument(span).await);
+        }
+        for s in &settled {
+            count(*s);
+        }
+        settled
+    }
+
+    async fn apply_together(&self, items: Vec<(Delivery, QueuedBatch)>) -> Vec<Settled> {
+        if items.len() == 1 {
+            let mut items = items;
+            let Some((delivery, batch)) = items.pop() else { return Vec::new() };
+            return vec![self.apply(delivery, batch).await];
+        }
+        let mut settled = Vec::new();
+        if !self.archive_group(&items).await {
+            for (delivery, _) in items {
+                settled.push(settle_retry(delivery).await);
+            }
+            return settled;
+        }
+        let kept = items;
+        let batches: Vec<QueuedBatch> = kept.iter().map(|(_, b)| b.clone()).collect();
+        let Some(first) = batches.first() else { return settled };
+        match self.store_batches(first.scope(), &batches).await {
+            Ok(outcomes) => {
+                let hook_scope = outcomes.iter().any(|o| o.visits_touched > 0).then(|| first.scope());
+                for ((delivery, batch), outcome) in kept.into_iter().zip(outcomes) {
+                    // Each batch's settling joins its own request's trace (the group's transaction can
+                    // belong to only one).
+                    let span = batch_span(&delivery, &batch);
+                    settled.push(self.settle_applied(delivery, &batch, outcome, false).instrument(span).await);
+                }
+                if let (Some(scope), Some(hook)) = (hook_scope, &self.after_apply) {
+                    hook.after_apply(scope).await;
+                }
+            }
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "applying the batches failed; returning them");
+                for (delivery, _) in kept {
+                    settled.push(settle_retry(delivery).await);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "applying the batches together failed; applying them one by one");
+                for (delivery, batch) in kept {
+                    let span = batch_span(&delivery, &batch);
+                    settled.push(self.store_and_settle(delivery, batch).instrument(span).await);
+                }
+            }
+        }
+        settled
+    }
+
+    /// Archives the batch as received (evidence only: heartbeat-only batches carry none). False when
+    /// the object store refused it while answering: the message goes back.
+    async fn archive(&self, delivery: &Delivery, batch: &QueuedBatch) -> bool {
         let envelope = batch.envelope();
         // Heartbeat-only batches (one every 20 s from every agent) carry no qualification data to keep
         // as evidence; archiving them would be one object-store PUT per heartbeat.
@@ -267,68 +353,87 @@ impl Worker {
             while let Err(e) = self.objects.put(&key, delivery.payload.clone(), "application/json").await {
                 tracing::warn!(error = %e, "archiving the batch failed");
                 if !self.ride_out(Dependency::Objects).await {
-                    return settle_retry(delivery).await;
+                    return false;
                 }
             }
         }
+        true
+    }
 
-        let store = self.store.tenant(batch.scope());
-        let result = loop {
+    /// Archives a tenant's group of batches as one object (`archive_group_key`): one line per batch,
+    /// each as received. One PUT per group instead of one per batch: an agent sends each reception as it
+    /// happens, and an object store charges per request.
+    async fn archive_group(&self, items: &[(Delivery, QueuedBatch)]) -> bool {
+        let evidence: Vec<&(Delivery, QueuedBatch)> = items
+            .iter()
+            .filter(|(_, b)| {
+                b.envelope().events.iter().any(|e| matches!(e.payload, onshi_domain::EventPayload::Qualification(_)))
+            })
+            .collect();
+        let Some((_, first)) = evidence.first() else { return true };
+        if !self.archive_raw_batches {
+            return true;
+        }
+        if evidence.len() == 1 {
+            let (delivery, batch) = evidence[0];
+            return self.archive(delivery, batch).await;
+        }
+        let mut body = Vec::with_capacity(evidence.iter().map(|(d, _)| d.payload.len() + 1).sum());
+        for (delivery, _) in &evidence {
+            body.extend_from_slice(&delivery.payload);
+            body.push(b'\n');
+        }
+        let key = archive_group_key(first.envelope());
+        while let Err(e) = self.objects.put(&key, body.clone(), "application/x-ndjson").await {
+            tracing::warn!(error = %e, "archiving the group failed");
+            if !self.ride_out(Dependency::Objects).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Applies batches of one tenant in one transaction, retrying transient failures in place and
+    /// holding on through a database outage.
+    async fn store_batches(
+        &self,
+        scope: onshi_store::TenantScope,
+        batches: &[QueuedBatch],
+    ) -> Result<Vec<onshi_store::ApplyOutcome>, onshi_store::StoreError> {
+        let store = self.store.tenant(scope);
+        loop {
             // A lock timeout or a lost connection often passes in a moment: try again here a few times
             // before anything else.
-            let mut result = store.apply_batch(&batch).await;
+            let mut result = store.apply_batches(batches).await;
             for attempt in 1..=3u32 {
                 match &result {
                     Err(e) if e.is_transient() => {
                         tracing::debug!(error = %e, attempt, "transient failure; retrying in place");
                         tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt))).await;
-                        result = store.apply_batch(&batch).await;
+                        result = store.apply_batches(batches).await;
                     }
                     _ => break,
                 }
             }
             match &result {
                 Err(e) if e.is_transient() && self.ride_out(Dependency::Database).await => continue,
-                _ => break result,
+                _ => return result,
             }
-        };
-        match result {
-            Ok(outcome) => {
-                let m = onshi_telemetry::metrics();
-                m.worker_events.with_label_values(&["new"]).inc_by(outcome.new_events as u64);
-                m.worker_events.with_label_values(&["duplicate"]).inc_by(outcome.duplicate_events as u64);
-                m.agent_heartbeats.inc_by(outcome.heartbeats as u64);
-                let lag = time::OffsetDateTime::now_utc() - envelope.received_at;
-                m.worker_lag.observe(lag.as_seconds_f64().max(0.0));
-                tracing::info!(
-                    new = outcome.new_events,
-                    duplicates = outcome.duplicate_events,
-                    visits = outcome.visits_touched,
-                    "batch applied"
-                );
-                if outcome.visits_touched > 0 {
-                    let note = feed_note(envelope, outcome.visits_touched);
-                    // Live updates are best effort: the page also refreshes from the store.
-                    if let Err(e) =
-                        self.cache.publish(&feed_channel(envelope.tenant), note.to_string().as_bytes()).await
-                    {
-                        tracing::debug!(error = %e, "live update not published");
-                    }
-                }
-                let acked = delivery.ack().await;
-                if outcome.visits_touched > 0
-                    && let Some(hook) = &self.after_apply
-                {
-                    hook.after_apply(batch.scope()).await;
-                }
-                match acked {
-                    Ok(()) => Settled::Applied,
-                    Err(e) => {
-                        // Applied but not acked: it will come back and be skipped as a duplicate.
-                        tracing::warn!(error = %e, "ack failed after applying");
-                        Settled::Applied
-                    }
-                }
+        }
+    }
+
+    async fn apply(&self, delivery: Delivery, batch: QueuedBatch) -> Settled {
+        if !self.archive(&delivery, &batch).await {
+            return settle_retry(delivery).await;
+        }
+        self.store_and_settle(delivery, batch).await
+    }
+
+    async fn store_and_settle(&self, delivery: Delivery, batch: QueuedBatch) -> Settled {
+        match self.store_batches(batch.scope(), std::slice::from_ref(&batch)).await {
+            Ok(mut outcomes) => {
+                let outcome = outcomes.pop().unwrap_or_default();
+                self.settle_applied(delivery, &batch, outcome, true).await
             }
             Err(e) => {
                 tracing::warn!(error = %e, source = ?std::error::Error::source(&e), transient = e.is_transient(), "applying the batch failed");
@@ -340,6 +445,81 @@ impl Worker {
             }
         }
     }
+
+    /// After the commit: metrics, the live feed, the ack, and (when `hook`) the after-apply work.
+    async fn settle_applied(
+        &self,
+        delivery: Delivery,
+        batch: &QueuedBatch,
+        outcome: onshi_store::ApplyOutcome,
+        hook: bool,
+    ) -> Settled {
+        let envelope = batch.envelope();
+        let m = onshi_telemetry::metrics();
+        m.worker_events.with_label_values(&["new"]).inc_by(outcome.new_events as u64);
+        m.worker_events.with_label_values(&["duplicate"]).inc_by(outcome.duplicate_events as u64);
+        m.agent_heartbeats.inc_by(outcome.heartbeats as u64);
+        let lag = time::OffsetDateTime::now_utc() - envelope.received_at;
+        m.worker_lag.observe(lag.as_seconds_f64().max(0.0));
+        tracing::info!(
+            batch = %envelope.batch_id,
+            new = outcome.new_events,
+            duplicates = outcome.duplicate_events,
+            visits = outcome.visits_touched,
+            "batch applied"
+        );
+        if outcome.visits_touched > 0 {
+            let note = feed_note(envelope, outcome.visits_touched);
+            // Live updates are best effort: the page also refreshes from the store.
+            if let Err(e) = self.cache.publish(&feed_channel(envelope.tenant), note.to_string().as_bytes()).await {
+                tracing::debug!(error = %e, "live update not published");
+            }
+        }
+        let acked = delivery.ack().await;
+        if hook
+            && outcome.visits_touched > 0
+            && let Some(hook) = &self.after_apply
+        {
+            hook.after_apply(batch.scope()).await;
+        }
+        if let Err(e) = acked {
+            // Applied but not acked: it will come back and be skipped as a duplicate.
+            tracing::warn!(error = %e, "ack failed after applying");
+        }
+        Settled::Applied
+    }
+}
+
+fn count(settled: Settled) {
+    let outcome = match settled {
+        Settled::Applied => "applied",
+        Settled::Retried => "retried",
+        Settled::DeadLettered => "dead_lettered",
+    };
+    onshi_telemetry::metrics().worker_batches.with_label_values(&[outcome]).inc();
+}
+
+fn decode(delivery: &Delivery) -> Option<QueuedBatch> {
+    match QueuedBatch::from_queue(&delivery.payload) {
+        Ok(batch) => Some(batch),
+        Err(e) => {
+            tracing::error!(error = %e, "undecodable message");
+            None
+        }
+    }
+}
+
+fn batch_span(delivery: &Delivery, batch: &QueuedBatch) -> tracing::Span {
+    let envelope = batch.envelope();
+    let span = tracing::info_span!(
+        "batch",
+        batch = %envelope.batch_id,
+        tenant = %envelope.tenant,
+        attempt = delivery.delivery_count,
+        trace_id = tracing::field::Empty
+    );
+    onshi_telemetry::trace::continue_trace(&span, delivery.headers.traceparent.as_deref());
+    span
 }
 
 async fn settle_retry(delivery: Delivery) -> Settled {

@@ -322,6 +322,7 @@ pub(crate) async fn revoke_device(
     store
         .revoke_device(&clinic, id, &caller.entry("agent.revoke", &format!("device:{id}"), AuditResult::Success))
         .await?;
+    crate::announce_revocation(&state.cache, id).await;
     Ok(see_other(&format!("/clinics/{}", device.clinic)))
 }
 

@@ -2,7 +2,9 @@
 //! (a レセ電 file reduced at the clinic, `EventPayload::Claims`) alone, under a body limit that fits one.
 //!
 //! 202 means every event of the batch is durable: published to the queue with a broker confirm (full
-//! mode) or committed to the embedded database. A batch is accepted or refused whole. Resending a batch
+//! mode) or committed to the embedded database. Heartbeats are the exception, being state and not
+//! evidence: an agent's newest heartbeat per state is kept in the shared cache and written in bulk by the
+//! worker (`onshi_store::LatestHeartbeat`); without the cache they are queued like the rest. A batch is accepted or refused whole. Resending a batch
 //! (same event ids, same content) is harmless and answered 202 again; reusing an event id for different
 //! content is a 409.
 
@@ -120,35 +122,77 @@ async fn accept(
     let now = OffsetDateTime::now_utc();
     batch.validate(&device.clinic.code, now).map_err(ApiError::RejectedBatch)?;
 
+    let total = batch.events.len();
+    let (heartbeats, mut events): (Vec<_>, Vec<_>) =
+        batch.events.into_iter().partition(|e| matches!(e.payload, onshi_domain::EventPayload::Heartbeat(_)));
+    let mut coalesced = 0;
+    if !heartbeats.is_empty() {
+        match coalesce_heartbeats(&state, &device, &heartbeats).await {
+            Ok(()) => {
+                coalesced = heartbeats.len();
+                onshi_telemetry::metrics().agent_heartbeats.inc_by(coalesced as u64);
+            }
+            // Without the cache, heartbeats take the queue like everything else.
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeats not coalesced; queueing them");
+                events.extend(heartbeats);
+            }
+        }
+    }
+
     let store = state.store.tenant(device.scope);
-    let ids: Vec<_> = batch.events.iter().map(|e| e.id).collect();
     // Only qualification events are stored, so only they can be resent duplicates; a heartbeat-only batch
     // (most requests) needs no look-up.
-    let stored: Vec<_> = batch
-        .events
+    let stored: Vec<_> = events
         .iter()
         .filter(|e| matches!(e.payload, onshi_domain::EventPayload::Qualification(_)))
-        .map(|e| e.id)
+        .map(|e| (e.id, e.occurred_at))
         .collect();
     let known =
         if stored.is_empty() { Default::default() } else { store.event_hashes(device.clinic.id, &stored).await? };
-    let mut fresh = Vec::with_capacity(batch.events.len());
-    for (i, event) in batch.events.into_iter().enumerate() {
+    let mut fresh = Vec::with_capacity(events.len());
+    for (i, event) in events.into_iter().enumerate() {
         match known.get(&event.id) {
             Some(hash) if *hash == event.content_hash() => {} // already stored: a resend
             Some(_) => return Err(ApiError::EventConflict { field: format!("events[{i}].id") }),
             None => fresh.push(event),
         }
     }
-    let duplicates = ids.len() - fresh.len();
-    let fresh_count = fresh.len();
+    let duplicates = total - coalesced - fresh.len();
+    let fresh_count = fresh.len() + coalesced;
     let batch_id = uuid::Uuid::now_v7();
     if !fresh.is_empty() {
+        let queued = fresh.len();
         let message = QueuedBatch::accepted(&device, batch_id, fresh).to_bytes().map_err(ApiError::internal)?;
         // The worker's span joins this request's trace through the message header.
         let headers = Headers { traceparent: onshi_telemetry::trace::current_traceparent() };
         state.queue.publish(&message, &headers).await.map_err(ApiError::unavailable)?;
-        tracing::info!(%batch_id, events = fresh_count, "batch queued");
+        tracing::info!(%batch_id, events = queued, "batch queued");
     }
     Ok(Accepted { batch_id, fresh: fresh_count, duplicates })
+}
+
+/// Records the newest heartbeat per availability state in the cache, where the worker's heartbeat writer
+/// takes them in bulk (see `onshi_store::LatestHeartbeat`): no queue message, no database write per
+/// heartbeat.
+async fn coalesce_heartbeats(
+    state: &AppState,
+    device: &onshi_store::DeviceAuth,
+    events: &[onshi_domain::AgentEvent],
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mut newest: std::collections::BTreeMap<String, onshi_store::LatestHeartbeat> = Default::default();
+    for event in events {
+        let onshi_domain::EventPayload::Heartbeat(h) = &event.payload else { continue };
+        let latest = onshi_store::LatestHeartbeat::accepted(device, event.occurred_at, h.clone());
+        match newest.get(&latest.field()) {
+            Some(kept) if kept.occurred_at() >= latest.occurred_at() => {}
+            _ => {
+                newest.insert(latest.field(), latest);
+            }
+        }
+    }
+    for (field, latest) in newest {
+        state.cache.map_set(onshi_store::PENDING_HEARTBEATS, &field, &latest.to_bytes()?).await?;
+    }
+    Ok(())
 }

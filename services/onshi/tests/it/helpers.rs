@@ -146,6 +146,7 @@ pub async fn spawn_app_opts(mode: Mode, tweak: impl FnOnce(&mut Config), with_wo
         config.queue_name = unique("onshi.it.");
         config.redis_url = Some(SecretString::from(redis));
         config.cache_prefix = unique("onshi-it-");
+        config.heartbeat_flush_ms = 200;
         config.s3_endpoint = Some(s3);
         config.s3_bucket = unique("onshi-it-").replace('_', "-");
         config.s3_region = "us-east-1".to_owned();
@@ -203,6 +204,7 @@ impl TestApp {
         let clinic = store.clinic_scope(found.clinic, &onshi_domain::ClinicAccess::All).await.unwrap().unwrap();
         let entry = onshi_store::AuditEntry::new(None, "test", "agent.revoke", "-", onshi_store::AuditResult::Success);
         store.revoke_device(&clinic, device, &entry).await.unwrap();
+        onshi_api::announce_revocation(&self.adapters().cache, device).await;
     }
 
     pub fn store(&self) -> TenantStore<'_> {
@@ -545,6 +547,8 @@ pub fn process_env(c: &Config) -> Vec<(&'static str, String)> {
         ("ONSHI_QUEUE_NAME", c.queue_name.clone()),
         ("ONSHI_DELIVERY_LIMIT", c.delivery_limit.to_string()),
         ("ONSHI_WORKER_PREFETCH", c.worker_prefetch.to_string()),
+        ("ONSHI_HEARTBEAT_FLUSH_MS", c.heartbeat_flush_ms.to_string()),
+        ("ONSHI_INGEST_BATCHES_PER_DEVICE_PER_SEC", c.ingest_batches_per_device_per_sec.to_string()),
         ("ONSHI_REDIS_URL", secret(&c.redis_url)),
         ("ONSHI_CACHE_PREFIX", c.cache_prefix.clone()),
         ("ONSHI_S3_ENDPOINT", c.s3_endpoint.clone().unwrap_or_default()),

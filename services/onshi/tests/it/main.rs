@@ -26,3 +26,4 @@ mod outages;
 mod pages;
 mod rls;
 mod scale;
+mod throughput;

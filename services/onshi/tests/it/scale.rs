@@ -114,6 +114,8 @@ async fn two_apis_and_two_workers_apply_every_event_exactly_once_while_a_worker_
     let tweak = |c: &mut onshi_config::Config| {
         c.delivery_limit = 100;
         c.worker_prefetch = 8;
+        // The stream is faster than an agent's budget: this test is about exactly-once, not the limiter.
+        c.ingest_batches_per_device_per_sec = 1000;
     };
     // The test's own app only sets up the services and reads results; it applies nothing.
     let app = spawn_app_opts(Mode::Full, tweak, false).await;

@@ -20,6 +20,7 @@ pub(crate) mod monthly_patients;
 pub(crate) mod monthly_usage;
 pub(crate) mod official_usage;
 pub(crate) mod raw_events;
+pub(crate) mod reception_daily;
 pub(crate) mod reception_hourly;
 pub(crate) mod recovery_codes;
 pub(crate) mod tenants;

@@ -1,0 +1,95 @@
+//! The cheaper paths of issue 16 keep what the expensive ones guaranteed: heartbeats coalesced in the
+//! cache still record every state change, batches applied together count a repeated event once, and
+//! the daily rollup always equals the hourly one it summarises.
+
+use onshi_domain::EventPayload;
+use onshi_store::QueuedBatch;
+
+use crate::both_modes;
+use crate::helpers::*;
+
+both_modes!(heartbeats_coalesced_between_two_writes_keep_each_state, |app| {
+    let device = app.clinics[0].device;
+    // Whole seconds: PostgreSQL keeps microseconds.
+    let t0 = (time::OffsetDateTime::now_utc() - time::Duration::minutes(5)).replace_nanosecond(0).unwrap();
+    // Up, then the reader fails ten seconds later, then up again: in one request, so the writer takes
+    // them in one round (newest per state: the degraded one and the later of the two "up").
+    let mut beats = Vec::new();
+    for (offset, reader) in [(0, true), (10, false), (20, true)] {
+        let mut hb = app.factory(0, offset as u64).heartbeat(t0 + time::Duration::seconds(offset));
+        if let EventPayload::Heartbeat(h) = &mut hb.payload {
+            h.reader_ok = Some(reader);
+            h.network_ok = Some(true);
+        }
+        beats.push(hb);
+    }
+    let response = app.post_events(0, &beats).await;
+    assert_eq!(response.status(), 202);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["accepted"], 3);
+    eventually(WAIT, "heartbeats written", || async {
+        let u = app.store().uptime(&[device], t0 - time::Duration::hours(1), time::OffsetDateTime::now_utc()).await;
+        u.unwrap().len() == 2
+    })
+    .await;
+    let intervals =
+        app.store().uptime(&[device], t0 - time::Duration::hours(1), time::OffsetDateTime::now_utc()).await.unwrap();
+    assert!(!intervals[0].healthy, "the degradation is kept: {intervals:?}");
+    assert_eq!((intervals[0].from - t0).whole_seconds(), 10);
+    assert!(intervals[1].healthy);
+    assert_eq!((intervals[1].from - t0).whole_seconds(), 20);
+    // The device shows its newest heartbeat, and it was seen.
+    let stored = app.store().device(device).await.unwrap().unwrap();
+    assert_eq!(stored.last_heartbeat.and_then(|h| h.reader_ok), Some(true));
+    assert!(stored.last_seen_at.is_some());
+    // Nothing went through the queue: no raw event, no applied batch needed.
+    assert_eq!(app.store().raw_event_count().await.unwrap(), 0);
+});
+
+both_modes!(batches_applied_together_count_a_repeated_event_once, |app| {
+    let c = &app.clinics[1];
+    let auth = app.adapters().store.system().device_auth(app.tenant, c.clinic.id, c.device).await.unwrap().unwrap();
+    let events = app.receptions(1, 3, 21);
+    // The same resend queued twice (both passed the API's look-up before either was applied), and a
+    // batch with one new event: one transaction for all three.
+    let first = QueuedBatch::accepted(&auth, uuid::Uuid::now_v7(), events.clone());
+    let again = QueuedBatch::accepted(&auth, uuid::Uuid::now_v7(), events.clone());
+    let other = QueuedBatch::accepted(&auth, uuid::Uuid::now_v7(), app.receptions(1, 1, 22));
+    let outcomes = app.store().apply_batches(&[first, again, other]).await.unwrap();
+    assert_eq!(
+        outcomes.iter().map(|o| (o.new_events, o.duplicate_events)).collect::<Vec<_>>(),
+        [(3, 0), (0, 3), (1, 0)]
+    );
+    assert_eq!(app.store().raw_event_count().await.unwrap(), 4);
+    let today = onshi_domain::jst::date_of(time::OffsetDateTime::now_utc());
+    let visits = app.store().visits_on(&c.clinic, today).await.unwrap();
+    let confirmations: u32 = visits.iter().map(|v| v.confirmations).sum();
+    assert_eq!(confirmations, 4, "each event confirms once: {visits:?}");
+});
+
+both_modes!(the_daily_rollup_equals_the_hourly_one_and_is_rebuilt_with_it, |app| {
+    let clinic = &app.clinics[0].clinic;
+    let events = app.receptions(0, 40, 31);
+    assert_eq!(app.post_events(0, &events).await.status(), 202);
+    eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 40 }).await;
+    let today = onshi_domain::jst::date_of(time::OffsetDateTime::now_utc());
+    let from = today - time::Duration::days(2);
+    let sums = || async {
+        let daily = app.store().daily(clinic, from, today).await.unwrap();
+        let hourly = app.store().receptions_by_hour(clinic, from, today).await.unwrap();
+        (daily.iter().map(|r| r.receptions).sum::<i64>(), hourly.iter().map(|(_, _, n)| n).sum::<i64>(), daily.len())
+    };
+    let (daily, hourly, rows) = sums().await;
+    assert!(daily > 0);
+    assert_eq!(daily, hourly);
+    assert_eq!(
+        daily,
+        app.store().visits_on(clinic, today).await.unwrap().len() as i64 + {
+            // Receptions of yesterday (the factory spreads times backwards from now).
+            let yesterday = today.previous_day().unwrap();
+            app.store().visits_on(clinic, yesterday).await.unwrap().len() as i64
+        }
+    );
+    app.store().rebuild_rollups().await.unwrap();
+    assert_eq!(sums().await, (daily, hourly, rows), "rebuilt from the visits, the same");
+});
