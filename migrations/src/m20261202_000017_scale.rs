@@ -7,9 +7,9 @@
 //!   rows of the time range.
 //! - `onshi_event_hashes(...)` (PostgreSQL): that look-up in one round trip instead of four (begin, set
 //!   the tenant, select, commit); every single reception pays for it. The function sets the tenant for
-//!   its own statement's transaction, so the row-level policy applies as in any tenant transaction. A
-//!   single id (one reception per request, the common case) is looked up by equality: PostgreSQL 15 does
-//!   not use `= ANY (array)` on the index's third column and would read the clinic's rows of the range.
+//!   its own statement's transaction, so the row-level policy applies as in any tenant transaction. Each
+//!   id is looked up by equality (a lateral join): PostgreSQL 15 does not use `= ANY (array)` on the
+//!   index's third column and would read all of the clinic's events of the time range instead.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::ConnectionTrait;
@@ -101,15 +101,10 @@ impl MigrationTrait for Migration {
                      LANGUAGE plpgsql VOLATILE SECURITY INVOKER AS $$ \
                      BEGIN \
                        PERFORM set_config('app.tenant_id', p_tenant::text, true); \
-                       IF cardinality(p_ids) = 1 THEN \
-                         RETURN QUERY SELECT r.event_id, r.content_hash::text FROM raw_events r \
-                           WHERE r.tenant_id = p_tenant AND r.clinic_id = p_clinic \
-                           AND r.event_id = p_ids[1] AND r.occurred_at BETWEEN p_from AND p_to; \
-                       ELSE \
-                         RETURN QUERY SELECT r.event_id, r.content_hash::text FROM raw_events r \
-                           WHERE r.tenant_id = p_tenant AND r.clinic_id = p_clinic \
-                           AND r.occurred_at BETWEEN p_from AND p_to AND r.event_id = ANY (p_ids); \
-                       END IF; \
+                       RETURN QUERY SELECT r.event_id, r.content_hash::text FROM unnest(p_ids) AS i(id) \
+                         CROSS JOIN LATERAL (SELECT e.event_id, e.content_hash FROM raw_events e \
+                           WHERE e.tenant_id = p_tenant AND e.clinic_id = p_clinic AND e.event_id = i.id \
+                           AND e.occurred_at BETWEEN p_from AND p_to) AS r; \
                      END $$",
                 )
                 .await?;

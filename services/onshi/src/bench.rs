@@ -590,6 +590,14 @@ pub async fn dashboard(
              sum(CASE WHEN consent_diagnosis THEN 1 ELSE 0 END), 0, sum(CASE WHEN result <> 'valid' THEN 1 ELSE 0 END) \
              FROM visits WHERE tenant_id = '{t}' GROUP BY 1, 2, 3, 4, 5"
         ),
+        // The daily rollup the worker keeps beside the hourly one (what the long clinic views read).
+        format!(
+            "INSERT INTO reception_daily (tenant_id, clinic_id, day, method, receptions, myna, consent_medication, \
+             consent_diagnosis, consent_checkup, invalid) \
+             SELECT tenant_id, clinic_id, day, method, sum(receptions), sum(myna), sum(consent_medication), \
+             sum(consent_diagnosis), sum(consent_checkup), sum(invalid) \
+             FROM reception_hourly WHERE tenant_id = '{t}' GROUP BY 1, 2, 3, 4"
+        ),
         format!(
             "INSERT INTO monthly_patients (tenant_id, clinic_id, month, patient, myna) \
              SELECT tenant_id, clinic_id, to_char(visit_date, 'YYYY-MM'), patient_ref, bool_or(myna) \
@@ -602,7 +610,7 @@ pub async fn dashboard(
         ),
         "ANALYZE".to_owned(),
     ];
-    // Each statement is one step: visits, hourly rollups, monthly patients, monthly usage, statistics.
+    // Each statement is one step: visits, hourly and daily rollups, monthly patients, monthly usage, statistics.
     let mut progress = crate::progress::Progress::new("bench dashboard: seeding", Some(statements.len() as u64));
     for sql in &statements {
         db.execute_unprepared(sql).await?;

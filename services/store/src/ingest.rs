@@ -363,6 +363,7 @@ impl TenantStore<'_> {
             stored.extend(rows.into_iter().map(|m| (m.visit_key.clone(), m)));
         }
         let mut new_rows = Vec::new();
+        let mut merged_rows: Vec<(Uuid, Visit)> = Vec::new();
         let mut delta = RollupDelta::default();
         for (key, visit) in fresh {
             match stored.remove(&key) {
@@ -374,15 +375,7 @@ impl TenantStore<'_> {
                         continue; // a confirmation that adds nothing (the same visit seen again)
                     }
                     delta.add(Some(&before), &merged);
-                    let date = row.visit_date;
-                    let mut active = row.into_active_model();
-                    set_visit_fields(&mut active, &merged);
-                    // The date lets PostgreSQL touch one monthly partition instead of probing all.
-                    visits::Entity::update(active)
-                        .validate()?
-                        .filter(visits::Column::VisitDate.eq(date))
-                        .exec(txn)
-                        .await?;
+                    merged_rows.push((row.id, merged));
                 }
                 None => {
                     delta.add(None, &visit);
@@ -398,9 +391,77 @@ impl TenantStore<'_> {
                 }
             }
         }
+        self.update_visits(txn, &merged_rows).await?;
         for chunk in new_rows.chunks(200) {
             visits::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
         }
         crate::rollups::apply(txn, self.tenant, clinic, &delta).await
+    }
+
+    /// Writes merged visits back. On PostgreSQL one UPDATE per month and 1,000 visits, from a JSON
+    /// array, bounded by the month's dates so that only its partition is read; on SQLite one per visit.
+    async fn update_visits(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        merged: &[(Uuid, Visit)],
+    ) -> Result<(), StoreError> {
+        use sea_orm::ConnectionTrait;
+        if txn.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+            for (id, visit) in merged {
+                let mut active = visits::ActiveModel { id: Set(*id), ..Default::default() };
+                set_visit_fields(&mut active, visit);
+                visits::Entity::update(active)
+                    .validate()?
+                    .filter(visits::Column::TenantId.eq(self.tenant))
+                    .filter(visits::Column::VisitDate.eq(visit.date))
+                    .exec(txn)
+                    .await?;
+            }
+            return Ok(());
+        }
+        let mut by_month: BTreeMap<onshi_domain::YearMonth, Vec<serde_json::Value>> = BTreeMap::new();
+        let rfc = |t: OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339).map_err(|e| StoreError::Corrupt(e.to_string()))
+        };
+        for (id, v) in merged {
+            by_month.entry(onshi_domain::YearMonth::of(v.date)).or_default().push(serde_json::json!({
+                "id": id,
+                "visit_date": v.date.to_string(),
+                "patient_ref": v.patient.as_deref(),
+                "first_at": rfc(v.first_at)?,
+                "last_at": rfc(v.last_at)?,
+                "method": v.method.as_str(),
+                "identity_check": v.identity.map(|i| i.as_str()),
+                "myna": v.myna,
+                "result": v.result.as_str(),
+                "consent_medication": v.consents.medication,
+                "consent_diagnosis": v.consents.diagnosis,
+                "consent_checkup": v.consents.checkup,
+                "consent_surgery": v.consents.surgery,
+                "confirmations": i32::try_from(v.confirmations).unwrap_or(i32::MAX),
+            }));
+        }
+        for (month, rows) in by_month {
+            let (first, last) = (month.first_day(), month.last_day());
+            for chunk in rows.chunks(1000) {
+                txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+                    sea_orm::DatabaseBackend::Postgres,
+                    "UPDATE visits v SET patient_ref = x.patient_ref, first_at = x.first_at, last_at = x.last_at, \
+                     method = x.method, identity_check = x.identity_check, myna = x.myna, result = x.result, \
+                     consent_medication = x.consent_medication, consent_diagnosis = x.consent_diagnosis, \
+                     consent_checkup = x.consent_checkup, consent_surgery = x.consent_surgery, \
+                     confirmations = x.confirmations, updated_at = now() \
+                     FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, visit_date date, patient_ref text, \
+                       first_at timestamptz, last_at timestamptz, method text, identity_check text, myna boolean, \
+                       result text, consent_medication boolean, consent_diagnosis boolean, consent_checkup boolean, \
+                       consent_surgery boolean, confirmations integer) \
+                     WHERE v.tenant_id = $2 AND v.id = x.id AND v.visit_date = x.visit_date \
+                       AND v.visit_date BETWEEN $3 AND $4",
+                    [serde_json::Value::Array(chunk.to_vec()).into(), self.tenant.into(), first.into(), last.into()],
+                ))
+                .await?;
+            }
+        }
+        Ok(())
     }
 }

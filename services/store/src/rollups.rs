@@ -134,6 +134,8 @@ pub(crate) async fn apply(
     }
     let mut usage: BTreeMap<String, (i32, i32)> = BTreeMap::new();
     let mut fresh = Vec::new();
+    // Patient-months whose flag turns true, per month: one UPDATE per month and 500 patients.
+    let mut turned: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for ((month, patient), myna) in &patients {
         match existing.get(&(month.clone(), patient.clone())) {
             None => {
@@ -150,16 +152,21 @@ pub(crate) async fn apply(
             }
             Some(false) if *myna => {
                 usage.entry(month.clone()).or_default().1 += 1;
-                monthly_patients::Entity::update_many()
-                    .col_expr(M::Myna, Expr::value(true))
-                    .filter(M::TenantId.eq(tenant))
-                    .filter(M::ClinicId.eq(clinic))
-                    .filter(M::Month.eq(month.as_str()))
-                    .filter(M::Patient.eq(patient.as_str()))
-                    .exec(txn)
-                    .await?;
+                turned.entry(month.clone()).or_default().push(patient.clone());
             }
             Some(_) => {}
+        }
+    }
+    for (month, patients) in turned {
+        for chunk in patients.chunks(500) {
+            monthly_patients::Entity::update_many()
+                .col_expr(M::Myna, Expr::value(true))
+                .filter(M::TenantId.eq(tenant))
+                .filter(M::ClinicId.eq(clinic))
+                .filter(M::Month.eq(month.as_str()))
+                .filter(M::Patient.is_in(chunk.iter().cloned()))
+                .exec(txn)
+                .await?;
         }
     }
     for chunk in fresh.chunks(500) {

@@ -46,6 +46,11 @@ impl Dependency {
 /// Deliveries at hand applied together at most (bounded anyway by the prefetch).
 const GROUP_MAX: usize = 256;
 
+/// A group stops growing at this many bytes of messages (about 1,000 events): its transaction takes one
+/// advisory lock per visit key, and PostgreSQL's lock table is shared by all connections
+/// (`max_locks_per_transaction` × connections); a group of 20,000 events ran out of it.
+const GROUP_BYTES: usize = 512 * 1024;
+
 /// Groups one worker applies at the same time.
 const IN_FLIGHT: usize = 2;
 
@@ -190,10 +195,12 @@ impl Worker {
                     Some(Ok(delivery)) => {
                         self.health.delivered();
                         // Whatever else has arrived is applied with it (one transaction per tenant).
+                        let mut bytes = delivery.payload.len();
                         let mut group = vec![delivery];
-                        while group.len() < GROUP_MAX {
+                        while group.len() < GROUP_MAX && bytes < GROUP_BYTES {
                             let Some(more) = current.ready() else { break };
                             self.health.delivered();
+                            bytes += more.payload.len();
                             group.push(more);
                         }
                         let worker = self.clone();
