@@ -93,3 +93,29 @@ both_modes!(the_daily_rollup_equals_the_hourly_one_and_is_rebuilt_with_it, |app|
     app.store().rebuild_rollups().await.unwrap();
     assert_eq!(sums().await, (daily, hourly, rows), "rebuilt from the visits, the same");
 });
+
+both_modes!(a_batch_that_can_never_apply_is_dead_lettered_alone_from_its_group, |app| {
+    use onshi_queue::{Headers, MessageQueue};
+    let queue = &app.adapters().queue;
+    let envelope = |clinic, events| onshi_domain::IngestEnvelope {
+        version: onshi_domain::ENVELOPE_VERSION,
+        batch_id: uuid::Uuid::now_v7(),
+        tenant: app.tenant,
+        clinic,
+        device: app.clinics[0].device,
+        received_at: time::OffsetDateTime::now_utc(),
+        events,
+    };
+    // Same tenant, published back to back so the worker takes them as one group: a clinic that does not
+    // exist (a foreign key that can never hold) between two good batches.
+    let good = [app.receptions(0, 2, 31), app.receptions(0, 3, 32)];
+    let bad = envelope(onshi_domain::ClinicId::new(), app.receptions(0, 1, 33));
+    for message in
+        [envelope(app.clinics[0].clinic.id, good[0].clone()), bad, envelope(app.clinics[0].clinic.id, good[1].clone())]
+    {
+        queue.publish(&serde_json::to_vec(&message).unwrap(), &Headers::default()).await.unwrap();
+    }
+    eventually(WAIT, "the bad batch dead-lettered", || async { queue.dead_letter_count().await.unwrap() == 1 }).await;
+    eventually(WAIT, "both good batches applied", || async { app.store().raw_event_count().await.unwrap() == 5 }).await;
+    eventually(WAIT, "main queue empty", || async { queue.depth().await.unwrap() == 0 }).await;
+});
