@@ -16,6 +16,57 @@ use uuid::Uuid;
 use crate::entities::{monthly_patients, monthly_usage, reception_daily, reception_hourly, visits};
 use crate::{ClinicScope, StoreError, TenantStore};
 
+/// The counters of both reception rollups, in `RollupDelta`'s order.
+const HOURLY_COUNTERS: [reception_hourly::Column; 9] = {
+    use reception_hourly::Column as C;
+    [
+        C::Receptions,
+        C::Myna,
+        C::ConsentMedication,
+        C::ConsentDiagnosis,
+        C::ConsentCheckup,
+        C::Invalid,
+        C::Face,
+        C::Pin,
+        C::Visual,
+    ]
+};
+const DAILY_COUNTERS: [reception_daily::Column; 9] = {
+    use reception_daily::Column as D;
+    [
+        D::Receptions,
+        D::Myna,
+        D::ConsentMedication,
+        D::ConsentDiagnosis,
+        D::ConsentCheckup,
+        D::Invalid,
+        D::Face,
+        D::Pin,
+        D::Visual,
+    ]
+};
+
+/// Upserts rollup rows 500 to a statement: a row that exists gets each of `counters` added.
+async fn add_counts<E, const K: usize>(
+    txn: &DatabaseTransaction,
+    rows: Vec<E::ActiveModel>,
+    key: [E::Column; K],
+    counters: &[E::Column],
+) -> Result<(), StoreError>
+where
+    E: EntityTrait,
+    E::ActiveModel: Clone + Send,
+{
+    for chunk in rows.chunks(500) {
+        let mut on_conflict = OnConflict::columns(key);
+        for col in counters {
+            on_conflict.value(*col, Expr::col((E::default(), *col)).add(Expr::col((Alias::new("excluded"), *col))));
+        }
+        E::insert_many(chunk.to_vec()).on_conflict(on_conflict).exec_without_returning(txn).await?;
+    }
+    Ok(())
+}
+
 /// Adds `delta` to one clinic's rollups, inside the caller's transaction.
 pub(crate) async fn apply(
     txn: &DatabaseTransaction,
@@ -46,28 +97,13 @@ pub(crate) async fn apply(
             visual: sea_orm::Set(d[8]),
         })
         .collect();
-    const HOURLY_COUNTERS: [reception_hourly::Column; 9] = [
-        C::Receptions,
-        C::Myna,
-        C::ConsentMedication,
-        C::ConsentDiagnosis,
-        C::ConsentCheckup,
-        C::Invalid,
-        C::Face,
-        C::Pin,
-        C::Visual,
-    ];
-    for chunk in hours.chunks(500) {
-        let mut on_conflict = OnConflict::columns([C::TenantId, C::ClinicId, C::Day, C::Hour, C::Method]);
-        for col in HOURLY_COUNTERS {
-            on_conflict
-                .value(col, Expr::col((reception_hourly::Entity, col)).add(Expr::col((Alias::new("excluded"), col))));
-        }
-        reception_hourly::Entity::insert_many(chunk.to_vec())
-            .on_conflict(on_conflict)
-            .exec_without_returning(txn)
-            .await?;
-    }
+    add_counts::<reception_hourly::Entity, 5>(
+        txn,
+        hours,
+        [C::TenantId, C::ClinicId, C::Day, C::Hour, C::Method],
+        &HOURLY_COUNTERS,
+    )
+    .await?;
     use reception_daily::Column as D;
     let days: Vec<reception_daily::ActiveModel> = delta
         .changed_days()
@@ -88,28 +124,8 @@ pub(crate) async fn apply(
             visual: sea_orm::Set(d[8]),
         })
         .collect();
-    const DAILY_COUNTERS: [reception_daily::Column; 9] = [
-        D::Receptions,
-        D::Myna,
-        D::ConsentMedication,
-        D::ConsentDiagnosis,
-        D::ConsentCheckup,
-        D::Invalid,
-        D::Face,
-        D::Pin,
-        D::Visual,
-    ];
-    for chunk in days.chunks(500) {
-        let mut on_conflict = OnConflict::columns([D::TenantId, D::ClinicId, D::Day, D::Method]);
-        for col in DAILY_COUNTERS {
-            on_conflict
-                .value(col, Expr::col((reception_daily::Entity, col)).add(Expr::col((Alias::new("excluded"), col))));
-        }
-        reception_daily::Entity::insert_many(chunk.to_vec())
-            .on_conflict(on_conflict)
-            .exec_without_returning(txn)
-            .await?;
-    }
+    add_counts::<reception_daily::Entity, 4>(txn, days, [D::TenantId, D::ClinicId, D::Day, D::Method], &DAILY_COUNTERS)
+        .await?;
     if patients.is_empty() {
         return Ok(());
     }
