@@ -5,7 +5,27 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use onshi_domain::FieldError;
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
+
+/// The body of every error response of the JSON API.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code (`invalid_request`, `unauthorized`, `not_found`, `rate_limited`, ...).
+    #[schema(example = "invalid_request")]
+    pub code: String,
+    /// What went wrong, for a person; never contains patient data.
+    pub message: String,
+    /// The JSON path or parameter name at fault, when one is (`events[3].occurred_at`, `date`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -13,6 +33,8 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("not found")]
     NotFound,
+    #[error("this address does not take that method")]
+    MethodNotAllowed { allow: String },
     #[error("sign-in required")]
     SignInRequired,
     #[error("see other")]
@@ -56,6 +78,7 @@ impl ApiError {
         match self {
             Self::Unauthorized(_) => "unauthorized",
             Self::NotFound => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::SignInRequired => "sign_in_required",
             Self::Redirect(_) => "redirect",
             Self::Forbidden => "forbidden",
@@ -90,6 +113,7 @@ impl ResponseError for ApiError {
         match self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::SignInRequired | Self::Redirect(_) => StatusCode::SEE_OTHER,
             Self::Forbidden | Self::CsrfRejected => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -135,13 +159,13 @@ impl ResponseError for ApiError {
             }
             other => (other.to_string(), None),
         };
-        let mut body = json!({ "error": { "code": self.code(), "message": message.clone() } });
-        if let Some(field) = field {
-            body["error"]["field"] = json!(field);
-        }
+        let body = ErrorBody { error: ErrorDetail { code: self.code().to_owned(), message: message.clone(), field } };
         let mut response = HttpResponse::build(self.status_code());
         if let Self::RateLimited { retry_after_secs } = self {
             response.insert_header(("Retry-After", retry_after_secs.to_string()));
+        }
+        if let Self::MethodNotAllowed { allow } = self {
+            response.insert_header(("Allow", allow.as_str()));
         }
         if let Self::Unauthorized(_) = self {
             response.insert_header(("WWW-Authenticate", "Bearer"));

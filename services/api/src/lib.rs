@@ -26,7 +26,7 @@ pub use device_cache::{DeviceAuthCache, announce_revocation};
 pub use error::ApiError;
 pub use mail::Mailer;
 pub use routes::health::{Ops, WorkerWatch, serve_ops};
-pub use routes::{ROUTES, RouteSpec};
+pub use routes::{ROUTES, RouteSpec, openapi_document};
 pub use web::guard::{API_TOKEN_PREFIX, Access, Origins};
 pub use web::session::Sessions;
 
@@ -40,6 +40,8 @@ pub struct AppState {
     /// Devices authenticated within the last minute, forgotten on a revocation (`device_cache`).
     pub device_cache: Arc<DeviceAuthCache>,
     pub ingest_batches_per_device_per_sec: u32,
+    /// Integration API requests per API token and clock minute.
+    pub api_requests_per_token_per_minute: u32,
     pub max_body_bytes: usize,
     pub sessions: Sessions,
     pub mailer: Mailer,
@@ -73,9 +75,15 @@ pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
     routes::configure(cfg);
 }
 
-/// What an address no route serves answers: the API's 404 body (browsers get it as a page).
-async fn no_route() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::NotFound)
+/// What a request no route serves answers: 405 with `Allow` when the path is served with other methods,
+/// else the API's 404 body (browsers get either as a page).
+async fn no_route(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    let allowed = routes::allowed_methods(req.path());
+    if allowed.is_empty() {
+        Err(ApiError::NotFound)
+    } else {
+        Err(ApiError::MethodNotAllowed { allow: allowed.join(", ") })
+    }
 }
 
 /// Starts the HTTP server on an already bound listener (port 0 in tests).

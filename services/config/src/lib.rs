@@ -66,6 +66,7 @@ pub struct Config {
     pub device_token_ttl_secs: u64,
 
     pub ingest_batches_per_device_per_sec: u32,
+    pub api_requests_per_token_per_minute: u32,
     pub max_body_bytes: usize,
     pub archive_raw_batches: bool,
     /// A reception-addon rules file to use instead of the built-in one (validated at start-up).
@@ -213,6 +214,9 @@ impl Config {
         }
         if self.ingest_batches_per_device_per_sec == 0 {
             return invalid("ingest_batches_per_device_per_sec", "must be at least 1");
+        }
+        if self.api_requests_per_token_per_minute == 0 {
+            return invalid("api_requests_per_token_per_minute", "must be at least 1");
         }
         if self.max_body_bytes < 1024 {
             return invalid("max_body_bytes", "must be at least 1024");

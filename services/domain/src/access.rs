@@ -159,7 +159,7 @@ impl Permission {
 
 /// The scopes an integration API token may carry. A token acts with the intersection of its scopes and
 /// its creator's current role, so demoting the creator narrows the token too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum ApiScope {
     #[serde(rename = "receptions:read")]
     ReceptionsRead,
@@ -167,16 +167,20 @@ pub enum ApiScope {
     ClinicsRead,
     #[serde(rename = "audit:read")]
     AuditRead,
+    #[serde(rename = "usage:read")]
+    UsageRead,
 }
 
 impl ApiScope {
-    pub const ALL: [ApiScope; 3] = [ApiScope::ReceptionsRead, ApiScope::ClinicsRead, ApiScope::AuditRead];
+    pub const ALL: [ApiScope; 4] =
+        [ApiScope::ReceptionsRead, ApiScope::ClinicsRead, ApiScope::AuditRead, ApiScope::UsageRead];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ApiScope::ReceptionsRead => "receptions:read",
             ApiScope::ClinicsRead => "clinics:read",
             ApiScope::AuditRead => "audit:read",
+            ApiScope::UsageRead => "usage:read",
         }
     }
 
@@ -187,7 +191,7 @@ impl ApiScope {
     /// The permission the scope stands for.
     pub fn permission(self) -> Permission {
         match self {
-            ApiScope::ReceptionsRead | ApiScope::ClinicsRead => Permission::ViewReceptions,
+            ApiScope::ReceptionsRead | ApiScope::ClinicsRead | ApiScope::UsageRead => Permission::ViewReceptions,
             ApiScope::AuditRead => Permission::ViewAudit,
         }
     }

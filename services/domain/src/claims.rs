@@ -22,7 +22,7 @@ pub const MAX_RECEIPTS: usize = 100_000;
 const MAX_CODES_PER_RECEIPT: usize = 31 * 8;
 
 /// The 審査支払機関 a file is submitted to: one file per month to each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Payer {
     /// 社会保険診療報酬支払基金 (IR code 1).
@@ -64,7 +64,7 @@ impl Payer {
 }
 
 /// 初診 or 再診 as a day's claimed codes say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum ClaimedVisitKind {
     #[serde(rename = "初診")]
     First,
@@ -108,12 +108,13 @@ impl Serialize for Day {
 
 impl<'de> Deserialize<'de> for Day {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Within the service's years (2000–2199), so arithmetic on it cannot overflow.
         let text = String::deserialize(d)?;
-        Date::parse(&text, DAY_FORMAT).map(Day).map_err(|_| serde::de::Error::custom("a date YYYY-MM-DD"))
+        crate::jst::parse_date(&text).map(Day).ok_or_else(|| serde::de::Error::custom("a date YYYY-MM-DD (2000–2199)"))
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClaimsFile {
     /// The 10-digit 医療機関コード (IR: 都道府県 + 点数表 + 医療機関コード).
     pub institution_code: MedicalInstitutionCode,
@@ -134,7 +135,7 @@ fn one() -> u8 {
     1
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClaimReceipt {
     /// レセプト番号 within the file.
     pub receipt_no: u32,
@@ -159,7 +160,7 @@ pub struct ClaimReceipt {
     pub addons: Vec<ClaimedCode>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClaimVisit {
     pub date: Day,
     pub kind: ClaimedVisitKind,
@@ -167,7 +168,7 @@ pub struct ClaimVisit {
     pub codes: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClaimedCode {
     /// 9-digit 診療行為コード of a reception addon.
     pub code: String,

@@ -21,7 +21,7 @@ pub enum CodeError {
 }
 
 /// Which fee schedule (点数表) a clinic bills under; each has its own addon rule set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum FacilityKind {
     #[serde(rename = "医科")]
     Medical,

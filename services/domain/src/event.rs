@@ -16,7 +16,7 @@ use crate::mynumber::contains_individual_number;
 pub const MAX_BATCH_EVENTS: usize = 1000;
 
 /// A problem with one field of a request, named by its JSON path (`events[3].occurred_at`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, utoipa::ToSchema)]
 #[error("{field}: {message}")]
 pub struct FieldError {
     pub field: String,
@@ -29,13 +29,13 @@ impl FieldError {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventBatch {
     pub events: Vec<AgentEvent>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentEvent {
     pub id: EventId,
     /// When the thing happened at the clinic, with its offset (the terminal writes JST).
@@ -44,7 +44,7 @@ pub struct AgentEvent {
     pub payload: EventPayload,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventPayload {
     /// One 資格確認 result: a patient at reception, or one patient of a bulk check.
@@ -55,7 +55,7 @@ pub enum EventPayload {
     Claims(crate::claims::ClaimsFile),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QualificationCheck {
     /// The 医療機関コード in the result file's header; must be the enrolled clinic's.
     pub institution_code: MedicalInstitutionCode,
@@ -85,7 +85,7 @@ pub struct QualificationCheck {
 }
 
 /// Where a result's `occurred_at` came from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TimeSource {
     /// The result header's `ProcessExecutionTime`.
@@ -102,7 +102,7 @@ impl TimeSource {
 }
 
 /// How the patient's insurance was confirmed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConfirmationMethod {
     /// マイナ保険証 (the card) on the face-recognition reader.
@@ -160,7 +160,7 @@ impl ConfirmationMethod {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IdentityCheck {
     Face,
@@ -210,7 +210,7 @@ impl IdentityCheck {
 }
 
 /// `QualificationValidity` and processing status of the result file, folded into one outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QualificationResult {
     /// 有効
@@ -270,7 +270,7 @@ impl QualificationResult {
 
 /// The patient's consent to let the clinic view each kind of information; `None` when the result did not
 /// say (a numbers query carries no consent).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Consents {
     /// 薬剤情報
     #[serde(default)]
@@ -368,7 +368,7 @@ impl From<PatientRef> for String {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Heartbeat {
     pub agent_version: String,
     /// Events buffered at the clinic and not yet accepted by the cloud.
@@ -409,7 +409,7 @@ pub struct Heartbeat {
 }
 
 /// Why a result file was set aside, as a category a clinic can act on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QuarantineKind {
     /// The file's 医療機関コード is not the enrolled clinic's (an agent enrolled for another clinic, or a
@@ -443,7 +443,7 @@ impl QuarantineKind {
 }
 
 /// The last quarantine an agent reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QuarantineNote {
     pub kind: QuarantineKind,
     #[serde(with = "time::serde::rfc3339")]

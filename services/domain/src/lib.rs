@@ -17,6 +17,7 @@ pub mod mynumber;
 pub mod onboarding;
 pub mod retention;
 pub mod rollup;
+pub mod schema;
 pub mod sealed;
 pub mod visit;
 

@@ -303,6 +303,47 @@ struct DemoSite<'a> {
     stop: CancellationToken,
 }
 
+/// Access to the integration API for whoever runs the demo: an API token of the demo owner with every
+/// scope (a day long) and a device token of the first clinic's agent, written to `<data_dir>/api.env`
+/// (readable by the owner only) for scripts such as `scripts/api-contract`. Returns the API token.
+async fn demo_api_access(
+    store: &Store,
+    tenant: TenantId,
+    keys: &onshi_api::DeviceKeys,
+    data_dir: &std::path::Path,
+    clinic: &ClinicScope,
+    url: &str,
+) -> Result<String, Box<dyn std::error::Error>> {
+    use onshi_store::{AuditEntry, AuditResult};
+    let scoped = store.tenant(TenantScope::operator(tenant));
+    let owner = scoped.users().await?.into_iter().find(|u| u.email == DEMO_OWNER_EMAIL).ok_or("no demo owner")?;
+    let token =
+        onshi_identity::OneTimeToken::generate(onshi_api::API_TOKEN_PREFIX, &tenant.as_uuid().simple().to_string());
+    let entry = AuditEntry::new(Some(owner.id), "system", "api_token.create", "-", AuditResult::Success)
+        .details(serde_json::json!({ "scopes": "all", "days": 1, "via": "demo" }));
+    scoped
+        .create_api_token(
+            owner.id,
+            "onshi demo",
+            &onshi_domain::ApiScope::ALL,
+            &token.hash,
+            Some(OffsetDateTime::now_utc() + time::Duration::days(1)),
+            &entry,
+        )
+        .await?;
+    let agent_dir = data_dir.join("clinics").join(clinic.code.as_str()).join("agent");
+    let device = onshi_agent::Credentials::load(&agent_dir)?.device;
+    let device_token = keys.mint(tenant, clinic.id, device)?;
+    let path = data_dir.join("api.env");
+    let body = format!("ONSHI_API_URL={url}\nONSHI_API_TOKEN={}\nONSHI_DEVICE_TOKEN={device_token}\n", token.secret);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(&path)?, body.as_bytes())?;
+    Ok(token.secret)
+}
+
 /// One demo clinic's terminal folder and agent.
 async fn start_clinic(
     site: &DemoSite<'_>,
@@ -505,6 +546,10 @@ pub async fn run(config: onshi_config::Config, per_minute: f64) -> Result<(), Bo
         }
     }
     let url = format!("http://{}", display_addr(&config.listen, app.port));
+    let api_token = match clinics.first() {
+        Some(first) => demo_api_access(&store, tenant, &app.device_keys, &config.data_dir, first, &url).await?,
+        None => String::new(),
+    };
     println!();
     println!("  Onshi Cloud demo is running (embedded mode, data in {}).", config.data_dir.display());
     println!("  Open {url} to watch three demo clinics receive patients.");
@@ -516,6 +561,8 @@ pub async fn run(config: onshi_config::Config, per_minute: f64) -> Result<(), Bo
     println!("    2FA key    {totp_key}   (add it to an authenticator app, or run:");
     println!("               cargo run -q --bin onshi -- totp-code {totp_key})");
     println!("  E-mails (invitations, resets) are written to {}.", config.data_dir.join("mail").display());
+    println!("  Integration API (reference at {url}/developers/api), with a token of every scope for a day:");
+    println!("    curl -H 'Authorization: Bearer {api_token}' {url}/api/v1/clinics");
     println!(
         "  The full log is in {}; this terminal shows warnings only.",
         config.data_dir.join("onshi.log").display()

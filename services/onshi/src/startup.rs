@@ -234,6 +234,7 @@ impl Application {
             device_keys: device_keys.clone(),
             device_cache,
             ingest_batches_per_device_per_sec: config.ingest_batches_per_device_per_sec,
+            api_requests_per_token_per_minute: config.api_requests_per_token_per_minute,
             max_body_bytes: config.max_body_bytes,
             modes: config.modes(),
             metrics_token: config.metrics_token.clone(),

@@ -52,7 +52,7 @@ pub use rollups::{DailyRow, MonthlyUsage};
 pub use system::{Enrollment, SystemStore};
 pub use tenant::TenantStore;
 pub use uptime::Uptime;
-pub use visits::VisitRow;
+pub use visits::{VisitCursor, VisitFilter, VisitRow};
 
 /// A tenant whose identity has been established: by a credential checked in `credentials` (a session, a
 /// device token or secret, an API token, an e-mailed link), by a batch the ingest path queued

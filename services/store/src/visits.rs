@@ -2,8 +2,9 @@
 //! queries over them. Visits are written only by `ingest`.
 
 use onshi_domain::{ClinicId, ConfirmationMethod, Consents, QualificationResult, Visit};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use time::{Date, OffsetDateTime};
+use uuid::Uuid;
 
 use crate::entities::visits;
 use crate::error::StoreError;
@@ -23,7 +24,76 @@ pub struct VisitRow {
     pub confirmations: u32,
 }
 
+/// Which visits of a clinic a listing returns: days `from..=to`, optionally one method and one result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VisitFilter {
+    pub from: Date,
+    pub to: Date,
+    pub method: Option<ConfirmationMethod>,
+    pub result: Option<QualificationResult>,
+}
+
+/// Where a page of a visit listing ended: listings are ordered by day, then by the row's id, so a cursor
+/// stays valid while new visits arrive (they land on their own day, never between two pages of a past one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VisitCursor {
+    pub date: Date,
+    pub id: Uuid,
+}
+
+impl std::fmt::Display for VisitCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", onshi_domain::Day(self.date), self.id.simple())
+    }
+}
+
+impl std::str::FromStr for VisitCursor {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (date, id) = s.split_once('.').ok_or(())?;
+        let date = onshi_domain::jst::parse_date(date).ok_or(())?;
+        let id = Uuid::try_parse(id).map_err(|_| ())?;
+        Ok(Self { date, id })
+    }
+}
+
 impl TenantStore<'_> {
+    /// One page of a clinic's visits after `after`, in listing order, with each visit's cursor.
+    pub async fn visits_page(
+        &self,
+        clinic: &ClinicScope,
+        filter: &VisitFilter,
+        after: Option<VisitCursor>,
+        limit: u64,
+    ) -> Result<Vec<(VisitCursor, Visit)>, StoreError> {
+        let mut query = visits::Entity::find()
+            .filter(visits::Column::TenantId.eq(self.tenant))
+            .filter(visits::Column::ClinicId.eq(clinic.uuid()))
+            .filter(visits::Column::VisitDate.gte(filter.from))
+            .filter(visits::Column::VisitDate.lte(filter.to));
+        if let Some(method) = filter.method {
+            query = query.filter(visits::Column::Method.eq(method.as_str()));
+        }
+        if let Some(result) = filter.result {
+            query = query.filter(visits::Column::Result.eq(result.as_str()));
+        }
+        if let Some(after) = after {
+            query = query.filter(Condition::any().add(visits::Column::VisitDate.gt(after.date)).add(
+                Condition::all().add(visits::Column::VisitDate.eq(after.date)).add(visits::Column::Id.gt(after.id)),
+            ));
+        }
+        let txn = self.read().await?;
+        let rows = query
+            .order_by_asc(visits::Column::VisitDate)
+            .order_by_asc(visits::Column::Id)
+            .limit(limit)
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        rows.iter().map(|r| Ok((VisitCursor { date: r.visit_date, id: r.id }, visit_from_row(r)?))).collect()
+    }
+
     /// Visits of a clinic whose qualification was not confirmed valid, newest first (follow-up list).
     pub async fn invalid_visits(
         &self,

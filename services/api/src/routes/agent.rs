@@ -12,9 +12,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use onshi_cache::CacheBackend;
 use onshi_domain::{DeviceId, FieldError, TenantId};
 use onshi_store::{DeviceStatus, StoreError};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use crate::{ApiError, AppState};
 
@@ -28,13 +28,43 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::InvalidRequest(FieldError::new(e.path().to_string(), e.inner().to_string())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct EnrollRequest {
+pub(crate) struct EnrollRequest {
+    /// The one-time enrollment code the group created for the clinic.
     code: String,
+    /// A name for this agent on the fleet page (default `onshi-agent`).
     #[serde(default)]
     name: Option<String>,
 }
+
+/// A new device: its secret and the group's pseudonymisation key are shown this once.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Enrollment {
+    tenant: TenantId,
+    clinic: onshi_domain::ClinicId,
+    institution_code: onshi_domain::MedicalInstitutionCode,
+    device: DeviceId,
+    /// The device's long-lived secret, exchanged for access tokens at `/api/v1/agent/token`.
+    device_secret: String,
+    /// The group's key for patient pseudonyms (hex), kept at the clinic.
+    pseudonym_key: String,
+}
+
+/// Enroll an agent with a one-time code.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agent/enroll",
+    tag = "agent",
+    operation_id = "enroll_agent",
+    request_body(content = EnrollRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Enrolled; keep the secret and the key, they are not shown again", body = Enrollment),
+        (status = 400, description = "Not a valid request, or the code is unknown, used or expired", body = crate::error::ErrorBody),
+        (status = 429, description = "Too many attempts from this address; see Retry-After", body = crate::error::ErrorBody),
+    ),
+    security(())
+)]
 
 pub(crate) async fn enroll(
     state: web::Data<AppState>,
@@ -57,23 +87,49 @@ pub(crate) async fn enroll(
         Err(e) => return Err(e.into()),
     };
     tracing::info!(tenant = %enrollment.tenant, device = %enrollment.device, "agent enrolled");
-    Ok(HttpResponse::Created().insert_header(("Cache-Control", "no-store")).json(json!({
-        "tenant": enrollment.tenant,
-        "clinic": enrollment.clinic,
-        "institution_code": enrollment.institution_code,
-        "device": enrollment.device,
-        "device_secret": enrollment.device_secret,
-        "pseudonym_key": enrollment.pseudonym_key,
-    })))
+    Ok(HttpResponse::Created().insert_header(("Cache-Control", "no-store")).json(Enrollment {
+        tenant: enrollment.tenant,
+        clinic: enrollment.clinic,
+        institution_code: enrollment.institution_code,
+        device: enrollment.device,
+        device_secret: enrollment.device_secret,
+        pseudonym_key: enrollment.pseudonym_key,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenRequest {
+pub(crate) struct TokenRequest {
     tenant: TenantId,
     device: DeviceId,
+    /// The device secret from enrollment.
     secret: String,
 }
+
+/// A short-lived access token for ingest.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AccessToken {
+    access_token: String,
+    #[schema(example = "Bearer")]
+    token_type: &'static str,
+    /// Seconds until the token expires.
+    expires_in: u64,
+}
+
+/// Exchange the device secret for an access token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agent/token",
+    tag = "agent",
+    operation_id = "agent_token",
+    request_body(content = TokenRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "A token for `Authorization: Bearer` on the ingest routes", body = AccessToken),
+        (status = 400, description = "Not a valid request", body = crate::error::ErrorBody),
+        (status = 401, description = "Unknown device, wrong secret or a revoked device", body = crate::error::ErrorBody),
+    ),
+    security(())
+)]
 
 pub(crate) async fn token(state: web::Data<AppState>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let request: TokenRequest = parse(&body)?;
@@ -87,9 +143,9 @@ pub(crate) async fn token(state: web::Data<AppState>, body: web::Bytes) -> Resul
         return Err(ApiError::Unauthorized("device revoked"));
     }
     let token = state.device_keys.mint(request.tenant, device.clinic, device.id).map_err(ApiError::internal)?;
-    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(json!({
-        "access_token": token,
-        "token_type": "Bearer",
-        "expires_in": state.device_keys.ttl_secs(),
-    })))
+    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(AccessToken {
+        access_token: token,
+        token_type: "Bearer",
+        expires_in: state.device_keys.ttl_secs(),
+    }))
 }

@@ -1,32 +1,142 @@
 //! The integration API for API tokens (`Authorization: Bearer onshi_pat_…`). Read-only; the token's
-//! scope and its creator's role are checked by the guard, the clinic scope here.
+//! scope and its creator's role are checked by the guard (which also counts the token's requests against
+//! its rate limit), the clinic scope here. Every answer carries an `ETag`; a client that sends it back in
+//! `If-None-Match` gets 304 without the body.
+//!
+//! Each handler's `#[utoipa::path]` is its entry in the OpenAPI document (`routes::openapi`).
 
-use actix_web::{HttpResponse, web};
-use onshi_store::AuditResult;
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use onshi_domain::{
+    ClinicId, ConfirmationMethod, Consents, Day, FacilityKind, FieldError, IdentityCheck, MedicalInstitutionCode,
+    QualificationResult, YearMonth,
+};
+use onshi_rules::usage::MonthCount;
+use onshi_store::{AuditResult, VisitCursor, VisitFilter};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
 
 use super::audit::AuditQuery;
+use crate::error::ErrorBody;
 use crate::web::guard::Caller;
 use crate::web::time::utc_iso as utc;
 use crate::{ApiError, AppState};
 
-pub(crate) async fn clinics(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    let clinics: Vec<_> = caller
+/// Most days one visit listing may span, and most months one usage request.
+const MAX_VISIT_DAYS: i64 = 366;
+const MAX_USAGE_MONTHS: i32 = 36;
+/// Visits per page unless `limit` says otherwise, and the most it may say.
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+
+/// A JSON answer with a strong `ETag` over its bytes, or 304 when the client already has them. The body
+/// is computed either way (the reads are cheap next to a client re-downloading a month of visits), so the
+/// ETag is exact.
+fn cached_json(req: &HttpRequest, body: &impl Serialize) -> Result<HttpResponse, ApiError> {
+    let bytes = serde_json::to_vec(body).map_err(ApiError::internal)?;
+    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&bytes))[..32]);
+    let matches = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == etag));
+    let mut response = if matches { HttpResponse::NotModified() } else { HttpResponse::Ok() };
+    response.insert_header((header::ETAG, etag)).insert_header((header::CACHE_CONTROL, "private, no-cache"));
+    Ok(if matches { response.finish() } else { response.content_type("application/json").body(bytes) })
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ClinicList {
+    clinics: Vec<ClinicItem>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ClinicItem {
+    id: ClinicId,
+    institution_code: MedicalInstitutionCode,
+    name: String,
+    facility_kind: FacilityKind,
+}
+
+/// The clinics the token's creator may see.
+#[utoipa::path(
+    get,
+    path = "/api/v1/clinics",
+    tag = "read",
+    operation_id = "list_clinics",
+    responses(
+        (status = 200, description = "The clinics", body = ClinicList),
+        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
+        (status = 401, description = "Missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope, or its creator the permission", body = ErrorBody),
+        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+    ),
+    security(("api_token" = ["clinics:read"]))
+)]
+pub(crate) async fn clinics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let clinics = caller
         .visible_clinics(&state.store.tenant(caller.scope))
         .await?
         .iter()
-        .map(|c| json!({ "id": c.id, "institution_code": c.code, "name": c.name, "facility_kind": c.kind }))
+        .map(|c| ClinicItem { id: c.id, institution_code: c.code.clone(), name: c.name.clone(), facility_kind: c.kind })
         .collect();
-    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(json!({ "clinics": clinics })))
+    cached_json(&req, &ClinicList { clinics })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DateQuery {
-    date: String,
+    /// The day (JST), YYYY-MM-DD.
+    date: Day,
 }
 
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ReceptionDay {
+    clinic: ClinicId,
+    date: Day,
+    receptions: Vec<Reception>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Reception {
+    /// The first confirmation of the visit (UTC).
+    #[schema(format = DateTime)]
+    first_at: String,
+    method: ConfirmationMethod,
+    /// Whether a マイナ保険証 was used (counts towards 利用率).
+    myna: bool,
+    result: QualificationResult,
+    confirmations: u32,
+}
+
+/// One day's receptions of a clinic, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/clinics/{clinic}/receptions",
+    tag = "read",
+    operation_id = "list_receptions",
+    params(("clinic" = ClinicId, Path, description = "The clinic's id"), DateQuery),
+    responses(
+        (status = 200, description = "The day's receptions", body = ReceptionDay),
+        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
+        (status = 400, description = "A parameter is not valid", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+        (status = 404, description = "No such clinic for this token", body = ErrorBody),
+        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+    ),
+    security(("api_token" = ["receptions:read"]))
+)]
 pub(crate) async fn receptions(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<String>,
@@ -35,7 +145,7 @@ pub(crate) async fn receptions(
     let store = state.store.tenant(caller.scope);
     let scope = caller.clinic(&store, &path).await?;
     let clinic = scope.id;
-    let date = crate::web::input::required_date("date", &q.date)?;
+    let date = q.date.0;
     let visits = store.visits_on(&scope, date).await?;
     store
         .audit(
@@ -44,24 +154,318 @@ pub(crate) async fn receptions(
                 .details(json!({ "rows": visits.len() })),
         )
         .await?;
-    let rows: Vec<_> = visits
+    let receptions = visits
         .iter()
-        .map(|v| {
-            json!({
-                "first_at": utc(&v.first_at),
-                "method": v.method.as_str(),
-                "myna": v.myna,
-                "result": v.result.as_str(),
-                "confirmations": v.confirmations,
-            })
+        .map(|v| Reception {
+            first_at: utc(&v.first_at),
+            method: v.method,
+            myna: v.myna,
+            result: v.result,
+            confirmations: v.confirmations,
         })
         .collect();
-    Ok(HttpResponse::Ok()
-        .insert_header(("Cache-Control", "no-store"))
-        .json(json!({ "clinic": clinic, "date": date.to_string(), "receptions": rows })))
+    cached_json(&req, &ReceptionDay { clinic, date: q.date, receptions })
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct VisitQuery {
+    /// First day (JST), YYYY-MM-DD; default 30 days before `to`.
+    from: Option<Day>,
+    /// Last day (JST), YYYY-MM-DD, inclusive; default today. At most 366 days after `from`.
+    to: Option<Day>,
+    /// Only visits confirmed this way.
+    method: Option<ConfirmationMethod>,
+    /// Only visits with this result.
+    result: Option<QualificationResult>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = "^(20|21)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])\\.[0-9a-f]{32}$")]
+    cursor: Option<String>,
+    /// Visits per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct VisitPage {
+    clinic: ClinicId,
+    visits: Vec<VisitItem>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<String>,
+}
+
+/// A visit (受付): one patient at one clinic on one day, however many confirmations it took.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct VisitItem {
+    date: Day,
+    #[schema(format = DateTime)]
+    first_at: String,
+    #[schema(format = DateTime)]
+    last_at: String,
+    method: ConfirmationMethod,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity_check: Option<IdentityCheck>,
+    myna: bool,
+    result: QualificationResult,
+    consents: Consents,
+    confirmations: u32,
+    /// The patient's keyed pseudonym (the clinic's systems can compute it with the group's key to join
+    /// their own records); absent when the check found nobody.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<onshi_domain::PatientRef>)]
+    patient: Option<String>,
+}
+
+/// A clinic's visits, by day, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/clinics/{clinic}/visits",
+    tag = "read",
+    operation_id = "list_visits",
+    params(("clinic" = ClinicId, Path, description = "The clinic's id"), VisitQuery),
+    responses(
+        (status = 200, description = "A page of visits", body = VisitPage),
+        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
+        (status = 400, description = "A parameter is not valid", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+        (status = 404, description = "No such clinic for this token", body = ErrorBody),
+        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+    ),
+    security(("api_token" = ["receptions:read"]))
+)]
+pub(crate) async fn visits(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    q: web::Query<VisitQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let invalid = |field: &str, message: &str| ApiError::InvalidRequest(FieldError::new(field, message));
+    let to = q.to.map_or_else(|| onshi_domain::jst::date_of(time::OffsetDateTime::now_utc()), |d| d.0);
+    let from = match q.from {
+        Some(d) => d.0,
+        None => to.checked_sub(time::Duration::days(30)).unwrap_or(to),
+    };
+    if from > to {
+        return Err(invalid("from", "must not be after `to`"));
+    }
+    if (to - from).whole_days() >= MAX_VISIT_DAYS {
+        return Err(invalid("to", "at most 366 days after `from`"));
+    }
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(invalid("limit", "1 to 1000"));
+    }
+    let after = match q.cursor.as_deref() {
+        Some(c) => Some(c.parse::<VisitCursor>().map_err(|()| invalid("cursor", "not a cursor this API gave"))?),
+        None => None,
+    };
+    let store = state.store.tenant(caller.scope);
+    let scope = caller.clinic(&store, &path).await?;
+    let filter = VisitFilter { from, to, method: q.method, result: q.result };
+    // One more than the page, to know whether another page follows.
+    let mut rows = store.visits_page(&scope, &filter, after, u64::from(limit) + 1).await?;
+    let next_cursor = (rows.len() > limit as usize).then(|| {
+        rows.truncate(limit as usize);
+        rows.last().map(|(cursor, _)| cursor.to_string())
+    });
+    store
+        .audit(
+            &caller
+                .entry("visits.read", &format!("visits:{}:{from}..{to}", scope.id), AuditResult::Success)
+                .details(json!({ "rows": rows.len() })),
+        )
+        .await?;
+    let visits = rows
+        .into_iter()
+        .map(|(_, v)| VisitItem {
+            date: Day(v.date),
+            first_at: utc(&v.first_at),
+            last_at: utc(&v.last_at),
+            method: v.method,
+            identity_check: v.identity,
+            myna: v.myna,
+            result: v.result,
+            consents: v.consents,
+            confirmations: v.confirmations,
+            patient: v.patient,
+        })
+        .collect();
+    cached_json(&req, &VisitPage { clinic: scope.id, visits, next_cursor: next_cursor.flatten() })
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct MonthRange {
+    /// First month, YYYY-MM; default 11 months before `to`.
+    from: Option<YearMonth>,
+    /// Last month, YYYY-MM, inclusive; default this month. At most 36 months in all.
+    to: Option<YearMonth>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UsageMonths {
+    clinic: ClinicId,
+    months: Vec<UsageMonth>,
+}
+
+/// One month's マイナ保険証利用率 as each source has it. The figures differ by design (docs/usage.md): the
+/// estimate counts patients seen by the agents, the claims-based figure the month's 入院外 receipts, the
+/// official one is what 支払基金 notified.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UsageMonth {
+    month: YearMonth,
+    estimate: Estimate,
+    /// From the month's own claims (レセ電 import); absent until they are imported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    claims: Option<ClaimsBased>,
+    /// As notified; absent until entered or imported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    official: Option<Official>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Estimate {
+    /// Distinct patients with a reception.
+    patients: u64,
+    /// Of them, patients who used a マイナ保険証.
+    myna_patients: u64,
+    /// `myna_patients / patients`, 0 to 1; absent without patients.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate: Option<f64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ClaimsBased {
+    outpatient_receipts: u64,
+    myna_receipts: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate: Option<f64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Official {
+    /// 0 to 1.
+    rate: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uses: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    users: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipts: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notified_on: Option<Day>,
+}
+
+/// A clinic's マイナ保険証利用率 by month: estimate, claims-based and official.
+#[utoipa::path(
+    get,
+    path = "/api/v1/clinics/{clinic}/usage",
+    tag = "read",
+    operation_id = "clinic_usage",
+    params(("clinic" = ClinicId, Path, description = "The clinic's id"), MonthRange),
+    responses(
+        (status = 200, description = "The months, oldest first", body = UsageMonths),
+        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
+        (status = 400, description = "A parameter is not valid", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+        (status = 404, description = "No such clinic for this token", body = ErrorBody),
+        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+    ),
+    security(("api_token" = ["usage:read"]))
+)]
+pub(crate) async fn usage(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    q: web::Query<MonthRange>,
+) -> Result<HttpResponse, ApiError> {
+    let invalid = |field: &str, message: &str| ApiError::InvalidRequest(FieldError::new(field, message));
+    let to = q.to.unwrap_or_else(|| YearMonth::of(onshi_domain::jst::date_of(time::OffsetDateTime::now_utc())));
+    let from = q.from.unwrap_or_else(|| to.plus(-11));
+    if from > to {
+        return Err(invalid("from", "must not be after `to`"));
+    }
+    if to.since(from) >= MAX_USAGE_MONTHS {
+        return Err(invalid("to", "at most 36 months from `from`"));
+    }
+    let months: Vec<YearMonth> = from.through(to).collect();
+    let store = state.store.tenant(caller.scope);
+    let scope = caller.clinic(&store, &path).await?;
+    let estimates: BTreeMap<YearMonth, MonthCount> = store
+        .usage_by_month(&months)
+        .await?
+        .into_iter()
+        .filter(|(_, u)| u.clinic == scope.id)
+        .map(|(m, u)| (m, MonthCount { patients: u.patients, myna: u.myna_patients }))
+        .collect();
+    let claims = store.claims_usage(&scope, &months).await?;
+    let official = store.official_usage(&scope).await?;
+    let months = months
+        .into_iter()
+        .map(|month| {
+            let count = estimates.get(&month).copied().unwrap_or_default();
+            UsageMonth {
+                month,
+                estimate: Estimate { patients: count.patients, myna_patients: count.myna, rate: count.rate() },
+                claims: claims.get(&month).map(|c| ClaimsBased {
+                    outpatient_receipts: c.outpatient_receipts,
+                    myna_receipts: c.myna_receipts,
+                    rate: MonthCount { patients: c.outpatient_receipts, myna: c.myna_receipts }.rate(),
+                }),
+                official: official.get(&month).map(|o| Official {
+                    rate: o.rate,
+                    uses: o.uses,
+                    users: o.users,
+                    receipts: o.receipts,
+                    notified_on: o.notified_on.map(Day),
+                }),
+            }
+        })
+        .collect();
+    cached_json(&req, &UsageMonths { clinic: scope.id, months })
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AuditEntries {
+    entries: Vec<AuditItem>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AuditItem {
+    seq: i64,
+    #[schema(format = DateTime)]
+    at: String,
+    actor: String,
+    action: String,
+    target: String,
+    /// `success`, `failure` or `denied`.
+    result: String,
+}
+
+/// The group's audit log, newest first (at most 1,000 entries).
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "read",
+    operation_id = "list_audit",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "Audit entries", body = AuditEntries),
+        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
+        (status = 400, description = "A parameter is not valid", body = ErrorBody),
+        (status = 401, description = "Missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+    ),
+    security(("api_token" = ["audit:read"]))
+)]
 pub(crate) async fn audit(
+    req: HttpRequest,
     state: web::Data<AppState>,
     caller: Caller,
     q: web::Query<AuditQuery>,
@@ -75,9 +479,16 @@ pub(crate) async fn audit(
                 .details(json!({ "rows": rows.len(), "via": "api" })),
         )
         .await?;
-    let rows: Vec<_> = rows
+    let entries = rows
         .iter()
-        .map(|r| json!({ "seq": r.seq, "at": utc(&r.at), "actor": r.actor, "action": r.action, "target": r.target, "result": r.result }))
+        .map(|r| AuditItem {
+            seq: r.seq,
+            at: utc(&r.at),
+            actor: r.actor.clone(),
+            action: r.action.clone(),
+            target: r.target.clone(),
+            result: r.result.clone(),
+        })
         .collect();
-    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(json!({ "entries": rows })))
+    cached_json(&req, &AuditEntries { entries })
 }

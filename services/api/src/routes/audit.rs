@@ -3,6 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use onshi_domain::FieldError;
 use onshi_store::{AuditFilter, AuditRecord, AuditResult};
 use serde::Deserialize;
 use time::{Date, OffsetDateTime};
@@ -15,17 +16,28 @@ use crate::web::page::ok;
 use crate::web::time::{jst_second, utc_iso};
 use crate::{ApiError, AppState};
 
-#[derive(Deserialize, Default, Clone)]
+#[derive(Deserialize, Default, Clone, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AuditQuery {
+    /// Actions starting with this (`billing.`, `staff.invite`).
     #[serde(default)]
+    #[param(required = false)]
     action: String,
+    /// Actors containing this.
     #[serde(default)]
+    #[param(required = false)]
     actor: String,
+    /// `success`, `failure` or `denied`; empty for all.
     #[serde(default)]
+    #[param(required = false, pattern = "^(success|failure|denied)?$")]
     result: String,
+    /// First day (JST), YYYY-MM-DD (2000–2199); empty for no bound.
     #[serde(default)]
+    #[param(required = false, pattern = "^((20|21)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]))?$")]
     from: String,
+    /// Last day (JST), YYYY-MM-DD (2000–2199), inclusive; empty for no bound.
     #[serde(default)]
+    #[param(required = false, pattern = "^((20|21)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]))?$")]
     to: String,
 }
 
@@ -43,7 +55,13 @@ impl AuditQuery {
         Ok(AuditFilter {
             action_prefix: non_empty(&self.action),
             actor_contains: non_empty(&self.actor),
-            result: non_empty(&self.result).filter(|r| ["success", "failure", "denied"].contains(&r.as_str())),
+            result: match non_empty(&self.result) {
+                None => None,
+                Some(r) if ["success", "failure", "denied"].contains(&r.as_str()) => Some(r),
+                Some(_) => {
+                    return Err(ApiError::InvalidRequest(FieldError::new("result", "success, failure or denied")));
+                }
+            },
             from: from.map(day_start),
             to: to.map(|d| day_start(d) + time::Duration::days(1)),
             limit,

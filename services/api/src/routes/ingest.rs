@@ -16,8 +16,9 @@ use onshi_cache::CacheBackend;
 use onshi_domain::EventBatch;
 use onshi_queue::{Headers, MessageQueue};
 use onshi_store::QueuedBatch;
-use serde_json::json;
+use serde::Serialize;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use crate::auth::AuthenticatedDevice;
 use crate::{ApiError, AppState};
@@ -32,6 +33,39 @@ enum Route {
     Claims,
 }
 
+/// A batch the cloud has made durable.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct BatchAccepted {
+    /// The id the cloud gave this request (for support; resends get a new one).
+    #[schema(format = Uuid)]
+    batch_id: String,
+    /// Events of the batch now durable, resends of earlier events included.
+    accepted: usize,
+    /// Of those, events the cloud already had (same id and content).
+    duplicates: usize,
+}
+
+/// Deliver a batch of events (資格確認 results, heartbeats).
+///
+/// 202 means every event is durable. A batch is accepted or refused whole; resending it is harmless.
+#[utoipa::path(
+    post,
+    path = "/api/v1/events",
+    tag = "agent",
+    operation_id = "post_events",
+    request_body(content = onshi_domain::EventBatch, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Every event of the batch is durable", body = BatchAccepted),
+        (status = 400, description = "Not a valid batch (the field names the JSON path)", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired device token, or a revoked device", body = crate::error::ErrorBody),
+        (status = 409, description = "An event id was sent before with different content", body = crate::error::ErrorBody),
+        (status = 413, description = "The body exceeds the limit", body = crate::error::ErrorBody),
+        (status = 422, description = "A valid batch that breaks a rule (another clinic's code, a time in the future)", body = crate::error::ErrorBody),
+        (status = 429, description = "More batches this second than the device may send; see Retry-After", body = crate::error::ErrorBody),
+        (status = 503, description = "Not durable yet; send the same batch again later", body = crate::error::ErrorBody),
+    ),
+    security(("device_token" = []))
+)]
 pub(crate) async fn post_events(
     state: web::Data<AppState>,
     device: AuthenticatedDevice,
@@ -40,6 +74,25 @@ pub(crate) async fn post_events(
     respond(accept(state, device, payload, Route::Events).await)
 }
 
+/// Deliver one month's claims (a レセ電 file reduced at the clinic) as a single `claims` event.
+#[utoipa::path(
+    post,
+    path = "/api/v1/claims",
+    tag = "agent",
+    operation_id = "post_claims",
+    request_body(content = onshi_domain::EventBatch, content_type = "application/json"),
+    responses(
+        (status = 202, description = "The claims are durable", body = BatchAccepted),
+        (status = 400, description = "Not a valid batch", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing, invalid or expired device token", body = crate::error::ErrorBody),
+        (status = 409, description = "An event id was sent before with different content", body = crate::error::ErrorBody),
+        (status = 413, description = "The body exceeds the limit", body = crate::error::ErrorBody),
+        (status = 422, description = "A valid batch that breaks a rule", body = crate::error::ErrorBody),
+        (status = 429, description = "More batches this second than the device may send; see Retry-After", body = crate::error::ErrorBody),
+        (status = 503, description = "Not durable yet; send the same batch again later", body = crate::error::ErrorBody),
+    ),
+    security(("device_token" = []))
+)]
 pub(crate) async fn post_claims(
     state: web::Data<AppState>,
     device: AuthenticatedDevice,
@@ -59,11 +112,11 @@ fn respond(result: Result<Accepted, ApiError>) -> Result<HttpResponse, ApiError>
         Err(_) => m.ingest_batches.with_label_values(&["rejected"]).inc(),
     }
     let counts = result?;
-    Ok(HttpResponse::Accepted().json(json!({
-        "batch_id": counts.batch_id.to_string(),
-        "accepted": counts.fresh + counts.duplicates,
-        "duplicates": counts.duplicates,
-    })))
+    Ok(HttpResponse::Accepted().json(BatchAccepted {
+        batch_id: counts.batch_id.to_string(),
+        accepted: counts.fresh + counts.duplicates,
+        duplicates: counts.duplicates,
+    }))
 }
 
 struct Accepted {

@@ -11,10 +11,12 @@ mod billing;
 mod dashboard;
 pub(crate) mod health;
 mod ingest;
+mod openapi;
 mod pages;
 
 use actix_web::web;
 use onshi_domain::{ApiScope, Permission};
+pub use openapi::openapi_document;
 
 use crate::web::guard::Access;
 
@@ -32,6 +34,23 @@ macro_rules! routes {
         pub const ROUTES: &[RouteSpec] = &[
             $(RouteSpec { method: stringify!($method), path: $path, access: $access },)*
         ];
+
+        /// The methods a path is served with (upper case), for 405's `Allow`.
+        pub(crate) fn allowed_methods(path: &str) -> Vec<&'static str> {
+            use std::sync::OnceLock;
+            static DEFS: OnceLock<Vec<(actix_web::dev::ResourceDef, &'static str)>> = OnceLock::new();
+            let defs = DEFS.get_or_init(|| {
+                vec![$((actix_web::dev::ResourceDef::new($path), stringify!($method)),)*]
+            });
+            let mut methods: Vec<&'static str> = defs
+                .iter()
+                .filter(|(def, _)| def.is_match(path))
+                .map(|(_, m)| match *m { "get" => "GET", "post" => "POST", other => other })
+                .collect();
+            methods.sort_unstable();
+            methods.dedup();
+            methods
+        }
 
         pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
             $(
@@ -58,6 +77,8 @@ routes! {
     get "/metrics" Open => health::metrics;
     get "/static/app.css" Open => pages::stylesheet;
     get "/static/feed.js" Open => pages::feed_script;
+    get "/api/v1/openapi.json" Open => openapi::document;
+    get "/developers/api" Public => openapi::reference;
 
     post "/api/v1/events" Device => ingest::post_events;
     post "/api/v1/claims" Device => ingest::post_claims;
@@ -66,6 +87,8 @@ routes! {
 
     get "/api/v1/clinics" Token(ApiScope::ClinicsRead) => api_v1::clinics;
     get "/api/v1/clinics/{clinic}/receptions" Token(ApiScope::ReceptionsRead) => api_v1::receptions;
+    get "/api/v1/clinics/{clinic}/visits" Token(ApiScope::ReceptionsRead) => api_v1::visits;
+    get "/api/v1/clinics/{clinic}/usage" Token(ApiScope::UsageRead) => api_v1::usage;
     get "/api/v1/audit" Token(ApiScope::AuditRead) => api_v1::audit;
 
     get "/signin" Public => account::signin::signin_form;

@@ -304,9 +304,23 @@ async fn guarded(
     match access {
         Access::Open | Access::Device => return next.call(req).await,
         Access::Token(scope) => {
-            let caller = token_caller(&state, &req, scope).await?;
+            let (caller, token) = token_caller(&state, &req, scope).await?;
+            let quota = token_quota(&state, token).await;
+            if quota.as_ref().is_some_and(|q| q.used > q.limit) {
+                let mut response = actix_web::ResponseError::error_response(&ApiError::RateLimited {
+                    retry_after_secs: quota.as_ref().map_or(60, |q| q.reset_secs),
+                });
+                if let Some(q) = &quota {
+                    q.annotate(response.headers_mut());
+                }
+                return Ok(req.into_response(response));
+            }
             req.extensions_mut().insert(caller);
-            return next.call(req).await;
+            let mut response = next.call(req).await?;
+            if let Some(q) = &quota {
+                q.annotate(response.headers_mut());
+            }
+            return Ok(response);
         }
         _ => {}
     }
@@ -449,7 +463,48 @@ async fn load_session(
     }
 }
 
-async fn token_caller(state: &AppState, req: &ServiceRequest, scope: ApiScope) -> Result<Caller, ApiError> {
+/// An API token's use of its per-minute quota, as the `RateLimit-*` headers report it.
+struct Quota {
+    limit: u64,
+    used: u64,
+    /// Seconds until the clock minute ends and the count starts again.
+    reset_secs: u64,
+}
+
+impl Quota {
+    fn annotate(&self, headers: &mut actix_web::http::header::HeaderMap) {
+        for (name, value) in [
+            ("ratelimit-limit", self.limit),
+            ("ratelimit-remaining", self.limit.saturating_sub(self.used)),
+            ("ratelimit-reset", self.reset_secs),
+        ] {
+            headers.insert(header::HeaderName::from_static(name), HeaderValue::from(value));
+        }
+    }
+}
+
+/// Counts one request of `token` against its clock minute. Counted in the shared cache, so every API
+/// process sees the same count; when the cache cannot answer the request goes through uncounted (a
+/// cache outage must not stop a group's integrations) and the answer carries no `RateLimit-*` headers.
+async fn token_quota(state: &AppState, token: onshi_domain::ApiTokenId) -> Option<Quota> {
+    use onshi_cache::CacheBackend;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+    let (minute, reset_secs) = (now / 60, 60 - now % 60);
+    let key = format!("rl:api:{token}:{minute}");
+    match state.cache.incr_window(&key, std::time::Duration::from_secs(61)).await {
+        Ok(used) => Some(Quota { limit: u64::from(state.api_requests_per_token_per_minute), used, reset_secs }),
+        Err(e) => {
+            tracing::warn!(error = %e, "API rate limit not counted: the cache did not answer");
+            None
+        }
+    }
+}
+
+async fn token_caller(
+    state: &AppState,
+    req: &ServiceRequest,
+    scope: ApiScope,
+) -> Result<(Caller, onshi_domain::ApiTokenId), ApiError> {
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -468,7 +523,7 @@ async fn token_caller(state: &AppState, req: &ServiceRequest, scope: ApiScope) -
     if !token.scopes.contains(&scope) || !user.role.allows(scope.permission()) {
         return Err(ApiError::Forbidden);
     }
-    Ok(Caller {
+    let caller = Caller {
         scope: auth.scope,
         clinics: ClinicAccess::of(user.role, &user.clinics),
         actor: format!("api-token:{} ({})", token.id, user.email),
@@ -477,5 +532,6 @@ async fn token_caller(state: &AppState, req: &ServiceRequest, scope: ApiScope) -
         session: None,
         passive: false,
         user,
-    })
+    };
+    Ok((caller, token.id))
 }

@@ -549,6 +549,7 @@ pub fn process_env(c: &Config) -> Vec<(&'static str, String)> {
         ("ONSHI_WORKER_PREFETCH", c.worker_prefetch.to_string()),
         ("ONSHI_HEARTBEAT_FLUSH_MS", c.heartbeat_flush_ms.to_string()),
         ("ONSHI_INGEST_BATCHES_PER_DEVICE_PER_SEC", c.ingest_batches_per_device_per_sec.to_string()),
+        ("ONSHI_API_REQUESTS_PER_TOKEN_PER_MINUTE", c.api_requests_per_token_per_minute.to_string()),
         ("ONSHI_REDIS_URL", secret(&c.redis_url)),
         ("ONSHI_CACHE_PREFIX", c.cache_prefix.clone()),
         ("ONSHI_S3_ENDPOINT", c.s3_endpoint.clone().unwrap_or_default()),

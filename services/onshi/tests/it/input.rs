@@ -31,6 +31,7 @@ async fn api_token(app: &TestApp, browser: &mut Browser) -> String {
                 ("scope", "clinics:read"),
                 ("scope", "receptions:read"),
                 ("scope", "audit:read"),
+                ("scope", "usage:read"),
                 ("days", "1"),
             ],
         )
