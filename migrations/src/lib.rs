@@ -21,6 +21,7 @@ mod m20261201_000014_export_sha256;
 mod m20261201_000015_recovery_codes;
 mod m20261201_000016_claims;
 mod m20261202_000017_scale;
+mod m20261202_000018_webhooks;
 pub mod partitions;
 
 pub use m20261125_000003_accounts::APP_ROLE;
@@ -84,6 +85,8 @@ pub const TENANT_TABLES: &[&str] = &[
     "claim_receipts",
     "claim_days",
     "official_usage",
+    "webhook_endpoints",
+    "webhook_deliveries",
 ];
 
 pub struct Migrator;
@@ -109,6 +112,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000015_recovery_codes::Migration),
             Box::new(m20261201_000016_claims::Migration),
             Box::new(m20261202_000017_scale::Migration),
+            Box::new(m20261202_000018_webhooks::Migration),
         ]
     }
 }

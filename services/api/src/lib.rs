@@ -42,6 +42,8 @@ pub struct AppState {
     pub ingest_batches_per_device_per_sec: u32,
     /// Integration API requests per API token and clock minute.
     pub api_requests_per_token_per_minute: u32,
+    /// Webhook endpoints may be on loopback/private addresses and plain http (tests only).
+    pub webhook_allow_private_targets: bool,
     pub max_body_bytes: usize,
     pub sessions: Sessions,
     pub mailer: Mailer,

@@ -67,6 +67,9 @@ pub struct Config {
 
     pub ingest_batches_per_device_per_sec: u32,
     pub api_requests_per_token_per_minute: u32,
+    pub webhook_allow_private_targets: bool,
+    pub webhook_backoff_secs: Vec<u64>,
+    pub webhook_poll_ms: u64,
     pub max_body_bytes: usize,
     pub archive_raw_batches: bool,
     /// A reception-addon rules file to use instead of the built-in one (validated at start-up).
@@ -214,6 +217,12 @@ impl Config {
         }
         if self.ingest_batches_per_device_per_sec == 0 {
             return invalid("ingest_batches_per_device_per_sec", "must be at least 1");
+        }
+        if self.webhook_backoff_secs.is_empty() || self.webhook_backoff_secs.len() > 20 {
+            return invalid("webhook_backoff_secs", "1 to 20 delays in seconds");
+        }
+        if self.webhook_poll_ms < 50 || self.webhook_poll_ms > 60_000 {
+            return invalid("webhook_poll_ms", "must be between 50 and 60000");
         }
         if self.api_requests_per_token_per_minute == 0 {
             return invalid("api_requests_per_token_per_minute", "must be at least 1");

@@ -20,6 +20,7 @@ pub mod rollup;
 pub mod schema;
 pub mod sealed;
 pub mod visit;
+pub mod webhook;
 
 pub use access::{ApiScope, ClinicAccess, Permission, Role};
 pub use claims::{ClaimReceipt, ClaimVisit, ClaimedCode, ClaimedVisitKind, ClaimsFile, Day, Payer};
@@ -35,6 +36,7 @@ pub use month::{MonthError, YearMonth};
 pub use retention::RetentionBasis;
 pub use rollup::RollupDelta;
 pub use visit::Visit;
+pub use webhook::WebhookEvent;
 
 /// Types from dependencies that appear in this crate's API, for crates that need no direct dependency.
 pub mod reexports {

@@ -14,6 +14,7 @@ pub mod password;
 pub mod recovery;
 pub mod token;
 pub mod totp;
+pub mod webhook;
 
 pub use password::{PasswordError, hash_password, verify_against_nothing, verify_password};
 pub use token::{OneTimeToken, TokenError};

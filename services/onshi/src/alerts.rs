@@ -56,7 +56,15 @@ impl UsageWatch {
             let entry =
                 AuditEntry::new(None, "system", "usage.alert", &format!("clinic:{}", clinic.id), AuditResult::Success)
                     .details(serde_json::json!({ "month": month.to_string(), "rate": rate, "required": min }));
-            if !store.claim_usage_alert(clinic, month, &entry).await? {
+            let announced = serde_json::json!({
+                "clinic_id": clinic.id,
+                "month": month.to_string(),
+                "rate": rate,
+                "required": min,
+                "decides_from": from.to_string(),
+                "decides_to": to.to_string(),
+            });
+            if !store.claim_usage_alert(clinic, month, &entry, &announced).await? {
                 continue;
             }
             if recipients.is_none() {

@@ -11,5 +11,6 @@ mod demo_claims;
 pub mod maintenance;
 pub mod progress;
 pub mod startup;
+pub mod webhooks;
 
 pub use startup::{Adapters, Application, StartupError};

@@ -235,6 +235,7 @@ impl Application {
             device_cache,
             ingest_batches_per_device_per_sec: config.ingest_batches_per_device_per_sec,
             api_requests_per_token_per_minute: config.api_requests_per_token_per_minute,
+            webhook_allow_private_targets: config.webhook_allow_private_targets,
             max_body_bytes: config.max_body_bytes,
             modes: config.modes(),
             metrics_token: config.metrics_token.clone(),
@@ -255,6 +256,7 @@ impl Application {
             .map_err(|source| StartupError::Listen { addr: config.listen.clone(), source })?;
         let worker = watch.map(|w| {
             tokio::spawn(anchoring(&adapters, config, shutdown.clone()));
+            tokio::spawn(webhook_sender(&adapters, config).run(shutdown.clone()));
             tokio::spawn(adapters.worker(config, w.health).run(shutdown.clone()))
         });
         Ok(Self { port, adapters, device_keys, server, worker, shutdown })
@@ -353,9 +355,22 @@ pub async fn run_worker(config: &Config) -> Result<(), StartupError> {
     let ops_handle = ops_server.handle();
     tokio::spawn(ops_server);
     tokio::spawn(anchoring(&adapters, config, shutdown.clone()));
+    tokio::spawn(webhook_sender(&adapters, config).run(shutdown.clone()));
     adapters.worker(config, watch.health).run(shutdown).await;
     ops_handle.stop(true).await;
     Ok(())
+}
+
+/// The webhook deliveries and agent-outage announcements a worker process keeps up (`crate::webhooks`).
+fn webhook_sender(adapters: &Adapters, config: &Config) -> crate::webhooks::WebhookSender {
+    crate::webhooks::WebhookSender {
+        store: adapters.store.clone(),
+        mailer: mailer(config).inspect_err(|e| tracing::warn!(error = %e, "webhook notices cannot be mailed")).ok(),
+        public_url: config.public_url.clone(),
+        allow_private: config.webhook_allow_private_targets,
+        backoff: config.webhook_backoff_secs.clone(),
+        poll: Duration::from_millis(config.webhook_poll_ms),
+    }
 }
 
 /// The audit anchoring a worker process keeps up (see `crate::anchor`).

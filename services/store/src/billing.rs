@@ -335,6 +335,13 @@ impl TenantStore<'_> {
             return Err(StoreError::NotFound { what: "clinic" });
         }
         self.append_in(&txn, audit).await?;
+        let announced = serde_json::json!({
+            "clinic_id": clinic.id,
+            "month": month.to_string(),
+            "closed_by": user,
+            "snapshot_sha256": snapshot_sha256,
+        });
+        self.enqueue_webhook_in(&txn, onshi_domain::WebhookEvent::BillingMonthClosed, &announced).await?;
         txn.commit().await?;
         Ok(())
     }

@@ -288,6 +288,17 @@ impl TenantStore<'_> {
             "kept_from_later_files": kept_elsewhere.len(),
         }));
         self.append_in(txn, &audit).await?;
+        let announced = serde_json::json!({
+            "clinic_id": onshi_domain::ClinicId::from_uuid(clinic),
+            "claim_month": file.claim_month.to_string(),
+            "payer": file.payer.as_str(),
+            "volume": file.volume,
+            "file_sha256": file.file_sha256,
+            "receipts": receipt_count,
+            "total_points": file.total_points,
+            "replaced_files": replaced_files,
+        });
+        self.enqueue_webhook_in(txn, onshi_domain::WebhookEvent::UkeImported, &announced).await?;
         Ok(true)
     }
 

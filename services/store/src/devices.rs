@@ -60,6 +60,7 @@ impl TenantStore<'_> {
             last_seen_at: Set(None),
             last_heartbeat: Set(None),
             secret_hash: Set(None),
+            offline_announced_at: Set(None),
             created_at: Set(OffsetDateTime::now_utc()),
         }
         .insert(&txn)

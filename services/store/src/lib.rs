@@ -30,6 +30,7 @@ mod tenant;
 mod uptime;
 mod usage_alerts;
 mod visits;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -53,6 +54,9 @@ pub use system::{Enrollment, SystemStore};
 pub use tenant::TenantStore;
 pub use uptime::Uptime;
 pub use visits::{VisitCursor, VisitFilter, VisitRow};
+pub use webhooks::{
+    DeliveryOutcome, DeliveryStatus, DisabledEndpoint, DueDelivery, Transitions, WebhookDelivery, WebhookEndpoint,
+};
 
 /// A tenant whose identity has been established: by a credential checked in `credentials` (a session, a
 /// device token or secret, an API token, an e-mailed link), by a batch the ingest path queued

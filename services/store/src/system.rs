@@ -119,6 +119,7 @@ impl<'a> SystemStore<'a> {
             last_seen_at: Set(None),
             last_heartbeat: Set(None),
             secret_hash: Set(Some(crate::secrets::sha256_hex(&secret))),
+            offline_announced_at: Set(None),
             created_at: Set(now),
         }
         .insert(&txn)

@@ -9,12 +9,14 @@ use crate::{ClinicScope, StoreError, TenantStore};
 
 impl TenantStore<'_> {
     /// Records that managers are being warned about `clinic` for `month`; false when that was done
-    /// already (each warning goes out once), audited with the claim.
+    /// already (each warning goes out once), audited with the claim and announced to webhooks
+    /// (`usage.below_threshold` with `announced` as its data) in the same transaction.
     pub async fn claim_usage_alert(
         &self,
         clinic: &ClinicScope,
         month: YearMonth,
         audit: &crate::AuditEntry,
+        announced: &serde_json::Value,
     ) -> Result<bool, StoreError> {
         use crate::entities::usage_alerts;
         let txn = self.write().await?;
@@ -43,6 +45,7 @@ impl TenantStore<'_> {
         };
         if fresh {
             self.append_in(&txn, audit).await?;
+            self.enqueue_webhook_in(&txn, onshi_domain::WebhookEvent::UsageBelowThreshold, announced).await?;
         }
         txn.commit().await?;
         Ok(fresh)

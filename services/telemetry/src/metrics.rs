@@ -20,6 +20,8 @@ pub struct Metrics {
     pub ingest_batches: IntCounterVec,
     /// `onshi_worker_batches_total{outcome}`: applied, retried, dead_lettered.
     pub worker_batches: IntCounterVec,
+    /// `onshi_webhook_attempts_total{outcome}`: delivered or failed attempts to send a webhook.
+    pub webhook_attempts: IntCounterVec,
     /// `onshi_worker_events_total{result}`: new or duplicate qualification events applied.
     pub worker_events: IntCounterVec,
     /// `onshi_worker_lag_seconds`: from the API's 202 to the batch being applied.
@@ -83,6 +85,11 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let webhook_attempts = IntCounterVec::new(
+            Opts::new("webhook_attempts_total", "Attempts to deliver a webhook, by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
         let worker_events = IntCounterVec::new(
             Opts::new("worker_events_total", "Qualification events applied by workers (new or duplicate)"),
             &["result"],
@@ -127,6 +134,7 @@ impl Metrics {
             Box::new(ingest_events.clone()),
             Box::new(ingest_batches.clone()),
             Box::new(worker_batches.clone()),
+            Box::new(webhook_attempts.clone()),
             Box::new(worker_events.clone()),
             Box::new(worker_lag.clone()),
             Box::new(agent_heartbeats.clone()),
@@ -148,6 +156,7 @@ impl Metrics {
             ingest_events,
             ingest_batches,
             worker_batches,
+            webhook_attempts,
             worker_events,
             worker_lag,
             agent_heartbeats,

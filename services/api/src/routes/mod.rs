@@ -13,6 +13,7 @@ pub(crate) mod health;
 mod ingest;
 mod openapi;
 mod pages;
+mod webhooks;
 
 use actix_web::web;
 use onshi_domain::{ApiScope, Permission};
@@ -132,6 +133,13 @@ routes! {
     get "/settings/api-tokens" Perm(ManageApiTokens) => admin::api_tokens;
     post "/settings/api-tokens" Perm(ManageApiTokens) => admin::create_api_token;
     post "/settings/api-tokens/{token}/revoke" Perm(ManageApiTokens) => admin::revoke_api_token;
+    get "/settings/webhooks" Perm(ManageApiTokens) => webhooks::page;
+    post "/settings/webhooks" Perm(ManageApiTokens) => webhooks::create;
+    post "/settings/webhooks/{endpoint}/rotate" Perm(ManageApiTokens) => webhooks::rotate;
+    post "/settings/webhooks/{endpoint}/disable" Perm(ManageApiTokens) => webhooks::disable;
+    post "/settings/webhooks/{endpoint}/enable" Perm(ManageApiTokens) => webhooks::enable;
+    post "/settings/webhooks/{endpoint}/test" Perm(ManageApiTokens) => webhooks::test;
+    post "/settings/webhooks/deliveries/{delivery}/replay" Perm(ManageApiTokens) => webhooks::replay;
     get "/audit" Perm(ViewAudit) => audit::viewer;
     get "/audit.csv" Perm(ViewAudit) => audit::export_csv;
     get "/clinics/{clinic}/receptions" Perm(ViewReceptions) => pages::clinic_receptions;

@@ -261,6 +261,7 @@ fn nav_for(user: &User, lang: Lang) -> Vec<(&'static str, &'static str)> {
     }
     if user.role.allows(Permission::ManageApiTokens) {
         nav.push(("/settings/api-tokens", "APIトークン", "API tokens"));
+        nav.push(("/settings/webhooks", "Webhook", "Webhooks"));
     }
     nav.push(("/account", "アカウント", "Account"));
     nav.into_iter().map(|(href, ja, en)| (href, lang.t(ja, en))).collect()

@@ -297,7 +297,28 @@ both_modes!(another_tenants_ids_are_not_found_on_every_route, |app| {
         )
         .await
         .unwrap();
-    let b_ids = [clinic_b.id.to_string(), device_b.id.to_string(), user_b.id.to_string(), token_b.to_string()];
+    let audit = onshi_store::AuditEntry::new(None, "t", "t", "-", onshi_store::AuditResult::Success);
+    let hook_b = store_b
+        .create_webhook_endpoint(
+            "https://b.example.com/hook",
+            "B",
+            &[onshi_domain::WebhookEvent::DeviceOffline],
+            &onshi_identity::webhook::new_secret(),
+            user_b.id,
+            &audit,
+        )
+        .await
+        .unwrap();
+    store_b.enqueue_webhook_test(hook_b, &audit).await.unwrap();
+    let delivery_b = store_b.webhook_deliveries(1).await.unwrap()[0].id;
+    let b_ids = [
+        clinic_b.id.to_string(),
+        device_b.id.to_string(),
+        user_b.id.to_string(),
+        token_b.to_string(),
+        hook_b.to_string(),
+        delivery_b.to_string(),
+    ];
 
     let (mut a, _) = app.signed_in(Role::Owner).await;
     let mut checked = 0;
@@ -319,6 +340,9 @@ both_modes!(another_tenants_ids_are_not_found_on_every_route, |app| {
     // B's rows are untouched.
     assert_eq!(store_b.device(device_b.id).await.unwrap().unwrap().status, onshi_store::DeviceStatus::Active);
     assert_eq!(store_b.user(user_b.id).await.unwrap().unwrap().role, Role::Manager);
+    let hooks_b = store_b.webhook_endpoints().await.unwrap();
+    assert!(hooks_b[0].enabled && hooks_b[0].previous_secret_until.is_none(), "B's endpoint untouched");
+    assert_eq!(store_b.webhook_deliveries(10).await.unwrap().len(), 1, "nothing replayed or tested in B");
     // Lists show only A's rows.
     let staff = a.get("/staff").await.body;
     assert!(!staff.contains(&user_b.email));

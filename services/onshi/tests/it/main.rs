@@ -28,3 +28,4 @@ mod pages;
 mod rls;
 mod scale;
 mod throughput;
+mod webhooks;

@@ -14,6 +14,7 @@ pub struct Model {
     pub last_heartbeat: Option<Json>,
     pub secret_hash: Option<String>,
     pub created_at: TimeDateTimeWithTimeZone,
+    pub offline_announced_at: Option<TimeDateTimeWithTimeZone>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

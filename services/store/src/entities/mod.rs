@@ -28,3 +28,5 @@ pub(crate) mod usage_alerts;
 pub(crate) mod user_logins;
 pub(crate) mod users;
 pub(crate) mod visits;
+pub(crate) mod webhook_deliveries;
+pub(crate) mod webhook_endpoints;

@@ -1,0 +1,302 @@
+//! `/settings/webhooks`: a group owner's outbound webhook endpoints (add, rotate the secret, disable,
+//! enable, send a test) and the delivery log with replay. Every change is audited; a secret is shown once,
+//! when it is made. The worker sends the deliveries (`onshi::webhooks`).
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use onshi_domain::{FieldError, WebhookEvent};
+use onshi_store::{AuditResult, DeliveryStatus, WebhookDelivery, WebhookEndpoint};
+use uuid::Uuid;
+
+use crate::web::guard::{Caller, Page};
+use crate::web::page::{ok, see_other, unprocessable};
+use crate::web::time::jst_second;
+use crate::{ApiError, AppState};
+
+/// How long a rotated-out secret keeps signing deliveries next to the new one.
+const ROTATION_OVERLAP: time::Duration = time::Duration::hours(24);
+/// Deliveries the log shows.
+const LOG_ROWS: u64 = 100;
+
+struct EndpointRow {
+    endpoint: WebhookEndpoint,
+    events: String,
+    failing_since: Option<String>,
+    overlap_until: Option<String>,
+}
+
+struct DeliveryRow {
+    delivery: WebhookDelivery,
+    endpoint_url: String,
+    event_label: &'static str,
+    created: String,
+    status: &'static str,
+    status_class: &'static str,
+    outcome: String,
+    next: Option<String>,
+    replayable: bool,
+}
+
+#[derive(Template)]
+#[template(path = "webhooks.html")]
+struct WebhooksPage {
+    page: Page,
+    endpoints: Vec<EndpointRow>,
+    deliveries: Vec<DeliveryRow>,
+    /// (value, label) of every type an endpoint can subscribe to.
+    events: Vec<(&'static str, &'static str)>,
+    /// A secret just made, shown once, with the endpoint it belongs to.
+    new_secret: Option<(String, String)>,
+    error: Option<String>,
+    form_url: String,
+    form_description: String,
+}
+
+fn status_of(page: &Page, status: DeliveryStatus) -> (&'static str, &'static str) {
+    match status {
+        DeliveryStatus::Pending => (page.lang.t("再試行待ち", "Waiting to retry"), "warn-text"),
+        DeliveryStatus::Delivered => (page.lang.t("配信済み", "Delivered"), "ok"),
+        DeliveryStatus::Failed => (page.lang.t("失敗", "Failed"), "alert"),
+        DeliveryStatus::Skipped => (page.lang.t("送信せず（停止中）", "Not sent (disabled)"), "alert"),
+    }
+}
+
+async fn render(
+    state: &AppState,
+    page: Page,
+    caller: &Caller,
+    new_secret: Option<(String, String)>,
+    error: Option<String>,
+    form: (&str, &str),
+) -> Result<WebhooksPage, ApiError> {
+    let store = state.store.tenant(caller.scope);
+    let endpoints = store.webhook_endpoints().await?;
+    let deliveries = store.webhook_deliveries(LOG_ROWS).await?;
+    let now = time::OffsetDateTime::now_utc();
+    let label = |e: WebhookEvent| page.lang.t(e.label_ja(), e.label_en());
+    let deliveries = deliveries
+        .into_iter()
+        .map(|d| {
+            let (status, status_class) = status_of(&page, d.status);
+            // A pending delivery's first attempt shows as "queued", not as waiting to retry.
+            let (status, status_class) = if d.status == DeliveryStatus::Pending && d.attempts == 0 {
+                (page.lang.t("送信待ち", "Queued"), "")
+            } else {
+                (status, status_class)
+            };
+            let outcome = match (d.last_status, &d.last_error) {
+                (Some(code), None) => format!("HTTP {code}"),
+                (_, Some(error)) => error.clone(),
+                (None, None) => String::new(),
+            };
+            DeliveryRow {
+                endpoint_url: endpoints.iter().find(|e| e.id == d.endpoint).map(|e| e.url.clone()).unwrap_or_default(),
+                event_label: WebhookEvent::parse(&d.event).map(label).unwrap_or_default(),
+                created: jst_second(&d.created_at),
+                status,
+                status_class,
+                outcome,
+                next: (d.status == DeliveryStatus::Pending && d.attempts > 0).then(|| jst_second(&d.next_attempt_at)),
+                replayable: d.status != DeliveryStatus::Pending
+                    && endpoints.iter().any(|e| e.id == d.endpoint && e.enabled),
+                delivery: d,
+            }
+        })
+        .collect();
+    let endpoints = endpoints
+        .into_iter()
+        .map(|e| EndpointRow {
+            events: e.events.iter().map(|ev| label(*ev)).collect::<Vec<_>>().join(page.lang.t("、", ", ")),
+            failing_since: e.failing_since.as_ref().map(jst_second),
+            overlap_until: e.previous_secret_until.filter(|u| *u > now).as_ref().map(jst_second),
+            endpoint: e,
+        })
+        .collect();
+    Ok(WebhooksPage {
+        events: WebhookEvent::SUBSCRIBABLE.iter().map(|e| (e.as_str(), label(*e))).collect(),
+        page,
+        endpoints,
+        deliveries,
+        new_secret,
+        error,
+        form_url: form.0.to_owned(),
+        form_description: form.1.to_owned(),
+    })
+}
+
+pub(crate) async fn page(state: web::Data<AppState>, page: Page, caller: Caller) -> Result<HttpResponse, ApiError> {
+    ok(render(&state, page, &caller, None, None, ("", "")).await?)
+}
+
+/// Why a URL cannot be an endpoint, checked when it is entered: the scheme, no credentials in it, and no
+/// address or name that is obviously internal. Names are resolved and checked again at every delivery.
+fn url_problem(raw: &str, allow_private: bool) -> Option<&'static str> {
+    let Ok(url) = url::Url::parse(raw) else { return Some("URL の形式ではありません / not a URL") };
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_private => {}
+        _ => return Some("https:// で始まる URL を入力してください / the URL must start with https://"),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Some("URL に利用者名やパスワードを含めないでください / no user name or password in the URL");
+    }
+    if allow_private {
+        return None;
+    }
+    match url.host() {
+        None => Some("URL にホスト名がありません / the URL has no host"),
+        Some(url::Host::Ipv4(ip)) if !onshi_domain::webhook::is_public_address(ip.into()) => {
+            Some("内部向けのアドレスには送信できません / private, loopback and link-local addresses are refused")
+        }
+        Some(url::Host::Ipv6(ip)) if !onshi_domain::webhook::is_public_address(ip.into()) => {
+            Some("内部向けのアドレスには送信できません / private, loopback and link-local addresses are refused")
+        }
+        Some(url::Host::Domain(name))
+            if name == "localhost"
+                || [".localhost", ".local", ".internal", ".lan", ".home.arpa"].iter().any(|s| name.ends_with(s)) =>
+        {
+            Some("内部向けのホスト名には送信できません / internal host names are refused")
+        }
+        Some(_) => None,
+    }
+}
+
+pub(crate) async fn create(
+    state: web::Data<AppState>,
+    page: Page,
+    caller: Caller,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let field =
+        |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_owned()).unwrap_or_default();
+    let (url, description) = (field("url"), field("description"));
+    let events: Vec<WebhookEvent> =
+        pairs.iter().filter(|(k, _)| k == "event").filter_map(|(_, v)| WebhookEvent::parse(v)).collect();
+    if url.is_empty() {
+        // A form that did not come from the page (it marks the field required): a bad request.
+        return Err(ApiError::InvalidRequest(FieldError::new("url", "required")));
+    }
+    let problem = if url.len() > 2048 {
+        Some("URL が長すぎます / the URL is too long")
+    } else if events.is_empty() || events.contains(&WebhookEvent::Test) {
+        Some("通知するイベントを選んでください / choose at least one event")
+    } else {
+        url_problem(&url, state.webhook_allow_private_targets)
+    };
+    if let Some(problem) = problem {
+        let form = (url.as_str(), description.as_str());
+        return unprocessable(render(&state, page, &caller, None, Some(problem.to_owned()), form).await?);
+    }
+    let secret = onshi_identity::webhook::new_secret();
+    let entry = caller.entry("webhook.create", "-", AuditResult::Success).details(serde_json::json!({
+        "url": url,
+        "events": events.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
+    }));
+    state
+        .store
+        .tenant(caller.scope)
+        .create_webhook_endpoint(&url, &description, &events, &secret, caller.user.id, &entry)
+        .await?;
+    ok(render(&state, page, &caller, Some((url, secret)), None, ("", "")).await?)
+}
+
+fn endpoint_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::try_parse(raw).map_err(|_| ApiError::NotFound)
+}
+
+pub(crate) async fn rotate(
+    state: web::Data<AppState>,
+    page: Page,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = endpoint_id(&path)?;
+    let secret = onshi_identity::webhook::new_secret();
+    let entry = caller.entry("webhook.rotate_secret", &format!("webhook:{id}"), AuditResult::Success);
+    let store = state.store.tenant(caller.scope);
+    store.rotate_webhook_secret(id, &secret, ROTATION_OVERLAP, &entry).await?;
+    let url = store.webhook_endpoints().await?.into_iter().find(|e| e.id == id).map(|e| e.url).unwrap_or_default();
+    ok(render(&state, page, &caller, Some((url, secret)), None, ("", "")).await?)
+}
+
+async fn set_enabled(state: &AppState, caller: &Caller, raw: &str, enabled: bool) -> Result<HttpResponse, ApiError> {
+    let id = endpoint_id(raw)?;
+    let action = if enabled { "webhook.enable" } else { "webhook.disable" };
+    let entry = caller.entry(action, &format!("webhook:{id}"), AuditResult::Success);
+    state.store.tenant(caller.scope).set_webhook_enabled(id, enabled, &entry).await?;
+    Ok(see_other("/settings/webhooks"))
+}
+
+pub(crate) async fn disable(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_enabled(&state, &caller, &path, false).await
+}
+
+pub(crate) async fn enable(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_enabled(&state, &caller, &path, true).await
+}
+
+pub(crate) async fn test(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = endpoint_id(&path)?;
+    let entry = caller.entry("webhook.test", &format!("webhook:{id}"), AuditResult::Success);
+    state.store.tenant(caller.scope).enqueue_webhook_test(id, &entry).await.map_err(|e| match e {
+        onshi_store::StoreError::Conflict { .. } => {
+            ApiError::InvalidRequest(FieldError::new("endpoint", "the endpoint is disabled; enable it first"))
+        }
+        e => e.into(),
+    })?;
+    Ok(see_other("/settings/webhooks"))
+}
+
+pub(crate) async fn replay(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = endpoint_id(&path)?;
+    let entry = caller.entry("webhook.replay", &format!("webhook-delivery:{id}"), AuditResult::Success);
+    state.store.tenant(caller.scope).replay_webhook_delivery(id, &entry).await.map_err(|e| match e {
+        onshi_store::StoreError::Conflict { .. } => {
+            ApiError::InvalidRequest(FieldError::new("delivery", "its endpoint is disabled; enable it first"))
+        }
+        e => e.into(),
+    })?;
+    Ok(see_other("/settings/webhooks"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_targets_are_refused_when_entered() {
+        for bad in [
+            "http://example.com/hook",
+            "https://user:pw@example.com/",
+            "https://127.0.0.1/",
+            "https://169.254.169.254/latest/meta-data",
+            "https://[::1]/",
+            "https://10.0.0.8/",
+            "https://localhost/",
+            "https://printer.local/",
+            "ftp://example.com/",
+            "not a url",
+        ] {
+            assert!(url_problem(bad, false).is_some(), "{bad}");
+        }
+        assert_eq!(url_problem("https://hooks.example.com/onshi", false), None);
+        assert_eq!(url_problem("http://127.0.0.1:9000/hook", true), None, "allowed for tests");
+    }
+}

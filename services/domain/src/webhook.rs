@@ -1,0 +1,149 @@
+//! What outbound webhooks announce. Each type is a fact a group's own systems act on; the payload of each
+//! is documented in docs/api.md.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WebhookEvent {
+    /// A clinic's month-to-date マイナ保険証利用率 is projected below the level the claims it decides need.
+    #[serde(rename = "usage.below_threshold")]
+    UsageBelowThreshold,
+    /// An agent has not been heard from for `OFFLINE_AFTER_SECS`.
+    #[serde(rename = "device.offline")]
+    DeviceOffline,
+    /// An agent announced offline is heard from again.
+    #[serde(rename = "device.recovered")]
+    DeviceRecovered,
+    /// A billing month of a clinic was closed.
+    #[serde(rename = "billing.month_closed")]
+    BillingMonthClosed,
+    /// A clinic's レセ電 claims file was imported (new, or replacing an earlier version).
+    #[serde(rename = "uke.imported")]
+    UkeImported,
+    /// Sent on request from the webhooks page, to check an endpoint.
+    #[serde(rename = "webhook.test")]
+    Test,
+}
+
+impl WebhookEvent {
+    /// The types an endpoint can subscribe to (the test event goes to the endpoint it is sent to).
+    pub const SUBSCRIBABLE: [WebhookEvent; 5] = [
+        Self::UsageBelowThreshold,
+        Self::DeviceOffline,
+        Self::DeviceRecovered,
+        Self::BillingMonthClosed,
+        Self::UkeImported,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UsageBelowThreshold => "usage.below_threshold",
+            Self::DeviceOffline => "device.offline",
+            Self::DeviceRecovered => "device.recovered",
+            Self::BillingMonthClosed => "billing.month_closed",
+            Self::UkeImported => "uke.imported",
+            Self::Test => "webhook.test",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::SUBSCRIBABLE.into_iter().chain([Self::Test]).find(|e| e.as_str() == s)
+    }
+
+    pub fn label_ja(self) -> &'static str {
+        match self {
+            Self::UsageBelowThreshold => "マイナ保険証利用率が基準を下回る見込み",
+            Self::DeviceOffline => "端末（エージェント）がオフライン",
+            Self::DeviceRecovered => "端末（エージェント）が復旧",
+            Self::BillingMonthClosed => "請求月の締め",
+            Self::UkeImported => "レセ電ファイルの取り込み",
+            Self::Test => "テスト送信",
+        }
+    }
+
+    pub fn label_en(self) -> &'static str {
+        match self {
+            Self::UsageBelowThreshold => "マイナ保険証 usage projected below the required level",
+            Self::DeviceOffline => "Agent offline",
+            Self::DeviceRecovered => "Agent back online",
+            Self::BillingMonthClosed => "Billing month closed",
+            Self::UkeImported => "レセ電 claims file imported",
+            Self::Test => "Test event",
+        }
+    }
+}
+
+/// Whether a webhook may be sent to `ip`: not loopback, private (RFC 1918, unique local), link-local
+/// (cloud metadata lives at 169.254.169.254), shared (100.64/10), unspecified, multicast, broadcast or
+/// documentation space, and the same for an IPv4 address written as IPv6.
+pub fn is_public_address(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public_address(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_addresses_are_targets() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "2001:db8::1",
+        ] {
+            assert!(!is_public_address(private.parse().unwrap()), "{private}");
+        }
+        for public in ["203.0.114.1", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8"] {
+            assert!(is_public_address(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[test]
+    fn names_round_trip_and_match_serde() {
+        for e in WebhookEvent::SUBSCRIBABLE.into_iter().chain([WebhookEvent::Test]) {
+            assert_eq!(WebhookEvent::parse(e.as_str()), Some(e));
+            assert_eq!(serde_json::to_value(e).unwrap(), serde_json::json!(e.as_str()));
+        }
+        assert_eq!(WebhookEvent::parse("device.exploded"), None);
+    }
+}

@@ -1,0 +1,621 @@
+//! Outbound webhooks: a group's endpoints and the deliveries owed to them.
+//!
+//! The deliveries are an outbox: `enqueue_webhook_in` writes one row per subscribed endpoint inside the
+//! transaction of the fact it announces (a month closed, a claims file imported, a usage warning claimed,
+//! a device's outage recorded), so a fact is never committed without its announcement, nor announced
+//! without being committed. A worker claims due rows with a lease (`claim_due_webhooks`), sends them and
+//! records the outcome (`finish_webhook_delivery`): delivered, retried after the next delay of the
+//! schedule, or failed for good once the schedule is spent, at which point an endpoint that has not
+//! succeeded since its failures began is disabled. Delivery is at least once: a worker that dies after
+//! sending and before recording sends again when the lease ends; receivers deduplicate on `webhook-id`.
+
+use onshi_domain::{UserId, WebhookEvent};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement,
+};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::entities::{devices, webhook_deliveries, webhook_endpoints};
+use crate::{AuditEntry, AuditResult, Store, StoreError, TenantScope, TenantStore};
+
+/// An endpoint as the webhooks page shows it (never its secret).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookEndpoint {
+    pub id: Uuid,
+    pub url: String,
+    pub description: String,
+    pub events: Vec<WebhookEvent>,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    /// Since when every delivery to it has failed; `None` after a success.
+    pub failing_since: Option<OffsetDateTime>,
+    /// Until when the secret before the last rotation still signs deliveries.
+    pub previous_secret_until: Option<OffsetDateTime>,
+    pub created_at: OffsetDateTime,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    /// Waiting for its first or next attempt.
+    Pending,
+    Delivered,
+    /// Every attempt of the schedule failed.
+    Failed,
+    /// Not sent: its endpoint was disabled when it came due.
+    Skipped,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "delivered" => Self::Delivered,
+            "failed" => Self::Failed,
+            "skipped" => Self::Skipped,
+            _ => Self::Pending,
+        }
+    }
+}
+
+/// A delivery as the log shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookDelivery {
+    pub id: Uuid,
+    pub endpoint: Uuid,
+    pub message_id: Uuid,
+    pub event: String,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub next_attempt_at: OffsetDateTime,
+    pub last_attempt_at: Option<OffsetDateTime>,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub delivered_at: Option<OffsetDateTime>,
+}
+
+/// A delivery a worker has claimed: what to send where, and the secrets to sign it with (the current
+/// one first, then the previous one during a rotation's overlap).
+#[derive(Clone)]
+pub struct DueDelivery {
+    pub id: Uuid,
+    pub endpoint: Uuid,
+    pub url: String,
+    pub secrets: Vec<String>,
+    pub message_id: Uuid,
+    pub payload: String,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+}
+
+impl std::fmt::Debug for DueDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DueDelivery").field("id", &self.id).field("attempt", &self.attempt).finish_non_exhaustive()
+    }
+}
+
+/// What an attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Delivered { status: u16 },
+    Failed { status: Option<u16>, error: String },
+}
+
+/// An endpoint just disabled after persistent failure, for telling the group's owners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisabledEndpoint {
+    pub id: Uuid,
+    pub url: String,
+}
+
+/// Device outages newly announced and ended by `announce_device_transitions`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Transitions {
+    pub offline: usize,
+    pub recovered: usize,
+}
+
+fn endpoint_from(row: webhook_endpoints::Model) -> WebhookEndpoint {
+    let events = row
+        .event_types
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().and_then(WebhookEvent::parse)).collect())
+        .unwrap_or_default();
+    WebhookEndpoint {
+        id: row.id,
+        url: row.url,
+        description: row.description,
+        events,
+        enabled: row.enabled,
+        disabled_reason: row.disabled_reason,
+        failing_since: row.failing_since,
+        previous_secret_until: row.previous_secret_until,
+        created_at: row.created_at,
+    }
+}
+
+fn delivery_from(row: webhook_deliveries::Model) -> WebhookDelivery {
+    WebhookDelivery {
+        id: row.id,
+        endpoint: row.endpoint_id,
+        message_id: row.message_id,
+        event: row.event_type,
+        status: DeliveryStatus::parse(&row.status),
+        attempts: u32::try_from(row.attempts).unwrap_or(0),
+        next_attempt_at: row.next_attempt_at,
+        last_attempt_at: row.last_attempt_at,
+        last_status: row.last_status,
+        last_error: row.last_error,
+        created_at: row.created_at,
+        delivered_at: row.delivered_at,
+    }
+}
+
+/// The body every delivery carries: Standard Webhooks' `{type, timestamp, data}`.
+fn envelope(event: WebhookEvent, data: &serde_json::Value, at: OffsetDateTime) -> String {
+    let timestamp = at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    serde_json::json!({ "type": event.as_str(), "timestamp": timestamp, "data": data }).to_string()
+}
+
+fn new_delivery(
+    tenant: Uuid,
+    endpoint: Uuid,
+    message_id: Uuid,
+    event: &str,
+    payload: String,
+    now: OffsetDateTime,
+) -> webhook_deliveries::ActiveModel {
+    webhook_deliveries::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant),
+        endpoint_id: Set(endpoint),
+        message_id: Set(message_id),
+        event_type: Set(event.to_owned()),
+        payload: Set(payload),
+        status: Set(DeliveryStatus::Pending.as_str().to_owned()),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        last_attempt_at: Set(None),
+        last_status: Set(None),
+        last_error: Set(None),
+        created_at: Set(now),
+        delivered_at: Set(None),
+    }
+}
+
+impl TenantStore<'_> {
+    /// Adds an endpoint subscribed to `events`, signing with `secret`; audited.
+    pub async fn create_webhook_endpoint(
+        &self,
+        url: &str,
+        description: &str,
+        events: &[WebhookEvent],
+        secret: &str,
+        created_by: UserId,
+        audit: &AuditEntry,
+    ) -> Result<Uuid, StoreError> {
+        let txn = self.write().await?;
+        let id = Uuid::now_v7();
+        webhook_endpoints::ActiveModel {
+            id: Set(id),
+            tenant_id: Set(self.tenant_uuid()),
+            url: Set(url.to_owned()),
+            description: Set(description.chars().take(200).collect()),
+            event_types: Set(serde_json::json!(events.iter().map(|e| e.as_str()).collect::<Vec<_>>())),
+            secret: Set(secret.to_owned()),
+            previous_secret: Set(None),
+            previous_secret_until: Set(None),
+            enabled: Set(true),
+            disabled_reason: Set(None),
+            failing_since: Set(None),
+            created_by: Set(Some(created_by.as_uuid())),
+            created_at: Set(OffsetDateTime::now_utc()),
+        }
+        .insert(&txn)
+        .await?;
+        self.append_in(&txn, audit).await?;
+        txn.commit().await?;
+        Ok(id)
+    }
+
+    /// The group's endpoints, oldest first.
+    pub async fn webhook_endpoints(&self) -> Result<Vec<WebhookEndpoint>, StoreError> {
+        let txn = self.read().await?;
+        let rows = webhook_endpoints::Entity::find()
+            .filter(webhook_endpoints::Column::TenantId.eq(self.tenant_uuid()))
+            .order_by_asc(webhook_endpoints::Column::CreatedAt)
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(rows.into_iter().map(endpoint_from).collect())
+    }
+
+    async fn endpoint_in(&self, txn: &DatabaseTransaction, id: Uuid) -> Result<webhook_endpoints::Model, StoreError> {
+        webhook_endpoints::Entity::find_by_id(id)
+            .filter(webhook_endpoints::Column::TenantId.eq(self.tenant_uuid()))
+            .one(txn)
+            .await?
+            .ok_or(StoreError::NotFound { what: "webhook endpoint" })
+    }
+
+    /// Replaces an endpoint's secret; the old one keeps signing (as a second signature) for `overlap`,
+    /// so the receiver can switch without losing a delivery. Audited.
+    pub async fn rotate_webhook_secret(
+        &self,
+        id: Uuid,
+        secret: &str,
+        overlap: Duration,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let txn = self.write().await?;
+        let row = self.endpoint_in(&txn, id).await?;
+        let previous = row.secret.clone();
+        let mut active: webhook_endpoints::ActiveModel = row.into();
+        active.previous_secret = Set(Some(previous));
+        active.previous_secret_until = Set(Some(OffsetDateTime::now_utc() + overlap));
+        active.secret = Set(secret.to_owned());
+        active.update(&txn).await?;
+        self.append_in(&txn, audit).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Turns an endpoint off or back on (which forgets why it was disabled and its failures). Audited.
+    pub async fn set_webhook_enabled(&self, id: Uuid, enabled: bool, audit: &AuditEntry) -> Result<(), StoreError> {
+        let txn = self.write().await?;
+        let row = self.endpoint_in(&txn, id).await?;
+        let mut active: webhook_endpoints::ActiveModel = row.into();
+        active.enabled = Set(enabled);
+        active.disabled_reason = Set((!enabled).then(|| "disabled by a person".to_owned()));
+        if enabled {
+            active.failing_since = Set(None);
+        }
+        active.update(&txn).await?;
+        self.append_in(&txn, audit).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// The newest deliveries, newest first.
+    pub async fn webhook_deliveries(&self, limit: u64) -> Result<Vec<WebhookDelivery>, StoreError> {
+        let txn = self.read().await?;
+        let rows = webhook_deliveries::Entity::find()
+            .filter(webhook_deliveries::Column::TenantId.eq(self.tenant_uuid()))
+            .order_by_desc(webhook_deliveries::Column::CreatedAt)
+            .order_by_desc(webhook_deliveries::Column::Id)
+            .limit(limit)
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(rows.into_iter().map(delivery_from).collect())
+    }
+
+    /// Sends a delivery's message again, as a new delivery with the same `webhook-id` (a receiver that
+    /// processed it already recognises it). Audited.
+    pub async fn replay_webhook_delivery(&self, id: Uuid, audit: &AuditEntry) -> Result<Uuid, StoreError> {
+        let txn = self.write().await?;
+        let row = webhook_deliveries::Entity::find_by_id(id)
+            .filter(webhook_deliveries::Column::TenantId.eq(self.tenant_uuid()))
+            .one(&txn)
+            .await?
+            .ok_or(StoreError::NotFound { what: "webhook delivery" })?;
+        let endpoint = self.endpoint_in(&txn, row.endpoint_id).await?;
+        if !endpoint.enabled {
+            return Err(StoreError::Conflict { what: "a disabled endpoint" });
+        }
+        let copy = new_delivery(
+            self.tenant_uuid(),
+            row.endpoint_id,
+            row.message_id,
+            &row.event_type,
+            row.payload,
+            OffsetDateTime::now_utc(),
+        );
+        let new_id = copy.insert(&txn).await?.id;
+        self.append_in(&txn, audit).await?;
+        txn.commit().await?;
+        Ok(new_id)
+    }
+
+    /// Queues a test event for one endpoint. Audited.
+    pub async fn enqueue_webhook_test(&self, endpoint: Uuid, audit: &AuditEntry) -> Result<(), StoreError> {
+        let txn = self.write().await?;
+        let row = self.endpoint_in(&txn, endpoint).await?;
+        if !row.enabled {
+            return Err(StoreError::Conflict { what: "a disabled endpoint" });
+        }
+        let now = OffsetDateTime::now_utc();
+        let data = serde_json::json!({ "endpoint_id": endpoint });
+        let payload = envelope(WebhookEvent::Test, &data, now);
+        new_delivery(self.tenant_uuid(), endpoint, Uuid::now_v7(), WebhookEvent::Test.as_str(), payload, now)
+            .insert(&txn)
+            .await?;
+        self.append_in(&txn, audit).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Announces `event` to every enabled endpoint subscribed to it, inside `txn` (the transaction of
+    /// the fact itself). Returns how many deliveries were queued.
+    pub(crate) async fn enqueue_webhook_in(
+        &self,
+        txn: &DatabaseTransaction,
+        event: WebhookEvent,
+        data: &serde_json::Value,
+    ) -> Result<usize, StoreError> {
+        let endpoints = webhook_endpoints::Entity::find()
+            .filter(webhook_endpoints::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(webhook_endpoints::Column::Enabled.eq(true))
+            .all(txn)
+            .await?;
+        let subscribed: Vec<_> =
+            endpoints.into_iter().map(endpoint_from).filter(|e| e.events.contains(&event)).collect();
+        if subscribed.is_empty() {
+            return Ok(0);
+        }
+        let now = OffsetDateTime::now_utc();
+        let payload = envelope(event, data, now);
+        let message_id = Uuid::now_v7();
+        let rows = subscribed
+            .iter()
+            .map(|e| new_delivery(self.tenant_uuid(), e.id, message_id, event.as_str(), payload.clone(), now));
+        webhook_deliveries::Entity::insert_many(rows).exec_without_returning(txn).await?;
+        Ok(subscribed.len())
+    }
+
+    /// The same in a transaction of its own, for facts that are not rows of this store.
+    pub async fn enqueue_webhook(&self, event: WebhookEvent, data: &serde_json::Value) -> Result<usize, StoreError> {
+        let txn = self.write().await?;
+        let n = self.enqueue_webhook_in(&txn, event, data).await?;
+        txn.commit().await?;
+        Ok(n)
+    }
+
+    /// Claims up to `limit` due deliveries for `lease`: another worker will not take them until the lease
+    /// ends (when this one would have died). Deliveries of a disabled endpoint are marked skipped.
+    pub async fn claim_due_webhooks(&self, lease: Duration, limit: u64) -> Result<Vec<DueDelivery>, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let txn = self.write().await?;
+        let rows = webhook_deliveries::Entity::find()
+            .filter(webhook_deliveries::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(webhook_deliveries::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+            .filter(webhook_deliveries::Column::NextAttemptAt.lte(now))
+            .order_by_asc(webhook_deliveries::Column::NextAttemptAt)
+            .limit(limit)
+            .all(&txn)
+            .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in rows {
+            let endpoint = webhook_endpoints::Entity::find_by_id(row.endpoint_id).one(&txn).await?;
+            let mut active: webhook_deliveries::ActiveModel = row.clone().into();
+            let Some(endpoint) = endpoint.filter(|e| e.enabled) else {
+                active.status = Set(DeliveryStatus::Skipped.as_str().to_owned());
+                active.last_error = Set(Some("the endpoint is disabled".to_owned()));
+                active.update(&txn).await?;
+                continue;
+            };
+            // Claimed only if no other worker took it since it was read (same attempt count).
+            let taken = webhook_deliveries::Entity::update_many()
+                .col_expr(webhook_deliveries::Column::Attempts, sea_orm::sea_query::Expr::value(row.attempts + 1))
+                .col_expr(webhook_deliveries::Column::NextAttemptAt, sea_orm::sea_query::Expr::value(now + lease))
+                .col_expr(webhook_deliveries::Column::LastAttemptAt, sea_orm::sea_query::Expr::value(Some(now)))
+                .filter(webhook_deliveries::Column::Id.eq(row.id))
+                .filter(webhook_deliveries::Column::Attempts.eq(row.attempts))
+                .filter(webhook_deliveries::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+                .exec(&txn)
+                .await?
+                .rows_affected;
+            if taken != 1 {
+                continue;
+            }
+            let mut secrets = vec![endpoint.secret.clone()];
+            if let (Some(previous), Some(until)) = (&endpoint.previous_secret, endpoint.previous_secret_until)
+                && until > now
+            {
+                secrets.push(previous.clone());
+            }
+            claimed.push(DueDelivery {
+                id: row.id,
+                endpoint: endpoint.id,
+                url: endpoint.url,
+                secrets,
+                message_id: row.message_id,
+                payload: row.payload,
+                attempt: u32::try_from(row.attempts + 1).unwrap_or(u32::MAX),
+            });
+        }
+        txn.commit().await?;
+        Ok(claimed)
+    }
+
+    /// Records an attempt's outcome. A failure is retried after `backoff[attempt - 1]` seconds; past the
+    /// end of the schedule the delivery has failed for good, and its endpoint, if nothing succeeded there
+    /// since its failures began, is disabled (audited) and returned so the owners can be told.
+    pub async fn finish_webhook_delivery(
+        &self,
+        delivery: &DueDelivery,
+        outcome: &DeliveryOutcome,
+        backoff: &[u64],
+    ) -> Result<Option<DisabledEndpoint>, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let txn = self.write().await?;
+        let Some(row) = webhook_deliveries::Entity::find_by_id(delivery.id)
+            .filter(webhook_deliveries::Column::TenantId.eq(self.tenant_uuid()))
+            .one(&txn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let endpoint = self.endpoint_in(&txn, row.endpoint_id).await?;
+        let mut active: webhook_deliveries::ActiveModel = row.into();
+        let mut endpoint_active: webhook_endpoints::ActiveModel = endpoint.clone().into();
+        let mut disabled = None;
+        match outcome {
+            DeliveryOutcome::Delivered { status } => {
+                active.status = Set(DeliveryStatus::Delivered.as_str().to_owned());
+                active.delivered_at = Set(Some(now));
+                active.last_status = Set(Some(i32::from(*status)));
+                active.last_error = Set(None);
+                endpoint_active.failing_since = Set(None);
+            }
+            DeliveryOutcome::Failed { status, error } => {
+                active.last_status = Set(status.map(i32::from));
+                active.last_error = Set(Some(error.chars().take(300).collect()));
+                let failing_since = endpoint.failing_since.unwrap_or(now);
+                endpoint_active.failing_since = Set(Some(failing_since));
+                match backoff.get(delivery.attempt.saturating_sub(1) as usize) {
+                    Some(delay) => {
+                        let delay = Duration::seconds(i64::try_from(*delay).unwrap_or(i64::MAX / 2));
+                        active.next_attempt_at = Set(now + delay);
+                    }
+                    None => {
+                        active.status = Set(DeliveryStatus::Failed.as_str().to_owned());
+                        if endpoint.enabled {
+                            let since = failing_since
+                                .format(&time::format_description::well_known::Rfc3339)
+                                .unwrap_or_default();
+                            endpoint_active.enabled = Set(false);
+                            endpoint_active.disabled_reason = Set(Some(
+                                format!("every delivery failed since {since}; last: {error}")
+                                    .chars()
+                                    .take(300)
+                                    .collect(),
+                            ));
+                            let entry = AuditEntry::new(
+                                None,
+                                "system",
+                                "webhook.endpoint_disabled",
+                                &format!("webhook:{}", endpoint.id),
+                                AuditResult::Success,
+                            )
+                            .details(serde_json::json!({ "failing_since": since, "attempts": delivery.attempt }));
+                            self.append_in(&txn, &entry).await?;
+                            disabled = Some(DisabledEndpoint { id: endpoint.id, url: endpoint.url.clone() });
+                        }
+                    }
+                }
+            }
+        }
+        active.update(&txn).await?;
+        if endpoint_active.is_changed() {
+            endpoint_active.update(&txn).await?;
+        }
+        txn.commit().await?;
+        Ok(disabled)
+    }
+
+    /// Records which agents went silent for `after_secs` and which came back, each once, and announces
+    /// both (`device.offline`, `device.recovered`) in the same transaction.
+    pub async fn announce_device_transitions(&self, after_secs: i64) -> Result<Transitions, StoreError> {
+        let now = OffsetDateTime::now_utc();
+        let cutoff = now - Duration::seconds(after_secs);
+        let txn = self.write().await?;
+        let rows = devices::Entity::find()
+            .filter(devices::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(devices::Column::Status.eq("active"))
+            .filter(devices::Column::LastSeenAt.is_not_null())
+            .all(&txn)
+            .await?;
+        let mut done = Transitions::default();
+        for row in rows {
+            let Some(last_seen) = row.last_seen_at else { continue };
+            let went_offline = row.offline_announced_at.is_none() && last_seen < cutoff;
+            let came_back = row.offline_announced_at.is_some() && last_seen >= cutoff;
+            if !went_offline && !came_back {
+                continue;
+            }
+            let at = |t: OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+            let mut data = serde_json::json!({
+                "device_id": onshi_domain::DeviceId::from_uuid(row.id),
+                "clinic_id": onshi_domain::ClinicId::from_uuid(row.clinic_id),
+                "device_name": row.name,
+                "last_seen_at": at(last_seen),
+            });
+            let mut active: devices::ActiveModel = row.clone().into();
+            if went_offline {
+                active.offline_announced_at = Set(Some(now));
+                self.enqueue_webhook_in(&txn, WebhookEvent::DeviceOffline, &data).await?;
+                done.offline += 1;
+            } else {
+                data["offline_announced_at"] = serde_json::json!(row.offline_announced_at.map(at));
+                active.offline_announced_at = Set(None);
+                self.enqueue_webhook_in(&txn, WebhookEvent::DeviceRecovered, &data).await?;
+                done.recovered += 1;
+            }
+            active.update(&txn).await?;
+        }
+        txn.commit().await?;
+        Ok(done)
+    }
+}
+
+impl Store {
+    /// The tenants with deliveries due now. On PostgreSQL through a SECURITY DEFINER function that
+    /// returns tenant ids only (the application role sees one tenant's rows at a time).
+    pub async fn webhook_tenants_due(&self) -> Result<Vec<TenantScope>, StoreError> {
+        self.tenant_list(
+            "SELECT onshi_webhook_tenants_due AS tenant_id FROM onshi_webhook_tenants_due()",
+            "SELECT DISTINCT tenant_id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?",
+            true,
+            0,
+        )
+        .await
+    }
+
+    /// The tenants with an agent whose outage is to be announced or whose recovery is.
+    pub async fn device_transition_tenants(&self, after_secs: i64) -> Result<Vec<TenantScope>, StoreError> {
+        self.tenant_list(
+            "SELECT onshi_device_transition_tenants AS tenant_id FROM onshi_device_transition_tenants($1)",
+            "SELECT DISTINCT tenant_id FROM devices WHERE status = 'active' AND last_seen_at IS NOT NULL \
+             AND ((offline_announced_at IS NULL AND last_seen_at < ?) OR (offline_announced_at IS NOT NULL AND last_seen_at >= ?))",
+            false,
+            after_secs,
+        )
+        .await
+    }
+
+    async fn tenant_list(
+        &self,
+        postgres: &str,
+        sqlite: &str,
+        due_now: bool,
+        after_secs: i64,
+    ) -> Result<Vec<TenantScope>, StoreError> {
+        let db = &self.db;
+        let statement = match db.get_database_backend() {
+            sea_orm::DatabaseBackend::Postgres => {
+                let values: Vec<sea_orm::Value> =
+                    if due_now { vec![] } else { vec![i32::try_from(after_secs).unwrap_or(i32::MAX).into()] };
+                Statement::from_sql_and_values(sea_orm::DatabaseBackend::Postgres, postgres, values)
+            }
+            backend => {
+                let now = OffsetDateTime::now_utc();
+                let values: Vec<sea_orm::Value> = if due_now {
+                    vec![now.into()]
+                } else {
+                    let cutoff = now - Duration::seconds(after_secs);
+                    vec![cutoff.into(), cutoff.into()]
+                };
+                Statement::from_sql_and_values(backend, sqlite, values)
+            }
+        };
+        let rows = db.query_all_raw(statement).await?;
+        rows.iter()
+            .map(|r| {
+                let id: Uuid = r.try_get("", "tenant_id")?;
+                Ok(TenantScope::new(onshi_domain::TenantId::from_uuid(id)))
+            })
+            .collect()
+    }
+}
