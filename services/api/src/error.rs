@@ -49,6 +49,8 @@ pub enum ApiError {
     InvalidRequest(#[source] FieldError),
     #[error("the enrollment code is unknown, used or expired")]
     InvalidEnrollmentCode,
+    #[error("this Idempotency-Key was used with another request; use a new key for a new request")]
+    IdempotencyKeyReused,
     #[error("the request body is not a valid batch")]
     InvalidBatch(#[source] FieldError),
     #[error("the batch breaks a rule")]
@@ -86,6 +88,7 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::InvalidRequest(_) => "invalid_request",
             Self::InvalidEnrollmentCode => "invalid_enrollment_code",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::InvalidBatch(_) => "invalid_batch",
             Self::RejectedBatch(_) => "rejected_batch",
             Self::EventConflict { .. } => "event_id_conflict",
@@ -118,7 +121,7 @@ impl ResponseError for ApiError {
             Self::Forbidden | Self::CsrfRejected => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::InvalidBatch(_) | Self::InvalidRequest(_) | Self::InvalidEnrollmentCode => StatusCode::BAD_REQUEST,
-            Self::RejectedBatch(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RejectedBatch(_) | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::EventConflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

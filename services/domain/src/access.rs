@@ -169,11 +169,21 @@ pub enum ApiScope {
     AuditRead,
     #[serde(rename = "usage:read")]
     UsageRead,
+    #[serde(rename = "billing:read")]
+    BillingRead,
+    #[serde(rename = "fleet:read")]
+    FleetRead,
 }
 
 impl ApiScope {
-    pub const ALL: [ApiScope; 4] =
-        [ApiScope::ReceptionsRead, ApiScope::ClinicsRead, ApiScope::AuditRead, ApiScope::UsageRead];
+    pub const ALL: [ApiScope; 6] = [
+        ApiScope::ReceptionsRead,
+        ApiScope::ClinicsRead,
+        ApiScope::AuditRead,
+        ApiScope::UsageRead,
+        ApiScope::BillingRead,
+        ApiScope::FleetRead,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -181,6 +191,8 @@ impl ApiScope {
             ApiScope::ClinicsRead => "clinics:read",
             ApiScope::AuditRead => "audit:read",
             ApiScope::UsageRead => "usage:read",
+            ApiScope::BillingRead => "billing:read",
+            ApiScope::FleetRead => "fleet:read",
         }
     }
 
@@ -193,6 +205,8 @@ impl ApiScope {
         match self {
             ApiScope::ReceptionsRead | ApiScope::ClinicsRead | ApiScope::UsageRead => Permission::ViewReceptions,
             ApiScope::AuditRead => Permission::ViewAudit,
+            ApiScope::BillingRead => Permission::ReviewBilling,
+            ApiScope::FleetRead => Permission::ManageAgents,
         }
     }
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use crate::web::idempotency::IdempotencyKey;
 use crate::{ApiError, AppState};
 
 /// Enrollment attempts per client address per minute. Codes carry ~59 bits, so this is about noise and
@@ -57,9 +58,13 @@ pub(crate) struct Enrollment {
     path = "/api/v1/agent/enroll",
     tag = "agent",
     operation_id = "enroll_agent",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "A new UUID per enrollment: a retry with the same key and body within a day gets the same answer (`Idempotent-Replayed: true`) instead of a used code"),
+    ),
     request_body(content = EnrollRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "Enrolled; keep the secret and the key, they are not shown again", body = Enrollment),
+        (status = 422, description = "The Idempotency-Key was used with another body", body = crate::error::ErrorBody),
         (status = 400, description = "Not a valid request, or the code is unknown, used or expired", body = crate::error::ErrorBody),
         (status = 429, description = "Too many attempts from this address; see Retry-After", body = crate::error::ErrorBody),
     ),
@@ -79,6 +84,16 @@ pub(crate) async fn enroll(
     {
         return Err(ApiError::RateLimited { retry_after_secs: 60 });
     }
+    let idempotency = IdempotencyKey::from_request(&req, "enroll", &body)?;
+    if let Some(key) = &idempotency
+        && let Some(answer) = key.replay(&state).await?
+    {
+        return Ok(HttpResponse::Created()
+            .insert_header(("Cache-Control", "no-store"))
+            .insert_header(("Idempotent-Replayed", "true"))
+            .content_type("application/json")
+            .body(answer));
+    }
     let request: EnrollRequest = parse(&body)?;
     let name = request.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or("onshi-agent");
     let enrollment = match state.store.system().redeem_enrollment_code(&request.code, name).await {
@@ -87,14 +102,22 @@ pub(crate) async fn enroll(
         Err(e) => return Err(e.into()),
     };
     tracing::info!(tenant = %enrollment.tenant, device = %enrollment.device, "agent enrolled");
-    Ok(HttpResponse::Created().insert_header(("Cache-Control", "no-store")).json(Enrollment {
+    let answer = serde_json::to_vec(&Enrollment {
         tenant: enrollment.tenant,
         clinic: enrollment.clinic,
         institution_code: enrollment.institution_code,
         device: enrollment.device,
         device_secret: enrollment.device_secret,
         pseudonym_key: enrollment.pseudonym_key,
-    }))
+    })
+    .map_err(ApiError::internal)?;
+    if let Some(key) = &idempotency {
+        key.keep(&state, &answer).await;
+    }
+    Ok(HttpResponse::Created()
+        .insert_header(("Cache-Control", "no-store"))
+        .content_type("application/json")
+        .body(answer))
 }
 
 #[derive(Deserialize, ToSchema)]

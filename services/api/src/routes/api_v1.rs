@@ -492,3 +492,219 @@ pub(crate) async fn audit(
         .collect();
     cached_json(&req, &AuditEntries { entries })
 }
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ClosedBillingMonth {
+    clinic: ClinicId,
+    month: YearMonth,
+    #[schema(format = DateTime)]
+    closed_at: String,
+    closed_by: onshi_domain::UserId,
+    /// SHA-256 of the snapshot as stored: the same month always exports the same bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot_sha256: Option<String>,
+    /// SHA-256 of the rule data the month was decided with.
+    rules_version: String,
+    /// Per addon: visits and points counted as certain.
+    totals: Vec<AddonTotal>,
+    /// One line per visit of the month, in reception order.
+    lines: Vec<BillingLine>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AddonTotal {
+    addon: String,
+    visits: u32,
+    points: u32,
+}
+
+/// A visit's decision as the month was closed with it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct BillingLine {
+    /// The visit (as the billing page and its CSV name it).
+    visit_id: String,
+    date: Day,
+    /// `初診` or `再診`.
+    kind: String,
+    /// False while 初診/再診 was a guess: its addon is provisional and outside the totals.
+    kind_settled: bool,
+    myna: bool,
+    info_obtained: bool,
+    addons: Vec<BillingAddon>,
+    points: u32,
+    /// Why, in words a clerk can read, citing the rules.
+    reason: String,
+    /// `settled`, `approved` or `adjusted` by a clerk; absent when nobody reviewed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    review: Option<String>,
+    excluded: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct BillingAddon {
+    name: String,
+    /// The 9-digit 診療行為コード, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
+    points: u32,
+    /// False when the rule or its code could not be confirmed against official sources.
+    verified: bool,
+}
+
+/// A closed billing month of a clinic: every visit's addon decision and the totals, as closed.
+///
+/// Only closed months are served (an open month is still being reviewed): 404 otherwise.
+#[utoipa::path(
+    get,
+    path = "/api/v1/clinics/{clinic}/billing/{month}",
+    tag = "read",
+    operation_id = "closed_billing_month",
+    params(
+        ("clinic" = ClinicId, Path, description = "The clinic's id"),
+        ("month" = YearMonth, Path, description = "The month of care, YYYY-MM"),
+    ),
+    responses(
+        (status = 200, description = "The month as it was closed", body = ClosedBillingMonth),
+        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
+        (status = 401, description = "Missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+        (status = 404, description = "No such clinic for this token, or the month is not closed", body = ErrorBody),
+        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+    ),
+    security(("api_token" = ["billing:read"]))
+)]
+pub(crate) async fn billing_month(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (clinic, month) = path.into_inner();
+    let month: YearMonth = month.parse().map_err(|_| ApiError::NotFound)?;
+    let store = state.store.tenant(caller.scope);
+    let scope = caller.clinic(&store, &clinic).await?;
+    let closed = store.billing_month_closed(&scope, month).await?.ok_or(ApiError::NotFound)?;
+    let snapshot: super::billing::Snapshot =
+        serde_json::from_str(closed.snapshot.as_deref().ok_or(ApiError::NotFound)?).map_err(ApiError::internal)?;
+    store.audit(&caller.entry("billing.read", &format!("billing:{}:{month}", scope.id), AuditResult::Success)).await?;
+    let lines = snapshot
+        .lines
+        .into_iter()
+        .map(|l| BillingLine {
+            visit_id: l.id,
+            date: Day(l.date),
+            kind: l.kind.label().to_owned(),
+            kind_settled: l.kind_settled,
+            myna: l.myna,
+            info_obtained: l.info_obtained,
+            addons: l
+                .addons
+                .into_iter()
+                .map(|a| BillingAddon { name: a.name, code: a.code, points: a.points, verified: a.verified })
+                .collect(),
+            points: l.points,
+            reason: l.reason,
+            review: l.status.map(|s| format!("{s:?}").to_lowercase()),
+            excluded: l.excluded,
+        })
+        .collect();
+    let totals =
+        snapshot.totals.into_iter().map(|(addon, (visits, points))| AddonTotal { addon, visits, points }).collect();
+    cached_json(
+        &req,
+        &ClosedBillingMonth {
+            clinic: scope.id,
+            month,
+            closed_at: utc(&closed.at),
+            closed_by: closed.by,
+            snapshot_sha256: closed.snapshot_sha256,
+            rules_version: snapshot.rules_version,
+            totals,
+            lines,
+        },
+    )
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Fleet {
+    agents: Vec<AgentStatus>,
+}
+
+/// One enrolled agent and how it stands now.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AgentStatus {
+    device_id: onshi_domain::DeviceId,
+    clinic_id: ClinicId,
+    name: String,
+    /// `online`, `degraded` (heard from, something at the clinic needs attention), `offline` (silent for
+    /// more than 60 s) or `never_seen`; `revoked` for a revoked device.
+    state: String,
+    /// What needs attention, in English (the fleet page shows it in Japanese too).
+    attention: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
+    last_seen_at: Option<String>,
+    /// Events buffered at the clinic, not yet delivered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outbox_depth: Option<u64>,
+}
+
+/// The group's agents and their state (the fleet page's data).
+#[utoipa::path(
+    get,
+    path = "/api/v1/fleet",
+    tag = "read",
+    operation_id = "fleet_status",
+    responses(
+        (status = 200, description = "Every agent the token's creator may see", body = Fleet),
+        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
+        (status = 401, description = "Missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+    ),
+    security(("api_token" = ["fleet:read"]))
+)]
+pub(crate) async fn fleet(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    use onshi_domain::DeviceHealth;
+    let store = state.store.tenant(caller.scope);
+    let visible: std::collections::HashSet<ClinicId> =
+        caller.visible_clinics(&store).await?.iter().map(|c| c.id).collect();
+    let now = time::OffsetDateTime::now_utc();
+    let agents = store
+        .devices()
+        .await?
+        .into_iter()
+        .filter(|d| visible.contains(&d.clinic))
+        .map(|d| {
+            let (state, attention) = if d.status == onshi_store::DeviceStatus::Revoked {
+                ("revoked", Vec::new())
+            } else {
+                match d.health(now) {
+                    DeviceHealth::Online => ("online", Vec::new()),
+                    DeviceHealth::Degraded(reasons) => {
+                        ("degraded", reasons.iter().map(|a| a.label_en().to_owned()).collect())
+                    }
+                    DeviceHealth::Offline => ("offline", Vec::new()),
+                    DeviceHealth::NeverSeen => ("never_seen", Vec::new()),
+                }
+            };
+            AgentStatus {
+                device_id: d.id,
+                clinic_id: d.clinic,
+                name: d.name,
+                state: state.to_owned(),
+                attention,
+                agent_version: d.agent_version,
+                last_seen_at: d.last_seen_at.as_ref().map(utc),
+                outbox_depth: d.last_heartbeat.as_ref().map(|h| h.outbox_depth),
+            }
+        })
+        .collect();
+    cached_json(&req, &Fleet { agents })
+}

@@ -139,6 +139,7 @@ fn action_label(action: &str, lang: Lang) -> &'static str {
         "webhook.test" => ("Webhook テスト送信", "Webhook test sent"),
         "webhook.replay" => ("Webhook 再送", "Webhook delivery replayed"),
         "visits.read" => ("受付一覧の API 取得", "Visits read via API"),
+        "billing.read" => ("締めた請求月の API 取得", "Closed billing month read via API"),
         "uke.imported" => ("レセ電の取り込み", "レセ電 file imported"),
         "audit.view" => ("監査ログ閲覧", "Audit log viewed"),
         "audit.export" => ("監査ログ出力", "Audit log exported"),

@@ -90,6 +90,8 @@ routes! {
     get "/api/v1/clinics/{clinic}/receptions" Token(ApiScope::ReceptionsRead) => api_v1::receptions;
     get "/api/v1/clinics/{clinic}/visits" Token(ApiScope::ReceptionsRead) => api_v1::visits;
     get "/api/v1/clinics/{clinic}/usage" Token(ApiScope::UsageRead) => api_v1::usage;
+    get "/api/v1/clinics/{clinic}/billing/{month}" Token(ApiScope::BillingRead) => api_v1::billing_month;
+    get "/api/v1/fleet" Token(ApiScope::FleetRead) => api_v1::fleet;
     get "/api/v1/audit" Token(ApiScope::AuditRead) => api_v1::audit;
 
     get "/signin" Public => account::signin::signin_form;

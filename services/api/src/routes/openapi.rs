@@ -37,6 +37,8 @@ use crate::web::page::ok;
         super::api_v1::receptions,
         super::api_v1::visits,
         super::api_v1::usage,
+        super::api_v1::billing_month,
+        super::api_v1::fleet,
         super::api_v1::audit,
         document,
     ),

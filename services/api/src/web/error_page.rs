@@ -85,6 +85,12 @@ pub fn html_for_browsers(res: ServiceResponse<BoxBody>) -> actix_web::Result<Err
                 "Your role does not allow this. Ask your group's administrator if you need it.",
             )
             .to_owned(),
+        (StatusCode::METHOD_NOT_ALLOWED, _) => lang
+            .t(
+                "このアドレスではこの操作はできません。画面のボタンやリンクから操作してください。",
+                "This address does not take that request. Use the buttons and links on the pages.",
+            )
+            .to_owned(),
         (s, Some(ErrorText(m))) if s.is_client_error() && !m.is_empty() => m.clone(),
         _ => title.to_owned(),
     };

@@ -4,6 +4,7 @@ pub mod csv;
 pub mod error_page;
 pub mod guard;
 pub mod i18n;
+pub mod idempotency;
 pub mod input;
 pub mod observe;
 pub mod page;

@@ -197,3 +197,76 @@ both_modes!(contract_findings_stay_fixed, |app| {
     let r = client.get(format!("{}/api/v1/audit?result=", app.base_url())).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200, "empty is no filter, as the viewer's form sends it");
 });
+
+both_modes!(closed_billing_months_and_the_fleet_are_read_with_their_scopes, |app| {
+    let events = vec![
+        valid_visit(app, "00000001", datetime!(2025-03-03 09:10 +09:00), true),
+        valid_visit(app, "00000002", datetime!(2025-03-05 10:00 +09:00), false),
+        app.factory(0, 3).heartbeat(time::OffsetDateTime::now_utc()),
+    ];
+    assert_eq!(app.post_events(0, &events).await.status(), 202);
+    eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() >= 2 }).await;
+    eventually(WAIT, "heartbeat written", || async {
+        app.store().devices().await.unwrap().iter().any(|d| d.last_seen_at.is_some())
+    })
+    .await;
+    let clinic = app.clinics[0].clinic.id;
+    let (mut owner, _) = app.signed_in(Role::Owner).await;
+    let token = token_with(&mut owner, &["billing:read", "fleet:read"]).await;
+    let client = reqwest::Client::new();
+    let get = |path: String| client.get(format!("{}{path}", app.base_url())).bearer_auth(&token).send();
+
+    // An open month is not served; once closed it is, as closed.
+    let path = format!("/api/v1/clinics/{clinic}/billing/2025-03");
+    assert_eq!(get(path.clone()).await.unwrap().status(), 404);
+    assert_eq!(owner.post(&format!("/billing/{clinic}/2025-03/close"), &[("confirm", "yes")]).await.status, 303);
+    let r = get(path.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["month"], "2025-03");
+    assert!(body["closed_by"].as_str().unwrap().starts_with("usr_"));
+    let lines = body["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 2);
+    assert!(lines.iter().all(|l| l["reason"].as_str().is_some_and(|r| !r.is_empty())));
+    assert_eq!(lines[0]["date"], "2025-03-03");
+    assert_eq!(get(format!("/api/v1/clinics/{clinic}/billing/2025-13")).await.unwrap().status(), 404);
+
+    // The fleet: the agent that reported is online.
+    let r = get("/api/v1/fleet".to_owned()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let fleet: serde_json::Value = r.json().await.unwrap();
+    let agents = fleet["agents"].as_array().unwrap();
+    let online: Vec<_> = agents.iter().filter(|a| a["clinic_id"] == clinic.to_string()).collect();
+    assert_eq!(online.len(), 1);
+    assert_eq!(online[0]["state"], "online");
+    assert!(agents.iter().all(|a| a["device_id"].as_str().unwrap().starts_with("dev_")));
+});
+
+both_modes!(an_enrollment_retried_with_its_idempotency_key_gets_the_same_answer, |app| {
+    let code = app.store().create_enrollment_code(&app.clinics[1].clinic, time::Duration::hours(1)).await.unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/agent/enroll", app.base_url());
+    let body = serde_json::json!({ "code": code, "name": "受付PC" });
+    let post = |key: &str, body: &serde_json::Value| client.post(&url).header("Idempotency-Key", key).json(body).send();
+    let first = post("4f2b8c1e-enroll", &body).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: serde_json::Value = first.json().await.unwrap();
+    // The answer was lost on the way: the same key and body get it again, not "code already used".
+    let again = post("4f2b8c1e-enroll", &body).await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<serde_json::Value>().await.unwrap(), first);
+    // The same key for another request is refused; no key, and the used code is refused.
+    let other = serde_json::json!({ "code": code, "name": "別のPC" });
+    let r = post("4f2b8c1e-enroll", &other).await.unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"]["code"], "idempotency_key_reused");
+    let r = client.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = post("bad key with spaces", &body).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"]["field"], "Idempotency-Key");
+    // One device, whatever the retries.
+    let devices = app.store().devices().await.unwrap();
+    assert_eq!(devices.iter().filter(|d| d.clinic == app.clinics[1].clinic.id && d.name == "受付PC").count(), 1);
+});

@@ -73,6 +73,8 @@ both_modes!(metrics_and_readiness_describe_the_process_without_personal_data, |a
         "OPTIONS",
         "OTHER",
         "accepted",
+        "delivered",
+        "failed",
         "rejected",
         "duplicate",
         "new",

@@ -74,9 +74,9 @@ both_modes!(clinic_staff_see_only_their_clinics, |app| {
 
 both_modes!(browsers_get_error_pages_in_their_language_and_api_clients_get_json, |app| {
     let (mut browser, _) = app.signed_in(onshi_domain::Role::Manager).await;
-    // No route at all, an id that is nobody's, and a path served only under POST (the app's 404 stands in
-    // for actix's empty 405 there).
-    for (path, status) in [("/no-such-page", 404), ("/dashboard/clinics/cln_nothing", 404), ("/signout", 404)] {
+    // No route at all, an id that is nobody's, and a path served only under POST (405 with `Allow`, as a
+    // page in the browser's language).
+    for (path, status) in [("/no-such-page", 404), ("/dashboard/clinics/cln_nothing", 404), ("/signout", 405)] {
         let page = browser.get(path).await;
         assert_eq!(page.status, status, "{path}");
         assert!(page.headers["content-type"].to_str().unwrap().starts_with("text/html"), "{path}");

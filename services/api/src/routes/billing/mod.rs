@@ -19,6 +19,7 @@ mod settings;
 
 pub(crate) use export::{differences, download, export};
 pub(crate) use group::group;
+pub(crate) use month::Snapshot;
 pub(crate) use official::import_official;
 pub(crate) use page::month_page;
 pub(crate) use review::{bulk, close_month, reopen_month, review_visit};

@@ -183,7 +183,7 @@ pub(super) async fn month_review(
 
 /// A closed month as it was closed.
 #[derive(Serialize, Deserialize)]
-pub(super) struct Snapshot {
+pub(crate) struct Snapshot {
     pub lines: Vec<Line>,
     pub totals: Totals,
     #[serde(default)]
