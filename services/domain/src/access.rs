@@ -173,16 +173,19 @@ pub enum ApiScope {
     BillingRead,
     #[serde(rename = "fleet:read")]
     FleetRead,
+    #[serde(rename = "alerts:read")]
+    AlertsRead,
 }
 
 impl ApiScope {
-    pub const ALL: [ApiScope; 6] = [
+    pub const ALL: [ApiScope; 7] = [
         ApiScope::ReceptionsRead,
         ApiScope::ClinicsRead,
         ApiScope::AuditRead,
         ApiScope::UsageRead,
         ApiScope::BillingRead,
         ApiScope::FleetRead,
+        ApiScope::AlertsRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -193,6 +196,7 @@ impl ApiScope {
             ApiScope::UsageRead => "usage:read",
             ApiScope::BillingRead => "billing:read",
             ApiScope::FleetRead => "fleet:read",
+            ApiScope::AlertsRead => "alerts:read",
         }
     }
 
@@ -203,7 +207,9 @@ impl ApiScope {
     /// The permission the scope stands for.
     pub fn permission(self) -> Permission {
         match self {
-            ApiScope::ReceptionsRead | ApiScope::ClinicsRead | ApiScope::UsageRead => Permission::ViewReceptions,
+            ApiScope::ReceptionsRead | ApiScope::ClinicsRead | ApiScope::UsageRead | ApiScope::AlertsRead => {
+                Permission::ViewReceptions
+            }
             ApiScope::AuditRead => Permission::ViewAudit,
             ApiScope::BillingRead => Permission::ReviewBilling,
             ApiScope::FleetRead => Permission::ManageAgents,

@@ -34,6 +34,8 @@ pub struct Device {
     pub agent_version: Option<String>,
     pub last_seen_at: Option<OffsetDateTime>,
     pub last_heartbeat: Option<onshi_domain::Heartbeat>,
+    /// When the worker announced this agent offline (`device.offline`); `None` once it is heard again.
+    pub offline_announced_at: Option<OffsetDateTime>,
 }
 
 impl Device {
@@ -74,6 +76,7 @@ impl TenantStore<'_> {
             agent_version: None,
             last_seen_at: None,
             last_heartbeat: None,
+            offline_announced_at: None,
         })
     }
 
@@ -167,5 +170,6 @@ pub(crate) fn device_from_row(row: devices::Model) -> Result<Device, StoreError>
         last_seen_at: row.last_seen_at,
         // A heartbeat of an older or newer shape that no longer parses is simply not shown.
         last_heartbeat: row.last_heartbeat.and_then(|j| serde_json::from_value(j).ok()),
+        offline_announced_at: row.offline_announced_at,
     })
 }

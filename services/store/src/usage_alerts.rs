@@ -50,4 +50,27 @@ impl TenantStore<'_> {
         txn.commit().await?;
         Ok(fresh)
     }
+
+    /// The usage warnings sent, newest first: (clinic, month, when).
+    pub async fn usage_alerts(
+        &self,
+        limit: u64,
+    ) -> Result<Vec<(onshi_domain::ClinicId, YearMonth, time::OffsetDateTime)>, StoreError> {
+        use crate::entities::usage_alerts;
+        use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+        let txn = self.read().await?;
+        let rows = usage_alerts::Entity::find()
+            .filter(usage_alerts::Column::TenantId.eq(self.tenant_uuid()))
+            .order_by_desc(usage_alerts::Column::SentAt)
+            .limit(limit)
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                Some((onshi_domain::ClinicId::from_uuid(r.clinic_id), YearMonth::parse(&r.month)?, r.sent_at))
+            })
+            .collect())
+    }
 }

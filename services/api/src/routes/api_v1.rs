@@ -708,3 +708,87 @@ pub(crate) async fn fleet(
         .collect();
     cached_json(&req, &Fleet { agents })
 }
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Alerts {
+    alerts: Vec<Alert>,
+}
+
+/// Something the group was told about (by e-mail, and by webhook where one is set up).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Alert {
+    /// `usage.below_threshold` or `device.offline` (the webhook event types).
+    kind: String,
+    clinic_id: ClinicId,
+    #[schema(format = DateTime)]
+    at: String,
+    /// Whether it still holds: an agent still offline. A usage warning is a statement about its month.
+    open: bool,
+    /// The month a usage warning is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    month: Option<YearMonth>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_id: Option<onshi_domain::DeviceId>,
+}
+
+/// The group's alerts, newest first: agents offline now, and the usage warnings of the last months.
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts",
+    tag = "read",
+    operation_id = "list_alerts",
+    responses(
+        (status = 200, description = "Alerts for the clinics the token's creator may see", body = Alerts),
+        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
+        (status = 401, description = "Missing or invalid API token", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope", body = ErrorBody),
+        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+    ),
+    security(("api_token" = ["alerts:read"]))
+)]
+pub(crate) async fn alerts(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    caller: Caller,
+) -> Result<HttpResponse, ApiError> {
+    let store = state.store.tenant(caller.scope);
+    let visible: std::collections::HashSet<ClinicId> =
+        caller.visible_clinics(&store).await?.iter().map(|c| c.id).collect();
+    let mut alerts: Vec<(time::OffsetDateTime, Alert)> = store
+        .devices()
+        .await?
+        .into_iter()
+        .filter(|d| visible.contains(&d.clinic) && d.status == onshi_store::DeviceStatus::Active)
+        .filter_map(|d| {
+            let at = d.offline_announced_at?;
+            Some((
+                at,
+                Alert {
+                    kind: onshi_domain::WebhookEvent::DeviceOffline.as_str().to_owned(),
+                    clinic_id: d.clinic,
+                    at: utc(&at),
+                    open: true,
+                    month: None,
+                    device_id: Some(d.id),
+                },
+            ))
+        })
+        .collect();
+    alerts.extend(store.usage_alerts(200).await?.into_iter().filter(|(c, _, _)| visible.contains(c)).map(
+        |(clinic, month, at)| {
+            (
+                at,
+                Alert {
+                    kind: onshi_domain::WebhookEvent::UsageBelowThreshold.as_str().to_owned(),
+                    clinic_id: clinic,
+                    at: utc(&at),
+                    open: false,
+                    month: Some(month),
+                    device_id: None,
+                },
+            )
+        },
+    ));
+    alerts.sort_by_key(|a| std::cmp::Reverse(a.0));
+    cached_json(&req, &Alerts { alerts: alerts.into_iter().map(|(_, a)| a).collect() })
+}

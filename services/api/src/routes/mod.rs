@@ -92,6 +92,7 @@ routes! {
     get "/api/v1/clinics/{clinic}/usage" Token(ApiScope::UsageRead) => api_v1::usage;
     get "/api/v1/clinics/{clinic}/billing/{month}" Token(ApiScope::BillingRead) => api_v1::billing_month;
     get "/api/v1/fleet" Token(ApiScope::FleetRead) => api_v1::fleet;
+    get "/api/v1/alerts" Token(ApiScope::AlertsRead) => api_v1::alerts;
     get "/api/v1/audit" Token(ApiScope::AuditRead) => api_v1::audit;
 
     get "/signin" Public => account::signin::signin_form;

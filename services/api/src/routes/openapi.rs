@@ -39,6 +39,7 @@ use crate::web::page::ok;
         super::api_v1::usage,
         super::api_v1::billing_month,
         super::api_v1::fleet,
+        super::api_v1::alerts,
         super::api_v1::audit,
         document,
     ),

@@ -132,10 +132,22 @@ both_modes!(webhooks_are_signed_retried_disabled_and_replayed, |config| { fast(c
     db.execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, [long_ago.into()])).await.unwrap();
     db.close().await.ok();
     eventually(WAIT, "offline announced", || async { events_of(&good).contains(&"device.offline".to_owned()) }).await;
+    // Systems that poll see the same outage, open, in the alerts.
+    let r = owner.post("/settings/api-tokens", &[("name", "監視"), ("scope", "alerts:read"), ("days", "1")]).await;
+    let token = extract(&r.body, "data-testid=\"api-token\">", "<").unwrap();
+    let alerts = || async {
+        let r = app.client.get(format!("{}/api/v1/alerts", app.base_url())).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<serde_json::Value>().await.unwrap()["alerts"].as_array().unwrap().clone()
+    };
+    let open = alerts().await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!((open[0]["kind"].as_str(), open[0]["open"].as_bool()), (Some("device.offline"), Some(true)));
     let hb = app.factory(0, 8).heartbeat(time::OffsetDateTime::now_utc());
     assert_eq!(app.post_events(0, &[hb]).await.status(), 202);
     eventually(WAIT, "recovery announced", || async { events_of(&good).contains(&"device.recovered".to_owned()) })
         .await;
+    assert!(alerts().await.is_empty(), "the outage is over");
     let offline: serde_json::Value =
         serde_json::from_str(&good.lock().unwrap().iter().find(|r| r.body.contains("device.offline")).unwrap().body)
             .unwrap();
