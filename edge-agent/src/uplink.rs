@@ -84,14 +84,31 @@ struct EnrollResponse {
 /// Exchanges a one-time enrollment code for this device's credentials.
 pub async fn enroll(server: &str, code: &str, name: &str) -> Result<Credentials, UplinkError> {
     let server = server.trim_end_matches('/').to_owned();
-    let response = client()
-        .post(format!("{server}/api/v1/agent/enroll"))
-        .json(&serde_json::json!({ "code": code, "name": name }))
-        .send()
-        .await
-        .map_err(|e| UplinkError::Transport(e.to_string()))?;
-    let status = response.status();
-    let body = response.text().await.map_err(|e| UplinkError::Transport(e.to_string()))?;
+    // The code can be redeemed once: if the answer is lost on the way, a retry with the same
+    // Idempotency-Key gets the same answer instead of "code already used".
+    let key = uuid::Uuid::new_v4().to_string();
+    let mut attempt = 0;
+    let (status, body) = loop {
+        attempt += 1;
+        let sent = client()
+            .post(format!("{server}/api/v1/agent/enroll"))
+            .header("Idempotency-Key", &key)
+            .json(&serde_json::json!({ "code": code, "name": name }))
+            .send()
+            .await;
+        let answer = match sent {
+            Ok(response) => {
+                let status = response.status();
+                response.text().await.map(|body| (status, body))
+            }
+            Err(e) => Err(e),
+        };
+        match answer {
+            Ok(answer) => break answer,
+            Err(_) if attempt < 3 => tokio::time::sleep(std::time::Duration::from_secs(attempt)).await,
+            Err(e) => return Err(UplinkError::Transport(e.to_string())),
+        }
+    };
     if status.as_u16() != 201 {
         return Err(UplinkError::Refused { status: status.as_u16(), message: error_message(&body) });
     }
