@@ -218,8 +218,11 @@ impl Config {
         if self.ingest_batches_per_device_per_sec == 0 {
             return invalid("ingest_batches_per_device_per_sec", "must be at least 1");
         }
-        if self.webhook_backoff_secs.is_empty() || self.webhook_backoff_secs.len() > 20 {
-            return invalid("webhook_backoff_secs", "1 to 20 delays in seconds");
+        if self.webhook_backoff_secs.is_empty()
+            || self.webhook_backoff_secs.len() > 20
+            || self.webhook_backoff_secs.iter().any(|d| *d == 0 || *d > 7 * 86_400)
+        {
+            return invalid("webhook_backoff_secs", "1 to 20 delays, each 1 s to 7 days");
         }
         if self.webhook_poll_ms < 50 || self.webhook_poll_ms > 60_000 {
             return invalid("webhook_poll_ms", "must be between 50 and 60000");

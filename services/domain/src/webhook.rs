@@ -80,8 +80,9 @@ pub fn is_public_address(ip: std::net::IpAddr) -> bool {
     use std::net::IpAddr;
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             !(v4.is_loopback()
+                || (a == 192 && b == 0 && c == 0)
                 || v4.is_private()
                 || v4.is_link_local()
                 || v4.is_unspecified()
@@ -97,13 +98,27 @@ pub fn is_public_address(ip: std::net::IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public_address(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                IpAddr::V4(std::net::Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8))
+            };
+            // Forms that carry an IPv4 address a gateway may route to: NAT64 (64:ff9b::/96,
+            // 64:ff9b:1::/48), 6to4 (2002::/16) and the old IPv4-compatible ::a.b.c.d.
+            if (s[0] == 0x64 && s[1] == 0xff9b) || s[0] == 0x2002 || s[..6] == [0; 6] {
+                let (hi, lo) = if s[0] == 0x2002 { (s[1], s[2]) } else { (s[6], s[7]) };
+                if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+                    return false;
+                }
+                return !v6.is_loopback() && !v6.is_unspecified() && is_public_address(embedded(hi, lo));
+            }
+            let first = s[0];
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+                || (first & 0xffc0) == 0xfec0
+                || first == 0x2001 && s[1] == 0x0db8)
         }
     }
 }
@@ -130,10 +145,18 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "2001:db8::1",
+            "64:ff9b::a00:1",
+            "64:ff9b:1::1",
+            "2002:a00:1::1",
+            "::10.0.0.1",
+            "fec0::1",
+            "192.0.0.8",
         ] {
             assert!(!is_public_address(private.parse().unwrap()), "{private}");
         }
-        for public in ["203.0.114.1", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        for public in
+            ["203.0.114.1", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1"]
+        {
             assert!(is_public_address(public.parse().unwrap()), "{public}");
         }
     }

@@ -18,8 +18,9 @@ use onshi_domain::Role;
 use onshi_store::{DeliveryOutcome, DisabledEndpoint, DueDelivery, Store, TenantScope, UserStatus};
 use tokio_util::sync::CancellationToken;
 
-/// How long a claimed delivery is ours before another worker may take it (more than a send can take).
-const LEASE: time::Duration = time::Duration::seconds(60);
+/// How long a claimed delivery is ours before another worker may take it: well over what a claim's sends
+/// can take (32 claimed, 8 at a time, each at most 5 s to resolve and 10 s to answer).
+const LEASE: time::Duration = time::Duration::seconds(300);
 /// Deliveries claimed per tenant and poll, and sent at once.
 const CLAIM: u64 = 32;
 const IN_FLIGHT: usize = 8;
@@ -172,6 +173,8 @@ async fn send(delivery: &DueDelivery, allow_private: bool) -> DeliveryOutcome {
     };
     let client = match reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy would look the name up again, past the address we checked.
+        .no_proxy()
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)
         .resolve(&host, addr)

@@ -269,25 +269,6 @@ impl TenantStore<'_> {
             claim_days::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
         }
 
-        let audit = AuditEntry::new(
-            None,
-            &format!("device:{}", onshi_domain::DeviceId::from_uuid(device)),
-            "uke.imported",
-            &format!("clinic:{}", onshi_domain::ClinicId::from_uuid(clinic)),
-            AuditResult::Success,
-        )
-        .details(serde_json::json!({
-            "claim_month": file.claim_month.to_string(),
-            "payer": file.payer.as_str(),
-            "volume": file.volume,
-            "file_sha256": file.file_sha256,
-            "receipts": receipt_count,
-            "total_points": file.total_points,
-            "replaced_files": replaced_files,
-            "superseded_receipts": superseded_receipts,
-            "kept_from_later_files": kept_elsewhere.len(),
-        }));
-        self.append_in(txn, &audit).await?;
         let announced = serde_json::json!({
             "clinic_id": onshi_domain::ClinicId::from_uuid(clinic),
             "claim_month": file.claim_month.to_string(),
@@ -298,6 +279,20 @@ impl TenantStore<'_> {
             "total_points": file.total_points,
             "replaced_files": replaced_files,
         });
+        let audit = AuditEntry::new(
+            None,
+            &format!("device:{}", onshi_domain::DeviceId::from_uuid(device)),
+            "uke.imported",
+            &format!("clinic:{}", onshi_domain::ClinicId::from_uuid(clinic)),
+            AuditResult::Success,
+        )
+        .details({
+            let mut details = announced.clone();
+            details["superseded_receipts"] = serde_json::json!(superseded_receipts);
+            details["kept_from_later_files"] = serde_json::json!(kept_elsewhere.len());
+            details
+        });
+        self.append_in(txn, &audit).await?;
         self.enqueue_webhook_in(txn, onshi_domain::WebhookEvent::UkeImported, &announced).await?;
         Ok(true)
     }

@@ -51,7 +51,11 @@ impl std::str::FromStr for VisitCursor {
     type Err = ();
 
     fn from_str(s: &str) -> Result<Self, ()> {
+        // Exactly the form `Display` writes: what the API hands out and documents, nothing looser.
         let (date, id) = s.split_once('.').ok_or(())?;
+        if date.len() != 10 || id.len() != 32 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(());
+        }
         let date = onshi_domain::jst::parse_date(date).ok_or(())?;
         let id = Uuid::try_parse(id).map_err(|_| ())?;
         Ok(Self { date, id })

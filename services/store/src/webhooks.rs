@@ -260,10 +260,16 @@ impl TenantStore<'_> {
     ) -> Result<(), StoreError> {
         let txn = self.write().await?;
         let row = self.endpoint_in(&txn, id).await?;
-        let previous = row.secret.clone();
+        let now = OffsetDateTime::now_utc();
+        // A second rotation inside the overlap keeps the secret the receiver may still be using (the one
+        // before the first rotation) rather than one it may never have installed.
+        let previous = match (&row.previous_secret, row.previous_secret_until) {
+            (Some(previous), Some(until)) if until > now => previous.clone(),
+            _ => row.secret.clone(),
+        };
         let mut active: webhook_endpoints::ActiveModel = row.into();
         active.previous_secret = Set(Some(previous));
-        active.previous_secret_until = Set(Some(OffsetDateTime::now_utc() + overlap));
+        active.previous_secret_until = Set(Some(now + overlap));
         active.secret = Set(secret.to_owned());
         active.update(&txn).await?;
         self.append_in(&txn, audit).await?;
@@ -457,6 +463,13 @@ impl TenantStore<'_> {
         else {
             return Ok(None);
         };
+        // Recorded only while the claim is ours: a worker whose lease ran out (another has the delivery now,
+        // or has finished it) must not overwrite the outcome.
+        if row.status != DeliveryStatus::Pending.as_str()
+            || row.attempts != i32::try_from(delivery.attempt).unwrap_or(-1)
+        {
+            return Ok(None);
+        }
         let endpoint = self.endpoint_in(&txn, row.endpoint_id).await?;
         let mut active: webhook_deliveries::ActiveModel = row.into();
         let mut endpoint_active: webhook_endpoints::ActiveModel = endpoint.clone().into();
@@ -476,12 +489,16 @@ impl TenantStore<'_> {
                 endpoint_active.failing_since = Set(Some(failing_since));
                 match backoff.get(delivery.attempt.saturating_sub(1) as usize) {
                     Some(delay) => {
-                        let delay = Duration::seconds(i64::try_from(*delay).unwrap_or(i64::MAX / 2));
-                        active.next_attempt_at = Set(now + delay);
+                        let delay = Duration::seconds(i64::try_from(*delay).unwrap_or(7 * 86_400));
+                        active.next_attempt_at = Set(now.checked_add(delay).unwrap_or(now));
                     }
                     None => {
                         active.status = Set(DeliveryStatus::Failed.as_str().to_owned());
-                        if endpoint.enabled {
+                        // Disabled only when nothing succeeded there for a whole retry schedule: one payload
+                        // the receiver keeps refusing must not turn off an endpoint that takes the others.
+                        let schedule =
+                            Duration::seconds(i64::try_from(backoff.iter().sum::<u64>()).unwrap_or(i64::MAX / 2));
+                        if endpoint.enabled && now - failing_since >= schedule {
                             let since = failing_since
                                 .format(&time::format_description::well_known::Rfc3339)
                                 .unwrap_or_default();
@@ -542,18 +559,31 @@ impl TenantStore<'_> {
                 "device_name": row.name,
                 "last_seen_at": at(last_seen),
             });
-            let mut active: devices::ActiveModel = row.clone().into();
+            // Recorded only if the row is still as it was read: of several workers looking at once, one
+            // changes it (the others wait on its row lock, then find nothing to change) and announces it.
+            let mut update = devices::Entity::update_many()
+                .col_expr(
+                    devices::Column::OfflineAnnouncedAt,
+                    sea_orm::sea_query::Expr::value(if went_offline { Some(now) } else { None }),
+                )
+                .filter(devices::Column::Id.eq(row.id))
+                .filter(devices::Column::TenantId.eq(self.tenant_uuid()));
+            update = if went_offline {
+                update.filter(devices::Column::OfflineAnnouncedAt.is_null())
+            } else {
+                update.filter(devices::Column::OfflineAnnouncedAt.eq(row.offline_announced_at))
+            };
+            if update.exec(&txn).await?.rows_affected != 1 {
+                continue;
+            }
             if went_offline {
-                active.offline_announced_at = Set(Some(now));
                 self.enqueue_webhook_in(&txn, WebhookEvent::DeviceOffline, &data).await?;
                 done.offline += 1;
             } else {
                 data["offline_announced_at"] = serde_json::json!(row.offline_announced_at.map(at));
-                active.offline_announced_at = Set(None);
                 self.enqueue_webhook_in(&txn, WebhookEvent::DeviceRecovered, &data).await?;
                 done.recovered += 1;
             }
-            active.update(&txn).await?;
         }
         txn.commit().await?;
         Ok(done)

@@ -49,6 +49,20 @@ fn cached_json(req: &HttpRequest, body: &impl Serialize) -> Result<HttpResponse,
     Ok(if matches { response.finish() } else { response.content_type("application/json").body(bytes) })
 }
 
+/// What every read operation may answer besides its own results.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Only its OpenAPI description is used; handlers answer through ApiError.
+pub(crate) enum ReadAnswers {
+    #[response(status = 304, description = "Unchanged since the ETag sent in If-None-Match")]
+    NotModified,
+    #[response(status = 401, description = "Missing or invalid API token")]
+    Unauthorized(ErrorBody),
+    #[response(status = 403, description = "The token lacks the scope, or its creator the permission")]
+    Forbidden(ErrorBody),
+    #[response(status = 429, description = "Rate limit reached; see Retry-After and the RateLimit-* headers")]
+    RateLimited(ErrorBody),
+}
+
 #[derive(Serialize, ToSchema)]
 pub(crate) struct ClinicList {
     clinics: Vec<ClinicItem>,
@@ -70,10 +84,7 @@ pub(crate) struct ClinicItem {
     operation_id = "list_clinics",
     responses(
         (status = 200, description = "The clinics", body = ClinicList),
-        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
-        (status = 401, description = "Missing or invalid API token", body = ErrorBody),
-        (status = 403, description = "The token lacks the scope, or its creator the permission", body = ErrorBody),
-        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+        ReadAnswers,
     ),
     security(("api_token" = ["clinics:read"]))
 )]
@@ -126,12 +137,9 @@ pub(crate) struct Reception {
     params(("clinic" = ClinicId, Path, description = "The clinic's id"), DateQuery),
     responses(
         (status = 200, description = "The day's receptions", body = ReceptionDay),
-        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
         (status = 400, description = "A parameter is not valid", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API token", body = ErrorBody),
-        (status = 403, description = "The token lacks the scope", body = ErrorBody),
         (status = 404, description = "No such clinic for this token", body = ErrorBody),
-        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+        ReadAnswers,
     ),
     security(("api_token" = ["receptions:read"]))
 )]
@@ -226,12 +234,9 @@ pub(crate) struct VisitItem {
     params(("clinic" = ClinicId, Path, description = "The clinic's id"), VisitQuery),
     responses(
         (status = 200, description = "A page of visits", body = VisitPage),
-        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
         (status = 400, description = "A parameter is not valid", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API token", body = ErrorBody),
-        (status = 403, description = "The token lacks the scope", body = ErrorBody),
         (status = 404, description = "No such clinic for this token", body = ErrorBody),
-        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+        ReadAnswers,
     ),
     security(("api_token" = ["receptions:read"]))
 )]
@@ -368,12 +373,9 @@ pub(crate) struct Official {
     params(("clinic" = ClinicId, Path, description = "The clinic's id"), MonthRange),
     responses(
         (status = 200, description = "The months, oldest first", body = UsageMonths),
-        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
         (status = 400, description = "A parameter is not valid", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API token", body = ErrorBody),
-        (status = 403, description = "The token lacks the scope", body = ErrorBody),
         (status = 404, description = "No such clinic for this token", body = ErrorBody),
-        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+        ReadAnswers,
     ),
     security(("api_token" = ["usage:read"]))
 )]
@@ -456,11 +458,8 @@ pub(crate) struct AuditItem {
     params(AuditQuery),
     responses(
         (status = 200, description = "Audit entries", body = AuditEntries),
-        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
         (status = 400, description = "A parameter is not valid", body = ErrorBody),
-        (status = 401, description = "Missing or invalid API token", body = ErrorBody),
-        (status = 403, description = "The token lacks the scope", body = ErrorBody),
-        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+        ReadAnswers,
     ),
     security(("api_token" = ["audit:read"]))
 )]
@@ -565,11 +564,8 @@ pub(crate) struct BillingAddon {
     ),
     responses(
         (status = 200, description = "The month as it was closed", body = ClosedBillingMonth),
-        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
-        (status = 401, description = "Missing or invalid API token", body = ErrorBody),
-        (status = 403, description = "The token lacks the scope", body = ErrorBody),
         (status = 404, description = "No such clinic for this token, or the month is not closed", body = ErrorBody),
-        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+        ReadAnswers,
     ),
     security(("api_token" = ["billing:read"]))
 )]
@@ -659,10 +655,7 @@ pub(crate) struct AgentStatus {
     operation_id = "fleet_status",
     responses(
         (status = 200, description = "Every agent the token's creator may see", body = Fleet),
-        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
-        (status = 401, description = "Missing or invalid API token", body = ErrorBody),
-        (status = 403, description = "The token lacks the scope", body = ErrorBody),
-        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+        ReadAnswers,
     ),
     security(("api_token" = ["fleet:read"]))
 )]
@@ -739,10 +732,7 @@ pub(crate) struct Alert {
     operation_id = "list_alerts",
     responses(
         (status = 200, description = "Alerts for the clinics the token's creator may see", body = Alerts),
-        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
-        (status = 401, description = "Missing or invalid API token", body = ErrorBody),
-        (status = 403, description = "The token lacks the scope", body = ErrorBody),
-        (status = 429, description = "Rate limit reached; see Retry-After", body = ErrorBody),
+        ReadAnswers,
     ),
     security(("api_token" = ["alerts:read"]))
 )]
