@@ -33,6 +33,11 @@ const MAX_USAGE_MONTHS: i32 = 36;
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
 
+/// A 400 naming the parameter at fault.
+fn invalid(field: &str, message: &str) -> ApiError {
+    ApiError::InvalidRequest(FieldError::new(field, message))
+}
+
 /// A JSON answer with a strong `ETag` over its bytes, or 304 when the client already has them. The body
 /// is computed either way (the reads are cheap next to a client re-downloading a month of visits), so the
 /// ETag is exact.
@@ -247,7 +252,6 @@ pub(crate) async fn visits(
     path: web::Path<String>,
     q: web::Query<VisitQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let invalid = |field: &str, message: &str| ApiError::InvalidRequest(FieldError::new(field, message));
     let to = q.to.map_or_else(|| onshi_domain::jst::date_of(time::OffsetDateTime::now_utc()), |d| d.0);
     let from = match q.from {
         Some(d) => d.0,
@@ -386,7 +390,6 @@ pub(crate) async fn usage(
     path: web::Path<String>,
     q: web::Query<MonthRange>,
 ) -> Result<HttpResponse, ApiError> {
-    let invalid = |field: &str, message: &str| ApiError::InvalidRequest(FieldError::new(field, message));
     let to = q.to.unwrap_or_else(|| YearMonth::of(onshi_domain::jst::date_of(time::OffsetDateTime::now_utc())));
     let from = q.from.unwrap_or_else(|| to.plus(-11));
     if from > to {

@@ -199,6 +199,7 @@ both_modes!(contract_findings_stay_fixed, |app| {
 });
 
 both_modes!(closed_billing_months_and_the_fleet_are_read_with_their_scopes, |app| {
+    webhook_outbox(app, &[onshi_domain::WebhookEvent::BillingMonthClosed]).await;
     let events = vec![
         valid_visit(app, "00000001", datetime!(2025-03-03 09:10 +09:00), true),
         valid_visit(app, "00000002", datetime!(2025-03-05 10:00 +09:00), false),
@@ -220,6 +221,7 @@ both_modes!(closed_billing_months_and_the_fleet_are_read_with_their_scopes, |app
     let path = format!("/api/v1/clinics/{clinic}/billing/2025-03");
     assert_eq!(get(path.clone()).await.unwrap().status(), 404);
     assert_eq!(owner.post(&format!("/billing/{clinic}/2025-03/close"), &[("confirm", "yes")]).await.status, 303);
+    assert_eq!(webhook_events(app).await, ["billing.month_closed"], "announced with the close");
     let r = get(path.clone()).await.unwrap();
     assert_eq!(r.status(), 200);
     let body: serde_json::Value = r.json().await.unwrap();

@@ -79,6 +79,8 @@ async fn imports(app: &TestApp) -> Vec<serde_json::Value> {
 }
 
 both_modes!(claims_settle_kinds_show_chart_numbers_and_differences_and_corrections_replace, |app| {
+    webhook_outbox(app, &[onshi_domain::WebhookEvent::UkeImported, onshi_domain::WebhookEvent::BillingMonthClosed])
+        .await;
     let events = vec![
         valid_visit(app, "00000001", datetime!(2025-03-03 09:10 +09:00), true),
         valid_visit(app, "00000002", datetime!(2025-03-05 10:00 +09:00), false),
@@ -213,6 +215,8 @@ both_modes!(claims_settle_kinds_show_chart_numbers_and_differences_and_correctio
     let audit = imports(app).await;
     assert!(audit.iter().any(|d| d["kept_from_later_files"] == 1 && d["superseded_receipts"] == 0), "{audit:?}");
     assert!(b.get(&base).await.body.contains("レセ電と不一致 (1)"), "the resubmitted receipt still stands");
+    // Each import was announced to webhooks once (the identical resend was not), in the same transaction.
+    assert_eq!(webhook_events(app).await, ["uke.imported"; 4]);
 });
 
 both_modes!(three_figures_of_the_rate_side_by_side_with_the_calibrated_outlook, |app| {

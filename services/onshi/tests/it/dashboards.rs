@@ -239,6 +239,7 @@ both_modes!(
     |app| {
         let manager = app.user(Role::Manager).await;
         let billing = app.user(Role::Billing).await;
+        webhook_outbox(app, &[onshi_domain::WebhookEvent::UsageBelowThreshold]).await;
         // This month at clinic 2: 20 patients, 2 with マイナ保険証 (10%), below the 30% the claims of
         // months +3..+5 require.
         let now = time::OffsetDateTime::now_utc();
@@ -275,6 +276,8 @@ both_modes!(
             .await
             .unwrap();
         assert_eq!(audit.len(), 1);
+        // Announced to webhooks with the claim, once.
+        assert_eq!(webhook_events(app).await, ["usage.below_threshold"]);
     }
 );
 

@@ -671,3 +671,28 @@ impl ClinicPc {
         ])
     }
 }
+
+/// A webhook endpoint of the test group subscribed to `events`, at an address that never answers (the
+/// deliveries stay in the outbox for the test to look at).
+pub async fn webhook_outbox(app: &TestApp, events: &[onshi_domain::WebhookEvent]) -> uuid::Uuid {
+    let owner = app.user(onshi_domain::Role::Owner).await;
+    let audit = onshi_store::AuditEntry::new(None, "test", "webhook.create", "-", onshi_store::AuditResult::Success);
+    app.store()
+        .create_webhook_endpoint(
+            "https://hooks.example.invalid/onshi",
+            "test outbox",
+            events,
+            &onshi_identity::webhook::new_secret(),
+            owner.id,
+            &audit,
+        )
+        .await
+        .unwrap()
+}
+
+/// The event types queued for webhooks so far, oldest first.
+pub async fn webhook_events(app: &TestApp) -> Vec<String> {
+    let mut events: Vec<_> = app.store().webhook_deliveries(1000).await.unwrap();
+    events.reverse();
+    events.into_iter().map(|d| d.event).collect()
+}
