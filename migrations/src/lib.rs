@@ -22,6 +22,7 @@ mod m20261201_000015_recovery_codes;
 mod m20261201_000016_claims;
 mod m20261202_000017_scale;
 mod m20261202_000018_webhooks;
+mod m20261202_000019_outage_signal;
 pub mod partitions;
 
 pub use m20261125_000003_accounts::APP_ROLE;
@@ -113,6 +114,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000016_claims::Migration),
             Box::new(m20261202_000017_scale::Migration),
             Box::new(m20261202_000018_webhooks::Migration),
+            Box::new(m20261202_000019_outage_signal::Migration),
         ]
     }
 }

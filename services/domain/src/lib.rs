@@ -15,6 +15,7 @@ pub mod jst;
 pub mod month;
 pub mod mynumber;
 pub mod onboarding;
+pub mod outage;
 pub mod retention;
 pub mod rollup;
 pub mod schema;

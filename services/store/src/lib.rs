@@ -21,6 +21,7 @@ mod entities;
 mod error;
 mod heartbeats;
 mod ingest;
+mod outage;
 mod recovery;
 mod retention;
 mod rollups;

@@ -318,3 +318,62 @@ both_modes!(the_clinic_page_shows_agent_availability_and_outages, |app| {
     assert!(outages.contains("応答なし") && outages.contains("リーダー/VPN異常"), "{outages}");
     assert!(page.body.contains("<svg class=\"uptime\""));
 });
+
+both_modes!(the_fleet_says_when_failures_rise_across_many_groups, |app| {
+    // Our agent at clinic 0 (東京都) fails the オン資 line / VPN probe.
+    let mut hb = app.factory(0, 11).heartbeat(time::OffsetDateTime::now_utc());
+    if let onshi_domain::EventPayload::Heartbeat(h) = &mut hb.payload {
+        h.network_ok = Some(false);
+    }
+    assert_eq!(app.post_events(0, &[hb]).await.status(), 202);
+    eventually(WAIT, "heartbeat written", || async {
+        app.store()
+            .devices()
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.last_heartbeat.as_ref().and_then(|h| h.network_ok) == Some(false))
+    })
+    .await;
+    let (mut manager, _) = app.signed_in(Role::Manager).await;
+    assert!(!manager.get("/fleet").await.body.contains("wide-outage"), "one group alone is not 'everyone'");
+
+    // Other groups, each with a Tokyo clinic whose agent fails the same way, as the heartbeat writer
+    // would have recorded it.
+    let system = app.adapters().store.system();
+    let db = sea_orm::Database::connect(secrecy::ExposeSecret::expose_secret(&app.config.effective_migration_url()))
+        .await
+        .unwrap();
+    let backend = sea_orm::ConnectionTrait::get_database_backend(&db);
+    let add_group = |n: usize| {
+        let system = &system;
+        let db = &db;
+        async move {
+            let tenant = system.create_tenant(&format!("他法人 {n}")).await.unwrap();
+            let store = app.adapters().store.tenant(onshi_store::TenantScope::operator(tenant));
+            let code = onshi_domain::MedicalInstitutionCode::parse(&format!("131{:07}", 2_000_000 + n)).unwrap();
+            let clinic = store.create_clinic(&code, &format!("他法人{n}の秘密クリニック")).await.unwrap();
+            store.create_device(&clinic, &format!("synthetic-{n}")).await.unwrap();
+            let sql = format!(
+                "UPDATE devices SET last_seen_at = {}, last_heartbeat = '{{\"agent_version\":\"1.0.0\",\"network_ok\":false}}' WHERE name = 'synthetic-{n}'",
+                if backend == sea_orm::DatabaseBackend::Postgres { "$1" } else { "?" }
+            );
+            let now: sea_orm::Value = time::OffsetDateTime::now_utc().into();
+            sea_orm::ConnectionTrait::execute_raw(db, sea_orm::Statement::from_sql_and_values(backend, sql, [now]))
+                .await
+                .unwrap();
+        }
+    };
+    for n in 0..3 {
+        add_group(n).await;
+    }
+    assert!(!manager.get("/fleet").await.body.contains("wide-outage"), "four groups are below the threshold");
+    add_group(3).await;
+    let page = manager.get("/fleet").await.body;
+    assert!(page.contains("data-testid=\"wide-outage\""), "five groups fail together");
+    assert!(page.contains("東京都の端末の 100% が同じ失敗"), "{page}");
+    assert!(!page.contains("他法人"), "no other group is named");
+    let en = manager.get("/fleet?lang=en").await.body;
+    assert!(en.contains("100% of agents in Tokyo fail the same way"));
+    db.close().await.ok();
+});

@@ -35,6 +35,9 @@ pub(crate) struct FleetRow {
 struct FleetPage {
     page: Page,
     rows: Vec<FleetRow>,
+    /// "Is it us or everyone?": the wide outages this group's failing agents are part of.
+    wide: Vec<String>,
+    notices_url: &'static str,
 }
 
 #[derive(Deserialize)]
@@ -50,8 +53,29 @@ pub(crate) async fn fleet(
     q: web::Query<FormatQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let store = state.store.tenant(caller.scope);
-    let clinics: HashMap<ClinicId, String> = store.clinics().await?.into_iter().map(|c| (c.id, c.name)).collect();
+    let all_clinics = store.clinics().await?;
+    let prefectures: HashMap<ClinicId, u8> = all_clinics.iter().map(|c| (c.id, c.code.prefecture())).collect();
+    let clinics: HashMap<ClinicId, String> = all_clinics.into_iter().map(|c| (c.id, c.name)).collect();
     let now = OffsetDateTime::now_utc();
+    // Prefectures where one of our agents now fails the オン資 line / VPN probe.
+    let failing: std::collections::BTreeSet<u8> = store
+        .devices()
+        .await?
+        .iter()
+        .filter(|d| d.status == DeviceStatus::Active && d.health(now) != DeviceHealth::Offline)
+        .filter(|d| d.last_heartbeat.as_ref().and_then(|h| h.network_ok) == Some(false))
+        .filter_map(|d| prefectures.get(&d.clinic).copied())
+        .collect();
+    let wide: Vec<String> = if failing.is_empty() {
+        Vec::new()
+    } else {
+        let counts = state.store.network_failures(onshi_domain::outage::WINDOW_SECS).await?;
+        onshi_domain::outage::widespread(&counts)
+            .iter()
+            .filter(|w| failing.iter().any(|p| w.covers(*p)))
+            .map(|w| w.describe(page.lang == crate::web::i18n::Lang::Ja))
+            .collect()
+    };
     let mut rows: Vec<(u8, FleetRow)> = store
         .devices()
         .await?
@@ -150,5 +174,5 @@ pub(crate) async fn fleet(
         let today = onshi_domain::jst::date_of(now);
         return Ok(table.download(&format!("fleet-{today}")));
     }
-    ok(FleetPage { page, rows })
+    ok(FleetPage { page, rows, wide, notices_url: onshi_domain::outage::OFFICIAL_NOTICES_URL })
 }
