@@ -26,7 +26,7 @@ pub use device_cache::{DeviceAuthCache, announce_revocation};
 pub use error::ApiError;
 pub use mail::Mailer;
 pub use routes::health::{Ops, WorkerWatch, serve_ops};
-pub use routes::{ROUTES, RouteSpec, openapi_document};
+pub use routes::{ROUTES, RouteSpec, openapi_document, webhook_url_problem};
 pub use web::guard::{API_TOKEN_PREFIX, Access, Origins};
 pub use web::session::Sessions;
 

@@ -105,6 +105,16 @@ impl DeviceHealth {
         }
     }
 
+    /// The state's name in the integration API (`online`, `degraded`, `offline`, `never_seen`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Degraded(_) => "degraded",
+            Self::Offline => "offline",
+            Self::NeverSeen => "never_seen",
+        }
+    }
+
     pub fn css_class(&self) -> &'static str {
         match self {
             Self::Online => "ok",

@@ -137,17 +137,14 @@ impl WebhookSender {
     }
 }
 
-/// Where a delivery may go: the URL's host and the checked address to connect to, or why not.
+/// Where a delivery may go: the URL's host and the checked address to connect to, or why not. The URL
+/// must pass the rules it was entered under (`onshi_api::webhook_url_problem`), and its name must resolve
+/// to public addresses now.
 pub async fn checked_target(url: &str, allow_private: bool) -> Result<(url::Url, String, SocketAddr), String> {
+    if let Some(problem) = onshi_api::webhook_url_problem(url, allow_private) {
+        return Err(problem.to_owned());
+    }
     let parsed = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
-    match parsed.scheme() {
-        "https" => {}
-        "http" if allow_private => {}
-        _ => return Err("the URL must start with https://".to_owned()),
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err("the URL must not carry a user name or password".to_owned());
-    }
     let host = parsed.host_str().ok_or("the URL has no host")?.to_owned();
     let port = parsed.port_or_known_default().ok_or("the URL has no port")?;
     let lookup = host.trim_start_matches('[').trim_end_matches(']').to_owned();

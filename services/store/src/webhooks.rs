@@ -162,10 +162,14 @@ fn delivery_from(row: webhook_deliveries::Model) -> WebhookDelivery {
     }
 }
 
+/// A time as payloads and reasons write it (RFC 3339, UTC as stored).
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
 /// The body every delivery carries: Standard Webhooks' `{type, timestamp, data}`.
 fn envelope(event: WebhookEvent, data: &serde_json::Value, at: OffsetDateTime) -> String {
-    let timestamp = at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-    serde_json::json!({ "type": event.as_str(), "timestamp": timestamp, "data": data }).to_string()
+    serde_json::json!({ "type": event.as_str(), "timestamp": rfc3339(at), "data": data }).to_string()
 }
 
 fn new_delivery(
@@ -401,11 +405,18 @@ impl TenantStore<'_> {
             .limit(limit)
             .all(&txn)
             .await?;
+        // The group's endpoints, read once for all the rows (a handful per group).
+        let endpoints: std::collections::HashMap<Uuid, webhook_endpoints::Model> = webhook_endpoints::Entity::find()
+            .filter(webhook_endpoints::Column::TenantId.eq(self.tenant_uuid()))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|e| (e.id, e))
+            .collect();
         let mut claimed = Vec::with_capacity(rows.len());
         for row in rows {
-            let endpoint = webhook_endpoints::Entity::find_by_id(row.endpoint_id).one(&txn).await?;
             let mut active: webhook_deliveries::ActiveModel = row.clone().into();
-            let Some(endpoint) = endpoint.filter(|e| e.enabled) else {
+            let Some(endpoint) = endpoints.get(&row.endpoint_id).filter(|e| e.enabled) else {
                 active.status = Set(DeliveryStatus::Skipped.as_str().to_owned());
                 active.last_error = Set(Some("the endpoint is disabled".to_owned()));
                 active.update(&txn).await?;
@@ -434,7 +445,7 @@ impl TenantStore<'_> {
             claimed.push(DueDelivery {
                 id: row.id,
                 endpoint: endpoint.id,
-                url: endpoint.url,
+                url: endpoint.url.clone(),
                 secrets,
                 message_id: row.message_id,
                 payload: row.payload,
@@ -499,9 +510,7 @@ impl TenantStore<'_> {
                         let schedule =
                             Duration::seconds(i64::try_from(backoff.iter().sum::<u64>()).unwrap_or(i64::MAX / 2));
                         if endpoint.enabled && now - failing_since >= schedule {
-                            let since = failing_since
-                                .format(&time::format_description::well_known::Rfc3339)
-                                .unwrap_or_default();
+                            let since = rfc3339(failing_since);
                             endpoint_active.enabled = Set(false);
                             endpoint_active.disabled_reason = Set(Some(
                                 format!("every delivery failed since {since}; last: {error}")
@@ -552,12 +561,11 @@ impl TenantStore<'_> {
             if !went_offline && !came_back {
                 continue;
             }
-            let at = |t: OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
             let mut data = serde_json::json!({
                 "device_id": onshi_domain::DeviceId::from_uuid(row.id),
                 "clinic_id": onshi_domain::ClinicId::from_uuid(row.clinic_id),
                 "device_name": row.name,
-                "last_seen_at": at(last_seen),
+                "last_seen_at": rfc3339(last_seen),
             });
             // Recorded only if the row is still as it was read: of several workers looking at once, one
             // changes it (the others wait on its row lock, then find nothing to change) and announces it.
@@ -580,7 +588,7 @@ impl TenantStore<'_> {
                 self.enqueue_webhook_in(&txn, WebhookEvent::DeviceOffline, &data).await?;
                 done.offline += 1;
             } else {
-                data["offline_announced_at"] = serde_json::json!(row.offline_announced_at.map(at));
+                data["offline_announced_at"] = serde_json::json!(row.offline_announced_at.map(rfc3339));
                 self.enqueue_webhook_in(&txn, WebhookEvent::DeviceRecovered, &data).await?;
                 done.recovered += 1;
             }

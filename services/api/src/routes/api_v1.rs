@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use onshi_domain::{
     ClinicId, ConfirmationMethod, Consents, Day, FacilityKind, FieldError, IdentityCheck, MedicalInstitutionCode,
@@ -17,11 +16,11 @@ use onshi_rules::usage::MonthCount;
 use onshi_store::{AuditResult, VisitCursor, VisitFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 use super::audit::AuditQuery;
 use crate::error::ErrorBody;
+use crate::web::etag::{conditional_json, etag_of};
 use crate::web::guard::Caller;
 use crate::web::time::utc_iso as utc;
 use crate::{ApiError, AppState};
@@ -43,15 +42,8 @@ fn invalid(field: &str, message: &str) -> ApiError {
 /// ETag is exact.
 fn cached_json(req: &HttpRequest, body: &impl Serialize) -> Result<HttpResponse, ApiError> {
     let bytes = serde_json::to_vec(body).map_err(ApiError::internal)?;
-    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&bytes))[..32]);
-    let matches = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == etag));
-    let mut response = if matches { HttpResponse::NotModified() } else { HttpResponse::Ok() };
-    response.insert_header((header::ETAG, etag)).insert_header((header::CACHE_CONTROL, "private, no-cache"));
-    Ok(if matches { response.finish() } else { response.content_type("application/json").body(bytes) })
+    let etag = etag_of(&bytes);
+    Ok(conditional_json(req, bytes, &etag, "private, no-cache"))
 }
 
 /// What every read operation may answer besides its own results.
@@ -669,26 +661,22 @@ pub(crate) async fn fleet(
 ) -> Result<HttpResponse, ApiError> {
     use onshi_domain::DeviceHealth;
     let store = state.store.tenant(caller.scope);
-    let visible: std::collections::HashSet<ClinicId> =
-        caller.visible_clinics(&store).await?.iter().map(|c| c.id).collect();
     let now = time::OffsetDateTime::now_utc();
     let agents = store
         .devices()
         .await?
         .into_iter()
-        .filter(|d| visible.contains(&d.clinic))
+        .filter(|d| caller.clinics.includes(d.clinic))
         .map(|d| {
             let (state, attention) = if d.status == onshi_store::DeviceStatus::Revoked {
                 ("revoked", Vec::new())
             } else {
-                match d.health(now) {
-                    DeviceHealth::Online => ("online", Vec::new()),
-                    DeviceHealth::Degraded(reasons) => {
-                        ("degraded", reasons.iter().map(|a| a.label_en().to_owned()).collect())
-                    }
-                    DeviceHealth::Offline => ("offline", Vec::new()),
-                    DeviceHealth::NeverSeen => ("never_seen", Vec::new()),
-                }
+                let health = d.health(now);
+                let attention = match &health {
+                    DeviceHealth::Degraded(reasons) => reasons.iter().map(|a| a.label_en().to_owned()).collect(),
+                    _ => Vec::new(),
+                };
+                (health.code(), attention)
             };
             AgentStatus {
                 device_id: d.id,
@@ -745,13 +733,11 @@ pub(crate) async fn alerts(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let store = state.store.tenant(caller.scope);
-    let visible: std::collections::HashSet<ClinicId> =
-        caller.visible_clinics(&store).await?.iter().map(|c| c.id).collect();
     let mut alerts: Vec<(time::OffsetDateTime, Alert)> = store
         .devices()
         .await?
         .into_iter()
-        .filter(|d| visible.contains(&d.clinic) && d.status == onshi_store::DeviceStatus::Active)
+        .filter(|d| caller.clinics.includes(d.clinic) && d.status == onshi_store::DeviceStatus::Active)
         .filter_map(|d| {
             let at = d.offline_announced_at?;
             Some((
@@ -767,7 +753,7 @@ pub(crate) async fn alerts(
             ))
         })
         .collect();
-    alerts.extend(store.usage_alerts(200).await?.into_iter().filter(|(c, _, _)| visible.contains(c)).map(
+    alerts.extend(store.usage_alerts(200).await?.into_iter().filter(|(c, _, _)| caller.clinics.includes(*c)).map(
         |(clinic, month, at)| {
             (
                 at,

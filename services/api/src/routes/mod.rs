@@ -14,6 +14,7 @@ mod ingest;
 mod openapi;
 mod pages;
 mod webhooks;
+pub use webhooks::url_problem as webhook_url_problem;
 
 use actix_web::web;
 use onshi_domain::{ApiScope, Permission};

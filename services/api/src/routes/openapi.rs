@@ -7,7 +7,6 @@
 
 use std::sync::OnceLock;
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
 use askama::Template;
 use serde_json::Value;
@@ -93,10 +92,9 @@ pub fn openapi_document() -> &'static utoipa::openapi::OpenApi {
 fn document_json() -> &'static (Vec<u8>, String) {
     static JSON: OnceLock<(Vec<u8>, String)> = OnceLock::new();
     JSON.get_or_init(|| {
-        use sha2::{Digest, Sha256};
         // Serialising a document of our own types cannot fail; an empty object would show it did.
         let bytes = serde_json::to_vec(openapi_document()).unwrap_or_else(|_| b"{}".to_vec());
-        let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&bytes))[..32]);
+        let etag = crate::web::etag::etag_of(&bytes);
         (bytes, etag)
     })
 }
@@ -115,14 +113,7 @@ fn document_json() -> &'static (Vec<u8>, String) {
 )]
 pub(crate) async fn document(req: HttpRequest) -> HttpResponse {
     let (bytes, etag) = document_json();
-    let unchanged = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag));
-    let mut response = if unchanged { HttpResponse::NotModified() } else { HttpResponse::Ok() };
-    response.insert_header((header::ETAG, etag.as_str())).insert_header((header::CACHE_CONTROL, "public, no-cache"));
-    if unchanged { response.finish() } else { response.content_type("application/json").body(bytes.clone()) }
+    crate::web::etag::conditional_json(&req, bytes.clone(), etag, "public, no-cache")
 }
 
 /// A piece of a description: `code` for what the document writes between backticks.

@@ -128,9 +128,10 @@ pub(crate) async fn page(state: web::Data<AppState>, page: Page, caller: Caller)
     ok(render(&state, page, &caller, None, None, ("", "")).await?)
 }
 
-/// Why a URL cannot be an endpoint, checked when it is entered: the scheme, no credentials in it, and no
-/// address or name that is obviously internal. Names are resolved and checked again at every delivery.
-fn url_problem(raw: &str, allow_private: bool) -> Option<&'static str> {
+/// Why a URL cannot be an endpoint, checked when it is entered and again before every delivery: the
+/// scheme, no credentials in it, and no address or name that is obviously internal. The sender also
+/// resolves the name and checks the addresses (`onshi::webhooks::checked_target`).
+pub fn url_problem(raw: &str, allow_private: bool) -> Option<&'static str> {
     let Ok(url) = url::Url::parse(raw) else { return Some("URL の形式ではありません / not a URL") };
     match url.scheme() {
         "https" => {}

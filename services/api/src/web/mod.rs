@@ -2,6 +2,7 @@
 
 pub mod csv;
 pub mod error_page;
+pub mod etag;
 pub mod guard;
 pub mod i18n;
 pub mod idempotency;

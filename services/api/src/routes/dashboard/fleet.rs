@@ -57,12 +57,11 @@ pub(crate) async fn fleet(
     let prefectures: HashMap<ClinicId, u8> = all_clinics.iter().map(|c| (c.id, c.code.prefecture())).collect();
     let clinics: HashMap<ClinicId, String> = all_clinics.into_iter().map(|c| (c.id, c.name)).collect();
     let now = OffsetDateTime::now_utc();
+    let devices: Vec<_> = store.devices().await?.into_iter().filter(|d| d.status == DeviceStatus::Active).collect();
     // Prefectures where one of our agents now fails the オン資 line / VPN probe.
-    let failing: std::collections::BTreeSet<u8> = store
-        .devices()
-        .await?
+    let failing: std::collections::BTreeSet<u8> = devices
         .iter()
-        .filter(|d| d.status == DeviceStatus::Active && d.health(now) != DeviceHealth::Offline)
+        .filter(|d| d.health(now) != DeviceHealth::Offline)
         .filter(|d| d.last_heartbeat.as_ref().and_then(|h| h.network_ok) == Some(false))
         .filter_map(|d| prefectures.get(&d.clinic).copied())
         .collect();
@@ -76,11 +75,8 @@ pub(crate) async fn fleet(
             .map(|w| w.describe(page.lang == crate::web::i18n::Lang::Ja))
             .collect()
     };
-    let mut rows: Vec<(u8, FleetRow)> = store
-        .devices()
-        .await?
+    let mut rows: Vec<(u8, FleetRow)> = devices
         .into_iter()
-        .filter(|d| d.status == DeviceStatus::Active)
         .map(|d| {
             let health = d.health(now);
             let rank = match health {
