@@ -23,6 +23,7 @@ mod m20261201_000016_claims;
 mod m20261202_000017_scale;
 mod m20261202_000018_webhooks;
 mod m20261202_000019_outage_signal;
+mod m20261202_000020_device_alerts;
 pub mod partitions;
 
 pub use m20261125_000003_accounts::APP_ROLE;
@@ -88,6 +89,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "official_usage",
     "webhook_endpoints",
     "webhook_deliveries",
+    "device_alerts",
 ];
 
 pub struct Migrator;
@@ -115,6 +117,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000017_scale::Migration),
             Box::new(m20261202_000018_webhooks::Migration),
             Box::new(m20261202_000019_outage_signal::Migration),
+            Box::new(m20261202_000020_device_alerts::Migration),
         ]
     }
 }

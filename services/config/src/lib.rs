@@ -70,6 +70,8 @@ pub struct Config {
     pub webhook_allow_private_targets: bool,
     pub webhook_backoff_secs: Vec<u64>,
     pub webhook_poll_ms: u64,
+    /// How often a worker looks at agents in trouble for alerts that know opening hours.
+    pub alert_poll_ms: u64,
     pub max_body_bytes: usize,
     pub archive_raw_batches: bool,
     /// A reception-addon rules file to use instead of the built-in one (validated at start-up).
@@ -226,6 +228,9 @@ impl Config {
         }
         if self.webhook_poll_ms < 50 || self.webhook_poll_ms > 60_000 {
             return invalid("webhook_poll_ms", "must be between 50 and 60000");
+        }
+        if self.alert_poll_ms < 50 || self.alert_poll_ms > 300_000 {
+            return invalid("alert_poll_ms", "must be between 50 and 300000");
         }
         if self.api_requests_per_token_per_minute == 0 {
             return invalid("api_requests_per_token_per_minute", "must be at least 1");

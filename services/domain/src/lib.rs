@@ -5,10 +5,13 @@
 //! has one of these types it is known to be well formed, so stores and handlers never re-check it.
 
 pub mod access;
+pub mod calendar;
 pub mod claims;
 pub mod codes;
+pub mod device_alert;
 pub mod event;
 pub mod health;
+pub mod hours;
 pub mod ids;
 pub mod ingest;
 pub mod jst;

@@ -2,9 +2,8 @@
 //! of operation (../shared/domain/onboarding.md, after MHLW 「オンライン資格確認について」).
 //!
 //! The offsets are data (`STEPS`), and business days skip weekends, 国民の祝日 and 年末年始 (12/29–1/3)
-//! from `data/jp-holidays.txt`. Holidays past the file's last year are not known: the result is then
-//! marked approximate, and the list must be extended yearly (the Cabinet Office publishes it in February
-//! of the year before).
+//! from `calendar`. Holidays past the list's last year are not known: the result is then marked
+//! approximate.
 
 use time::{Date, Duration, Month, Weekday};
 
@@ -58,30 +57,14 @@ pub const STEPS: &[Step] = &[
     },
 ];
 
-const HOLIDAYS: &str = include_str!("../data/jp-holidays.txt");
-
-fn holidays() -> impl Iterator<Item = Date> {
-    HOLIDAYS.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).filter_map(|l| {
-        let mut parts = l.split('-');
-        let y: i32 = parts.next()?.parse().ok()?;
-        let m: u8 = parts.next()?.parse().ok()?;
-        let d: u8 = parts.next()?.parse().ok()?;
-        Date::from_calendar_date(y, Month::try_from(m).ok()?, d).ok()
-    })
-}
-
-/// The last year the holiday list covers.
-pub fn holidays_known_until() -> i32 {
-    holidays().map(|d| d.year()).max().unwrap_or(0)
-}
+/// The last year the holiday list covers (deadlines past it are approximate).
+pub use crate::calendar::holidays_known_until;
 
 pub fn is_business_day(date: Date) -> bool {
     if matches!(date.weekday(), Weekday::Saturday | Weekday::Sunday) {
         return false;
     }
-    let year_end =
-        (date.month() == Month::December && date.day() >= 29) || (date.month() == Month::January && date.day() <= 3);
-    !year_end && !holidays().any(|h| h == date)
+    !crate::calendar::is_holiday(date)
 }
 
 fn months_before(date: Date, months: u8) -> Date {

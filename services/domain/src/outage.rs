@@ -21,6 +21,8 @@ pub struct RegionCount {
     pub groups_failing: u64,
     pub agents_failing: u64,
     pub agents_reporting: u64,
+    /// The earliest start of an open line fault among the failing agents (tracked by the alert watch).
+    pub failing_since: Option<time::OffsetDateTime>,
 }
 
 /// Where failures rise together.
@@ -36,6 +38,8 @@ pub struct WideOutage {
     /// Failing share of the region's reporting agents, 0 to 1.
     pub share: f64,
     pub groups: u64,
+    /// When the failures began, when known.
+    pub since: Option<time::OffsetDateTime>,
 }
 
 impl WideOutage {
@@ -46,13 +50,26 @@ impl WideOutage {
             Region::Prefecture(p) => prefecture_name(p).unwrap_or(("不明な地域", "an unknown region")),
             Region::Nation => ("全国", "Japan"),
         };
-        if ja {
-            format!("{name_ja}の端末の {pct}% が同じ失敗（オン資回線・VPN、直近15分、{} グループ）", self.groups)
-        } else {
-            format!(
+        let clock = self.since.map(|t| {
+            let t = t.to_offset(crate::jst::JST);
+            format!("{:02}:{:02}", t.hour(), t.minute())
+        });
+        match (ja, clock) {
+            (true, Some(c)) => format!(
+                "{name_ja}の端末の {pct}% が {c} から同じ失敗（オン資回線・VPN、直近15分、{} グループ）",
+                self.groups
+            ),
+            (true, None) => {
+                format!("{name_ja}の端末の {pct}% が同じ失敗（オン資回線・VPN、直近15分、{} グループ）", self.groups)
+            }
+            (false, Some(c)) => format!(
+                "{pct}% of agents in {name_en} fail the same way since {c} JST (オン資 line / VPN, last 15 minutes, {} groups)",
+                self.groups
+            ),
+            (false, None) => format!(
                 "{pct}% of agents in {name_en} fail the same way (オン資 line / VPN, last 15 minutes, {} groups)",
                 self.groups
-            )
+            ),
         }
     }
 
@@ -64,9 +81,15 @@ impl WideOutage {
     }
 }
 
-fn wide(region: Region, groups: u64, failing: u64, reporting: u64) -> Option<WideOutage> {
+fn wide(
+    region: Region,
+    groups: u64,
+    failing: u64,
+    reporting: u64,
+    since: Option<time::OffsetDateTime>,
+) -> Option<WideOutage> {
     let share = if reporting == 0 { 0.0 } else { failing as f64 / reporting as f64 };
-    (groups >= MIN_GROUPS && share >= MIN_SHARE).then_some(WideOutage { region, share, groups })
+    (groups >= MIN_GROUPS && share >= MIN_SHARE).then_some(WideOutage { region, share, groups, since })
 }
 
 /// The regions where failures rise together: each prefecture on its own, and the country as a whole.
@@ -75,11 +98,15 @@ fn wide(region: Region, groups: u64, failing: u64, reporting: u64) -> Option<Wid
 pub fn widespread(counts: &[RegionCount]) -> Vec<WideOutage> {
     let mut out: Vec<WideOutage> = counts
         .iter()
-        .filter_map(|c| wide(Region::Prefecture(c.prefecture), c.groups_failing, c.agents_failing, c.agents_reporting))
+        .filter_map(|c| {
+            let region = Region::Prefecture(c.prefecture);
+            wide(region, c.groups_failing, c.agents_failing, c.agents_reporting, c.failing_since)
+        })
         .collect();
     let sum = |f: fn(&RegionCount) -> u64| counts.iter().map(f).sum::<u64>();
+    let since = counts.iter().filter_map(|c| c.failing_since).min();
     if let Some(nation) =
-        wide(Region::Nation, sum(|c| c.groups_failing), sum(|c| c.agents_failing), sum(|c| c.agents_reporting))
+        wide(Region::Nation, sum(|c| c.groups_failing), sum(|c| c.agents_failing), sum(|c| c.agents_reporting), since)
     {
         out.push(nation);
     }
@@ -145,7 +172,13 @@ mod tests {
     use super::*;
 
     fn region(prefecture: u8, groups: u64, failing: u64, reporting: u64) -> RegionCount {
-        RegionCount { prefecture, groups_failing: groups, agents_failing: failing, agents_reporting: reporting }
+        RegionCount {
+            prefecture,
+            groups_failing: groups,
+            agents_failing: failing,
+            agents_reporting: reporting,
+            failing_since: None,
+        }
     }
 
     #[test]
@@ -156,6 +189,11 @@ mod tests {
         assert_eq!(w.len(), 2, "Tokyo, and the country, which is only Tokyo here");
         assert!(w[0].covers(13) && !w[0].covers(27));
         assert!(w[0].describe(true).starts_with("東京都の端末の 38% が同じ失敗"));
+        let mut since = region(13, 5, 19, 50);
+        since.failing_since = Some(time::macros::datetime!(2026-12-02 00:12 UTC));
+        let w = widespread(&[since]);
+        assert!(w[0].describe(true).starts_with("東京都の端末の 38% が 09:12 から同じ失敗"), "{}", w[0].describe(true));
+        assert!(w[0].describe(false).contains("since 09:12 JST"));
         // Spread thin over many prefectures: the country alone.
         let spread: Vec<_> = (1..=10).map(|p| region(p, 1, 3, 10)).collect();
         let w = widespread(&spread);

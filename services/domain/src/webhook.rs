@@ -14,6 +14,13 @@ pub enum WebhookEvent {
     /// An agent announced offline is heard from again.
     #[serde(rename = "device.recovered")]
     DeviceRecovered,
+    /// An agent's fault (offline, reader, VPN line, quarantines) lasted the clinic's alert wait in its
+    /// opening hours; the group's managers were e-mailed.
+    #[serde(rename = "alert.raised")]
+    AlertRaised,
+    /// A raised alert is over.
+    #[serde(rename = "alert.resolved")]
+    AlertResolved,
     /// A billing month of a clinic was closed.
     #[serde(rename = "billing.month_closed")]
     BillingMonthClosed,
@@ -27,10 +34,12 @@ pub enum WebhookEvent {
 
 impl WebhookEvent {
     /// The types an endpoint can subscribe to (the test event goes to the endpoint it is sent to).
-    pub const SUBSCRIBABLE: [WebhookEvent; 5] = [
+    pub const SUBSCRIBABLE: [WebhookEvent; 7] = [
         Self::UsageBelowThreshold,
         Self::DeviceOffline,
         Self::DeviceRecovered,
+        Self::AlertRaised,
+        Self::AlertResolved,
         Self::BillingMonthClosed,
         Self::UkeImported,
     ];
@@ -40,6 +49,8 @@ impl WebhookEvent {
             Self::UsageBelowThreshold => "usage.below_threshold",
             Self::DeviceOffline => "device.offline",
             Self::DeviceRecovered => "device.recovered",
+            Self::AlertRaised => "alert.raised",
+            Self::AlertResolved => "alert.resolved",
             Self::BillingMonthClosed => "billing.month_closed",
             Self::UkeImported => "uke.imported",
             Self::Test => "webhook.test",
@@ -55,6 +66,8 @@ impl WebhookEvent {
             Self::UsageBelowThreshold => "マイナ保険証利用率が基準を下回る見込み",
             Self::DeviceOffline => "端末（エージェント）がオフライン",
             Self::DeviceRecovered => "端末（エージェント）が復旧",
+            Self::AlertRaised => "診療時間中の端末アラート",
+            Self::AlertResolved => "端末アラートの復旧",
             Self::BillingMonthClosed => "請求月の締め",
             Self::UkeImported => "レセ電ファイルの取り込み",
             Self::Test => "テスト送信",
@@ -66,6 +79,8 @@ impl WebhookEvent {
             Self::UsageBelowThreshold => "マイナ保険証 usage projected below the required level",
             Self::DeviceOffline => "Agent offline",
             Self::DeviceRecovered => "Agent back online",
+            Self::AlertRaised => "Agent alert in opening hours",
+            Self::AlertResolved => "Agent alert over",
             Self::BillingMonthClosed => "Billing month closed",
             Self::UkeImported => "レセ電 claims file imported",
             Self::Test => "Test event",

@@ -99,6 +99,24 @@ pub async fn seed_billing_settings(
             onshi_store::AuditResult::Success,
         );
         scoped.set_billing_settings(clinic, &settings, &entry).await?;
+        // 診療時間 as a typical clinic keeps them (木曜午後・日曜休診); the other clinics keep the usual ones,
+        // so the page shows both states.
+        if i == 0 {
+            let am_pm = "09:00-12:30, 15:00-18:00";
+            let hours = onshi_domain::hours::OpeningHours::parse(
+                [am_pm, am_pm, am_pm, "09:00-12:30", am_pm, "09:00-12:30", ""],
+                false,
+            )
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let entry = onshi_store::AuditEntry::new(
+                None,
+                "system",
+                "clinic.hours",
+                &format!("clinic:{}", clinic.id),
+                onshi_store::AuditResult::Success,
+            );
+            scoped.set_clinic_hours(clinic, &hours, onshi_domain::device_alert::DEFAULT_AFTER_MINUTES, &entry).await?;
+        }
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod backup;
 pub mod bench;
 pub mod demo;
 mod demo_claims;
+pub mod device_alerts;
 pub mod maintenance;
 pub mod progress;
 pub mod startup;

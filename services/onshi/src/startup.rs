@@ -257,6 +257,7 @@ impl Application {
         let worker = watch.map(|w| {
             tokio::spawn(anchoring(&adapters, config, shutdown.clone()));
             tokio::spawn(webhook_sender(&adapters, config).run(shutdown.clone()));
+            tokio::spawn(alert_watch(&adapters, config).run(shutdown.clone()));
             tokio::spawn(adapters.worker(config, w.health).run(shutdown.clone()))
         });
         Ok(Self { port, adapters, device_keys, server, worker, shutdown })
@@ -356,6 +357,7 @@ pub async fn run_worker(config: &Config) -> Result<(), StartupError> {
     tokio::spawn(ops_server);
     tokio::spawn(anchoring(&adapters, config, shutdown.clone()));
     tokio::spawn(webhook_sender(&adapters, config).run(shutdown.clone()));
+    tokio::spawn(alert_watch(&adapters, config).run(shutdown.clone()));
     adapters.worker(config, watch.health).run(shutdown).await;
     ops_handle.stop(true).await;
     Ok(())
@@ -370,6 +372,16 @@ fn webhook_sender(adapters: &Adapters, config: &Config) -> crate::webhooks::Webh
         allow_private: config.webhook_allow_private_targets,
         backoff: config.webhook_backoff_secs.clone(),
         poll: Duration::from_millis(config.webhook_poll_ms),
+    }
+}
+
+/// The alerts that know opening hours a worker process keeps up (`crate::device_alerts`).
+fn alert_watch(adapters: &Adapters, config: &Config) -> crate::device_alerts::AlertWatch {
+    crate::device_alerts::AlertWatch {
+        store: adapters.store.clone(),
+        mailer: mailer(config).inspect_err(|e| tracing::warn!(error = %e, "agent alerts cannot be mailed")).ok(),
+        public_url: config.public_url.clone(),
+        poll: Duration::from_millis(config.alert_poll_ms),
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::ops::Deref;
 
+use onshi_domain::device_alert::DEFAULT_AFTER_MINUTES;
+use onshi_domain::hours::OpeningHours;
 use onshi_domain::{ClinicAccess, ClinicId, FacilityKind, MedicalInstitutionCode};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -26,6 +28,17 @@ pub struct Clinic {
     /// Whether a result file carrying the code has arrived from one of the clinic's agents. Until then
     /// the code is only what the group typed (another group may have typed it too): 未確認.
     pub code_confirmed: bool,
+    /// 診療時間 for alerts; `None` until the clinic sets its own (`OpeningHours::default()` applies).
+    pub hours: Option<OpeningHours>,
+    /// Minutes of opening time a fault lasts before the managers are told.
+    pub alert_after_minutes: u16,
+}
+
+impl Clinic {
+    /// The hours alerts go by: the clinic's own, or the usual ones until it sets them.
+    pub fn opening_hours(&self) -> OpeningHours {
+        self.hours.clone().unwrap_or_default()
+    }
 }
 
 /// A clinic the caller may act on: one of this tenant's clinics, and one the caller's clinic access
@@ -92,6 +105,8 @@ impl TenantStore<'_> {
             oqs_start_date: Set(oqs_start),
             created_at: Set(OffsetDateTime::now_utc()),
             code_confirmed_at: Set(None),
+            opening_hours: Set(None),
+            alert_after_minutes: Set(None),
         }
         .insert(&txn)
         .await?;
@@ -99,7 +114,16 @@ impl TenantStore<'_> {
         // Whoever may add a clinic may act on it.
         Ok(ClinicScope {
             tenant: self.scope(),
-            clinic: Clinic { id, code: code.clone(), name: name.to_owned(), kind, oqs_start, code_confirmed: false },
+            clinic: Clinic {
+                id,
+                code: code.clone(),
+                name: name.to_owned(),
+                kind,
+                oqs_start,
+                code_confirmed: false,
+                hours: None,
+                alert_after_minutes: DEFAULT_AFTER_MINUTES,
+            },
         })
     }
 
@@ -174,6 +198,33 @@ impl TenantStore<'_> {
     }
 }
 
+impl TenantStore<'_> {
+    /// Sets a clinic's opening hours and alert wait, and records who did it, in one transaction.
+    pub async fn set_clinic_hours(
+        &self,
+        clinic: &ClinicScope,
+        hours: &OpeningHours,
+        alert_after_minutes: u16,
+        audit: &crate::AuditEntry,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_value(hours).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let txn = self.write().await?;
+        let updated = clinics::Entity::update_many()
+            .col_expr(clinics::Column::OpeningHours, Expr::value(json))
+            .col_expr(clinics::Column::AlertAfterMinutes, Expr::value(i32::from(alert_after_minutes)))
+            .filter(clinics::Column::TenantId.eq(self.tenant))
+            .filter(clinics::Column::Id.eq(clinic.uuid()))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(StoreError::NotFound { what: "clinic" });
+        }
+        self.append_in(&txn, audit).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
 pub(crate) fn clinic_from_row(row: clinics::Model) -> Result<Clinic, StoreError> {
     let code = MedicalInstitutionCode::parse(&row.institution_code).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(Clinic {
@@ -183,5 +234,14 @@ pub(crate) fn clinic_from_row(row: clinics::Model) -> Result<Clinic, StoreError>
         name: row.name,
         oqs_start: row.oqs_start_date,
         code_confirmed: row.code_confirmed_at.is_some(),
+        hours: row
+            .opening_hours
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("opening hours: {e}")))?,
+        alert_after_minutes: row
+            .alert_after_minutes
+            .and_then(|m| u16::try_from(m).ok())
+            .unwrap_or(DEFAULT_AFTER_MINUTES),
     })
 }

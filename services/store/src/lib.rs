@@ -16,6 +16,7 @@ mod clinics;
 #[cfg(feature = "counters")]
 mod counters;
 mod credentials;
+mod device_alerts;
 mod devices;
 mod entities;
 mod error;
@@ -45,6 +46,7 @@ pub use billing::{BillingVisit, ClosedMonth, ExportRecord, StoredReview};
 pub use claims::{ClaimDay, ClaimsUsage, OfficialFigure};
 pub use clinics::{Clinic, ClinicScope};
 pub use credentials::{DeviceAuth, EmailLink, TokenAuth};
+pub use device_alerts::DeviceAlert;
 pub use devices::{Device, DeviceStatus};
 pub use error::StoreError;
 pub use heartbeats::{LatestHeartbeat, PENDING_HEARTBEATS};

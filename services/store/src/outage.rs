@@ -17,7 +17,8 @@ impl Store {
         let statement = if backend == sea_orm::DatabaseBackend::Postgres {
             Statement::from_sql_and_values(
                 backend,
-                "SELECT prefecture, groups_failing, agents_failing, agents_reporting FROM onshi_network_failures($1)",
+                "SELECT prefecture, groups_failing, agents_failing, agents_reporting, failing_since \
+                 FROM onshi_network_failures($1)",
                 [i32::try_from(window_secs).unwrap_or(i32::MAX).into()],
             )
         } else {
@@ -27,8 +28,10 @@ impl Store {
                 format!(
                     "SELECT CAST(substr(c.institution_code, 1, 2) AS INTEGER) AS prefecture, \
                      COUNT(DISTINCT CASE WHEN {failing} THEN d.tenant_id END) AS groups_failing, \
-                     SUM(CASE WHEN {failing} THEN 1 ELSE 0 END) AS agents_failing, COUNT(*) AS agents_reporting \
+                     SUM(CASE WHEN {failing} THEN 1 ELSE 0 END) AS agents_failing, COUNT(*) AS agents_reporting, \
+                     MIN(CASE WHEN {failing} THEN f.since END) AS failing_since \
                      FROM devices d JOIN clinics c ON c.id = d.clinic_id AND c.tenant_id = d.tenant_id \
+                     LEFT JOIN device_alerts f ON f.device_id = d.id AND f.kind = 'network' AND f.resolved_at IS NULL \
                      WHERE d.status = 'active' AND d.last_heartbeat IS NOT NULL AND d.last_seen_at >= ? GROUP BY 1"
                 ),
                 [(OffsetDateTime::now_utc() - Duration::seconds(window_secs)).into()],
@@ -47,6 +50,7 @@ impl Store {
                     groups_failing: count("groups_failing")?,
                     agents_failing: count("agents_failing")?,
                     agents_reporting: count("agents_reporting")?,
+                    failing_since: r.try_get("", "failing_since")?,
                 })
             })
             .collect()

@@ -163,7 +163,7 @@ fn delivery_from(row: webhook_deliveries::Model) -> WebhookDelivery {
 }
 
 /// A time as payloads and reasons write it (RFC 3339, UTC as stored).
-fn rfc3339(at: OffsetDateTime) -> String {
+pub(crate) fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
@@ -598,6 +598,14 @@ impl TenantStore<'_> {
     }
 }
 
+/// What a SQLite tenant query binds: the time now (PostgreSQL uses its own `now()`), or a cutoff this many
+/// seconds ago, `times` times (PostgreSQL takes the seconds once).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TenantsDue {
+    Now,
+    Cutoff { after_secs: i64, times: usize },
+}
+
 impl Store {
     /// The tenants with deliveries due now. On PostgreSQL through a SECURITY DEFINER function that
     /// returns tenant ids only (the application role sees one tenant's rows at a time).
@@ -605,8 +613,7 @@ impl Store {
         self.tenant_list(
             "SELECT onshi_webhook_tenants_due AS tenant_id FROM onshi_webhook_tenants_due()",
             "SELECT DISTINCT tenant_id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?",
-            true,
-            0,
+            TenantsDue::Now,
         )
         .await
     }
@@ -617,35 +624,34 @@ impl Store {
             "SELECT onshi_device_transition_tenants AS tenant_id FROM onshi_device_transition_tenants($1)",
             "SELECT DISTINCT tenant_id FROM devices WHERE status = 'active' AND last_seen_at IS NOT NULL \
              AND ((offline_announced_at IS NULL AND last_seen_at < ?) OR (offline_announced_at IS NOT NULL AND last_seen_at >= ?))",
-            false,
-            after_secs,
+            TenantsDue::Cutoff { after_secs, times: 2 },
         )
         .await
     }
 
-    async fn tenant_list(
+    /// The tenants a worker has work in, by a query of each backend (on PostgreSQL a SECURITY DEFINER
+    /// function, as the application role sees one tenant at a time).
+    pub(crate) async fn tenant_list(
         &self,
         postgres: &str,
         sqlite: &str,
-        due_now: bool,
-        after_secs: i64,
+        due: TenantsDue,
     ) -> Result<Vec<TenantScope>, StoreError> {
         let db = &self.db;
-        let statement = match db.get_database_backend() {
-            sea_orm::DatabaseBackend::Postgres => {
-                let values: Vec<sea_orm::Value> =
-                    if due_now { vec![] } else { vec![i32::try_from(after_secs).unwrap_or(i32::MAX).into()] };
-                Statement::from_sql_and_values(sea_orm::DatabaseBackend::Postgres, postgres, values)
+        let statement = match (db.get_database_backend(), due) {
+            (sea_orm::DatabaseBackend::Postgres, TenantsDue::Now) => {
+                Statement::from_sql_and_values(sea_orm::DatabaseBackend::Postgres, postgres, [])
             }
-            backend => {
-                let now = OffsetDateTime::now_utc();
-                let values: Vec<sea_orm::Value> = if due_now {
-                    vec![now.into()]
-                } else {
-                    let cutoff = now - Duration::seconds(after_secs);
-                    vec![cutoff.into(), cutoff.into()]
-                };
-                Statement::from_sql_and_values(backend, sqlite, values)
+            (sea_orm::DatabaseBackend::Postgres, TenantsDue::Cutoff { after_secs, .. }) => {
+                let secs: sea_orm::Value = i32::try_from(after_secs).unwrap_or(i32::MAX).into();
+                Statement::from_sql_and_values(sea_orm::DatabaseBackend::Postgres, postgres, [secs])
+            }
+            (backend, TenantsDue::Now) => {
+                Statement::from_sql_and_values(backend, sqlite, [OffsetDateTime::now_utc().into()])
+            }
+            (backend, TenantsDue::Cutoff { after_secs, times }) => {
+                let cutoff = OffsetDateTime::now_utc() - Duration::seconds(after_secs);
+                Statement::from_sql_and_values(backend, sqlite, (0..times).map(|_| cutoff.into()))
             }
         };
         let rows = db.query_all_raw(statement).await?;

@@ -197,6 +197,73 @@ struct ClinicPage {
     code_expires: String,
     /// This server's address as agents reach it, for the ready-to-run command.
     server: String,
+    hours: HoursForm,
+    /// Why the hours just sent were not saved.
+    hours_error: Option<String>,
+}
+
+/// The opening-hours form as shown: the saved hours, or what was typed when it could not be saved.
+#[derive(Deserialize)]
+pub(crate) struct HoursForm {
+    #[serde(default)]
+    mon: String,
+    #[serde(default)]
+    tue: String,
+    #[serde(default)]
+    wed: String,
+    #[serde(default)]
+    thu: String,
+    #[serde(default)]
+    fri: String,
+    #[serde(default)]
+    sat: String,
+    #[serde(default)]
+    sun: String,
+    #[serde(default)]
+    holidays: Option<String>,
+    #[serde(default)]
+    after: String,
+}
+
+impl HoursForm {
+    fn of(clinic: &Clinic) -> Self {
+        let h = clinic.opening_hours();
+        Self {
+            mon: h.day_text(0),
+            tue: h.day_text(1),
+            wed: h.day_text(2),
+            thu: h.day_text(3),
+            fri: h.day_text(4),
+            sat: h.day_text(5),
+            sun: h.day_text(6),
+            holidays: h.open_on_holidays().then(|| "1".to_owned()),
+            after: clinic.alert_after_minutes.to_string(),
+        }
+    }
+
+    fn days(&self) -> [&str; 7] {
+        [&self.mon, &self.tue, &self.wed, &self.thu, &self.fri, &self.sat, &self.sun]
+    }
+
+    /// (form field, 曜日, weekday, value) for the template, Monday first.
+    fn rows(&self) -> Vec<(&'static str, &'static str, &'static str, &str)> {
+        use onshi_domain::hours::{DAY_FIELDS, WEEKDAYS_EN, WEEKDAYS_JA};
+        (0..7).map(|i| (DAY_FIELDS[i], WEEKDAYS_JA[i], WEEKDAYS_EN[i], self.days()[i])).collect()
+    }
+
+    /// The hours and the alert wait, or what is wrong, in the words the page shows.
+    fn parse(&self) -> Result<(onshi_domain::hours::OpeningHours, u16), onshi_domain::FieldError> {
+        use onshi_domain::device_alert::MAX_AFTER_MINUTES;
+        let hours = onshi_domain::hours::OpeningHours::parse(self.days(), self.holidays.is_some())?;
+        let after =
+            self.after.trim().parse::<u16>().ok().filter(|m| (1..=MAX_AFTER_MINUTES).contains(m)).ok_or_else(|| {
+                onshi_domain::FieldError::new(
+                    "after",
+                    format!("知らせるまでの時間は 1〜{MAX_AFTER_MINUTES} 分で入力してください"),
+                )
+            })?;
+        Ok((hours, after))
+    }
 }
 
 async fn clinic_view(
@@ -206,6 +273,7 @@ async fn clinic_view(
     clinic: ClinicScope,
     new_code: Option<String>,
 ) -> Result<ClinicPage, ApiError> {
+    let hours = HoursForm::of(&clinic);
     let store = state.store.tenant(caller.scope);
     let devices = store.devices().await?.into_iter().filter(|d| d.clinic == clinic.id).collect();
     let deadlines = clinic.oqs_start.map(onboarding::deadlines).unwrap_or_default();
@@ -219,7 +287,37 @@ async fn clinic_view(
         code_expires: crate::web::time::jst_minute(&(OffsetDateTime::now_utc() + ENROLLMENT_TTL)),
         server: state.public_url.trim_end_matches('/').to_owned(),
         clinic: clinic.clinic().clone(),
+        hours,
+        hours_error: None,
     })
+}
+
+/// Saves a clinic's opening hours and alert wait (audited with them), or shows the form again with what
+/// was typed and why it cannot be saved.
+pub(crate) async fn set_hours(
+    state: web::Data<AppState>,
+    page: Page,
+    caller: Caller,
+    path: web::Path<String>,
+    form: web::Form<HoursForm>,
+) -> Result<HttpResponse, ApiError> {
+    let store = state.store.tenant(caller.scope);
+    let clinic = caller.clinic(&store, &path).await?;
+    let form = form.into_inner();
+    let (hours, after) = match form.parse() {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            let mut view = clinic_view(&state, page, &caller, clinic, None).await?;
+            view.hours = form;
+            view.hours_error = Some(e.message);
+            return unprocessable(view);
+        }
+    };
+    let entry = caller
+        .entry("clinic.hours", &format!("clinic:{}", clinic.id), AuditResult::Success)
+        .details(serde_json::json!({ "hours": hours, "alert_after_minutes": after }));
+    store.set_clinic_hours(&clinic, &hours, after, &entry).await?;
+    Ok(see_other(&format!("/clinics/{}#hours", clinic.id)))
 }
 
 /// A first `agent.toml` for this clinic's agent: this server's address, the usual result folders of a

@@ -701,7 +701,7 @@ pub(crate) struct Alerts {
 /// Something the group was told about (by e-mail, and by webhook where one is set up).
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Alert {
-    /// `usage.below_threshold` or `device.offline` (the webhook event types).
+    /// `usage.below_threshold`, `device.offline` or `alert.raised` (the webhook event types).
     kind: String,
     clinic_id: ClinicId,
     #[schema(format = DateTime)]
@@ -713,9 +713,13 @@ pub(crate) struct Alert {
     month: Option<YearMonth>,
     #[serde(skip_serializing_if = "Option::is_none")]
     device_id: Option<onshi_domain::DeviceId>,
+    /// What an `alert.raised` is about: `offline`, `reader`, `network` or `quarantine`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fault: Option<String>,
 }
 
-/// The group's alerts, newest first: agents offline now, and the usage warnings of the last months.
+/// The group's alerts, newest first: agents offline now, the alerts in opening hours of the last 30 days
+/// (open or over), and the usage warnings of the last months.
 #[utoipa::path(
     get,
     path = "/api/v1/alerts",
@@ -749,10 +753,29 @@ pub(crate) async fn alerts(
                     open: true,
                     month: None,
                     device_id: Some(d.id),
+                    fault: None,
                 },
             ))
         })
         .collect();
+    let month_ago = time::OffsetDateTime::now_utc() - time::Duration::days(30);
+    alerts.extend(store.device_alerts(month_ago).await?.into_iter().filter(|a| caller.clinics.includes(a.clinic)).map(
+        |a| {
+            let at = a.raised_at.unwrap_or(a.since);
+            (
+                at,
+                Alert {
+                    kind: onshi_domain::WebhookEvent::AlertRaised.as_str().to_owned(),
+                    clinic_id: a.clinic,
+                    at: utc(&at),
+                    open: a.resolved_at.is_none(),
+                    month: None,
+                    device_id: Some(a.device),
+                    fault: Some(a.kind.code().to_owned()),
+                },
+            )
+        },
+    ));
     alerts.extend(store.usage_alerts(200).await?.into_iter().filter(|(c, _, _)| caller.clinics.includes(*c)).map(
         |(clinic, month, at)| {
             (
@@ -764,6 +787,7 @@ pub(crate) async fn alerts(
                     open: false,
                     month: Some(month),
                     device_id: None,
+                    fault: None,
                 },
             )
         },

@@ -319,61 +319,99 @@ both_modes!(the_clinic_page_shows_agent_availability_and_outages, |app| {
     assert!(page.body.contains("<svg class=\"uptime\""));
 });
 
-both_modes!(the_fleet_says_when_failures_rise_across_many_groups, |app| {
-    // Our agent at clinic 0 (東京都) fails the オン資 line / VPN probe.
-    let mut hb = app.factory(0, 11).heartbeat(time::OffsetDateTime::now_utc());
-    if let onshi_domain::EventPayload::Heartbeat(h) = &mut hb.payload {
-        h.network_ok = Some(false);
-    }
-    assert_eq!(app.post_events(0, &[hb]).await.status(), 202);
-    eventually(WAIT, "heartbeat written", || async {
-        app.store()
-            .devices()
-            .await
-            .unwrap()
-            .iter()
-            .any(|d| d.last_heartbeat.as_ref().and_then(|h| h.network_ok) == Some(false))
-    })
-    .await;
-    let (mut manager, _) = app.signed_in(Role::Manager).await;
-    assert!(!manager.get("/fleet").await.body.contains("wide-outage"), "one group alone is not 'everyone'");
+both_modes!(
+    the_fleet_says_when_failures_rise_across_many_groups,
+    |config| {
+        config.alert_poll_ms = 100;
+        config.smtp_url =
+            Some(secrecy::SecretString::from(format!("smtp://127.0.0.1:{}", crate::mailbox::sink().port)));
+    },
+    |app| {
+        // Our agent at clinic 0 (東京都) fails the オン資 line / VPN probe.
+        let mut hb = app.factory(0, 11).heartbeat(time::OffsetDateTime::now_utc());
+        if let onshi_domain::EventPayload::Heartbeat(h) = &mut hb.payload {
+            h.network_ok = Some(false);
+        }
+        assert_eq!(app.post_events(0, &[hb]).await.status(), 202);
+        eventually(WAIT, "heartbeat written", || async {
+            app.store()
+                .devices()
+                .await
+                .unwrap()
+                .iter()
+                .any(|d| d.last_heartbeat.as_ref().and_then(|h| h.network_ok) == Some(false))
+        })
+        .await;
+        let (mut manager, manager_user) = app.signed_in(Role::Manager).await;
+        assert!(!manager.get("/fleet").await.body.contains("wide-outage"), "one group alone is not 'everyone'");
 
-    // Other groups, each with a Tokyo clinic whose agent fails the same way, as the heartbeat writer
-    // would have recorded it.
-    let system = app.adapters().store.system();
-    let db = sea_orm::Database::connect(secrecy::ExposeSecret::expose_secret(&app.config.effective_migration_url()))
-        .await
-        .unwrap();
-    let backend = sea_orm::ConnectionTrait::get_database_backend(&db);
-    let add_group = |n: usize| {
-        let system = &system;
-        let db = &db;
-        async move {
-            let tenant = system.create_tenant(&format!("他法人 {n}")).await.unwrap();
-            let store = app.adapters().store.tenant(onshi_store::TenantScope::operator(tenant));
-            let code = onshi_domain::MedicalInstitutionCode::parse(&format!("131{:07}", 2_000_000 + n)).unwrap();
-            let clinic = store.create_clinic(&code, &format!("他法人{n}の秘密クリニック")).await.unwrap();
-            store.create_device(&clinic, &format!("synthetic-{n}")).await.unwrap();
-            let sql = format!(
-                "UPDATE devices SET last_seen_at = {}, last_heartbeat = '{{\"agent_version\":\"1.0.0\",\"network_ok\":false}}' WHERE name = 'synthetic-{n}'",
-                if backend == sea_orm::DatabaseBackend::Postgres { "$1" } else { "?" }
-            );
-            let now: sea_orm::Value = time::OffsetDateTime::now_utc().into();
-            sea_orm::ConnectionTrait::execute_raw(db, sea_orm::Statement::from_sql_and_values(backend, sql, [now]))
+        // Other groups, each with a Tokyo clinic whose agent fails the same way, as the heartbeat writer
+        // would have recorded it.
+        let system = app.adapters().store.system();
+        let db =
+            sea_orm::Database::connect(secrecy::ExposeSecret::expose_secret(&app.config.effective_migration_url()))
                 .await
                 .unwrap();
+        let backend = sea_orm::ConnectionTrait::get_database_backend(&db);
+        let add_group = |n: usize| {
+            let system = &system;
+            let db = &db;
+            async move {
+                let tenant = system.create_tenant(&format!("他法人 {n}")).await.unwrap();
+                let store = app.adapters().store.tenant(onshi_store::TenantScope::operator(tenant));
+                let code = onshi_domain::MedicalInstitutionCode::parse(&format!("131{:07}", 2_000_000 + n)).unwrap();
+                let clinic = store.create_clinic(&code, &format!("他法人{n}の秘密クリニック")).await.unwrap();
+                store.create_device(&clinic, &format!("synthetic-{n}")).await.unwrap();
+                let sql = format!(
+                    "UPDATE devices SET last_seen_at = {}, last_heartbeat = '{{\"agent_version\":\"1.0.0\",\"network_ok\":false}}' WHERE name = 'synthetic-{n}'",
+                    if backend == sea_orm::DatabaseBackend::Postgres { "$1" } else { "?" }
+                );
+                let now: sea_orm::Value = time::OffsetDateTime::now_utc().into();
+                sea_orm::ConnectionTrait::execute_raw(db, sea_orm::Statement::from_sql_and_values(backend, sql, [now]))
+                    .await
+                    .unwrap();
+            }
+        };
+        for n in 0..3 {
+            add_group(n).await;
         }
-    };
-    for n in 0..3 {
-        add_group(n).await;
+        assert!(!manager.get("/fleet").await.body.contains("wide-outage"), "four groups are below the threshold");
+        add_group(3).await;
+        let page = manager.get("/fleet").await.body;
+        assert!(page.contains("data-testid=\"wide-outage\""), "five groups fail together");
+        assert!(page.contains("東京都の端末の 100% が") && page.contains("同じ失敗（オン資回線・VPN"), "{page}");
+        assert!(!page.contains("他法人"), "no other group is named");
+        let en = manager.get("/fleet?lang=en").await.body;
+        assert!(en.contains("100% of agents in Tokyo fail the same way"));
+        // The alert watch tracks each failing agent's line fault, so the page says since when; the clinic's
+        // own page says the same.
+        let mut since_known = false;
+        for _ in 0..300 {
+            if manager.get("/fleet?lang=ja").await.body.contains("から同じ失敗") {
+                since_known = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(since_known, "the start time is shown");
+        let clinic = app.clinics[0].clinic.clone();
+        let page = manager.get(&format!("/dashboard/clinics/{}", clinic.id)).await.body;
+        assert!(page.contains("data-testid=\"wide-outage\"") && page.contains("東京都の端末の 100% が"), "{page}");
+        assert!(!page.contains("他法人"));
+        // Its alert, once due in opening hours, says so too.
+        let entry = onshi_store::AuditEntry::new(None, "test", "clinic.hours", "-", onshi_store::AuditResult::Success);
+        app.store().set_clinic_hours(&clinic, &onshi_domain::hours::OpeningHours::always(), 1, &entry).await.unwrap();
+        let sql = format!(
+            "UPDATE device_alerts SET since = {} WHERE kind = 'network'",
+            if backend == sea_orm::DatabaseBackend::Postgres { "$1" } else { "?" }
+        );
+        let earlier: sea_orm::Value = (time::OffsetDateTime::now_utc() - time::Duration::minutes(5)).into();
+        sea_orm::ConnectionTrait::execute_raw(&db, sea_orm::Statement::from_sql_and_values(backend, sql, [earlier]))
+            .await
+            .unwrap();
+        let user = manager_user;
+        let mail = crate::mailbox::sink().wait_for(&user.email, "広域障害の可能性").await;
+        assert!(mail.contains("VPN") && mail.contains("東京都の端末の 100% が") && !mail.contains("他法人"), "{mail}");
+        db.close().await.ok();
     }
-    assert!(!manager.get("/fleet").await.body.contains("wide-outage"), "four groups are below the threshold");
-    add_group(3).await;
-    let page = manager.get("/fleet").await.body;
-    assert!(page.contains("data-testid=\"wide-outage\""), "five groups fail together");
-    assert!(page.contains("東京都の端末の 100% が同じ失敗"), "{page}");
-    assert!(!page.contains("他法人"), "no other group is named");
-    let en = manager.get("/fleet?lang=en").await.body;
-    assert!(en.contains("100% of agents in Tokyo fail the same way"));
-    db.close().await.ok();
-});
+);

@@ -13,6 +13,7 @@ mod mailbox;
 mod accounts;
 mod adapters;
 mod agent;
+mod alerts;
 mod api;
 mod billing;
 mod browser;

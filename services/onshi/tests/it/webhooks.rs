@@ -138,7 +138,9 @@ both_modes!(webhooks_are_signed_retried_disabled_and_replayed, |config| { fast(c
     let alerts = || async {
         let r = app.client.get(format!("{}/api/v1/alerts", app.base_url())).bearer_auth(&token).send().await.unwrap();
         assert_eq!(r.status(), 200);
-        r.json::<serde_json::Value>().await.unwrap()["alerts"].as_array().unwrap().clone()
+        let all = r.json::<serde_json::Value>().await.unwrap()["alerts"].as_array().unwrap().clone();
+        // The opening-hours watch may also raise this outage, depending on the time of day (tests/alerts.rs).
+        all.into_iter().filter(|a| a["kind"] != "alert.raised").collect::<Vec<_>>()
     };
     let open = alerts().await;
     assert_eq!(open.len(), 1, "{open:?}");

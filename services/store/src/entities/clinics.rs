@@ -14,6 +14,9 @@ pub struct Model {
     pub created_at: TimeDateTimeWithTimeZone,
     /// When a result file carrying the clinic's code first arrived from one of its agents (migration 12).
     pub code_confirmed_at: Option<TimeDateTimeWithTimeZone>,
+    /// `onshi_domain::hours::OpeningHours`; `None` until the clinic sets its own (migration 20).
+    pub opening_hours: Option<Json>,
+    pub alert_after_minutes: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,6 +12,7 @@ pub(crate) mod claim_files;
 pub(crate) mod claim_receipts;
 pub(crate) mod clinic_billing;
 pub(crate) mod clinics;
+pub(crate) mod device_alerts;
 pub(crate) mod device_uptime;
 pub(crate) mod devices;
 pub(crate) mod email_tokens;

@@ -44,6 +44,9 @@ struct ClinicPage {
     usage: super::overview::ClinicRow,
     /// 利用率 as three figures per month, and the outlook on the best of them.
     figures: super::figures::UsageFigures,
+    /// "Is it us or everyone?": the wide outages this clinic's failing agents are part of.
+    wide: Vec<String>,
+    notices_url: &'static str,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +129,8 @@ pub(crate) async fn clinic(
         store.devices().await?.into_iter().filter(|d| d.clinic == id && d.status == DeviceStatus::Active).collect();
     let range_from = from.midnight().assume_offset(onshi_domain::jst::JST);
     let range_to = (to.next_day().unwrap_or(to)).midnight().assume_offset(onshi_domain::jst::JST).min(now);
+    let located: Vec<_> = agents.iter().map(|d| (d, clinic.code.prefecture())).collect();
+    let wide = super::outage::wide_outages(&state, page.lang, &located, now).await?;
     let ids: Vec<_> = agents.iter().map(|d| d.id).collect();
     let uptime = store.uptime(&ids, range_from, range_to).await?;
     let names: Vec<_> = agents.iter().map(|d| (d.id, d.name.clone())).collect();
@@ -235,5 +240,7 @@ pub(crate) async fn clinic(
         timeline,
         outages,
         clinic: clinic.clinic().clone(),
+        wide,
+        notices_url: onshi_domain::outage::OFFICIAL_NOTICES_URL,
     })
 }

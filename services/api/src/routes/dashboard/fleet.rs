@@ -30,11 +30,27 @@ pub(crate) struct FleetRow {
     pub vpn: String,
 }
 
+/// An alert the managers were told of (in opening hours), for the list above the agents.
+pub(crate) struct AlertRow {
+    pub open: bool,
+    pub clinic: String,
+    pub clinic_id: String,
+    pub device: String,
+    pub what: &'static str,
+    pub since: String,
+    pub raised: String,
+    pub resolved: String,
+}
+
+/// Alerts shown: those that started in the last this many days.
+const ALERT_DAYS: i64 = 30;
+
 #[derive(Template)]
 #[template(path = "fleet.html")]
 struct FleetPage {
     page: Page,
     rows: Vec<FleetRow>,
+    alerts: Vec<AlertRow>,
     /// "Is it us or everyone?": the wide outages this group's failing agents are part of.
     wide: Vec<String>,
     notices_url: &'static str,
@@ -58,23 +74,8 @@ pub(crate) async fn fleet(
     let clinics: HashMap<ClinicId, String> = all_clinics.into_iter().map(|c| (c.id, c.name)).collect();
     let now = OffsetDateTime::now_utc();
     let devices: Vec<_> = store.devices().await?.into_iter().filter(|d| d.status == DeviceStatus::Active).collect();
-    // Prefectures where one of our agents now fails the オン資 line / VPN probe.
-    let failing: std::collections::BTreeSet<u8> = devices
-        .iter()
-        .filter(|d| d.health(now) != DeviceHealth::Offline)
-        .filter(|d| d.last_heartbeat.as_ref().and_then(|h| h.network_ok) == Some(false))
-        .filter_map(|d| prefectures.get(&d.clinic).copied())
-        .collect();
-    let wide: Vec<String> = if failing.is_empty() {
-        Vec::new()
-    } else {
-        let counts = state.store.network_failures(onshi_domain::outage::WINDOW_SECS).await?;
-        onshi_domain::outage::widespread(&counts)
-            .iter()
-            .filter(|w| failing.iter().any(|p| w.covers(*p)))
-            .map(|w| w.describe(page.lang == crate::web::i18n::Lang::Ja))
-            .collect()
-    };
+    let located: Vec<_> = devices.iter().filter_map(|d| prefectures.get(&d.clinic).map(|p| (d, *p))).collect();
+    let wide = super::outage::wide_outages(&state, page.lang, &located, now).await?;
     let mut rows: Vec<(u8, FleetRow)> = devices
         .into_iter()
         .map(|d| {
@@ -170,5 +171,22 @@ pub(crate) async fn fleet(
         let today = onshi_domain::jst::date_of(now);
         return Ok(table.download(&format!("fleet-{today}")));
     }
-    ok(FleetPage { page, rows, wide, notices_url: onshi_domain::outage::OFFICIAL_NOTICES_URL })
+    let minute = |t: Option<OffsetDateTime>| t.map(|t| crate::web::time::jst_minute(&t)).unwrap_or_default();
+    let alerts = store
+        .device_alerts(now - time::Duration::days(ALERT_DAYS))
+        .await?
+        .into_iter()
+        .filter(|a| caller.clinics.includes(a.clinic))
+        .map(|a| AlertRow {
+            open: a.resolved_at.is_none(),
+            clinic_id: a.clinic.to_string(),
+            clinic: a.clinic_name,
+            device: a.device_name,
+            what: page.lang.t(a.kind.label_ja(), a.kind.label_en()),
+            since: crate::web::time::jst_minute(&a.since),
+            raised: minute(a.raised_at),
+            resolved: minute(a.resolved_at),
+        })
+        .collect();
+    ok(FleetPage { page, rows, alerts, wide, notices_url: onshi_domain::outage::OFFICIAL_NOTICES_URL })
 }

@@ -8,6 +8,7 @@ pub(crate) mod clinic;
 pub(crate) mod feed;
 mod figures;
 pub(crate) mod fleet;
+mod outage;
 pub(crate) mod overview;
 
 /// A rate as a percentage with one decimal, or a dash when there is no figure.

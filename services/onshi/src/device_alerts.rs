@@ -1,0 +1,164 @@
+//! The alert watch of a worker process: every `alert_poll_ms` it looks at the tenants with an agent in
+//! trouble (or a fault still open), lets the store apply the opening-hours rules
+//! (`onshi_domain::device_alert`) and e-mails each alert raised or resolved to the group's owners and
+//! the managers who see that clinic. Several workers may run it: the store locks a tenant's agents while
+//! it decides, so an alert is raised once.
+//!
+//! The e-mail goes after the commit that recorded the alert (audit entry and webhook announcement are in
+//! that transaction). A failed send is logged and not retried: the fleet page and the webhook carry the
+//! alert all the same.
+
+use std::time::Duration;
+
+use onshi_api::Mailer;
+use onshi_domain::device_alert::AlertKind;
+use onshi_domain::{ClinicAccess, Role, outage};
+use onshi_store::{DeviceAlert, Store, TenantScope, UserStatus};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+pub struct AlertWatch {
+    pub store: Store,
+    /// `None` when mail is not configured usably (alerts are then on the page and in webhooks only).
+    pub mailer: Option<Mailer>,
+    pub public_url: String,
+    pub poll: Duration,
+}
+
+impl AlertWatch {
+    pub async fn run(self, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(self.poll) => {}
+            }
+            self.look(OffsetDateTime::now_utc()).await;
+        }
+    }
+
+    /// One look at every tenant with an agent in trouble.
+    pub async fn look(&self, now: OffsetDateTime) {
+        let tenants = match self.store.device_alert_tenants().await {
+            Ok(t) => t,
+            Err(e) => return tracing::warn!(error = %e, "agents in trouble not looked for"),
+        };
+        for scope in tenants {
+            match self.store.tenant(scope).evaluate_device_alerts(now).await {
+                Ok(told) if told.is_empty() => {}
+                Ok(told) => {
+                    tracing::info!(tenant = %scope.tenant_id(), alerts = told.len(), "agent alerts raised or resolved");
+                    self.mail(scope, &told).await;
+                }
+                Err(e) => tracing::warn!(error = %e, tenant = %scope.tenant_id(), "agent alerts not evaluated"),
+            }
+        }
+    }
+
+    async fn mail(&self, scope: TenantScope, told: &[DeviceAlert]) {
+        let Some(mailer) = &self.mailer else { return };
+        let users = match self.store.tenant(scope).users().await {
+            Ok(users) => users,
+            Err(e) => return tracing::warn!(error = %e, "alert recipients not found"),
+        };
+        for alert in told {
+            let recipients = users.iter().filter(|u| {
+                u.status == UserStatus::Active
+                    && matches!(u.role, Role::Owner | Role::Manager)
+                    && ClinicAccess::of(u.role, &u.clinics).includes(alert.clinic)
+            });
+            let wide = if alert.kind == AlertKind::Network && alert.resolved_at.is_none() {
+                self.wide_outages(alert.prefecture).await
+            } else {
+                Vec::new()
+            };
+            let (subject, body) = message(alert, &wide, &self.public_url);
+            for user in recipients {
+                if let Err(e) = mailer.send(&user.email, &subject, body.clone()).await {
+                    tracing::warn!(error = %e, clinic = %alert.clinic, "agent alert not mailed");
+                }
+            }
+        }
+    }
+}
+
+impl AlertWatch {
+    /// "Is it us or everyone?" for a line fault: the wide outages covering the clinic's prefecture, as
+    /// (Japanese, English) sentences.
+    async fn wide_outages(&self, prefecture: u8) -> Vec<(String, String)> {
+        match self.store.network_failures(outage::WINDOW_SECS).await {
+            Ok(counts) => outage::widespread(&counts)
+                .iter()
+                .filter(|w| w.covers(prefecture))
+                .map(|w| (w.describe(true), w.describe(false)))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "wide outage counts not read for an alert");
+                Vec::new()
+            }
+        }
+    }
+}
+
+fn jst(at: OffsetDateTime) -> String {
+    let t = at.to_offset(onshi_domain::jst::JST);
+    format!("{} {:02}:{:02}", t.date(), t.hour(), t.minute())
+}
+
+/// The e-mail for an alert raised or resolved: Japanese first, then English; what happened, since when,
+/// what to check, where to look.
+fn message(alert: &DeviceAlert, wide: &[(String, String)], public_url: &str) -> (String, String) {
+    let site = public_url.trim_end_matches('/');
+    // A line fault that many groups share is probably not this clinic's: say so first.
+    let (wide_ja, wide_en) = if wide.is_empty() {
+        (String::new(), String::new())
+    } else {
+        let ja: String = wide.iter().map(|(ja, _)| format!("広域障害の可能性: {ja}\n")).collect();
+        let en: String = wide.iter().map(|(_, en)| format!("Possibly a wide outage: {en}\n")).collect();
+        (
+            format!(
+                "{ja}公式の障害情報: {}\n受付は資格確認書・保険証で続け、復旧後に再照会してください。\n\n",
+                outage::OFFICIAL_NOTICES_URL
+            ),
+            format!("{en}Official notices: {}\n\n", outage::OFFICIAL_NOTICES_URL),
+        )
+    };
+    let kind: AlertKind = alert.kind;
+    let numbered =
+        |items: &[&str]| items.iter().enumerate().map(|(i, s)| format!("  {}. {s}\n", i + 1)).collect::<String>();
+    match alert.resolved_at {
+        None => (
+            format!("【Onshi Cloud】{}: {}", alert.clinic_name, kind.label_ja()),
+            format!(
+                "{clinic} のエージェント「{device}」: {label_ja}（{since} から、診療時間中）。\n\n\
+                 {wide_ja}確かめること:\n{check_ja}\n\
+                 端末の状態: {site}/fleet\n\
+                 直ると「復旧」のメールが届きます。\n\n\
+                 {clinic}, agent \"{device}\": {label_en} (since {since} JST, in opening hours).\n\n\
+                 {wide_en}What to check:\n{check_en}\n\
+                 Agent status: {site}/fleet\n\
+                 You will get another e-mail when it is over.\n",
+                clinic = alert.clinic_name,
+                device = alert.device_name,
+                label_ja = kind.label_ja(),
+                label_en = kind.label_en(),
+                since = jst(alert.since),
+                check_ja = numbered(kind.checklist_ja()),
+                check_en = numbered(kind.checklist_en()),
+            ),
+        ),
+        Some(over) => (
+            format!("【Onshi Cloud】復旧: {}: {}", alert.clinic_name, kind.label_ja()),
+            format!(
+                "{clinic} のエージェント「{device}」は復旧しました（{label_ja}: {since} 〜 {over}）。\n\
+                 端末の状態: {site}/fleet\n\n\
+                 {clinic}, agent \"{device}\" is back to normal ({label_en}: {since} to {over} JST).\n",
+                clinic = alert.clinic_name,
+                device = alert.device_name,
+                label_ja = kind.label_ja(),
+                label_en = kind.label_en(),
+                since = jst(alert.since),
+                over = jst(over),
+            ),
+        ),
+    }
+}

@@ -1,0 +1,146 @@
+//! Alerts that know opening hours (#18): a fault lasting the clinic's wait in opening hours is told once
+//! to the group's owners and managers by e-mail, announced as a webhook, audited and listed on the fleet
+//! page; its end is told once; nothing while the clinic is closed.
+
+use onshi_domain::device_alert::AlertKind;
+use onshi_domain::{EventPayload, Role, WebhookEvent};
+
+use sea_orm::ConnectionTrait;
+
+use crate::both_modes;
+use crate::helpers::{TestApp, WAIT, eventually};
+
+fn fast(config: &mut onshi_config::Config) {
+    config.alert_poll_ms = 100;
+    config.smtp_url = Some(secrecy::SecretString::from(format!("smtp://127.0.0.1:{}", crate::mailbox::sink().port)));
+}
+
+/// Runs one statement against the test database as its owner (the application role cannot move times).
+async fn sql(app: &TestApp, postgres: &str, value: time::OffsetDateTime) {
+    let db = sea_orm::Database::connect(secrecy::ExposeSecret::expose_secret(&app.config.effective_migration_url()))
+        .await
+        .unwrap();
+    let backend = db.get_database_backend();
+    let statement =
+        if backend == sea_orm::DatabaseBackend::Postgres { postgres.to_owned() } else { postgres.replace("$1", "?") };
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(backend, statement, [value.into()])).await.unwrap();
+    db.close().await.ok();
+}
+
+async fn heartbeat(app: &TestApp, seed: u64, reader_ok: bool) {
+    let mut hb = app.factory(0, seed).heartbeat(time::OffsetDateTime::now_utc());
+    if let EventPayload::Heartbeat(h) = &mut hb.payload {
+        h.reader_ok = Some(reader_ok);
+    }
+    assert_eq!(app.post_events(0, &[hb]).await.status(), 202);
+    eventually(WAIT, "heartbeat written", || async {
+        app.store()
+            .devices()
+            .await
+            .unwrap()
+            .iter()
+            .any(|d| d.last_heartbeat.as_ref().and_then(|h| h.reader_ok) == Some(reader_ok))
+    })
+    .await;
+}
+
+fn hours(all_day: bool) -> Vec<(&'static str, &'static str)> {
+    let day = if all_day { "00:00-24:00" } else { "" };
+    let mut fields: Vec<_> = onshi_domain::hours::DAY_FIELDS.iter().map(|f| (*f, day)).collect();
+    if all_day {
+        fields.push(("holidays", "1"));
+    }
+    fields.push(("after", "10"));
+    fields
+}
+
+both_modes!(
+    a_fault_in_opening_hours_is_told_once_and_its_end_once_and_nothing_while_closed,
+    |config| { fast(config) },
+    |app| {
+        let sink = crate::mailbox::sink();
+        let (mut owner, _) = app.signed_in(Role::Owner).await;
+        let manager = app.user(Role::Manager).await;
+        webhook_outbox(app, &[WebhookEvent::AlertRaised, WebhookEvent::AlertResolved]).await;
+        let clinic = app.clinics[0].clinic.clone();
+        let page = format!("/clinics/{}", clinic.id);
+
+        // Until set, the usual hours apply and the page says which.
+        assert!(owner.get(&page).await.body.contains("data-testid=\"hours-default\""));
+        // Hours that cannot be read are refused with the day named, and what was typed is kept.
+        let mut bad = hours(false);
+        bad[0] = ("mon", "25:00-26:00");
+        let r = owner.post(&format!("{page}/hours"), &bad).await;
+        assert_eq!(r.status, 422, "{}", r.body);
+        assert!(r.body.contains("月曜日") && r.body.contains("value=\"25:00-26:00\""), "{}", r.body);
+        let mut bad = hours(false);
+        bad.retain(|(k, _)| *k != "after");
+        bad.push(("after", "0"));
+        assert_eq!(owner.post(&format!("{page}/hours"), &bad).await.status, 422);
+
+        // Closed every day: the reader fails, lasts half an hour, and nobody is told.
+        assert_eq!(owner.post(&format!("{page}/hours"), &hours(false)).await.status, 303);
+        heartbeat(app, 1, false).await;
+        let count = "SELECT count(*) AS n FROM device_alerts";
+        let tracked = || async {
+            let db =
+                sea_orm::Database::connect(secrecy::ExposeSecret::expose_secret(&app.config.effective_migration_url()))
+                    .await
+                    .unwrap();
+            let backend = db.get_database_backend();
+            let row = db.query_one_raw(sea_orm::Statement::from_string(backend, count)).await.unwrap().unwrap();
+            db.close().await.ok();
+            row.try_get::<i64>("", "n").unwrap()
+        };
+        eventually(WAIT, "fault tracked", || async { tracked().await == 1 }).await;
+        let half_an_hour_ago = time::OffsetDateTime::now_utc() - time::Duration::minutes(30);
+        sql(app, "UPDATE device_alerts SET since = $1", half_an_hour_ago).await;
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        assert!(app.store().device_alerts(half_an_hour_ago - time::Duration::hours(1)).await.unwrap().is_empty());
+        assert!(sink.all_to(&manager.email).iter().all(|m| !m.contains("カードリーダー")), "nothing while closed");
+
+        // Open all day, holidays included: the same fault is told now, once, with what to check.
+        assert_eq!(owner.post(&format!("{page}/hours"), &hours(true)).await.status, 303);
+        let mail = sink.wait_for(&manager.email, "カードリーダーが応答しません").await;
+        assert!(mail.contains("USBケーブル") && mail.contains("/fleet") && mail.contains("card reader"), "{mail}");
+        let alerts = app.store().device_alerts(half_an_hour_ago - time::Duration::hours(1)).await.unwrap();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!((alerts[0].kind, alerts[0].resolved_at), (AlertKind::Reader, None));
+        let fleet = owner.get("/fleet").await.body;
+        let listed = fleet.split("data-testid=\"alerts\"").nth(1).unwrap();
+        assert!(
+            listed.contains("data-alert-open=\"true\"") && listed.contains("カードリーダーが応答しません"),
+            "{listed}"
+        );
+        assert!(listed.contains(&clinic.name));
+
+        // Back to normal: told once more.
+        heartbeat(app, 2, true).await;
+        let over = sink.wait_for(&manager.email, "復旧しました").await;
+        assert!(over.contains("カードリーダー"), "{over}");
+        tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+        let to_manager = sink.all_to(&manager.email);
+        assert_eq!(to_manager.iter().filter(|m| m.contains("確かめること")).count(), 1, "raised once");
+        assert_eq!(to_manager.iter().filter(|m| m.contains("復旧しました")).count(), 1, "resolved once");
+        let events = webhook_events(app).await;
+        assert_eq!(events, ["alert.raised", "alert.resolved"]);
+        let payload = app.store().webhook_deliveries(10).await.unwrap();
+        assert!(payload.iter().all(|d| d.event.starts_with("alert.")));
+        let audit =
+            app.store().audit_entries(&onshi_store::AuditFilter { limit: 1000, ..Default::default() }).await.unwrap();
+        for action in ["clinic.hours", "device_alert.raised", "device_alert.resolved"] {
+            assert!(audit.iter().any(|e| e.action == action), "{action} audited");
+        }
+        assert!(owner.get("/fleet").await.body.contains("data-alert-open=\"false\""));
+
+        // Silent for twenty minutes: the agent is reported offline at once (the wait has passed).
+        sql(
+            app,
+            "UPDATE devices SET last_seen_at = $1 WHERE last_seen_at IS NOT NULL",
+            time::OffsetDateTime::now_utc() - time::Duration::minutes(20),
+        )
+        .await;
+        let mail = sink.wait_for(&manager.email, "エージェントから連絡がありません").await;
+        assert!(mail.contains("onshi-agent"), "{mail}");
+    }
+);
