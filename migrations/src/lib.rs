@@ -24,6 +24,7 @@ mod m20261202_000017_scale;
 mod m20261202_000018_webhooks;
 mod m20261202_000019_outage_signal;
 mod m20261202_000020_device_alerts;
+mod m20261202_000021_expiry_radar;
 pub mod partitions;
 
 pub use m20261125_000003_accounts::APP_ROLE;
@@ -90,6 +91,8 @@ pub const TENANT_TABLES: &[&str] = &[
     "webhook_endpoints",
     "webhook_deliveries",
     "device_alerts",
+    "radar_notices",
+    "weekly_summaries",
 ];
 
 pub struct Migrator;
@@ -118,6 +121,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000018_webhooks::Migration),
             Box::new(m20261202_000019_outage_signal::Migration),
             Box::new(m20261202_000020_device_alerts::Migration),
+            Box::new(m20261202_000021_expiry_radar::Migration),
         ]
     }
 }

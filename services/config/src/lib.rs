@@ -72,6 +72,8 @@ pub struct Config {
     pub webhook_poll_ms: u64,
     /// How often a worker looks at agents in trouble for alerts that know opening hours.
     pub alert_poll_ms: u64,
+    /// How often a worker reads the expiry radar (warnings by e-mail, the weekly summary).
+    pub radar_poll_ms: u64,
     pub max_body_bytes: usize,
     pub archive_raw_batches: bool,
     /// A reception-addon rules file to use instead of the built-in one (validated at start-up).
@@ -231,6 +233,9 @@ impl Config {
         }
         if self.alert_poll_ms < 50 || self.alert_poll_ms > 300_000 {
             return invalid("alert_poll_ms", "must be between 50 and 300000");
+        }
+        if self.radar_poll_ms < 50 || self.radar_poll_ms > 86_400_000 {
+            return invalid("radar_poll_ms", "must be between 50 and 86400000");
         }
         if self.api_requests_per_token_per_minute == 0 {
             return invalid("api_requests_per_token_per_minute", "must be at least 1");

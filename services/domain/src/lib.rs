@@ -19,6 +19,7 @@ pub mod month;
 pub mod mynumber;
 pub mod onboarding;
 pub mod outage;
+pub mod radar;
 pub mod retention;
 pub mod rollup;
 pub mod schema;

@@ -11,6 +11,7 @@ mod demo_claims;
 pub mod device_alerts;
 pub mod maintenance;
 pub mod progress;
+pub mod radar;
 pub mod startup;
 pub mod webhooks;
 

@@ -258,6 +258,7 @@ impl Application {
             tokio::spawn(anchoring(&adapters, config, shutdown.clone()));
             tokio::spawn(webhook_sender(&adapters, config).run(shutdown.clone()));
             tokio::spawn(alert_watch(&adapters, config).run(shutdown.clone()));
+            tokio::spawn(radar_watch(&adapters, config).run(shutdown.clone()));
             tokio::spawn(adapters.worker(config, w.health).run(shutdown.clone()))
         });
         Ok(Self { port, adapters, device_keys, server, worker, shutdown })
@@ -358,6 +359,7 @@ pub async fn run_worker(config: &Config) -> Result<(), StartupError> {
     tokio::spawn(anchoring(&adapters, config, shutdown.clone()));
     tokio::spawn(webhook_sender(&adapters, config).run(shutdown.clone()));
     tokio::spawn(alert_watch(&adapters, config).run(shutdown.clone()));
+    tokio::spawn(radar_watch(&adapters, config).run(shutdown.clone()));
     adapters.worker(config, watch.health).run(shutdown).await;
     ops_handle.stop(true).await;
     Ok(())
@@ -382,6 +384,16 @@ fn alert_watch(adapters: &Adapters, config: &Config) -> crate::device_alerts::Al
         mailer: mailer(config).inspect_err(|e| tracing::warn!(error = %e, "agent alerts cannot be mailed")).ok(),
         public_url: config.public_url.clone(),
         poll: Duration::from_millis(config.alert_poll_ms),
+    }
+}
+
+/// The expiry radar's e-mails and the weekly summary a worker process keeps up (`crate::radar`).
+fn radar_watch(adapters: &Adapters, config: &Config) -> crate::radar::RadarWatch {
+    crate::radar::RadarWatch {
+        store: adapters.store.clone(),
+        mailer: mailer(config).inspect_err(|e| tracing::warn!(error = %e, "radar e-mails cannot be sent")).ok(),
+        public_url: config.public_url.clone(),
+        poll: Duration::from_millis(config.radar_poll_ms),
     }
 }
 

@@ -32,6 +32,10 @@ pub struct Clinic {
     pub hours: Option<OpeningHours>,
     /// Minutes of opening time a fault lasts before the managers are told.
     pub alert_after_minutes: u16,
+    /// The 資格確認端末's electronic certificate expiry, as entered.
+    pub terminal_cert_expires: Option<Date>,
+    /// The terminal's operating system (`onshi_domain::radar::OS_SUPPORT` code), as entered.
+    pub terminal_os: Option<String>,
 }
 
 impl Clinic {
@@ -107,6 +111,8 @@ impl TenantStore<'_> {
             code_confirmed_at: Set(None),
             opening_hours: Set(None),
             alert_after_minutes: Set(None),
+            terminal_cert_expires: Set(None),
+            terminal_os: Set(None),
         }
         .insert(&txn)
         .await?;
@@ -123,6 +129,8 @@ impl TenantStore<'_> {
                 code_confirmed: false,
                 hours: None,
                 alert_after_minutes: DEFAULT_AFTER_MINUTES,
+                terminal_cert_expires: None,
+                terminal_os: None,
             },
         })
     }
@@ -225,6 +233,32 @@ impl TenantStore<'_> {
     }
 }
 
+impl TenantStore<'_> {
+    /// Records the 資格確認端末's certificate expiry and operating system, and who did it, in one transaction.
+    pub async fn set_clinic_terminal(
+        &self,
+        clinic: &ClinicScope,
+        cert_expires: Option<Date>,
+        os: Option<&str>,
+        audit: &crate::AuditEntry,
+    ) -> Result<(), StoreError> {
+        let txn = self.write().await?;
+        let updated = clinics::Entity::update_many()
+            .col_expr(clinics::Column::TerminalCertExpires, Expr::value(cert_expires))
+            .col_expr(clinics::Column::TerminalOs, Expr::value(os.map(str::to_owned)))
+            .filter(clinics::Column::TenantId.eq(self.tenant))
+            .filter(clinics::Column::Id.eq(clinic.uuid()))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Err(StoreError::NotFound { what: "clinic" });
+        }
+        self.append_in(&txn, audit).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
 pub(crate) fn clinic_from_row(row: clinics::Model) -> Result<Clinic, StoreError> {
     let code = MedicalInstitutionCode::parse(&row.institution_code).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(Clinic {
@@ -243,5 +277,7 @@ pub(crate) fn clinic_from_row(row: clinics::Model) -> Result<Clinic, StoreError>
             .alert_after_minutes
             .and_then(|m| u16::try_from(m).ok())
             .unwrap_or(DEFAULT_AFTER_MINUTES),
+        terminal_cert_expires: row.terminal_cert_expires,
+        terminal_os: row.terminal_os,
     })
 }

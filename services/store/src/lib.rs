@@ -23,6 +23,7 @@ mod error;
 mod heartbeats;
 mod ingest;
 mod outage;
+mod radar;
 mod recovery;
 mod retention;
 mod rollups;

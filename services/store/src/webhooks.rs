@@ -602,8 +602,13 @@ impl TenantStore<'_> {
 /// seconds ago, `times` times (PostgreSQL takes the seconds once).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum TenantsDue {
+    /// Nothing to bind.
+    Always,
     Now,
-    Cutoff { after_secs: i64, times: usize },
+    Cutoff {
+        after_secs: i64,
+        times: usize,
+    },
 }
 
 impl Store {
@@ -639,6 +644,10 @@ impl Store {
     ) -> Result<Vec<TenantScope>, StoreError> {
         let db = &self.db;
         let statement = match (db.get_database_backend(), due) {
+            (backend, TenantsDue::Always) => {
+                let sql = if backend == sea_orm::DatabaseBackend::Postgres { postgres } else { sqlite };
+                Statement::from_string(backend, sql)
+            }
             (sea_orm::DatabaseBackend::Postgres, TenantsDue::Now) => {
                 Statement::from_sql_and_values(sea_orm::DatabaseBackend::Postgres, postgres, [])
             }

@@ -200,6 +200,9 @@ struct ClinicPage {
     hours: HoursForm,
     /// Why the hours just sent were not saved.
     hours_error: Option<String>,
+    /// The operating systems a terminal may run, for the select (code, label, end of support).
+    os_choices: &'static [onshi_domain::radar::OsSupport],
+    terminal_error: Option<String>,
 }
 
 /// The opening-hours form as shown: the saved hours, or what was typed when it could not be saved.
@@ -289,7 +292,51 @@ async fn clinic_view(
         clinic: clinic.clinic().clone(),
         hours,
         hours_error: None,
+        os_choices: onshi_domain::radar::OS_SUPPORT,
+        terminal_error: None,
     })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct TerminalForm {
+    #[serde(default)]
+    cert_expires: String,
+    #[serde(default)]
+    os: String,
+}
+
+/// Saves the 資格確認端末's certificate expiry and operating system (audited), or shows the page again
+/// with why not.
+pub(crate) async fn set_terminal(
+    state: web::Data<AppState>,
+    page: Page,
+    caller: Caller,
+    path: web::Path<String>,
+    form: web::Form<TerminalForm>,
+) -> Result<HttpResponse, ApiError> {
+    let store = state.store.tenant(caller.scope);
+    let clinic = caller.clinic(&store, &path).await?;
+    let expires = match form.cert_expires.trim() {
+        "" => Ok(None),
+        s => parse_date(s).map(Some).ok_or("電子証明書の有効期限は YYYY-MM-DD で入力してください"),
+    };
+    let os = match form.os.trim() {
+        "" => Ok(None),
+        code => onshi_domain::radar::os(code).map(|o| Some(o.code)).ok_or("OS を一覧から選んでください"),
+    };
+    let (expires, os) = match (expires, os) {
+        (Ok(e), Ok(o)) => (e, o),
+        (Err(why), _) | (_, Err(why)) => {
+            let mut view = clinic_view(&state, page, &caller, clinic, None).await?;
+            view.terminal_error = Some(why.to_owned());
+            return unprocessable(view);
+        }
+    };
+    let entry = caller
+        .entry("clinic.terminal", &format!("clinic:{}", clinic.id), AuditResult::Success)
+        .details(serde_json::json!({ "cert_expires": expires.map(|d| d.to_string()), "os": os }));
+    store.set_clinic_terminal(&clinic, expires, os, &entry).await?;
+    Ok(see_other(&format!("/clinics/{}#terminal", clinic.id)))
 }
 
 /// Saves a clinic's opening hours and alert wait (audited with them), or shows the form again with what

@@ -125,6 +125,7 @@ routes! {
     get "/clinics/{clinic}" Perm(ManageAgents) => admin::clinic_page;
     post "/clinics/{clinic}/start-date" Perm(ManageClinics) => admin::set_start_date;
     post "/clinics/{clinic}/hours" Perm(ManageClinics) => admin::set_hours;
+    post "/clinics/{clinic}/terminal" Perm(ManageClinics) => admin::set_terminal;
     post "/clinics/{clinic}/enrollment-codes" Perm(ManageAgents) => admin::new_enrollment_code;
     get "/clinics/{clinic}/agent.toml" Perm(ManageAgents) => admin::agent_config;
     post "/devices/{device}/revoke" Perm(ManageAgents) => admin::revoke_device;

@@ -176,7 +176,7 @@ pub async fn spawn_app_opts(mode: Mode, tweak: impl FnOnce(&mut Config), with_wo
         mode,
         config,
         app: Some(app),
-        client: reqwest::Client::new(),
+        client: test_client(reqwest::Client::builder()),
         tenant,
         clinics,
         resources,
@@ -406,7 +406,7 @@ impl Reply {
 
 impl Browser {
     pub fn new(base: &str) -> Self {
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let client = test_client(reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()));
         Self { base: base.to_owned(), client, cookies: Default::default() }
     }
 
@@ -529,6 +529,13 @@ impl Browser {
 }
 
 /// The text between `start` and the next `end`.
+/// A client that drops idle connections before the server does: actix closes a keep-alive connection
+/// after 5 idle seconds, and a request sent on it just then fails with `IncompleteMessage` (seen as a rare
+/// flake after a test paused for a few seconds).
+fn test_client(builder: reqwest::ClientBuilder) -> reqwest::Client {
+    builder.pool_idle_timeout(Duration::from_secs(2)).build().unwrap()
+}
+
 pub fn extract(haystack: &str, start: &str, end: &str) -> Option<String> {
     let from = haystack.find(start)? + start.len();
     let len = haystack[from..].find(end)?;

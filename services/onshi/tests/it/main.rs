@@ -26,6 +26,7 @@ mod onboarding;
 mod operations;
 mod outages;
 mod pages;
+mod radar;
 mod rls;
 mod scale;
 mod throughput;

@@ -17,6 +17,9 @@ pub struct Model {
     /// `onshi_domain::hours::OpeningHours`; `None` until the clinic sets its own (migration 20).
     pub opening_hours: Option<Json>,
     pub alert_after_minutes: Option<i32>,
+    /// The 資格確認端末's electronic certificate expiry and operating system (migration 21).
+    pub terminal_cert_expires: Option<TimeDate>,
+    pub terminal_os: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

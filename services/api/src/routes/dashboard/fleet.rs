@@ -42,6 +42,17 @@ pub(crate) struct AlertRow {
     pub resolved: String,
 }
 
+/// A line of the expiry radar.
+pub(crate) struct RadarRow {
+    pub stage: &'static str,
+    pub class: &'static str,
+    pub clinic: String,
+    pub clinic_id: String,
+    pub what: String,
+    pub due: String,
+    pub advice: &'static str,
+}
+
 /// Alerts shown: those that started in the last this many days.
 const ALERT_DAYS: i64 = 30;
 
@@ -51,6 +62,9 @@ struct FleetPage {
     page: Page,
     rows: Vec<FleetRow>,
     alerts: Vec<AlertRow>,
+    radar: Vec<RadarRow>,
+    /// Clinics whose certificate expiry is not entered: (id, name).
+    no_expiry: Vec<(String, String)>,
     /// "Is it us or everyone?": the wide outages this group's failing agents are part of.
     wide: Vec<String>,
     notices_url: &'static str,
@@ -188,5 +202,66 @@ pub(crate) async fn fleet(
             resolved: minute(a.resolved_at),
         })
         .collect();
-    ok(FleetPage { page, rows, alerts, wide, notices_url: onshi_domain::outage::OFFICIAL_NOTICES_URL })
+    let today = onshi_domain::jst::date_of(now);
+    let seen: Vec<_> = store.radar(today).await?.into_iter().filter(|(c, _)| caller.clinics.includes(c.id)).collect();
+    let no_expiry = seen
+        .iter()
+        .filter(|(c, _)| c.terminal_cert_expires.is_none())
+        .map(|(c, _)| (c.id.to_string(), c.name.clone()))
+        .collect();
+    let mut radar: Vec<(onshi_domain::radar::Stage, RadarRow)> = seen
+        .iter()
+        .flat_map(|(clinic, warnings)| warnings.iter().map(move |w| (clinic, w)))
+        .map(|(clinic, w)| {
+            let ja = page.lang == crate::web::i18n::Lang::Ja;
+            let due = match w.due.map(|d| (d, (d - today).whole_days())) {
+                Some((d, n)) if n < 0 => {
+                    if ja {
+                        format!("{d}（期限切れ）")
+                    } else {
+                        format!("{d} (passed)")
+                    }
+                }
+                Some((d, n)) => {
+                    if ja {
+                        format!("{d}（あと{n}日）")
+                    } else {
+                        format!("{d} ({n} days left)")
+                    }
+                }
+                None => page.lang.t("今すぐ", "now").to_owned(),
+            };
+            let label = if ja { w.label_ja() } else { w.label_en() };
+            let what = match &w.agent {
+                Some(agent) => format!("{agent}: {label}"),
+                None => label,
+            };
+            let row = RadarRow {
+                stage: match w.stage {
+                    onshi_domain::radar::Stage::Now => page.lang.t("対応が必要", "Act now"),
+                    onshi_domain::radar::Stage::Within7 => page.lang.t("7日以内", "Within 7 days"),
+                    onshi_domain::radar::Stage::Within30 => page.lang.t("30日以内", "Within 30 days"),
+                    onshi_domain::radar::Stage::Within90 => page.lang.t("90日以内", "Within 90 days"),
+                },
+                class: w.stage.css_class(),
+                clinic: clinic.name.clone(),
+                clinic_id: clinic.id.to_string(),
+                what,
+                due,
+                advice: page.lang.t(w.advice_ja(), w.advice_en()),
+            };
+            (w.stage, row)
+        })
+        .collect();
+    radar.sort_by_key(|(stage, _)| *stage);
+    let radar = radar.into_iter().map(|(_, r)| r).collect();
+    ok(FleetPage {
+        page,
+        rows,
+        alerts,
+        radar,
+        no_expiry,
+        wide,
+        notices_url: onshi_domain::outage::OFFICIAL_NOTICES_URL,
+    })
 }

@@ -1,0 +1,125 @@
+//! The expiry radar's reads and its memory (`onshi_domain::radar`): each clinic's warnings from what was
+//! entered and what its agents report, which warnings were e-mailed (`radar_notices`, once per clinic,
+//! item, date and stage) and which weeks' summaries went out (`weekly_summaries`, once per group and week).
+
+use onshi_domain::radar::{self, AgentFacts, Warning};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
+use time::{Date, OffsetDateTime};
+
+use crate::entities::{devices, radar_notices, weekly_summaries};
+use crate::webhooks::TenantsDue;
+use crate::{AuditEntry, Clinic, Store, StoreError, TenantScope, TenantStore};
+
+impl TenantStore<'_> {
+    /// Every clinic of the tenant with its warnings as of `today` (JST), clinics without any included.
+    pub async fn radar(&self, today: Date) -> Result<Vec<(Clinic, Vec<Warning>)>, StoreError> {
+        let clinics = self.clinics().await?;
+        let txn = self.read().await?;
+        let agents = devices::Entity::find()
+            .filter(devices::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(devices::Column::Status.eq("active"))
+            .all(&txn)
+            .await?;
+        txn.commit().await?;
+        let heartbeats: Vec<(uuid::Uuid, String, Option<onshi_domain::Heartbeat>)> = agents
+            .into_iter()
+            .map(|d| (d.clinic_id, d.name, d.last_heartbeat.and_then(|j| serde_json::from_value(j).ok())))
+            .collect();
+        Ok(clinics
+            .into_iter()
+            .map(|clinic| {
+                let facts: Vec<AgentFacts<'_>> = heartbeats
+                    .iter()
+                    .filter(|(c, _, _)| *c == clinic.id.as_uuid())
+                    .map(|(_, name, hb)| AgentFacts {
+                        name,
+                        version: hb.as_ref().map(|h| h.agent_version.as_str()),
+                        clock_skew_secs: hb.as_ref().and_then(|h| h.clock_skew_secs),
+                    })
+                    .collect();
+                let warnings = radar::warnings(
+                    clinic.terminal_cert_expires,
+                    clinic.terminal_os.as_deref(),
+                    &facts,
+                    radar::LATEST_AGENT,
+                    today,
+                );
+                (clinic, warnings)
+            })
+            .collect())
+    }
+
+    /// Records that managers are being told `warning` about `clinic`; false when they were already (each
+    /// goes out once), audited with the claim in the same transaction.
+    pub async fn claim_radar_notice(
+        &self,
+        clinic: &Clinic,
+        warning: &Warning,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        let txn = self.write().await?;
+        let row = radar_notices::ActiveModel {
+            tenant_id: Set(self.tenant_uuid()),
+            clinic_id: Set(clinic.id.as_uuid()),
+            key: Set(warning.key()),
+            sent_at: Set(OffsetDateTime::now_utc()),
+        };
+        let conflict =
+            OnConflict::columns([radar_notices::Column::ClinicId, radar_notices::Column::Key]).do_nothing().to_owned();
+        let fresh =
+            inserted(radar_notices::Entity::insert(row).on_conflict(conflict).exec_without_returning(&txn).await)?;
+        self.finish_claim(txn, fresh, audit).await
+    }
+
+    /// Records that the group's weekly summary for `week` (`2026-W49`) is being sent; false when it was.
+    pub async fn claim_weekly_summary(&self, week: &str, audit: &AuditEntry) -> Result<bool, StoreError> {
+        let txn = self.write().await?;
+        let row = weekly_summaries::ActiveModel {
+            tenant_id: Set(self.tenant_uuid()),
+            week: Set(week.to_owned()),
+            sent_at: Set(OffsetDateTime::now_utc()),
+        };
+        let conflict = OnConflict::columns([weekly_summaries::Column::TenantId, weekly_summaries::Column::Week])
+            .do_nothing()
+            .to_owned();
+        let fresh =
+            inserted(weekly_summaries::Entity::insert(row).on_conflict(conflict).exec_without_returning(&txn).await)?;
+        self.finish_claim(txn, fresh, audit).await
+    }
+
+    async fn finish_claim(
+        &self,
+        txn: DatabaseTransaction,
+        fresh: bool,
+        audit: &AuditEntry,
+    ) -> Result<bool, StoreError> {
+        if fresh {
+            self.append_in(&txn, audit).await?;
+        }
+        txn.commit().await?;
+        Ok(fresh)
+    }
+}
+
+/// Whether an insert that does nothing on conflict inserted its row.
+fn inserted(result: Result<u64, sea_orm::DbErr>) -> Result<bool, StoreError> {
+    match result {
+        Ok(n) => Ok(n > 0),
+        Err(sea_orm::DbErr::RecordNotInserted) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Store {
+    /// Every group with a clinic. On PostgreSQL through a SECURITY DEFINER function that returns tenant
+    /// ids only.
+    pub async fn radar_tenants(&self) -> Result<Vec<TenantScope>, StoreError> {
+        self.tenant_list(
+            "SELECT onshi_radar_tenants AS tenant_id FROM onshi_radar_tenants()",
+            "SELECT DISTINCT tenant_id FROM clinics",
+            TenantsDue::Always,
+        )
+        .await
+    }
+}
