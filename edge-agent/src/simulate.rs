@@ -162,6 +162,15 @@ pub fn confirmation_file(c: &Confirmation, encoding: FileEncoding, serial: u64) 
         Outcome::Error(_) => "",
     };
     let mut body = format!("    <ProcessingResultStatus>{status}</ProcessingResultStatus>\n");
+    // A numbers query echoes what was asked (res/ files); a card read asks for no numbers.
+    if !c.card {
+        body.push_str(&format!(
+            "    <QualificationConfirmSearchInfo>\n      <InsurerNumber>{}</InsurerNumber>\n      \
+             <InsuredIdentificationNumber>{}</InsuredIdentificationNumber>\n    </QualificationConfirmSearchInfo>\n",
+            escape(&c.person.insurer),
+            escape(&c.person.number)
+        ));
+    }
     if !validity.is_empty() {
         body.push_str(&format!("    <QualificationValidity>{validity}</QualificationValidity>\n"));
     }

@@ -95,6 +95,23 @@ fn several_candidates_are_never_matched_to_a_patient() {
 }
 
 #[test]
+fn results_that_are_not_valid_carry_the_insurer_and_valid_ones_do_not() {
+    let insurer = |card: bool, outcome: Outcome| {
+        let file = confirmation_file(&confirmation(card, outcome), FileEncoding::ShiftJis, 7);
+        let parsed = parse_file(&file.name, &file.bytes, &ctx()).unwrap();
+        qualification(&parsed.events[0].payload).insurer.as_ref().map(|i| i.as_str().to_owned())
+    };
+    assert_eq!(insurer(true, Outcome::Valid), None, "nothing extra leaves for a valid result");
+    assert_eq!(insurer(true, Outcome::Invalid).as_deref(), Some("06139999"));
+    assert_eq!(insurer(false, Outcome::NewQualification).as_deref(), Some("06139999"));
+    assert_eq!(insurer(false, Outcome::Multiple).as_deref(), Some("06139999"), "candidates that agree");
+    // Nobody found: the insurer the query asked about; a card read asked for none.
+    assert_eq!(insurer(false, Outcome::NotFound).as_deref(), Some("06139999"));
+    assert_eq!(insurer(true, Outcome::NotFound), None);
+    assert_eq!(insurer(false, Outcome::Error("EQCS3001")).as_deref(), Some("06139999"));
+}
+
+#[test]
 fn a_terminal_error_keeps_its_code() {
     let file = confirmation_file(&confirmation(true, Outcome::Error("EQCS3001")), FileEncoding::ShiftJis, 4);
     let parsed = parse_file(&file.name, &file.bytes, &ctx()).unwrap();

@@ -25,6 +25,7 @@ mod m20261202_000018_webhooks;
 mod m20261202_000019_outage_signal;
 mod m20261202_000020_device_alerts;
 mod m20261202_000021_expiry_radar;
+mod m20261202_000022_followups;
 pub mod partitions;
 
 pub use m20261125_000003_accounts::APP_ROLE;
@@ -93,6 +94,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "device_alerts",
     "radar_notices",
     "weekly_summaries",
+    "followups",
 ];
 
 pub struct Migrator;
@@ -122,6 +124,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000019_outage_signal::Migration),
             Box::new(m20261202_000020_device_alerts::Migration),
             Box::new(m20261202_000021_expiry_radar::Migration),
+            Box::new(m20261202_000022_followups::Migration),
         ]
     }
 }

@@ -2,7 +2,7 @@
 //! element spellings, nesting of consent blocks) we look elements up by name anywhere below the result.
 
 use onshi_domain::{
-    AgentEvent, ConfirmationMethod, Consents, EventId, EventPayload, MedicalInstitutionCode, PatientRef,
+    AgentEvent, ConfirmationMethod, Consents, EventId, EventPayload, InsurerNumber, MedicalInstitutionCode, PatientRef,
     QualificationCheck, QualificationResult, TimeSource, mynumber,
 };
 use sha2::{Digest, Sha256};
@@ -148,6 +148,23 @@ fn patient_of(ctx: &ParseContext, result: &Element) -> Option<PatientRef> {
     Some(PatientRef::pseudonymize(&ctx.pseudonym_key, insurer, symbol, number, branch))
 }
 
+/// The 保険者番号 of a result that is not valid: the result's own (for several candidates, theirs when they
+/// agree); when nobody was found, the one the query asked about (`QualificationConfirmSearchInfo`, the
+/// echo of a numbers query). An insurer's number, not a person's: it lets the desk follow results up by
+/// insurer without any identifier of the patient leaving the clinic.
+fn insurer_of(results: &[&Element], body: Option<&Element>) -> Option<InsurerNumber> {
+    let candidates: Vec<InsurerNumber> =
+        results.iter().filter_map(|r| r.text_of("InsurerNumber").and_then(InsurerNumber::parse)).collect();
+    match candidates.split_first() {
+        Some((first, rest)) if rest.iter().all(|n| n == first) => Some(first.clone()),
+        Some(_) => None,
+        None => body
+            .and_then(|b| b.child("QualificationConfirmSearchInfo"))
+            .and_then(|s| s.text_of("InsurerNumber"))
+            .and_then(InsurerNumber::parse),
+    }
+}
+
 /// Parses one result file into events. `file_name` decides the kind; the bytes decide everything else.
 pub fn parse_file(file_name: &str, bytes: &[u8], ctx: &ParseContext) -> Result<Parsed, ParseError> {
     let kind = FileKind::of(file_name).ok_or(ParseError::NotAResult("file name is not a result file name"))?;
@@ -221,6 +238,11 @@ pub fn parse_file(file_name: &str, bytes: &[u8], ctx: &ParseContext) -> Result<P
             result,
             error_code: if result == QualificationResult::Valid { None } else { error_code.clone() },
             patient: from.filter(|_| !matches!(result, QualificationResult::Multiple)).and_then(|r| patient_of(ctx, r)),
+            insurer: match result {
+                QualificationResult::Valid => None,
+                QualificationResult::Multiple if !batch => insurer_of(&results, body),
+                _ => insurer_of(from.as_slice(), body),
+            },
             consents: from.map(consents_of).unwrap_or_default(),
             limit_certificate: from.is_some_and(|r| r.find("LimitApplicationCertificateRelatedInfo").is_some()),
             time_source,

@@ -64,7 +64,7 @@ impl Role {
         use Permission::*;
         use Role::*;
         match permission {
-            ViewReceptions => matches!(self, Owner | Manager | Billing | ClinicStaff),
+            ViewReceptions | FollowUp => matches!(self, Owner | Manager | Billing | ClinicStaff),
             ManageClinics | ManageAgents => matches!(self, Owner | Manager),
             ManageStaff => matches!(self, Owner | Manager),
             ReviewBilling => matches!(self, Owner | Billing),
@@ -127,10 +127,12 @@ pub enum Permission {
     ManageRetention,
     /// Reopen a closed billing month (with a reason; the clerk who closed it cannot undo it alone).
     ReopenBilling,
+    /// Work through receptions whose result was not valid (資格無効 follow-up) and set their status.
+    FollowUp,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 9] = [
+    pub const ALL: [Permission; 10] = [
         Permission::ViewReceptions,
         Permission::ManageClinics,
         Permission::ManageAgents,
@@ -140,6 +142,7 @@ impl Permission {
         Permission::ManageApiTokens,
         Permission::ManageRetention,
         Permission::ReopenBilling,
+        Permission::FollowUp,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -153,6 +156,7 @@ impl Permission {
             Permission::ManageApiTokens => "manage_api_tokens",
             Permission::ManageRetention => "manage_retention",
             Permission::ReopenBilling => "reopen_billing",
+            Permission::FollowUp => "follow_up",
         }
     }
 }

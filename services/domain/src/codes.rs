@@ -143,8 +143,75 @@ impl From<MedicalInstitutionCode> for String {
     }
 }
 
+/// A 保険者番号: the insurer's number (8 digits, 6 for 国保), an institution's, not a person's. The agent
+/// sends it only with results that are not valid, so the desk can follow them up by insurer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct InsurerNumber(String);
+
+impl InsurerNumber {
+    /// From the result file: full-width digits and the spaces that pad a 6-digit number are accepted.
+    pub fn parse(s: &str) -> Option<Self> {
+        use unicode_normalization::UnicodeNormalization;
+        let text: String = s.nfkc().collect();
+        let text = text.trim();
+        (matches!(text.len(), 6 | 8) && text.bytes().all(|b| b.is_ascii_digit())).then(|| Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the last digit is the 検証番号 (weights 2,1,2,… from the right of the other digits, two-digit
+    /// products summed by digit). Soft: a failed check is shown, never refused (identifiers.md).
+    pub fn check_digit_ok(&self) -> bool {
+        let digits: Vec<u32> = self.0.bytes().map(|b| u32::from(b - b'0')).collect();
+        let Some((&check, rest)) = digits.split_last() else { return false };
+        let sum: u32 = rest
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(i, d)| if i % 2 == 0 { d * 2 } else { *d })
+            .map(|p| p / 10 + p % 10)
+            .sum();
+        (10 - sum % 10) % 10 == check
+    }
+}
+
+impl fmt::Display for InsurerNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<InsurerNumber> for String {
+    fn from(n: InsurerNumber) -> Self {
+        n.0
+    }
+}
+
+impl TryFrom<String> for InsurerNumber {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s).ok_or_else(|| "a 保険者番号 is 6 or 8 digits".to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn insurer_numbers_read_as_the_file_writes_them() {
+        let n = super::InsurerNumber::parse("33120015").unwrap();
+        assert!(n.check_digit_ok(), "the example in identifiers.md");
+        assert!(!super::InsurerNumber::parse("33120014").unwrap().check_digit_ok());
+        assert_eq!(super::InsurerNumber::parse("  139998").unwrap().as_str(), "139998", "国保, padded");
+        assert_eq!(super::InsurerNumber::parse("０６１３９９９９").unwrap().as_str(), "06139999");
+        for bad in ["", "1234567", "0613999X", "061399990"] {
+            assert!(super::InsurerNumber::parse(bad).is_none(), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -74,6 +74,10 @@ pub struct QualificationCheck {
     /// Keyed pseudonym of the insured person; absent when the check found nobody.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patient: Option<PatientRef>,
+    /// The 保険者番号 of a result that is not valid (from the result, or from the query when nobody was
+    /// found), for following it up by insurer; agents leave it out of valid results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insurer: Option<crate::codes::InsurerNumber>,
     #[serde(default)]
     pub consents: Consents,
     /// Whether 限度額適用認定証 information came with the result.

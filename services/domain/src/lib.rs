@@ -10,6 +10,7 @@ pub mod claims;
 pub mod codes;
 pub mod device_alert;
 pub mod event;
+pub mod followup;
 pub mod health;
 pub mod hours;
 pub mod ids;
@@ -29,7 +30,7 @@ pub mod webhook;
 
 pub use access::{ApiScope, ClinicAccess, Permission, Role};
 pub use claims::{ClaimReceipt, ClaimVisit, ClaimedCode, ClaimedVisitKind, ClaimsFile, Day, Payer};
-pub use codes::{CodeError, FacilityKind, MedicalInstitutionCode};
+pub use codes::{CodeError, FacilityKind, InsurerNumber, MedicalInstitutionCode};
 pub use event::{
     AgentEvent, ConfirmationMethod, Consents, EventBatch, EventPayload, FieldError, Heartbeat, IdentityCheck,
     PatientRef, QualificationCheck, QualificationResult, QuarantineKind, QuarantineNote, TimeSource,

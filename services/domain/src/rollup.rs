@@ -104,6 +104,7 @@ mod tests {
             identity: None,
             myna,
             result: QualificationResult::Valid,
+            insurer: None,
             consents: Consents::default(),
             confirmations: 1,
         }

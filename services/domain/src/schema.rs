@@ -10,7 +10,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::claims::Day;
-use crate::codes::MedicalInstitutionCode;
+use crate::codes::{InsurerNumber, MedicalInstitutionCode};
 use crate::event::PatientRef;
 use crate::ids::{ApiTokenId, ClinicId, DeviceId, EventId, TenantId, UserId};
 use crate::month::YearMonth;
@@ -78,6 +78,14 @@ string_schema!(
     Some("^[0-9]{10}$"),
     None,
     "2711234562"
+);
+string_schema!(
+    InsurerNumber,
+    "InsurerNumber",
+    "A 保険者番号 (the insurer's number: 8 digits, 6 for 国保). An institution's number, not a person's.",
+    Some("^([0-9]{6}|[0-9]{8})$"),
+    None,
+    "06139999"
 );
 string_schema!(
     PatientRef,

@@ -29,6 +29,8 @@ pub struct Visit {
     pub myna: bool,
     /// The result of the latest confirmation.
     pub result: QualificationResult,
+    /// The 保険者番号 the latest confirmation gave, when its result is not valid (for follow-up).
+    pub insurer: Option<crate::InsurerNumber>,
     pub consents: Consents,
     pub confirmations: u32,
 }
@@ -55,6 +57,7 @@ impl Visit {
             identity: check.identity_check,
             myna: check.method.is_myna(),
             result: check.result,
+            insurer: check.insurer.clone().filter(|_| check.result != QualificationResult::Valid),
             consents: check.consents,
             confirmations: 1,
         })
@@ -68,6 +71,7 @@ impl Visit {
         let other_is_later = (other.last_at, other.result.as_str()) > (self.last_at, self.result.as_str());
         if other_is_later {
             self.result = other.result;
+            self.insurer = other.insurer.clone();
         }
         self.first_at = self.first_at.min(other.first_at);
         self.last_at = self.last_at.max(other.last_at);
@@ -107,10 +111,24 @@ mod tests {
             result,
             error_code: None,
             patient: patient.map(|p| PatientRef::pseudonymize(b"k", p, "", "1", "00")),
+            insurer: crate::InsurerNumber::parse("06139999"),
             consents: Consents::default(),
             limit_certificate: false,
             time_source: Default::default(),
         }
+    }
+
+    #[test]
+    fn the_insurer_is_kept_only_while_the_latest_result_is_not_valid() {
+        let at = datetime!(2026-11-25 09:00 +09:00);
+        let invalid = check(ConfirmationMethod::NumberQuery, QualificationResult::Invalid, Some("a"));
+        let mut v = Visit::from_event(EventId::new(), at, &invalid).unwrap();
+        assert_eq!(v.insurer.as_ref().map(|i| i.as_str()), Some("06139999"));
+        let valid = check(ConfirmationMethod::MynaCard, QualificationResult::Valid, Some("a"));
+        let retry = Visit::from_event(EventId::new(), at + time::Duration::minutes(2), &valid).unwrap();
+        assert_eq!(retry.insurer, None, "a valid result carries no insurer");
+        v.merge(&retry);
+        assert_eq!((v.result, v.insurer.as_ref()), (QualificationResult::Valid, None));
     }
 
     #[test]

@@ -235,6 +235,11 @@ impl EventFactory {
             QualificationResult::NotFound | QualificationResult::Error => None,
             _ => Some(self.patients[sticky.map(|(i, _)| i).unwrap_or_else(|| self.rng.random_range(0..len))].clone()),
         };
+        // Numbers of real-looking insurers (check digits valid): 協会けんぽ, 健保組合, 後期高齢者, 共済, 国保.
+        const INSURERS: [&str; 6] = ["01130012", "06270011", "39130018", "31130016", "138107", "271205"];
+        let insurer = (result != QualificationResult::Valid && result != QualificationResult::Error)
+            .then(|| onshi_domain::InsurerNumber::parse(INSURERS[self.rng.random_range(0..INSURERS.len())]))
+            .flatten();
         let consents = if method.is_myna() {
             Consents {
                 medication: Some(self.rng.random_bool(0.85)),
@@ -256,6 +261,7 @@ impl EventFactory {
                 error_code: (result == QualificationResult::Error).then(|| "EQCS0001".to_owned()),
                 result,
                 patient,
+                insurer,
                 consents,
                 limit_certificate: self.rng.random_bool(0.05),
                 time_source: Default::default(),

@@ -104,7 +104,16 @@ impl RadarWatch {
             return Ok(());
         }
         let alerts = store.device_alerts(now - time::Duration::days(7)).await?;
-        let body = summary(&week, &radar, &alerts, today, site);
+        // 資格無効 follow-up of the seven days before today, per clinic.
+        let mut followups = Vec::new();
+        for clinic in store.clinic_scopes(&ClinicAccess::All).await? {
+            let cases =
+                store.followups(&clinic, today - time::Duration::days(7), today - time::Duration::days(1)).await?;
+            if !cases.is_empty() {
+                followups.push((clinic.clinic().clone(), cases));
+            }
+        }
+        let body = summary(&week, &radar, &alerts, &followups, today, site);
         send_all(mailer, &recipients, &format!("【Onshi Cloud】週間まとめ {week}"), &body).await;
         Ok(())
     }
@@ -140,6 +149,7 @@ fn summary(
     week: &str,
     radar: &[(Clinic, Vec<Warning>)],
     alerts: &[onshi_store::DeviceAlert],
+    followups: &[(Clinic, Vec<onshi_store::FollowUpCase>)],
     today: time::Date,
     site: &str,
 ) -> String {
@@ -155,6 +165,31 @@ fn summary(
         let at = format!("{} {:02}:{:02}", since.date(), since.hour(), since.minute());
         ja.push_str(&format!("  {} {} {}: {}（{state_ja}）\n", at, a.clinic_name, a.device_name, a.kind.label_ja()));
         en.push_str(&format!("  {at} {} {}: {}\n", a.clinic_name, a.device_name, a.kind.label_en()));
+    }
+    ja.push_str("\n■ 資格無効のフォローアップ（直近7日）\n");
+    en.push_str("\nFollow-up of invalid results (last 7 days)\n");
+    if followups.is_empty() {
+        ja.push_str("  なし\n");
+        en.push_str("  none\n");
+    }
+    for (clinic, cases) in followups {
+        let open = cases.iter().filter(|c| c.status == onshi_domain::followup::FollowUpStatus::Open).count();
+        let mut by_result: Vec<(&'static str, usize)> = Vec::new();
+        for c in cases {
+            match by_result.iter_mut().find(|(l, _)| *l == c.result.label_ja()) {
+                Some((_, n)) => *n += 1,
+                None => by_result.push((c.result.label_ja(), 1)),
+            }
+        }
+        let detail: Vec<String> = by_result.iter().map(|(l, n)| format!("{l} {n}")).collect();
+        ja.push_str(&format!(
+            "  {}: {} 件（未対応 {open}）: {}  {site}/clinics/{}/followups\n",
+            clinic.name,
+            cases.len(),
+            detail.join("、"),
+            clinic.id
+        ));
+        en.push_str(&format!("  {}: {} cases ({open} open)\n", clinic.name, cases.len()));
     }
     ja.push_str("\n■ 期限と更新\n");
     en.push_str("\nExpiry and updates\n");

@@ -439,6 +439,7 @@ impl TenantStore<'_> {
                 "consent_checkup": v.consents.checkup,
                 "consent_surgery": v.consents.surgery,
                 "confirmations": i32::try_from(v.confirmations).unwrap_or(i32::MAX),
+                "insurer_number": v.insurer.as_ref().map(|i| i.as_str()),
             }));
         }
         for (month, rows) in by_month {
@@ -450,11 +451,11 @@ impl TenantStore<'_> {
                      method = x.method, identity_check = x.identity_check, myna = x.myna, result = x.result, \
                      consent_medication = x.consent_medication, consent_diagnosis = x.consent_diagnosis, \
                      consent_checkup = x.consent_checkup, consent_surgery = x.consent_surgery, \
-                     confirmations = x.confirmations, updated_at = now() \
+                     confirmations = x.confirmations, insurer_number = x.insurer_number, updated_at = now() \
                      FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, visit_date date, patient_ref text, \
                        first_at timestamptz, last_at timestamptz, method text, identity_check text, myna boolean, \
                        result text, consent_medication boolean, consent_diagnosis boolean, consent_checkup boolean, \
-                       consent_surgery boolean, confirmations integer) \
+                       consent_surgery boolean, confirmations integer, insurer_number text) \
                      WHERE v.tenant_id = $2 AND v.id = x.id AND v.visit_date = x.visit_date \
                        AND v.visit_date BETWEEN $3 AND $4",
                     [serde_json::Value::Array(chunk.to_vec()).into(), self.tenant.into(), first.into(), last.into()],

@@ -158,6 +158,8 @@ pub(crate) fn visit_from_row(row: &visits::Model) -> Result<Visit, StoreError> {
         identity: row.identity_check.as_deref().and_then(onshi_domain::IdentityCheck::parse),
         myna: row.myna,
         result: parse_result(&row.result)?,
+        // A stored number that no longer parses is dropped, not fatal: it only serves follow-up.
+        insurer: row.insurer_number.as_deref().and_then(onshi_domain::InsurerNumber::parse),
         consents: consents_of(row),
         confirmations: u32::try_from(row.confirmations).unwrap_or(0),
     })
@@ -192,6 +194,7 @@ pub(crate) fn set_visit_fields(active: &mut visits::ActiveModel, visit: &Visit) 
     active.consent_checkup = Set(visit.consents.checkup);
     active.consent_surgery = Set(visit.consents.surgery);
     active.confirmations = Set(i32::try_from(visit.confirmations).unwrap_or(i32::MAX));
+    active.insurer_number = Set(visit.insurer.as_ref().map(|i| i.as_str().to_owned()));
     active.updated_at = Set(OffsetDateTime::now_utc());
 }
 

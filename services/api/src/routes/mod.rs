@@ -9,6 +9,7 @@ mod api_v1;
 mod audit;
 mod billing;
 mod dashboard;
+mod followups;
 pub(crate) mod health;
 mod ingest;
 mod openapi;
@@ -69,7 +70,7 @@ macro_rules! routes {
 
 use Access::{Device, Open, PartialSession, Perm, Public, Session, Token};
 use Permission::{
-    ManageAgents, ManageApiTokens, ManageClinics, ManageRetention, ManageStaff, ReopenBilling, ReviewBilling,
+    FollowUp, ManageAgents, ManageApiTokens, ManageClinics, ManageRetention, ManageStaff, ReopenBilling, ReviewBilling,
     ViewAudit, ViewReceptions,
 };
 
@@ -149,6 +150,8 @@ routes! {
     get "/audit" Perm(ViewAudit) => audit::viewer;
     get "/audit.csv" Perm(ViewAudit) => audit::export_csv;
     get "/clinics/{clinic}/receptions" Perm(ViewReceptions) => pages::clinic_receptions;
+    get "/clinics/{clinic}/followups" Perm(FollowUp) => followups::page;
+    post "/clinics/{clinic}/followups" Perm(FollowUp) => followups::save;
     get "/dashboard" Perm(ViewReceptions) => dashboard::overview::overview;
     get "/dashboard/clinics/{clinic}" Perm(ViewReceptions) => dashboard::clinic::clinic;
     get "/fleet" Perm(ManageAgents) => dashboard::fleet::fleet;

@@ -24,6 +24,7 @@ fn check(app: &TestApp, clinic: usize, patient: &str, at: time::OffsetDateTime, 
             error_code: None,
             result: if valid { QualificationResult::Valid } else { QualificationResult::Invalid },
             patient: Some(PatientRef::pseudonymize(b"test-key", "06139999", "", patient, "00")),
+            insurer: (!valid).then(|| onshi_domain::InsurerNumber::parse("06139992")).flatten(),
             consents: if myna {
                 Consents { medication: Some(true), diagnosis: Some(false), checkup: None, surgery: None }
             } else {

@@ -608,6 +608,7 @@ pub fn valid_visit(app: &TestApp, patient: &str, at: time::OffsetDateTime, myna:
             error_code: None,
             result: onshi_domain::QualificationResult::Valid,
             patient: Some(onshi_domain::PatientRef::pseudonymize(b"test-key", "06139999", "", patient, "00")),
+            insurer: None,
             consents: if myna {
                 onshi_domain::Consents { medication: Some(true), diagnosis: Some(true), checkup: None, surgery: None }
             } else {

@@ -20,6 +20,7 @@ mod browser;
 mod claims;
 mod dashboards;
 mod durability;
+mod followups;
 mod ingest;
 mod input;
 mod onboarding;

@@ -17,6 +17,7 @@ pub(crate) mod device_uptime;
 pub(crate) mod devices;
 pub(crate) mod email_tokens;
 pub(crate) mod enrollment_codes;
+pub(crate) mod followups;
 pub(crate) mod monthly_patients;
 pub(crate) mod monthly_usage;
 pub(crate) mod official_usage;

@@ -22,6 +22,8 @@ pub struct Model {
     pub consent_surgery: Option<bool>,
     pub confirmations: i32,
     pub updated_at: TimeDateTimeWithTimeZone,
+    /// The 保険者番号 of a visit whose latest result is not valid (migration 22).
+    pub insurer_number: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

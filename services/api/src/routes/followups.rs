@@ -1,0 +1,222 @@
+//! 資格無効 follow-up for the desk (`onshi_domain::followup`): a clinic's week of receptions whose result
+//! was not valid, counted by insurer and result, with repeat patients (by pseudonym), what to do for each
+//! and a status the staff set for many at once; as a page and as CSV.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use onshi_domain::followup::{self, FollowUpStatus};
+use onshi_domain::{QualificationResult, jst};
+use onshi_store::{AuditResult, Clinic, FollowUpCase};
+use serde::Deserialize;
+use time::{Date, Duration, OffsetDateTime};
+
+use crate::web::csv::CsvTable;
+use crate::web::guard::{Caller, Page};
+use crate::web::i18n::Lang;
+use crate::web::page::{ok, see_other};
+use crate::{ApiError, AppState};
+
+/// The results that need following up, in the order the page counts them.
+const RESULTS: [QualificationResult; 5] = [
+    QualificationResult::Invalid,
+    QualificationResult::InvalidNewQualification,
+    QualificationResult::NotFound,
+    QualificationResult::Multiple,
+    QualificationResult::Error,
+];
+
+#[derive(Deserialize)]
+pub(crate) struct WeekQuery {
+    #[serde(default)]
+    week: Option<String>,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// The Monday (JST) of the week `raw` falls in, or of this week.
+fn monday(raw: Option<&str>) -> Result<Date, ApiError> {
+    let day = match raw {
+        Some(d) if !d.trim().is_empty() => crate::web::input::required_date("week", d)?,
+        _ => jst::date_of(OffsetDateTime::now_utc()),
+    };
+    Ok(day - Duration::days(i64::from(day.weekday().number_days_from_monday())))
+}
+
+pub(crate) struct CaseLine {
+    pub id: String,
+    pub at: String,
+    pub result: &'static str,
+    pub insurer: String,
+    /// The 検証番号 does not match (shown, never refused).
+    pub insurer_suspect: bool,
+    pub method: &'static str,
+    /// 2 for the second case of the same patient this week, and so on; 1 otherwise.
+    pub nth: usize,
+    pub script: &'static str,
+    pub status: &'static str,
+}
+
+pub(crate) struct InsurerLine {
+    pub insurer: String,
+    pub counts: Vec<usize>,
+    pub total: usize,
+}
+
+#[derive(Template)]
+#[template(path = "followups.html")]
+struct FollowUpsPage {
+    page: Page,
+    clinic: Clinic,
+    week: String,
+    week_end: String,
+    prev: String,
+    next: String,
+    cases: Vec<CaseLine>,
+    open: usize,
+    result_labels: Vec<&'static str>,
+    insurers: Vec<InsurerLine>,
+    /// Short pseudonyms of patients with more than one case this week, and how many.
+    repeats: Vec<(String, usize)>,
+    statuses: Vec<(&'static str, &'static str)>,
+}
+
+fn insurer_text(case: &FollowUpCase, lang: Lang) -> String {
+    case.insurer.as_ref().map(|i| i.to_string()).unwrap_or_else(|| lang.t("不明", "unknown").to_owned())
+}
+
+pub(crate) async fn page(
+    state: web::Data<AppState>,
+    page: Page,
+    caller: Caller,
+    path: web::Path<String>,
+    q: web::Query<WeekQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let store = state.store.tenant(caller.scope);
+    let clinic = caller.clinic(&store, &path).await?;
+    let from = monday(q.week.as_deref())?;
+    let to = from + Duration::days(6);
+    let cases = store.followups(&clinic, from, to).await?;
+    let lang = page.lang;
+    if q.format.as_deref() == Some("csv") {
+        let mut table = CsvTable::new(&[
+            "日時(JST)",
+            "結果",
+            "保険者番号",
+            "確認方法",
+            "患者(仮名)",
+            "確認回数",
+            "状態",
+            "すること",
+        ]);
+        for c in &cases {
+            table.push([
+                crate::web::time::jst_minute(&c.first_at),
+                c.result.label_ja().to_owned(),
+                c.insurer.as_ref().map(|i| i.to_string()).unwrap_or_default(),
+                c.method.label_ja().to_owned(),
+                c.patient.clone().unwrap_or_default(),
+                c.confirmations.to_string(),
+                c.status.label_ja().to_owned(),
+                followup::script_ja(c.result).to_owned(),
+            ]);
+        }
+        store
+            .audit(
+                &caller
+                    .entry("followups.export", &format!("followups:{}:{from}", clinic.id), AuditResult::Success)
+                    .details(serde_json::json!({ "rows": cases.len() })),
+            )
+            .await?;
+        return Ok(table.download(&format!("followups-{}-{from}", clinic.code)));
+    }
+    // Counts by insurer and result; cases without an insurer (nobody found, terminal errors) count as 不明.
+    let mut by_insurer: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for c in &cases {
+        let counts = by_insurer.entry(insurer_text(c, lang)).or_insert_with(|| vec![0; RESULTS.len()]);
+        if let Some(i) = RESULTS.iter().position(|r| *r == c.result) {
+            counts[i] += 1;
+        }
+    }
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let lines = cases
+        .iter()
+        .map(|c| {
+            let nth = c.patient.as_deref().map(|p| *seen.entry(p).and_modify(|n| *n += 1).or_insert(1)).unwrap_or(1);
+            CaseLine {
+                id: c.visit.to_string(),
+                at: crate::web::time::jst_minute(&c.first_at),
+                result: lang.t(c.result.label_ja(), c.result.label_en()),
+                insurer: insurer_text(c, lang),
+                insurer_suspect: c.insurer.as_ref().is_some_and(|i| !i.check_digit_ok()),
+                method: lang.t(c.method.label_ja(), c.method.label_en()),
+                nth,
+                script: lang.t(followup::script_ja(c.result), followup::script_en(c.result)),
+                status: c.status.code(),
+            }
+        })
+        .collect();
+    let repeats = seen.iter().filter(|(_, n)| **n > 1).map(|(p, n)| (p.chars().take(8).collect(), *n)).collect();
+    store
+        .audit(
+            &caller
+                .entry("followups.view", &format!("followups:{}:{from}", clinic.id), AuditResult::Success)
+                .details(serde_json::json!({ "rows": cases.len() })),
+        )
+        .await?;
+    ok(FollowUpsPage {
+        open: cases.iter().filter(|c| c.status == FollowUpStatus::Open).count(),
+        cases: lines,
+        result_labels: RESULTS.iter().map(|r| lang.t(r.label_ja(), r.label_en())).collect(),
+        insurers: by_insurer
+            .into_iter()
+            .map(|(insurer, counts)| InsurerLine { total: counts.iter().sum(), insurer, counts })
+            .collect(),
+        repeats,
+        statuses: FollowUpStatus::ALL.iter().map(|s| (s.code(), lang.t(s.label_ja(), s.label_en()))).collect(),
+        week: from.to_string(),
+        week_end: to.to_string(),
+        prev: (from - Duration::days(7)).to_string(),
+        next: (from + Duration::days(7)).to_string(),
+        clinic: clinic.clinic().clone(),
+        page,
+    })
+}
+
+/// Saves the statuses changed on the page (`status:<visit>` against the `was:<visit>` it showed), in one
+/// transaction with one audit entry listing them.
+pub(crate) async fn save(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    form: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, ApiError> {
+    let store = state.store.tenant(caller.scope);
+    let clinic = caller.clinic(&store, &path).await?;
+    let fields = form.into_inner();
+    let value = |key: &str| fields.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let week = monday(value("week"))?;
+    let mut changes = Vec::new();
+    for (key, code) in &fields {
+        let Some(id) = key.strip_prefix("status:") else { continue };
+        let status = FollowUpStatus::parse(code).ok_or_else(|| {
+            ApiError::InvalidRequest(onshi_domain::FieldError::new(key.clone(), "状態が選択肢にありません"))
+        })?;
+        let visit: uuid::Uuid = id.parse().map_err(|_| {
+            ApiError::InvalidRequest(onshi_domain::FieldError::new(key.clone(), "受付の指定が正しくありません"))
+        })?;
+        if value(&format!("was:{id}")) != Some(code.as_str()) {
+            changes.push((visit, status));
+        }
+    }
+    if !changes.is_empty() {
+        let entry = caller
+            .entry("followup.status", &format!("followups:{}:{week}", clinic.id), AuditResult::Success)
+            .details(serde_json::json!({
+                "changes": changes.iter().map(|(v, s)| serde_json::json!({ "visit": v, "status": s.code() })).collect::<Vec<_>>(),
+            }));
+        store.set_followup_statuses(&clinic, &changes, Some(caller.user.id), &entry).await?;
+    }
+    Ok(see_other(&format!("/clinics/{}/followups?week={week}", clinic.id)))
+}
