@@ -300,11 +300,10 @@ impl Agent {
                 if parsed.kind == FileKind::Face
                     && let Some(named) = oqs::file_name_time(&c.name)
                 {
-                    let skew = (named - OffsetDateTime::now_utc()).whole_seconds();
-                    let prev = self.state.max_skew_secs.load(Ordering::Relaxed);
-                    if skew.abs() > prev.abs() {
-                        self.state.max_skew_secs.store(skew, Ordering::Relaxed);
-                    }
+                    // Only a name ahead of our clock says something about the terminal's clock: a name
+                    // behind it is as likely a file read late (a backlog after a restart).
+                    let ahead = (named - OffsetDateTime::now_utc()).whole_seconds();
+                    self.state.max_skew_secs.fetch_max(ahead, Ordering::Relaxed);
                 }
                 let n = parsed.events.len();
                 let committed = self.outbox.commit_file(hash, &path, c.size, &parsed.events)?;

@@ -4,8 +4,8 @@
 //! unique index keeps one open row per agent and kind. Workers find the tenants to look at through a
 //! SECURITY DEFINER function that returns tenant ids only.
 //!
-//! "Is it us or everyone?" (migration 19) also gets when the failures began: the earliest start of an open
-//! `network` fault among the failing agents of each prefecture (a time, not whose).
+//! "Is it us or everyone?" (migration 19) also gets when the failures became wide: when the fifth group's
+//! open `network` fault began, per prefecture (a time to the minute, never one group's own).
 
 use sea_orm_migration::prelude::*;
 
@@ -48,8 +48,10 @@ const TENANTS: &str = "CREATE OR REPLACE FUNCTION onshi_alert_tenants(p_offline_
           OR (last_heartbeat->'last_quarantine'->>'at')::timestamptz >= now() - interval '1 hour') \
       UNION SELECT tenant_id FROM device_alerts WHERE resolved_at IS NULL $$";
 
-/// Migration 19's counts, with the earliest start of an open line fault among the failing agents.
-const NETWORK_FAILURES: &str = "CREATE FUNCTION onshi_network_failures(p_window_secs integer) \
+/// Migration 19's counts, with when the failures became wide: the time the fifth group's line fault began
+/// (`p_min_groups`, faults of the last 24 hours, to the minute), and only where that many groups fail. One
+/// agent broken for days cannot set it, and no group's own time is returned.
+const NETWORK_FAILURES: &str = "CREATE FUNCTION onshi_network_failures(p_window_secs integer, p_min_groups integer) \
     RETURNS TABLE (prefecture integer, groups_failing bigint, agents_failing bigint, agents_reporting bigint, \
                    failing_since timestamptz) \
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$ \
@@ -58,12 +60,19 @@ const NETWORK_FAILURES: &str = "CREATE FUNCTION onshi_network_failures(p_window_
                coalesce(d.last_heartbeat->>'network_ok' = 'false', false) AS failing \
         FROM devices d JOIN clinics c ON c.id = d.clinic_id AND c.tenant_id = d.tenant_id \
         WHERE d.status = 'active' AND d.last_heartbeat IS NOT NULL \
-          AND d.last_seen_at >= now() - make_interval(secs => p_window_secs)) \
+          AND d.last_seen_at >= now() - make_interval(secs => p_window_secs)), \
+      group_since AS ( \
+        SELECT a.prefecture, a.tenant_id, min(f.since) AS since \
+        FROM agents a JOIN device_alerts f ON f.device_id = a.id AND f.kind = 'network' \
+          AND f.resolved_at IS NULL AND f.since >= now() - interval '24 hours' \
+        WHERE a.failing GROUP BY 1, 2), \
+      starts AS ( \
+        SELECT prefecture, (array_agg(since ORDER BY since))[p_min_groups] AS since \
+        FROM group_since GROUP BY 1) \
       SELECT a.prefecture, count(DISTINCT a.tenant_id) FILTER (WHERE a.failing), \
-             count(*) FILTER (WHERE a.failing), count(*), min(f.since) FILTER (WHERE a.failing) \
-      FROM agents a LEFT JOIN device_alerts f \
-        ON f.device_id = a.id AND f.kind = 'network' AND f.resolved_at IS NULL \
-      GROUP BY 1 $$";
+             count(*) FILTER (WHERE a.failing), count(*), date_trunc('minute', s.since) \
+      FROM agents a LEFT JOIN starts s ON s.prefecture = a.prefecture \
+      GROUP BY a.prefecture, s.since $$";
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -121,9 +130,10 @@ impl MigrationTrait for Migration {
             db.execute_unprepared(TENANTS).await?;
             db.execute_unprepared("DROP FUNCTION IF EXISTS onshi_network_failures(integer)").await?;
             db.execute_unprepared(NETWORK_FAILURES).await?;
-            db.execute_unprepared("REVOKE ALL ON FUNCTION onshi_network_failures(integer) FROM PUBLIC").await?;
+            db.execute_unprepared("REVOKE ALL ON FUNCTION onshi_network_failures(integer, integer) FROM PUBLIC")
+                .await?;
             db.execute_unprepared(&format!(
-                "GRANT EXECUTE ON FUNCTION onshi_network_failures(integer) TO {}",
+                "GRANT EXECUTE ON FUNCTION onshi_network_failures(integer, integer) TO {}",
                 crate::APP_ROLE
             ))
             .await?;
@@ -142,7 +152,7 @@ impl MigrationTrait for Migration {
             let db = manager.get_connection();
             db.execute_unprepared("DROP FUNCTION IF EXISTS onshi_alert_tenants(integer)").await?;
             // Back to migration 19's counts, which do not read device_alerts.
-            db.execute_unprepared("DROP FUNCTION IF EXISTS onshi_network_failures(integer)").await?;
+            db.execute_unprepared("DROP FUNCTION IF EXISTS onshi_network_failures(integer, integer)").await?;
             crate::m20261202_000019_outage_signal::Migration.up(manager).await?;
         }
         for column in [Clinics::AlertAfterMinutes, Clinics::OpeningHours] {

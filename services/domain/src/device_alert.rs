@@ -68,7 +68,7 @@ impl AlertKind {
             Self::Reader => &[
                 "顔認証付きカードリーダーの電源とUSBケーブルを抜き差しする",
                 "資格確認端末でリーダーのアプリが起動しているか",
-                "直らなければリーダーのメーカー窓口へ（受付は保険証・資格確認書で続けられます）",
+                "直らなければリーダーのメーカー窓口へ（受付はマイナンバーカードと「資格情報のお知らせ」またはマイナポータルの資格情報画面、あるいは資格確認書で続けられます）",
             ],
             Self::Network => &[
                 "VPNルーターのランプと電源を確かめ、必要なら再起動する",
@@ -93,7 +93,7 @@ impl AlertKind {
             Self::Reader => &[
                 "Unplug and replug the face-recognition reader's power and USB cable",
                 "Is the reader's application running on the 資格確認端末?",
-                "If not fixed, call the reader's maker (reception can go on with insurance cards or 資格確認書)",
+                "If not fixed, call the reader's maker (reception can go on with the マイナンバーカード plus its 資格情報のお知らせ or the マイナポータル screen, or a 資格確認書)",
             ],
             Self::Network => &[
                 "Check the VPN router's lights and power; restart it if needed",

@@ -390,8 +390,9 @@ pub struct Heartbeat {
     /// When the agent last read a result file.
     #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
     pub last_result_at: Option<OffsetDateTime>,
-    /// Largest difference seen between a file name's timestamp and the agent's clock, in seconds
-    /// (positive: the terminal's clock is ahead).
+    /// Largest amount, in seconds, by which a result file's name was ahead of the agent's clock since it
+    /// started: the terminal's clock runs ahead. A name behind the clock is a file read late and is not
+    /// counted (older agents sent the largest difference either way).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clock_skew_secs: Option<i64>,
     /// The outbox is full: the agent has stopped reading new files until it can deliver.

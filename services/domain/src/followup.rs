@@ -12,7 +12,7 @@ pub enum FollowUpStatus {
     /// Nothing done yet.
     #[default]
     Open,
-    /// The right qualification is known (a new card, a 資格確認書, a re-check that came back valid).
+    /// The right qualification is known (a 資格確認書 or 資格情報のお知らせ of the new insurer, a re-check that came back valid).
     Resolved,
     /// The claim will likely come back (返戻): the billing staff should know before they send it.
     HenreiRisk,
@@ -65,7 +65,7 @@ pub fn script_ja(result: QualificationResult) -> &'static str {
     match result {
         QualificationResult::Valid => "",
         QualificationResult::Invalid => {
-            "資格が無効です。新しい保険証・資格確認書・「資格情報のお知らせ」をお持ちか尋ね、なければ加入先（勤務先・市区町村）を確認して後日の提示をお願いする。"
+            "資格が無効です。新しい資格の資格確認書か「資格情報のお知らせ」（マイナポータルの資格情報画面でも可）をお持ちか尋ね、なければ加入先（勤務先・市区町村）を確認して後日の提示をお願いする。"
         }
         QualificationResult::InvalidNewQualification => {
             "新しい資格があります。マイナ保険証でもう一度読み取る（新しい資格が表示されます）か、新しい保険者の資格確認書で確認する。"
@@ -77,7 +77,7 @@ pub fn script_ja(result: QualificationResult) -> &'static str {
             "複数の資格が該当しました。自動では結び付けません。本人に加入先を確かめ、端末で正しい資格を選んで照会し直す。"
         }
         QualificationResult::Error => {
-            "端末がエラーを返しました。少し待って再照会し、続くときは端末一覧で回線・広域障害を確かめる。受付は資格確認書・保険証で続け、後で再照会する。"
+            "端末がエラーを返しました。少し待って再照会し、続くときは端末一覧で回線・広域障害を確かめる。受付は資格確認書や「資格情報のお知らせ」で続け、後で再照会する。"
         }
     }
 }
@@ -86,7 +86,7 @@ pub fn script_en(result: QualificationResult) -> &'static str {
     match result {
         QualificationResult::Valid => "",
         QualificationResult::Invalid => {
-            "The qualification is no longer valid. Ask for a new card, 資格確認書 or 資格情報のお知らせ; if none, ask which insurer they joined (employer, municipality) and to bring it next time."
+            "The qualification is no longer valid. Ask for the new insurer's 資格確認書 or 資格情報のお知らせ (or the マイナポータル screen); if none, ask which insurer they joined (employer, municipality) and to bring it next time."
         }
         QualificationResult::InvalidNewQualification => {
             "A newer qualification exists. Read the マイナ保険証 again (it shows the new one) or check the new insurer's 資格確認書."
@@ -98,7 +98,7 @@ pub fn script_en(result: QualificationResult) -> &'static str {
             "Several qualifications matched; none is linked automatically. Ask which insurer applies and query that one on the terminal."
         }
         QualificationResult::Error => {
-            "The terminal returned an error. Query again shortly; if it persists, check the line and wide outages on the fleet page. Keep receiving with the 資格確認書 or card and re-check later."
+            "The terminal returned an error. Query again shortly; if it persists, check the line and wide outages on the fleet page. Keep receiving with the 資格確認書 or 資格情報のお知らせ and re-check later."
         }
     }
 }

@@ -110,8 +110,12 @@ impl OpeningHours {
             if text.is_empty() || matches!(text, "休" | "休診" | "-" | "closed") {
                 continue;
             }
+            // Clerks type "9:00 - 12:30" and "9:00〜12:30 / 15:00〜18:00": spaces around the dash go, and
+            // commas, slashes or spaces separate spans.
+            let text: String = text.nfkc().collect::<String>().replace(['〜', '~', '−', 'ー'], "-");
+            let text = text.split('-').map(str::trim).collect::<Vec<_>>().join("-");
             let mut spans = Vec::new();
-            for part in text.split([',', '、', '，', ' ', '　']).filter(|p| !p.trim().is_empty()) {
+            for part in text.split([',', '、', '，', '/', '／', ' ', '　']).filter(|p| !p.trim().is_empty()) {
                 let span = Span::parse(part).ok_or_else(|| {
                     FieldError::new(
                         DAY_FIELDS[i],
@@ -188,13 +192,18 @@ mod tests {
 
     fn clinic() -> OpeningHours {
         let am_pm = "09:00-12:30, 15:00-18:00";
-        OpeningHours::parse([am_pm, am_pm, am_pm, "09:00-12:30", am_pm, "０９：００〜１２：００", ""], false).unwrap()
+        OpeningHours::parse(
+            [am_pm, "9:00 - 12:30 / 15:00〜18:00", am_pm, "09:00-12:30", am_pm, "０９：００〜１２：００", ""],
+            false,
+        )
+        .unwrap()
     }
 
     #[test]
     fn spans_read_as_typed_and_back() {
         let h = clinic();
         assert_eq!(h.day_text(0), "09:00-12:30, 15:00-18:00");
+        assert_eq!(h.day_text(1), "09:00-12:30, 15:00-18:00", "spaces around the dash, a slash between spans");
         assert_eq!(h.day_text(5), "09:00-12:00", "full-width digits and 〜");
         assert_eq!(h.day_text(6), "");
         let json = serde_json::to_string(&h).unwrap();

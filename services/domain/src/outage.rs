@@ -43,8 +43,9 @@ pub struct WideOutage {
 }
 
 impl WideOutage {
-    /// "東京都の端末の 38%" / "38% of agents in Tokyo".
-    pub fn describe(&self, ja: bool) -> String {
+    /// "東京都の端末の 38% が 09:12 から同じ失敗…" / "38% of agents in Tokyo fail the same way since 09:12 JST…";
+    /// the date too when the failures became wide before today (JST).
+    pub fn describe(&self, ja: bool, now: time::OffsetDateTime) -> String {
         let pct = (self.share * 100.0).round();
         let (name_ja, name_en) = match self.region {
             Region::Prefecture(p) => prefecture_name(p).unwrap_or(("不明な地域", "an unknown region")),
@@ -52,7 +53,12 @@ impl WideOutage {
         };
         let clock = self.since.map(|t| {
             let t = t.to_offset(crate::jst::JST);
-            format!("{:02}:{:02}", t.hour(), t.minute())
+            let time = format!("{:02}:{:02}", t.hour(), t.minute());
+            if t.date() == crate::jst::date_of(now) {
+                time
+            } else {
+                format!("{}/{} {time}", u8::from(t.month()), t.day())
+            }
         });
         match (ja, clock) {
             (true, Some(c)) => format!(
@@ -188,12 +194,15 @@ mod tests {
         let w = widespread(&[region(13, 5, 19, 50)]);
         assert_eq!(w.len(), 2, "Tokyo, and the country, which is only Tokyo here");
         assert!(w[0].covers(13) && !w[0].covers(27));
-        assert!(w[0].describe(true).starts_with("東京都の端末の 38% が同じ失敗"));
+        let now = time::macros::datetime!(2026-12-02 03:00 UTC);
+        assert!(w[0].describe(true, now).starts_with("東京都の端末の 38% が同じ失敗"));
         let mut since = region(13, 5, 19, 50);
         since.failing_since = Some(time::macros::datetime!(2026-12-02 00:12 UTC));
         let w = widespread(&[since]);
-        assert!(w[0].describe(true).starts_with("東京都の端末の 38% が 09:12 から同じ失敗"), "{}", w[0].describe(true));
-        assert!(w[0].describe(false).contains("since 09:12 JST"));
+        let ja = w[0].describe(true, now);
+        assert!(ja.starts_with("東京都の端末の 38% が 09:12 から同じ失敗"), "{ja}");
+        assert!(w[0].describe(false, now).contains("since 09:12 JST"));
+        assert!(w[0].describe(true, now + time::Duration::days(1)).contains("が 12/2 09:12 から"), "another day");
         // Spread thin over many prefectures: the country alone.
         let spread: Vec<_> = (1..=10).map(|p| region(p, 1, 3, 10)).collect();
         let w = widespread(&spread);

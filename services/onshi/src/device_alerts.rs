@@ -85,11 +85,12 @@ impl AlertWatch {
     /// "Is it us or everyone?" for a line fault: the wide outages covering the clinic's prefecture, as
     /// (Japanese, English) sentences.
     async fn wide_outages(&self, prefecture: u8) -> Vec<(String, String)> {
+        let now = OffsetDateTime::now_utc();
         match self.store.network_failures(outage::WINDOW_SECS).await {
             Ok(counts) => outage::widespread(&counts)
                 .iter()
                 .filter(|w| w.covers(prefecture))
-                .map(|w| (w.describe(true), w.describe(false)))
+                .map(|w| (w.describe(true, now), w.describe(false, now)))
                 .collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "wide outage counts not read for an alert");
@@ -116,7 +117,7 @@ fn message(alert: &DeviceAlert, wide: &[(String, String)], public_url: &str) -> 
         let en: String = wide.iter().map(|(_, en)| format!("Possibly a wide outage: {en}\n")).collect();
         (
             format!(
-                "{ja}公式の障害情報: {}\n受付は資格確認書・保険証で続け、復旧後に再照会してください。\n\n",
+                "{ja}公式の障害情報: {}\n受付は資格確認書や「資格情報のお知らせ」で続け、復旧後に再照会してください。\n\n",
                 outage::OFFICIAL_NOTICES_URL
             ),
             format!("{en}Official notices: {}\n\n", outage::OFFICIAL_NOTICES_URL),
@@ -129,11 +130,11 @@ fn message(alert: &DeviceAlert, wide: &[(String, String)], public_url: &str) -> 
         None => (
             format!("【Onshi Cloud】{}: {}", alert.clinic_name, kind.label_ja()),
             format!(
-                "{clinic} のエージェント「{device}」: {label_ja}（{since} から、診療時間中）。\n\n\
+                "{clinic} のエージェント「{device}」: {label_ja}。診療時間中も続いています（最初の検知: {since}）。\n\n\
                  {wide_ja}確かめること:\n{check_ja}\n\
                  端末の状態: {site}/fleet\n\
                  直ると「復旧」のメールが届きます。\n\n\
-                 {clinic}, agent \"{device}\": {label_en} (since {since} JST, in opening hours).\n\n\
+                 {clinic}, agent \"{device}\": {label_en}; it goes on in opening hours (first seen {since} JST).\n\n\
                  {wide_en}What to check:\n{check_en}\n\
                  Agent status: {site}/fleet\n\
                  You will get another e-mail when it is over.\n",

@@ -1,7 +1,8 @@
 //! The expiry radar's watch in a worker process: every `radar_poll_ms` (an hour) it reads each group's
 //! radar (`onshi_domain::radar`), e-mails the owners and managers once for each dated warning as it
 //! reaches 90, 30 and 7 days and once it has passed, and sends the group's weekly summary (the week's
-//! agent alerts and everything on the radar) on the first look after Monday 08:00 JST. Each e-mail is
+//! agent alerts and everything on the radar) on the first look after Monday 08:00 JST (between 08:00 and
+//! midnight, whatever day the worker starts). Each e-mail is
 //! claimed in the store first, so several workers send it once.
 
 use std::time::Duration;
@@ -10,7 +11,7 @@ use onshi_api::Mailer;
 use onshi_domain::radar::Warning;
 use onshi_domain::{ClinicAccess, Role};
 use onshi_store::{AuditEntry, AuditResult, Clinic, Store, TenantScope, UserStatus};
-use time::{OffsetDateTime, Weekday};
+use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 pub struct RadarWatch {
@@ -94,7 +95,8 @@ impl RadarWatch {
             }
         }
         let local = now.to_offset(onshi_domain::jst::JST);
-        if local.weekday() == Weekday::Monday && local.hour() < 8 {
+        // Once a week from Monday 08:00, and never at night (a worker started at 03:00 on a Wednesday waits).
+        if local.hour() < 8 {
             return Ok(());
         }
         let (year, week, _) = local.date().to_iso_week_date();

@@ -216,10 +216,35 @@ impl TenantStore<'_> {
         audit: &crate::AuditEntry,
     ) -> Result<(), StoreError> {
         let json = serde_json::to_value(hours).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let txn = self.write().await?;
-        let updated = clinics::Entity::update_many()
+        let update = clinics::Entity::update_many()
             .col_expr(clinics::Column::OpeningHours, Expr::value(json))
-            .col_expr(clinics::Column::AlertAfterMinutes, Expr::value(i32::from(alert_after_minutes)))
+            .col_expr(clinics::Column::AlertAfterMinutes, Expr::value(i32::from(alert_after_minutes)));
+        self.update_clinic(clinic, update, audit).await
+    }
+
+    /// Records the 資格確認端末's certificate expiry and operating system, and who did it, in one transaction.
+    pub async fn set_clinic_terminal(
+        &self,
+        clinic: &ClinicScope,
+        cert_expires: Option<Date>,
+        os: Option<&str>,
+        audit: &crate::AuditEntry,
+    ) -> Result<(), StoreError> {
+        let update = clinics::Entity::update_many()
+            .col_expr(clinics::Column::TerminalCertExpires, Expr::value(cert_expires))
+            .col_expr(clinics::Column::TerminalOs, Expr::value(os.map(str::to_owned)));
+        self.update_clinic(clinic, update, audit).await
+    }
+
+    /// Applies `update` to the clinic's row and appends `audit`, in one transaction.
+    async fn update_clinic(
+        &self,
+        clinic: &ClinicScope,
+        update: sea_orm::UpdateMany<clinics::Entity>,
+        audit: &crate::AuditEntry,
+    ) -> Result<(), StoreError> {
+        let txn = self.write().await?;
+        let updated = update
             .filter(clinics::Column::TenantId.eq(self.tenant))
             .filter(clinics::Column::Id.eq(clinic.uuid()))
             .exec(&txn)
@@ -231,31 +256,16 @@ impl TenantStore<'_> {
         txn.commit().await?;
         Ok(())
     }
-}
 
-impl TenantStore<'_> {
-    /// Records the 資格確認端末's certificate expiry and operating system, and who did it, in one transaction.
-    pub async fn set_clinic_terminal(
-        &self,
-        clinic: &ClinicScope,
-        cert_expires: Option<Date>,
-        os: Option<&str>,
-        audit: &crate::AuditEntry,
-    ) -> Result<(), StoreError> {
-        let txn = self.write().await?;
-        let updated = clinics::Entity::update_many()
-            .col_expr(clinics::Column::TerminalCertExpires, Expr::value(cert_expires))
-            .col_expr(clinics::Column::TerminalOs, Expr::value(os.map(str::to_owned)))
+    /// Every clinic of the tenant, read in `txn` (for work that decides per clinic inside a transaction).
+    pub(crate) async fn clinics_in(&self, txn: &DatabaseTransaction) -> Result<Vec<Clinic>, StoreError> {
+        clinics::Entity::find()
             .filter(clinics::Column::TenantId.eq(self.tenant))
-            .filter(clinics::Column::Id.eq(clinic.uuid()))
-            .exec(&txn)
-            .await?;
-        if updated.rows_affected == 0 {
-            return Err(StoreError::NotFound { what: "clinic" });
-        }
-        self.append_in(&txn, audit).await?;
-        txn.commit().await?;
-        Ok(())
+            .all(txn)
+            .await?
+            .into_iter()
+            .map(clinic_from_row)
+            .collect()
     }
 }
 

@@ -13,7 +13,7 @@ use sea_orm::{
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::entities::{clinics, device_alerts, devices};
+use crate::entities::{device_alerts, devices};
 use crate::error::StoreError;
 use crate::{AuditEntry, AuditResult, Store, TenantScope, TenantStore};
 
@@ -54,21 +54,15 @@ impl TenantStore<'_> {
     /// locked while this runs, so two workers looking at once do not both raise one alert.
     pub async fn evaluate_device_alerts(&self, now: OffsetDateTime) -> Result<Vec<DeviceAlert>, StoreError> {
         let txn = self.write().await?;
-        let agents = devices::Entity::find()
+        let all_agents = devices::Entity::find()
             .filter(devices::Column::TenantId.eq(self.tenant_uuid()))
-            .filter(devices::Column::Status.eq("active"))
-            .filter(devices::Column::LastSeenAt.is_not_null())
             .order_by_asc(devices::Column::Id)
             .lock_exclusive()
             .all(&txn)
             .await?;
-        let clinics: Vec<crate::Clinic> = clinics::Entity::find()
-            .filter(clinics::Column::TenantId.eq(self.tenant_uuid()))
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(crate::clinics::clinic_from_row)
-            .collect::<Result<_, _>>()?;
+        let (agents, gone): (Vec<_>, Vec<_>) =
+            all_agents.into_iter().partition(|d| d.status == "active" && d.last_seen_at.is_some());
+        let clinics = self.clinics_in(&txn).await?;
         let open = device_alerts::Entity::find()
             .filter(device_alerts::Column::TenantId.eq(self.tenant_uuid()))
             .filter(device_alerts::Column::ResolvedAt.is_null())
@@ -110,7 +104,8 @@ impl TenantStore<'_> {
                             clinic_id: Set(agent.clinic_id),
                             device_id: Set(agent.id),
                             kind: Set(kind.code().to_owned()),
-                            since: Set(since),
+                            // UTC, so SQLite's text comparisons order it with every other time.
+                            since: Set(since.to_offset(time::UtcOffset::UTC)),
                             raised_at: Set(raise.then_some(now)),
                             resolved_at: Set(None),
                             created_at: Set(now),
@@ -140,6 +135,37 @@ impl TenantStore<'_> {
                 }
             }
         }
+        // A revoked agent says nothing more: what it left open is over (told if it was raised).
+        for row in open.iter().filter(|r| gone.iter().any(|d| d.id == r.device_id)) {
+            let (Some(kind), Some(agent)) = (AlertKind::parse(&row.kind), gone.iter().find(|d| d.id == row.device_id))
+            else {
+                continue;
+            };
+            if row.raised_at.is_none() {
+                device_alerts::Entity::delete_by_id(row.id).exec(&txn).await?;
+                continue;
+            }
+            set(&txn, row.id, device_alerts::Column::ResolvedAt, now).await?;
+            let clinic = clinics.iter().find(|c| c.id.as_uuid() == row.clinic_id);
+            told.push(
+                self.announce_in(
+                    &txn,
+                    DeviceAlert {
+                        id: row.id,
+                        clinic: ClinicId::from_uuid(row.clinic_id),
+                        clinic_name: clinic.map(|c| c.name.clone()).unwrap_or_default(),
+                        prefecture: clinic.map(|c| c.code.prefecture()).unwrap_or(0),
+                        device: DeviceId::from_uuid(agent.id),
+                        device_name: agent.name.clone(),
+                        kind,
+                        since: row.since,
+                        raised_at: row.raised_at,
+                        resolved_at: Some(now),
+                    },
+                )
+                .await?,
+            );
+        }
         txn.commit().await?;
         Ok(told)
     }
@@ -161,13 +187,20 @@ impl TenantStore<'_> {
         Ok(alert)
     }
 
-    /// The alerts managers were told of that started after `from`, open ones first, then newest first.
+    /// The alerts managers were told of that are still open, or were raised or began after `from`; open
+    /// ones first, then newest first.
     pub async fn device_alerts(&self, from: OffsetDateTime) -> Result<Vec<DeviceAlert>, StoreError> {
         let txn = self.read().await?;
         let rows = device_alerts::Entity::find()
             .filter(device_alerts::Column::TenantId.eq(self.tenant_uuid()))
             .filter(device_alerts::Column::RaisedAt.is_not_null())
-            .filter(device_alerts::Column::Since.gte(from))
+            // Open ones however old, and those raised or begun since `from`.
+            .filter(
+                sea_orm::Condition::any()
+                    .add(device_alerts::Column::ResolvedAt.is_null())
+                    .add(device_alerts::Column::RaisedAt.gte(from))
+                    .add(device_alerts::Column::Since.gte(from)),
+            )
             .order_by_desc(device_alerts::Column::Since)
             .all(&txn)
             .await?;
@@ -178,13 +211,7 @@ impl TenantStore<'_> {
             .into_iter()
             .map(|d| (d.id, d.name))
             .collect();
-        let clinics: Vec<crate::Clinic> = clinics::Entity::find()
-            .filter(clinics::Column::TenantId.eq(self.tenant_uuid()))
-            .all(&txn)
-            .await?
-            .into_iter()
-            .map(crate::clinics::clinic_from_row)
-            .collect::<Result<_, _>>()?;
+        let clinics = self.clinics_in(&txn).await?;
         txn.commit().await?;
         let device_name = |id: Uuid| names.iter().find(|(i, _)| *i == id).map(|(_, n)| n.clone()).unwrap_or_default();
         let mut alerts: Vec<DeviceAlert> = rows

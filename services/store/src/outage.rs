@@ -14,27 +14,37 @@ impl Store {
     ) -> Result<Vec<onshi_domain::outage::RegionCount>, StoreError> {
         let db = &self.db;
         let backend = db.get_database_backend();
+        let min_groups = i32::try_from(onshi_domain::outage::MIN_GROUPS).unwrap_or(i32::MAX);
         let statement = if backend == sea_orm::DatabaseBackend::Postgres {
             Statement::from_sql_and_values(
                 backend,
                 "SELECT prefecture, groups_failing, agents_failing, agents_reporting, failing_since \
-                 FROM onshi_network_failures($1)",
-                [i32::try_from(window_secs).unwrap_or(i32::MAX).into()],
+                 FROM onshi_network_failures($1, $2)",
+                [i32::try_from(window_secs).unwrap_or(i32::MAX).into(), min_groups.into()],
             )
         } else {
-            let failing = "json_extract(d.last_heartbeat, '$.network_ok') = 0";
+            // The same as the PostgreSQL function, for the one embedded process that holds every group.
+            let now = OffsetDateTime::now_utc();
             Statement::from_sql_and_values(
                 backend,
-                format!(
-                    "SELECT CAST(substr(c.institution_code, 1, 2) AS INTEGER) AS prefecture, \
-                     COUNT(DISTINCT CASE WHEN {failing} THEN d.tenant_id END) AS groups_failing, \
-                     SUM(CASE WHEN {failing} THEN 1 ELSE 0 END) AS agents_failing, COUNT(*) AS agents_reporting, \
-                     MIN(CASE WHEN {failing} THEN f.since END) AS failing_since \
-                     FROM devices d JOIN clinics c ON c.id = d.clinic_id AND c.tenant_id = d.tenant_id \
-                     LEFT JOIN device_alerts f ON f.device_id = d.id AND f.kind = 'network' AND f.resolved_at IS NULL \
-                     WHERE d.status = 'active' AND d.last_heartbeat IS NOT NULL AND d.last_seen_at >= ? GROUP BY 1"
-                ),
-                [(OffsetDateTime::now_utc() - Duration::seconds(window_secs)).into()],
+                "WITH agents AS ( \
+                   SELECT CAST(substr(c.institution_code, 1, 2) AS INTEGER) AS prefecture, d.tenant_id, d.id, \
+                          CASE WHEN json_extract(d.last_heartbeat, '$.network_ok') = 0 THEN 1 ELSE 0 END AS failing \
+                   FROM devices d JOIN clinics c ON c.id = d.clinic_id AND c.tenant_id = d.tenant_id \
+                   WHERE d.status = 'active' AND d.last_heartbeat IS NOT NULL AND d.last_seen_at >= ?), \
+                 group_since AS ( \
+                   SELECT a.prefecture, a.tenant_id, MIN(f.since) AS since \
+                   FROM agents a JOIN device_alerts f ON f.device_id = a.id AND f.kind = 'network' \
+                     AND f.resolved_at IS NULL AND f.since >= ? \
+                   WHERE a.failing = 1 GROUP BY 1, 2), \
+                 ranked AS ( \
+                   SELECT prefecture, since, ROW_NUMBER() OVER (PARTITION BY prefecture ORDER BY since) AS n \
+                   FROM group_since) \
+                 SELECT a.prefecture, COUNT(DISTINCT CASE WHEN a.failing = 1 THEN a.tenant_id END) AS groups_failing, \
+                        SUM(a.failing) AS agents_failing, COUNT(*) AS agents_reporting, r.since AS failing_since \
+                 FROM agents a LEFT JOIN ranked r ON r.prefecture = a.prefecture AND r.n = ? \
+                 GROUP BY a.prefecture, r.since",
+                [(now - Duration::seconds(window_secs)).into(), (now - Duration::hours(24)).into(), min_groups.into()],
             )
         };
         let rows = db.query_all_raw(statement).await?;
@@ -50,6 +60,7 @@ impl Store {
                     groups_failing: count("groups_failing")?,
                     agents_failing: count("agents_failing")?,
                     agents_reporting: count("agents_reporting")?,
+                    // SQLite keeps the time as written; the page shows minutes.
                     failing_since: r.try_get("", "failing_since")?,
                 })
             })

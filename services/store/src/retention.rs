@@ -126,6 +126,14 @@ impl TenantStore<'_> {
                 billing_reviews::Entity::delete_many().filter(reviews_due).exec(&txn).await?.rows_affected,
             )
         };
+        // The desk's follow-up statuses go with the visits they are about (not counted on their own).
+        if !dry_run {
+            crate::entities::followups::Entity::delete_many()
+                .filter(crate::entities::followups::Column::TenantId.eq(tenant))
+                .filter(crate::entities::followups::Column::VisitDate.lt(keep_from))
+                .exec(&txn)
+                .await?;
+        }
         let purge = Purge {
             tenant: TenantId::from_uuid(tenant),
             basis: basis.as_str(),

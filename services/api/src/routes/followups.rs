@@ -99,6 +99,12 @@ pub(crate) async fn page(
     let to = from + Duration::days(6);
     let cases = store.followups(&clinic, from, to).await?;
     let lang = page.lang;
+    // Reading the week (page or CSV) shows patient-level data: audited with the target and the count.
+    let read_entry = |action: &str| {
+        caller
+            .entry(action, &format!("followups:{}:{from}", clinic.id), AuditResult::Success)
+            .details(serde_json::json!({ "rows": cases.len() }))
+    };
     if q.format.as_deref() == Some("csv") {
         let mut table = CsvTable::new(&[
             "日時(JST)",
@@ -122,13 +128,7 @@ pub(crate) async fn page(
                 followup::script_ja(c.result).to_owned(),
             ]);
         }
-        store
-            .audit(
-                &caller
-                    .entry("followups.export", &format!("followups:{}:{from}", clinic.id), AuditResult::Success)
-                    .details(serde_json::json!({ "rows": cases.len() })),
-            )
-            .await?;
+        store.audit(&read_entry("followups.export")).await?;
         return Ok(table.download(&format!("followups-{}-{from}", clinic.code)));
     }
     // Counts by insurer and result; cases without an insurer (nobody found, terminal errors) count as 不明.
@@ -158,13 +158,7 @@ pub(crate) async fn page(
         })
         .collect();
     let repeats = seen.iter().filter(|(_, n)| **n > 1).map(|(p, n)| (p.chars().take(8).collect(), *n)).collect();
-    store
-        .audit(
-            &caller
-                .entry("followups.view", &format!("followups:{}:{from}", clinic.id), AuditResult::Success)
-                .details(serde_json::json!({ "rows": cases.len() })),
-        )
-        .await?;
+    store.audit(&read_entry("followups.view")).await?;
     ok(FollowUpsPage {
         open: cases.iter().filter(|c| c.status == FollowUpStatus::Open).count(),
         cases: lines,

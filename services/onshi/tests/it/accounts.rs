@@ -9,7 +9,7 @@ use crate::helpers::*;
 use crate::mailbox::{link_path, sink};
 
 fn with_smtp(config: &mut onshi_config::Config) {
-    config.smtp_url = Some(secrecy::SecretString::from(format!("smtp://127.0.0.1:{}", sink().port)));
+    crate::mailbox::route_mail_here(config);
 }
 
 /// A concrete path for a route pattern, with every `{param}` replaced by `id`.

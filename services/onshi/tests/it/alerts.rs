@@ -12,19 +12,7 @@ use crate::helpers::{TestApp, WAIT, eventually};
 
 fn fast(config: &mut onshi_config::Config) {
     config.alert_poll_ms = 100;
-    config.smtp_url = Some(secrecy::SecretString::from(format!("smtp://127.0.0.1:{}", crate::mailbox::sink().port)));
-}
-
-/// Runs one statement against the test database as its owner (the application role cannot move times).
-async fn sql(app: &TestApp, postgres: &str, value: time::OffsetDateTime) {
-    let db = sea_orm::Database::connect(secrecy::ExposeSecret::expose_secret(&app.config.effective_migration_url()))
-        .await
-        .unwrap();
-    let backend = db.get_database_backend();
-    let statement =
-        if backend == sea_orm::DatabaseBackend::Postgres { postgres.to_owned() } else { postgres.replace("$1", "?") };
-    db.execute_raw(sea_orm::Statement::from_sql_and_values(backend, statement, [value.into()])).await.unwrap();
-    db.close().await.ok();
+    crate::mailbox::route_mail_here(config);
 }
 
 async fn heartbeat(app: &TestApp, seed: u64, reader_ok: bool) {
@@ -94,7 +82,7 @@ both_modes!(
         };
         eventually(WAIT, "fault tracked", || async { tracked().await == 1 }).await;
         let half_an_hour_ago = time::OffsetDateTime::now_utc() - time::Duration::minutes(30);
-        sql(app, "UPDATE device_alerts SET since = $1", half_an_hour_ago).await;
+        app.execute_as_owner("UPDATE device_alerts SET since = $1", vec![half_an_hour_ago.into()]).await;
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
         assert!(app.store().device_alerts(half_an_hour_ago - time::Duration::hours(1)).await.unwrap().is_empty());
         assert!(sink.all_to(&manager.email).iter().all(|m| !m.contains("カードリーダー")), "nothing while closed");
@@ -134,10 +122,9 @@ both_modes!(
         assert!(owner.get("/fleet").await.body.contains("data-alert-open=\"false\""));
 
         // Silent for twenty minutes: the agent is reported offline at once (the wait has passed).
-        sql(
-            app,
+        app.execute_as_owner(
             "UPDATE devices SET last_seen_at = $1 WHERE last_seen_at IS NOT NULL",
-            time::OffsetDateTime::now_utc() - time::Duration::minutes(20),
+            vec![(time::OffsetDateTime::now_utc() - time::Duration::minutes(20)).into()],
         )
         .await;
         let mail = sink.wait_for(&manager.email, "エージェントから連絡がありません").await;

@@ -234,8 +234,7 @@ both_modes!(the_home_page_updates_itself_without_meta_refresh_or_new_audit_entri
 both_modes!(
     managers_are_warned_once_when_a_clinic_is_projected_below_the_requirement,
     |config| {
-        config.smtp_url =
-            Some(secrecy::SecretString::from(format!("smtp://127.0.0.1:{}", crate::mailbox::sink().port)));
+        crate::mailbox::route_mail_here(config);
     },
     |app| {
         let manager = app.user(Role::Manager).await;
@@ -324,8 +323,7 @@ both_modes!(
     the_fleet_says_when_failures_rise_across_many_groups,
     |config| {
         config.alert_poll_ms = 100;
-        config.smtp_url =
-            Some(secrecy::SecretString::from(format!("smtp://127.0.0.1:{}", crate::mailbox::sink().port)));
+        crate::mailbox::route_mail_here(config);
     },
     |app| {
         // Our agent at clinic 0 (東京都) fails the オン資 line / VPN probe.

@@ -5,7 +5,6 @@ use onshi_domain::{
     AgentEvent, ConfirmationMethod, Consents, EventId, EventPayload, InsurerNumber, PatientRef, QualificationCheck,
     QualificationResult, Role,
 };
-use sea_orm::ConnectionTrait;
 
 use crate::both_modes;
 use crate::helpers::{TestApp, WAIT, eventually, extract};
@@ -40,8 +39,7 @@ both_modes!(
     the_desk_works_through_a_weeks_invalid_results_by_insurer,
     |config| {
         config.radar_poll_ms = 200;
-        config.smtp_url =
-            Some(secrecy::SecretString::from(format!("smtp://127.0.0.1:{}", crate::mailbox::sink().port)));
+        crate::mailbox::route_mail_here(config);
     },
     |app| {
         use time::macros::datetime;
@@ -136,18 +134,10 @@ both_modes!(
         // The weekly summary counts the last seven days per clinic (sent again as if a week had passed).
         let manager = app.user(Role::Manager).await;
         let local = time::OffsetDateTime::now_utc().to_offset(onshi_domain::jst::JST);
-        if !(local.weekday() == time::Weekday::Monday && local.hour() < 8) {
-            let db =
-                sea_orm::Database::connect(secrecy::ExposeSecret::expose_secret(&app.config.effective_migration_url()))
-                    .await
-                    .unwrap();
-            db.execute_raw(sea_orm::Statement::from_string(db.get_database_backend(), "DELETE FROM weekly_summaries"))
-                .await
-                .unwrap();
-            db.close().await.ok();
-            let summary = crate::mailbox::sink().wait_for(&manager.email, "資格無効のフォローアップ（直近7日）").await;
+        if local.hour() >= 8 {
+            app.execute_as_owner("DELETE FROM weekly_summaries", vec![]).await;
             let line = format!("{}: 1 件（未対応 1）: 無効 1", clinic.name);
-            assert!(summary.contains(&line), "{summary}");
+            crate::mailbox::sink().wait_for_all(&manager.email, &["資格無効のフォローアップ（直近7日）", &line]).await;
         }
     }
 );

@@ -69,6 +69,11 @@ fn serve(stream: std::net::TcpStream, store: &Mutex<Vec<String>>) -> std::io::Re
     }
 }
 
+/// Points the application's mail at the sink (SMTP on its local port).
+pub fn route_mail_here(config: &mut onshi_config::Config) {
+    config.smtp_url = Some(secrecy::SecretString::from(format!("smtp://127.0.0.1:{}", sink().port)));
+}
+
 /// The decoded text body of an RFC 5322 message (base64 or quoted-printable or plain).
 pub fn body_text(message: &str) -> String {
     let (head, body) = message.split_once("\r\n\r\n").or_else(|| message.split_once("\n\n")).unwrap_or((message, ""));
@@ -120,6 +125,12 @@ impl Sink {
 
     /// Waits for a message to `to` whose body contains `needle`, and returns its decoded body.
     pub async fn wait_for(&self, to: &str, needle: &str) -> String {
+        self.wait_for_all(to, &[needle]).await
+    }
+
+    /// Waits for a message to `to` whose body contains every one of `needles` (to tell a message from an
+    /// earlier one of the same kind), and returns its decoded body.
+    pub async fn wait_for_all(&self, to: &str, needles: &[&str]) -> String {
         for _ in 0..200 {
             let found = self
                 .messages
@@ -128,13 +139,13 @@ impl Sink {
                 .iter()
                 .filter(|m| m.to_ascii_lowercase().contains(&format!("to: {}", to.to_ascii_lowercase())))
                 .map(|m| body_text(m))
-                .find(|b| b.contains(needle));
+                .find(|b| needles.iter().all(|n| b.contains(n)));
             if let Some(body) = found {
                 return body;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("no e-mail to {to} containing {needle}");
+        panic!("no e-mail to {to} containing {needles:?}");
     }
 }
 

@@ -13,7 +13,7 @@ use crate::mailbox::{link_path, sink};
 both_modes!(
     a_new_group_goes_from_signup_to_its_first_visit_with_a_real_agent,
     |config| {
-        config.smtp_url = Some(secrecy::SecretString::from(format!("smtp://127.0.0.1:{}", sink().port)));
+        crate::mailbox::route_mail_here(config);
     },
     |app| {
         let started = Instant::now();

@@ -90,7 +90,7 @@ fn fast(config: &mut onshi_config::Config) {
     config.webhook_allow_private_targets = true;
     config.webhook_backoff_secs = vec![1, 1];
     config.webhook_poll_ms = 100;
-    config.smtp_url = Some(secrecy::SecretString::from(format!("smtp://127.0.0.1:{}", crate::mailbox::sink().port)));
+    crate::mailbox::route_mail_here(config);
 }
 
 both_modes!(webhooks_are_signed_retried_disabled_and_replayed, |config| { fast(config) }, |app| {

@@ -30,6 +30,6 @@ pub(crate) async fn wide_outages(
     Ok(outage::widespread(&counts)
         .iter()
         .filter(|w| failing.iter().any(|p| w.covers(*p)))
-        .map(|w| w.describe(lang == Lang::Ja))
+        .map(|w| w.describe(lang == Lang::Ja, now))
         .collect())
 }
