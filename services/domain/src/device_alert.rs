@@ -72,8 +72,9 @@ impl AlertKind {
             ],
             Self::Network => &[
                 "VPNルーターのランプと電源を確かめ、必要なら再起動する",
-                "資格確認端末の画面にエラーが出ていないか",
-                "医療機関等向けポータルサイトで障害情報が出ていないか",
+                "資格確認端末が起動していて、画面にエラーが出ていないか",
+                "資格確認端末の電子証明書が期限切れでないか（端末一覧「期限と更新」）",
+                "医療機関等向けポータルサイトで障害情報が出ていないか（多くの医療機関で同時なら端末一覧に「広域障害の可能性」と出ます）",
             ],
             Self::Quarantine => &[
                 "資格確認端末の医療機関コードの設定がこのクリニックのものか",
@@ -97,8 +98,9 @@ impl AlertKind {
             ],
             Self::Network => &[
                 "Check the VPN router's lights and power; restart it if needed",
-                "Does the 資格確認端末 show an error?",
-                "Does the official portal for medical institutions announce an outage?",
+                "Is the 資格確認端末 running, without an error on its screen?",
+                "Has the 資格確認端末's electronic certificate expired (fleet page, Expiry and updates)?",
+                "Does the official portal for medical institutions announce an outage (when many clinics fail at once, the fleet page says 'Possibly a wide outage')?",
             ],
             Self::Quarantine => &[
                 "Is the 資格確認端末 set to this clinic's 医療機関コード?",
