@@ -52,8 +52,8 @@ pub(crate) struct CaseLine {
     /// The 検証番号 does not match (shown, never refused).
     pub insurer_suspect: bool,
     pub method: &'static str,
-    /// 2 for the second case of the same patient this week, and so on; 1 otherwise.
-    pub nth: usize,
+    /// For a patient with more than one case this week: the week's alias (`#1`) and which case this is.
+    pub repeat: Option<(String, usize)>,
     pub script: &'static str,
     pub status: &'static str,
 }
@@ -77,9 +77,23 @@ struct FollowUpsPage {
     open: usize,
     result_labels: Vec<&'static str>,
     insurers: Vec<InsurerLine>,
-    /// Short pseudonyms of patients with more than one case this week, and how many.
+    /// Patients with more than one case this week, by the week's alias (`#1`), and how many. Pages never
+    /// show a pseudonym (docs/security.md): the alias means something on this page only.
     repeats: Vec<(String, usize)>,
     statuses: Vec<(&'static str, &'static str)>,
+}
+
+/// The patients with more than one case in `cases`, in order of their first case: (pseudonym, alias `#n`,
+/// how many cases).
+fn repeat_aliases(cases: &[FollowUpCase]) -> Vec<(&str, String, usize)> {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for p in cases.iter().filter_map(|c| c.patient.as_deref()) {
+        match counts.iter_mut().find(|(q, _)| *q == p) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((p, 1)),
+        }
+    }
+    counts.into_iter().filter(|(_, n)| *n > 1).enumerate().map(|(i, (p, n))| (p, format!("#{}", i + 1), n)).collect()
 }
 
 fn insurer_text(case: &FollowUpCase, lang: Lang) -> String {
@@ -106,23 +120,20 @@ pub(crate) async fn page(
             .details(serde_json::json!({ "rows": cases.len() }))
     };
     if q.format.as_deref() == Some("csv") {
-        let mut table = CsvTable::new(&[
-            "日時(JST)",
-            "結果",
-            "保険者番号",
-            "確認方法",
-            "患者(仮名)",
-            "確認回数",
-            "状態",
-            "すること",
-        ]);
+        let mut table =
+            CsvTable::new(&["日時(JST)", "結果", "保険者番号", "確認方法", "同じ方", "確認回数", "状態", "すること"]);
+        let aliases = repeat_aliases(&cases);
         for c in &cases {
             table.push([
                 crate::web::time::jst_minute(&c.first_at),
                 c.result.label_ja().to_owned(),
                 c.insurer.as_ref().map(|i| i.to_string()).unwrap_or_default(),
                 c.method.label_ja().to_owned(),
-                c.patient.clone().unwrap_or_default(),
+                c.patient
+                    .as_deref()
+                    .and_then(|p| aliases.iter().find(|(q, _, _)| *q == p))
+                    .map(|(_, alias, _)| alias.clone())
+                    .unwrap_or_default(),
                 c.confirmations.to_string(),
                 c.status.label_ja().to_owned(),
                 followup::script_ja(c.result).to_owned(),
@@ -139,11 +150,15 @@ pub(crate) async fn page(
             counts[i] += 1;
         }
     }
+    let aliases = repeat_aliases(&cases);
     let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
     let lines = cases
         .iter()
         .map(|c| {
-            let nth = c.patient.as_deref().map(|p| *seen.entry(p).and_modify(|n| *n += 1).or_insert(1)).unwrap_or(1);
+            let repeat = c.patient.as_deref().and_then(|p| {
+                let nth = *seen.entry(p).and_modify(|n| *n += 1).or_insert(1);
+                aliases.iter().find(|(q, _, _)| *q == p).map(|(_, alias, _)| (alias.clone(), nth))
+            });
             CaseLine {
                 id: c.visit.to_string(),
                 at: crate::web::time::jst_minute(&c.first_at),
@@ -151,13 +166,13 @@ pub(crate) async fn page(
                 insurer: insurer_text(c, lang),
                 insurer_suspect: c.insurer.as_ref().is_some_and(|i| !i.check_digit_ok()),
                 method: lang.t(c.method.label_ja(), c.method.label_en()),
-                nth,
+                repeat,
                 script: lang.t(followup::script_ja(c.result), followup::script_en(c.result)),
                 status: c.status.code(),
             }
         })
         .collect();
-    let repeats = seen.iter().filter(|(_, n)| **n > 1).map(|(p, n)| (p.chars().take(8).collect(), *n)).collect();
+    let repeats = aliases.into_iter().map(|(_, alias, n)| (alias, n)).collect();
     store.audit(&read_entry("followups.view")).await?;
     ok(FollowUpsPage {
         open: cases.iter().filter(|c| c.status == FollowUpStatus::Open).count(),

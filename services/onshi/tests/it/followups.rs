@@ -86,8 +86,10 @@ both_modes!(
         assert!(row("01130012").contains("<td class=\"num\">1</td>"));
         assert!(body.contains("検証番号が合いません"), "01130013 fails its check digit");
         let repeats = extract(&body, "data-testid=\"repeats\">", "</p>").unwrap();
-        assert!(repeats.contains("×2"), "{repeats}");
-        assert!(body.contains("同じ方 2回目"));
+        assert!(repeats.contains("#1 ×2"), "{repeats}");
+        assert!(body.contains("同じ方 #1・1回目") && body.contains("同じ方 #1・2回目"));
+        let pseudonym = onshi_domain::PatientRef::pseudonymize(b"test-key", "06139992", "", "a", "00");
+        assert!(!body.contains(&pseudonym.as_str()[..8]), "pages never show a pseudonym");
         assert!(body.contains("資格確認書") && body.contains("入力誤り"), "a script for each result");
         assert!(!body.contains("\"c\""), "no valid reception listed");
 
