@@ -23,8 +23,10 @@ fn artifacts() -> PathBuf {
 }
 
 /// Finds an element, waiting for the page that a click started to load.
+/// Waits for an element: 30 s, as the whole suite on two cores has kept a 200-visit page from rendering
+/// within 15 s once (it takes about a second alone).
 async fn find(c: &fantoccini::Client, css: &str) -> Result<fantoccini::elements::Element, fantoccini::error::CmdError> {
-    c.wait().at_most(Duration::from_secs(15)).for_element(Locator::Css(css)).await
+    c.wait().at_most(Duration::from_secs(30)).for_element(Locator::Css(css)).await
 }
 
 fn free_port() -> u16 {
