@@ -22,9 +22,8 @@ fn artifacts() -> PathBuf {
     dir
 }
 
-/// Finds an element, waiting for the page that a click started to load.
-/// Waits for an element: 30 s, as the whole suite on two cores has kept a 200-visit page from rendering
-/// within 15 s once (it takes about a second alone).
+/// Finds an element, waiting (30 s: the whole suite on two cores has kept a 200-visit page from rendering
+/// within 15 s once; it takes about a second alone) for the page that a click started to load.
 async fn find(c: &fantoccini::Client, css: &str) -> Result<fantoccini::elements::Element, fantoccini::error::CmdError> {
     c.wait().at_most(Duration::from_secs(30)).for_element(Locator::Css(css)).await
 }
@@ -181,9 +180,20 @@ struct Clerk<'a> {
 }
 
 impl Clerk<'_> {
+    /// Clicks a form's button and waits for the page it loads: elements found right after a click could
+    /// otherwise still be the old page's (stale once the new one arrives; seen under the whole suite's load).
     async fn click(&mut self, css: &str) {
         self.interactions += 1;
+        let old = self.c.find(Locator::Css("html")).await.ok();
         find(self.c, css).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
+        if let Some(old) = old {
+            for _ in 0..300 {
+                if old.tag_name().await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 
     /// Space on a focused checkbox, as a keyboard user ticks it.
