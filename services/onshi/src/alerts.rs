@@ -9,9 +9,9 @@ use onshi_api::Mailer;
 use onshi_cache::{Cache, CacheBackend};
 use std::sync::Arc;
 
-use onshi_domain::{ClinicAccess, Role};
+use onshi_domain::ClinicAccess;
 use onshi_rules::{MonthCount, RuleSet, YearMonth};
-use onshi_store::{AuditEntry, AuditResult, Store, TenantScope, UserStatus};
+use onshi_store::{AuditEntry, AuditResult, Store, TenantScope};
 use onshi_worker::AfterApply;
 
 /// Below this many patients in the month the estimate says too little to warn anyone.
@@ -40,7 +40,8 @@ impl UsageWatch {
         let store = self.store.tenant(scope);
         // The watch acts for the whole group, like its managers.
         let clinics = store.clinic_scopes(&ClinicAccess::All).await?;
-        let mut recipients: Option<Vec<String>> = None;
+        // Read once per look, when the first warning is claimed.
+        let mut users: Option<Vec<onshi_store::User>> = None;
         for usage in store.monthly_usage(month).await?.into_iter().filter(|u| u.patients >= MIN_PATIENTS) {
             let Some(clinic) = clinics.iter().find(|c| c.id == usage.clinic) else { continue };
             let counts = MonthCount { patients: usage.patients, myna: usage.myna_patients };
@@ -67,16 +68,8 @@ impl UsageWatch {
             if !store.claim_usage_alert(clinic, month, &entry, &announced).await? {
                 continue;
             }
-            if recipients.is_none() {
-                recipients = Some(
-                    store
-                        .users()
-                        .await?
-                        .into_iter()
-                        .filter(|u| u.status == UserStatus::Active && matches!(u.role, Role::Owner | Role::Manager))
-                        .map(|u| u.email)
-                        .collect(),
-                );
+            if users.is_none() {
+                users = Some(store.users().await?);
             }
             let body = format!(
                 "{name}（医療機関コード {code}）の{month}のマイナ保険証利用率（推計）は {rate:.1}% です。\n\
@@ -93,7 +86,7 @@ impl UsageWatch {
                 url = self.public_url.trim_end_matches('/'),
                 id = clinic.id,
             );
-            for to in recipients.iter().flatten() {
+            for to in users.iter().flatten().filter(|u| u.is_told_about(Some(clinic.id))).map(|u| &u.email) {
                 let subject = format!("【Onshi Cloud】マイナ保険証利用率の注意: {}", clinic.name);
                 if let Err(e) = self.mailer.send(to, &subject, body.clone()).await {
                     tracing::warn!(error = %e, clinic = %clinic.id, "usage alert not sent");

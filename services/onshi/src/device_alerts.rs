@@ -11,9 +11,10 @@
 use std::time::Duration;
 
 use onshi_api::Mailer;
+use onshi_api::web::time::jst_minute;
 use onshi_domain::device_alert::AlertKind;
-use onshi_domain::{ClinicAccess, Role, outage};
-use onshi_store::{DeviceAlert, Store, TenantScope, UserStatus};
+use onshi_domain::outage;
+use onshi_store::{DeviceAlert, Store, TenantScope};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -61,11 +62,7 @@ impl AlertWatch {
             Err(e) => return tracing::warn!(error = %e, "alert recipients not found"),
         };
         for alert in told {
-            let recipients = users.iter().filter(|u| {
-                u.status == UserStatus::Active
-                    && matches!(u.role, Role::Owner | Role::Manager)
-                    && ClinicAccess::of(u.role, &u.clinics).includes(alert.clinic)
-            });
+            let recipients = users.iter().filter(|u| u.is_told_about(Some(alert.clinic)));
             let wide = if alert.kind == AlertKind::Network && alert.resolved_at.is_none() {
                 self.wide_outages(alert.prefecture).await
             } else {
@@ -98,11 +95,6 @@ impl AlertWatch {
             }
         }
     }
-}
-
-fn jst(at: OffsetDateTime) -> String {
-    let t = at.to_offset(onshi_domain::jst::JST);
-    format!("{} {:02}:{:02}", t.date(), t.hour(), t.minute())
 }
 
 /// The e-mail for an alert raised or resolved: Japanese first, then English; what happened, since when,
@@ -142,7 +134,7 @@ fn message(alert: &DeviceAlert, wide: &[(String, String)], public_url: &str) -> 
                 device = alert.device_name,
                 label_ja = kind.label_ja(),
                 label_en = kind.label_en(),
-                since = jst(alert.since),
+                since = jst_minute(&alert.since),
                 check_ja = numbered(kind.checklist_ja()),
                 check_en = numbered(kind.checklist_en()),
             ),
@@ -157,8 +149,8 @@ fn message(alert: &DeviceAlert, wide: &[(String, String)], public_url: &str) -> 
                 device = alert.device_name,
                 label_ja = kind.label_ja(),
                 label_en = kind.label_en(),
-                since = jst(alert.since),
-                over = jst(over),
+                since = jst_minute(&alert.since),
+                over = jst_minute(&over),
             ),
         ),
     }

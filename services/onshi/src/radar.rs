@@ -8,9 +8,9 @@
 use std::time::Duration;
 
 use onshi_api::Mailer;
+use onshi_domain::ClinicAccess;
 use onshi_domain::radar::Warning;
-use onshi_domain::{ClinicAccess, Role};
-use onshi_store::{AuditEntry, AuditResult, Clinic, Store, TenantScope, UserStatus};
+use onshi_store::{AuditEntry, AuditResult, Clinic, Store, TenantScope};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -58,14 +58,8 @@ impl RadarWatch {
         let store = self.store.tenant(scope);
         let today = onshi_domain::jst::date_of(now);
         let radar = store.radar(today).await?;
-        let recipients: Vec<String> = store
-            .users()
-            .await?
-            .into_iter()
-            .filter(|u| u.status == UserStatus::Active && matches!(u.role, Role::Owner | Role::Manager))
-            .filter(|u| ClinicAccess::of(u.role, &u.clinics) == ClinicAccess::All)
-            .map(|u| u.email)
-            .collect();
+        let recipients: Vec<String> =
+            store.users().await?.into_iter().filter(|u| u.is_told_about(None)).map(|u| u.email).collect();
         let site = self.public_url.trim_end_matches('/');
         for (clinic, warnings) in &radar {
             for warning in warnings.iter().filter(|w| w.mailed()) {
@@ -163,8 +157,7 @@ fn summary(
     }
     for a in alerts {
         let state_ja = if a.resolved_at.is_some() { "復旧" } else { "発生中" };
-        let since = a.since.to_offset(onshi_domain::jst::JST);
-        let at = format!("{} {:02}:{:02}", since.date(), since.hour(), since.minute());
+        let at = onshi_api::web::time::jst_minute(&a.since);
         ja.push_str(&format!("  {} {} {}: {}（{state_ja}）\n", at, a.clinic_name, a.device_name, a.kind.label_ja()));
         en.push_str(&format!("  {at} {} {}: {}\n", a.clinic_name, a.device_name, a.kind.label_en()));
     }

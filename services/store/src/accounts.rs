@@ -62,6 +62,17 @@ pub struct User {
     pub session_epoch: i32,
 }
 
+impl User {
+    /// Whether the group's alerts about `clinic` (about the whole group when `None`) are e-mailed to this
+    /// user: an active owner or manager who sees it.
+    pub fn is_told_about(&self, clinic: Option<ClinicId>) -> bool {
+        let access = onshi_domain::ClinicAccess::of(self.role, &self.clinics);
+        self.status == UserStatus::Active
+            && matches!(self.role, Role::Owner | Role::Manager)
+            && clinic.map_or(access == onshi_domain::ClinicAccess::All, |c| access.includes(c))
+    }
+}
+
 impl std::fmt::Debug for User {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("User").field("id", &self.id).field("role", &self.role).finish_non_exhaustive()

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::entities::{device_alerts, devices};
 use crate::error::StoreError;
-use crate::{AuditEntry, AuditResult, Store, TenantScope, TenantStore};
+use crate::{AuditEntry, AuditResult, Clinic, Store, TenantScope, TenantStore};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceAlert {
@@ -84,18 +84,6 @@ impl TenantStore<'_> {
             let after = Duration::minutes(i64::from(clinic.alert_after_minutes));
             for step in device_alert::steps(&observed, &tracked, &clinic.opening_hours(), after, now) {
                 let row_of = |kind: AlertKind| rows.iter().find(|r| r.kind == kind.code()).map(|r| (*r).clone());
-                let alert = |row: &device_alerts::Model, kind| DeviceAlert {
-                    id: row.id,
-                    clinic: clinic.id,
-                    clinic_name: clinic.name.clone(),
-                    prefecture: clinic.code.prefecture(),
-                    device: DeviceId::from_uuid(agent.id),
-                    device_name: agent.name.clone(),
-                    kind,
-                    since: row.since,
-                    raised_at: row.raised_at,
-                    resolved_at: row.resolved_at,
-                };
                 match step {
                     Step::Start { kind, since, raise } => {
                         let row = device_alerts::ActiveModel {
@@ -113,20 +101,20 @@ impl TenantStore<'_> {
                         .insert(&txn)
                         .await?;
                         if raise {
-                            told.push(self.announce_in(&txn, alert(&row, kind)).await?);
+                            told.push(self.announce_in(&txn, alert_from(&row, &clinics, &agent.name)?).await?);
                         }
                     }
                     Step::Raise(kind) => {
                         let Some(mut row) = row_of(kind) else { continue };
                         set(&txn, row.id, device_alerts::Column::RaisedAt, now).await?;
                         row.raised_at = Some(now);
-                        told.push(self.announce_in(&txn, alert(&row, kind)).await?);
+                        told.push(self.announce_in(&txn, alert_from(&row, &clinics, &agent.name)?).await?);
                     }
                     Step::Resolve(kind) => {
                         let Some(mut row) = row_of(kind) else { continue };
                         set(&txn, row.id, device_alerts::Column::ResolvedAt, now).await?;
                         row.resolved_at = Some(now);
-                        told.push(self.announce_in(&txn, alert(&row, kind)).await?);
+                        told.push(self.announce_in(&txn, alert_from(&row, &clinics, &agent.name)?).await?);
                     }
                     Step::Forget(kind) => {
                         let Some(row) = row_of(kind) else { continue };
@@ -137,34 +125,14 @@ impl TenantStore<'_> {
         }
         // A revoked agent says nothing more: what it left open is over (told if it was raised).
         for row in open.iter().filter(|r| gone.iter().any(|d| d.id == r.device_id)) {
-            let (Some(kind), Some(agent)) = (AlertKind::parse(&row.kind), gone.iter().find(|d| d.id == row.device_id))
-            else {
-                continue;
-            };
+            let Some(agent) = gone.iter().find(|d| d.id == row.device_id) else { continue };
             if row.raised_at.is_none() {
                 device_alerts::Entity::delete_by_id(row.id).exec(&txn).await?;
                 continue;
             }
             set(&txn, row.id, device_alerts::Column::ResolvedAt, now).await?;
-            let clinic = clinics.iter().find(|c| c.id.as_uuid() == row.clinic_id);
-            told.push(
-                self.announce_in(
-                    &txn,
-                    DeviceAlert {
-                        id: row.id,
-                        clinic: ClinicId::from_uuid(row.clinic_id),
-                        clinic_name: clinic.map(|c| c.name.clone()).unwrap_or_default(),
-                        prefecture: clinic.map(|c| c.code.prefecture()).unwrap_or(0),
-                        device: DeviceId::from_uuid(agent.id),
-                        device_name: agent.name.clone(),
-                        kind,
-                        since: row.since,
-                        raised_at: row.raised_at,
-                        resolved_at: Some(now),
-                    },
-                )
-                .await?,
-            );
+            let over = device_alerts::Model { resolved_at: Some(now), ..row.clone() };
+            told.push(self.announce_in(&txn, alert_from(&over, &clinics, &agent.name)?).await?);
         }
         txn.commit().await?;
         Ok(told)
@@ -214,29 +182,29 @@ impl TenantStore<'_> {
         let clinics = self.clinics_in(&txn).await?;
         txn.commit().await?;
         let device_name = |id: Uuid| names.iter().find(|(i, _)| *i == id).map(|(_, n)| n.clone()).unwrap_or_default();
-        let mut alerts: Vec<DeviceAlert> = rows
-            .into_iter()
-            .map(|r| {
-                let kind =
-                    AlertKind::parse(&r.kind).ok_or_else(|| StoreError::Corrupt(format!("alert kind {}", r.kind)))?;
-                let clinic = clinics.iter().find(|c| c.id.as_uuid() == r.clinic_id);
-                Ok(DeviceAlert {
-                    id: r.id,
-                    clinic: ClinicId::from_uuid(r.clinic_id),
-                    clinic_name: clinic.map(|c| c.name.clone()).unwrap_or_default(),
-                    prefecture: clinic.map(|c| c.code.prefecture()).unwrap_or(0),
-                    device: DeviceId::from_uuid(r.device_id),
-                    device_name: device_name(r.device_id),
-                    kind,
-                    since: r.since,
-                    raised_at: r.raised_at,
-                    resolved_at: r.resolved_at,
-                })
-            })
-            .collect::<Result<_, StoreError>>()?;
+        let mut alerts: Vec<DeviceAlert> =
+            rows.iter().map(|r| alert_from(r, &clinics, &device_name(r.device_id))).collect::<Result<_, _>>()?;
         alerts.sort_by_key(|a| a.resolved_at.is_some());
         Ok(alerts)
     }
+}
+
+/// An alert as callers see it: its row, with the names of its clinic and agent.
+fn alert_from(row: &device_alerts::Model, clinics: &[Clinic], device_name: &str) -> Result<DeviceAlert, StoreError> {
+    let kind = AlertKind::parse(&row.kind).ok_or_else(|| StoreError::Corrupt(format!("alert kind {}", row.kind)))?;
+    let clinic = clinics.iter().find(|c| c.id.as_uuid() == row.clinic_id);
+    Ok(DeviceAlert {
+        id: row.id,
+        clinic: ClinicId::from_uuid(row.clinic_id),
+        clinic_name: clinic.map(|c| c.name.clone()).unwrap_or_default(),
+        prefecture: clinic.map(|c| c.code.prefecture()).unwrap_or(0),
+        device: DeviceId::from_uuid(row.device_id),
+        device_name: device_name.to_owned(),
+        kind,
+        since: row.since,
+        raised_at: row.raised_at,
+        resolved_at: row.resolved_at,
+    })
 }
 
 async fn set(

@@ -35,3 +35,13 @@ impl StoreError {
         }
     }
 }
+
+/// Whether an insert that does nothing on conflict inserted its row (sea-orm reports "nothing inserted" as
+/// an error; here it is the answer `false`).
+pub(crate) fn inserted(result: Result<u64, sea_orm::DbErr>) -> Result<bool, StoreError> {
+    match result {
+        Ok(n) => Ok(n > 0),
+        Err(sea_orm::DbErr::RecordNotInserted) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -54,6 +54,7 @@ pub use error::StoreError;
 pub use followups::FollowUpCase;
 pub use heartbeats::{LatestHeartbeat, PENDING_HEARTBEATS};
 pub use ingest::{ApplyOutcome, QueuedBatch, QueuedBatchError};
+pub use radar::radar_of;
 pub use retention::Purge;
 pub use rollups::{DailyRow, MonthlyUsage};
 pub use system::{Enrollment, SystemStore};

@@ -4,50 +4,17 @@
 
 use onshi_domain::radar::{self, AgentFacts, Warning};
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait};
 use time::{Date, OffsetDateTime};
 
-use crate::entities::{devices, radar_notices, weekly_summaries};
+use crate::entities::{radar_notices, weekly_summaries};
 use crate::webhooks::TenantsDue;
-use crate::{AuditEntry, Clinic, Store, StoreError, TenantScope, TenantStore};
+use crate::{AuditEntry, Clinic, Device, DeviceStatus, Store, StoreError, TenantScope, TenantStore};
 
 impl TenantStore<'_> {
     /// Every clinic of the tenant with its warnings as of `today` (JST), clinics without any included.
     pub async fn radar(&self, today: Date) -> Result<Vec<(Clinic, Vec<Warning>)>, StoreError> {
-        let clinics = self.clinics().await?;
-        let txn = self.read().await?;
-        let agents = devices::Entity::find()
-            .filter(devices::Column::TenantId.eq(self.tenant_uuid()))
-            .filter(devices::Column::Status.eq("active"))
-            .all(&txn)
-            .await?;
-        txn.commit().await?;
-        let heartbeats: Vec<(uuid::Uuid, String, Option<onshi_domain::Heartbeat>)> = agents
-            .into_iter()
-            .map(|d| (d.clinic_id, d.name, d.last_heartbeat.and_then(|j| serde_json::from_value(j).ok())))
-            .collect();
-        Ok(clinics
-            .into_iter()
-            .map(|clinic| {
-                let facts: Vec<AgentFacts<'_>> = heartbeats
-                    .iter()
-                    .filter(|(c, _, _)| *c == clinic.id.as_uuid())
-                    .map(|(_, name, hb)| AgentFacts {
-                        name,
-                        version: hb.as_ref().map(|h| h.agent_version.as_str()),
-                        clock_skew_secs: hb.as_ref().and_then(|h| h.clock_skew_secs),
-                    })
-                    .collect();
-                let warnings = radar::warnings(
-                    clinic.terminal_cert_expires,
-                    clinic.terminal_os.as_deref(),
-                    &facts,
-                    radar::LATEST_AGENT,
-                    today,
-                );
-                (clinic, warnings)
-            })
-            .collect())
+        Ok(radar_of(self.clinics().await?, &self.devices().await?, today))
     }
 
     /// Records that managers are being told `warning` about `clinic`; false when they were already (each
@@ -67,8 +34,9 @@ impl TenantStore<'_> {
         };
         let conflict =
             OnConflict::columns([radar_notices::Column::ClinicId, radar_notices::Column::Key]).do_nothing().to_owned();
-        let fresh =
-            inserted(radar_notices::Entity::insert(row).on_conflict(conflict).exec_without_returning(&txn).await)?;
+        let fresh = crate::error::inserted(
+            radar_notices::Entity::insert(row).on_conflict(conflict).exec_without_returning(&txn).await,
+        )?;
         self.finish_claim(txn, fresh, audit).await
     }
 
@@ -83,8 +51,9 @@ impl TenantStore<'_> {
         let conflict = OnConflict::columns([weekly_summaries::Column::TenantId, weekly_summaries::Column::Week])
             .do_nothing()
             .to_owned();
-        let fresh =
-            inserted(weekly_summaries::Entity::insert(row).on_conflict(conflict).exec_without_returning(&txn).await)?;
+        let fresh = crate::error::inserted(
+            weekly_summaries::Entity::insert(row).on_conflict(conflict).exec_without_returning(&txn).await,
+        )?;
         self.finish_claim(txn, fresh, audit).await
     }
 
@@ -102,13 +71,31 @@ impl TenantStore<'_> {
     }
 }
 
-/// Whether an insert that does nothing on conflict inserted its row.
-fn inserted(result: Result<u64, sea_orm::DbErr>) -> Result<bool, StoreError> {
-    match result {
-        Ok(n) => Ok(n > 0),
-        Err(sea_orm::DbErr::RecordNotInserted) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+/// Each clinic's warnings as of `today` (JST), from clinics and agents already read (a page that has them
+/// need not read them again); revoked agents are left out, clinics without warnings included.
+pub fn radar_of(clinics: Vec<Clinic>, devices: &[Device], today: Date) -> Vec<(Clinic, Vec<Warning>)> {
+    clinics
+        .into_iter()
+        .map(|clinic| {
+            let facts: Vec<AgentFacts<'_>> = devices
+                .iter()
+                .filter(|d| d.clinic == clinic.id && d.status == DeviceStatus::Active)
+                .map(|d| AgentFacts {
+                    name: &d.name,
+                    version: d.last_heartbeat.as_ref().map(|h| h.agent_version.as_str()),
+                    clock_skew_secs: d.last_heartbeat.as_ref().and_then(|h| h.clock_skew_secs),
+                })
+                .collect();
+            let warnings = radar::warnings(
+                clinic.terminal_cert_expires,
+                clinic.terminal_os.as_deref(),
+                &facts,
+                radar::LATEST_AGENT,
+                today,
+            );
+            (clinic, warnings)
+        })
+        .collect()
 }
 
 impl Store {

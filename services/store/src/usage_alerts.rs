@@ -38,11 +38,7 @@ impl TenantStore<'_> {
             )
             .exec_without_returning(&txn)
             .await;
-        let fresh = match result {
-            Ok(n) => n > 0,
-            Err(sea_orm::DbErr::RecordNotInserted) => false,
-            Err(e) => return Err(e.into()),
-        };
+        let fresh = crate::error::inserted(result)?;
         if fresh {
             self.append_in(&txn, audit).await?;
             self.enqueue_webhook_in(&txn, onshi_domain::WebhookEvent::UsageBelowThreshold, announced).await?;

@@ -85,11 +85,17 @@ pub(crate) async fn fleet(
     let store = state.store.tenant(caller.scope);
     let all_clinics = store.clinics().await?;
     let prefectures: HashMap<ClinicId, u8> = all_clinics.iter().map(|c| (c.id, c.code.prefecture())).collect();
-    let clinics: HashMap<ClinicId, String> = all_clinics.into_iter().map(|c| (c.id, c.name)).collect();
+    let clinics: HashMap<ClinicId, String> = all_clinics.iter().map(|c| (c.id, c.name.clone())).collect();
     let now = OffsetDateTime::now_utc();
+    let today = onshi_domain::jst::date_of(now);
     let devices: Vec<_> = store.devices().await?.into_iter().filter(|d| d.status == DeviceStatus::Active).collect();
     let located: Vec<_> = devices.iter().filter_map(|d| prefectures.get(&d.clinic).map(|p| (d, *p))).collect();
     let wide = super::outage::wide_outages(&state, page.lang, &located, now).await?;
+    // The radar from the clinics and agents this page has read already.
+    let seen: Vec<_> = onshi_store::radar_of(all_clinics, &devices, today)
+        .into_iter()
+        .filter(|(c, _)| caller.clinics.includes(c.id))
+        .collect();
     let mut rows: Vec<(u8, FleetRow)> = devices
         .into_iter()
         .map(|d| {
@@ -182,7 +188,6 @@ pub(crate) async fn fleet(
                 .map(|f| f.to_owned()),
             );
         }
-        let today = onshi_domain::jst::date_of(now);
         return Ok(table.download(&format!("fleet-{today}")));
     }
     let minute = |t: Option<OffsetDateTime>| t.map(|t| crate::web::time::jst_minute(&t)).unwrap_or_default();
@@ -202,8 +207,6 @@ pub(crate) async fn fleet(
             resolved: minute(a.resolved_at),
         })
         .collect();
-    let today = onshi_domain::jst::date_of(now);
-    let seen: Vec<_> = store.radar(today).await?.into_iter().filter(|(c, _)| caller.clinics.includes(c.id)).collect();
     let no_expiry = seen
         .iter()
         .filter(|(c, _)| c.terminal_cert_expires.is_none())
