@@ -171,6 +171,10 @@ enum BenchCommand {
         years: u32,
         #[arg(long, default_value_t = 200)]
         requests: usize,
+        /// Measure the group a previous run seeded in this database instead of seeding another (seeding
+        /// 100 clinics × 3 years takes about ten minutes).
+        #[arg(long)]
+        reuse: bool,
     },
     /// Live feed latency: an agent's POST until the event arrives on a page's SSE stream.
     Feed {
@@ -356,8 +360,8 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
         }
         Command::Bench { which: BenchCommand::Drain { events } } => bench::drain(config, events).await?,
         Command::Bench { which: BenchCommand::Feed { samples, load } } => bench::feed(config, samples, load).await?,
-        Command::Bench { which: BenchCommand::Dashboard { clinics, years, requests } } => {
-            bench::dashboard(config, clinics, years, requests).await?
+        Command::Bench { which: BenchCommand::Dashboard { clinics, years, requests, reuse } } => {
+            bench::dashboard(config, bench::DashboardBench { clinics, years, requests, reuse }).await?
         }
         Command::Bench { which: BenchCommand::AgentFootprint { files } } => {
             bench::agent_footprint(config, files).await?

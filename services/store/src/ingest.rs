@@ -163,44 +163,17 @@ impl TenantStore<'_> {
         }
         // Heartbeats update the device row only: keeping every one as a raw event would grow the table
         // by thousands of rows per device and day for nothing.
-        let mut rows: Vec<raw_events::ActiveModel> = Vec::new();
-        for envelope in batches.iter().map(|b| &b.envelope) {
-            let received_at = envelope.received_at.to_offset(time::UtcOffset::UTC);
-            for event in envelope.events.iter().filter(|e| matches!(e.payload, EventPayload::Qualification(_))) {
-                let payload = serde_json::to_value(event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                rows.push(raw_events::ActiveModel {
-                    tenant_id: Set(self.tenant),
-                    device_id: Set(envelope.device.as_uuid()),
-                    event_id: Set(event.id.as_uuid()),
-                    clinic_id: Set(envelope.clinic.as_uuid()),
-                    batch_id: Set(envelope.batch_id),
-                    kind: Set("qualification".to_owned()),
-                    occurred_at: Set(event.occurred_at.to_offset(time::UtcOffset::UTC)),
-                    received_at: Set(received_at),
-                    content_hash: Set(event.content_hash()),
-                    payload: Set(payload),
-                });
-            }
-        }
+        let raw: Vec<(&IngestEnvelope, &AgentEvent)> = batches
+            .iter()
+            .map(|b| &b.envelope)
+            .flat_map(|envelope| envelope.events.iter().map(move |event| (envelope, event)))
+            .filter(|(_, e)| matches!(e.payload, EventPayload::Qualification(_)))
+            .collect();
 
         let txn = self.write().await?;
         // (clinic, event): the same event id twice in one group (a resend queued twice) is stored once
         // and counts as new for the first batch only.
-        let mut inserted: std::collections::HashSet<(Uuid, Uuid)> = std::collections::HashSet::new();
-        // Bounded statements: PostgreSQL and SQLite cap the bind parameters of one statement.
-        let mut rows = rows.into_iter().peekable();
-        while rows.peek().is_some() {
-            let chunk: Vec<_> = rows.by_ref().take(500).collect();
-            match raw_events::Entity::insert_many(chunk).on_conflict_do_nothing().exec_with_returning_keys(&txn).await?
-            {
-                // (tenant, clinic, event, occurred_at)
-                TryInsertResult::Inserted(keys) => {
-                    inserted.extend(keys.into_iter().map(|(_, clinic, event, _)| (clinic, event)));
-                }
-                TryInsertResult::Empty | TryInsertResult::Conflicted => {}
-            }
-        }
-
+        let inserted = self.insert_raw_events(&txn, &raw).await?;
         // Fold the new confirmations per clinic and visit key first, then merge each with what is stored.
         let mut fresh: BTreeMap<Uuid, BTreeMap<String, Visit>> = BTreeMap::new();
         // Per device: the latest receipt and the newest heartbeat.
@@ -286,9 +259,7 @@ impl TenantStore<'_> {
                 ))
                 .await?;
             }
-            for (clinic, visits) in fresh {
-                self.merge_visits(&txn, clinic, visits).await?;
-            }
+            self.merge_visits(&txn, fresh).await?;
         }
 
         // Device rows in id order, so that concurrent groups lock them in the same order.
@@ -339,63 +310,194 @@ impl TenantStore<'_> {
         Ok(outcomes)
     }
 
-    /// Merges one clinic's new visits with the stored ones (locked), and updates its rollups once.
+    /// Stores the raw events not stored before; returns the (clinic, event) keys this call inserted.
+    ///
+    /// On PostgreSQL one statement per 1,000 events with one array per column (`unnest`): the same text
+    /// every time, so it is parsed and planned once per connection, and ten parameters instead of ten per
+    /// row (binding 5,000 parameters cost more than inserting the rows). SQLite takes rows of values.
+    async fn insert_raw_events(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        raw: &[(&IngestEnvelope, &AgentEvent)],
+    ) -> Result<std::collections::HashSet<(Uuid, Uuid)>, StoreError> {
+        use sea_orm::ConnectionTrait;
+        let utc = |t: OffsetDateTime| t.to_offset(time::UtcOffset::UTC);
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt(e.to_string());
+        let mut inserted = std::collections::HashSet::new();
+        if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+            for chunk in raw.chunks(1000) {
+                let column = |f: fn(&IngestEnvelope, &AgentEvent) -> Uuid| -> Vec<Uuid> {
+                    chunk.iter().map(|(envelope, event)| f(envelope, event)).collect()
+                };
+                let payloads: Vec<String> = chunk
+                    .iter()
+                    .map(|(_, event)| serde_json::to_string(event))
+                    .collect::<Result<_, _>>()
+                    .map_err(corrupt)?;
+                let rows = txn
+                    .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                        sea_orm::DatabaseBackend::Postgres,
+                        "INSERT INTO raw_events (tenant_id, device_id, event_id, clinic_id, batch_id, kind, occurred_at, \
+                           received_at, content_hash, payload) \
+                         SELECT $1, x.device_id, x.event_id, x.clinic_id, x.batch_id, 'qualification', x.occurred_at, \
+                           x.received_at, x.content_hash, x.payload::json \
+                         FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::timestamptz[], \
+                           $7::timestamptz[], $8::text[], $9::text[]) \
+                           AS x(device_id, event_id, clinic_id, batch_id, occurred_at, received_at, content_hash, payload) \
+                         ON CONFLICT DO NOTHING RETURNING clinic_id, event_id",
+                        [
+                            self.tenant.into(),
+                            column(|envelope, _| envelope.device.as_uuid()).into(),
+                            column(|_, event| event.id.as_uuid()).into(),
+                            column(|envelope, _| envelope.clinic.as_uuid()).into(),
+                            column(|envelope, _| envelope.batch_id).into(),
+                            chunk.iter().map(|(_, event)| utc(event.occurred_at)).collect::<Vec<_>>().into(),
+                            chunk.iter().map(|(envelope, _)| utc(envelope.received_at)).collect::<Vec<_>>().into(),
+                            chunk.iter().map(|(_, event)| event.content_hash()).collect::<Vec<_>>().into(),
+                            payloads.into(),
+                        ],
+                    ))
+                    .await?;
+                for row in rows {
+                    inserted.insert((row.try_get("", "clinic_id")?, row.try_get("", "event_id")?));
+                }
+            }
+            return Ok(inserted);
+        }
+        // Bounded statements: SQLite caps the bind parameters of one statement.
+        for chunk in raw.chunks(500) {
+            let rows = chunk
+                .iter()
+                .map(|(envelope, event)| {
+                    Ok(raw_events::ActiveModel {
+                        tenant_id: Set(self.tenant),
+                        device_id: Set(envelope.device.as_uuid()),
+                        event_id: Set(event.id.as_uuid()),
+                        clinic_id: Set(envelope.clinic.as_uuid()),
+                        batch_id: Set(envelope.batch_id),
+                        kind: Set("qualification".to_owned()),
+                        occurred_at: Set(utc(event.occurred_at)),
+                        received_at: Set(utc(envelope.received_at)),
+                        content_hash: Set(event.content_hash()),
+                        payload: Set(serde_json::to_value(event).map_err(corrupt)?),
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            match raw_events::Entity::insert_many(rows).on_conflict_do_nothing().exec_with_returning_keys(txn).await? {
+                // (tenant, clinic, event, occurred_at)
+                TryInsertResult::Inserted(keys) => {
+                    inserted.extend(keys.into_iter().map(|(_, clinic, event, _)| (clinic, event)));
+                }
+                TryInsertResult::Empty | TryInsertResult::Conflicted => {}
+            }
+        }
+        Ok(inserted)
+    }
+
+    /// Merges the group's new visits (per clinic and key) with the stored ones (locked), and updates the
+    /// rollups once: every clinic of the group in the same statements.
     async fn merge_visits(
         &self,
         txn: &sea_orm::DatabaseTransaction,
-        clinic: Uuid,
-        fresh: BTreeMap<String, Visit>,
+        fresh: BTreeMap<Uuid, BTreeMap<String, Visit>>,
     ) -> Result<(), StoreError> {
-        let keys: Vec<String> = fresh.keys().cloned().collect();
+        let clinics: Vec<Uuid> = fresh.keys().copied().collect();
+        let keys: Vec<String> = fresh
+            .values()
+            .flat_map(|v| v.keys().cloned())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         // A visit's key includes its date: the dates let PostgreSQL read only those months' partitions.
-        let dates: std::collections::BTreeSet<time::Date> = fresh.values().map(|v| v.date).collect();
-        let mut stored: HashMap<String, visits::Model> = HashMap::new();
+        let dates: std::collections::BTreeSet<time::Date> =
+            fresh.values().flat_map(|v| v.values().map(|v| v.date)).collect();
+        let mut stored: HashMap<(Uuid, String), visits::Model> = HashMap::new();
         for chunk in keys.chunks(500) {
             let rows = visits::Entity::find()
                 .filter(visits::Column::TenantId.eq(self.tenant))
-                .filter(visits::Column::ClinicId.eq(clinic))
+                .filter(visits::Column::ClinicId.is_in(clinics.iter().copied()))
                 .filter(visits::Column::VisitDate.is_in(dates.iter().copied()))
                 .filter(visits::Column::VisitKey.is_in(chunk.iter().cloned()))
                 .order_by_asc(visits::Column::VisitKey)
                 .lock_exclusive()
                 .all(txn)
                 .await?;
-            stored.extend(rows.into_iter().map(|m| (m.visit_key.clone(), m)));
+            stored.extend(rows.into_iter().map(|m| ((m.clinic_id, m.visit_key.clone()), m)));
         }
-        let mut new_rows = Vec::new();
+        let mut new_rows: Vec<(Uuid, Uuid, Visit)> = Vec::new();
         let mut merged_rows: Vec<(Uuid, Visit)> = Vec::new();
-        let mut delta = RollupDelta::default();
-        for (key, visit) in fresh {
-            match stored.remove(&key) {
-                Some(row) => {
-                    let before = visit_from_row(&row)?;
-                    let mut merged = before.clone();
-                    merged.merge(&visit);
-                    if merged == before {
-                        continue; // a confirmation that adds nothing (the same visit seen again)
+        let mut deltas: Vec<(Uuid, RollupDelta)> = Vec::with_capacity(fresh.len());
+        for (clinic, visits) in fresh {
+            let mut delta = RollupDelta::default();
+            for (key, visit) in visits {
+                match stored.remove(&(clinic, key)) {
+                    Some(row) => {
+                        let before = visit_from_row(&row)?;
+                        let mut merged = before.clone();
+                        merged.merge(&visit);
+                        if merged == before {
+                            continue; // a confirmation that adds nothing (the same visit seen again)
+                        }
+                        delta.add(Some(&before), &merged);
+                        merged_rows.push((row.id, merged));
                     }
-                    delta.add(Some(&before), &merged);
-                    merged_rows.push((row.id, merged));
+                    None => {
+                        delta.add(None, &visit);
+                        new_rows.push((clinic, Uuid::now_v7(), visit));
+                    }
                 }
-                None => {
-                    delta.add(None, &visit);
+            }
+            deltas.push((clinic, delta));
+        }
+        self.update_visits(txn, &merged_rows).await?;
+        self.insert_visits(txn, &new_rows).await?;
+        crate::rollups::apply(txn, self.tenant, &deltas).await
+    }
+
+    /// Inserts new visits (clinic, id, visit). On PostgreSQL one statement per 1,000 visits from a JSON
+    /// array (one text, planned once per connection); on SQLite rows of values, 200 per statement.
+    async fn insert_visits(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        created: &[(Uuid, Uuid, Visit)],
+    ) -> Result<(), StoreError> {
+        use sea_orm::ConnectionTrait;
+        if txn.get_database_backend() != sea_orm::DatabaseBackend::Postgres {
+            for chunk in created.chunks(200) {
+                let rows = chunk.iter().map(|(clinic, id, visit)| {
                     let mut active = visits::ActiveModel {
-                        id: Set(Uuid::now_v7()),
+                        id: Set(*id),
                         tenant_id: Set(self.tenant),
-                        clinic_id: Set(clinic),
+                        clinic_id: Set(*clinic),
                         visit_key: Set(visit.key.clone()),
                         ..Default::default()
                     };
-                    set_visit_fields(&mut active, &visit);
-                    new_rows.push(active);
-                }
+                    set_visit_fields(&mut active, visit);
+                    active
+                });
+                visits::Entity::insert_many(rows).exec_without_returning(txn).await?;
             }
+            return Ok(());
         }
-        self.update_visits(txn, &merged_rows).await?;
-        for chunk in new_rows.chunks(200) {
-            visits::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
+        for chunk in created.chunks(1000) {
+            let mut records = Vec::with_capacity(chunk.len());
+            for (clinic, id, visit) in chunk {
+                let mut record = visit_record(*id, visit)?;
+                record["clinic_id"] = serde_json::json!(clinic);
+                records.push(record);
+            }
+            txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DatabaseBackend::Postgres,
+                format!(
+                    "INSERT INTO visits (id, tenant_id, clinic_id, visit_key, {VISIT_COLUMNS}, updated_at) \
+                     SELECT x.id, $2, x.clinic_id, x.visit_key, {}, now() FROM jsonb_to_recordset($1::jsonb) AS x({VISIT_RECORD})",
+                    VISIT_COLUMNS.split(", ").map(|c| format!("x.{c}")).collect::<Vec<_>>().join(", ")
+                ),
+                [serde_json::Value::Array(records).into(), self.tenant.into()],
+            ))
+            .await?;
         }
-        crate::rollups::apply(txn, self.tenant, clinic, &delta).await
+        Ok(())
     }
 
     /// Writes merged visits back. On PostgreSQL one UPDATE per month and 1,000 visits, from a JSON
@@ -420,44 +522,26 @@ impl TenantStore<'_> {
             return Ok(());
         }
         let mut by_month: BTreeMap<onshi_domain::YearMonth, Vec<serde_json::Value>> = BTreeMap::new();
-        let rfc = |t: OffsetDateTime| {
-            t.format(&time::format_description::well_known::Rfc3339).map_err(|e| StoreError::Corrupt(e.to_string()))
-        };
         for (id, v) in merged {
-            by_month.entry(onshi_domain::YearMonth::of(v.date)).or_default().push(serde_json::json!({
-                "id": id,
-                "visit_date": v.date.to_string(),
-                "patient_ref": v.patient.as_deref(),
-                "first_at": rfc(v.first_at)?,
-                "last_at": rfc(v.last_at)?,
-                "method": v.method.as_str(),
-                "identity_check": v.identity.map(|i| i.as_str()),
-                "myna": v.myna,
-                "result": v.result.as_str(),
-                "consent_medication": v.consents.medication,
-                "consent_diagnosis": v.consents.diagnosis,
-                "consent_checkup": v.consents.checkup,
-                "consent_surgery": v.consents.surgery,
-                "confirmations": i32::try_from(v.confirmations).unwrap_or(i32::MAX),
-                "insurer_number": v.insurer.as_ref().map(|i| i.as_str()),
-            }));
+            by_month.entry(onshi_domain::YearMonth::of(v.date)).or_default().push(visit_record(*id, v)?);
         }
         for (month, rows) in by_month {
             let (first, last) = (month.first_day(), month.last_day());
             for chunk in rows.chunks(1000) {
                 txn.execute_raw(sea_orm::Statement::from_sql_and_values(
                     sea_orm::DatabaseBackend::Postgres,
-                    "UPDATE visits v SET patient_ref = x.patient_ref, first_at = x.first_at, last_at = x.last_at, \
-                     method = x.method, identity_check = x.identity_check, myna = x.myna, result = x.result, \
-                     consent_medication = x.consent_medication, consent_diagnosis = x.consent_diagnosis, \
-                     consent_checkup = x.consent_checkup, consent_surgery = x.consent_surgery, \
-                     confirmations = x.confirmations, insurer_number = x.insurer_number, updated_at = now() \
-                     FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, visit_date date, patient_ref text, \
-                       first_at timestamptz, last_at timestamptz, method text, identity_check text, myna boolean, \
-                       result text, consent_medication boolean, consent_diagnosis boolean, consent_checkup boolean, \
-                       consent_surgery boolean, confirmations integer, insurer_number text) \
-                     WHERE v.tenant_id = $2 AND v.id = x.id AND v.visit_date = x.visit_date \
-                       AND v.visit_date BETWEEN $3 AND $4",
+                    format!(
+                        "UPDATE visits v SET {}, updated_at = now() \
+                         FROM jsonb_to_recordset($1::jsonb) AS x({VISIT_RECORD}) \
+                         WHERE v.tenant_id = $2 AND v.id = x.id AND v.visit_date = x.visit_date \
+                           AND v.visit_date BETWEEN $3 AND $4",
+                        VISIT_COLUMNS
+                            .split(", ")
+                            .skip(1)
+                            .map(|c| format!("{c} = x.{c}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                     [serde_json::Value::Array(chunk.to_vec()).into(), self.tenant.into(), first.into(), last.into()],
                 ))
                 .await?;
@@ -465,4 +549,40 @@ impl TenantStore<'_> {
         }
         Ok(())
     }
+}
+
+/// The visit columns a merge writes (the date first: an update keeps it, being part of the key).
+const VISIT_COLUMNS: &str = "visit_date, patient_ref, first_at, last_at, method, identity_check, myna, result, \
+    consent_medication, consent_diagnosis, consent_checkup, consent_surgery, confirmations, insurer_number";
+
+/// The record type of [`visit_record`]'s JSON for `jsonb_to_recordset` (`clinic_id` only when inserting).
+const VISIT_RECORD: &str = "id uuid, clinic_id uuid, visit_key text, visit_date date, patient_ref text, first_at timestamptz, \
+    last_at timestamptz, method text, identity_check text, myna boolean, result text, consent_medication boolean, \
+    consent_diagnosis boolean, consent_checkup boolean, consent_surgery boolean, confirmations integer, \
+    insurer_number text";
+
+/// One visit as a JSON object whose keys are [`VISIT_RECORD`]'s columns, for set-based writes on
+/// PostgreSQL (the same fields `set_visit_fields` writes row by row).
+fn visit_record(id: Uuid, v: &Visit) -> Result<serde_json::Value, StoreError> {
+    let rfc = |t: OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339).map_err(|e| StoreError::Corrupt(e.to_string()))
+    };
+    Ok(serde_json::json!({
+        "id": id,
+        "visit_key": v.key,
+        "visit_date": v.date.to_string(),
+        "patient_ref": v.patient.as_deref(),
+        "first_at": rfc(v.first_at)?,
+        "last_at": rfc(v.last_at)?,
+        "method": v.method.as_str(),
+        "identity_check": v.identity.map(|i| i.as_str()),
+        "myna": v.myna,
+        "result": v.result.as_str(),
+        "consent_medication": v.consents.medication,
+        "consent_diagnosis": v.consents.diagnosis,
+        "consent_checkup": v.consents.checkup,
+        "consent_surgery": v.consents.surgery,
+        "confirmations": i32::try_from(v.confirmations).unwrap_or(i32::MAX),
+        "insurer_number": v.insurer.as_ref().map(|i| i.as_str()),
+    }))
 }

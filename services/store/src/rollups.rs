@@ -67,20 +67,19 @@ where
     Ok(())
 }
 
-/// Adds `delta` to one clinic's rollups, inside the caller's transaction.
+/// Adds each clinic's delta to its rollups, inside the caller's transaction: all of a group's clinics in
+/// one statement per table (and per 500 rows), not one round of statements per clinic.
 pub(crate) async fn apply(
     txn: &DatabaseTransaction,
     tenant: Uuid,
-    clinic: Uuid,
-    delta: &RollupDelta,
+    deltas: &[(Uuid, RollupDelta)],
 ) -> Result<(), StoreError> {
     use reception_hourly::Column as C;
-    let patients: BTreeMap<(String, String), bool> =
-        delta.patients.iter().map(|((m, p), myna)| ((m.to_string(), p.clone()), *myna)).collect();
     // One statement per 500 buckets for each rollup: rows that exist get the difference added.
-    let hours: Vec<reception_hourly::ActiveModel> = delta
-        .changed_hours()
-        .map(|((day, hour, method), d)| reception_hourly::ActiveModel {
+    let hours: Vec<reception_hourly::ActiveModel> = deltas
+        .iter()
+        .flat_map(|(clinic, delta)| delta.changed_hours().map(move |bucket| (*clinic, bucket)))
+        .map(|(clinic, ((day, hour, method), d))| reception_hourly::ActiveModel {
             tenant_id: sea_orm::Set(tenant),
             clinic_id: sea_orm::Set(clinic),
             day: sea_orm::Set(*day),
@@ -105,10 +104,10 @@ pub(crate) async fn apply(
     )
     .await?;
     use reception_daily::Column as D;
-    let days: Vec<reception_daily::ActiveModel> = delta
-        .changed_days()
-        .into_iter()
-        .map(|((day, method), d)| reception_daily::ActiveModel {
+    let days: Vec<reception_daily::ActiveModel> = deltas
+        .iter()
+        .flat_map(|(clinic, delta)| delta.changed_days().into_iter().map(move |bucket| (*clinic, bucket)))
+        .map(|(clinic, ((day, method), d))| reception_daily::ActiveModel {
             tenant_id: sea_orm::Set(tenant),
             clinic_id: sea_orm::Set(clinic),
             day: sea_orm::Set(day),
@@ -126,6 +125,13 @@ pub(crate) async fn apply(
         .collect();
     add_counts::<reception_daily::Entity, 4>(txn, days, [D::TenantId, D::ClinicId, D::Day, D::Method], &DAILY_COUNTERS)
         .await?;
+    // (clinic, month, patient) → seen with マイナ保険証 in this group.
+    let patients: BTreeMap<(Uuid, String, String), bool> = deltas
+        .iter()
+        .flat_map(|(clinic, delta)| {
+            delta.patients.iter().map(move |((m, p), myna)| ((*clinic, m.to_string(), p.clone()), *myna))
+        })
+        .collect();
     if patients.is_empty() {
         return Ok(());
     }
@@ -133,47 +139,51 @@ pub(crate) async fn apply(
     // flag turning true counts a マイナ保険証 patient. Concurrent first sightings of one patient conflict on
     // the key and the loser retries (a transient error), so counts stay exact.
     use monthly_patients::Column as M;
-    let months: Vec<String> =
-        patients.keys().map(|(m, _)| m.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
-    let mut existing: BTreeMap<(String, String), bool> = BTreeMap::new();
-    let keys: Vec<&(String, String)> = patients.keys().collect();
-    for chunk in keys.chunks(500) {
+    let set = |f: fn(&(Uuid, String, String)) -> String| -> Vec<String> {
+        patients.keys().map(f).collect::<std::collections::BTreeSet<_>>().into_iter().collect()
+    };
+    let months = set(|(_, m, _)| m.clone());
+    let clinics: std::collections::BTreeSet<Uuid> = patients.keys().map(|(c, _, _)| *c).collect();
+    let mut existing: BTreeMap<(Uuid, String, String), bool> = BTreeMap::new();
+    for chunk in set(|(_, _, p)| p.clone()).chunks(500) {
+        // The product of the three lists covers every wanted key; rows of other combinations are ignored.
         let rows = monthly_patients::Entity::find()
             .filter(M::TenantId.eq(tenant))
-            .filter(M::ClinicId.eq(clinic))
+            .filter(M::ClinicId.is_in(clinics.iter().copied()))
             .filter(M::Month.is_in(months.iter().cloned()))
-            .filter(M::Patient.is_in(chunk.iter().map(|(_, p)| p.clone())))
+            .filter(M::Patient.is_in(chunk.iter().cloned()))
             .lock_exclusive()
             .all(txn)
             .await?;
-        existing.extend(rows.into_iter().map(|r| ((r.month, r.patient), r.myna)));
+        existing.extend(rows.into_iter().map(|r| ((r.clinic_id, r.month, r.patient), r.myna)));
     }
-    let mut usage: BTreeMap<String, (i32, i32)> = BTreeMap::new();
+    // (month, clinic) → (new patients, new マイナ保険証 patients)
+    let mut usage: BTreeMap<(String, Uuid), (i32, i32)> = BTreeMap::new();
     let mut fresh = Vec::new();
-    // Patient-months whose flag turns true, per month: one UPDATE per month and 500 patients.
-    let mut turned: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for ((month, patient), myna) in &patients {
-        match existing.get(&(month.clone(), patient.clone())) {
+    // Patient-months whose flag turns true, per clinic-month: one UPDATE per clinic-month and 500 patients.
+    let mut turned: BTreeMap<(Uuid, String), Vec<String>> = BTreeMap::new();
+    for ((clinic, month, patient), myna) in &patients {
+        match existing.get(&(*clinic, month.clone(), patient.clone())) {
             None => {
-                let u = usage.entry(month.clone()).or_default();
+                let u = usage.entry((month.clone(), *clinic)).or_default();
                 u.0 += 1;
                 u.1 += i32::from(*myna);
                 fresh.push(monthly_patients::ActiveModel {
                     tenant_id: sea_orm::Set(tenant),
-                    clinic_id: sea_orm::Set(clinic),
+                    clinic_id: sea_orm::Set(*clinic),
                     month: sea_orm::Set(month.clone()),
                     patient: sea_orm::Set(patient.clone()),
                     myna: sea_orm::Set(*myna),
                 });
             }
             Some(false) if *myna => {
-                usage.entry(month.clone()).or_default().1 += 1;
-                turned.entry(month.clone()).or_default().push(patient.clone());
+                usage.entry((month.clone(), *clinic)).or_default().1 += 1;
+                turned.entry((*clinic, month.clone())).or_default().push(patient.clone());
             }
             Some(_) => {}
         }
     }
-    for (month, patients) in turned {
+    for ((clinic, month), patients) in turned {
         for chunk in patients.chunks(500) {
             monthly_patients::Entity::update_many()
                 .col_expr(M::Myna, Expr::value(true))
@@ -189,22 +199,24 @@ pub(crate) async fn apply(
         monthly_patients::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
     }
     use monthly_usage::Column as U;
-    for (month, (p, m)) in usage.into_iter().filter(|(_, (p, m))| *p != 0 || *m != 0) {
-        let row = monthly_usage::ActiveModel {
+    let usage: Vec<monthly_usage::ActiveModel> = usage
+        .into_iter()
+        .filter(|(_, (p, m))| *p != 0 || *m != 0)
+        .map(|((month, clinic), (p, m))| monthly_usage::ActiveModel {
             tenant_id: sea_orm::Set(tenant),
             month: sea_orm::Set(month),
             clinic_id: sea_orm::Set(clinic),
             patients: sea_orm::Set(p),
             myna_patients: sea_orm::Set(m),
-        };
-        let mut on_conflict = OnConflict::columns([U::TenantId, U::Month, U::ClinicId]);
-        for col in [U::Patients, U::MynaPatients] {
-            on_conflict
-                .value(col, Expr::col((monthly_usage::Entity, col)).add(Expr::col((Alias::new("excluded"), col))));
-        }
-        monthly_usage::Entity::insert(row).on_conflict(on_conflict).exec_without_returning(txn).await?;
-    }
-    Ok(())
+        })
+        .collect();
+    add_counts::<monthly_usage::Entity, 3>(
+        txn,
+        usage,
+        [U::TenantId, U::Month, U::ClinicId],
+        &[U::Patients, U::MynaPatients],
+    )
+    .await
 }
 
 /// A clinic-month of the estimate: distinct patients, and those confirmed with マイナ保険証.
@@ -355,9 +367,8 @@ impl TenantStore<'_> {
                 per_clinic.entry(row.clinic_id).or_default().add(None, &visit);
                 count += 1;
             }
-            for (clinic, delta) in per_clinic {
-                apply(&txn, self.tenant_uuid(), clinic, &delta).await?;
-            }
+            let deltas: Vec<(Uuid, RollupDelta)> = per_clinic.into_iter().collect();
+            apply(&txn, self.tenant_uuid(), &deltas).await?;
         }
         txn.commit().await?;
         Ok(count)
