@@ -347,16 +347,17 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
 async fn batched_insert_reference(store: &onshi_store::Store, rows: usize) -> Result<f64, Box<dyn std::error::Error>> {
     use sea_orm::ConnectionTrait;
     let db = store.connection();
-    let pg = pg_statement;
-    db.execute_raw(pg("CREATE TABLE IF NOT EXISTS bench_reference (id uuid PRIMARY KEY, tenant_id uuid, \
+    db.execute_raw(pg_statement(
+        "CREATE TABLE IF NOT EXISTS bench_reference (id uuid PRIMARY KEY, tenant_id uuid, \
          clinic_id uuid, visit_key text, visit_date date, patient text, first_at timestamptz, last_at timestamptz, \
-         method text, myna boolean, result text, confirmations int)"))
-        .await?;
+         method text, myna boolean, result text, confirmations int)",
+    ))
+    .await?;
     let started = Instant::now();
     let mut done = 0;
     while done < rows {
         let n = 200.min(rows - done);
-        db.execute_raw(pg(&format!(
+        db.execute_raw(pg_statement(&format!(
             "INSERT INTO bench_reference SELECT gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), \
              md5(g::text), current_date, md5((g * 7)::text), now(), now(), 'myna', true, 'valid', 1 \
              FROM generate_series({done}, {}) AS g",
@@ -366,7 +367,7 @@ async fn batched_insert_reference(store: &onshi_store::Store, rows: usize) -> Re
         done += n;
     }
     let rate = rows as f64 / started.elapsed().as_secs_f64();
-    db.execute_raw(pg("DROP TABLE bench_reference")).await?;
+    db.execute_raw(pg_statement("DROP TABLE bench_reference")).await?;
     Ok(rate)
 }
 

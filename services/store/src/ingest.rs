@@ -488,11 +488,7 @@ impl TenantStore<'_> {
             }
             txn.execute_raw(sea_orm::Statement::from_sql_and_values(
                 sea_orm::DatabaseBackend::Postgres,
-                format!(
-                    "INSERT INTO visits (id, tenant_id, clinic_id, visit_key, {VISIT_COLUMNS}, updated_at) \
-                     SELECT x.id, $2, x.clinic_id, x.visit_key, {}, now() FROM jsonb_to_recordset($1::jsonb) AS x({VISIT_RECORD})",
-                    VISIT_COLUMNS.split(", ").map(|c| format!("x.{c}")).collect::<Vec<_>>().join(", ")
-                ),
+                INSERT_VISITS.as_str(),
                 [serde_json::Value::Array(records).into(), self.tenant.into()],
             ))
             .await?;
@@ -530,18 +526,7 @@ impl TenantStore<'_> {
             for chunk in rows.chunks(1000) {
                 txn.execute_raw(sea_orm::Statement::from_sql_and_values(
                     sea_orm::DatabaseBackend::Postgres,
-                    format!(
-                        "UPDATE visits v SET {}, updated_at = now() \
-                         FROM jsonb_to_recordset($1::jsonb) AS x({VISIT_RECORD}) \
-                         WHERE v.tenant_id = $2 AND v.id = x.id AND v.visit_date = x.visit_date \
-                           AND v.visit_date BETWEEN $3 AND $4",
-                        VISIT_COLUMNS
-                            .split(", ")
-                            .skip(1)
-                            .map(|c| format!("{c} = x.{c}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
+                    UPDATE_VISITS.as_str(),
                     [serde_json::Value::Array(chunk.to_vec()).into(), self.tenant.into(), first.into(), last.into()],
                 ))
                 .await?;
@@ -554,6 +539,26 @@ impl TenantStore<'_> {
 /// The visit columns a merge writes (the date first: an update keeps it, being part of the key).
 const VISIT_COLUMNS: &str = "visit_date, patient_ref, first_at, last_at, method, identity_check, myna, result, \
     consent_medication, consent_diagnosis, consent_checkup, consent_surgery, confirmations, insurer_number";
+
+/// The set-based visit writes' texts, made once from the column lists (the same text on every call, so
+/// each connection parses and plans it once).
+static INSERT_VISITS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO visits (id, tenant_id, clinic_id, visit_key, {VISIT_COLUMNS}, updated_at) \
+         SELECT x.id, $2, x.clinic_id, x.visit_key, {}, now() FROM jsonb_to_recordset($1::jsonb) AS x({VISIT_RECORD})",
+        VISIT_COLUMNS.split(", ").map(|c| format!("x.{c}")).collect::<Vec<_>>().join(", ")
+    )
+});
+static UPDATE_VISITS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "UPDATE visits v SET {}, updated_at = now() \
+         FROM jsonb_to_recordset($1::jsonb) AS x({VISIT_RECORD}) \
+         WHERE v.tenant_id = $2 AND v.id = x.id AND v.visit_date = x.visit_date \
+           AND v.visit_date BETWEEN $3 AND $4",
+        // The date is part of the key: matched on, not written.
+        VISIT_COLUMNS.split(", ").skip(1).map(|c| format!("{c} = x.{c}")).collect::<Vec<_>>().join(", ")
+    )
+});
 
 /// The record type of [`visit_record`]'s JSON for `jsonb_to_recordset` (`clinic_id` only when inserting).
 const VISIT_RECORD: &str = "id uuid, clinic_id uuid, visit_key text, visit_date date, patient_ref text, first_at timestamptz, \
