@@ -26,6 +26,7 @@ mod m20261202_000019_outage_signal;
 mod m20261202_000020_device_alerts;
 mod m20261202_000021_expiry_radar;
 mod m20261202_000022_followups;
+mod m20261202_000023_daily_hours;
 pub mod partitions;
 
 pub use m20261125_000003_accounts::APP_ROLE;
@@ -125,6 +126,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000020_device_alerts::Migration),
             Box::new(m20261202_000021_expiry_radar::Migration),
             Box::new(m20261202_000022_followups::Migration),
+            Box::new(m20261202_000023_daily_hours::Migration),
         ]
     }
 }

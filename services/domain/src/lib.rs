@@ -40,7 +40,7 @@ pub use ids::{ApiTokenId, ClinicId, DeviceId, EventId, IdError, TenantId, UserId
 pub use ingest::{ENVELOPE_VERSION, IngestEnvelope};
 pub use month::{MonthError, YearMonth};
 pub use retention::RetentionBasis;
-pub use rollup::RollupDelta;
+pub use rollup::{DayDelta, RollupDelta};
 pub use visit::Visit;
 pub use webhook::WebhookEvent;
 

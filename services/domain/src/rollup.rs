@@ -2,7 +2,9 @@
 //! transaction that changes the visits.
 //!
 //! A visit contributes to one hourly bucket (its JST day and hour of first confirmation, its method) and,
-//! when it identifies a patient, to that patient's month. When a merge changes a visit (a late
+//! when it identifies a patient, to that patient's month. The store keeps the buckets per day and method,
+//! with receptions per hour beside the day's counters (`DayDelta`), so a year-long view reads one row per
+//! day and method instead of one per hour. When a merge changes a visit (a late
 //! confirmation with another method or an earlier time), its old contribution is subtracted and its new
 //! one added, so the sums stay exact whatever the order of arrival.
 
@@ -18,6 +20,20 @@ pub type HourlyCounts = [i32; 9];
 
 /// (JST day, JST hour, method as stored).
 pub type HourKey = (Date, i16, &'static str);
+
+/// The change to one (JST day, method) row of the daily rollup: its counters, in `HourlyCounts`' order,
+/// and its receptions per JST hour (0-23).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DayDelta {
+    pub counts: HourlyCounts,
+    pub hours: [i32; 24],
+}
+
+impl DayDelta {
+    fn is_zero(&self) -> bool {
+        self.counts.iter().chain(&self.hours).all(|x| *x == 0)
+    }
+}
 
 /// Changes to a clinic's rollups from a set of visit changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -70,17 +86,21 @@ impl RollupDelta {
         self.hourly.iter().filter(|(_, d)| d.iter().any(|x| *x != 0))
     }
 
-    /// The same changes summed per (JST day, method), for the daily rollup; days that net to zero are
-    /// left out.
-    pub fn changed_days(&self) -> BTreeMap<(Date, &'static str), HourlyCounts> {
-        let mut days: BTreeMap<(Date, &'static str), HourlyCounts> = BTreeMap::new();
-        for ((day, _, method), counts) in self.changed_hours() {
+    /// The same changes per (JST day, method), for the daily rollup: the counters summed over the day's
+    /// hours and the receptions kept per hour. Rows that do not change are left out; a visit moved between
+    /// two hours of one day changes only the hours.
+    pub fn changed_days(&self) -> BTreeMap<(Date, &'static str), DayDelta> {
+        let mut days: BTreeMap<(Date, &'static str), DayDelta> = BTreeMap::new();
+        for ((day, hour, method), counts) in self.changed_hours() {
             let entry = days.entry((*day, *method)).or_default();
-            for (e, v) in entry.iter_mut().zip(counts) {
+            for (e, v) in entry.counts.iter_mut().zip(counts) {
                 *e += v;
             }
+            if let Some(h) = usize::try_from(*hour).ok().and_then(|h| entry.hours.get_mut(h)) {
+                *h += counts[0];
+            }
         }
-        days.retain(|_, d| d.iter().any(|x| *x != 0));
+        days.retain(|_, d| !d.is_zero());
         days
     }
 }
@@ -124,16 +144,30 @@ mod tests {
         assert_eq!(delta.patients.get(&(YearMonth::of(after.date), "p1".into())), Some(&true));
         let days = delta.changed_days();
         assert_eq!(days.len(), 1, "one day, one method: {days:?}");
-        assert_eq!(days.values().next().map(|d| d[0..2].to_vec()), Some(vec![1, 1]));
+        let day = days.values().next().copied().unwrap_or_default();
+        assert_eq!(day.counts[0..2], [1, 1]);
+        assert_eq!((day.hours[9], day.hours[10]), (1, 0), "the reception counts at 9:00, none is left at 10:00");
     }
 
     #[test]
-    fn a_move_between_hours_of_one_day_leaves_the_day_unchanged() {
+    fn a_move_between_hours_of_one_day_moves_only_the_hours() {
         let mut delta = RollupDelta::default();
         let before = visit(ConfirmationMethod::MynaCard, true, 10);
         let after = visit(ConfirmationMethod::MynaCard, true, 9);
         delta.add(Some(&before), &after);
         assert_eq!(delta.changed_hours().count(), 2);
+        let days = delta.changed_days();
+        assert_eq!(days.len(), 1);
+        let day = days.values().next().copied().unwrap_or_default();
+        assert_eq!(day.counts, [0; 9], "the day's counters do not change");
+        assert_eq!((day.hours[9], day.hours[10]), (1, -1));
+    }
+
+    #[test]
+    fn an_unchanged_visit_changes_no_day() {
+        let mut delta = RollupDelta::default();
+        let same = visit(ConfirmationMethod::MynaCard, true, 10);
+        delta.add(Some(&same), &same);
         assert!(delta.changed_days().is_empty());
     }
 }

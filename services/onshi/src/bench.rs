@@ -128,10 +128,7 @@ async fn steady_state(
             ))
             .await?;
         }
-        db.execute_raw(pg_statement(
-            "ANALYZE raw_events, visits, monthly_patients, reception_hourly, reception_daily, devices",
-        ))
-        .await?;
+        db.execute_raw(pg_statement("ANALYZE raw_events, visits, monthly_patients, reception_daily, devices")).await?;
         println!("steady:   {rows} raw events seeded and the tables analyzed before the run (see docs/benchmarks.md)");
     }
     Ok(store.tenant(TenantScope::operator(tenant)).raw_event_count().await?)
@@ -705,6 +702,13 @@ async fn seed_dashboard(
     let t = tenant.as_uuid();
     let seed_started = Instant::now();
     let db = owner.connection();
+    let hour_columns = (0..24).map(|h| format!("hour_{h:02}")).collect::<Vec<_>>().join(", ");
+    let hour_sums = (0..24)
+        .map(|h| {
+            format!("sum(CASE WHEN extract(hour FROM first_at AT TIME ZONE 'Asia/Tokyo') = {h} THEN 1 ELSE 0 END)")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     // 100 receptions a working day per clinic (times in 09:00-17:59 JST): 100 clinics x 3 years ≈ 9.4M visits.
     let statements = [
         format!(
@@ -717,21 +721,14 @@ async fn seed_dashboard(
              FROM clinics c, generate_series('{start}'::timestamptz, '{today}'::timestamptz, '1 day') d, generate_series(1, 100) n \
              WHERE c.tenant_id = '{t}' AND extract(isodow FROM d) < 7"
         ),
-        format!(
-            "INSERT INTO reception_hourly (tenant_id, clinic_id, day, hour, method, receptions, myna, consent_medication, \
-             consent_diagnosis, consent_checkup, invalid) \
-             SELECT tenant_id, clinic_id, visit_date, extract(hour FROM first_at)::smallint, method, count(*), \
-             sum(CASE WHEN myna THEN 1 ELSE 0 END), sum(CASE WHEN consent_medication THEN 1 ELSE 0 END), \
-             sum(CASE WHEN consent_diagnosis THEN 1 ELSE 0 END), 0, sum(CASE WHEN result <> 'valid' THEN 1 ELSE 0 END) \
-             FROM visits WHERE tenant_id = '{t}' GROUP BY 1, 2, 3, 4, 5"
-        ),
-        // The daily rollup the worker keeps beside the hourly one (what the long clinic views read).
+        // The daily rollup the worker keeps (what the clinic page reads), with receptions per JST hour.
         format!(
             "INSERT INTO reception_daily (tenant_id, clinic_id, day, method, receptions, myna, consent_medication, \
-             consent_diagnosis, consent_checkup, invalid) \
-             SELECT tenant_id, clinic_id, day, method, sum(receptions), sum(myna), sum(consent_medication), \
-             sum(consent_diagnosis), sum(consent_checkup), sum(invalid) \
-             FROM reception_hourly WHERE tenant_id = '{t}' GROUP BY 1, 2, 3, 4"
+             consent_diagnosis, consent_checkup, invalid, {hour_columns}) \
+             SELECT tenant_id, clinic_id, visit_date, method, count(*), sum(CASE WHEN myna THEN 1 ELSE 0 END), \
+             sum(CASE WHEN consent_medication THEN 1 ELSE 0 END), sum(CASE WHEN consent_diagnosis THEN 1 ELSE 0 END), \
+             0, sum(CASE WHEN result <> 'valid' THEN 1 ELSE 0 END), {hour_sums} \
+             FROM visits WHERE tenant_id = '{t}' GROUP BY 1, 2, 3, 4"
         ),
         format!(
             "INSERT INTO monthly_patients (tenant_id, clinic_id, month, patient, myna) \
@@ -745,7 +742,7 @@ async fn seed_dashboard(
         ),
         "ANALYZE".to_owned(),
     ];
-    // Each statement is one step: visits, hourly and daily rollups, monthly patients, monthly usage, statistics.
+    // Each statement is one step: visits, the daily rollup, monthly patients, monthly usage, statistics.
     let mut progress = crate::progress::Progress::new("bench dashboard: seeding", Some(statements.len() as u64));
     for sql in &statements {
         db.execute_unprepared(sql).await?;

@@ -1,5 +1,5 @@
-//! Dashboard rollups (hourly, daily, per patient-month, per clinic-month), kept by `apply_batches` in
-//! the transaction that changes the visits: a visit's old
+//! Dashboard rollups (daily with receptions per hour, per patient-month, per clinic-month), kept by
+//! `apply_batches` in the transaction that changes the visits: a visit's old
 //! contribution is subtracted and its new one added, so merges (a late confirmation that changes the
 //! method or the first time) keep the sums exact, and a redelivered batch, which changes no visit,
 //! changes no rollup. `rebuild_rollups` recomputes a tenant's rollups from its visits. What a visit
@@ -9,28 +9,14 @@ use std::collections::BTreeMap;
 
 use onshi_domain::{ClinicId, ConfirmationMethod, RollupDelta, YearMonth};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict};
-use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use time::Date;
 use uuid::Uuid;
 
-use crate::entities::{monthly_patients, monthly_usage, reception_daily, reception_hourly, visits};
+use crate::entities::{monthly_patients, monthly_usage, reception_daily, visits};
 use crate::{ClinicScope, StoreError, TenantStore};
 
-/// The counters of both reception rollups, in `RollupDelta`'s order.
-const HOURLY_COUNTERS: [reception_hourly::Column; 9] = {
-    use reception_hourly::Column as C;
-    [
-        C::Receptions,
-        C::Myna,
-        C::ConsentMedication,
-        C::ConsentDiagnosis,
-        C::ConsentCheckup,
-        C::Invalid,
-        C::Face,
-        C::Pin,
-        C::Visual,
-    ]
-};
+/// The daily rollup's counters, in `HourlyCounts`' order.
 const DAILY_COUNTERS: [reception_daily::Column; 9] = {
     use reception_daily::Column as D;
     [
@@ -43,6 +29,36 @@ const DAILY_COUNTERS: [reception_daily::Column; 9] = {
         D::Face,
         D::Pin,
         D::Visual,
+    ]
+};
+/// Its receptions per JST hour, 0 to 23.
+const DAILY_HOURS: [reception_daily::Column; 24] = {
+    use reception_daily::Column as D;
+    [
+        D::Hour00,
+        D::Hour01,
+        D::Hour02,
+        D::Hour03,
+        D::Hour04,
+        D::Hour05,
+        D::Hour06,
+        D::Hour07,
+        D::Hour08,
+        D::Hour09,
+        D::Hour10,
+        D::Hour11,
+        D::Hour12,
+        D::Hour13,
+        D::Hour14,
+        D::Hour15,
+        D::Hour16,
+        D::Hour17,
+        D::Hour18,
+        D::Hour19,
+        D::Hour20,
+        D::Hour21,
+        D::Hour22,
+        D::Hour23,
     ]
 };
 
@@ -74,56 +90,28 @@ pub(crate) async fn apply(
     tenant: Uuid,
     deltas: &[(Uuid, RollupDelta)],
 ) -> Result<(), StoreError> {
-    use reception_hourly::Column as C;
-    // One statement per 500 buckets for each rollup: rows that exist get the difference added.
-    let hours: Vec<reception_hourly::ActiveModel> = deltas
-        .iter()
-        .flat_map(|(clinic, delta)| delta.changed_hours().map(move |bucket| (*clinic, bucket)))
-        .map(|(clinic, ((day, hour, method), d))| reception_hourly::ActiveModel {
-            tenant_id: sea_orm::Set(tenant),
-            clinic_id: sea_orm::Set(clinic),
-            day: sea_orm::Set(*day),
-            hour: sea_orm::Set(*hour),
-            method: sea_orm::Set((*method).to_owned()),
-            receptions: sea_orm::Set(d[0]),
-            myna: sea_orm::Set(d[1]),
-            consent_medication: sea_orm::Set(d[2]),
-            consent_diagnosis: sea_orm::Set(d[3]),
-            consent_checkup: sea_orm::Set(d[4]),
-            invalid: sea_orm::Set(d[5]),
-            face: sea_orm::Set(d[6]),
-            pin: sea_orm::Set(d[7]),
-            visual: sea_orm::Set(d[8]),
-        })
-        .collect();
-    add_counts::<reception_hourly::Entity, 5>(
-        txn,
-        hours,
-        [C::TenantId, C::ClinicId, C::Day, C::Hour, C::Method],
-        &HOURLY_COUNTERS,
-    )
-    .await?;
     use reception_daily::Column as D;
+    // One statement per 500 (clinic, day, method) rows: rows that exist get the difference added, to the
+    // day's counters and to each hour's receptions.
     let days: Vec<reception_daily::ActiveModel> = deltas
         .iter()
         .flat_map(|(clinic, delta)| delta.changed_days().into_iter().map(move |bucket| (*clinic, bucket)))
-        .map(|(clinic, ((day, method), d))| reception_daily::ActiveModel {
-            tenant_id: sea_orm::Set(tenant),
-            clinic_id: sea_orm::Set(clinic),
-            day: sea_orm::Set(day),
-            method: sea_orm::Set(method.to_owned()),
-            receptions: sea_orm::Set(d[0]),
-            myna: sea_orm::Set(d[1]),
-            consent_medication: sea_orm::Set(d[2]),
-            consent_diagnosis: sea_orm::Set(d[3]),
-            consent_checkup: sea_orm::Set(d[4]),
-            invalid: sea_orm::Set(d[5]),
-            face: sea_orm::Set(d[6]),
-            pin: sea_orm::Set(d[7]),
-            visual: sea_orm::Set(d[8]),
+        .map(|(clinic, ((day, method), d))| {
+            let mut row = reception_daily::ActiveModel {
+                tenant_id: sea_orm::Set(tenant),
+                clinic_id: sea_orm::Set(clinic),
+                day: sea_orm::Set(day),
+                method: sea_orm::Set(method.to_owned()),
+                ..Default::default()
+            };
+            for (col, n) in DAILY_COUNTERS.iter().zip(d.counts).chain(DAILY_HOURS.iter().zip(d.hours)) {
+                row.set(*col, n.into());
+            }
+            row
         })
         .collect();
-    add_counts::<reception_daily::Entity, 4>(txn, days, [D::TenantId, D::ClinicId, D::Day, D::Method], &DAILY_COUNTERS)
+    let counters: Vec<D> = DAILY_COUNTERS.iter().chain(&DAILY_HOURS).copied().collect();
+    add_counts::<reception_daily::Entity, 4>(txn, days, [D::TenantId, D::ClinicId, D::Day, D::Method], &counters)
         .await?;
     // (clinic, month, patient) → seen with マイナ保険証 in this group.
     let patients: BTreeMap<(Uuid, String, String), bool> = deltas
@@ -241,6 +229,8 @@ pub struct DailyRow {
     pub face: i64,
     pub pin: i64,
     pub visual: i64,
+    /// Receptions per JST hour, 0 to 23.
+    pub hours: [i64; 24],
 }
 
 impl TenantStore<'_> {
@@ -272,7 +262,7 @@ impl TenantStore<'_> {
             .collect()
     }
 
-    /// The daily rollup rows of one clinic between two days (inclusive): a year is ~1,500 rows.
+    /// The daily rollup rows of one clinic between two days (inclusive): a year is ~1,100 rows.
     pub async fn daily(&self, clinic: &ClinicScope, from: Date, to: Date) -> Result<Vec<DailyRow>, StoreError> {
         let txn = self.read().await?;
         let rows = reception_daily::Entity::find()
@@ -299,46 +289,20 @@ impl TenantStore<'_> {
                     face: i64::from(r.face),
                     pin: i64::from(r.pin),
                     visual: i64::from(r.visual),
+                    hours: [
+                        r.hour_00, r.hour_01, r.hour_02, r.hour_03, r.hour_04, r.hour_05, r.hour_06, r.hour_07,
+                        r.hour_08, r.hour_09, r.hour_10, r.hour_11, r.hour_12, r.hour_13, r.hour_14, r.hour_15,
+                        r.hour_16, r.hour_17, r.hour_18, r.hour_19, r.hour_20, r.hour_21, r.hour_22, r.hour_23,
+                    ]
+                    .map(i64::from),
                 })
             })
             .collect()
     }
 
-    /// Receptions per day and JST hour (all methods summed by the database) between two days: the
-    /// clinic page's weekday-by-hour chart.
-    pub async fn receptions_by_hour(
-        &self,
-        clinic: &ClinicScope,
-        from: Date,
-        to: Date,
-    ) -> Result<Vec<(Date, u8, i64)>, StoreError> {
-        use reception_hourly::Column as C;
-        let txn = self.read().await?;
-        let rows: Vec<(Date, i16, i64)> = reception_hourly::Entity::find()
-            .select_only()
-            .column(C::Day)
-            .column(C::Hour)
-            .column_as(Expr::col(C::Receptions).sum().cast_as(Alias::new("bigint")), "receptions")
-            .filter(C::TenantId.eq(self.tenant_uuid()))
-            .filter(C::ClinicId.eq(clinic.uuid()))
-            .filter(C::Day.gte(from))
-            .filter(C::Day.lte(to))
-            .group_by(C::Day)
-            .group_by(C::Hour)
-            .into_tuple()
-            .all(&txn)
-            .await?;
-        txn.commit().await?;
-        Ok(rows.into_iter().map(|(d, h, n)| (d, u8::try_from(h).unwrap_or(0), n)).collect())
-    }
-
     /// Recomputes this tenant's rollups from its visits (after a migration, or to repair).
     pub async fn rebuild_rollups(&self) -> Result<u64, StoreError> {
         let txn = self.write().await?;
-        reception_hourly::Entity::delete_many()
-            .filter(reception_hourly::Column::TenantId.eq(self.tenant_uuid()))
-            .exec(&txn)
-            .await?;
         reception_daily::Entity::delete_many()
             .filter(reception_daily::Column::TenantId.eq(self.tenant_uuid()))
             .exec(&txn)

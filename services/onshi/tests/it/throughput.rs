@@ -67,31 +67,37 @@ both_modes!(batches_applied_together_count_a_repeated_event_once, |app| {
     assert_eq!(confirmations, 4, "each event confirms once: {visits:?}");
 });
 
-both_modes!(the_daily_rollup_equals_the_hourly_one_and_is_rebuilt_with_it, |app| {
+both_modes!(the_daily_rollup_counts_each_visit_once_in_its_hour_and_is_rebuilt_the_same, |app| {
     let clinic = &app.clinics[0].clinic;
     let events = app.receptions(0, 40, 31);
     assert_eq!(app.post_events(0, &events).await.status(), 202);
     eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 40 }).await;
     let today = onshi_domain::jst::date_of(time::OffsetDateTime::now_utc());
     let from = today - time::Duration::days(2);
-    let sums = || async {
-        let daily = app.store().daily(clinic, from, today).await.unwrap();
-        let hourly = app.store().receptions_by_hour(clinic, from, today).await.unwrap();
-        (daily.iter().map(|r| r.receptions).sum::<i64>(), hourly.iter().map(|(_, _, n)| n).sum::<i64>(), daily.len())
-    };
-    let (daily, hourly, rows) = sums().await;
-    assert!(daily > 0);
-    assert_eq!(daily, hourly);
-    assert_eq!(
-        daily,
-        app.store().visits_on(clinic, today).await.unwrap().len() as i64 + {
-            // Receptions of yesterday (the factory spreads times backwards from now).
-            let yesterday = today.previous_day().unwrap();
-            app.store().visits_on(clinic, yesterday).await.unwrap().len() as i64
+    let rollup = || async { app.store().daily(clinic, from, today).await.unwrap() };
+    let rows = rollup().await;
+    let receptions: i64 = rows.iter().map(|r| r.receptions).sum();
+    assert!(receptions > 0);
+    for r in &rows {
+        assert_eq!(r.hours.iter().sum::<i64>(), r.receptions, "a day's hours add up to its receptions: {r:?}");
+    }
+    // Each visit is in the hour (JST) of its first confirmation, on its day and method.
+    let mut expected: std::collections::BTreeMap<(time::Date, usize), i64> = Default::default();
+    for day in [today.previous_day().unwrap(), today] {
+        for v in app.store().visits_on(clinic, day).await.unwrap() {
+            let hour = v.first_at.to_offset(onshi_domain::jst::JST).hour();
+            *expected.entry((day, usize::from(hour))).or_default() += 1;
         }
-    );
+    }
+    let mut seen: std::collections::BTreeMap<(time::Date, usize), i64> = Default::default();
+    for r in &rows {
+        for (hour, n) in r.hours.iter().enumerate().filter(|(_, n)| **n != 0) {
+            *seen.entry((r.day, hour)).or_default() += n;
+        }
+    }
+    assert_eq!(seen, expected);
     app.store().rebuild_rollups().await.unwrap();
-    assert_eq!(sums().await, (daily, hourly, rows), "rebuilt from the visits, the same");
+    assert_eq!(rollup().await, rows, "rebuilt from the visits, the same");
 });
 
 both_modes!(a_batch_that_can_never_apply_is_dead_lettered_alone_from_its_group, |app| {

@@ -24,7 +24,6 @@ pub(crate) mod official_usage;
 pub(crate) mod radar_notices;
 pub(crate) mod raw_events;
 pub(crate) mod reception_daily;
-pub(crate) mod reception_hourly;
 pub(crate) mod recovery_codes;
 pub(crate) mod tenants;
 pub(crate) mod usage_alerts;
