@@ -2,9 +2,11 @@
 //! agents' availability strip. Each carries its numbers as text (title, aria-label) and every page shows
 //! the same figures in a table, so the pages work with JavaScript off and with a screen reader.
 
-use time::{OffsetDateTime, Weekday};
+use onshi_domain::hours::{WEEKDAYS_EN, WEEKDAYS_JA};
+use time::OffsetDateTime;
 
 use super::pct;
+use crate::web::i18n::Lang;
 use crate::web::time::jst_minute;
 
 fn escape(s: &str) -> String {
@@ -115,40 +117,54 @@ pub(super) fn availability(
     (svg, outages)
 }
 
-pub(super) const WEEKDAYS: [(Weekday, &str); 7] = [
-    (Weekday::Monday, "月"),
-    (Weekday::Tuesday, "火"),
-    (Weekday::Wednesday, "水"),
-    (Weekday::Thursday, "木"),
-    (Weekday::Friday, "金"),
-    (Weekday::Saturday, "土"),
-    (Weekday::Sunday, "日"),
-];
+/// Weekday names, Monday first, in the page's language.
+pub(super) fn weekdays(lang: Lang) -> [&'static str; 7] {
+    if lang == Lang::Ja { WEEKDAYS_JA } else { WEEKDAYS_EN }
+}
 
-pub(super) fn heatmap(matrix: &[[i64; 24]; 7]) -> String {
+/// Receptions by weekday (Monday first) and JST hour as an SVG grid, labelled in the page's language.
+pub(super) fn heatmap(matrix: &[[i64; 24]; 7], lang: Lang) -> String {
     let max = matrix.iter().flatten().copied().max().unwrap_or(0).max(1) as f64;
     let (cw, ch) = (18.0, 18.0);
     let mut svg = format!(
-        "<svg class=\"heat\" viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"曜日×時間帯の受付数（表は下）\">",
+        "<svg class=\"heat\" viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"{}\">",
         30.0 + 24.0 * cw,
-        20.0 + 7.0 * ch
+        20.0 + 7.0 * ch,
+        lang.t("曜日×時間帯の受付数（表は下）", "Receptions by weekday and hour (table below)")
     );
     for h in (0..24).step_by(3) {
         svg.push_str(&format!("<text x=\"{:.0}\" y=\"12\" class=\"small\">{h}</text>", 30.0 + h as f64 * cw));
     }
-    for (d, (_, label)) in WEEKDAYS.iter().enumerate() {
+    for (d, label) in weekdays(lang).into_iter().enumerate() {
         let y = 20.0 + d as f64 * ch;
         svg.push_str(&format!("<text x=\"0\" y=\"{:.0}\" class=\"small\">{label}</text>", y + 13.0));
         for (h, &n) in matrix[d].iter().enumerate() {
             let opacity = if n == 0 { 0.04 } else { 0.15 + 0.85 * n as f64 / max };
             svg.push_str(&format!(
-                "<rect x=\"{:.0}\" y=\"{y:.0}\" width=\"{}\" height=\"{}\" fill-opacity=\"{opacity:.2}\"><title>{label} {h}時: {n}</title></rect>",
+                "<rect x=\"{:.0}\" y=\"{y:.0}\" width=\"{}\" height=\"{}\" fill-opacity=\"{opacity:.2}\"><title>{label} {h}{}: {n}</title></rect>",
                 30.0 + h as f64 * cw,
                 cw - 2.0,
-                ch - 2.0
+                ch - 2.0,
+                lang.t("時", ":00")
             ));
         }
     }
     svg.push_str("</svg>");
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_heatmap_speaks_the_pages_language() {
+        let mut matrix = [[0i64; 24]; 7];
+        matrix[3][9] = 4;
+        let ja = heatmap(&matrix, Lang::Ja);
+        assert!(ja.contains(">月<") && ja.contains("<title>木 9時: 4</title>"), "{ja}");
+        let en = heatmap(&matrix, Lang::En);
+        assert!(en.contains(">Mon<") && en.contains("<title>Thu 9:00: 4</title>"), "{en}");
+        assert!(!en.contains('月') && !en.contains('時'), "no Japanese left on the English chart");
+    }
 }

@@ -11,7 +11,7 @@ use onshi_store::{AuditResult, Clinic, DeviceStatus};
 use serde::Deserialize;
 use time::{Date, OffsetDateTime};
 
-use super::chart::{WEEKDAYS, availability, bars, heatmap};
+use super::chart::{availability, bars, heatmap, weekdays};
 use crate::web::csv::CsvTable;
 use crate::web::guard::{Caller, Page};
 use crate::web::input;
@@ -166,10 +166,11 @@ pub(crate) async fn clinic(
             "hours" => csv_response(
                 &name("hours"),
                 &["曜日", "時", "受付"],
-                WEEKDAYS
+                // The file keeps Japanese headers and names whatever the page's language, like the others.
+                onshi_domain::hours::WEEKDAYS_JA
                     .iter()
                     .enumerate()
-                    .flat_map(|(d, (_, l))| (0..24).map(move |h| (d, h, *l)))
+                    .flat_map(|(d, l)| (0..24).map(move |h| (d, h, *l)))
                     .map(|(d, h, l)| vec![l.to_owned(), h.to_string(), matrix[d][h].to_string()])
                     .collect(),
             ),
@@ -205,7 +206,8 @@ pub(crate) async fn clinic(
         .filter(|(_, u)| u.clinic == clinic.id)
         .map(|(m, u)| (m, MonthCount { patients: u.patients, myna: u.myna_patients }))
         .collect();
-    let figures = super::figures::usage_figures(&state.rules, &store, &clinic, this_month, page.lang).await?;
+    let lang = page.lang;
+    let figures = super::figures::usage_figures(&state.rules, &store, &clinic, this_month, lang).await?;
     let usage = super::overview::row(
         &state.rules,
         page.lang,
@@ -223,8 +225,8 @@ pub(crate) async fn clinic(
         to: to.to_string(),
         receptions,
         myna,
-        heatmap: heatmap(&matrix),
-        heatmap_rows: WEEKDAYS.iter().enumerate().map(|(i, (_, l))| ((*l).to_owned(), matrix[i].to_vec())).collect(),
+        heatmap: heatmap(&matrix, lang),
+        heatmap_rows: weekdays(lang).iter().zip(matrix).map(|(l, hours)| ((*l).to_owned(), hours.to_vec())).collect(),
         methods: bars(&method_rows),
         method_rows,
         identity_rows: vec![
