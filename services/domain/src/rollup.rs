@@ -1,12 +1,11 @@
 //! What visits add to the dashboard rollups, as pure arithmetic: the store applies the result in the
 //! transaction that changes the visits.
 //!
-//! A visit contributes to one hourly bucket (its JST day and hour of first confirmation, its method) and,
-//! when it identifies a patient, to that patient's month. The store keeps the buckets per day and method,
-//! with receptions per hour beside the day's counters (`DayDelta`), so a year-long view reads one row per
-//! day and method instead of one per hour. When a merge changes a visit (a late
-//! confirmation with another method or an earlier time), its old contribution is subtracted and its new
-//! one added, so the sums stay exact whatever the order of arrival.
+//! A visit contributes to one row per JST day and method (its day, its method): the row's counters, and
+//! the receptions of the JST hour of its first confirmation, so a year-long view reads one row per day and
+//! method and still knows the hours. When it identifies a patient it also counts in that patient's month.
+//! When a merge changes a visit (a late confirmation with another method or an earlier time), its old
+//! contribution is subtracted and its new one added, so the sums stay exact whatever the order of arrival.
 
 use std::collections::BTreeMap;
 
@@ -14,22 +13,29 @@ use time::Date;
 
 use crate::{IdentityCheck, QualificationResult, Visit, YearMonth, jst};
 
-/// The counters of one hourly bucket, in this order: receptions, マイナ保険証, consent to medication,
+/// The counters of a visit's contribution, in this order: receptions, マイナ保険証, consent to medication,
 /// diagnosis and checkup information, not valid, identified by face, by PIN, by sight.
-pub type HourlyCounts = [i32; 9];
+pub type Counts = [i32; 9];
 
-/// (JST day, JST hour, method as stored).
-pub type HourKey = (Date, i16, &'static str);
+/// (JST day, method as stored): one row of the daily rollup.
+pub type DayKey = (Date, &'static str);
 
-/// The change to one (JST day, method) row of the daily rollup: its counters, in `HourlyCounts`' order,
-/// and its receptions per JST hour (0-23).
+/// The change to one daily rollup row: its counters, and its receptions per JST hour (0-23).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DayDelta {
-    pub counts: HourlyCounts,
+    pub counts: Counts,
     pub hours: [i32; 24],
 }
 
 impl DayDelta {
+    /// Adds (`sign` 1) or subtracts (`sign` -1) one visit's contribution.
+    fn add(&mut self, sign: i32, hour: usize, counts: Counts) {
+        for (e, v) in self.counts.iter_mut().zip(counts) {
+            *e += sign * v;
+        }
+        self.hours[hour] += sign * counts[0];
+    }
+
     fn is_zero(&self) -> bool {
         self.counts.iter().chain(&self.hours).all(|x| *x == 0)
     }
@@ -38,12 +44,13 @@ impl DayDelta {
 /// Changes to a clinic's rollups from a set of visit changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RollupDelta {
-    pub hourly: BTreeMap<HourKey, HourlyCounts>,
+    pub days: BTreeMap<DayKey, DayDelta>,
     /// (month, patient pseudonym) → confirmed with マイナ保険証 in that month.
     pub patients: BTreeMap<(YearMonth, String), bool>,
 }
 
-fn contribution(v: &Visit) -> (HourKey, HourlyCounts) {
+/// A visit's row, JST hour (0-23) and counters.
+fn contribution(v: &Visit) -> (DayKey, usize, Counts) {
     let local = v.first_at.to_offset(jst::JST);
     let flag = |b: bool| i32::from(b);
     let values = [
@@ -57,51 +64,28 @@ fn contribution(v: &Visit) -> (HourKey, HourlyCounts) {
         flag(v.identity == Some(IdentityCheck::Pin)),
         flag(v.identity == Some(IdentityCheck::Visual)),
     ];
-    ((v.date, i16::from(local.hour()), v.method.as_str()), values)
+    ((v.date, v.method.as_str()), usize::from(local.hour()), values)
 }
 
 impl RollupDelta {
     /// Adds the change of one visit from `old` (none for a new visit) to `new`.
     pub fn add(&mut self, old: Option<&Visit>, new: &Visit) {
         if let Some(old) = old {
-            let (key, values) = contribution(old);
-            let entry = self.hourly.entry(key).or_default();
-            for (e, v) in entry.iter_mut().zip(values) {
-                *e -= v;
-            }
+            let (key, hour, values) = contribution(old);
+            self.days.entry(key).or_default().add(-1, hour, values);
         }
-        let (key, values) = contribution(new);
-        let entry = self.hourly.entry(key).or_default();
-        for (e, v) in entry.iter_mut().zip(values) {
-            *e += v;
-        }
+        let (key, hour, values) = contribution(new);
+        self.days.entry(key).or_default().add(1, hour, values);
         if let Some(p) = &new.patient {
             let flag = self.patients.entry((YearMonth::of(new.date), p.as_str().to_owned())).or_default();
             *flag |= new.myna;
         }
     }
 
-    /// Hourly buckets that actually change.
-    pub fn changed_hours(&self) -> impl Iterator<Item = (&HourKey, &HourlyCounts)> {
-        self.hourly.iter().filter(|(_, d)| d.iter().any(|x| *x != 0))
-    }
-
-    /// The same changes per (JST day, method), for the daily rollup: the counters summed over the day's
-    /// hours and the receptions kept per hour. Rows that do not change are left out; a visit moved between
+    /// The daily rollup rows that change. A row whose changes net to zero is left out; a visit moved between
     /// two hours of one day changes only the hours.
-    pub fn changed_days(&self) -> BTreeMap<(Date, &'static str), DayDelta> {
-        let mut days: BTreeMap<(Date, &'static str), DayDelta> = BTreeMap::new();
-        for ((day, hour, method), counts) in self.changed_hours() {
-            let entry = days.entry((*day, *method)).or_default();
-            for (e, v) in entry.counts.iter_mut().zip(counts) {
-                *e += v;
-            }
-            if let Some(h) = usize::try_from(*hour).ok().and_then(|h| entry.hours.get_mut(h)) {
-                *h += counts[0];
-            }
-        }
-        days.retain(|_, d| !d.is_zero());
-        days
+    pub fn changed_days(&self) -> impl Iterator<Item = (&DayKey, &DayDelta)> {
+        self.days.iter().filter(|(_, d)| !d.is_zero())
     }
 }
 
@@ -137,16 +121,15 @@ mod tests {
         delta.add(None, &before);
         let after = visit(ConfirmationMethod::MynaCard, true, 9);
         delta.add(Some(&before), &after);
-        let changed: Vec<_> = delta.changed_hours().collect();
-        assert_eq!(changed.len(), 1, "the old bucket nets to zero: {changed:?}");
-        assert_eq!(changed[0].0.1, 9);
-        assert_eq!(changed[0].1[0..2], [1, 1]);
         assert_eq!(delta.patients.get(&(YearMonth::of(after.date), "p1".into())), Some(&true));
-        let days = delta.changed_days();
-        assert_eq!(days.len(), 1, "one day, one method: {days:?}");
-        let day = days.values().next().copied().unwrap_or_default();
+        let days: Vec<_> = delta.changed_days().collect();
+        assert_eq!(days.len(), 1, "the old method's row nets to zero: {days:?}");
+        let (key, day) = days[0];
+        assert_eq!(*key, (after.date, ConfirmationMethod::MynaCard.as_str()));
         assert_eq!(day.counts[0..2], [1, 1]);
-        assert_eq!((day.hours[9], day.hours[10]), (1, 0), "the reception counts at 9:00, none is left at 10:00");
+        let mut hours = [0; 24];
+        hours[9] = 1;
+        assert_eq!(day.hours, hours, "the reception counts at 9:00, none is left at 10:00");
     }
 
     #[test]
@@ -155,12 +138,13 @@ mod tests {
         let before = visit(ConfirmationMethod::MynaCard, true, 10);
         let after = visit(ConfirmationMethod::MynaCard, true, 9);
         delta.add(Some(&before), &after);
-        assert_eq!(delta.changed_hours().count(), 2);
-        let days = delta.changed_days();
+        let days: Vec<_> = delta.changed_days().collect();
         assert_eq!(days.len(), 1);
-        let day = days.values().next().copied().unwrap_or_default();
+        let day = days[0].1;
         assert_eq!(day.counts, [0; 9], "the day's counters do not change");
-        assert_eq!((day.hours[9], day.hours[10]), (1, -1));
+        let mut hours = [0; 24];
+        (hours[9], hours[10]) = (1, -1);
+        assert_eq!(day.hours, hours, "two hours change");
     }
 
     #[test]
@@ -168,6 +152,6 @@ mod tests {
         let mut delta = RollupDelta::default();
         let same = visit(ConfirmationMethod::MynaCard, true, 10);
         delta.add(Some(&same), &same);
-        assert!(delta.changed_days().is_empty());
+        assert_eq!(delta.changed_days().count(), 0);
     }
 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::entities::{monthly_patients, monthly_usage, reception_daily, visits};
 use crate::{ClinicScope, StoreError, TenantStore};
 
-/// The daily rollup's counters, in `HourlyCounts`' order.
+/// The daily rollup's counters, in `Counts`' order.
 const DAILY_COUNTERS: [reception_daily::Column; 9] = {
     use reception_daily::Column as D;
     [
@@ -95,8 +95,8 @@ pub(crate) async fn apply(
     // day's counters and to each hour's receptions.
     let days: Vec<reception_daily::ActiveModel> = deltas
         .iter()
-        .flat_map(|(clinic, delta)| delta.changed_days().into_iter().map(move |bucket| (*clinic, bucket)))
-        .map(|(clinic, ((day, method), d))| {
+        .flat_map(|(clinic, delta)| delta.changed_days().map(move |row| (*clinic, row)))
+        .map(|(clinic, (&(day, method), d))| {
             let mut row = reception_daily::ActiveModel {
                 tenant_id: sea_orm::Set(tenant),
                 clinic_id: sea_orm::Set(clinic),

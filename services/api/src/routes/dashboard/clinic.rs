@@ -79,6 +79,7 @@ pub(crate) async fn clinic(
     q: web::Query<RangeQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let store = state.store.tenant(caller.scope);
+    let lang = page.lang;
     let clinic = caller.clinic(&store, &path).await?;
     let id = clinic.id;
     let now = OffsetDateTime::now_utc();
@@ -131,7 +132,7 @@ pub(crate) async fn clinic(
     let range_from = from.midnight().assume_offset(onshi_domain::jst::JST);
     let range_to = (to.next_day().unwrap_or(to)).midnight().assume_offset(onshi_domain::jst::JST).min(now);
     let located: Vec<_> = agents.iter().map(|d| (d, clinic.code.prefecture())).collect();
-    let wide = super::outage::wide_outages(&state, page.lang, &located, now).await?;
+    let wide = super::outage::wide_outages(&state, lang, &located, now).await?;
     let ids: Vec<_> = agents.iter().map(|d| d.id).collect();
     let uptime = store.uptime(&ids, range_from, range_to).await?;
     let names: Vec<_> = agents.iter().map(|d| (d.id, d.name.clone())).collect();
@@ -147,14 +148,14 @@ pub(crate) async fn clinic(
                 _ => Vec::new(),
             };
             if let Some(h) = d.last_heartbeat.as_ref().filter(|h| h.quarantined > 0) {
-                notes.push(format!("{} {}", page.lang.t("隔離したファイル", "Quarantined files"), h.quarantined));
+                notes.push(format!("{} {}", lang.t("隔離したファイル", "Quarantined files"), h.quarantined));
             }
             (
                 d.name,
-                page.lang.t(health.label_ja(), health.label_en()),
+                lang.t(health.label_ja(), health.label_en()),
                 health.css_class(),
                 seen,
-                notes.join(page.lang.t("、", ", ")),
+                notes.join(lang.t("、", ", ")),
             )
         })
         .collect();
@@ -206,11 +207,10 @@ pub(crate) async fn clinic(
         .filter(|(_, u)| u.clinic == clinic.id)
         .map(|(m, u)| (m, MonthCount { patients: u.patients, myna: u.myna_patients }))
         .collect();
-    let lang = page.lang;
     let figures = super::figures::usage_figures(&state.rules, &store, &clinic, this_month, lang).await?;
     let usage = super::overview::row(
         &state.rules,
-        page.lang,
+        lang,
         (clinic.id.to_string(), clinic.name.clone(), clinic.kind),
         &history,
         &[this_month],
