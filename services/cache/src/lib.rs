@@ -22,6 +22,9 @@ pub use redis_cache::RedisCache;
 pub enum CacheError {
     #[error("redis error")]
     Redis(#[from] redis::RedisError),
+    /// Redis failed to answer a moment ago; not tried again yet (see `RedisCache`).
+    #[error("redis unavailable")]
+    Unavailable,
 }
 
 /// A stream of published payloads for one channel.
