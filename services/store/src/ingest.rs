@@ -412,17 +412,44 @@ impl TenantStore<'_> {
         let dates: std::collections::BTreeSet<time::Date> =
             fresh.values().flat_map(|v| v.values().map(|v| v.date)).collect();
         let mut stored: HashMap<(Uuid, String), visits::Model> = HashMap::new();
-        for chunk in keys.chunks(500) {
+        if let (Some(first), Some(last), sea_orm::DatabaseBackend::Postgres) =
+            (dates.first(), dates.last(), sea_orm::ConnectionTrait::get_database_backend(txn))
+        {
+            // One statement of fixed text, whatever the counts (parsed once per connection). The date range
+            // lets the planner prune the monthly partitions, which `= ANY` of an array alone does not; it
+            // plans each execution for that (a generic plan measured five times slower).
             let rows = visits::Entity::find()
-                .filter(visits::Column::TenantId.eq(self.tenant))
-                .filter(visits::Column::ClinicId.is_in(clinics.iter().copied()))
-                .filter(visits::Column::VisitDate.is_in(dates.iter().copied()))
-                .filter(visits::Column::VisitKey.is_in(chunk.iter().cloned()))
-                .order_by_asc(visits::Column::VisitKey)
-                .lock_exclusive()
+                .from_raw_sql(sea_orm::Statement::from_sql_and_values(
+                    sea_orm::DatabaseBackend::Postgres,
+                    "SELECT * FROM visits WHERE tenant_id = $1 AND clinic_id = ANY($2::uuid[]) \
+                       AND visit_date BETWEEN $3 AND $4 AND visit_date = ANY($5::date[]) \
+                       AND visit_key = ANY($6::text[]) \
+                     ORDER BY visit_key FOR UPDATE",
+                    [
+                        self.tenant.into(),
+                        clinics.clone().into(),
+                        (*first).into(),
+                        (*last).into(),
+                        dates.iter().copied().collect::<Vec<_>>().into(),
+                        keys.clone().into(),
+                    ],
+                ))
                 .all(txn)
                 .await?;
             stored.extend(rows.into_iter().map(|m| ((m.clinic_id, m.visit_key.clone()), m)));
+        } else {
+            for chunk in keys.chunks(500) {
+                let rows = visits::Entity::find()
+                    .filter(visits::Column::TenantId.eq(self.tenant))
+                    .filter(visits::Column::ClinicId.is_in(clinics.iter().copied()))
+                    .filter(visits::Column::VisitDate.is_in(dates.iter().copied()))
+                    .filter(visits::Column::VisitKey.is_in(chunk.iter().cloned()))
+                    .order_by_asc(visits::Column::VisitKey)
+                    .lock_exclusive()
+                    .all(txn)
+                    .await?;
+                stored.extend(rows.into_iter().map(|m| ((m.clinic_id, m.visit_key.clone()), m)));
+            }
         }
         let mut new_rows: Vec<(Uuid, Uuid, Visit)> = Vec::new();
         let mut merged_rows: Vec<(Uuid, Visit)> = Vec::new();

@@ -84,35 +84,19 @@ where
 }
 
 /// Adds each clinic's delta to its rollups, inside the caller's transaction: all of a group's clinics in
-/// one statement per table (and per 500 rows), not one round of statements per clinic.
+/// one statement per table, not one round of statements per clinic. On PostgreSQL each statement's text
+/// is fixed (rows travel as arrays or a JSON array), so a connection parses and plans it once; on SQLite
+/// sea-orm builds rows of values, 500 to a statement.
 pub(crate) async fn apply(
     txn: &DatabaseTransaction,
     tenant: Uuid,
     deltas: &[(Uuid, RollupDelta)],
 ) -> Result<(), StoreError> {
-    use reception_daily::Column as D;
-    // One statement per 500 (clinic, day, method) rows: rows that exist get the difference added, to the
-    // day's counters and to each hour's receptions.
-    let days: Vec<reception_daily::ActiveModel> = deltas
-        .iter()
-        .flat_map(|(clinic, delta)| delta.changed_days().map(move |row| (*clinic, row)))
-        .map(|(clinic, (&(day, method), d))| {
-            let mut row = reception_daily::ActiveModel {
-                tenant_id: sea_orm::Set(tenant),
-                clinic_id: sea_orm::Set(clinic),
-                day: sea_orm::Set(day),
-                method: sea_orm::Set(method.to_owned()),
-                ..Default::default()
-            };
-            for (col, n) in DAILY_COUNTERS.iter().zip(d.counts).chain(DAILY_HOURS.iter().zip(d.hours)) {
-                row.set(*col, n.into());
-            }
-            row
-        })
-        .collect();
-    let counters: Vec<D> = DAILY_COUNTERS.iter().chain(&DAILY_HOURS).copied().collect();
-    add_counts::<reception_daily::Entity, 4>(txn, days, [D::TenantId, D::ClinicId, D::Day, D::Method], &counters)
-        .await?;
+    if pg(txn) {
+        upsert_daily_pg(txn, tenant, deltas).await?;
+    } else {
+        upsert_daily(txn, tenant, deltas).await?;
+    }
     // (clinic, month, patient) → seen with マイナ保険証 in this group.
     let patients: BTreeMap<(Uuid, String, String), bool> = deltas
         .iter()
@@ -126,43 +110,22 @@ pub(crate) async fn apply(
     // Which of these patient-months exist already, and with what flag: a new one counts a patient, a
     // flag turning true counts a マイナ保険証 patient. Concurrent first sightings of one patient conflict on
     // the key and the loser retries (a transient error), so counts stay exact.
-    use monthly_patients::Column as M;
-    let set = |f: fn(&(Uuid, String, String)) -> String| -> Vec<String> {
-        patients.keys().map(f).collect::<std::collections::BTreeSet<_>>().into_iter().collect()
+    let existing = if pg(txn) {
+        patient_months_pg(txn, tenant, &patients).await?
+    } else {
+        patient_months(txn, tenant, &patients).await?
     };
-    let months = set(|(_, m, _)| m.clone());
-    let clinics: std::collections::BTreeSet<Uuid> = patients.keys().map(|(c, _, _)| *c).collect();
-    let mut existing: BTreeMap<(Uuid, String, String), bool> = BTreeMap::new();
-    for chunk in set(|(_, _, p)| p.clone()).chunks(500) {
-        // The product of the three lists covers every wanted key; rows of other combinations are ignored.
-        let rows = monthly_patients::Entity::find()
-            .filter(M::TenantId.eq(tenant))
-            .filter(M::ClinicId.is_in(clinics.iter().copied()))
-            .filter(M::Month.is_in(months.iter().cloned()))
-            .filter(M::Patient.is_in(chunk.iter().cloned()))
-            .lock_exclusive()
-            .all(txn)
-            .await?;
-        existing.extend(rows.into_iter().map(|r| ((r.clinic_id, r.month, r.patient), r.myna)));
-    }
     // (month, clinic) → (new patients, new マイナ保険証 patients)
-    let mut usage: BTreeMap<(String, Uuid), (i32, i32)> = BTreeMap::new();
+    let mut usage: UsageDelta = BTreeMap::new();
     let mut fresh = Vec::new();
-    // Patient-months whose flag turns true, per clinic-month: one UPDATE per clinic-month and 500 patients.
-    let mut turned: BTreeMap<(Uuid, String), Vec<String>> = BTreeMap::new();
+    let mut turned: Turned = BTreeMap::new();
     for ((clinic, month, patient), myna) in &patients {
         match existing.get(&(*clinic, month.clone(), patient.clone())) {
             None => {
                 let u = usage.entry((month.clone(), *clinic)).or_default();
                 u.0 += 1;
                 u.1 += i32::from(*myna);
-                fresh.push(monthly_patients::ActiveModel {
-                    tenant_id: sea_orm::Set(tenant),
-                    clinic_id: sea_orm::Set(*clinic),
-                    month: sea_orm::Set(month.clone()),
-                    patient: sea_orm::Set(patient.clone()),
-                    myna: sea_orm::Set(*myna),
-                });
+                fresh.push(((*clinic, month.clone(), patient.clone()), *myna));
             }
             Some(false) if *myna => {
                 usage.entry((month.clone(), *clinic)).or_default().1 += 1;
@@ -171,6 +134,30 @@ pub(crate) async fn apply(
             Some(_) => {}
         }
     }
+    if pg(txn) {
+        write_patients_pg(txn, tenant, &turned, &fresh, &usage).await
+    } else {
+        write_patients(txn, tenant, turned, fresh, usage).await
+    }
+}
+
+/// Clinic-month → patients whose マイナ保険証 flag turns true.
+type Turned = BTreeMap<(Uuid, String), Vec<String>>;
+/// Patient-months seen for the first time, with their flag.
+type Fresh = Vec<((Uuid, String, String), bool)>;
+/// (month, clinic) → (new patients, new マイナ保険証 patients).
+type UsageDelta = BTreeMap<(String, Uuid), (i32, i32)>;
+
+/// Writes the patient-months and the clinic-month counts through sea-orm (SQLite).
+async fn write_patients(
+    txn: &DatabaseTransaction,
+    tenant: Uuid,
+    turned: Turned,
+    fresh: Fresh,
+    usage: UsageDelta,
+) -> Result<(), StoreError> {
+    use monthly_patients::Column as M;
+    // One UPDATE per clinic-month and 500 patients.
     for ((clinic, month), patients) in turned {
         for chunk in patients.chunks(500) {
             monthly_patients::Entity::update_many()
@@ -184,7 +171,14 @@ pub(crate) async fn apply(
         }
     }
     for chunk in fresh.chunks(500) {
-        monthly_patients::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
+        let rows = chunk.iter().map(|((clinic, month, patient), myna)| monthly_patients::ActiveModel {
+            tenant_id: sea_orm::Set(tenant),
+            clinic_id: sea_orm::Set(*clinic),
+            month: sea_orm::Set(month.clone()),
+            patient: sea_orm::Set(patient.clone()),
+            myna: sea_orm::Set(*myna),
+        });
+        monthly_patients::Entity::insert_many(rows).exec_without_returning(txn).await?;
     }
     use monthly_usage::Column as U;
     let usage: Vec<monthly_usage::ActiveModel> = usage
@@ -205,6 +199,219 @@ pub(crate) async fn apply(
         &[U::Patients, U::MynaPatients],
     )
     .await
+}
+
+/// The same on PostgreSQL: at most three statements of fixed text, whatever the row count.
+async fn write_patients_pg(
+    txn: &DatabaseTransaction,
+    tenant: Uuid,
+    turned: &Turned,
+    fresh: &Fresh,
+    usage: &UsageDelta,
+) -> Result<(), StoreError> {
+    use sea_orm::ConnectionTrait;
+    let run = |sql: &'static str, values: Vec<sea_orm::Value>| {
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(sea_orm::DatabaseBackend::Postgres, sql, values))
+    };
+    if !turned.is_empty() {
+        let keys: Vec<(Uuid, String, String)> = turned
+            .iter()
+            .flat_map(|((clinic, month), patients)| patients.iter().map(|p| (*clinic, month.clone(), p.clone())))
+            .collect();
+        let (clinics, months, patients) = key_arrays(keys.iter());
+        run(
+            "UPDATE monthly_patients p SET myna = true \
+             FROM unnest($2::uuid[], $3::text[], $4::text[]) AS x(clinic_id, month, patient) \
+             WHERE p.tenant_id = $1 AND p.clinic_id = x.clinic_id AND p.month = x.month AND p.patient = x.patient",
+            vec![tenant.into(), clinics.into(), months.into(), patients.into()],
+        )
+        .await?;
+    }
+    if !fresh.is_empty() {
+        let (clinics, months, patients) = key_arrays(fresh.iter().map(|(key, _)| key));
+        let mynas: Vec<bool> = fresh.iter().map(|(_, myna)| *myna).collect();
+        run(
+            "INSERT INTO monthly_patients (tenant_id, clinic_id, month, patient, myna) \
+             SELECT $1, x.clinic_id, x.month, x.patient, x.myna \
+             FROM unnest($2::uuid[], $3::text[], $4::text[], $5::boolean[]) AS x(clinic_id, month, patient, myna)",
+            vec![tenant.into(), clinics.into(), months.into(), patients.into(), mynas.into()],
+        )
+        .await?;
+    }
+    let usage: UsageDelta =
+        usage.iter().filter(|(_, (p, m))| *p != 0 || *m != 0).map(|(k, v)| (k.clone(), *v)).collect();
+    if !usage.is_empty() {
+        run(
+            "INSERT INTO monthly_usage (tenant_id, month, clinic_id, patients, myna_patients) \
+             SELECT $1, x.month, x.clinic_id, x.patients, x.myna_patients \
+             FROM unnest($2::text[], $3::uuid[], $4::integer[], $5::integer[]) AS x(month, clinic_id, patients, myna_patients) \
+             ON CONFLICT (tenant_id, month, clinic_id) DO UPDATE SET \
+               patients = monthly_usage.patients + excluded.patients, \
+               myna_patients = monthly_usage.myna_patients + excluded.myna_patients",
+            vec![
+                tenant.into(),
+                usage.iter().map(|((m, _), _)| m.clone()).collect::<Vec<_>>().into(),
+                usage.iter().map(|((_, c), _)| *c).collect::<Vec<_>>().into(),
+                usage.iter().map(|(_, (p, _))| *p).collect::<Vec<_>>().into(),
+                usage.iter().map(|(_, (_, m))| *m).collect::<Vec<_>>().into(),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The daily rows' upsert through sea-orm (SQLite): one statement per 500 (clinic, day, method) rows;
+/// rows that exist get the difference added, to the day's counters and to each hour's receptions.
+async fn upsert_daily(
+    txn: &DatabaseTransaction,
+    tenant: Uuid,
+    deltas: &[(Uuid, RollupDelta)],
+) -> Result<(), StoreError> {
+    use reception_daily::Column as D;
+    let days: Vec<reception_daily::ActiveModel> = deltas
+        .iter()
+        .flat_map(|(clinic, delta)| delta.changed_days().map(move |row| (*clinic, row)))
+        .map(|(clinic, (&(day, method), d))| {
+            let mut row = reception_daily::ActiveModel {
+                tenant_id: sea_orm::Set(tenant),
+                clinic_id: sea_orm::Set(clinic),
+                day: sea_orm::Set(day),
+                method: sea_orm::Set(method.to_owned()),
+                ..Default::default()
+            };
+            for (col, n) in DAILY_COUNTERS.iter().zip(d.counts).chain(DAILY_HOURS.iter().zip(d.hours)) {
+                row.set(*col, n.into());
+            }
+            row
+        })
+        .collect();
+    let counters: Vec<D> = DAILY_COUNTERS.iter().chain(&DAILY_HOURS).copied().collect();
+    add_counts::<reception_daily::Entity, 4>(txn, days, [D::TenantId, D::ClinicId, D::Day, D::Method], &counters).await
+}
+
+/// The same on PostgreSQL in one statement of fixed text (parsed and planned once per connection, like
+/// the visits' writes): the rows as a JSON array read by `jsonb_to_recordset`. A text that changes with
+/// the row count, as `insert_many` builds, is parsed anew by most groups (about a millisecond each).
+async fn upsert_daily_pg(
+    txn: &DatabaseTransaction,
+    tenant: Uuid,
+    deltas: &[(Uuid, RollupDelta)],
+) -> Result<(), StoreError> {
+    use sea_orm::{ConnectionTrait, IdenStatic};
+    let mut rows = Vec::new();
+    for (clinic, delta) in deltas {
+        for (&(day, method), d) in delta.changed_days() {
+            let mut row = serde_json::Map::new();
+            row.insert("clinic_id".into(), serde_json::json!(clinic));
+            row.insert("day".into(), serde_json::json!(day.to_string()));
+            row.insert("method".into(), serde_json::json!(method));
+            for (col, n) in DAILY_COUNTERS.iter().zip(d.counts).chain(DAILY_HOURS.iter().zip(d.hours)) {
+                row.insert(col.as_str().into(), serde_json::json!(n));
+            }
+            rows.push(serde_json::Value::Object(row));
+        }
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+        sea_orm::DatabaseBackend::Postgres,
+        UPSERT_DAILY.as_str(),
+        [tenant.into(), serde_json::Value::Array(rows).into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// [`upsert_daily_pg`]'s text, made once from the column lists.
+static UPSERT_DAILY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    use sea_orm::IdenStatic;
+    let counters: Vec<&str> = DAILY_COUNTERS.iter().chain(&DAILY_HOURS).map(|c| c.as_str()).collect();
+    format!(
+        "INSERT INTO reception_daily (tenant_id, clinic_id, day, method, {cols}) \
+         SELECT $1, x.clinic_id, x.day, x.method, {xs} \
+         FROM jsonb_to_recordset($2::jsonb) AS x(clinic_id uuid, day date, method text, {typed}) \
+         ON CONFLICT (tenant_id, clinic_id, day, method) DO UPDATE SET {sums}",
+        cols = counters.join(", "),
+        xs = counters.iter().map(|c| format!("x.{c}")).collect::<Vec<_>>().join(", "),
+        typed = counters.iter().map(|c| format!("{c} integer")).collect::<Vec<_>>().join(", "),
+        sums =
+            counters.iter().map(|c| format!("{c} = reception_daily.{c} + excluded.{c}")).collect::<Vec<_>>().join(", "),
+    )
+});
+
+fn pg(txn: &DatabaseTransaction) -> bool {
+    sea_orm::ConnectionTrait::get_database_backend(txn) == sea_orm::DatabaseBackend::Postgres
+}
+
+/// Which of the wanted patient-months exist, with their flag, locked for the transaction (SQLite): the
+/// product of the clinic, month and patient lists covers every wanted key; other combinations are
+/// ignored.
+async fn patient_months(
+    txn: &DatabaseTransaction,
+    tenant: Uuid,
+    wanted: &BTreeMap<(Uuid, String, String), bool>,
+) -> Result<BTreeMap<(Uuid, String, String), bool>, StoreError> {
+    use monthly_patients::Column as M;
+    let set = |f: fn(&(Uuid, String, String)) -> String| -> Vec<String> {
+        wanted.keys().map(f).collect::<std::collections::BTreeSet<_>>().into_iter().collect()
+    };
+    let months = set(|(_, m, _)| m.clone());
+    let clinics: std::collections::BTreeSet<Uuid> = wanted.keys().map(|(c, _, _)| *c).collect();
+    let mut existing = BTreeMap::new();
+    for chunk in set(|(_, _, p)| p.clone()).chunks(500) {
+        let rows = monthly_patients::Entity::find()
+            .filter(M::TenantId.eq(tenant))
+            .filter(M::ClinicId.is_in(clinics.iter().copied()))
+            .filter(M::Month.is_in(months.iter().cloned()))
+            .filter(M::Patient.is_in(chunk.iter().cloned()))
+            .lock_exclusive()
+            .all(txn)
+            .await?;
+        existing.extend(rows.into_iter().map(|r| ((r.clinic_id, r.month, r.patient), r.myna)));
+    }
+    Ok(existing)
+}
+
+/// The same on PostgreSQL: exactly the wanted keys (three arrays joined by position), one statement of
+/// fixed text, rows locked in the keys' order, which every transaction shares.
+async fn patient_months_pg(
+    txn: &DatabaseTransaction,
+    tenant: Uuid,
+    wanted: &BTreeMap<(Uuid, String, String), bool>,
+) -> Result<BTreeMap<(Uuid, String, String), bool>, StoreError> {
+    use sea_orm::ConnectionTrait;
+    let (clinics, months, patients) = key_arrays(wanted.keys());
+    let rows = txn
+        .query_all_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DatabaseBackend::Postgres,
+            "SELECT p.clinic_id, p.month, p.patient, p.myna FROM monthly_patients p \
+             JOIN unnest($2::uuid[], $3::text[], $4::text[]) WITH ORDINALITY AS x(clinic_id, month, patient, n) \
+               ON p.clinic_id = x.clinic_id AND p.month = x.month AND p.patient = x.patient \
+             WHERE p.tenant_id = $1 ORDER BY x.n FOR UPDATE OF p",
+            [tenant.into(), clinics.into(), months.into(), patients.into()],
+        ))
+        .await?;
+    let mut existing = BTreeMap::new();
+    for row in rows {
+        existing.insert(
+            (row.try_get("", "clinic_id")?, row.try_get("", "month")?, row.try_get("", "patient")?),
+            row.try_get("", "myna")?,
+        );
+    }
+    Ok(existing)
+}
+
+/// Patient-month keys as one array per column, for `unnest`.
+fn key_arrays<'a>(keys: impl Iterator<Item = &'a (Uuid, String, String)>) -> (Vec<Uuid>, Vec<String>, Vec<String>) {
+    let mut arrays = (Vec::new(), Vec::new(), Vec::new());
+    for (clinic, month, patient) in keys {
+        arrays.0.push(*clinic);
+        arrays.1.push(month.clone());
+        arrays.2.push(patient.clone());
+    }
+    arrays
 }
 
 /// A clinic-month of the estimate: distinct patients, and those confirmed with マイナ保険証.
