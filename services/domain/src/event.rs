@@ -194,6 +194,14 @@ impl IdentityCheck {
         }
     }
 
+    pub fn label_en(self) -> &'static str {
+        match self {
+            Self::Face => "Face recognition",
+            Self::Pin => "PIN",
+            Self::Visual => "Visual check by staff",
+        }
+    }
+
     /// An order for merging confirmations of one visit (the result must not depend on arrival order).
     fn rank(self) -> u8 {
         match self {

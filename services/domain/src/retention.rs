@@ -46,6 +46,13 @@ impl RetentionBasis {
         }
     }
 
+    pub fn label_en(self) -> &'static str {
+        match self {
+            RetentionBasis::MedicalRecord => "Part of the medical record (5 years)",
+            RetentionBasis::Billing => "Records of 療養の給付 only (3 years)",
+        }
+    }
+
     /// The first day that must still be kept on `today`: the first day of the month `years` before
     /// today's month. Everything dated before it is past the floor by at least the floor itself.
     pub fn keep_from(self, today: Date) -> Date {

@@ -113,12 +113,29 @@ both_modes!(the_usage_dashboard_shows_known_answers_from_rollups, |app| {
     let identity = detail.body.split("data-testid=\"identity\"").nth(1).unwrap().split("</table>").next().unwrap();
     assert!(identity.contains("顔認証</th><td class=\"num\">3<"), "{identity}");
     assert!(detail.body.contains(&format!("/clinics/{clinic}/receptions?date=2026-10-13")), "drill-down to the day");
+    // A clinic whose receptions never say how the holder was identified gets a sentence, not a table of zeros.
+    let other = b.get(&format!("/dashboard/clinics/{}?from=2026-10-01&to=2026-10-31", app.clinics[1].clinic.id)).await;
+    assert!(
+        other.body.contains("data-testid=\"identity-unknown\"") && !other.body.contains("data-testid=\"identity\""),
+        "{}",
+        other.body
+    );
 
     // Every table of the clinic page has a CSV form.
     let days = b.get(&format!("/dashboard/clinics/{clinic}?from=2026-10-01&to=2026-10-31&format=csv&table=days")).await;
     assert!(days.body.starts_with('\u{feff}') && days.body.contains("\"2026-10-02\",\"2\""), "{}", days.body);
     let methods =
         b.get(&format!("/dashboard/clinics/{clinic}?from=2026-10-01&to=2026-10-31&format=csv&table=methods")).await;
+    assert!(methods.body.contains("\"マイナ保険証\",\"3\""), "{}", methods.body);
+    // In English the page's tables are labelled in English; the CSV files stay Japanese.
+    let en = b.get(&format!("/dashboard/clinics/{clinic}?from=2026-10-01&to=2026-10-31&lang=en")).await.body;
+    let identity = en.split("data-testid=\"identity\"").nth(1).unwrap().split("</table>").next().unwrap();
+    assert!(identity.contains("Face recognition</th><td class=\"num\">3<"), "{identity}");
+    let table = en.split("data-testid=\"methods\"").nth(1).unwrap().split("</table>").next().unwrap();
+    assert!(table.contains("マイナ保険証 (card)</th>") && !table.contains("健康保険証"), "{table}");
+    let methods = b
+        .get(&format!("/dashboard/clinics/{clinic}?from=2026-10-01&to=2026-10-31&format=csv&table=methods&lang=en"))
+        .await;
     assert!(methods.body.contains("\"マイナ保険証\",\"3\""), "{}", methods.body);
     // The overview can be narrowed to clinics.
     let only = b.get(&format!("/dashboard?to=2026-10&months=2&clinics={}", app.clinics[1].clinic.id)).await;

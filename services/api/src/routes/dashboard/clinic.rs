@@ -32,6 +32,9 @@ struct ClinicPage {
     methods: String,
     method_rows: Vec<(String, i64)>,
     identity_rows: Vec<(&'static str, i64)>,
+    /// Whether any reception of the period says how the holder was identified: the terminal's files never
+    /// do (docs/dashboards.md), so without a connected system the table would be all "not recorded".
+    identity_known: bool,
     consents: Vec<(&'static str, String)>,
     invalid: i64,
     invalid_list: Vec<(String, &'static str, &'static str, String)>,
@@ -111,18 +114,20 @@ pub(crate) async fn clinic(
         pin += r.pin;
         visual += r.visual;
     }
-    let mut method_rows: Vec<(String, i64)> = methods.into_iter().map(|(m, n)| (m.label_ja().to_owned(), n)).collect();
-    method_rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    // Typed until the end: the page shows them in its language, the CSV files in Japanese like the others.
+    let mut method_counts: Vec<(ConfirmationMethod, i64)> = methods.into_iter().collect();
+    method_counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.as_str().cmp(b.0.as_str())));
+    let method_rows: Vec<(String, i64)> =
+        method_counts.iter().map(|(m, n)| (lang.t(m.label_ja(), m.label_en()).to_owned(), *n)).collect();
     let share = |n: i64| if myna > 0 { format!("{:.1}%", 100.0 * n as f64 / myna as f64) } else { "—".to_owned() };
-    let invalid_list: Vec<(String, &'static str, &'static str, String)> = store
-        .invalid_visits(&clinic, from, to, 50)
-        .await?
-        .into_iter()
+    let invalid_visits = store.invalid_visits(&clinic, from, to, 50).await?;
+    let invalid_list: Vec<(String, &'static str, &'static str, String)> = invalid_visits
+        .iter()
         .map(|v| {
             (
                 crate::web::time::jst_minute(&v.last_at),
-                v.method.label_ja(),
-                v.result.label_ja(),
+                lang.t(v.method.label_ja(), v.method.label_en()),
+                lang.t(v.result.label_ja(), v.result.label_en()),
                 onshi_domain::jst::date_of(v.last_at).to_string(),
             )
         })
@@ -178,12 +183,21 @@ pub(crate) async fn clinic(
             "methods" => csv_response(
                 &name("methods"),
                 &["確認方法", "受付"],
-                method_rows.iter().map(|(m, n)| vec![m.clone(), n.to_string()]).collect(),
+                method_counts.iter().map(|(m, n)| vec![m.label_ja().to_owned(), n.to_string()]).collect(),
             ),
             "invalid" => csv_response(
                 &name("invalid"),
                 &["日時", "確認方法", "結果"],
-                invalid_list.iter().map(|(t, m, r, _)| vec![t.clone(), (*m).to_owned(), (*r).to_owned()]).collect(),
+                invalid_visits
+                    .iter()
+                    .map(|v| {
+                        vec![
+                            crate::web::time::jst_minute(&v.last_at),
+                            v.method.label_ja().to_owned(),
+                            v.result.label_ja().to_owned(),
+                        ]
+                    })
+                    .collect(),
             ),
             "outages" => csv_response(
                 &name("outages"),
@@ -217,6 +231,7 @@ pub(crate) async fn clinic(
         today,
         &figures.known,
     );
+    let identity = |i: onshi_domain::IdentityCheck| lang.t(i.label_ja(), i.label_en());
     ok(ClinicPage {
         figures,
         usage,
@@ -229,13 +244,18 @@ pub(crate) async fn clinic(
         heatmap_rows: weekdays(lang).iter().zip(matrix).map(|(l, hours)| ((*l).to_owned(), hours.to_vec())).collect(),
         methods: bars(&method_rows),
         method_rows,
+        identity_known: face + pin + visual > 0,
         identity_rows: vec![
-            (onshi_domain::IdentityCheck::Face.label_ja(), face),
-            (onshi_domain::IdentityCheck::Pin.label_ja(), pin),
-            (onshi_domain::IdentityCheck::Visual.label_ja(), visual),
-            ("記録なし", (myna - face - pin - visual).max(0)),
+            (identity(onshi_domain::IdentityCheck::Face), face),
+            (identity(onshi_domain::IdentityCheck::Pin), pin),
+            (identity(onshi_domain::IdentityCheck::Visual), visual),
+            (lang.t("記録なし", "Not recorded"), (myna - face - pin - visual).max(0)),
         ],
-        consents: vec![("薬剤情報", share(med)), ("診療情報", share(diag)), ("特定健診", share(check))],
+        consents: vec![
+            (lang.t("薬剤情報", "Medication"), share(med)),
+            (lang.t("診療情報", "Diagnoses and treatment"), share(diag)),
+            (lang.t("特定健診", "Specific health checkups"), share(check)),
+        ],
         invalid,
         invalid_list,
         devices,
