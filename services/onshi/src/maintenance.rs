@@ -61,6 +61,8 @@ pub async fn run(
             keep_from = %purge.keep_from,
             visits = purge.visits,
             raw_events = purge.raw_events,
+            device_uptime = purge.device_uptime,
+            device_alerts = purge.device_alerts,
             dry_run,
             "retention"
         );

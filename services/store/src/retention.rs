@@ -2,7 +2,9 @@
 //!
 //! One transaction per tenant removes, for whole months before the tenant's `keep_from`: visits, the raw
 //! events they came from, the per-month patient sets the dashboards use, and billing reviews of those
-//! months; and appends one `retention.purge` entry with the counts to the tenant's audit chain, so what was
+//! months, and the agents' availability intervals and resolved alerts that ended before the same day (no
+//! patient in them, but they are kept as long as the visits they explain, and no longer); and appends one
+//! `retention.purge` entry with the counts to the tenant's audit chain, so what was
 //! removed, when and why is itself kept. Rollup counters (no patient in them) stay for the long-term
 //! dashboards. Archived raw batches in the object store expire by the bucket's lifecycle rule
 //! (docs/operations.md), which is set to the longest floor.
@@ -17,7 +19,7 @@ use serde::Serialize;
 use time::{Date, OffsetDateTime, PrimitiveDateTime, Time};
 
 use crate::audit::{AuditEntry, AuditResult, append};
-use crate::entities::{billing_reviews, monthly_patients, raw_events, tenants, visits};
+use crate::entities::{billing_reviews, device_alerts, device_uptime, monthly_patients, raw_events, tenants, visits};
 use crate::{Store, StoreError, TenantStore};
 
 /// What a purge removed (or, in a dry run, would remove) for one tenant.
@@ -31,6 +33,10 @@ pub struct Purge {
     pub raw_events: u64,
     pub monthly_patients: u64,
     pub billing_reviews: u64,
+    /// Availability intervals that ended before `keep_from`.
+    pub device_uptime: u64,
+    /// Alerts resolved before `keep_from` (open ones stay, however old).
+    pub device_alerts: u64,
     pub dry_run: bool,
 }
 
@@ -109,6 +115,14 @@ impl TenantStore<'_> {
         let reviews_due = Condition::all()
             .add(billing_reviews::Column::TenantId.eq(tenant))
             .add(billing_reviews::Column::Month.lt(month.clone()));
+        let cutoff_utc = cutoff.to_offset(time::UtcOffset::UTC);
+        let uptime_due = Condition::all()
+            .add(device_uptime::Column::TenantId.eq(tenant))
+            .add(device_uptime::Column::EndedAt.lt(cutoff_utc));
+        let alerts_due = Condition::all()
+            .add(device_alerts::Column::TenantId.eq(tenant))
+            .add(device_alerts::Column::ResolvedAt.is_not_null())
+            .add(device_alerts::Column::ResolvedAt.lt(cutoff_utc));
 
         // A dry run counts exactly the rows the purge would delete: the same conditions serve both.
         let (visits, raw_events, monthly_patients, billing_reviews) = if dry_run {
@@ -124,6 +138,17 @@ impl TenantStore<'_> {
                 raw_events::Entity::delete_many().filter(raw_due).exec(&txn).await?.rows_affected,
                 monthly_patients::Entity::delete_many().filter(patients_due).exec(&txn).await?.rows_affected,
                 billing_reviews::Entity::delete_many().filter(reviews_due).exec(&txn).await?.rows_affected,
+            )
+        };
+        let (device_uptime, device_alerts) = if dry_run {
+            (
+                device_uptime::Entity::find().filter(uptime_due).count(&txn).await?,
+                device_alerts::Entity::find().filter(alerts_due).count(&txn).await?,
+            )
+        } else {
+            (
+                device_uptime::Entity::delete_many().filter(uptime_due).exec(&txn).await?.rows_affected,
+                device_alerts::Entity::delete_many().filter(alerts_due).exec(&txn).await?.rows_affected,
             )
         };
         // The desk's follow-up statuses go with the visits they are about (not counted on their own).
@@ -142,9 +167,17 @@ impl TenantStore<'_> {
             raw_events,
             monthly_patients,
             billing_reviews,
+            device_uptime,
+            device_alerts,
             dry_run,
         };
-        if !dry_run && purge.visits + purge.raw_events + purge.monthly_patients + purge.billing_reviews > 0 {
+        let removed = purge.visits
+            + purge.raw_events
+            + purge.monthly_patients
+            + purge.billing_reviews
+            + purge.device_uptime
+            + purge.device_alerts;
+        if !dry_run && removed > 0 {
             let mut entry = AuditEntry::new(None, "system", "retention.purge", &month, AuditResult::Success);
             entry.details = serde_json::json!({
                 "basis": purge.basis,
@@ -154,6 +187,8 @@ impl TenantStore<'_> {
                 "raw_events": purge.raw_events,
                 "monthly_patients": purge.monthly_patients,
                 "billing_reviews": purge.billing_reviews,
+                "device_uptime": purge.device_uptime,
+                "device_alerts": purge.device_alerts,
             });
             append(&txn, &tenant.to_string(), Some(tenant), &entry).await?;
         }

@@ -169,12 +169,42 @@ both_modes!(retention_keeps_every_record_until_its_floor_and_audits_what_it_remo
     let total = "SELECT count(*) FROM visits".to_owned();
     let all_before = count(&store, &total).await;
 
-    // Default basis: part of the 診療録, 5 years. Only the 6-year-old record goes.
+    // The agent's records of those days: an availability interval and a resolved alert at the oldest
+    // reception's time, and an alert at the next one that is still open. Copied from the raw events so the
+    // ids and times have each database's own format.
+    let exec = |sql: &'static str| sea_orm::ConnectionTrait::execute_unprepared(store.connection(), sql);
+    exec(
+        "INSERT INTO device_uptime (tenant_id, device_id, started_at, ended_at, state) \
+         SELECT tenant_id, device_id, occurred_at, occurred_at, 'up' FROM raw_events ORDER BY occurred_at LIMIT 1",
+    )
+    .await
+    .unwrap();
+    exec(
+        "INSERT INTO device_alerts (id, tenant_id, clinic_id, device_id, kind, since, raised_at, resolved_at, created_at) \
+         SELECT event_id, tenant_id, clinic_id, device_id, 'offline', occurred_at, occurred_at, occurred_at, occurred_at \
+         FROM raw_events ORDER BY occurred_at LIMIT 1",
+    )
+    .await
+    .unwrap();
+    exec(
+        "INSERT INTO device_alerts (id, tenant_id, clinic_id, device_id, kind, since, raised_at, resolved_at, created_at) \
+         SELECT event_id, tenant_id, clinic_id, device_id, 'reader', occurred_at, occurred_at, NULL, occurred_at \
+         FROM raw_events ORDER BY occurred_at LIMIT 1 OFFSET 1",
+    )
+    .await
+    .unwrap();
+
+    // Default basis: part of the 診療録, 5 years. Only the 6-year-old record goes, with the agent's records of
+    // that time; the open alert stays.
     assert_eq!(app.store().retention_basis().await.unwrap(), RetentionBasis::MedicalRecord);
     let report = onshi::maintenance::run(&store, today, 3, false).await.unwrap();
     let mine = report.purges.iter().find(|p| p.tenant == app.tenant).unwrap();
     assert_eq!(mine.keep_from, RetentionBasis::MedicalRecord.keep_from(today));
     assert!(mine.visits >= 1 && mine.raw_events >= 1, "{mine:?}");
+    assert_eq!((mine.device_uptime, mine.device_alerts), (1, 1), "{mine:?}");
+    assert_eq!(count(&store, "SELECT count(*) FROM device_uptime").await, 0);
+    assert_eq!(count(&store, "SELECT count(*) FROM device_alerts WHERE resolved_at IS NULL").await, 1);
+    assert_eq!(count(&store, "SELECT count(*) FROM device_alerts").await, 1);
     assert_eq!(count(&store, &visits_before(RetentionBasis::MedicalRecord.keep_from(today))).await, 0);
     assert_eq!(count(&store, &total).await, all_before - i64::try_from(mine.visits).unwrap());
     assert!(count(&store, &visits_before(RetentionBasis::Billing.keep_from(today))).await >= 1, "4-year-old kept");
@@ -192,6 +222,7 @@ both_modes!(retention_keeps_every_record_until_its_floor_and_audits_what_it_remo
     assert_eq!(mine.visits, dry.visits);
     assert_eq!(count(&store, &visits_before(RetentionBasis::Billing.keep_from(today))).await, 0);
     assert!(count(&store, &total).await >= 2, "the 2-year-old and today's visits stay");
+    assert_eq!(count(&store, "SELECT count(*) FROM device_alerts").await, 1, "an open alert stays");
 
     // Each purge is in the tenant's audit chain with its counts, and the chain still verifies.
     let audit = app
