@@ -106,16 +106,16 @@ impl TenantStore<'_> {
         let txn = self.write().await?;
         let visits_due =
             Condition::all().add(visits::Column::TenantId.eq(tenant)).add(visits::Column::VisitDate.lt(keep_from));
+        let cutoff_utc = cutoff.to_offset(time::UtcOffset::UTC);
         let raw_due = Condition::all()
             .add(raw_events::Column::TenantId.eq(tenant))
-            .add(raw_events::Column::OccurredAt.lt(cutoff.to_offset(time::UtcOffset::UTC)));
+            .add(raw_events::Column::OccurredAt.lt(cutoff_utc));
         let patients_due = Condition::all()
             .add(monthly_patients::Column::TenantId.eq(tenant))
             .add(monthly_patients::Column::Month.lt(month.clone()));
         let reviews_due = Condition::all()
             .add(billing_reviews::Column::TenantId.eq(tenant))
             .add(billing_reviews::Column::Month.lt(month.clone()));
-        let cutoff_utc = cutoff.to_offset(time::UtcOffset::UTC);
         let uptime_due = Condition::all()
             .add(device_uptime::Column::TenantId.eq(tenant))
             .add(device_uptime::Column::EndedAt.lt(cutoff_utc));
@@ -125,12 +125,14 @@ impl TenantStore<'_> {
             .add(device_alerts::Column::ResolvedAt.lt(cutoff_utc));
 
         // A dry run counts exactly the rows the purge would delete: the same conditions serve both.
-        let (visits, raw_events, monthly_patients, billing_reviews) = if dry_run {
+        let (visits, raw_events, monthly_patients, billing_reviews, device_uptime, device_alerts) = if dry_run {
             (
                 visits::Entity::find().filter(visits_due).count(&txn).await?,
                 raw_events::Entity::find().filter(raw_due).count(&txn).await?,
                 monthly_patients::Entity::find().filter(patients_due).count(&txn).await?,
                 billing_reviews::Entity::find().filter(reviews_due).count(&txn).await?,
+                device_uptime::Entity::find().filter(uptime_due).count(&txn).await?,
+                device_alerts::Entity::find().filter(alerts_due).count(&txn).await?,
             )
         } else {
             (
@@ -138,15 +140,6 @@ impl TenantStore<'_> {
                 raw_events::Entity::delete_many().filter(raw_due).exec(&txn).await?.rows_affected,
                 monthly_patients::Entity::delete_many().filter(patients_due).exec(&txn).await?.rows_affected,
                 billing_reviews::Entity::delete_many().filter(reviews_due).exec(&txn).await?.rows_affected,
-            )
-        };
-        let (device_uptime, device_alerts) = if dry_run {
-            (
-                device_uptime::Entity::find().filter(uptime_due).count(&txn).await?,
-                device_alerts::Entity::find().filter(alerts_due).count(&txn).await?,
-            )
-        } else {
-            (
                 device_uptime::Entity::delete_many().filter(uptime_due).exec(&txn).await?.rows_affected,
                 device_alerts::Entity::delete_many().filter(alerts_due).exec(&txn).await?.rows_affected,
             )

@@ -92,7 +92,8 @@ pub(crate) async fn apply(
     tenant: Uuid,
     deltas: &[(Uuid, RollupDelta)],
 ) -> Result<(), StoreError> {
-    if pg(txn) {
+    let postgres = pg(txn);
+    if postgres {
         upsert_daily_pg(txn, tenant, deltas).await?;
     } else {
         upsert_daily(txn, tenant, deltas).await?;
@@ -110,7 +111,7 @@ pub(crate) async fn apply(
     // Which of these patient-months exist already, and with what flag: a new one counts a patient, a
     // flag turning true counts a マイナ保険証 patient. Concurrent first sightings of one patient conflict on
     // the key and the loser retries (a transient error), so counts stay exact.
-    let existing = if pg(txn) {
+    let existing = if postgres {
         patient_months_pg(txn, tenant, &patients).await?
     } else {
         patient_months(txn, tenant, &patients).await?
@@ -134,7 +135,9 @@ pub(crate) async fn apply(
             Some(_) => {}
         }
     }
-    if pg(txn) {
+    // A clinic-month whose counts do not change needs no write.
+    usage.retain(|_, (p, m)| *p != 0 || *m != 0);
+    if postgres {
         write_patients_pg(txn, tenant, &turned, &fresh, &usage).await
     } else {
         write_patients(txn, tenant, turned, fresh, usage).await
@@ -183,7 +186,6 @@ async fn write_patients(
     use monthly_usage::Column as U;
     let usage: Vec<monthly_usage::ActiveModel> = usage
         .into_iter()
-        .filter(|(_, (p, m))| *p != 0 || *m != 0)
         .map(|((month, clinic), (p, m))| monthly_usage::ActiveModel {
             tenant_id: sea_orm::Set(tenant),
             month: sea_orm::Set(month),
@@ -214,11 +216,9 @@ async fn write_patients_pg(
         txn.execute_raw(sea_orm::Statement::from_sql_and_values(sea_orm::DatabaseBackend::Postgres, sql, values))
     };
     if !turned.is_empty() {
-        let keys: Vec<(Uuid, String, String)> = turned
-            .iter()
-            .flat_map(|((clinic, month), patients)| patients.iter().map(|p| (*clinic, month.clone(), p.clone())))
-            .collect();
-        let (clinics, months, patients) = key_arrays(keys.iter());
+        let (clinics, months, patients) = key_arrays(turned.iter().flat_map(|((clinic, month), patients)| {
+            patients.iter().map(move |p| (*clinic, month.as_str(), p.as_str()))
+        }));
         run(
             "UPDATE monthly_patients p SET myna = true \
              FROM unnest($2::uuid[], $3::text[], $4::text[]) AS x(clinic_id, month, patient) \
@@ -228,7 +228,7 @@ async fn write_patients_pg(
         .await?;
     }
     if !fresh.is_empty() {
-        let (clinics, months, patients) = key_arrays(fresh.iter().map(|(key, _)| key));
+        let (clinics, months, patients) = key_arrays(fresh.iter().map(|((c, m, p), _)| (*c, m.as_str(), p.as_str())));
         let mynas: Vec<bool> = fresh.iter().map(|(_, myna)| *myna).collect();
         run(
             "INSERT INTO monthly_patients (tenant_id, clinic_id, month, patient, myna) \
@@ -238,8 +238,6 @@ async fn write_patients_pg(
         )
         .await?;
     }
-    let usage: UsageDelta =
-        usage.iter().filter(|(_, (p, m))| *p != 0 || *m != 0).map(|(k, v)| (k.clone(), *v)).collect();
     if !usage.is_empty() {
         run(
             "INSERT INTO monthly_usage (tenant_id, month, clinic_id, patients, myna_patients) \
@@ -382,7 +380,7 @@ async fn patient_months_pg(
     wanted: &BTreeMap<(Uuid, String, String), bool>,
 ) -> Result<BTreeMap<(Uuid, String, String), bool>, StoreError> {
     use sea_orm::ConnectionTrait;
-    let (clinics, months, patients) = key_arrays(wanted.keys());
+    let (clinics, months, patients) = key_arrays(wanted.keys().map(|(c, m, p)| (*c, m.as_str(), p.as_str())));
     let rows = txn
         .query_all_raw(sea_orm::Statement::from_sql_and_values(
             sea_orm::DatabaseBackend::Postgres,
@@ -404,12 +402,12 @@ async fn patient_months_pg(
 }
 
 /// Patient-month keys as one array per column, for `unnest`.
-fn key_arrays<'a>(keys: impl Iterator<Item = &'a (Uuid, String, String)>) -> (Vec<Uuid>, Vec<String>, Vec<String>) {
+fn key_arrays<'a>(keys: impl Iterator<Item = (Uuid, &'a str, &'a str)>) -> (Vec<Uuid>, Vec<String>, Vec<String>) {
     let mut arrays = (Vec::new(), Vec::new(), Vec::new());
     for (clinic, month, patient) in keys {
-        arrays.0.push(*clinic);
-        arrays.1.push(month.clone());
-        arrays.2.push(patient.clone());
+        arrays.0.push(clinic);
+        arrays.1.push(month.to_owned());
+        arrays.2.push(patient.to_owned());
     }
     arrays
 }
