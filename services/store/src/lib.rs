@@ -117,6 +117,12 @@ impl Store {
             .connect_timeout(Duration::from_secs(10))
             .acquire_timeout(Duration::from_secs(10))
             .sqlx_logging(false)
+            // sqlx pings every connection it hands out by default: one more round trip (and a wake-up
+            // of a database process) for each single reception's resend look-up. A connection in use
+            // within the last seconds is alive or fails its statement like any outage (503, or the
+            // worker's retry); only one idle for longer, which a restart or a firewall may have cut
+            // unnoticed, is pinged first.
+            .test_before_acquire_if_idle_for(Duration::from_secs(5))
             // A 202 promises the batch survives a crash: WAL with a full fsync per commit.
             .map_sqlx_sqlite_opts(|o| {
                 o.journal_mode(SqliteJournalMode::Wal)

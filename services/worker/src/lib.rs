@@ -106,10 +106,20 @@ pub fn feed_channel(tenant: onshi_domain::TenantId) -> String {
 /// The live-feed note for an applied batch: the clinic, how many visits it touched, and its latest
 /// receptions' time, method and result (at most ten; no patient, insurer or name).
 pub fn feed_note(envelope: &IngestEnvelope, visits: usize) -> serde_json::Value {
+    clinic_note(envelope.clinic, visits, std::iter::once(envelope))
+}
+
+/// One note for several batches of one clinic applied together: their visits added up and the latest
+/// ten receptions among them. Agents send each reception as it happens, so a group holds many
+/// one-reception batches of the same clinics; one publish per clinic instead of one per batch.
+fn clinic_note<'a>(
+    clinic: onshi_domain::ClinicId,
+    visits: usize,
+    envelopes: impl Iterator<Item = &'a IngestEnvelope>,
+) -> serde_json::Value {
     // Picked before anything is serialised: the worker's hot path pays for ten, not the whole batch.
-    let mut latest: Vec<(time::OffsetDateTime, &onshi_domain::QualificationCheck)> = envelope
-        .events
-        .iter()
+    let mut latest: Vec<(time::OffsetDateTime, &onshi_domain::QualificationCheck)> = envelopes
+        .flat_map(|envelope| envelope.events.iter())
         .filter_map(|e| match &e.payload {
             onshi_domain::EventPayload::Qualification(q) if !q.batch => Some((e.occurred_at, q)),
             _ => None,
@@ -127,7 +137,22 @@ pub fn feed_note(envelope: &IngestEnvelope, visits: usize) -> serde_json::Value 
             })
         })
         .collect();
-    serde_json::json!({ "clinic": envelope.clinic.to_string(), "visits": visits, "receptions": receptions })
+    serde_json::json!({ "clinic": clinic.to_string(), "visits": visits, "receptions": receptions })
+}
+
+/// The notes for a tenant's group of applied batches, one per clinic whose visits changed.
+pub fn group_notes<'a>(applied: impl IntoIterator<Item = (&'a IngestEnvelope, usize)>) -> Vec<serde_json::Value> {
+    let mut by_clinic: std::collections::BTreeMap<onshi_domain::ClinicId, (usize, Vec<&IngestEnvelope>)> =
+        Default::default();
+    for (envelope, visits) in applied.into_iter().filter(|(_, visits)| *visits > 0) {
+        let entry = by_clinic.entry(envelope.clinic).or_default();
+        entry.0 += visits;
+        entry.1.push(envelope);
+    }
+    by_clinic
+        .into_iter()
+        .map(|(clinic, (visits, envelopes))| clinic_note(clinic, visits, envelopes.into_iter()))
+        .collect()
 }
 
 /// The object key under which a batch is archived.
@@ -320,6 +345,11 @@ impl Worker {
         match self.store_batches(first.scope(), &batches).await {
             Ok(outcomes) => {
                 let hook_scope = outcomes.iter().any(|o| o.visits_touched > 0).then(|| first.scope());
+                // The live feed before any ack, as for a single batch, but one note per clinic.
+                let notes = group_notes(
+                    batches.iter().map(QueuedBatch::envelope).zip(outcomes.iter().map(|o| o.visits_touched)),
+                );
+                self.publish_notes(first.envelope().tenant, &notes).await;
                 for ((delivery, batch), outcome) in kept.into_iter().zip(outcomes) {
                     // Each batch's settling joins its own request's trace (the group's transaction can
                     // belong to only one).
@@ -440,6 +470,10 @@ impl Worker {
         match self.store_batches(batch.scope(), std::slice::from_ref(&batch)).await {
             Ok(mut outcomes) => {
                 let outcome = outcomes.pop().unwrap_or_default();
+                if outcome.visits_touched > 0 {
+                    self.publish_notes(batch.envelope().tenant, &[feed_note(batch.envelope(), outcome.visits_touched)])
+                        .await;
+                }
                 self.settle_applied(delivery, &batch, outcome, true).await
             }
             Err(e) => {
@@ -453,7 +487,19 @@ impl Worker {
         }
     }
 
-    /// After the commit: metrics, the live feed, the ack, and (when `hook`) the after-apply work.
+    /// Publishes live-feed notes on the tenant's channel. Best effort: the page also refreshes from the
+    /// store.
+    async fn publish_notes(&self, tenant: onshi_domain::TenantId, notes: &[serde_json::Value]) {
+        let channel = feed_channel(tenant);
+        for note in notes {
+            if let Err(e) = self.cache.publish(&channel, note.to_string().as_bytes()).await {
+                tracing::debug!(error = %e, "live update not published");
+                return;
+            }
+        }
+    }
+
+    /// After the commit (and the live feed): metrics, the ack, and (when `hook`) the after-apply work.
     async fn settle_applied(
         &self,
         delivery: Delivery,
@@ -475,13 +521,6 @@ impl Worker {
             visits = outcome.visits_touched,
             "batch applied"
         );
-        if outcome.visits_touched > 0 {
-            let note = feed_note(envelope, outcome.visits_touched);
-            // Live updates are best effort: the page also refreshes from the store.
-            if let Err(e) = self.cache.publish(&feed_channel(envelope.tenant), note.to_string().as_bytes()).await {
-                tracing::debug!(error = %e, "live update not published");
-            }
-        }
         let acked = delivery.ack().await;
         if hook
             && outcome.visits_touched > 0
@@ -541,4 +580,54 @@ async fn settle_dead(delivery: Delivery, reason: &str) -> Settled {
         tracing::warn!(error = %e, "could not dead-letter the message; the broker will redeliver it");
     }
     Settled::DeadLettered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(clinic: onshi_domain::ClinicId, receptions: &[&str]) -> IngestEnvelope {
+        let events = receptions
+            .iter()
+            .map(|at| {
+                serde_json::from_str(&format!(
+                    r#"{{"id":"{}","occurred_at":"{at}","payload":{{"qualification":{{
+                    "institution_code":"1311234567","method":"myna_card","result":"valid","patient":"{}"}}}}}}"#,
+                    uuid::Uuid::now_v7(),
+                    "ab".repeat(32)
+                ))
+                .unwrap()
+            })
+            .collect();
+        IngestEnvelope {
+            version: 1,
+            batch_id: uuid::Uuid::now_v7(),
+            tenant: onshi_domain::TenantId::new(),
+            clinic,
+            device: onshi_domain::DeviceId::new(),
+            received_at: time::OffsetDateTime::now_utc(),
+            events,
+        }
+    }
+
+    #[test]
+    fn a_group_publishes_one_note_per_clinic_with_its_visits_added_up_and_the_latest_receptions() {
+        let (a, b) = (onshi_domain::ClinicId::new(), onshi_domain::ClinicId::new());
+        let first = envelope(a, &["2026-11-25T09:00:00+09:00"]);
+        let second = envelope(a, &["2026-11-25T09:05:00+09:00", "2026-11-25T09:01:00+09:00"]);
+        let untouched = envelope(b, &["2026-11-25T09:02:00+09:00"]);
+        let notes = group_notes([(&first, 1), (&untouched, 0), (&second, 2)]);
+        assert_eq!(notes.len(), 1, "a clinic whose visits did not change gets no note: {notes:?}");
+        assert_eq!(notes[0]["clinic"], a.to_string());
+        assert_eq!(notes[0]["visits"], 3);
+        let times: Vec<&str> =
+            notes[0]["receptions"].as_array().unwrap().iter().map(|r| r["at"].as_str().unwrap()).collect();
+        assert_eq!(
+            times,
+            ["2026-11-25T09:05:00+09:00", "2026-11-25T09:01:00+09:00", "2026-11-25T09:00:00+09:00"],
+            "newest first"
+        );
+        // The note of a batch alone is the same as before grouping.
+        assert_eq!(feed_note(&first, 1), group_notes([(&first, 1)])[0]);
+    }
 }
