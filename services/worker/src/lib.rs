@@ -346,10 +346,11 @@ impl Worker {
             Ok(outcomes) => {
                 let hook_scope = outcomes.iter().any(|o| o.visits_touched > 0).then(|| first.scope());
                 // The live feed before any ack, as for a single batch, but one note per clinic.
-                let notes = group_notes(
+                self.publish_feed(
+                    first.envelope().tenant,
                     batches.iter().map(QueuedBatch::envelope).zip(outcomes.iter().map(|o| o.visits_touched)),
-                );
-                self.publish_notes(first.envelope().tenant, &notes).await;
+                )
+                .await;
                 for ((delivery, batch), outcome) in kept.into_iter().zip(outcomes) {
                     // Each batch's settling joins its own request's trace (the group's transaction can
                     // belong to only one).
@@ -470,10 +471,7 @@ impl Worker {
         match self.store_batches(batch.scope(), std::slice::from_ref(&batch)).await {
             Ok(mut outcomes) => {
                 let outcome = outcomes.pop().unwrap_or_default();
-                if outcome.visits_touched > 0 {
-                    self.publish_notes(batch.envelope().tenant, &[feed_note(batch.envelope(), outcome.visits_touched)])
-                        .await;
-                }
+                self.publish_feed(batch.envelope().tenant, [(batch.envelope(), outcome.visits_touched)]).await;
                 self.settle_applied(delivery, &batch, outcome, true).await
             }
             Err(e) => {
@@ -487,11 +485,15 @@ impl Worker {
         }
     }
 
-    /// Publishes live-feed notes on the tenant's channel. Best effort: the page also refreshes from the
-    /// store.
-    async fn publish_notes(&self, tenant: onshi_domain::TenantId, notes: &[serde_json::Value]) {
+    /// Publishes the live-feed notes of applied batches (`group_notes`) on the tenant's channel. Best
+    /// effort: the page also refreshes from the store.
+    async fn publish_feed<'a>(
+        &self,
+        tenant: onshi_domain::TenantId,
+        applied: impl IntoIterator<Item = (&'a IngestEnvelope, usize)>,
+    ) {
         let channel = feed_channel(tenant);
-        for note in notes {
+        for note in group_notes(applied) {
             if let Err(e) = self.cache.publish(&channel, note.to_string().as_bytes()).await {
                 tracing::debug!(error = %e, "live update not published");
                 return;
