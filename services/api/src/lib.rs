@@ -34,6 +34,8 @@ pub use web::session::Sessions;
 pub struct AppState {
     pub store: Store,
     pub queue: Queue,
+    /// Publishes accepted batches, concurrent requests' batches in one message (`onshi_queue::Coalescing`).
+    pub publisher: onshi_queue::Coalescing,
     pub cache: Cache,
     pub objects: ObjectStore,
     pub device_keys: DeviceKeys,

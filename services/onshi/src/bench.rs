@@ -196,6 +196,7 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
     let m = onshi_telemetry::metrics();
     let flushes_before = m.heartbeat_flushes.get();
     let applied_before = m.worker_events.with_label_values(&["new"]).get();
+    let messages_before = m.ingest_messages.get();
     let cpu_before = TierCpu::now();
     let started = Instant::now();
     let mut clients = Vec::new();
@@ -294,6 +295,11 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
             "applied:  {total} events in {:.2}s = {:.0} events/s end to end (stored and folded into visits)",
             applied_in.as_secs_f64(),
             total as f64 / applied_in.as_secs_f64()
+        );
+        let messages = m.ingest_messages.get() - messages_before;
+        println!(
+            "queued:   {requests} requests' batches in {messages} queue messages ({:.1} per message)",
+            requests as f64 / messages.max(1) as f64
         );
     }
     cpu_before.report(&cpu_after, requests, "request");

@@ -229,6 +229,7 @@ impl Application {
         let state = Arc::new(AppState {
             store: adapters.store.clone(),
             queue: adapters.queue.clone(),
+            publisher: onshi_queue::Coalescing::start(adapters.queue.clone()),
             cache: adapters.cache.clone(),
             objects: adapters.objects.clone(),
             device_keys: device_keys.clone(),

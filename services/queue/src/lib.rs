@@ -11,13 +11,19 @@
 //! Guarantees common to both: at-least-once delivery (a message is removed only by `ack`), FIFO per queue
 //! apart from redeliveries, bounded redelivery, and nothing dropped silently: every message ends acked or
 //! dead-lettered. Consumers must therefore be idempotent; the worker is.
+//!
+//! A message may carry several payloads ([`parts`]): the API publishes concurrent requests' batches
+//! together through [`Coalescing`], and consumers read every message as parts.
 
+mod coalesce;
 mod embedded;
 mod health;
+pub mod parts;
 mod rabbit;
 
 use std::future::Future;
 
+pub use coalesce::Coalescing;
 pub use embedded::{EmbeddedConsumer, EmbeddedQueue};
 pub use health::{ConsumerHealth, ConsumerState};
 pub use rabbit::{RabbitConsumer, RabbitQueue};
@@ -34,6 +40,9 @@ pub enum QueueError {
     Storage(#[from] sea_orm::DbErr),
     #[error("the consumer stopped")]
     Closed,
+    /// A failure of a message that carried this payload among others ([`Coalescing`]).
+    #[error(transparent)]
+    Shared(std::sync::Arc<QueueError>),
 }
 
 /// Message metadata that travels beside the payload: AMQP headers with RabbitMQ, columns with the

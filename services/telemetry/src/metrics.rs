@@ -18,7 +18,11 @@ pub struct Metrics {
     pub ingest_events: IntCounterVec,
     /// `onshi_ingest_batches_total{outcome}`: accepted or rejected (4xx after authentication).
     pub ingest_batches: IntCounterVec,
-    /// `onshi_worker_batches_total{outcome}`: applied, retried, dead_lettered.
+    /// `onshi_ingest_messages_total`: queue messages the API published; concurrent requests' batches
+    /// share one (`onshi_queue::Coalescing`), so accepted batches per message tells how much.
+    pub ingest_messages: IntCounter,
+    /// `onshi_worker_batches_total{outcome}`: messages applied, retried, dead_lettered, or split (a
+    /// message of several batches not all applied, each sent back on its own).
     pub worker_batches: IntCounterVec,
     /// `onshi_webhook_attempts_total{outcome}`: delivered or failed attempts to send a webhook.
     pub webhook_attempts: IntCounterVec,
@@ -95,6 +99,9 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let ingest_messages =
+            IntCounter::new("ingest_messages_total", "Queue messages the API published (batches may share one)")
+                .expect("valid metric");
         let worker_lag = Histogram::with_opts(
             HistogramOpts::new("worker_lag_seconds", "Time from the API accepting a batch to a worker applying it")
                 .buckets(LAG_BUCKETS.to_vec()),
@@ -133,6 +140,7 @@ impl Metrics {
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(ingest_events.clone()),
             Box::new(ingest_batches.clone()),
+            Box::new(ingest_messages.clone()),
             Box::new(worker_batches.clone()),
             Box::new(webhook_attempts.clone()),
             Box::new(worker_events.clone()),
@@ -155,6 +163,7 @@ impl Metrics {
             http_requests,
             ingest_events,
             ingest_batches,
+            ingest_messages,
             worker_batches,
             webhook_attempts,
             worker_events,

@@ -1,10 +1,13 @@
 //! The worker: takes accepted batches off the queue and applies them to the store.
 //!
-//! For each message, in this order: decode (a message that cannot be decoded or has an unknown version
-//! is poison and goes straight to the dead-letter queue); archive the batch as received in the object
-//! store (idempotent: same key, same bytes); apply it in one database transaction (idempotent by event
-//! id); notify live subscribers; then ack. A crash anywhere before the ack means redelivery, and
-//! redelivery is harmless, so every accepted event takes effect exactly once.
+//! A message carries one accepted batch or several (requests the API published together,
+//! `onshi_queue::parts`). For each message, in this order: decode (a message that cannot be decoded or
+//! has an unknown version is poison and goes straight to the dead-letter queue); archive its batches as
+//! received in the object store (idempotent: same key, same bytes); apply them in one database
+//! transaction per tenant (idempotent by event id); notify live subscribers; then ack. A crash anywhere
+//! before the ack means redelivery, and redelivery is harmless, so every accepted event takes effect
+//! exactly once. A message whose batches did not all apply is split, each batch returned on its own
+//! (`Worker::handle_group`), so one faulty batch never holds back or dead-letters another's.
 //!
 //! Outages: a lost queue consumer is re-attached with backoff for as long as it takes (`run`); a database
 //! or object store that does not answer at all holds the message, unacknowledged, until it answers again
@@ -96,6 +99,43 @@ pub enum Settled {
     Applied,
     Retried,
     DeadLettered,
+    /// A message of several batches not all applied: each went back to the queue on its own.
+    Split,
+}
+
+/// One accepted batch of a delivery: its bytes as received (archived as evidence), its own trace
+/// context, and the delivery's attempt.
+struct Part {
+    bytes: Vec<u8>,
+    headers: onshi_queue::Headers,
+    attempt: u32,
+    batch: QueuedBatch,
+}
+
+impl Part {
+    /// The batch's span, joined to the trace of the request that sent it.
+    fn span(&self) -> tracing::Span {
+        let envelope = self.batch.envelope();
+        let span = tracing::info_span!(
+            "batch",
+            batch = %envelope.batch_id,
+            tenant = %envelope.tenant,
+            attempt = self.attempt,
+            trace_id = tracing::field::Empty
+        );
+        onshi_telemetry::trace::continue_trace(&span, self.headers.traceparent.as_deref());
+        span
+    }
+}
+
+/// How one batch fared.
+#[derive(Debug, Clone)]
+enum PartResult {
+    Applied(onshi_store::ApplyOutcome),
+    /// Failed for a reason that may pass.
+    Retry,
+    /// Will never apply.
+    Dead(String),
 }
 
 /// The channel on which a tenant's live updates are published (no personal data in the name or body).
@@ -229,11 +269,7 @@ impl Worker {
                             group.push(more);
                         }
                         let worker = self.clone();
-                        if group.len() == 1 {
-                            tasks.spawn(async move { vec![worker.handle(group.remove(0)).await] });
-                        } else {
-                            tasks.spawn(async move { worker.handle_group(group).await });
-                        }
+                        tasks.spawn(async move { worker.handle_group(group).await });
                     }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "lost the queue consumer; reconnecting");
@@ -290,140 +326,214 @@ impl Worker {
 
     /// Processes one delivery and settles it.
     pub async fn handle(&self, delivery: Delivery) -> Settled {
-        let settled = self.decode_and_apply(delivery).await;
-        count(settled);
-        settled
+        self.handle_group(vec![delivery]).await.pop().unwrap_or(Settled::Retried)
     }
 
-    async fn decode_and_apply(&self, delivery: Delivery) -> Settled {
-        let Some(batch) = decode(&delivery) else {
-            return settle_dead(delivery, "undecodable message").await;
-        };
-        let span = batch_span(&delivery, &batch);
-        self.apply(delivery, batch).instrument(span).await
-    }
-
-    /// Processes the deliveries at hand together: each is archived as before, and each tenant's batches
-    /// are applied in one transaction. If that transaction fails for a reason of its own (not an outage),
-    /// the batches are applied one by one, so only the faulty one is returned or dead-lettered.
+    /// Processes the deliveries at hand together and settles each; returns how each ended, in order.
+    ///
+    /// A delivery carries one batch or several (concurrent requests published together,
+    /// `onshi_queue::parts`). All the batches at hand are archived and each tenant's are applied in one
+    /// transaction; if that transaction fails for a reason of its own (not an outage), they are applied
+    /// one by one, so only a faulty batch fails. A delivery is acked once all its batches are applied,
+    /// returned when none could be, and dead-lettered when its only batch is poison. One that carries
+    /// several batches and could apply only some is split: each batch goes back to the queue as its own
+    /// message, then the delivery is acked, so a faulty batch is retried and dead-lettered alone while
+    /// its neighbours (already applied) come back as harmless duplicates.
     pub async fn handle_group(&self, deliveries: Vec<Delivery>) -> Vec<Settled> {
-        let mut settled = Vec::with_capacity(deliveries.len());
-        let mut by_tenant: std::collections::BTreeMap<onshi_domain::TenantId, Vec<(Delivery, QueuedBatch)>> =
-            Default::default();
-        for delivery in deliveries {
-            match decode(&delivery) {
-                Some(batch) => by_tenant.entry(batch.envelope().tenant).or_default().push((delivery, batch)),
-                None => settled.push(settle_dead(delivery, "undecodable message").await),
+        // Each delivery's batches, by index into `parts`; `None` when one of them cannot be decoded.
+        let mut carried: Vec<Option<Vec<usize>>> = Vec::with_capacity(deliveries.len());
+        let mut parts: Vec<Part> = Vec::new();
+        for delivery in &deliveries {
+            let mut decoded = Vec::new();
+            for (bytes, headers) in onshi_queue::parts::split(&delivery.payload, &delivery.headers) {
+                let Some(batch) = decode(bytes) else {
+                    decoded.clear();
+                    break;
+                };
+                decoded.push(Part { bytes: bytes.to_vec(), headers, attempt: delivery.delivery_count, batch });
+            }
+            if decoded.is_empty() {
+                carried.push(None);
+            } else {
+                carried.push(Some((parts.len()..parts.len() + decoded.len()).collect()));
+                parts.extend(decoded);
             }
         }
-        for (tenant, items) in by_tenant {
-            let span = tracing::info_span!("batches", %tenant, batches = items.len());
-            settled.extend(self.apply_together(items).instrument(span).await);
+
+        let mut by_tenant: std::collections::BTreeMap<onshi_domain::TenantId, Vec<usize>> = Default::default();
+        for (i, part) in parts.iter().enumerate() {
+            by_tenant.entry(part.batch.envelope().tenant).or_default().push(i);
         }
-        for s in &settled {
-            count(*s);
+        let mut results: Vec<PartResult> = vec![PartResult::Retry; parts.len()];
+        for (tenant, indices) in by_tenant {
+            let group: Vec<&Part> = indices.iter().map(|&i| &parts[i]).collect();
+            let span = match group.as_slice() {
+                [one] => one.span(),
+                _ => tracing::info_span!("batches", %tenant, batches = group.len()),
+            };
+            let applied = self.apply_tenant(&group).instrument(span).await;
+            for (i, result) in indices.into_iter().zip(applied) {
+                results[i] = result;
+            }
+        }
+
+        let mut settled = Vec::with_capacity(deliveries.len());
+        for (delivery, carried) in deliveries.into_iter().zip(carried) {
+            let outcome = match carried {
+                None if onshi_queue::parts::split(&delivery.payload, &delivery.headers).len() > 1 => {
+                    self.split_back(delivery).await
+                }
+                None => settle_dead(delivery, "undecodable message").await,
+                Some(indices) => self.settle(delivery, &indices, &parts, &results).await,
+            };
+            count(outcome);
+            settled.push(outcome);
+        }
+
+        // Best effort and after the acks: the usage watch of each tenant whose visits changed.
+        if let Some(hook) = &self.after_apply {
+            let mut touched: Vec<&QueuedBatch> = Vec::new();
+            for (part, result) in parts.iter().zip(&results) {
+                if matches!(result, PartResult::Applied(o) if o.visits_touched > 0)
+                    && !touched.iter().any(|b| b.envelope().tenant == part.batch.envelope().tenant)
+                {
+                    touched.push(&part.batch);
+                }
+            }
+            for batch in touched {
+                hook.after_apply(batch.scope()).await;
+            }
         }
         settled
     }
 
-    async fn apply_together(&self, items: Vec<(Delivery, QueuedBatch)>) -> Vec<Settled> {
-        if items.len() == 1 {
-            let mut items = items;
-            let Some((delivery, batch)) = items.pop() else { return Vec::new() };
-            return vec![self.apply(delivery, batch).await];
-        }
-        let mut settled = Vec::new();
-        if !self.archive_group(&items).await {
-            for (delivery, _) in items {
-                settled.push(settle_retry(delivery).await);
+    /// Settles a delivery whose batches were all decoded, from how each fared.
+    async fn settle(&self, delivery: Delivery, indices: &[usize], parts: &[Part], results: &[PartResult]) -> Settled {
+        let mine: Vec<(&Part, &PartResult)> = indices.iter().map(|&i| (&parts[i], &results[i])).collect();
+        if mine.iter().all(|(_, r)| matches!(r, PartResult::Applied(_))) {
+            for (part, result) in &mine {
+                if let PartResult::Applied(outcome) = result {
+                    part.span().in_scope(|| record_applied(&part.batch, *outcome));
+                }
             }
-            return settled;
+            if let Err(e) = delivery.ack().await {
+                // Applied but not acked: it will come back and be skipped as a duplicate.
+                tracing::warn!(error = %e, "ack failed after applying");
+            }
+            return Settled::Applied;
         }
-        let kept = items;
-        let batches: Vec<QueuedBatch> = kept.iter().map(|(_, b)| b.clone()).collect();
-        let Some(first) = batches.first() else { return settled };
+        if mine.iter().all(|(_, r)| matches!(r, PartResult::Retry)) {
+            return settle_retry(delivery).await;
+        }
+        match mine.as_slice() {
+            [(_, PartResult::Dead(reason))] => settle_dead(delivery, reason).await,
+            _ => self.split_back(delivery).await,
+        }
+    }
+
+    /// Returns each batch of a delivery to the queue as its own message, then acks the delivery. If a
+    /// publish fails, the delivery is returned whole instead (batches already sent back then arrive
+    /// twice, which applying tolerates).
+    async fn split_back(&self, delivery: Delivery) -> Settled {
+        let parts = onshi_queue::parts::split(&delivery.payload, &delivery.headers);
+        tracing::info!(batches = parts.len(), "returning a message's batches one by one");
+        for (bytes, headers) in parts {
+            if let Err(e) = self.queue.publish(bytes, &headers).await {
+                tracing::warn!(error = %e, "could not return a batch on its own; returning the message");
+                return settle_retry(delivery).await;
+            }
+        }
+        if let Err(e) = delivery.ack().await {
+            // Its batches are queued on their own already; the message itself will come back and be split
+            // again, which is harmless.
+            tracing::warn!(error = %e, "ack failed after splitting");
+        }
+        Settled::Split
+    }
+
+    /// Archives and applies one tenant's batches; how each fared, in order.
+    async fn apply_tenant(&self, parts: &[&Part]) -> Vec<PartResult> {
+        if !self.archive(parts).await {
+            return vec![PartResult::Retry; parts.len()];
+        }
+        let batches: Vec<QueuedBatch> = parts.iter().map(|p| p.batch.clone()).collect();
+        let Some(first) = batches.first() else { return Vec::new() };
         match self.store_batches(first.scope(), &batches).await {
             Ok(outcomes) => {
-                let hook_scope = outcomes.iter().any(|o| o.visits_touched > 0).then(|| first.scope());
-                // The live feed before any ack, as for a single batch, but one note per clinic.
+                // The live feed before any ack: one note per clinic.
                 self.publish_feed(
                     first.envelope().tenant,
                     batches.iter().map(QueuedBatch::envelope).zip(outcomes.iter().map(|o| o.visits_touched)),
                 )
                 .await;
-                for ((delivery, batch), outcome) in kept.into_iter().zip(outcomes) {
-                    // Each batch's settling joins its own request's trace (the group's transaction can
-                    // belong to only one).
-                    let span = batch_span(&delivery, &batch);
-                    settled.push(self.settle_applied(delivery, &batch, outcome, false).instrument(span).await);
-                }
-                if let (Some(scope), Some(hook)) = (hook_scope, &self.after_apply) {
-                    hook.after_apply(scope).await;
-                }
+                outcomes.into_iter().map(PartResult::Applied).collect()
             }
             Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, "applying the batches failed; returning them");
-                for (delivery, _) in kept {
-                    settled.push(settle_retry(delivery).await);
-                }
+                tracing::warn!(error = %e, batches = batches.len(), "applying failed; returning the batches");
+                vec![PartResult::Retry; parts.len()]
+            }
+            Err(e) if batches.len() == 1 => {
+                tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "applying the batch failed");
+                vec![PartResult::Dead(e.to_string())]
             }
             Err(e) => {
                 tracing::warn!(error = %e, "applying the batches together failed; applying them one by one");
-                for (delivery, batch) in kept {
-                    let span = batch_span(&delivery, &batch);
-                    settled.push(self.store_and_settle(delivery, batch).instrument(span).await);
+                let mut results = Vec::with_capacity(parts.len());
+                for (part, batch) in parts.iter().zip(&batches) {
+                    results.push(self.apply_alone(batch).instrument(part.span()).await);
                 }
+                results
             }
         }
-        settled
     }
 
-    /// Archives the batch as received (evidence only: heartbeat-only batches carry none). False when
-    /// the object store refused it while answering: the message goes back.
-    async fn archive(&self, delivery: &Delivery, batch: &QueuedBatch) -> bool {
-        let envelope = batch.envelope();
-        // Heartbeat-only batches (one every 20 s from every agent) carry no qualification data to keep
-        // as evidence; archiving them would be one object-store PUT per heartbeat.
-        let evidence =
-            envelope.events.iter().any(|e| matches!(e.payload, onshi_domain::EventPayload::Qualification(_)));
-        if self.archive_raw_batches && evidence {
-            let key = archive_key(envelope);
-            while let Err(e) = self.objects.put(&key, delivery.payload.clone(), "application/json").await {
-                tracing::warn!(error = %e, "archiving the batch failed");
-                if !self.ride_out(Dependency::Objects).await {
-                    return false;
-                }
+    async fn apply_alone(&self, batch: &QueuedBatch) -> PartResult {
+        match self.store_batches(batch.scope(), std::slice::from_ref(batch)).await {
+            Ok(mut outcomes) => {
+                let outcome = outcomes.pop().unwrap_or_default();
+                self.publish_feed(batch.envelope().tenant, [(batch.envelope(), outcome.visits_touched)]).await;
+                PartResult::Applied(outcome)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, source = ?std::error::Error::source(&e), transient = e.is_transient(), "applying the batch failed");
+                if e.is_transient() { PartResult::Retry } else { PartResult::Dead(e.to_string()) }
             }
         }
-        true
     }
 
-    /// Archives a tenant's group of batches as one object (`archive_group_key`): one line per batch,
-    /// each as received. One PUT per group instead of one per batch: an agent sends each reception as it
-    /// happens, and an object store charges per request.
-    async fn archive_group(&self, items: &[(Delivery, QueuedBatch)]) -> bool {
-        let evidence: Vec<&(Delivery, QueuedBatch)> = items
-            .iter()
-            .filter(|(_, b)| {
-                b.envelope().events.iter().any(|e| matches!(e.payload, onshi_domain::EventPayload::Qualification(_)))
-            })
-            .collect();
-        let Some((_, first)) = evidence.first() else { return true };
+    /// Archives batches as received (evidence only: heartbeat-only batches carry none): one object for
+    /// one batch (`archive_key`), one JSON-lines object for several (`archive_group_key`), since an
+    /// object store charges per request. False when the object store refused while answering: the
+    /// batches go back.
+    async fn archive(&self, parts: &[&Part]) -> bool {
         if !self.archive_raw_batches {
             return true;
         }
-        if evidence.len() == 1 {
-            let (delivery, batch) = evidence[0];
-            return self.archive(delivery, batch).await;
-        }
-        let mut body = Vec::with_capacity(evidence.iter().map(|(d, _)| d.payload.len() + 1).sum());
-        for (delivery, _) in &evidence {
-            body.extend_from_slice(&delivery.payload);
-            body.push(b'\n');
-        }
-        let key = archive_group_key(first.envelope());
-        while let Err(e) = self.objects.put(&key, body.clone(), "application/x-ndjson").await {
-            tracing::warn!(error = %e, "archiving the group failed");
+        let evidence: Vec<&Part> = parts
+            .iter()
+            .copied()
+            .filter(|p| {
+                p.batch
+                    .envelope()
+                    .events
+                    .iter()
+                    .any(|e| matches!(e.payload, onshi_domain::EventPayload::Qualification(_)))
+            })
+            .collect();
+        let (key, body, content_type) = match evidence.as_slice() {
+            [] => return true,
+            [one] => (archive_key(one.batch.envelope()), one.bytes.clone(), "application/json"),
+            [first, ..] => {
+                let mut body = Vec::with_capacity(evidence.iter().map(|p| p.bytes.len() + 1).sum());
+                for part in &evidence {
+                    body.extend_from_slice(&part.bytes);
+                    body.push(b'\n');
+                }
+                (archive_group_key(first.batch.envelope()), body, "application/x-ndjson")
+            }
+        };
+        while let Err(e) = self.objects.put(&key, body.clone(), content_type).await {
+            tracing::warn!(error = %e, "archiving failed");
             if !self.ride_out(Dependency::Objects).await {
                 return false;
             }
@@ -460,31 +570,6 @@ impl Worker {
         }
     }
 
-    async fn apply(&self, delivery: Delivery, batch: QueuedBatch) -> Settled {
-        if !self.archive(&delivery, &batch).await {
-            return settle_retry(delivery).await;
-        }
-        self.store_and_settle(delivery, batch).await
-    }
-
-    async fn store_and_settle(&self, delivery: Delivery, batch: QueuedBatch) -> Settled {
-        match self.store_batches(batch.scope(), std::slice::from_ref(&batch)).await {
-            Ok(mut outcomes) => {
-                let outcome = outcomes.pop().unwrap_or_default();
-                self.publish_feed(batch.envelope().tenant, [(batch.envelope(), outcome.visits_touched)]).await;
-                self.settle_applied(delivery, &batch, outcome, true).await
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, source = ?std::error::Error::source(&e), transient = e.is_transient(), "applying the batch failed");
-                if e.is_transient() {
-                    settle_retry(delivery).await
-                } else {
-                    settle_dead(delivery, &e.to_string()).await
-                }
-            }
-        }
-    }
-
     /// Publishes the live-feed notes of applied batches (`group_notes`) on the tenant's channel. Best
     /// effort: the page also refreshes from the store.
     async fn publish_feed<'a>(
@@ -500,42 +585,6 @@ impl Worker {
             }
         }
     }
-
-    /// After the commit (and the live feed): metrics, the ack, and (when `hook`) the after-apply work.
-    async fn settle_applied(
-        &self,
-        delivery: Delivery,
-        batch: &QueuedBatch,
-        outcome: onshi_store::ApplyOutcome,
-        hook: bool,
-    ) -> Settled {
-        let envelope = batch.envelope();
-        let m = onshi_telemetry::metrics();
-        m.worker_events.with_label_values(&["new"]).inc_by(outcome.new_events as u64);
-        m.worker_events.with_label_values(&["duplicate"]).inc_by(outcome.duplicate_events as u64);
-        m.agent_heartbeats.inc_by(outcome.heartbeats as u64);
-        let lag = time::OffsetDateTime::now_utc() - envelope.received_at;
-        m.worker_lag.observe(lag.as_seconds_f64().max(0.0));
-        tracing::info!(
-            batch = %envelope.batch_id,
-            new = outcome.new_events,
-            duplicates = outcome.duplicate_events,
-            visits = outcome.visits_touched,
-            "batch applied"
-        );
-        let acked = delivery.ack().await;
-        if hook
-            && outcome.visits_touched > 0
-            && let Some(hook) = &self.after_apply
-        {
-            hook.after_apply(batch.scope()).await;
-        }
-        if let Err(e) = acked {
-            // Applied but not acked: it will come back and be skipped as a duplicate.
-            tracing::warn!(error = %e, "ack failed after applying");
-        }
-        Settled::Applied
-    }
 }
 
 fn count(settled: Settled) {
@@ -543,12 +592,13 @@ fn count(settled: Settled) {
         Settled::Applied => "applied",
         Settled::Retried => "retried",
         Settled::DeadLettered => "dead_lettered",
+        Settled::Split => "split",
     };
     onshi_telemetry::metrics().worker_batches.with_label_values(&[outcome]).inc();
 }
 
-fn decode(delivery: &Delivery) -> Option<QueuedBatch> {
-    match QueuedBatch::from_queue(&delivery.payload) {
+fn decode(bytes: &[u8]) -> Option<QueuedBatch> {
+    match QueuedBatch::from_queue(bytes) {
         Ok(batch) => Some(batch),
         Err(e) => {
             tracing::error!(error = %e, "undecodable message");
@@ -557,17 +607,22 @@ fn decode(delivery: &Delivery) -> Option<QueuedBatch> {
     }
 }
 
-fn batch_span(delivery: &Delivery, batch: &QueuedBatch) -> tracing::Span {
+/// After the commit (and the live feed): an applied batch's metrics and log line.
+fn record_applied(batch: &QueuedBatch, outcome: onshi_store::ApplyOutcome) {
     let envelope = batch.envelope();
-    let span = tracing::info_span!(
-        "batch",
+    let m = onshi_telemetry::metrics();
+    m.worker_events.with_label_values(&["new"]).inc_by(outcome.new_events as u64);
+    m.worker_events.with_label_values(&["duplicate"]).inc_by(outcome.duplicate_events as u64);
+    m.agent_heartbeats.inc_by(outcome.heartbeats as u64);
+    let lag = time::OffsetDateTime::now_utc() - envelope.received_at;
+    m.worker_lag.observe(lag.as_seconds_f64().max(0.0));
+    tracing::info!(
         batch = %envelope.batch_id,
-        tenant = %envelope.tenant,
-        attempt = delivery.delivery_count,
-        trace_id = tracing::field::Empty
+        new = outcome.new_events,
+        duplicates = outcome.duplicate_events,
+        visits = outcome.visits_touched,
+        "batch applied"
     );
-    onshi_telemetry::trace::continue_trace(&span, delivery.headers.traceparent.as_deref());
-    span
 }
 
 async fn settle_retry(delivery: Delivery) -> Settled {

@@ -14,7 +14,7 @@ use actix_web::{HttpResponse, web};
 use futures_util::StreamExt;
 use onshi_cache::CacheBackend;
 use onshi_domain::EventBatch;
-use onshi_queue::{Headers, MessageQueue};
+use onshi_queue::Headers;
 use onshi_store::QueuedBatch;
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -219,7 +219,8 @@ async fn accept(
         let message = QueuedBatch::accepted(&device, batch_id, fresh).to_bytes().map_err(ApiError::internal)?;
         // The worker's span joins this request's trace through the message header.
         let headers = Headers { traceparent: onshi_telemetry::trace::current_traceparent() };
-        state.queue.publish(&message, &headers).await.map_err(ApiError::unavailable)?;
+        // Shares a message (one broker write and confirm) with requests published at the same moment.
+        state.publisher.publish(message, headers).await.map_err(ApiError::unavailable)?;
         tracing::info!(%batch_id, events = queued, "batch queued");
     }
     Ok(Accepted { batch_id, fresh: fresh_count, duplicates })

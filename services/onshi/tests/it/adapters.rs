@@ -52,6 +52,35 @@ both_modes!(queue_delivers_in_order_and_ack_removes, |app| {
     drop_queue(queue).await;
 });
 
+both_modes!(coalescing_shares_messages_between_concurrent_publishes_and_each_part_keeps_its_trace, |app| {
+    let queue = fresh_queue(app, 3).await;
+    let publisher = onshi_queue::Coalescing::start(queue.clone());
+    let traceparent = |i: usize| (i % 2 == 1).then(|| format!("00-{:032x}-{:016x}-01", i + 1, 7));
+    let sent: Vec<_> = (0..50usize)
+        .map(|i| publisher.publish(format!(r#"{{"n":{i}}}"#).into_bytes(), Headers { traceparent: traceparent(i) }))
+        .collect();
+    // Each returns only once its message is confirmed.
+    for result in futures_util::future::join_all(sent).await {
+        result.unwrap();
+    }
+    let mut consumer = queue.consume(100).await.unwrap();
+    let (mut messages, mut received) = (0, std::collections::BTreeMap::new());
+    while received.len() < 50 {
+        let delivery = tokio::time::timeout(WAIT, consumer.next()).await.unwrap().unwrap().unwrap();
+        messages += 1;
+        for (part, headers) in onshi_queue::parts::split(&delivery.payload, &delivery.headers) {
+            let n: serde_json::Value = serde_json::from_slice(part).unwrap();
+            let n = n["n"].as_u64().unwrap() as usize;
+            assert_eq!(headers.traceparent, traceparent(n), "part {n} keeps its own trace context");
+            assert!(received.insert(n, ()).is_none(), "part {n} delivered once");
+        }
+        delivery.ack().await.unwrap();
+    }
+    assert!(messages < 50, "concurrent publishes shared messages: {messages} messages for 50 payloads");
+    drop(consumer);
+    drop_queue(queue).await;
+});
+
 both_modes!(queue_dead_letters_a_message_returned_past_the_limit, |app| {
     let queue = fresh_queue(app, 2).await;
     queue.publish(b"always fails", &Headers::default()).await.unwrap();

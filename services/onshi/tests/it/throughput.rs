@@ -125,3 +125,54 @@ both_modes!(a_batch_that_can_never_apply_is_dead_lettered_alone_from_its_group, 
     eventually(WAIT, "both good batches applied", || async { app.store().raw_event_count().await.unwrap() == 5 }).await;
     eventually(WAIT, "main queue empty", || async { queue.depth().await.unwrap() == 0 }).await;
 });
+
+both_modes!(a_message_of_several_batches_returns_each_on_its_own_when_one_cannot_apply, |app| {
+    use onshi_queue::{Headers, MessageQueue, parts};
+    let queue = &app.adapters().queue;
+    let envelope = |clinic, events| {
+        serde_json::to_vec(&onshi_domain::IngestEnvelope {
+            version: onshi_domain::ENVELOPE_VERSION,
+            batch_id: uuid::Uuid::now_v7(),
+            tenant: app.tenant,
+            clinic,
+            device: app.clinics[0].device,
+            received_at: time::OffsetDateTime::now_utc(),
+            events,
+        })
+        .unwrap()
+    };
+    let clinic = app.clinics[0].clinic.id;
+    // As the API publishes concurrent requests: one message, several batches. In the first, a clinic
+    // that does not exist (a foreign key that can never hold) between two good batches; in the second,
+    // a part that is not an envelope at all.
+    let (good, bad) =
+        (envelope(clinic, app.receptions(0, 2, 41)), envelope(onshi_domain::ClinicId::new(), app.receptions(0, 1, 42)));
+    let (later, garbage) = (envelope(clinic, app.receptions(0, 3, 43)), b"not an envelope".to_vec());
+    let last = envelope(clinic, app.receptions(0, 1, 44));
+    let none = Headers::default();
+    for message in [vec![&good, &bad, &last], vec![&later, &garbage]] {
+        let joined: Vec<(&[u8], &Headers)> = message.iter().map(|p| (p.as_slice(), &none)).collect();
+        let (payload, headers) = parts::join(&joined);
+        queue.publish(&payload, &headers).await.unwrap();
+    }
+    eventually(WAIT, "every good batch applied", || async { app.store().raw_event_count().await.unwrap() == 6 }).await;
+    eventually(WAIT, "the two bad parts dead-lettered, each alone", || async {
+        queue.dead_letter_count().await.unwrap() == 2
+    })
+    .await;
+    eventually(WAIT, "main queue empty", || async { queue.depth().await.unwrap() == 0 }).await;
+    // Applied once each, though the good batches of the first message were applied twice.
+    let today = onshi_domain::jst::date_of(time::OffsetDateTime::now_utc());
+    let mut confirmations = 0;
+    for day in [today.previous_day().unwrap(), today] {
+        confirmations += app
+            .store()
+            .visits_on(&app.clinics[0].clinic, day)
+            .await
+            .unwrap()
+            .iter()
+            .map(|v| v.confirmations)
+            .sum::<u32>();
+    }
+    assert_eq!(confirmations, 6);
+});
