@@ -23,6 +23,9 @@ const IN_FLIGHT: usize = 1;
 const MAX_PARTS: usize = 128;
 const MAX_BYTES: usize = 256 * 1024;
 
+/// How long a message may wait for its confirm before its callers are told it failed.
+const CONFIRM_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Waiting publishes beyond which callers wait to hand theirs over (back-pressure, not a drop).
 const BACKLOG: usize = 4096;
 
@@ -48,8 +51,11 @@ impl Coalescing {
     }
 
     /// Stores `payload` durably, alone or in a message with others; returns only once it can no longer
-    /// be lost. A payload with a raw newline cannot share a message and is published alone.
+    /// be lost. Consumers read every message as parts, so a payload with a raw newline is refused.
     pub async fn publish(&self, payload: Vec<u8>, headers: Headers) -> Result<(), QueueError> {
+        if !parts::joinable(&payload) {
+            return Err(QueueError::NotOnePart);
+        }
         let (done, confirmed) = oneshot::channel();
         self.tx.send(Pending { payload, headers, done }).await.map_err(|_| QueueError::Closed)?;
         match confirmed.await {
@@ -76,22 +82,26 @@ async fn run(queue: Queue, mut rx: mpsc::Receiver<Pending>) {
         let Ok(slot) = slots.clone().acquire_owned().await else { break };
         let mut bytes = first.payload.len();
         let mut batch = vec![first];
-        if parts::joinable(&batch[0].payload) {
-            while batch.len() < MAX_PARTS {
-                let Ok(next) = rx.try_recv() else { break };
-                if !parts::joinable(&next.payload) || bytes + 1 + next.payload.len() > MAX_BYTES {
-                    carried = Some(next);
-                    break;
-                }
-                bytes += 1 + next.payload.len();
-                batch.push(next);
+        while batch.len() < MAX_PARTS {
+            let Ok(next) = rx.try_recv() else { break };
+            if bytes + 1 + next.payload.len() > MAX_BYTES {
+                carried = Some(next);
+                break;
             }
+            bytes += 1 + next.payload.len();
+            batch.push(next);
         }
         let queue = queue.clone();
         tokio::spawn(async move {
             let joined: Vec<(&[u8], &Headers)> = batch.iter().map(|p| (p.payload.as_slice(), &p.headers)).collect();
             let (payload, headers) = parts::join(&joined);
-            let result = queue.publish(&payload, &headers).await.map_err(Arc::new);
+            // With one message out at a time, a confirm that never comes would hold every request of the
+            // process: past the deadline its callers get an error (a 503 the agent retries; should the
+            // confirm come after all, the resend is a harmless duplicate).
+            let result = match tokio::time::timeout(CONFIRM_DEADLINE, queue.publish(&payload, &headers)).await {
+                Ok(result) => result.map_err(Arc::new),
+                Err(_) => Err(Arc::new(QueueError::Unconfirmed)),
+            };
             drop(slot);
             if result.is_ok() {
                 onshi_telemetry::metrics().ingest_messages.inc();

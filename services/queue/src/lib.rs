@@ -40,6 +40,10 @@ pub enum QueueError {
     Storage(#[from] sea_orm::DbErr),
     #[error("the consumer stopped")]
     Closed,
+    #[error("the broker did not confirm the message in time")]
+    Unconfirmed,
+    #[error("a payload with a raw newline cannot be queued: messages are read as JSON lines")]
+    NotOnePart,
     /// A failure of a message that carried this payload among others ([`Coalescing`]).
     #[error(transparent)]
     Shared(std::sync::Arc<QueueError>),

@@ -377,6 +377,14 @@ impl Worker {
             }
         }
 
+        // Every applied batch is counted, also one whose message is split below (it comes back as a
+        // duplicate).
+        for (part, result) in parts.iter().zip(&results) {
+            if let PartResult::Applied(outcome) = result {
+                part.span().in_scope(|| record_applied(&part.batch, *outcome));
+            }
+        }
+
         let mut settled = Vec::with_capacity(deliveries.len());
         for (delivery, carried) in deliveries.into_iter().zip(carried) {
             let outcome = match carried {
@@ -411,18 +419,19 @@ impl Worker {
     async fn settle(&self, delivery: Delivery, indices: &[usize], parts: &[Part], results: &[PartResult]) -> Settled {
         let mine: Vec<(&Part, &PartResult)> = indices.iter().map(|&i| (&parts[i], &results[i])).collect();
         if mine.iter().all(|(_, r)| matches!(r, PartResult::Applied(_))) {
-            for (part, result) in &mine {
-                if let PartResult::Applied(outcome) = result {
-                    part.span().in_scope(|| record_applied(&part.batch, *outcome));
-                }
-            }
             if let Err(e) = delivery.ack().await {
                 // Applied but not acked: it will come back and be skipped as a duplicate.
                 tracing::warn!(error = %e, "ack failed after applying");
             }
             return Settled::Applied;
         }
+        // None applied for a reason that may pass: back to the queue once as it is; if it fails again
+        // and carries several batches, they go on alone, so that one batch failing for good (an error the
+        // store cannot tell from a passing one) does not spend its neighbours' delivery limit with its own.
         if mine.iter().all(|(_, r)| matches!(r, PartResult::Retry)) {
+            if mine.len() > 1 && delivery.delivery_count > 1 {
+                return self.split_back(delivery).await;
+            }
             return settle_retry(delivery).await;
         }
         match mine.as_slice() {
