@@ -100,10 +100,13 @@ both_modes!(the_daily_rollup_counts_each_visit_once_in_its_hour_and_is_rebuilt_t
     assert_eq!(rollup().await, rows, "rebuilt from the visits, the same");
 });
 
-both_modes!(a_batch_that_can_never_apply_is_dead_lettered_alone_from_its_group, |app| {
-    use onshi_queue::{Headers, MessageQueue};
-    let queue = &app.adapters().queue;
-    let envelope = |clinic, events| onshi_domain::IngestEnvelope {
+/// A batch of the test tenant from its first clinic's device, as the ingest handler would queue it.
+fn envelope(
+    app: &TestApp,
+    clinic: onshi_domain::ClinicId,
+    events: Vec<onshi_domain::AgentEvent>,
+) -> onshi_domain::IngestEnvelope {
+    onshi_domain::IngestEnvelope {
         version: onshi_domain::ENVELOPE_VERSION,
         batch_id: uuid::Uuid::now_v7(),
         tenant: app.tenant,
@@ -111,7 +114,13 @@ both_modes!(a_batch_that_can_never_apply_is_dead_lettered_alone_from_its_group, 
         device: app.clinics[0].device,
         received_at: time::OffsetDateTime::now_utc(),
         events,
-    };
+    }
+}
+
+both_modes!(a_batch_that_can_never_apply_is_dead_lettered_alone_from_its_group, |app| {
+    use onshi_queue::{Headers, MessageQueue};
+    let queue = &app.adapters().queue;
+    let envelope = |clinic, events| envelope(app, clinic, events);
     // Same tenant, published back to back so the worker takes them as one group: a clinic that does not
     // exist (a foreign key that can never hold) between two good batches.
     let good = [app.receptions(0, 2, 31), app.receptions(0, 3, 32)];
@@ -129,18 +138,7 @@ both_modes!(a_batch_that_can_never_apply_is_dead_lettered_alone_from_its_group, 
 both_modes!(a_message_of_several_batches_returns_each_on_its_own_when_one_cannot_apply, |app| {
     use onshi_queue::{Headers, MessageQueue, parts};
     let queue = &app.adapters().queue;
-    let envelope = |clinic, events| {
-        serde_json::to_vec(&onshi_domain::IngestEnvelope {
-            version: onshi_domain::ENVELOPE_VERSION,
-            batch_id: uuid::Uuid::now_v7(),
-            tenant: app.tenant,
-            clinic,
-            device: app.clinics[0].device,
-            received_at: time::OffsetDateTime::now_utc(),
-            events,
-        })
-        .unwrap()
-    };
+    let envelope = |clinic, events| serde_json::to_vec(&envelope(app, clinic, events)).unwrap();
     let clinic = app.clinics[0].clinic.id;
     // As the API publishes concurrent requests: one message, several batches. In the first, a clinic
     // that does not exist (a foreign key that can never hold) between two good batches; in the second,
