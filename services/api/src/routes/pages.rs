@@ -22,6 +22,14 @@ pub(crate) struct VisitLine {
     pub confirmations: u32,
 }
 
+impl VisitLine {
+    /// The result up to its parenthesis and from it (empty when it has none). The page breaks a long
+    /// result only there: a narrow card showed 無効(新資格あ / り), the last character alone on a line.
+    pub fn result_parts(&self) -> (&'static str, &'static str) {
+        self.result.find('(').map_or((self.result, ""), |at| self.result.split_at(at))
+    }
+}
+
 pub(crate) struct ClinicPanel {
     pub id: String,
     pub name: String,
@@ -172,4 +180,20 @@ pub(crate) async fn feed_script() -> HttpResponse {
         .content_type("text/javascript; charset=utf-8")
         .insert_header(("Cache-Control", "public, max-age=300"))
         .body(include_str!("../../../../web/static/feed.js"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VisitLine;
+
+    fn line(result: &'static str) -> VisitLine {
+        VisitLine { time: String::new(), method: "", myna: false, result, result_ok: false, confirmations: 1 }
+    }
+
+    #[test]
+    fn a_result_breaks_only_before_its_parenthesis() {
+        assert_eq!(line("無効(新資格あり)").result_parts(), ("無効", "(新資格あり)"));
+        assert_eq!(line("Invalid (new coverage exists)").result_parts(), ("Invalid ", "(new coverage exists)"));
+        assert_eq!(line("有効").result_parts(), ("有効", ""));
+    }
 }
