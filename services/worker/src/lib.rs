@@ -128,6 +128,14 @@ impl Part {
     }
 }
 
+/// What a delivery holds, once read.
+enum Held {
+    /// Its batches: these indices of the group's parts.
+    Batches(std::ops::Range<usize>),
+    /// A part that cannot be decoded, among `parts` in all.
+    Undecodable { parts: usize },
+}
+
 /// How one batch fared.
 #[derive(Debug, Clone)]
 enum PartResult {
@@ -324,11 +332,6 @@ impl Worker {
         }
     }
 
-    /// Processes one delivery and settles it.
-    pub async fn handle(&self, delivery: Delivery) -> Settled {
-        self.handle_group(vec![delivery]).await.pop().unwrap_or(Settled::Retried)
-    }
-
     /// Processes the deliveries at hand together and settles each; returns how each ended, in order.
     ///
     /// A delivery carries one batch or several (concurrent requests published together,
@@ -340,23 +343,21 @@ impl Worker {
     /// message, then the delivery is acked, so a faulty batch is retried and dead-lettered alone while
     /// its neighbours (already applied) come back as harmless duplicates.
     pub async fn handle_group(&self, deliveries: Vec<Delivery>) -> Vec<Settled> {
-        // Each delivery's batches, by index into `parts`; `None` when one of them cannot be decoded.
-        let mut carried: Vec<Option<Vec<usize>>> = Vec::with_capacity(deliveries.len());
+        let mut held: Vec<Held> = Vec::with_capacity(deliveries.len());
         let mut parts: Vec<Part> = Vec::new();
         for delivery in &deliveries {
-            let mut decoded = Vec::new();
-            for (bytes, headers) in onshi_queue::parts::split(&delivery.payload, &delivery.headers) {
-                let Some(batch) = decode(bytes) else {
-                    decoded.clear();
-                    break;
-                };
+            let split = onshi_queue::parts::split(&delivery.payload, &delivery.headers);
+            let count = split.len();
+            let mut decoded = Vec::with_capacity(count);
+            for (bytes, headers) in split {
+                let Some(batch) = decode(bytes) else { break };
                 decoded.push(Part { bytes: bytes.to_vec(), headers, attempt: delivery.delivery_count, batch });
             }
-            if decoded.is_empty() {
-                carried.push(None);
-            } else {
-                carried.push(Some((parts.len()..parts.len() + decoded.len()).collect()));
+            if decoded.len() == count {
+                held.push(Held::Batches(parts.len()..parts.len() + count));
                 parts.extend(decoded);
+            } else {
+                held.push(Held::Undecodable { parts: count });
             }
         }
 
@@ -386,13 +387,11 @@ impl Worker {
         }
 
         let mut settled = Vec::with_capacity(deliveries.len());
-        for (delivery, carried) in deliveries.into_iter().zip(carried) {
-            let outcome = match carried {
-                None if onshi_queue::parts::split(&delivery.payload, &delivery.headers).len() > 1 => {
-                    self.split_back(delivery).await
-                }
-                None => settle_dead(delivery, "undecodable message").await,
-                Some(indices) => self.settle(delivery, &indices, &parts, &results).await,
+        for (delivery, held) in deliveries.into_iter().zip(held) {
+            let outcome = match held {
+                Held::Undecodable { parts: 1 } => settle_dead(delivery, "undecodable message").await,
+                Held::Undecodable { .. } => self.split_back(delivery).await,
+                Held::Batches(range) => self.settle(delivery, &results[range]).await,
             };
             count(outcome);
             settled.push(outcome);
@@ -415,10 +414,9 @@ impl Worker {
         settled
     }
 
-    /// Settles a delivery whose batches were all decoded, from how each fared.
-    async fn settle(&self, delivery: Delivery, indices: &[usize], parts: &[Part], results: &[PartResult]) -> Settled {
-        let mine: Vec<(&Part, &PartResult)> = indices.iter().map(|&i| (&parts[i], &results[i])).collect();
-        if mine.iter().all(|(_, r)| matches!(r, PartResult::Applied(_))) {
+    /// Settles a delivery whose batches were all decoded, from how each fared (`results`, in order).
+    async fn settle(&self, delivery: Delivery, results: &[PartResult]) -> Settled {
+        if results.iter().all(|r| matches!(r, PartResult::Applied(_))) {
             if let Err(e) = delivery.ack().await {
                 // Applied but not acked: it will come back and be skipped as a duplicate.
                 tracing::warn!(error = %e, "ack failed after applying");
@@ -428,14 +426,14 @@ impl Worker {
         // None applied for a reason that may pass: back to the queue once as it is; if it fails again
         // and carries several batches, they go on alone, so that one batch failing for good (an error the
         // store cannot tell from a passing one) does not spend its neighbours' delivery limit with its own.
-        if mine.iter().all(|(_, r)| matches!(r, PartResult::Retry)) {
-            if mine.len() > 1 && delivery.delivery_count > 1 {
+        if results.iter().all(|r| matches!(r, PartResult::Retry)) {
+            if results.len() > 1 && delivery.delivery_count > 1 {
                 return self.split_back(delivery).await;
             }
             return settle_retry(delivery).await;
         }
-        match mine.as_slice() {
-            [(_, PartResult::Dead(reason))] => settle_dead(delivery, reason).await,
+        match results {
+            [PartResult::Dead(reason)] => settle_dead(delivery, reason).await,
             _ => self.split_back(delivery).await,
         }
     }
