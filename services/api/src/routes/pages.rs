@@ -15,6 +15,8 @@ use crate::{ApiError, AppState};
 
 pub(crate) struct VisitLine {
     pub time: String,
+    /// On a day's page, the last check's time when the visit was checked again later (else empty).
+    pub until: String,
     pub method: &'static str,
     pub myna: bool,
     pub result: &'static str,
@@ -145,7 +147,8 @@ pub(crate) async fn clinic_receptions(
         Some(d) => crate::web::input::required_date("date", d)?,
         None => jst::date_of(OffsetDateTime::now_utc()),
     };
-    let rows: Vec<VisitLine> = store.visits_on(&clinic, date).await?.into_iter().map(|v| line(v, page.lang)).collect();
+    let rows: Vec<VisitLine> =
+        store.visits_on(&clinic, date).await?.into_iter().map(|v| day_line(v, page.lang)).collect();
     store
         .audit(
             &caller
@@ -156,16 +159,32 @@ pub(crate) async fn clinic_receptions(
     ok(ClinicReceptionsPage { page, clinic: clinic.clinic().clone(), date: date.to_string(), rows })
 }
 
+/// A line of the start page's latest receptions: newest first, so the time of the last check, with
+/// its date (the list spans days).
 fn line(v: onshi_store::VisitRow, lang: crate::web::i18n::Lang) -> VisitLine {
     let t = v.last_at.to_offset(jst::JST);
     VisitLine {
         time: format!("{:02}/{:02} {:02}:{:02}", t.month() as u8, t.day(), t.hour(), t.minute()),
+        until: String::new(),
         method: lang.t(v.method.label_ja(), v.method.label_en()),
         myna: v.myna,
         result: lang.t(v.result.label_ja(), v.result.label_en()),
         result_ok: v.result == onshi_domain::QualificationResult::Valid,
         confirmations: v.confirmations,
     }
+}
+
+/// A line of a day's receptions: in order of arrival, so the time of the first check (the 受付 time a
+/// clerk matches against the reception desk), and the last one after it when the patient was checked
+/// again in a later minute. Showing only the last time, as the page once did, put rows out of order.
+fn day_line(v: onshi_store::VisitRow, lang: crate::web::i18n::Lang) -> VisitLine {
+    let hm = |at: OffsetDateTime| {
+        let t = at.to_offset(jst::JST);
+        format!("{:02}:{:02}", t.hour(), t.minute())
+    };
+    let (time, last) = (hm(v.first_at), hm(v.last_at));
+    let until = if last == time { String::new() } else { last };
+    VisitLine { time, until, ..line(v, lang) }
 }
 
 pub(crate) async fn stylesheet() -> HttpResponse {
@@ -185,9 +204,49 @@ pub(crate) async fn feed_script() -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::VisitLine;
+    use crate::web::i18n::Lang;
 
     fn line(result: &'static str) -> VisitLine {
-        VisitLine { time: String::new(), method: "", myna: false, result, result_ok: false, confirmations: 1 }
+        VisitLine {
+            time: String::new(),
+            until: String::new(),
+            method: "",
+            myna: false,
+            result,
+            result_ok: false,
+            confirmations: 1,
+        }
+    }
+
+    fn visit(first: time::OffsetDateTime, last: time::OffsetDateTime, confirmations: u32) -> onshi_store::VisitRow {
+        onshi_store::VisitRow {
+            clinic: onshi_domain::ClinicId::new(),
+            date: onshi_domain::jst::date_of(first),
+            first_at: first,
+            last_at: last,
+            method: onshi_domain::ConfirmationMethod::MynaCard,
+            myna: true,
+            result: onshi_domain::QualificationResult::Valid,
+            consents: Default::default(),
+            confirmations,
+        }
+    }
+
+    #[test]
+    fn a_days_line_shows_the_arrival_in_jst_and_a_later_check_after_it() {
+        use time::macros::datetime;
+        // 11:33 UTC is 20:33 JST; checked again at 12:47 UTC (21:47 JST).
+        let again =
+            super::day_line(visit(datetime!(2026-12-03 11:33:10 UTC), datetime!(2026-12-03 12:47:00 UTC), 2), Lang::Ja);
+        assert_eq!((again.time.as_str(), again.until.as_str()), ("20:33", "21:47"));
+        // A second check in the same minute adds nothing to read.
+        let same =
+            super::day_line(visit(datetime!(2026-12-03 11:33:10 UTC), datetime!(2026-12-03 11:33:50 UTC), 2), Lang::Ja);
+        assert_eq!((same.time.as_str(), same.until.as_str()), ("20:33", ""));
+        // The start page's list keeps the last check, with its date.
+        let home =
+            super::line(visit(datetime!(2026-12-03 11:33:10 UTC), datetime!(2026-12-03 12:47:00 UTC), 2), Lang::Ja);
+        assert_eq!((home.time.as_str(), home.until.as_str()), ("12/03 21:47", ""));
     }
 
     #[test]

@@ -47,6 +47,14 @@ both_modes!(the_visits_page_lists_each_clinics_receptions_of_today, |app| {
         .map(|s| s.split('<').next().unwrap().parse().unwrap())
         .collect();
     assert_eq!(counts, vec![0, todays.len(), 0]);
+    // The clinic's day lists its receptions in order of arrival and shows that time (JST), so the times
+    // read in order (they once showed each visit's last check in first-check order).
+    let day = browser.get(&format!("/clinics/{}/receptions?date={today}", app.clinics[1].clinic.id)).await.body;
+    let times: Vec<&str> = day.split("<td class=\"when\">").skip(1).map(|s| &s[..5]).collect();
+    assert_eq!(times.len(), todays.len());
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    let first = todays[0].first_at.to_offset(onshi_domain::jst::JST);
+    assert_eq!(times[0], format!("{:02}:{:02}", first.hour(), first.minute()));
     // No patient pseudonym reaches the page.
     for event in &events {
         if let onshi_domain::EventPayload::Qualification(q) = &event.payload
