@@ -27,6 +27,7 @@ mod m20261202_000020_device_alerts;
 mod m20261202_000021_expiry_radar;
 mod m20261202_000022_followups;
 mod m20261202_000023_daily_hours;
+mod m20261203_000024_mail_outbox;
 pub mod partitions;
 
 pub use m20261125_000003_accounts::APP_ROLE;
@@ -96,6 +97,7 @@ pub const TENANT_TABLES: &[&str] = &[
     "radar_notices",
     "weekly_summaries",
     "followups",
+    "mail_outbox",
 ];
 
 pub struct Migrator;
@@ -127,6 +129,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000021_expiry_radar::Migration),
             Box::new(m20261202_000022_followups::Migration),
             Box::new(m20261202_000023_daily_hours::Migration),
+            Box::new(m20261203_000024_mail_outbox::Migration),
         ]
     }
 }

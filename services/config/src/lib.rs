@@ -74,6 +74,10 @@ pub struct Config {
     pub alert_poll_ms: u64,
     /// How often a worker reads the expiry radar (warnings by e-mail, the weekly summary).
     pub radar_poll_ms: u64,
+    /// Delays before each retry of a system e-mail the mail server did not take.
+    pub mail_backoff_secs: Vec<u64>,
+    /// How often a worker looks for system e-mail due for sending.
+    pub mail_poll_ms: u64,
     pub max_body_bytes: usize,
     pub archive_raw_batches: bool,
     /// A reception-addon rules file to use instead of the built-in one (validated at start-up).
@@ -233,6 +237,15 @@ impl Config {
         }
         if self.alert_poll_ms < 50 || self.alert_poll_ms > 300_000 {
             return invalid("alert_poll_ms", "must be between 50 and 300000");
+        }
+        if self.mail_backoff_secs.is_empty()
+            || self.mail_backoff_secs.len() > 20
+            || self.mail_backoff_secs.iter().any(|d| *d == 0 || *d > 7 * 86_400)
+        {
+            return invalid("mail_backoff_secs", "1 to 20 delays, each 1 s to 7 days");
+        }
+        if self.mail_poll_ms < 50 || self.mail_poll_ms > 60_000 {
+            return invalid("mail_poll_ms", "must be between 50 and 60000");
         }
         if self.radar_poll_ms < 50 || self.radar_poll_ms > 86_400_000 {
             return invalid("radar_poll_ms", "must be between 50 and 86400000");

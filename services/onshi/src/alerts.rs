@@ -1,17 +1,17 @@
 //! The usage watch: after a batch changes a tenant's visits, at most once per tenant every ten minutes,
 //! compare each clinic's month-to-date マイナ保険証利用率 (the estimate) with the level the rules require
 //! for the months this one decides (N+3..N+5). A clinic projected below it gets one e-mail per month to
-//! the group's owners and managers (the dashboard shows the same warning all along).
+//! the group's owners and managers (the dashboard shows the same warning all along), queued in the
+//! e-mail outbox (`crate::mail_sender`) once the warning is claimed.
 
 use std::time::Duration;
 
-use onshi_api::Mailer;
 use onshi_cache::{Cache, CacheBackend};
 use std::sync::Arc;
 
 use onshi_domain::ClinicAccess;
 use onshi_rules::{MonthCount, RuleSet, YearMonth};
-use onshi_store::{AuditEntry, AuditResult, Store, TenantScope};
+use onshi_store::{AuditEntry, AuditResult, NewMail, Store, TenantScope};
 use onshi_worker::AfterApply;
 
 /// Below this many patients in the month the estimate says too little to warn anyone.
@@ -21,14 +21,13 @@ const EVERY: Duration = Duration::from_secs(600);
 pub struct UsageWatch {
     pub store: Store,
     pub cache: Cache,
-    pub mailer: Mailer,
     pub public_url: String,
     rules: Arc<RuleSet>,
 }
 
 impl UsageWatch {
-    pub fn new(store: Store, cache: Cache, mailer: Mailer, public_url: String, rules: Arc<RuleSet>) -> Self {
-        Self { store, cache, mailer, public_url, rules }
+    pub fn new(store: Store, cache: Cache, public_url: String, rules: Arc<RuleSet>) -> Self {
+        Self { store, cache, public_url, rules }
     }
 
     async fn check(&self, scope: TenantScope) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -86,12 +85,14 @@ impl UsageWatch {
                 url = self.public_url.trim_end_matches('/'),
                 id = clinic.id,
             );
-            for to in users.iter().flatten().filter(|u| u.is_told_about(Some(clinic.id))).map(|u| &u.email) {
-                let subject = format!("【Onshi Cloud】マイナ保険証利用率の注意: {}", clinic.name);
-                if let Err(e) = self.mailer.send(to, &subject, body.clone()).await {
-                    tracing::warn!(error = %e, clinic = %clinic.id, "usage alert not sent");
-                }
-            }
+            let subject = format!("【Onshi Cloud】マイナ保険証利用率の注意: {}", clinic.name);
+            let mails: Vec<_> = users
+                .iter()
+                .flatten()
+                .filter(|u| u.is_told_about(Some(clinic.id)))
+                .map(|u| NewMail { topic: "usage_alert", to: &u.email, subject: &subject, body: &body })
+                .collect();
+            crate::mail_sender::queue(&self.store, scope, &mails).await;
         }
         Ok(())
     }

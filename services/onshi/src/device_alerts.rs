@@ -4,24 +4,23 @@
 //! the managers who see that clinic. Several workers may run it: the store locks a tenant's agents while
 //! it decides, so an alert is raised once.
 //!
-//! The e-mail goes after the commit that recorded the alert (audit entry and webhook announcement are in
-//! that transaction). A failed send is logged and not retried: the fleet page and the webhook carry the
-//! alert all the same.
+//! The e-mail is queued in the e-mail outbox (`crate::mail_sender`, which retries a mail server that
+//! refuses) after the commit that recorded the alert (audit entry and webhook announcement are in that
+//! transaction); the fleet page and the webhook carry the alert all the same.
 
 use std::time::Duration;
 
-use onshi_api::Mailer;
 use onshi_api::web::time::jst_minute;
 use onshi_domain::device_alert::AlertKind;
 use onshi_domain::outage;
-use onshi_store::{DeviceAlert, Store, TenantScope};
+use onshi_store::{DeviceAlert, NewMail, Store, TenantScope};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 pub struct AlertWatch {
     pub store: Store,
-    /// `None` when mail is not configured usably (alerts are then on the page and in webhooks only).
-    pub mailer: Option<Mailer>,
+    /// False when mail is not configured usably (alerts are then on the page and in webhooks only).
+    pub mail: bool,
     pub public_url: String,
     pub poll: Duration,
 }
@@ -56,7 +55,9 @@ impl AlertWatch {
     }
 
     async fn mail(&self, scope: TenantScope, told: &[DeviceAlert]) {
-        let Some(mailer) = &self.mailer else { return };
+        if !self.mail {
+            return;
+        }
         let users = match self.store.tenant(scope).users().await {
             Ok(users) => users,
             Err(e) => return tracing::warn!(error = %e, "alert recipients not found"),
@@ -69,11 +70,10 @@ impl AlertWatch {
                 Vec::new()
             };
             let (subject, body) = message(alert, &wide, &self.public_url);
-            for user in recipients {
-                if let Err(e) = mailer.send(&user.email, &subject, body.clone()).await {
-                    tracing::warn!(error = %e, clinic = %alert.clinic, "agent alert not mailed");
-                }
-            }
+            let mails: Vec<_> = recipients
+                .map(|u| NewMail { topic: "device_alert", to: &u.email, subject: &subject, body: &body })
+                .collect();
+            crate::mail_sender::queue(&self.store, scope, &mails).await;
         }
     }
 }

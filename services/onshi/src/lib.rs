@@ -9,6 +9,7 @@ pub mod bench;
 pub mod demo;
 mod demo_claims;
 pub mod device_alerts;
+pub mod mail_sender;
 pub mod maintenance;
 pub mod progress;
 pub mod radar;

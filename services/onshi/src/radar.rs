@@ -3,20 +3,21 @@
 //! reaches 90, 30 and 7 days and once it has passed, and sends the group's weekly summary (the week's
 //! agent alerts and everything on the radar) on the first look after Monday 08:00 JST (between 08:00 and
 //! midnight, whatever day the worker starts). Each e-mail is
-//! claimed in the store first, so several workers send it once.
+//! claimed in the store first, so several workers send it once, then queued in the e-mail outbox
+//! (`crate::mail_sender`).
 
 use std::time::Duration;
 
-use onshi_api::Mailer;
 use onshi_domain::ClinicAccess;
 use onshi_domain::radar::Warning;
-use onshi_store::{AuditEntry, AuditResult, Clinic, Store, TenantScope};
+use onshi_store::{AuditEntry, AuditResult, Clinic, NewMail, Store, TenantScope};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 pub struct RadarWatch {
     pub store: Store,
-    pub mailer: Option<Mailer>,
+    /// False when mail is not configured usably: the radar is then on the fleet page only.
+    pub mail: bool,
     pub public_url: String,
     pub poll: Duration,
 }
@@ -37,24 +38,21 @@ impl RadarWatch {
     }
 
     pub async fn look(&self, now: OffsetDateTime) {
-        let Some(mailer) = &self.mailer else { return };
+        if !self.mail {
+            return;
+        }
         let tenants = match self.store.radar_tenants().await {
             Ok(t) => t,
             Err(e) => return tracing::warn!(error = %e, "groups for the expiry radar not listed"),
         };
         for scope in tenants {
-            if let Err(e) = self.look_at(mailer, scope, now).await {
+            if let Err(e) = self.look_at(scope, now).await {
                 tracing::warn!(error = %e, tenant = %scope.tenant_id(), "expiry radar not looked at");
             }
         }
     }
 
-    async fn look_at(
-        &self,
-        mailer: &Mailer,
-        scope: TenantScope,
-        now: OffsetDateTime,
-    ) -> Result<(), onshi_store::StoreError> {
+    async fn look_at(&self, scope: TenantScope, now: OffsetDateTime) -> Result<(), onshi_store::StoreError> {
         let store = self.store.tenant(scope);
         let today = onshi_domain::jst::date_of(now);
         let radar = store.radar(today).await?;
@@ -85,7 +83,7 @@ impl RadarWatch {
                     advice_ja = warning.advice_ja(),
                     advice_en = warning.advice_en(),
                 );
-                send_all(mailer, &recipients, &subject, &body).await;
+                self.queue(scope, "radar_notice", &recipients, &subject, &body).await;
             }
         }
         let local = now.to_offset(onshi_domain::jst::JST);
@@ -110,16 +108,15 @@ impl RadarWatch {
             }
         }
         let body = summary(&week, &radar, &alerts, &followups, today, site);
-        send_all(mailer, &recipients, &format!("【Onshi Cloud】週間まとめ {week}"), &body).await;
+        self.queue(scope, "weekly_summary", &recipients, &format!("【Onshi Cloud】週間まとめ {week}"), &body).await;
         Ok(())
     }
 }
 
-async fn send_all(mailer: &Mailer, to: &[String], subject: &str, body: &str) {
-    for address in to {
-        if let Err(e) = mailer.send(address, subject, body.to_owned()).await {
-            tracing::warn!(error = %e, "radar e-mail not sent");
-        }
+impl RadarWatch {
+    async fn queue(&self, scope: TenantScope, topic: &'static str, to: &[String], subject: &str, body: &str) {
+        let mails: Vec<_> = to.iter().map(|address| NewMail { topic, to: address, subject, body }).collect();
+        crate::mail_sender::queue(&self.store, scope, &mails).await;
     }
 }
 

@@ -117,10 +117,9 @@ impl Adapters {
     /// A worker over these adapters, reporting its consumer's state to `health`.
     pub fn worker(&self, config: &Config, health: Arc<ConsumerHealth>) -> Worker {
         let watch = match mailer(config) {
-            Ok(mailer) => Some(std::sync::Arc::new(crate::alerts::UsageWatch::new(
+            Ok(_) => Some(std::sync::Arc::new(crate::alerts::UsageWatch::new(
                 self.store.clone(),
                 self.cache.clone(),
-                mailer,
                 config.public_url.clone(),
                 self.rules.clone(),
             )) as std::sync::Arc<dyn onshi_worker::AfterApply>),
@@ -256,10 +255,7 @@ impl Application {
         let server = onshi_api::serve(state, listener)
             .map_err(|source| StartupError::Listen { addr: config.listen.clone(), source })?;
         let worker = watch.map(|w| {
-            tokio::spawn(anchoring(&adapters, config, shutdown.clone()));
-            tokio::spawn(webhook_sender(&adapters, config).run(shutdown.clone()));
-            tokio::spawn(alert_watch(&adapters, config).run(shutdown.clone()));
-            tokio::spawn(radar_watch(&adapters, config).run(shutdown.clone()));
+            spawn_watches(&adapters, config, &shutdown);
             tokio::spawn(adapters.worker(config, w.health).run(shutdown.clone()))
         });
         Ok(Self { port, adapters, device_keys, server, worker, shutdown })
@@ -357,20 +353,39 @@ pub async fn run_worker(config: &Config) -> Result<(), StartupError> {
     let ops_server = onshi_api::serve_ops(ops, listener).map_err(|source| StartupError::Listen { addr, source })?;
     let ops_handle = ops_server.handle();
     tokio::spawn(ops_server);
-    tokio::spawn(anchoring(&adapters, config, shutdown.clone()));
-    tokio::spawn(webhook_sender(&adapters, config).run(shutdown.clone()));
-    tokio::spawn(alert_watch(&adapters, config).run(shutdown.clone()));
-    tokio::spawn(radar_watch(&adapters, config).run(shutdown.clone()));
+    spawn_watches(&adapters, config, &shutdown);
     adapters.worker(config, watch.health).run(shutdown).await;
     ops_handle.stop(true).await;
     Ok(())
+}
+
+/// What a worker process keeps up beside applying batches: audit anchoring, webhooks, alerts, the radar
+/// and the e-mail outbox they write to (sent only when mail is configured usably; without it the news is
+/// on the pages and in webhooks only).
+fn spawn_watches(adapters: &Adapters, config: &Config, shutdown: &CancellationToken) {
+    tokio::spawn(anchoring(adapters, config, shutdown.clone()));
+    tokio::spawn(webhook_sender(adapters, config).run(shutdown.clone()));
+    tokio::spawn(alert_watch(adapters, config).run(shutdown.clone()));
+    tokio::spawn(radar_watch(adapters, config).run(shutdown.clone()));
+    match mailer(config) {
+        Ok(mailer) => {
+            let sender = crate::mail_sender::MailSender {
+                store: adapters.store.clone(),
+                mailer,
+                backoff: config.mail_backoff_secs.clone(),
+                poll: Duration::from_millis(config.mail_poll_ms),
+            };
+            tokio::spawn(sender.run(shutdown.clone()));
+        }
+        Err(e) => tracing::warn!(error = %e, "mail settings invalid: alerts and notices are not e-mailed"),
+    }
 }
 
 /// The webhook deliveries and agent-outage announcements a worker process keeps up (`crate::webhooks`).
 fn webhook_sender(adapters: &Adapters, config: &Config) -> crate::webhooks::WebhookSender {
     crate::webhooks::WebhookSender {
         store: adapters.store.clone(),
-        mailer: mailer(config).inspect_err(|e| tracing::warn!(error = %e, "webhook notices cannot be mailed")).ok(),
+        mail: mailer(config).is_ok(),
         public_url: config.public_url.clone(),
         allow_private: config.webhook_allow_private_targets,
         backoff: config.webhook_backoff_secs.clone(),
@@ -382,7 +397,7 @@ fn webhook_sender(adapters: &Adapters, config: &Config) -> crate::webhooks::Webh
 fn alert_watch(adapters: &Adapters, config: &Config) -> crate::device_alerts::AlertWatch {
     crate::device_alerts::AlertWatch {
         store: adapters.store.clone(),
-        mailer: mailer(config).inspect_err(|e| tracing::warn!(error = %e, "agent alerts cannot be mailed")).ok(),
+        mail: mailer(config).is_ok(),
         public_url: config.public_url.clone(),
         poll: Duration::from_millis(config.alert_poll_ms),
     }
@@ -392,7 +407,7 @@ fn alert_watch(adapters: &Adapters, config: &Config) -> crate::device_alerts::Al
 fn radar_watch(adapters: &Adapters, config: &Config) -> crate::radar::RadarWatch {
     crate::radar::RadarWatch {
         store: adapters.store.clone(),
-        mailer: mailer(config).inspect_err(|e| tracing::warn!(error = %e, "radar e-mails cannot be sent")).ok(),
+        mail: mailer(config).is_ok(),
         public_url: config.public_url.clone(),
         poll: Duration::from_millis(config.radar_poll_ms),
     }

@@ -13,9 +13,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use onshi_api::Mailer;
 use onshi_domain::Role;
-use onshi_store::{DeliveryOutcome, DisabledEndpoint, DueDelivery, Store, TenantScope, UserStatus};
+use onshi_store::{DeliveryOutcome, DisabledEndpoint, DueDelivery, NewMail, Store, TenantScope, UserStatus};
 use tokio_util::sync::CancellationToken;
 
 /// How long a claimed delivery is ours before another worker may take it: well over what a claim's sends
@@ -32,8 +31,9 @@ const TRANSITIONS_EVERY: u32 = 10;
 #[derive(Clone)]
 pub struct WebhookSender {
     pub store: Store,
-    /// For telling owners that an endpoint was disabled; `None` when mail is not configured usably.
-    pub mailer: Option<Mailer>,
+    /// Whether owners are told by e-mail that an endpoint was disabled (false when mail is not
+    /// configured usably).
+    pub mail: bool,
     pub public_url: String,
     pub allow_private: bool,
     pub backoff: Vec<u64>,
@@ -110,7 +110,9 @@ impl WebhookSender {
     }
 
     async fn tell_owners(&self, scope: TenantScope, endpoint: &DisabledEndpoint) {
-        let Some(mailer) = &self.mailer else { return };
+        if !self.mail {
+            return;
+        }
         let store = self.store.tenant(scope);
         let owners: Vec<String> = match store.users().await {
             Ok(users) => users
@@ -128,12 +130,10 @@ impl WebhookSender {
             url = endpoint.url,
             site = self.public_url.trim_end_matches('/'),
         );
-        for to in owners {
-            if let Err(e) = mailer.send(&to, "【Onshi Cloud】Webhook の送信先を停止しました", body.clone()).await
-            {
-                tracing::warn!(error = %e, "webhook disabled notice not sent");
-            }
-        }
+        let subject = "【Onshi Cloud】Webhook の送信先を停止しました";
+        let mails: Vec<_> =
+            owners.iter().map(|to| NewMail { topic: "webhook_disabled", to, subject, body: &body }).collect();
+        crate::mail_sender::queue(&self.store, scope, &mails).await;
     }
 }
 

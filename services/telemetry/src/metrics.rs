@@ -26,6 +26,9 @@ pub struct Metrics {
     pub worker_batches: IntCounterVec,
     /// `onshi_webhook_attempts_total{outcome}`: delivered or failed attempts to send a webhook.
     pub webhook_attempts: IntCounterVec,
+    /// `onshi_mail_attempts_total{outcome}`: system e-mail handed to the mail server: sent, retry
+    /// (refused or no answer; tried again later) or failed (every retry spent).
+    pub mail_attempts: IntCounterVec,
     /// `onshi_worker_events_total{result}`: new or duplicate qualification events applied.
     pub worker_events: IntCounterVec,
     /// `onshi_worker_lag_seconds`: from the API's 202 to the batch being applied.
@@ -94,6 +97,11 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        let mail_attempts = IntCounterVec::new(
+            Opts::new("mail_attempts_total", "Attempts to hand a system e-mail to the mail server, by outcome"),
+            &["outcome"],
+        )
+        .expect("valid metric");
         let worker_events = IntCounterVec::new(
             Opts::new("worker_events_total", "Qualification events applied by workers (new or duplicate)"),
             &["result"],
@@ -143,6 +151,7 @@ impl Metrics {
             Box::new(ingest_messages.clone()),
             Box::new(worker_batches.clone()),
             Box::new(webhook_attempts.clone()),
+            Box::new(mail_attempts.clone()),
             Box::new(worker_events.clone()),
             Box::new(worker_lag.clone()),
             Box::new(agent_heartbeats.clone()),
@@ -166,6 +175,7 @@ impl Metrics {
             ingest_messages,
             worker_batches,
             webhook_attempts,
+            mail_attempts,
             worker_events,
             worker_lag,
             agent_heartbeats,

@@ -131,3 +131,68 @@ both_modes!(
         assert!(mail.contains("onshi-agent"), "{mail}");
     }
 );
+
+both_modes!(
+    an_alert_the_mail_server_refuses_is_sent_again_until_it_is_taken_and_only_once,
+    |config| {
+        fast(config);
+        config.mail_backoff_secs = vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 1];
+    },
+    |app| {
+        let sink = crate::mailbox::sink();
+        let (mut owner, _) = app.signed_in(Role::Owner).await;
+        let manager = app.user(Role::Manager).await;
+        let page = format!("/clinics/{}", app.clinics[0].clinic.id);
+        assert_eq!(owner.post(&format!("{page}/hours"), &hours(true)).await.status, 303);
+        // The manager's mailbox is in trouble: the server answers 451 (try again later).
+        sink.refuse(&manager.email);
+        heartbeat(app, 1, false).await;
+        let owner_db =
+            sea_orm::Database::connect(secrecy::ExposeSecret::expose_secret(&app.config.effective_migration_url()))
+                .await
+                .unwrap();
+        eventually(WAIT, "fault tracked", || async {
+            crate::helpers::scalar(&owner_db, "SELECT count(*) FROM device_alerts").await == 1
+        })
+        .await;
+        let half_an_hour_ago = time::OffsetDateTime::now_utc() - time::Duration::minutes(30);
+        app.execute_as_owner("UPDATE device_alerts SET since = $1", vec![half_an_hour_ago.into()]).await;
+
+        // The alert is raised; the manager's copy is refused, kept with the server's answer, and tried again.
+        eventually(WAIT, "refused twice and kept", || async {
+            crate::helpers::scalar(
+                &owner_db,
+                "SELECT count(*) FROM mail_outbox WHERE status = 'pending' AND attempts >= 2 AND last_error LIKE '%451%'",
+            )
+            .await
+                == 1
+        })
+        .await;
+        let about_reader = |m: &String| m.contains("カードリーダーが応答しません");
+        assert_eq!(sink.all_to(&manager.email).iter().filter(|m| about_reader(m)).count(), 0);
+        let kept: String = {
+            let row = owner_db
+                .query_one_raw(sea_orm::Statement::from_string(
+                    owner_db.get_database_backend(),
+                    "SELECT last_error FROM mail_outbox",
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            row.try_get_by_index(0).unwrap()
+        };
+        assert!(!kept.contains(&manager.email.to_ascii_uppercase()) && !kept.contains('@'), "no address kept: {kept}");
+
+        // The server takes it again: the alert arrives once, and the outbox is empty.
+        sink.accept(&manager.email);
+        let mail = sink.wait_for(&manager.email, "カードリーダーが応答しません").await;
+        assert!(mail.contains("確かめること"), "{mail}");
+        eventually(WAIT, "outbox empty", || async {
+            crate::helpers::scalar(&owner_db, "SELECT count(*) FROM mail_outbox").await == 0
+        })
+        .await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert_eq!(sink.all_to(&manager.email).iter().filter(|m| about_reader(m)).count(), 1, "sent once");
+        owner_db.close().await.ok();
+    }
+);

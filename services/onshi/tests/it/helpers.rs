@@ -111,6 +111,8 @@ pub async fn spawn_app_opts(mode: Mode, tweak: impl FnOnce(&mut Config), with_wo
     config.listen = "127.0.0.1:0".to_owned();
     config.jwt_secret = Some(SecretString::from(format!("test-secret-{}", uuid::Uuid::new_v4())));
     config.delivery_limit = 2;
+    // Alerts and notices go through the e-mail outbox; the tests wait for them in the SMTP sink.
+    config.mail_poll_ms = 100;
     let mut resources = Resources::default();
 
     if mode == Mode::Full {

@@ -1,6 +1,7 @@
 //! A local SMTP sink for the tests: a real SMTP conversation over TCP with lettre's client, keeping each
 //! message. One sink serves the whole test binary; tests find their messages by recipient.
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -11,6 +12,12 @@ use base64::Engine;
 pub struct Sink {
     pub port: u16,
     messages: Arc<Mutex<Vec<String>>>,
+}
+
+/// Addresses the sink refuses for now, as a mail server that is in trouble does (451 at RCPT TO).
+fn refused() -> &'static Mutex<HashSet<String>> {
+    static REFUSED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    REFUSED.get_or_init(Mutex::default)
 }
 
 pub fn sink() -> &'static Sink {
@@ -60,6 +67,13 @@ fn serve(stream: std::net::TcpStream, store: &Mutex<Vec<String>>) -> std::io::Re
             }
             store.lock().unwrap().push(data);
             out.write_all(b"250 queued\r\n")?;
+        } else if let Some(rest) = cmd.strip_prefix("RCPT TO:") {
+            let address = rest.trim().trim_start_matches('<').trim_end_matches('>').to_owned();
+            if refused().lock().unwrap().contains(&address) {
+                out.write_all(b"451 4.3.0 mailbox busy, try again later\r\n")?;
+            } else {
+                out.write_all(b"250 ok\r\n")?;
+            }
         } else if cmd.starts_with("QUIT") {
             out.write_all(b"221 bye\r\n")?;
             return Ok(());
@@ -105,6 +119,15 @@ pub fn body_text(message: &str) -> String {
 }
 
 impl Sink {
+    /// Refuses mail to `to` (451, "try again later") until [`Sink::accept`].
+    pub fn refuse(&self, to: &str) {
+        refused().lock().unwrap().insert(to.to_ascii_uppercase());
+    }
+
+    pub fn accept(&self, to: &str) {
+        refused().lock().unwrap().remove(&to.to_ascii_uppercase());
+    }
+
     /// How many messages went to `to` so far.
     pub fn count_to(&self, to: &str) -> usize {
         let needle = format!("to: {}", to.to_ascii_lowercase());

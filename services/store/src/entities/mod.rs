@@ -18,6 +18,7 @@ pub(crate) mod devices;
 pub(crate) mod email_tokens;
 pub(crate) mod enrollment_codes;
 pub(crate) mod followups;
+pub(crate) mod mail_outbox;
 pub(crate) mod monthly_patients;
 pub(crate) mod monthly_usage;
 pub(crate) mod official_usage;
