@@ -262,17 +262,29 @@ impl TenantStore<'_> {
             self.merge_visits(&txn, fresh).await?;
         }
 
-        // Device rows in id order, so that concurrent groups lock them in the same order.
+        // Device rows locked in id order, so that concurrent groups lock them in the same order (SQLite
+        // has no row locks: its one writer holds the database).
         let ids: Vec<Uuid> = seen.keys().copied().collect();
         let stored = devices::Entity::find()
             .filter(devices::Column::TenantId.eq(self.tenant))
             .filter(devices::Column::Id.is_in(ids))
             .order_by_asc(devices::Column::Id)
+            .lock_exclusive()
             .all(&txn)
             .await?;
+        // Agents heard from without a heartbeat in the group (a fleet's receptions: one agent per request,
+        // so a group touches as many agents as it has batches) get their time in one statement; a
+        // statement per agent made the group's transaction a string of round trips.
+        let mut heard: Vec<(Uuid, OffsetDateTime)> = Vec::new();
         for device in stored {
             let Some((received_at, newest_heartbeat)) = seen.get(&device.id).copied() else { continue };
             let newer_seen = device.last_seen_at.is_none_or(|at| received_at > at);
+            if newest_heartbeat.is_none() {
+                if newer_seen {
+                    heard.push((device.id, received_at));
+                }
+                continue;
+            }
             let id = device.id;
             let mut active = device.into_active_model();
             let mut changed = false;
@@ -291,6 +303,7 @@ impl TenantStore<'_> {
                 active.update(&txn).await?;
             }
         }
+        self.mark_heard(&txn, &heard).await?;
         // A result file from the clinic's own agent carries its code (the API refuses any other): the
         // code the group registered is now confirmed. One conditional UPDATE, a no-op once set.
         let now = batches.iter().map(|b| b.envelope.received_at).max().unwrap_or_else(OffsetDateTime::now_utc);
@@ -308,6 +321,42 @@ impl TenantStore<'_> {
         }
         txn.commit().await?;
         Ok(outcomes)
+    }
+
+    /// Sets each agent's `last_seen_at` (rows already locked by the caller): on PostgreSQL one statement
+    /// over two arrays, on SQLite a statement each (one writer, no round trip to speak of).
+    async fn mark_heard(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        heard: &[(Uuid, OffsetDateTime)],
+    ) -> Result<(), StoreError> {
+        use sea_orm::ConnectionTrait;
+        if heard.is_empty() {
+            return Ok(());
+        }
+        let utc = |t: OffsetDateTime| t.to_offset(time::UtcOffset::UTC);
+        if txn.get_database_backend() == sea_orm::DatabaseBackend::Postgres {
+            let ids: Vec<Uuid> = heard.iter().map(|(id, _)| *id).collect();
+            let at: Vec<OffsetDateTime> = heard.iter().map(|(_, at)| utc(*at)).collect();
+            txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DatabaseBackend::Postgres,
+                "UPDATE devices d SET last_seen_at = x.at \
+                 FROM unnest($1::uuid[], $2::timestamptz[]) AS x(id, at) \
+                 WHERE d.tenant_id = $3 AND d.id = x.id",
+                [ids.into(), at.into(), self.tenant.into()],
+            ))
+            .await?;
+        } else {
+            for (id, at) in heard {
+                devices::Entity::update_many()
+                    .col_expr(devices::Column::LastSeenAt, sea_orm::sea_query::Expr::value(Some(utc(*at))))
+                    .filter(devices::Column::TenantId.eq(self.tenant))
+                    .filter(devices::Column::Id.eq(*id))
+                    .exec(txn)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Stores the raw events not stored before; returns the (clinic, event) keys this call inserted.
