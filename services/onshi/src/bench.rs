@@ -827,8 +827,9 @@ async fn sign_in(
 
 /// `onshi bench feed`: time from an agent's POST of a reception to its event on a signed-in page's
 /// server-sent-event stream, with the configured adapters (Redis pub/sub in full mode). With `load`,
-/// other agents of the same group post that many single receptions a second meanwhile (on the load
-/// generator's own threads), and the samples measure the latency under that load.
+/// that many receptions a second arrive meanwhile at other agents of the same group, which deliver them
+/// as the edge agent does (see `offer_load`; on the load generator's own threads), and the samples
+/// measure the latency under that load.
 pub async fn feed(mut config: Config, samples: usize, load: u32) -> Result<(), Box<dyn std::error::Error>> {
     config.listen = "127.0.0.1:0".to_owned();
     // One reception after another from one agent: the measurement, not the rate limiter.
@@ -843,12 +844,17 @@ pub async fn feed(mut config: Config, samples: usize, load: u32) -> Result<(), B
     let (tenant, clinics) = seed(&adapters.store).await?;
     let scoped = adapters.store.tenant(TenantScope::operator(tenant));
     let (email, password, secret) = bench_manager(&scoped).await?;
-    // The load's agents: 50 per other clinic, each sending a reception now and then, as a fleet does.
+    // The load's clinics, each with its agent: one per 1/s of load (at least 100, at most 2,000). A fleet's
+    // agent sees a reception every minute or so; 1/s each keeps most requests single, and each clinic's
+    // own patients keep concurrent batches from meeting on the same visits, as a fleet's do (an earlier
+    // load of two clinics at 500 receptions/s each saw a patient again every few seconds, and its groups
+    // waited on each other's visit locks).
     let mut load_agents = Vec::new();
     if load > 0 {
-        for i in 0..100 {
-            let clinic = clinics[1 + i % (clinics.len() - 1).max(1)].clinic.clone();
-            let device = scoped.create_device(&clinic, &format!("load-{i}")).await?;
+        for i in 0..(load as usize).clamp(100, 2_000) {
+            let code = onshi_domain::MedicalInstitutionCode::parse(&format!("271{:06}0", i + 1))?;
+            let clinic = scoped.create_clinic(&code, &format!("負荷医院 {:04}", i + 1)).await?;
+            let device = scoped.create_device(&clinic, "受付").await?;
             load_agents.push((clinic, device.id));
         }
     }
@@ -871,44 +877,13 @@ pub async fn feed(mut config: Config, samples: usize, load: u32) -> Result<(), B
         .enable_all()
         .build()?;
     let stop_load = tokio_util::sync::CancellationToken::new();
-    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let load_counts = std::sync::Arc::new(LoadCounts::default());
     if load > 0 {
-        let tokens: Vec<(String, onshi_domain::MedicalInstitutionCode)> = load_agents
+        let agents = load_agents
             .iter()
             .map(|(clinic, device)| Ok((app.device_keys.mint(tenant, clinic.id, *device)?, clinic.code.clone())))
-            .collect::<Result<_, onshi_api::auth::SignError>>()?;
-        let tokens = std::sync::Arc::new(tokens);
-        let (base, stop, sent) = (base.clone(), stop_load.clone(), sent.clone());
-        clients_runtime.spawn(async move {
-            // Every 10 ms, load/100 requests, each its own task: an open-loop arrival rate.
-            let client = reqwest::Client::new();
-            let mut factories: std::collections::HashMap<String, EventFactory> = Default::default();
-            let mut tick = tokio::time::interval(Duration::from_millis(10));
-            let mut n = 0usize;
-            let mut carry = 0.0;
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                carry += f64::from(load) / 100.0;
-                while carry >= 1.0 {
-                    carry -= 1.0;
-                    let (token, code) = tokens[n % tokens.len()].clone();
-                    n += 1;
-                    let factory = factories
-                        .entry(code.to_string())
-                        .or_insert_with(|| EventFactory::new(code.clone(), b"bench-key", 5000, n as u64));
-                    let event = factory.reception(OffsetDateTime::now_utc());
-                    let (client, base, sent) = (client.clone(), base.clone(), sent.clone());
-                    tokio::spawn(async move {
-                        if matches!(post_batch(&client, &base, &token, vec![event]).await, Ok(s) if s == 202) {
-                            sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                    });
-                }
-            }
-        });
+            .collect::<Result<Vec<_>, onshi_api::auth::SignError>>()?;
+        clients_runtime.spawn(offer_load(base.clone(), agents, load, load_counts.clone(), stop_load.clone()));
         // Let the load reach its rate before sampling.
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
@@ -918,8 +893,12 @@ pub async fn feed(mut config: Config, samples: usize, load: u32) -> Result<(), B
     let token = app.device_keys.mint(tenant, clinic.clinic.id, clinic.device)?;
     let mut factory = EventFactory::new(clinic.clinic.code.clone(), b"bench-key", 500, 7);
     let mut times = Vec::with_capacity(samples);
-    let sent_before = sent.load(std::sync::atomic::Ordering::Relaxed);
+    let before = load_counts.snapshot();
     let sampling = Instant::now();
+    // A sample slower than this means the server no longer keeps up with the load: the backlog, and each
+    // later sample, would only grow, so the run stops and says so instead of running for ever.
+    let behind_after = Duration::from_secs(10);
+    let mut fell_behind = false;
     for _ in 0..samples {
         let event = factory.reception(OffsetDateTime::now_utc());
         let started = Instant::now();
@@ -940,22 +919,46 @@ pub async fn feed(mut config: Config, samples: usize, load: u32) -> Result<(), B
             }
         }
         times.push(started.elapsed());
+        if started.elapsed() > behind_after {
+            fell_behind = true;
+            break;
+        }
         if load > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let offered =
-        (sent.load(std::sync::atomic::Ordering::Relaxed) - sent_before) as f64 / sampling.elapsed().as_secs_f64();
+    let after = load_counts.snapshot();
+    let during = after.since(before);
+    let seconds = sampling.elapsed().as_secs_f64();
     stop_load.cancel();
     clients_runtime.shutdown_background();
     times.sort();
     let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)].as_secs_f64() * 1000.0;
     let modes = config.modes();
+    if fell_behind {
+        println!(
+            "bench feed: load {load} receptions/s from {} agents: NOT KEPT UP: after {} samples one took {:.1} s (> {} s), {:.0}/s accepted meanwhile, {} waiting at the end; stopped",
+            load_agents.len(),
+            times.len(),
+            times.last().map_or(0.0, Duration::as_secs_f64),
+            behind_after.as_secs(),
+            during.accepted as f64 / seconds,
+            after.generated - after.accepted,
+        );
+        app.stop().await;
+        return Ok(());
+    }
     println!(
-        "bench feed: POST → SSE event, n={samples}, cache={}, queue={}, load {} receptions/s requested, {offered:.0}/s accepted meanwhile: p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "bench feed: POST → SSE event, n={samples}, cache={}, queue={}, load {} receptions/s from {} agents: {:.0}/s accepted meanwhile in {:.0} requests/s ({:.2} per request, {} refused, {} waiting at the end): p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         app.adapters.cache.kind(),
         if modes.rabbitmq { "rabbitmq" } else { "embedded" },
         load,
+        load_agents.len(),
+        during.accepted as f64 / seconds,
+        during.requests as f64 / seconds,
+        during.accepted as f64 / during.requests.max(1) as f64,
+        during.refused,
+        after.generated - after.accepted,
         at(0.5),
         at(0.95),
         at(0.99),
@@ -963,6 +966,121 @@ pub async fn feed(mut config: Config, samples: usize, load: u32) -> Result<(), B
     );
     app.stop().await;
     Ok(())
+}
+
+/// What the feed bench's load has done so far.
+#[derive(Default)]
+struct LoadCounts {
+    generated: std::sync::atomic::AtomicU64,
+    accepted: std::sync::atomic::AtomicU64,
+    requests: std::sync::atomic::AtomicU64,
+    refused: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Clone, Copy)]
+struct LoadSnapshot {
+    generated: u64,
+    accepted: u64,
+    requests: u64,
+    refused: u64,
+}
+
+impl LoadCounts {
+    fn snapshot(&self) -> LoadSnapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        LoadSnapshot {
+            generated: self.generated.load(Relaxed),
+            accepted: self.accepted.load(Relaxed),
+            requests: self.requests.load(Relaxed),
+            refused: self.refused.load(Relaxed),
+        }
+    }
+}
+
+impl LoadSnapshot {
+    fn since(self, before: LoadSnapshot) -> LoadSnapshot {
+        LoadSnapshot {
+            generated: self.generated - before.generated,
+            accepted: self.accepted - before.accepted,
+            requests: self.requests - before.requests,
+            refused: self.refused - before.refused,
+        }
+    }
+}
+
+/// The feed bench's load: receptions arrive at `load` a second (every 10 ms, a hundredth of it), each
+/// at the next agent in turn, and every agent delivers as the edge agent does: one request out at a
+/// time, carrying everything that arrived while the last one was out (up to the agent's 200). So when
+/// the server lags, requests grow instead of multiplying, and connections stay one per agent at most;
+/// an earlier generator spawned a request per reception and opened thousands of connections once the
+/// server fell behind, measuring itself as much as the server.
+async fn offer_load(
+    base: String,
+    agents: Vec<(String, onshi_domain::MedicalInstitutionCode)>,
+    load: u32,
+    counts: std::sync::Arc<LoadCounts>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    const AGENT_BATCH: usize = 200;
+    let client = reqwest::Client::new();
+    // One pool of patients per clinic (a clinic's few hundred a day).
+    let mut factories: std::collections::HashMap<String, EventFactory> = Default::default();
+    let mut inboxes = Vec::with_capacity(agents.len());
+    for (i, (token, code)) in agents.into_iter().enumerate() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<onshi_domain::AgentEvent>();
+        factories
+            .entry(code.to_string())
+            .or_insert_with(|| EventFactory::new(code.clone(), b"bench-key", 300, i as u64));
+        inboxes.push((tx, code.to_string()));
+        let (client, base, counts, stop) = (client.clone(), base.clone(), counts.clone(), stop.clone());
+        tokio::spawn(async move {
+            while let Some(first) = tokio::select! { () = stop.cancelled() => None, e = rx.recv() => e } {
+                let mut batch = vec![first];
+                while batch.len() < AGENT_BATCH
+                    && let Ok(more) = rx.try_recv()
+                {
+                    batch.push(more);
+                }
+                // Refused or failed: the agent keeps the events and tries again shortly, as its outbox does.
+                loop {
+                    counts.requests.fetch_add(1, Relaxed);
+                    match post_batch(&client, &base, &token, batch.clone()).await {
+                        Ok(status) if status == 202 => {
+                            counts.accepted.fetch_add(batch.len() as u64, Relaxed);
+                            break;
+                        }
+                        _ => {
+                            counts.refused.fetch_add(1, Relaxed);
+                            tokio::select! {
+                                () = stop.cancelled() => return,
+                                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+    // A late tick is made up at once (tokio's default): the arrivals do not wait for the generator.
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let (mut next, mut carry) = (0usize, 0.0);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        carry += f64::from(load) / 100.0;
+        while carry >= 1.0 {
+            carry -= 1.0;
+            let (inbox, code) = &inboxes[next % inboxes.len()];
+            next += 1;
+            let Some(factory) = factories.get_mut(code) else { continue };
+            if inbox.send(factory.reception(OffsetDateTime::now_utc())).is_ok() {
+                counts.generated.fetch_add(1, Relaxed);
+            }
+        }
+    }
 }
 
 /// A verified manager with TOTP for a bench to sign in as: (e-mail, password, TOTP secret).
