@@ -917,10 +917,13 @@ pub async fn feed(mut config: Config, samples: usize, load: u32) -> Result<(), B
             if let Some(end) = pending.rfind("\n\n") {
                 pending.drain(..end + 2);
             }
+            if started.elapsed() > behind_after {
+                fell_behind = true;
+                break;
+            }
         }
         times.push(started.elapsed());
-        if started.elapsed() > behind_after {
-            fell_behind = true;
+        if fell_behind {
             break;
         }
         if load > 0 {
@@ -937,7 +940,7 @@ pub async fn feed(mut config: Config, samples: usize, load: u32) -> Result<(), B
     let modes = config.modes();
     if fell_behind {
         println!(
-            "bench feed: load {load} receptions/s from {} agents: NOT KEPT UP: after {} samples one took {:.1} s (> {} s), {:.0}/s accepted meanwhile, {} waiting at the end; stopped",
+            "bench feed: load {load} receptions/s from {} agents: NOT KEPT UP: after {} samples one took {:.1} s or more (> {} s), {:.0}/s accepted meanwhile, {} waiting at the end; stopped",
             load_agents.len(),
             times.len(),
             times.last().map_or(0.0, Duration::as_secs_f64),
