@@ -100,7 +100,9 @@ impl ApiError {
     }
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
+/// An error with its sources, on one line ("SMTP delivery failed: 451 ..."): a top-level error alone
+/// often says little.
+pub fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -21,6 +21,19 @@ pub enum MailError {
     Folder(#[source] std::io::Error),
 }
 
+impl MailError {
+    /// Whether trying again cannot help: an address or message that cannot be built, or a permanent
+    /// (5xx) answer such as "user unknown". A refused or unanswered attempt (4xx, a connection that fails)
+    /// and a folder that cannot be written may pass later.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            MailError::Address(_) | MailError::Build(_) => true,
+            MailError::Smtp(e) => e.is_permanent(),
+            MailError::File(_) | MailError::Folder(_) => false,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub enum Mailer {
     Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, from: Mailbox },

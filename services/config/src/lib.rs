@@ -226,10 +226,10 @@ impl Config {
         if self.ingest_batches_per_device_per_sec == 0 {
             return invalid("ingest_batches_per_device_per_sec", "must be at least 1");
         }
-        if self.webhook_backoff_secs.is_empty()
-            || self.webhook_backoff_secs.len() > 20
-            || self.webhook_backoff_secs.iter().any(|d| *d == 0 || *d > 7 * 86_400)
-        {
+        // A retry schedule: 1 to 20 delays, each 1 s to 7 days.
+        let schedule_ok =
+            |delays: &[u64]| (1..=20).contains(&delays.len()) && delays.iter().all(|d| (1..=7 * 86_400).contains(d));
+        if !schedule_ok(&self.webhook_backoff_secs) {
             return invalid("webhook_backoff_secs", "1 to 20 delays, each 1 s to 7 days");
         }
         if self.webhook_poll_ms < 50 || self.webhook_poll_ms > 60_000 {
@@ -238,10 +238,7 @@ impl Config {
         if self.alert_poll_ms < 50 || self.alert_poll_ms > 300_000 {
             return invalid("alert_poll_ms", "must be between 50 and 300000");
         }
-        if self.mail_backoff_secs.is_empty()
-            || self.mail_backoff_secs.len() > 20
-            || self.mail_backoff_secs.iter().any(|d| *d == 0 || *d > 7 * 86_400)
-        {
+        if !schedule_ok(&self.mail_backoff_secs) {
             return invalid("mail_backoff_secs", "1 to 20 delays, each 1 s to 7 days");
         }
         if self.mail_poll_ms < 50 || self.mail_poll_ms > 60_000 {

@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use onshi_api::Mailer;
-use onshi_store::{DueMail, MailFate, NewMail, Store, TenantScope};
+use onshi_store::{DueMail, MailFailure, MailFate, NewMail, Store, TenantScope};
 use tokio_util::sync::CancellationToken;
 
 /// How long a claimed message is ours before another worker may take it: well over what a claim's sends
-/// can take (16 messages, 4 at a time, each bounded by the SMTP client's own timeouts).
+/// can take (16 messages, 4 at a time, each at most `SEND_TIMEOUT`: 2 minutes).
 const LEASE: time::Duration = time::Duration::seconds(300);
+/// One message's whole SMTP conversation at most. lettre bounds only the connect; a server that accepts
+/// and then goes quiet would otherwise hold the sender (and every tenant's mail behind it) for ever.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Messages claimed per tenant and poll, and sent at once.
 const CLAIM: u64 = 16;
 const IN_FLIGHT: usize = 4;
@@ -65,17 +68,28 @@ impl MailSender {
             };
             futures_util::stream::iter(due)
                 .for_each_concurrent(IN_FLIGHT, |mail| async move {
-                    let sent = self.mailer.send(&mail.to, &mail.subject, mail.body.clone()).await;
-                    let error = sent.as_ref().err().map(|e| error_chain(e));
-                    self.record(scope, &mail, error.as_deref()).await;
+                    let sent = tokio::time::timeout(
+                        SEND_TIMEOUT,
+                        self.mailer.send(&mail.to, &mail.subject, mail.body.clone()),
+                    )
+                    .await;
+                    let failure = match &sent {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some((error_chain(e), e.is_permanent())),
+                        Err(_) => {
+                            Some((format!("no answer from the mail server within {} s", SEND_TIMEOUT.as_secs()), false))
+                        }
+                    };
+                    self.record(scope, &mail, failure.as_ref().map(|(e, p)| MailFailure { error: e, permanent: *p }))
+                        .await;
                 })
                 .await;
         }
     }
 
-    async fn record(&self, scope: TenantScope, mail: &DueMail, error: Option<&str>) {
-        let outcome = error.map_or(Ok(()), Err);
-        let fate = self.store.tenant(scope).finish_mail(mail, outcome, &self.backoff).await;
+    async fn record(&self, scope: TenantScope, mail: &DueMail, failure: Option<MailFailure<'_>>) {
+        let error = failure.map(|f| f.error);
+        let fate = self.store.tenant(scope).finish_mail(mail, failure.map_or(Ok(()), Err), &self.backoff).await;
         let label = match &fate {
             Ok(Some(MailFate::Sent)) => "sent",
             Ok(Some(MailFate::Retry(at))) => {
@@ -88,7 +102,7 @@ impl MailSender {
             Ok(Some(MailFate::Failed)) => {
                 tracing::error!(
                     topic = %mail.topic, attempt = mail.attempt, error = error.unwrap_or_default(),
-                    "e-mail not taken by the mail server after every retry; kept as failed in mail_outbox"
+                    "e-mail not taken by the mail server (refused for good, or after every retry); kept as failed in mail_outbox"
                 );
                 "failed"
             }
@@ -101,16 +115,10 @@ impl MailSender {
     }
 }
 
-/// An error with its sources, on one line (lettre's top-level error alone says little), with any e-mail
-/// address a server echoed replaced: the text goes to logs and the outbox row.
+/// The error with its sources (lettre's top-level error alone says little), with any e-mail address a
+/// server echoed replaced: the text goes to logs and the outbox row.
 fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
+    let text = onshi_api::error::chain(e);
     text.split(' ').map(|word| if word.contains('@') { "<address>" } else { word }).collect::<Vec<_>>().join(" ")
 }
 

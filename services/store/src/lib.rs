@@ -55,7 +55,7 @@ pub use error::StoreError;
 pub use followups::FollowUpCase;
 pub use heartbeats::{LatestHeartbeat, PENDING_HEARTBEATS};
 pub use ingest::{ApplyOutcome, QueuedBatch, QueuedBatchError};
-pub use mail_outbox::{DueMail, MailFate, NewMail};
+pub use mail_outbox::{DueMail, MailFailure, MailFate, NewMail};
 pub use radar::radar_of;
 pub use retention::Purge;
 pub use rollups::{DailyRow, MonthlyUsage};

@@ -46,13 +46,20 @@ pub struct DueMail {
     pub body: String,
 }
 
+/// Why an attempt failed, and whether trying again cannot help.
+#[derive(Debug, Clone, Copy)]
+pub struct MailFailure<'a> {
+    pub error: &'a str,
+    pub permanent: bool,
+}
+
 /// What became of a message after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MailFate {
     Sent,
     /// Failed; tried again at this time.
     Retry(OffsetDateTime),
-    /// Failed, and the schedule is spent: kept as `failed`.
+    /// Failed for good (the schedule is spent, or the failure was permanent): kept as `failed`.
     Failed,
 }
 
@@ -132,18 +139,22 @@ impl TenantStore<'_> {
     }
 
     /// Records an attempt's outcome (`Err` with why it failed): sent messages are deleted; a failed one is
-    /// due again after `backoff[attempt - 1]` seconds, or kept as `failed` once the schedule is spent.
+    /// due again after `backoff[attempt - 1]` seconds, or kept as `failed` once the schedule is spent or
+    /// at once when the failure is `permanent` (a 5xx answer, an address that cannot be used).
     /// `None` when the claim is no longer ours (the lease ran out and another worker has the message).
     pub async fn finish_mail(
         &self,
         mail: &DueMail,
-        outcome: Result<(), &str>,
+        outcome: Result<(), MailFailure<'_>>,
         backoff: &[u64],
     ) -> Result<Option<MailFate>, StoreError> {
         let now = OffsetDateTime::now_utc();
         let txn = self.write().await?;
+        // Locked while we decide, so a worker that claims the row meanwhile (our lease ran out) waits and
+        // finds it changed, and we never delete or fail a row that another worker is sending.
         let Some(row) = mail_outbox::Entity::find_by_id(mail.id)
             .filter(mail_outbox::Column::TenantId.eq(self.tenant_uuid()))
+            .lock_exclusive()
             .one(&txn)
             .await?
         else {
@@ -157,10 +168,10 @@ impl TenantStore<'_> {
                 mail_outbox::Entity::delete_by_id(row.id).exec(&txn).await?;
                 MailFate::Sent
             }
-            Err(error) => {
-                let delay = backoff.get(mail.attempt.saturating_sub(1) as usize);
+            Err(failure) => {
+                let delay = backoff.get(mail.attempt.saturating_sub(1) as usize).filter(|_| !failure.permanent);
                 let mut active: mail_outbox::ActiveModel = row.into();
-                active.last_error = Set(Some(error.chars().take(300).collect()));
+                active.last_error = Set(Some(failure.error.chars().take(300).collect()));
                 let fate = match delay {
                     Some(secs) => {
                         let at =

@@ -1,7 +1,7 @@
 //! A local SMTP sink for the tests: a real SMTP conversation over TCP with lettre's client, keeping each
 //! message. One sink serves the whole test binary; tests find their messages by recipient.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -14,9 +14,10 @@ pub struct Sink {
     messages: Arc<Mutex<Vec<String>>>,
 }
 
-/// Addresses the sink refuses for now, as a mail server that is in trouble does (451 at RCPT TO).
-fn refused() -> &'static Mutex<HashSet<String>> {
-    static REFUSED: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+/// Addresses the sink refuses at RCPT TO, with the code: 451 for now (a server in trouble), 550 for good
+/// (an unknown user).
+fn refused() -> &'static Mutex<HashMap<String, u16>> {
+    static REFUSED: OnceLock<Mutex<HashMap<String, u16>>> = OnceLock::new();
     REFUSED.get_or_init(Mutex::default)
 }
 
@@ -69,8 +70,12 @@ fn serve(stream: std::net::TcpStream, store: &Mutex<Vec<String>>) -> std::io::Re
             out.write_all(b"250 queued\r\n")?;
         } else if let Some(rest) = cmd.strip_prefix("RCPT TO:") {
             let address = rest.trim().trim_start_matches('<').trim_end_matches('>').to_owned();
-            if refused().lock().unwrap().contains(&address) {
-                out.write_all(b"451 4.3.0 mailbox busy, try again later\r\n")?;
+            let code = refused().lock().unwrap().get(&address).copied();
+            // Real servers echo the address; the application must not keep it.
+            if code == Some(451) {
+                out.write_all(format!("451 4.3.0 <{address}> mailbox busy, try again later\r\n").as_bytes())?;
+            } else if code == Some(550) {
+                out.write_all(format!("550 5.1.1 <{address}> user unknown\r\n").as_bytes())?;
             } else {
                 out.write_all(b"250 ok\r\n")?;
             }
@@ -121,7 +126,12 @@ pub fn body_text(message: &str) -> String {
 impl Sink {
     /// Refuses mail to `to` (451, "try again later") until [`Sink::accept`].
     pub fn refuse(&self, to: &str) {
-        refused().lock().unwrap().insert(to.to_ascii_uppercase());
+        refused().lock().unwrap().insert(to.to_ascii_uppercase(), 451);
+    }
+
+    /// Refuses mail to `to` for good (550, "user unknown").
+    pub fn reject(&self, to: &str) {
+        refused().lock().unwrap().insert(to.to_ascii_uppercase(), 550);
     }
 
     pub fn accept(&self, to: &str) {
