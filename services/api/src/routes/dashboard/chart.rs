@@ -67,8 +67,8 @@ pub(super) fn bars(items: &[(String, i64)]) -> String {
 }
 
 /// Availability per agent over [from, to): green while heartbeats said all was well, amber while the
-/// reader or VPN failed, grey where nothing was heard. Returns the SVG and the outages (gaps and
-/// degraded stretches) newest first: (agent, from, to, kind).
+/// reader or VPN failed, grey where nothing was heard. Returns the bars (HTML: each agent's name, then
+/// its bar as an SVG) and the outages (gaps and degraded stretches) newest first: (agent, from, to, kind).
 pub(super) fn availability(
     agents: &[(onshi_domain::DeviceId, String)],
     uptime: &[onshi_store::Uptime],
@@ -76,26 +76,24 @@ pub(super) fn availability(
     to: OffsetDateTime,
 ) -> (String, Vec<(String, String, String, String)>) {
     let span = (to - from).whole_seconds().max(1) as f64;
-    let (w, row_h) = (600.0, 22.0);
-    let x = |t: OffsetDateTime| 120.0 + w * ((t - from).whole_seconds() as f64 / span).clamp(0.0, 1.0);
-    let mut svg = format!(
-        "<svg class=\"uptime\" viewBox=\"0 0 {} {}\" role=\"img\" aria-label=\"端末の稼働状況（停止は下の表）\">",
-        120.0 + w,
-        row_h * agents.len().max(1) as f64
-    );
+    // Each agent's name is page text above its own bar: drawn inside one SVG, beside the bars, a name such
+    // as 受付 資格確認端末（テスト） was cut off on a desktop and shrank with the drawing to a few pixels
+    // on a phone. The bar stretches to the card's width (`preserveAspectRatio="none"`, height in CSS).
+    let w = 720.0;
+    let x = |t: OffsetDateTime| w * ((t - from).whole_seconds() as f64 / span).clamp(0.0, 1.0);
+    let mut svg = String::from("<div class=\"uptime\">");
     let mut outages = Vec::new();
-    for (i, (id, name)) in agents.iter().enumerate() {
-        let y = i as f64 * row_h;
+    for (id, name) in agents {
         svg.push_str(&format!(
-            "<text x=\"0\" y=\"{:.0}\">{}</text><rect x=\"120\" y=\"{y:.0}\" width=\"{w}\" height=\"14\" class=\"none\"/>",
-            y + 12.0,
-            escape(name)
+            "<p class=\"uptime-name\">{name}</p><svg class=\"uptime\" viewBox=\"0 0 {w} 14\" preserveAspectRatio=\"none\" \
+             role=\"img\" aria-label=\"{name}: 端末の稼働状況（停止は下の表）\"><rect x=\"0\" y=\"0\" width=\"{w}\" height=\"14\" class=\"none\"/>",
+            name = escape(name)
         ));
         let mine: Vec<_> = uptime.iter().filter(|u| u.device == *id).collect();
         for (k, u) in mine.iter().enumerate() {
             let class = if u.healthy { "up" } else { "degraded" };
             svg.push_str(&format!(
-                "<rect x=\"{:.1}\" y=\"{y:.0}\" width=\"{:.1}\" height=\"14\" class=\"{class}\"><title>{} – {}</title></rect>",
+                "<rect x=\"{:.1}\" y=\"0\" width=\"{:.1}\" height=\"14\" class=\"{class}\"><title>{} – {}</title></rect>",
                 x(u.from),
                 (x(u.to) - x(u.from)).max(1.0),
                 jst_minute(&u.from),
@@ -110,8 +108,9 @@ pub(super) fn availability(
                 outages.push((name.clone(), jst_minute(&u.to), jst_minute(&next.from), "応答なし".to_owned()));
             }
         }
+        svg.push_str("</svg>");
     }
-    svg.push_str("</svg>");
+    svg.push_str("</div>");
     outages.reverse();
     outages.truncate(50);
     (svg, outages)
