@@ -363,29 +363,31 @@ pub async fn run_worker(config: &Config) -> Result<(), StartupError> {
 /// and the e-mail outbox they write to (sent only when mail is configured usably; without it the news is
 /// on the pages and in webhooks only).
 fn spawn_watches(adapters: &Adapters, config: &Config, shutdown: &CancellationToken) {
+    // Built once: the watches only need to know whether mail goes out; the sender holds the transport.
+    let mailer = mailer(config)
+        .inspect_err(|e| tracing::warn!(error = %e, "mail settings invalid: alerts and notices are not e-mailed"))
+        .ok();
+    let mail = mailer.is_some();
     tokio::spawn(anchoring(adapters, config, shutdown.clone()));
-    tokio::spawn(webhook_sender(adapters, config).run(shutdown.clone()));
-    tokio::spawn(alert_watch(adapters, config).run(shutdown.clone()));
-    tokio::spawn(radar_watch(adapters, config).run(shutdown.clone()));
-    match mailer(config) {
-        Ok(mailer) => {
-            let sender = crate::mail_sender::MailSender {
-                store: adapters.store.clone(),
-                mailer,
-                backoff: config.mail_backoff_secs.clone(),
-                poll: Duration::from_millis(config.mail_poll_ms),
-            };
-            tokio::spawn(sender.run(shutdown.clone()));
-        }
-        Err(e) => tracing::warn!(error = %e, "mail settings invalid: alerts and notices are not e-mailed"),
+    tokio::spawn(webhook_sender(adapters, config, mail).run(shutdown.clone()));
+    tokio::spawn(alert_watch(adapters, config, mail).run(shutdown.clone()));
+    tokio::spawn(radar_watch(adapters, config, mail).run(shutdown.clone()));
+    if let Some(mailer) = mailer {
+        let sender = crate::mail_sender::MailSender {
+            store: adapters.store.clone(),
+            mailer,
+            backoff: config.mail_backoff_secs.clone(),
+            poll: Duration::from_millis(config.mail_poll_ms),
+        };
+        tokio::spawn(sender.run(shutdown.clone()));
     }
 }
 
 /// The webhook deliveries and agent-outage announcements a worker process keeps up (`crate::webhooks`).
-fn webhook_sender(adapters: &Adapters, config: &Config) -> crate::webhooks::WebhookSender {
+fn webhook_sender(adapters: &Adapters, config: &Config, mail: bool) -> crate::webhooks::WebhookSender {
     crate::webhooks::WebhookSender {
         store: adapters.store.clone(),
-        mail: mailer(config).is_ok(),
+        mail,
         public_url: config.public_url.clone(),
         allow_private: config.webhook_allow_private_targets,
         backoff: config.webhook_backoff_secs.clone(),
@@ -394,20 +396,20 @@ fn webhook_sender(adapters: &Adapters, config: &Config) -> crate::webhooks::Webh
 }
 
 /// The alerts that know opening hours a worker process keeps up (`crate::device_alerts`).
-fn alert_watch(adapters: &Adapters, config: &Config) -> crate::device_alerts::AlertWatch {
+fn alert_watch(adapters: &Adapters, config: &Config, mail: bool) -> crate::device_alerts::AlertWatch {
     crate::device_alerts::AlertWatch {
         store: adapters.store.clone(),
-        mail: mailer(config).is_ok(),
+        mail,
         public_url: config.public_url.clone(),
         poll: Duration::from_millis(config.alert_poll_ms),
     }
 }
 
 /// The expiry radar's e-mails and the weekly summary a worker process keeps up (`crate::radar`).
-fn radar_watch(adapters: &Adapters, config: &Config) -> crate::radar::RadarWatch {
+fn radar_watch(adapters: &Adapters, config: &Config, mail: bool) -> crate::radar::RadarWatch {
     crate::radar::RadarWatch {
         store: adapters.store.clone(),
-        mail: mailer(config).is_ok(),
+        mail,
         public_url: config.public_url.clone(),
         poll: Duration::from_millis(config.radar_poll_ms),
     }

@@ -2,8 +2,8 @@
 //! one ack (see [`crate::Coalescing`]).
 //!
 //! The format is JSON lines: parts joined by `\n`, each a payload without a raw newline (compact JSON
-//! never has one; [`crate::Coalescing`] refuses any other). A message of one part is that payload unchanged, so messages written before parts
-//! existed read as one part. Each part keeps its own trace context: the `traceparent` header of a
+//! never has one; [`crate::Coalescing`] refuses any other). A message of one part is that payload
+//! unchanged, so messages written before parts existed read as one part. Each part keeps its own trace context: the `traceparent` header of a
 //! message of several parts lists one value per part, comma-separated, empty where a part had none (a
 //! W3C `traceparent` never contains a comma).
 

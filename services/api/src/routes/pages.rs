@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use crate::web::guard::{Caller, Page};
 use crate::web::page::{ok, see_other};
+use crate::web::time::jst_clock;
 use crate::{ApiError, AppState};
 
 pub(crate) struct VisitLine {
@@ -178,11 +179,7 @@ fn line(v: onshi_store::VisitRow, lang: crate::web::i18n::Lang) -> VisitLine {
 /// clerk matches against the reception desk), and the last one after it when the patient was checked
 /// again in a later minute. Showing only the last time, as the page once did, put rows out of order.
 fn day_line(v: onshi_store::VisitRow, lang: crate::web::i18n::Lang) -> VisitLine {
-    let hm = |at: OffsetDateTime| {
-        let t = at.to_offset(jst::JST);
-        format!("{:02}:{:02}", t.hour(), t.minute())
-    };
-    let (time, last) = (hm(v.first_at), hm(v.last_at));
+    let (time, last) = (jst_clock(&v.first_at), jst_clock(&v.last_at));
     let until = if last == time { String::new() } else { last };
     VisitLine { time, until, ..line(v, lang) }
 }

@@ -521,10 +521,7 @@ both_modes!(the_audit_log_records_access_and_verify_catches_tampering, |app| {
     // Someone with more rights than the application alters a row: verify names it.
     match app.mode {
         Mode::Full => {
-            let owner_db =
-                sea_orm::Database::connect(secrecy::ExposeSecret::expose_secret(&app.config.effective_migration_url()))
-                    .await
-                    .unwrap();
+            let owner_db = app.owner_db().await;
             owner_db.execute_unprepared("UPDATE audit_log SET actor = 'intruder' WHERE seq = 2").await.unwrap();
             owner_db.close().await.ok();
         }

@@ -71,10 +71,7 @@ both_modes!(
         heartbeat(app, 1, false).await;
         let count = "SELECT count(*) AS n FROM device_alerts";
         let tracked = || async {
-            let db =
-                sea_orm::Database::connect(secrecy::ExposeSecret::expose_secret(&app.config.effective_migration_url()))
-                    .await
-                    .unwrap();
+            let db = app.owner_db().await;
             let backend = db.get_database_backend();
             let row = db.query_one_raw(sea_orm::Statement::from_string(backend, count)).await.unwrap().unwrap();
             db.close().await.ok();
@@ -150,26 +147,18 @@ both_modes!(
         // The manager's mailbox is in trouble: the server answers 451 (try again later).
         sink.refuse(&manager.email);
         heartbeat(app, 1, false).await;
-        let owner_db =
-            sea_orm::Database::connect(secrecy::ExposeSecret::expose_secret(&app.config.effective_migration_url()))
-                .await
-                .unwrap();
-        eventually(WAIT, "fault tracked", || async {
-            crate::helpers::scalar(&owner_db, "SELECT count(*) FROM device_alerts").await == 1
-        })
-        .await;
+        let owner_db = app.owner_db().await;
+        count_becomes(&owner_db, "fault tracked", "SELECT count(*) FROM device_alerts", 1).await;
         let half_an_hour_ago = time::OffsetDateTime::now_utc() - time::Duration::minutes(30);
         app.execute_as_owner("UPDATE device_alerts SET since = $1", vec![half_an_hour_ago.into()]).await;
 
         // The alert is raised; the manager's copy is refused, kept with the server's answer, and tried again.
-        eventually(WAIT, "refused twice and kept", || async {
-            crate::helpers::scalar(
-                &owner_db,
-                "SELECT count(*) FROM mail_outbox WHERE status = 'pending' AND attempts >= 2 AND last_error LIKE '%451%'",
-            )
-            .await
-                == 1
-        })
+        count_becomes(
+            &owner_db,
+            "refused twice and kept",
+            "SELECT count(*) FROM mail_outbox WHERE status = 'pending' AND attempts >= 2 AND last_error LIKE '%451%'",
+            1,
+        )
         .await;
         let about_reader = |m: &String| m.contains("カードリーダーが応答しません");
         assert_eq!(sink.all_to(&manager.email).iter().filter(|m| about_reader(m)).count(), 0);
@@ -190,10 +179,7 @@ both_modes!(
         sink.accept(&manager.email);
         let mail = sink.wait_for(&manager.email, "カードリーダーが応答しません").await;
         assert!(mail.contains("確かめること"), "{mail}");
-        eventually(WAIT, "outbox empty", || async {
-            crate::helpers::scalar(&owner_db, "SELECT count(*) FROM mail_outbox").await == 0
-        })
-        .await;
+        count_becomes(&owner_db, "outbox empty", "SELECT count(*) FROM mail_outbox", 0).await;
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         assert_eq!(sink.all_to(&manager.email).iter().filter(|m| about_reader(m)).count(), 1, "sent once");
 
@@ -202,16 +188,19 @@ both_modes!(
         sink.reject(&manager.email);
         heartbeat(app, 2, true).await;
         sink.wait_for(&owner_email, "復旧しました").await;
-        eventually(WAIT, "refused for good", || async {
-            crate::helpers::scalar(
-                &owner_db,
-                "SELECT count(*) FROM mail_outbox WHERE status = 'failed' AND attempts = 1 AND last_error LIKE '%550%'",
-            )
-            .await
-                == 1
-        })
+        count_becomes(
+            &owner_db,
+            "refused for good",
+            "SELECT count(*) FROM mail_outbox WHERE status = 'failed' AND attempts = 1 AND last_error LIKE '%550%'",
+            1,
+        )
         .await;
         sink.accept(&manager.email);
         owner_db.close().await.ok();
     }
 );
+
+/// Waits until a count, read as the database's owner, is `n`.
+async fn count_becomes(db: &sea_orm::DatabaseConnection, what: &str, sql: &str, n: i64) {
+    eventually(WAIT, what, || async { crate::helpers::scalar(db, sql).await == n }).await;
+}

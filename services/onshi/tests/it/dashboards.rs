@@ -364,10 +364,7 @@ both_modes!(
         // Other groups, each with a Tokyo clinic whose agent fails the same way, as the heartbeat writer
         // would have recorded it.
         let system = app.adapters().store.system();
-        let db =
-            sea_orm::Database::connect(secrecy::ExposeSecret::expose_secret(&app.config.effective_migration_url()))
-                .await
-                .unwrap();
+        let db = app.owner_db().await;
         let backend = sea_orm::ConnectionTrait::get_database_backend(&db);
         let add_group = |n: usize| {
             let system = &system;

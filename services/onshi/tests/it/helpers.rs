@@ -229,14 +229,19 @@ impl TestApp {
         (0..n).map(|i| f.reception(now - time::Duration::seconds(i as i64))).collect()
     }
 
+    /// A connection as the database's owner, past the application role's row-level security: for
+    /// checks across tenants and for changing what the application may not. Close it when done.
+    pub async fn owner_db(&self) -> sea_orm::DatabaseConnection {
+        sea_orm::Database::connect(secrecy::ExposeSecret::expose_secret(&self.config.effective_migration_url()))
+            .await
+            .unwrap()
+    }
+
     /// Runs one statement as the database's owner (past the application role's limits: moving times,
     /// forgetting what was sent). Written with `$1`, `$2`, …; SQLite gets `?`.
     pub async fn execute_as_owner(&self, sql: &str, values: Vec<sea_orm::Value>) {
         use sea_orm::ConnectionTrait;
-        let db =
-            sea_orm::Database::connect(secrecy::ExposeSecret::expose_secret(&self.config.effective_migration_url()))
-                .await
-                .unwrap();
+        let db = self.owner_db().await;
         let backend = db.get_database_backend();
         let mut statement = sql.to_owned();
         if backend != sea_orm::DatabaseBackend::Postgres {

@@ -119,9 +119,7 @@ both_modes!(webhooks_are_signed_retried_disabled_and_replayed, |config| { fast(c
         app.store().devices().await.unwrap().iter().any(|d| d.last_seen_at.is_some())
     })
     .await;
-    let db = sea_orm::Database::connect(secrecy::ExposeSecret::expose_secret(&app.config.effective_migration_url()))
-        .await
-        .unwrap();
+    let db = app.owner_db().await;
     let backend = db.get_database_backend();
     let sql = if backend == sea_orm::DatabaseBackend::Postgres {
         "UPDATE devices SET last_seen_at = $1 WHERE last_seen_at IS NOT NULL"
