@@ -62,6 +62,11 @@ impl RetentionBasis {
     }
 }
 
+/// Days an e-mail that could not be sent (`failed` in the outbox) is kept for looking up why, counted from
+/// when it was queued. These hold staff addresses and clinic names, not patient data, and nothing needs
+/// them once the cause is found.
+pub const FAILED_MAIL_KEEP_DAYS: i64 = 90;
+
 /// The shortest floor of any basis: partitions older than this may be dropped once empty.
 pub fn shortest_keep_from(today: Date) -> Date {
     RetentionBasis::ALL.iter().map(|b| b.keep_from(today)).max().unwrap_or(today)

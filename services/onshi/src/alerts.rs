@@ -2,7 +2,7 @@
 //! compare each clinic's month-to-date マイナ保険証利用率 (the estimate) with the level the rules require
 //! for the months this one decides (N+3..N+5). A clinic projected below it gets one e-mail per month to
 //! the group's owners and managers (the dashboard shows the same warning all along), queued in the
-//! e-mail outbox (`crate::mail_sender`) once the warning is claimed.
+//! e-mail outbox (`crate::mail_sender`) in the transaction that claims the warning.
 
 use std::time::Duration;
 
@@ -39,8 +39,6 @@ impl UsageWatch {
         let store = self.store.tenant(scope);
         // The watch acts for the whole group, like its managers.
         let clinics = store.clinic_scopes(&ClinicAccess::All).await?;
-        // Read once per look, when the first warning is claimed.
-        let mut users: Option<Vec<onshi_store::User>> = None;
         for usage in store.monthly_usage(month).await?.into_iter().filter(|u| u.patients >= MIN_PATIENTS) {
             let Some(clinic) = clinics.iter().find(|c| c.id == usage.clinic) else { continue };
             let counts = MonthCount { patients: usage.patients, myna: usage.myna_patients };
@@ -64,12 +62,6 @@ impl UsageWatch {
                 "decides_from": from.to_string(),
                 "decides_to": to.to_string(),
             });
-            if !store.claim_usage_alert(clinic, month, &entry, &announced).await? {
-                continue;
-            }
-            if users.is_none() {
-                users = Some(store.users().await?);
-            }
             let body = format!(
                 "{name}（医療機関コード {code}）の{month}のマイナ保険証利用率（推計）は {rate:.1}% です。\n\
                  この月は {from}〜{to} の算定に使われ、その基準は {min:.0}% です。\n\
@@ -86,13 +78,11 @@ impl UsageWatch {
                 id = clinic.id,
             );
             let subject = format!("【Onshi Cloud】マイナ保険証利用率の注意: {}", clinic.name);
-            let mails: Vec<_> = users
-                .iter()
-                .flatten()
-                .filter(|u| u.is_told_about(Some(clinic.id)))
-                .map(|u| NewMail { topic: "usage_alert", to: &u.email, subject: &subject, body: &body })
-                .collect();
-            crate::mail_sender::queue(&self.store, scope, &mails).await;
+            let mails = |users: &[onshi_store::User]| {
+                let told = users.iter().filter(|u| u.is_told_about(Some(clinic.id))).map(|u| u.email.as_str());
+                NewMail::to_each("usage_alert", told, &subject, &body)
+            };
+            store.claim_usage_alert(clinic, month, &entry, &announced, mails).await?;
         }
         Ok(())
     }

@@ -5,15 +5,15 @@
 //! it decides, so an alert is raised once.
 //!
 //! The e-mail is queued in the e-mail outbox (`crate::mail_sender`, which retries a mail server that
-//! refuses) after the commit that recorded the alert (audit entry and webhook announcement are in that
-//! transaction); the fleet page and the webhook carry the alert all the same.
+//! refuses) in the transaction that records the alert, with its audit entry and webhook announcement: an
+//! alert is never recorded without its e-mail.
 
 use std::time::Duration;
 
 use onshi_api::web::time::jst_minute;
 use onshi_domain::device_alert::AlertKind;
-use onshi_domain::outage;
-use onshi_store::{DeviceAlert, NewMail, Store, TenantScope};
+use onshi_domain::outage::{self, WideOutage};
+use onshi_store::{DeviceAlert, NewMail, Store};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -42,55 +42,48 @@ impl AlertWatch {
             Ok(t) => t,
             Err(e) => return tracing::warn!(error = %e, "agents in trouble not looked for"),
         };
+        if tenants.is_empty() {
+            return;
+        }
+        // "Is it us or everyone?" for a line fault, read once per look for every group's e-mail.
+        let wide = if self.mail { self.wide_outages().await } else { Vec::new() };
         for scope in tenants {
-            match self.store.tenant(scope).evaluate_device_alerts(now).await {
+            let tell = |alert: &DeviceAlert, users: &[onshi_store::User]| self.mails(alert, users, &wide);
+            match self.store.tenant(scope).evaluate_device_alerts(now, tell).await {
                 Ok(told) if told.is_empty() => {}
                 Ok(told) => {
                     tracing::info!(tenant = %scope.tenant_id(), alerts = told.len(), "agent alerts raised or resolved");
-                    self.mail(scope, &told).await;
                 }
                 Err(e) => tracing::warn!(error = %e, tenant = %scope.tenant_id(), "agent alerts not evaluated"),
             }
         }
     }
 
-    async fn mail(&self, scope: TenantScope, told: &[DeviceAlert]) {
+    /// The e-mail about an alert raised or resolved, to the owners and to the managers who see its clinic.
+    fn mails(&self, alert: &DeviceAlert, users: &[onshi_store::User], wide: &[WideOutage]) -> Vec<NewMail> {
         if !self.mail {
-            return;
+            return Vec::new();
         }
-        let users = match self.store.tenant(scope).users().await {
-            Ok(users) => users,
-            Err(e) => return tracing::warn!(error = %e, "alert recipients not found"),
-        };
-        for alert in told {
-            let recipients = users.iter().filter(|u| u.is_told_about(Some(alert.clinic)));
-            let wide = if alert.kind == AlertKind::Network && alert.resolved_at.is_none() {
-                self.wide_outages(alert.prefecture).await
-            } else {
-                Vec::new()
-            };
-            let (subject, body) = message(alert, &wide, &self.public_url);
-            let mails: Vec<_> = recipients
-                .map(|u| NewMail { topic: "device_alert", to: &u.email, subject: &subject, body: &body })
-                .collect();
-            crate::mail_sender::queue(&self.store, scope, &mails).await;
-        }
-    }
-}
-
-impl AlertWatch {
-    /// "Is it us or everyone?" for a line fault: the wide outages covering the clinic's prefecture, as
-    /// (Japanese, English) sentences.
-    async fn wide_outages(&self, prefecture: u8) -> Vec<(String, String)> {
         let now = OffsetDateTime::now_utc();
-        match self.store.network_failures(outage::WINDOW_SECS).await {
-            Ok(counts) => outage::widespread(&counts)
-                .iter()
-                .filter(|w| w.covers(prefecture))
+        let wide: Vec<(String, String)> = if alert.kind == AlertKind::Network && alert.resolved_at.is_none() {
+            wide.iter()
+                .filter(|w| w.covers(alert.prefecture))
                 .map(|w| (w.describe(true, now), w.describe(false, now)))
-                .collect(),
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let (subject, body) = message(alert, &wide, &self.public_url);
+        let told = users.iter().filter(|u| u.is_told_about(Some(alert.clinic))).map(|u| u.email.as_str());
+        NewMail::to_each("device_alert", told, &subject, &body)
+    }
+
+    /// The wide outages now (none when they cannot be read: the e-mail then goes without the hint).
+    async fn wide_outages(&self) -> Vec<WideOutage> {
+        match self.store.network_failures(outage::WINDOW_SECS).await {
+            Ok(counts) => outage::widespread(&counts),
             Err(e) => {
-                tracing::warn!(error = %e, "wide outage counts not read for an alert");
+                tracing::warn!(error = %e, "wide outage counts not read for alerts");
                 Vec::new()
             }
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use onshi_api::Mailer;
-use onshi_store::{DueMail, MailFailure, MailFate, NewMail, Store, TenantScope};
+use onshi_store::{DueMail, MailFailure, MailFate, Store, TenantScope};
 use tokio_util::sync::CancellationToken;
 
 /// How long a claimed message is ours before another worker may take it: well over what a claim's sends
@@ -19,19 +19,6 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Messages claimed per tenant and poll, and sent at once.
 const CLAIM: u64 = 16;
 const IN_FLIGHT: usize = 4;
-
-/// Queues `mails` in `scope`'s outbox; a failure is logged with the topic (never the addresses) and
-/// returned as false, for the watches whose news was already claimed.
-pub async fn queue(store: &Store, scope: TenantScope, mails: &[NewMail<'_>]) -> bool {
-    match store.tenant(scope).queue_mail(mails).await {
-        Ok(()) => true,
-        Err(e) => {
-            let topic = mails.first().map_or("-", |m| m.topic);
-            tracing::error!(error = %e, tenant = %scope.tenant_id(), topic, count = mails.len(), "e-mail not queued");
-            false
-        }
-    }
-}
 
 #[derive(Clone)]
 pub struct MailSender {

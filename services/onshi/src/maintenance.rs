@@ -2,6 +2,7 @@
 //! connection (`database_migration_url`), never by the request path:
 //! 1. create the monthly partitions for the months ahead (PostgreSQL);
 //! 2. remove visit records past each tenant's legal floor, audited per tenant (see onshi_store::Purge);
+//!    e-mail that could not be sent goes after `FAILED_MAIL_KEEP_DAYS` (not audited: not a record);
 //! 3. drop monthly partitions older than the shortest floor once the purge has emptied them;
 //! 4. anchor the audit chains' heads in the object store (`crate::anchor`), after the purge's entries.
 //!
@@ -63,6 +64,7 @@ pub async fn run(
             raw_events = purge.raw_events,
             device_uptime = purge.device_uptime,
             device_alerts = purge.device_alerts,
+            failed_mail = purge.failed_mail,
             dry_run,
             "retention"
         );

@@ -3,8 +3,8 @@
 //! reaches 90, 30 and 7 days and once it has passed, and sends the group's weekly summary (the week's
 //! agent alerts and everything on the radar) on the first look after Monday 08:00 JST (between 08:00 and
 //! midnight, whatever day the worker starts). Each e-mail is
-//! claimed in the store first, so several workers send it once, then queued in the e-mail outbox
-//! (`crate::mail_sender`).
+//! queued in the e-mail outbox (`crate::mail_sender`) in the transaction that claims its news, so several
+//! workers send it once and a claim is never left without its e-mail.
 
 use std::time::Duration;
 
@@ -56,8 +56,6 @@ impl RadarWatch {
         let store = self.store.tenant(scope);
         let today = onshi_domain::jst::date_of(now);
         let radar = store.radar(today).await?;
-        let recipients: Vec<String> =
-            store.users().await?.into_iter().filter(|u| u.is_told_about(None)).map(|u| u.email).collect();
         let site = self.public_url.trim_end_matches('/');
         for (clinic, warnings) in &radar {
             for warning in warnings.iter().filter(|w| w.mailed()) {
@@ -69,9 +67,6 @@ impl RadarWatch {
                     AuditResult::Success,
                 )
                 .details(serde_json::json!({ "item": warning.key() }));
-                if !store.claim_radar_notice(clinic, warning, &entry).await? {
-                    continue;
-                }
                 let subject = format!("【Onshi Cloud】{}: {}", clinic.name, warning.label_ja());
                 let body = format!(
                     "{clinic}: {label_ja}{due_ja}\n{advice_ja}\n端末と期限: {site}/fleet\n\n{clinic}: {label_en}{due_en}\n{advice_en}\n",
@@ -83,7 +78,7 @@ impl RadarWatch {
                     advice_ja = warning.advice_ja(),
                     advice_en = warning.advice_en(),
                 );
-                self.queue(scope, "radar_notice", &recipients, &subject, &body).await;
+                store.claim_radar_notice(clinic, warning, &entry, mailed("radar_notice", &subject, &body)).await?;
             }
         }
         let local = now.to_offset(onshi_domain::jst::JST);
@@ -93,8 +88,7 @@ impl RadarWatch {
         }
         let (year, week, _) = local.date().to_iso_week_date();
         let week = format!("{year}-W{week:02}");
-        let entry = AuditEntry::new(None, "system", "summary.weekly", &week, AuditResult::Success);
-        if !store.claim_weekly_summary(&week, &entry).await? {
+        if store.weekly_summary_sent(&week).await? {
             return Ok(());
         }
         let alerts = store.device_alerts(now - time::Duration::days(7)).await?;
@@ -108,15 +102,22 @@ impl RadarWatch {
             }
         }
         let body = summary(&week, &radar, &alerts, &followups, today, site);
-        self.queue(scope, "weekly_summary", &recipients, &format!("【Onshi Cloud】週間まとめ {week}"), &body).await;
+        let subject = format!("【Onshi Cloud】週間まとめ {week}");
+        let entry = AuditEntry::new(None, "system", "summary.weekly", &week, AuditResult::Success);
+        store.claim_weekly_summary(&week, &entry, mailed("weekly_summary", &subject, &body)).await?;
         Ok(())
     }
 }
 
-impl RadarWatch {
-    async fn queue(&self, scope: TenantScope, topic: &'static str, to: &[String], subject: &str, body: &str) {
-        let mails: Vec<_> = to.iter().map(|address| NewMail { topic, to: address, subject, body }).collect();
-        crate::mail_sender::queue(&self.store, scope, &mails).await;
+/// The group-wide e-mail of a claim: to every owner, and every manager who sees all clinics.
+fn mailed<'a>(
+    topic: &'static str,
+    subject: &'a str,
+    body: &'a str,
+) -> impl FnOnce(&[onshi_store::User]) -> Vec<NewMail> + Send + 'a {
+    move |users| {
+        let told = users.iter().filter(|u| u.is_told_about(None)).map(|u| u.email.as_str());
+        NewMail::to_each(topic, told, subject, body)
     }
 }
 

@@ -101,27 +101,22 @@ impl WebhookSender {
         let label = if matches!(outcome, DeliveryOutcome::Delivered { .. }) { "delivered" } else { "failed" };
         m.webhook_attempts.with_label_values(&[label]).inc();
         let store = self.store.tenant(scope);
-        match store.finish_webhook_delivery(delivery, outcome, &self.backoff).await {
-            Ok(Some(disabled)) => self.tell_owners(scope, &disabled).await,
+        let tell = |endpoint: &DisabledEndpoint, users: &[onshi_store::User]| self.owners_told(endpoint, users);
+        match store.finish_webhook_delivery(delivery, outcome, &self.backoff, tell).await {
+            Ok(Some(disabled)) => tracing::warn!(endpoint = %disabled.id, "webhook endpoint disabled"),
             Ok(None) => {}
             // The lease runs out and the delivery is sent again: at least once, never lost.
             Err(e) => tracing::warn!(error = %e, delivery = %delivery.id, "webhook outcome not recorded"),
         }
     }
 
-    async fn tell_owners(&self, scope: TenantScope, endpoint: &DisabledEndpoint) {
+    /// The e-mail to the group's owners about an endpoint disabled, queued with the change.
+    fn owners_told(&self, endpoint: &DisabledEndpoint, users: &[onshi_store::User]) -> Vec<NewMail> {
         if !self.mail {
-            return;
+            return Vec::new();
         }
-        let store = self.store.tenant(scope);
-        let owners: Vec<String> = match store.users().await {
-            Ok(users) => users
-                .into_iter()
-                .filter(|u| u.status == UserStatus::Active && u.role == Role::Owner)
-                .map(|u| u.email)
-                .collect(),
-            Err(e) => return tracing::warn!(error = %e, "owners of a disabled webhook not found"),
-        };
+        let owners =
+            users.iter().filter(|u| u.status == UserStatus::Active && u.role == Role::Owner).map(|u| u.email.as_str());
         let body = format!(
             "Webhook の送信先 {url} への配信が再試行を含めてすべて失敗したため、この送信先を停止しました。\n\
              受信側を確認し、設定画面で再開してから、失敗した配信を再送してください: {site}/settings/webhooks\n\n\
@@ -130,10 +125,7 @@ impl WebhookSender {
             url = endpoint.url,
             site = self.public_url.trim_end_matches('/'),
         );
-        let subject = "【Onshi Cloud】Webhook の送信先を停止しました";
-        let mails: Vec<_> =
-            owners.iter().map(|to| NewMail { topic: "webhook_disabled", to, subject, body: &body }).collect();
-        crate::mail_sender::queue(&self.store, scope, &mails).await;
+        NewMail::to_each("webhook_disabled", owners, "【Onshi Cloud】Webhook の送信先を停止しました", &body)
     }
 }
 

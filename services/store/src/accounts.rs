@@ -318,12 +318,17 @@ impl TenantStore<'_> {
 
     pub async fn users(&self) -> Result<Vec<User>, StoreError> {
         let txn = self.read().await?;
+        let users = self.users_in(&txn).await?;
+        txn.commit().await?;
+        Ok(users)
+    }
+
+    pub(crate) async fn users_in(&self, txn: &DatabaseTransaction) -> Result<Vec<User>, StoreError> {
         let rows = users::Entity::find()
             .filter(users::Column::TenantId.eq(self.tenant_uuid()))
             .order_by_asc(users::Column::CreatedAt)
-            .all(&txn)
+            .all(txn)
             .await?;
-        txn.commit().await?;
         rows.into_iter().map(user_from_row).collect()
     }
 

@@ -50,9 +50,14 @@ impl DeviceAlert {
 
 impl TenantStore<'_> {
     /// Looks at every active agent of the tenant as of `now` and applies the steps the domain decides.
-    /// Returns the alerts raised or resolved, for the managers' e-mail. The tenant's agent rows are
-    /// locked while this runs, so two workers looking at once do not both raise one alert.
-    pub async fn evaluate_device_alerts(&self, now: OffsetDateTime) -> Result<Vec<DeviceAlert>, StoreError> {
+    /// Returns the alerts raised or resolved; the managers' e-mail about them (`tell` writes it) is queued
+    /// in the same transaction. The tenant's agent rows are locked while this runs, so two workers looking
+    /// at once do not both raise one alert.
+    pub async fn evaluate_device_alerts(
+        &self,
+        now: OffsetDateTime,
+        tell: impl Fn(&DeviceAlert, &[crate::User]) -> Vec<crate::NewMail> + Send,
+    ) -> Result<Vec<DeviceAlert>, StoreError> {
         let txn = self.write().await?;
         let all_agents = devices::Entity::find()
             .filter(devices::Column::TenantId.eq(self.tenant_uuid()))
@@ -133,6 +138,9 @@ impl TenantStore<'_> {
             set(&txn, row.id, device_alerts::Column::ResolvedAt, now).await?;
             let over = device_alerts::Model { resolved_at: Some(now), ..row.clone() };
             told.push(self.announce_in(&txn, alert_from(&over, &clinics, &agent.name)?).await?);
+        }
+        if !told.is_empty() {
+            self.queue_composed_in(&txn, |users| told.iter().flat_map(|alert| tell(alert, users)).collect()).await?;
         }
         txn.commit().await?;
         Ok(told)

@@ -1,7 +1,8 @@
 //! The outbox of system e-mail. The watches that tell people something (usage warnings, agent alerts,
-//! radar notices, weekly summaries, a disabled webhook endpoint) write one row per recipient with
-//! `queue_mail` right after the commit that claimed the news, instead of talking to the mail server
-//! themselves; a worker claims due rows with a lease (`claim_due_mail`), sends them and records the
+//! radar notices, weekly summaries, a disabled webhook endpoint) write one row per recipient in the same
+//! transaction that claims the news (`queue_mail_in`), instead of talking to the mail server themselves:
+//! a claim that commits has its e-mail queued, one that does not leaves the news to be claimed again. A
+//! worker claims due rows with a lease (`claim_due_mail`), sends them and records the
 //! outcome (`finish_mail`): sent rows are deleted, failed ones wait for the next delay of the schedule, and
 //! a row whose schedule is spent stays `failed` with its last error. So a mail server that is down for an
 //! hour delays an alert instead of losing it, and several workers send each message once (at least once
@@ -26,12 +27,31 @@ const FAILED: &str = "failed";
 
 /// A message a watch wants sent to one address. `topic` names the kind of news (`device_alert`,
 /// `usage_alert`, ...) for logs and metrics, which never carry the address.
-#[derive(Debug, Clone, Copy)]
-pub struct NewMail<'a> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMail {
     pub topic: &'static str,
-    pub to: &'a str,
-    pub subject: &'a str,
-    pub body: &'a str,
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+}
+
+impl NewMail {
+    /// The same message to each of `to`.
+    pub fn to_each<'a>(
+        topic: &'static str,
+        to: impl IntoIterator<Item = &'a str>,
+        subject: &str,
+        body: &str,
+    ) -> Vec<NewMail> {
+        to.into_iter()
+            .map(|address| NewMail {
+                topic,
+                to: address.to_owned(),
+                subject: subject.to_owned(),
+                body: body.to_owned(),
+            })
+            .collect()
+    }
 }
 
 /// A message claimed for sending.
@@ -64,30 +84,30 @@ pub enum MailFate {
 }
 
 impl TenantStore<'_> {
-    /// Queues `mails` for sending (in one transaction: all or none).
-    pub async fn queue_mail(&self, mails: &[NewMail<'_>]) -> Result<(), StoreError> {
+    /// Queues the e-mail `compose` writes, in `txn`: the transaction that claims what it tells. `compose`
+    /// is given the tenant's users as that transaction sees them, so nobody removed meanwhile is written to.
+    pub(crate) async fn queue_composed_in(
+        &self,
+        txn: &DatabaseTransaction,
+        compose: impl FnOnce(&[crate::User]) -> Vec<NewMail>,
+    ) -> Result<(), StoreError> {
+        let users = self.users_in(txn).await?;
+        self.queue_mail_in(txn, &compose(&users)).await
+    }
+
+    /// Queues `mails` in `txn`, the transaction that claims what they tell.
+    pub(crate) async fn queue_mail_in(&self, txn: &DatabaseTransaction, mails: &[NewMail]) -> Result<(), StoreError> {
         if mails.is_empty() {
             return Ok(());
         }
-        let txn = self.write().await?;
-        self.queue_mail_in(&txn, mails).await?;
-        txn.commit().await?;
-        Ok(())
-    }
-
-    pub(crate) async fn queue_mail_in(
-        &self,
-        txn: &DatabaseTransaction,
-        mails: &[NewMail<'_>],
-    ) -> Result<(), StoreError> {
         let now = OffsetDateTime::now_utc();
         let rows = mails.iter().map(|m| mail_outbox::ActiveModel {
             id: Set(Uuid::now_v7()),
             tenant_id: Set(self.tenant_uuid()),
             topic: Set(m.topic.to_owned()),
-            recipient: Set(m.to.to_owned()),
+            recipient: Set(m.to.clone()),
             subject: Set(m.subject.chars().take(300).collect()),
-            body: Set(m.body.to_owned()),
+            body: Set(m.body.clone()),
             status: Set(PENDING.to_owned()),
             attempts: Set(0),
             next_attempt_at: Set(now),
@@ -99,7 +119,8 @@ impl TenantStore<'_> {
     }
 
     /// Claims up to `limit` messages that are due, oldest first: each is ours for `lease` (another worker
-    /// skips it meanwhile) and its attempt is counted.
+    /// skips it meanwhile) and its attempt is counted. Messages to an address that is no longer an active
+    /// owner's or manager's are deleted instead.
     pub async fn claim_due_mail(&self, lease: Duration, limit: u64) -> Result<Vec<DueMail>, StoreError> {
         let now = OffsetDateTime::now_utc();
         let txn = self.write().await?;
@@ -111,6 +132,23 @@ impl TenantStore<'_> {
             .limit(limit)
             .all(&txn)
             .await?;
+        // Someone removed, disabled or no longer a manager since the message was queued is not written to.
+        let users = if rows.is_empty() { Vec::new() } else { self.users_in(&txn).await? };
+        let still_told = |address: &str| {
+            users.iter().any(|u| {
+                u.email == address
+                    && u.status == crate::UserStatus::Active
+                    && matches!(u.role, onshi_domain::Role::Owner | onshi_domain::Role::Manager)
+            })
+        };
+        let (rows, unwanted): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| still_told(&r.recipient));
+        if !unwanted.is_empty() {
+            mail_outbox::Entity::delete_many()
+                .filter(mail_outbox::Column::TenantId.eq(self.tenant_uuid()))
+                .filter(mail_outbox::Column::Id.is_in(unwanted.iter().map(|r| r.id)))
+                .exec(&txn)
+                .await?;
+        }
         let mut claimed = Vec::with_capacity(rows.len());
         for row in rows {
             // Claimed only if no other worker took it since it was read (same attempt count).

@@ -9,7 +9,7 @@ use time::{Date, OffsetDateTime};
 
 use crate::entities::{radar_notices, weekly_summaries};
 use crate::webhooks::TenantsDue;
-use crate::{AuditEntry, Clinic, Device, DeviceStatus, Store, StoreError, TenantScope, TenantStore};
+use crate::{AuditEntry, Clinic, Device, DeviceStatus, NewMail, Store, StoreError, TenantScope, TenantStore};
 
 impl TenantStore<'_> {
     /// Every clinic of the tenant with its warnings as of `today` (JST), clinics without any included.
@@ -18,12 +18,13 @@ impl TenantStore<'_> {
     }
 
     /// Records that managers are being told `warning` about `clinic`; false when they were already (each
-    /// goes out once), audited with the claim in the same transaction.
+    /// goes out once). Audited and the e-mail `mails` writes queued in the claim's transaction.
     pub async fn claim_radar_notice(
         &self,
         clinic: &Clinic,
         warning: &Warning,
         audit: &AuditEntry,
+        mails: impl FnOnce(&[crate::User]) -> Vec<NewMail> + Send,
     ) -> Result<bool, StoreError> {
         let txn = self.write().await?;
         let row = radar_notices::ActiveModel {
@@ -37,11 +38,30 @@ impl TenantStore<'_> {
         let fresh = crate::error::inserted(
             radar_notices::Entity::insert(row).on_conflict(conflict).exec_without_returning(&txn).await,
         )?;
-        self.finish_claim(txn, fresh, audit).await
+        self.finish_claim(txn, fresh, audit, mails).await
+    }
+
+    /// Whether the group's weekly summary for `week` went out (a cheap look before writing one).
+    pub async fn weekly_summary_sent(&self, week: &str) -> Result<bool, StoreError> {
+        use sea_orm::{ColumnTrait, PaginatorTrait, QueryFilter};
+        let txn = self.read().await?;
+        let sent = weekly_summaries::Entity::find()
+            .filter(weekly_summaries::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(weekly_summaries::Column::Week.eq(week))
+            .count(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(sent > 0)
     }
 
     /// Records that the group's weekly summary for `week` (`2026-W49`) is being sent; false when it was.
-    pub async fn claim_weekly_summary(&self, week: &str, audit: &AuditEntry) -> Result<bool, StoreError> {
+    /// Audited and the e-mail `mails` writes queued in the claim's transaction.
+    pub async fn claim_weekly_summary(
+        &self,
+        week: &str,
+        audit: &AuditEntry,
+        mails: impl FnOnce(&[crate::User]) -> Vec<NewMail> + Send,
+    ) -> Result<bool, StoreError> {
         let txn = self.write().await?;
         let row = weekly_summaries::ActiveModel {
             tenant_id: Set(self.tenant_uuid()),
@@ -54,7 +74,7 @@ impl TenantStore<'_> {
         let fresh = crate::error::inserted(
             weekly_summaries::Entity::insert(row).on_conflict(conflict).exec_without_returning(&txn).await,
         )?;
-        self.finish_claim(txn, fresh, audit).await
+        self.finish_claim(txn, fresh, audit, mails).await
     }
 
     async fn finish_claim(
@@ -62,9 +82,11 @@ impl TenantStore<'_> {
         txn: DatabaseTransaction,
         fresh: bool,
         audit: &AuditEntry,
+        mails: impl FnOnce(&[crate::User]) -> Vec<NewMail> + Send,
     ) -> Result<bool, StoreError> {
         if fresh {
             self.append_in(&txn, audit).await?;
+            self.queue_composed_in(&txn, mails).await?;
         }
         txn.commit().await?;
         Ok(fresh)

@@ -19,7 +19,9 @@ use serde::Serialize;
 use time::{Date, OffsetDateTime, PrimitiveDateTime, Time};
 
 use crate::audit::{AuditEntry, AuditResult, append};
-use crate::entities::{billing_reviews, device_alerts, device_uptime, monthly_patients, raw_events, tenants, visits};
+use crate::entities::{
+    billing_reviews, device_alerts, device_uptime, mail_outbox, monthly_patients, raw_events, tenants, visits,
+};
 use crate::{Store, StoreError, TenantStore};
 
 /// What a purge removed (or, in a dry run, would remove) for one tenant.
@@ -37,6 +39,9 @@ pub struct Purge {
     pub device_uptime: u64,
     /// Alerts resolved before `keep_from` (open ones stay, however old).
     pub device_alerts: u64,
+    /// E-mail that could not be sent, queued more than `FAILED_MAIL_KEEP_DAYS` ago (not a record the law
+    /// keeps, so not in the audited count).
+    pub failed_mail: u64,
     pub dry_run: bool,
 }
 
@@ -124,26 +129,37 @@ impl TenantStore<'_> {
             .add(device_alerts::Column::ResolvedAt.is_not_null())
             .add(device_alerts::Column::ResolvedAt.lt(cutoff_utc));
 
+        let mail_cutoff = (PrimitiveDateTime::new(today, Time::MIDNIGHT).assume_offset(jst::JST)
+            - time::Duration::days(onshi_domain::retention::FAILED_MAIL_KEEP_DAYS))
+        .to_offset(time::UtcOffset::UTC);
+        let mail_due = Condition::all()
+            .add(mail_outbox::Column::TenantId.eq(tenant))
+            .add(mail_outbox::Column::Status.eq("failed"))
+            .add(mail_outbox::Column::CreatedAt.lt(mail_cutoff));
+
         // A dry run counts exactly the rows the purge would delete: the same conditions serve both.
-        let (visits, raw_events, monthly_patients, billing_reviews, device_uptime, device_alerts) = if dry_run {
-            (
-                visits::Entity::find().filter(visits_due).count(&txn).await?,
-                raw_events::Entity::find().filter(raw_due).count(&txn).await?,
-                monthly_patients::Entity::find().filter(patients_due).count(&txn).await?,
-                billing_reviews::Entity::find().filter(reviews_due).count(&txn).await?,
-                device_uptime::Entity::find().filter(uptime_due).count(&txn).await?,
-                device_alerts::Entity::find().filter(alerts_due).count(&txn).await?,
-            )
-        } else {
-            (
-                visits::Entity::delete_many().filter(visits_due).exec(&txn).await?.rows_affected,
-                raw_events::Entity::delete_many().filter(raw_due).exec(&txn).await?.rows_affected,
-                monthly_patients::Entity::delete_many().filter(patients_due).exec(&txn).await?.rows_affected,
-                billing_reviews::Entity::delete_many().filter(reviews_due).exec(&txn).await?.rows_affected,
-                device_uptime::Entity::delete_many().filter(uptime_due).exec(&txn).await?.rows_affected,
-                device_alerts::Entity::delete_many().filter(alerts_due).exec(&txn).await?.rows_affected,
-            )
-        };
+        let (visits, raw_events, monthly_patients, billing_reviews, device_uptime, device_alerts, failed_mail) =
+            if dry_run {
+                (
+                    visits::Entity::find().filter(visits_due).count(&txn).await?,
+                    raw_events::Entity::find().filter(raw_due).count(&txn).await?,
+                    monthly_patients::Entity::find().filter(patients_due).count(&txn).await?,
+                    billing_reviews::Entity::find().filter(reviews_due).count(&txn).await?,
+                    device_uptime::Entity::find().filter(uptime_due).count(&txn).await?,
+                    device_alerts::Entity::find().filter(alerts_due).count(&txn).await?,
+                    mail_outbox::Entity::find().filter(mail_due).count(&txn).await?,
+                )
+            } else {
+                (
+                    visits::Entity::delete_many().filter(visits_due).exec(&txn).await?.rows_affected,
+                    raw_events::Entity::delete_many().filter(raw_due).exec(&txn).await?.rows_affected,
+                    monthly_patients::Entity::delete_many().filter(patients_due).exec(&txn).await?.rows_affected,
+                    billing_reviews::Entity::delete_many().filter(reviews_due).exec(&txn).await?.rows_affected,
+                    device_uptime::Entity::delete_many().filter(uptime_due).exec(&txn).await?.rows_affected,
+                    device_alerts::Entity::delete_many().filter(alerts_due).exec(&txn).await?.rows_affected,
+                    mail_outbox::Entity::delete_many().filter(mail_due).exec(&txn).await?.rows_affected,
+                )
+            };
         // The desk's follow-up statuses go with the visits they are about (not counted on their own).
         if !dry_run {
             crate::entities::followups::Entity::delete_many()
@@ -162,6 +178,7 @@ impl TenantStore<'_> {
             billing_reviews,
             device_uptime,
             device_alerts,
+            failed_mail,
             dry_run,
         };
         let removed = purge.visits

@@ -9,14 +9,15 @@ use crate::{ClinicScope, StoreError, TenantStore};
 
 impl TenantStore<'_> {
     /// Records that managers are being warned about `clinic` for `month`; false when that was done
-    /// already (each warning goes out once), audited with the claim and announced to webhooks
-    /// (`usage.below_threshold` with `announced` as its data) in the same transaction.
+    /// already (each warning goes out once). Audited, announced to webhooks (`usage.below_threshold` with
+    /// `announced` as its data) and the e-mail `mails` writes queued, all in the claim's transaction.
     pub async fn claim_usage_alert(
         &self,
         clinic: &ClinicScope,
         month: YearMonth,
         audit: &crate::AuditEntry,
         announced: &serde_json::Value,
+        mails: impl FnOnce(&[crate::User]) -> Vec<crate::NewMail> + Send,
     ) -> Result<bool, StoreError> {
         use crate::entities::usage_alerts;
         let txn = self.write().await?;
@@ -42,6 +43,7 @@ impl TenantStore<'_> {
         if fresh {
             self.append_in(&txn, audit).await?;
             self.enqueue_webhook_in(&txn, onshi_domain::WebhookEvent::UsageBelowThreshold, announced).await?;
+            self.queue_composed_in(&txn, mails).await?;
         }
         txn.commit().await?;
         Ok(fresh)

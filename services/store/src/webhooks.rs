@@ -458,17 +458,22 @@ impl TenantStore<'_> {
 
     /// Records an attempt's outcome. A failure is retried after `backoff[attempt - 1]` seconds; past the
     /// end of the schedule the delivery has failed for good, and its endpoint, if nothing succeeded there
-    /// since its failures began, is disabled (audited) and returned so the owners can be told.
+    /// since its failures began, is disabled (audited, with the e-mail `tell` writes to the owners queued
+    /// in the same transaction) and returned.
     pub async fn finish_webhook_delivery(
         &self,
         delivery: &DueDelivery,
         outcome: &DeliveryOutcome,
         backoff: &[u64],
+        tell: impl FnOnce(&DisabledEndpoint, &[crate::User]) -> Vec<crate::NewMail> + Send,
     ) -> Result<Option<DisabledEndpoint>, StoreError> {
         let now = OffsetDateTime::now_utc();
         let txn = self.write().await?;
+        // Locked while we decide, so a worker that claims the delivery meanwhile (our lease ran out) waits and
+        // finds it changed, and two outcomes are never recorded for one attempt.
         let Some(row) = webhook_deliveries::Entity::find_by_id(delivery.id)
             .filter(webhook_deliveries::Column::TenantId.eq(self.tenant_uuid()))
+            .lock_exclusive()
             .one(&txn)
             .await?
         else {
@@ -536,6 +541,9 @@ impl TenantStore<'_> {
         active.update(&txn).await?;
         if endpoint_active.is_changed() {
             endpoint_active.update(&txn).await?;
+        }
+        if let Some(endpoint) = &disabled {
+            self.queue_composed_in(&txn, |users| tell(endpoint, users)).await?;
         }
         txn.commit().await?;
         Ok(disabled)

@@ -195,7 +195,31 @@ both_modes!(
             1,
         )
         .await;
+
+        // The manager's mailbox is in trouble again when a new fault is raised, and the manager leaves the
+        // group while the alert waits for it: it is dropped, never sent to someone who left.
+        sink.refuse(&manager.email);
+        heartbeat(app, 3, false).await;
+        let open = "SELECT count(*) FROM device_alerts WHERE resolved_at IS NULL";
+        count_becomes(&owner_db, "second fault tracked", open, 1).await;
+        app.execute_as_owner(
+            "UPDATE device_alerts SET since = $1 WHERE resolved_at IS NULL",
+            vec![half_an_hour_ago.into()],
+        )
+        .await;
+        let waiting = "SELECT count(*) FROM mail_outbox WHERE status = 'pending' AND last_error LIKE '%451%'";
+        count_becomes(&owner_db, "refused and waiting", waiting, 1).await;
+        app.execute_as_owner(
+            "UPDATE users SET status = 'disabled' WHERE email = $1",
+            vec![manager.email.clone().into()],
+        )
+        .await;
+        count_becomes(&owner_db, "dropped", "SELECT count(*) FROM mail_outbox WHERE status = 'pending'", 0).await;
         sink.accept(&manager.email);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let raised = |m: &String| about_reader(m) && m.contains("確かめること");
+        assert_eq!(sink.all_to(&manager.email).iter().filter(|m| raised(m)).count(), 1, "not sent after leaving");
+        assert_eq!(sink.all_to(&owner_email).iter().filter(|m| raised(m)).count(), 2, "the owner is told both");
         owner_db.close().await.ok();
     }
 );

@@ -197,6 +197,18 @@ both_modes!(retention_keeps_every_record_until_its_floor_and_audits_what_it_remo
     .await
     .unwrap();
 
+    // Two e-mails that could not be sent: one queued with the 2-year-old reception (past the 90 days they
+    // are kept), one today's.
+    for which in ["ORDER BY occurred_at LIMIT 1 OFFSET 2", "ORDER BY occurred_at DESC LIMIT 1"] {
+        let sql = format!(
+            "INSERT INTO mail_outbox (id, tenant_id, topic, recipient, subject, body, status, attempts, \
+               next_attempt_at, last_error, created_at) \
+             SELECT event_id, tenant_id, 'device_alert', 'gone@example.test', 's', 'b', 'failed', 1, occurred_at, \
+               '550 no such user', occurred_at FROM raw_events {which}"
+        );
+        sea_orm::ConnectionTrait::execute_unprepared(store.connection(), &sql).await.unwrap();
+    }
+
     // Default basis: part of the 診療録, 5 years. Only the 6-year-old record goes, with the agent's records of
     // that time; the open alert stays.
     assert_eq!(app.store().retention_basis().await.unwrap(), RetentionBasis::MedicalRecord);
@@ -205,6 +217,8 @@ both_modes!(retention_keeps_every_record_until_its_floor_and_audits_what_it_remo
     assert_eq!(mine.keep_from, RetentionBasis::MedicalRecord.keep_from(today));
     assert!(mine.visits >= 1 && mine.raw_events >= 1, "{mine:?}");
     assert_eq!((mine.device_uptime, mine.device_alerts), (1, 1), "{mine:?}");
+    assert_eq!(mine.failed_mail, 1, "{mine:?}");
+    assert_eq!(count(&store, "SELECT count(*) FROM mail_outbox").await, 1, "today's failed e-mail is kept");
     assert_eq!(count(&store, "SELECT count(*) FROM device_uptime").await, 0);
     assert_eq!(count(&store, "SELECT count(*) FROM device_alerts WHERE resolved_at IS NULL").await, 1);
     assert_eq!(count(&store, "SELECT count(*) FROM device_alerts").await, 1);
