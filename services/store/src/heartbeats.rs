@@ -209,9 +209,16 @@ async fn record_set_based(
     let result = txn
         .execute_raw(Statement::from_sql_and_values(
             DatabaseBackend::Postgres,
-            "UPDATE devices d SET last_seen_at = GREATEST(d.last_seen_at, x.seen), agent_version = x.version, \
+            // The rows are locked in id order first, as the worker (`apply_batches`) and the alert watch lock
+            // them: an UPDATE … FROM alone locks in whatever order its join yields, and two transactions
+            // taking the same agents' rows in different orders can deadlock.
+            "WITH x AS (SELECT * FROM jsonb_to_recordset($1::jsonb) \
+               AS x(device uuid, seen timestamptz, version text, heartbeat jsonb)), \
+             locked AS MATERIALIZED (SELECT id FROM devices WHERE tenant_id = $2 AND id IN (SELECT device FROM x) \
+               ORDER BY id FOR UPDATE) \
+             UPDATE devices d SET last_seen_at = GREATEST(d.last_seen_at, x.seen), agent_version = x.version, \
              last_heartbeat = x.heartbeat \
-             FROM jsonb_to_recordset($1::jsonb) AS x(device uuid, seen timestamptz, version text, heartbeat jsonb) \
+             FROM x JOIN locked l ON l.id = x.device \
              WHERE d.tenant_id = $2 AND d.id = x.device",
             [serde_json::Value::Array(rows).into(), tenant.as_uuid().into()],
         ))

@@ -555,10 +555,12 @@ impl TenantStore<'_> {
         let now = OffsetDateTime::now_utc();
         let cutoff = now - Duration::seconds(after_secs);
         let txn = self.write().await?;
+        // In id order, so the updates below lock the rows in the order every other writer of devices does.
         let rows = devices::Entity::find()
             .filter(devices::Column::TenantId.eq(self.tenant_uuid()))
             .filter(devices::Column::Status.eq("active"))
             .filter(devices::Column::LastSeenAt.is_not_null())
+            .order_by_asc(devices::Column::Id)
             .all(&txn)
             .await?;
         let mut done = Transitions::default();
