@@ -334,6 +334,12 @@ both_modes!(the_clinic_page_shows_agent_availability_and_outages, |app| {
         page.body.split("data-testid=\"outages\"").nth(1).expect("an outage table").split("</table>").next().unwrap();
     assert!(outages.contains("応答なし") && outages.contains("リーダー/VPN異常"), "{outages}");
     assert!(page.body.contains("<svg class=\"uptime\""));
+    // In English, the kinds of outage too.
+    let page = b.get(&format!("/dashboard/clinics/{}?lang=en", app.clinics[0].clinic.id)).await;
+    let outages =
+        page.body.split("data-testid=\"outages\"").nth(1).expect("an outage table").split("</table>").next().unwrap();
+    assert!(outages.contains("nothing heard") && outages.contains("reader or VPN failing"), "{outages}");
+    assert!(!outages.contains("応答なし") && !page.body.contains("端末の稼働状況"), "{outages}");
 });
 
 both_modes!(

@@ -74,6 +74,7 @@ pub(super) fn availability(
     uptime: &[onshi_store::Uptime],
     from: OffsetDateTime,
     to: OffsetDateTime,
+    lang: Lang,
 ) -> (String, Vec<(String, String, String, String)>) {
     let span = (to - from).whole_seconds().max(1) as f64;
     // Each agent's name is page text above its own bar: drawn inside one SVG, beside the bars, a name such
@@ -86,8 +87,9 @@ pub(super) fn availability(
     for (id, name) in agents {
         svg.push_str(&format!(
             "<p class=\"uptime-name\">{name}</p><svg class=\"uptime\" viewBox=\"0 0 {w} 14\" preserveAspectRatio=\"none\" \
-             role=\"img\" aria-label=\"{name}: 端末の稼働状況（停止は下の表）\"><rect x=\"0\" y=\"0\" width=\"{w}\" height=\"14\" class=\"none\"/>",
-            name = escape(name)
+             role=\"img\" aria-label=\"{name}: {label}\"><rect x=\"0\" y=\"0\" width=\"{w}\" height=\"14\" class=\"none\"/>",
+            name = escape(name),
+            label = lang.t("端末の稼働状況（停止は下の表）", "availability (outages in the table below)"),
         ));
         let mine: Vec<_> = uptime.iter().filter(|u| u.device == *id).collect();
         for (k, u) in mine.iter().enumerate() {
@@ -100,12 +102,14 @@ pub(super) fn availability(
                 jst_minute(&u.to)
             ));
             if !u.healthy {
-                outages.push((name.clone(), jst_minute(&u.from), jst_minute(&u.to), "リーダー/VPN異常".to_owned()));
+                let kind = lang.t("リーダー/VPN異常", "reader or VPN failing");
+                outages.push((name.clone(), jst_minute(&u.from), jst_minute(&u.to), kind.to_owned()));
             }
             if let Some(next) = mine.get(k + 1)
                 && (next.from - u.to).whole_seconds() > onshi_domain::OFFLINE_AFTER_SECS
             {
-                outages.push((name.clone(), jst_minute(&u.to), jst_minute(&next.from), "応答なし".to_owned()));
+                let kind = lang.t("応答なし", "nothing heard");
+                outages.push((name.clone(), jst_minute(&u.to), jst_minute(&next.from), kind.to_owned()));
             }
         }
         svg.push_str("</svg>");

@@ -141,7 +141,7 @@ pub(crate) async fn clinic(
     let ids: Vec<_> = agents.iter().map(|d| d.id).collect();
     let uptime = store.uptime(&ids, range_from, range_to).await?;
     let names: Vec<_> = agents.iter().map(|d| (d.id, d.name.clone())).collect();
-    let (timeline, outages) = availability(&names, &uptime, range_from, range_to);
+    let (timeline, outages) = availability(&names, &uptime, range_from, range_to, lang);
     let devices = agents
         .into_iter()
         .map(|d| {
