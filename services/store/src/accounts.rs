@@ -67,9 +67,12 @@ impl User {
     /// user: an active owner or manager who sees it.
     pub fn is_told_about(&self, clinic: Option<ClinicId>) -> bool {
         let access = onshi_domain::ClinicAccess::of(self.role, &self.clinics);
-        self.status == UserStatus::Active
-            && matches!(self.role, Role::Owner | Role::Manager)
-            && clinic.map_or(access == onshi_domain::ClinicAccess::All, |c| access.includes(c))
+        self.gets_alerts() && clinic.map_or(access == onshi_domain::ClinicAccess::All, |c| access.includes(c))
+    }
+
+    /// Whether this user gets the group's alert e-mail at all: an active owner or manager.
+    pub fn gets_alerts(&self) -> bool {
+        self.status == UserStatus::Active && matches!(self.role, Role::Owner | Role::Manager)
     }
 }
 

@@ -134,13 +134,7 @@ impl TenantStore<'_> {
             .await?;
         // Someone removed, disabled or no longer a manager since the message was queued is not written to.
         let users = if rows.is_empty() { Vec::new() } else { self.users_in(&txn).await? };
-        let still_told = |address: &str| {
-            users.iter().any(|u| {
-                u.email == address
-                    && u.status == crate::UserStatus::Active
-                    && matches!(u.role, onshi_domain::Role::Owner | onshi_domain::Role::Manager)
-            })
-        };
+        let still_told = |address: &str| users.iter().any(|u| u.email == address && u.gets_alerts());
         let (rows, unwanted): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| still_told(&r.recipient));
         if !unwanted.is_empty() {
             mail_outbox::Entity::delete_many()
