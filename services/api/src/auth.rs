@@ -3,7 +3,7 @@
 //! Claims: `iss`, `aud`, `sub` (device id), `tnt` (tenant), `cln` (clinic), `typ` = "device", `iat`,
 //! `exp`. Issuer, audience, expiry and type are all required; only HS256 verifies. A valid signature is
 //! not enough: the device must still exist, belong to the claimed clinic and not be revoked. That is read
-//! from the database at most once a minute per device and process (`device_cache`); a revocation is
+//! from the database at most once per `device_cache::TTL` per device and process (`device_cache`); a revocation is
 //! announced to every process and takes effect within the time the announcement takes to arrive.
 
 use std::future::Future;

@@ -1,7 +1,7 @@
 //! Device authentication without a database read on every request. Each API process keeps the devices
-//! it has authenticated for a minute; a revocation is announced on the cache's pub/sub channel
+//! it has authenticated for [`TTL`]; a revocation is announced on the cache's pub/sub channel
 //! [`REVOCATIONS`] and every process forgets that device at once, so a revoked agent is refused within
-//! the time a publish takes to arrive (milliseconds), not after the minute.
+//! the time a publish takes to arrive (milliseconds), not after the TTL.
 //!
 //! The cache is used only while this process's subscription to that channel is up: until the first
 //! subscription, and from the moment it is lost until it is back (then everything is forgotten, since
@@ -23,17 +23,20 @@ use tokio_util::sync::CancellationToken;
 /// The pub/sub channel on which revocations are announced (the payload is the device id).
 pub const REVOCATIONS: &str = "devices:revoked";
 
-/// How long an authenticated device is trusted without reading it again. Agents send every 20 s, so
-/// two requests in three are served from memory. Other changes to the device or its clinic (a renamed
-/// clinic) are seen within this time.
-const TTL: Duration = Duration::from_secs(60);
+/// How long an authenticated device is trusted without reading it again. Revocation, the one change
+/// that must stop an agent, is announced and does not wait for it; the rest of what is kept (the device's
+/// and its clinic's names) may lag this long. Agents send at least every 20 s, so an agent whose requests
+/// reach one process is read once in 15 requests (once in 3 with the minute this was until 2026-12).
+pub const TTL: Duration = Duration::from_secs(300);
 
-/// Entries kept at most; beyond it expired entries are swept, and if that is not enough, all.
+/// Entries kept at most. Beyond it expired entries are swept; if that is not enough, devices not yet kept
+/// are read from the database on each request until some expire (forgetting everything instead would
+/// send every agent to the database at once).
 const CAPACITY: usize = 200_000;
 
-#[derive(Default)]
 pub struct DeviceAuthCache {
     entries: Mutex<HashMap<DeviceId, (DeviceAuth, Instant)>>,
+    capacity: usize,
     /// The subscription to [`REVOCATIONS`] is up.
     live: AtomicBool,
     /// Bumped by every revocation and every loss of the subscription.
@@ -43,9 +46,19 @@ pub struct DeviceAuthCache {
 /// A database read in progress: remembers the generation it started in.
 pub struct Lookup(u64);
 
+impl Default for DeviceAuthCache {
+    fn default() -> Self {
+        Self::with_capacity(CAPACITY)
+    }
+}
+
 impl DeviceAuthCache {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn with_capacity(capacity: usize) -> Self {
+        Self { entries: Mutex::default(), capacity, live: AtomicBool::default(), generation: AtomicU64::default() }
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<DeviceId, (DeviceAuth, Instant)>> {
@@ -78,10 +91,10 @@ impl DeviceAuthCache {
         if self.generation.load(Ordering::Acquire) != lookup.0 {
             return;
         }
-        if entries.len() >= CAPACITY {
+        if entries.len() >= self.capacity && !entries.contains_key(&auth.device.id) {
             entries.retain(|_, (_, at)| at.elapsed() < TTL);
-            if entries.len() >= CAPACITY {
-                entries.clear();
+            if entries.len() >= self.capacity {
+                return;
             }
         }
         entries.insert(auth.device.id, (auth.clone(), Instant::now()));
@@ -142,11 +155,18 @@ impl DeviceAuthCache {
     }
 }
 
-/// Tells every API process that `device` is revoked (after the revocation committed).
+/// Tells every API process that `device` is revoked (after the revocation committed). Tried three times:
+/// a process that kept the device would otherwise trust it until [`TTL`].
 pub async fn announce_revocation(cache: &Cache, device: DeviceId) {
-    if let Err(e) = cache.publish(REVOCATIONS, device.to_string().as_bytes()).await {
-        // Subscribers that miss it lose their subscription too, and then forget everything.
-        tracing::warn!(error = %e, %device, "revocation not announced");
+    let payload = device.to_string();
+    for attempt in 1..=3 {
+        match cache.publish(REVOCATIONS, payload.as_bytes()).await {
+            Ok(()) => return,
+            // Subscribers that miss it have most likely lost their subscription to the same outage, and
+            // then forget everything.
+            Err(e) if attempt == 3 => tracing::warn!(error = %e, %device, "revocation not announced"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
     }
 }
 
@@ -168,5 +188,49 @@ mod tests {
         let before = cache.lookup();
         cache.forget(Some(DeviceId::new()));
         assert_ne!(before.0, cache.lookup().0, "a revocation moves the generation");
+    }
+
+    fn auth() -> DeviceAuth {
+        let clinic = ClinicId::new();
+        DeviceAuth {
+            scope: onshi_store::TenantScope::operator(TenantId::new()),
+            clinic: onshi_store::Clinic {
+                id: clinic,
+                code: onshi_domain::MedicalInstitutionCode::parse("2711234562").expect("a valid code"),
+                name: "テスト医院".to_owned(),
+                kind: onshi_domain::FacilityKind::Medical,
+                oqs_start: None,
+                code_confirmed: true,
+                hours: None,
+                alert_after_minutes: 30,
+                terminal_cert_expires: None,
+                terminal_os: None,
+            },
+            device: onshi_store::Device {
+                id: DeviceId::new(),
+                clinic,
+                name: "受付".to_owned(),
+                status: onshi_store::DeviceStatus::Active,
+                agent_version: None,
+                last_seen_at: None,
+                last_heartbeat: None,
+                offline_announced_at: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_full_cache_keeps_what_it_has_and_reads_newcomers_from_the_database() {
+        let cache = DeviceAuthCache::with_capacity(2);
+        cache.set_live(true);
+        let (a, b, c) = (auth(), auth(), auth());
+        for kept in [&a, &b, &c] {
+            cache.keep(cache.lookup(), kept);
+        }
+        let found = |x: &DeviceAuth| cache.get(x.scope.tenant_id(), x.clinic.id, x.device.id).is_some();
+        assert!(found(&a) && found(&b), "the devices kept before it was full stay");
+        assert!(!found(&c), "a newcomer is not kept while nothing has expired");
+        cache.keep(cache.lookup(), &a);
+        assert!(found(&a), "a kept device is refreshed even when full");
     }
 }

@@ -39,7 +39,7 @@ pub struct AppState {
     pub cache: Cache,
     pub objects: ObjectStore,
     pub device_keys: DeviceKeys,
-    /// Devices authenticated within the last minute, forgotten on a revocation (`device_cache`).
+    /// Devices authenticated within `device_cache::TTL`, forgotten on a revocation (`device_cache`).
     pub device_cache: Arc<DeviceAuthCache>,
     pub ingest_batches_per_device_per_sec: u32,
     /// Integration API requests per API token and clock minute.

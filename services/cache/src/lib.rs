@@ -27,6 +27,14 @@ pub enum CacheError {
     Unavailable,
 }
 
+/// A fixed-window count (as [`CacheBackend::incr_window`] keeps) that admits at most `limit` counts.
+#[derive(Debug, Clone, Copy)]
+pub struct Window<'a> {
+    pub key: &'a str,
+    pub length: Duration,
+    pub limit: u64,
+}
+
 /// A stream of published payloads for one channel.
 pub type Subscription = Pin<Box<dyn Stream<Item = Vec<u8>> + Send>>;
 
@@ -39,9 +47,16 @@ pub trait CacheBackend {
     fn incr_window(&self, key: &str, window: Duration) -> impl Future<Output = Result<u64, CacheError>> + Send;
     fn publish(&self, channel: &str, payload: &[u8]) -> impl Future<Output = Result<(), CacheError>> + Send;
     fn subscribe(&self, channel: &str) -> impl Future<Output = Result<Subscription, CacheError>> + Send;
-    /// Sets `field` of the map at `key` to `value` (a later set of the same field replaces it): latest
-    /// state coalesced per field, taken in bulk by [`CacheBackend::take_map`].
-    fn map_set(&self, key: &str, field: &str, value: &[u8]) -> impl Future<Output = Result<(), CacheError>> + Send;
+    /// Sets `fields` of the map at `key` (a later set of the same field replaces it): latest state
+    /// coalesced per field, taken in bulk by [`CacheBackend::take_map`]. With a `window`, first counts
+    /// one in it as [`CacheBackend::incr_window`] does, and sets nothing if the count is then above its
+    /// limit: a rate-limited write in one round trip. Returns whether the fields were set.
+    fn map_set(
+        &self,
+        key: &str,
+        fields: &[(String, Vec<u8>)],
+        window: Option<Window<'_>>,
+    ) -> impl Future<Output = Result<bool, CacheError>> + Send;
     /// Sets the fields that are not set yet (a taker putting back what it could not write: anything set
     /// meanwhile is newer and wins).
     fn map_restore(
@@ -112,10 +127,15 @@ impl CacheBackend for Cache {
         }
     }
 
-    async fn map_set(&self, key: &str, field: &str, value: &[u8]) -> Result<(), CacheError> {
+    async fn map_set(
+        &self,
+        key: &str,
+        fields: &[(String, Vec<u8>)],
+        window: Option<Window<'_>>,
+    ) -> Result<bool, CacheError> {
         match self {
-            Cache::Redis(c) => c.map_set(key, field, value).await,
-            Cache::Memory(c) => c.map_set(key, field, value).await,
+            Cache::Redis(c) => c.map_set(key, fields, window).await,
+            Cache::Memory(c) => c.map_set(key, fields, window).await,
         }
     }
 

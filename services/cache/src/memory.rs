@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio::sync::broadcast;
 
-use crate::{CacheBackend, CacheError, Subscription};
+use crate::{CacheBackend, CacheError, Subscription, Window};
 
 /// Live updates buffered per subscriber before the slowest one starts missing some.
 const CHANNEL_CAPACITY: usize = 1024;
@@ -36,6 +36,23 @@ impl MemoryCache {
 
     fn maps(&self) -> MutexGuard<'_, HashMap<String, HashMap<String, Vec<u8>>>> {
         self.inner.maps.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `incr_window`'s count, for the callers that check a window inside another operation.
+    fn count(&self, key: &str, window: Duration) -> u64 {
+        let now = Instant::now();
+        let mut entries = self.entries();
+        if entries.len() > 10_000 {
+            entries.retain(|_, (_, expires)| *expires > now);
+        }
+        // Counters are kept as decimal text, as Redis keeps them, so `get` reads the same in both modes.
+        let entry = entries.entry(key.to_owned()).or_insert_with(|| (b"0".to_vec(), now + window));
+        if entry.1 <= now {
+            *entry = (b"0".to_vec(), now + window);
+        }
+        let value = std::str::from_utf8(&entry.0).ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0) + 1;
+        entry.0 = value.to_string().into_bytes();
+        value
     }
 
     fn sender(&self, channel: &str) -> broadcast::Sender<Vec<u8>> {
@@ -74,19 +91,7 @@ impl CacheBackend for MemoryCache {
     }
 
     async fn incr_window(&self, key: &str, window: Duration) -> Result<u64, CacheError> {
-        let now = Instant::now();
-        let mut entries = self.entries();
-        if entries.len() > 10_000 {
-            entries.retain(|_, (_, expires)| *expires > now);
-        }
-        // Counters are kept as decimal text, as Redis keeps them, so `get` reads the same in both modes.
-        let entry = entries.entry(key.to_owned()).or_insert_with(|| (b"0".to_vec(), now + window));
-        if entry.1 <= now {
-            *entry = (b"0".to_vec(), now + window);
-        }
-        let value = std::str::from_utf8(&entry.0).ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0) + 1;
-        entry.0 = value.to_string().into_bytes();
-        Ok(value)
+        Ok(self.count(key, window))
     }
 
     async fn publish(&self, channel: &str, payload: &[u8]) -> Result<(), CacheError> {
@@ -101,9 +106,23 @@ impl CacheBackend for MemoryCache {
         Ok(Box::pin(stream))
     }
 
-    async fn map_set(&self, key: &str, field: &str, value: &[u8]) -> Result<(), CacheError> {
-        self.maps().entry(key.to_owned()).or_default().insert(field.to_owned(), value.to_vec());
-        Ok(())
+    async fn map_set(
+        &self,
+        key: &str,
+        fields: &[(String, Vec<u8>)],
+        window: Option<Window<'_>>,
+    ) -> Result<bool, CacheError> {
+        if let Some(window) = window
+            && self.count(window.key, window.length) > window.limit
+        {
+            return Ok(false);
+        }
+        let mut maps = self.maps();
+        let map = maps.entry(key.to_owned()).or_default();
+        for (field, value) in fields {
+            map.insert(field.clone(), value.clone());
+        }
+        Ok(true)
     }
 
     async fn map_restore(&self, key: &str, entries: &[(String, Vec<u8>)]) -> Result<(), CacheError> {

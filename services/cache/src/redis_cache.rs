@@ -7,15 +7,28 @@
 //! (`manager_config`), and after the server failed to answer, commands fail at once for `REST` instead of
 //! each waiting on a reconnect (`Breaker`), so at most one command a second finds out whether it is back.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
-use crate::{CacheBackend, CacheError, Subscription};
+use crate::{CacheBackend, CacheError, Subscription, Window};
+
+/// `map_set` under a window, atomically: KEYS[1] the window's counter, KEYS[2] the map; ARGV[1] the
+/// window in seconds, ARGV[2] its limit, then field and value pairs. The counter is kept as
+/// `incr_window` keeps it. Both keys must live on one server (a Redis Cluster would need a hash tag).
+static MAP_SET_WITHIN: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local n = redis.call('INCR', KEYS[1]) \
+         redis.call('EXPIRE', KEYS[1], ARGV[1], 'NX') \
+         if n > tonumber(ARGV[2]) then return 0 end \
+         redis.call('HSET', KEYS[2], unpack(ARGV, 3)) \
+         return 1",
+    )
+});
 
 /// How long commands fail at once after the server failed to answer.
 const REST: Duration = Duration::from_secs(1);
@@ -151,9 +164,28 @@ impl CacheBackend for RedisCache {
         Ok(Box::pin(stream))
     }
 
-    async fn map_set(&self, key: &str, field: &str, value: &[u8]) -> Result<(), CacheError> {
+    async fn map_set(
+        &self,
+        key: &str,
+        fields: &[(String, Vec<u8>)],
+        window: Option<Window<'_>>,
+    ) -> Result<bool, CacheError> {
+        if fields.is_empty() {
+            return Ok(true);
+        }
         let mut conn = self.conn.clone();
-        self.guarded(conn.hset(self.key(key), field, value)).await
+        let Some(window) = window else {
+            let pairs: Vec<(&str, &[u8])> = fields.iter().map(|(f, v)| (f.as_str(), v.as_slice())).collect();
+            let () = self.guarded(conn.hset_multiple(self.key(key), &pairs)).await?;
+            return Ok(true);
+        };
+        let mut invocation = MAP_SET_WITHIN.key(self.key(window.key));
+        invocation.key(self.key(key)).arg(window.length.as_secs().max(1)).arg(window.limit);
+        for (field, value) in fields {
+            invocation.arg(field).arg(value.as_slice());
+        }
+        let set: i64 = self.guarded(invocation.invoke_async(&mut conn)).await?;
+        Ok(set == 1)
     }
 
     async fn map_restore(&self, key: &str, entries: &[(String, Vec<u8>)]) -> Result<(), CacheError> {

@@ -182,8 +182,13 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
     let adapters = Adapters::connect(&config).await?;
     let (tenant, clinics) = seed(&adapters.store).await?;
     let requests_planned = bench.events.div_ceil(bench.batch.max(1));
-    let devices =
-        bench.devices.unwrap_or(if bench.heartbeats { requests_planned.div_ceil(3) } else { bench.concurrency }).max(1);
+    // Heartbeats: as many agents as give the share of requests that read the device from the database in
+    // production, where an agent sends every 20 s and a process keeps a device for the cache's TTL.
+    let requests_per_agent = (onshi_api::device_cache::TTL.as_secs() / 20).max(1) as usize;
+    let devices = bench
+        .devices
+        .unwrap_or(if bench.heartbeats { requests_planned.div_ceil(requests_per_agent) } else { bench.concurrency })
+        .max(1);
     // The seeded clinics' own agents, then as many more as asked for, spread over the clinics.
     let mut agents: Vec<(onshi_store::ClinicScope, onshi_domain::DeviceId)> =
         clinics.iter().map(|c| (c.clinic.clone(), c.device)).collect();

@@ -199,8 +199,8 @@ enum BenchCommand {
         #[arg(long)]
         heartbeats: bool,
         /// Agents sending (each with its own token); default: one per client, or for heartbeats one per
-        /// three heartbeats (so that, as in a fleet sending every 20 s, two requests in three find the
-        /// agent in the authentication cache).
+        /// fifteen heartbeats (so that, as in a fleet sending every 20 s against the authentication
+        /// cache's 5 minutes, one request in fifteen reads the agent from the database).
         #[arg(long)]
         devices: Option<usize>,
     },

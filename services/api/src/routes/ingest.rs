@@ -10,9 +10,9 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
-use onshi_cache::CacheBackend;
+use onshi_cache::CacheBackend as _;
 use onshi_domain::EventBatch;
 use onshi_queue::Headers;
 use onshi_store::QueuedBatch;
@@ -25,6 +25,10 @@ use crate::{ApiError, AppState};
 
 /// A claims request's body limit: a month of a large hospital's receipts, reduced, is a few tens of MB.
 const MAX_CLAIMS_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Bodies up to this size (a heartbeat is about 300 bytes, a reception about 700) are read before the
+/// rate limiter counts them; see `accept`.
+const SMALL_BODY_BYTES: usize = 16 * 1024;
 
 /// Which route a batch came in by: each carries its own kind of events.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -69,9 +73,10 @@ pub(crate) struct BatchAccepted {
 pub(crate) async fn post_events(
     state: web::Data<AppState>,
     device: AuthenticatedDevice,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    respond(accept(state, device, payload, Route::Events).await)
+    respond(accept(state, device, declared_length(&req), payload, Route::Events).await)
 }
 
 /// Deliver one month's claims (a レセ電 file reduced at the clinic) as a single `claims` event.
@@ -96,9 +101,15 @@ pub(crate) async fn post_events(
 pub(crate) async fn post_claims(
     state: web::Data<AppState>,
     device: AuthenticatedDevice,
+    req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    respond(accept(state, device, payload, Route::Claims).await)
+    respond(accept(state, device, declared_length(&req), payload, Route::Claims).await)
+}
+
+/// The body's length as the client declared it (`Content-Length`), if it did.
+fn declared_length(req: &HttpRequest) -> Option<usize> {
+    req.headers().get(actix_web::http::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 fn respond(result: Result<Accepted, ApiError>) -> Result<HttpResponse, ApiError> {
@@ -128,69 +139,55 @@ struct Accepted {
 async fn accept(
     state: web::Data<AppState>,
     AuthenticatedDevice(device): AuthenticatedDevice,
-    mut payload: web::Payload,
+    declared_length: Option<usize>,
+    payload: web::Payload,
     route: Route,
 ) -> Result<Accepted, ApiError> {
-    // Per-device fixed window: a runaway agent cannot starve the others. A cache outage must not stop
-    // ingest, so the limiter fails open.
-    match state.cache.incr_window(&format!("rl:ingest:{}", device.device.id), Duration::from_secs(1)).await {
-        Ok(n) if n > u64::from(state.ingest_batches_per_device_per_sec) => {
-            return Err(ApiError::RateLimited { retry_after_secs: 1 });
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "rate limiter unavailable; allowing the request"),
-    }
-
-    let limit = match route {
-        Route::Events => state.max_body_bytes,
-        Route::Claims => state.max_body_bytes.max(MAX_CLAIMS_BODY_BYTES),
+    // Per-device fixed window: a runaway agent cannot starve the others. A small body (what an agent sends
+    // as things happen: a heartbeat, a reception) is read first, so that a heartbeat's count and its state
+    // take one cache round trip together (`coalesce_heartbeats`); a larger one is counted before it is read.
+    let window_key = format!("rl:ingest:{}", device.device.id);
+    let window = onshi_cache::Window {
+        key: &window_key,
+        length: Duration::from_secs(1),
+        limit: u64::from(state.ingest_batches_per_device_per_sec),
     };
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|_| ApiError::InvalidBatch(onshi_domain::FieldError::new("", "body could not be read")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge { limit });
-        }
-        body.extend_from_slice(&chunk);
+    let counted_first = route == Route::Claims || declared_length.is_none_or(|n| n > SMALL_BODY_BYTES);
+    if counted_first {
+        count(&state, window).await?;
     }
 
-    let batch = EventBatch::from_json(&body).map_err(ApiError::InvalidBatch)?;
-    let claims = batch.events.iter().filter(|e| matches!(e.payload, onshi_domain::EventPayload::Claims(_))).count();
-    match route {
-        Route::Events if claims > 0 => {
-            return Err(ApiError::RejectedBatch(onshi_domain::FieldError::new(
-                "events",
-                "claims (レセ電) go to /api/v1/claims, one file per request",
-            )));
+    let batch = match read_batch(&state, &device, payload, route).await {
+        Ok(batch) => batch,
+        Err(refused) => {
+            // Refused requests count too: an agent that keeps sending bad batches meets the limiter.
+            if !counted_first {
+                count(&state, window).await?;
+            }
+            return Err(refused);
         }
-        Route::Claims if claims != 1 || batch.events.len() != 1 => {
-            return Err(ApiError::RejectedBatch(onshi_domain::FieldError::new(
-                "events",
-                "exactly one claims event (one レセ電 file) per request",
-            )));
-        }
-        _ => {}
-    }
-    let now = OffsetDateTime::now_utc();
-    batch.validate(&device.clinic.code, now).map_err(ApiError::RejectedBatch)?;
+    };
 
     let total = batch.events.len();
     let (heartbeats, mut events): (Vec<_>, Vec<_>) =
         batch.events.into_iter().partition(|e| matches!(e.payload, onshi_domain::EventPayload::Heartbeat(_)));
     let mut coalesced = 0;
     if !heartbeats.is_empty() {
-        match coalesce_heartbeats(&state, &device, &heartbeats).await {
-            Ok(()) => {
+        match coalesce_heartbeats(&state, &device, &heartbeats, (!counted_first).then_some(window)).await {
+            Ok(true) => {
                 coalesced = heartbeats.len();
                 onshi_telemetry::metrics().agent_heartbeats.inc_by(coalesced as u64);
             }
-            // Without the cache, heartbeats take the queue like everything else.
+            Ok(false) => return Err(ApiError::RateLimited { retry_after_secs: 1 }),
+            // Without the cache, heartbeats take the queue like everything else (and the limiter, which
+            // lives in the same cache, fails open).
             Err(e) => {
                 tracing::warn!(error = %e, "heartbeats not coalesced; queueing them");
                 events.extend(heartbeats);
             }
         }
+    } else if !counted_first {
+        count(&state, window).await?;
     }
 
     let store = state.store.tenant(device.scope);
@@ -226,14 +223,73 @@ async fn accept(
     Ok(Accepted { batch_id, fresh: fresh_count, duplicates })
 }
 
+/// Reads the body within the route's limit and checks the batch: well formed, the route's kind of events,
+/// this clinic's code, no time in the future.
+async fn read_batch(
+    state: &AppState,
+    device: &onshi_store::DeviceAuth,
+    mut payload: web::Payload,
+    route: Route,
+) -> Result<EventBatch, ApiError> {
+    let limit = match route {
+        Route::Events => state.max_body_bytes,
+        Route::Claims => state.max_body_bytes.max(MAX_CLAIMS_BODY_BYTES),
+    };
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|_| ApiError::InvalidBatch(onshi_domain::FieldError::new("", "body could not be read")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+
+    let batch = EventBatch::from_json(&body).map_err(ApiError::InvalidBatch)?;
+    let claims = batch.events.iter().filter(|e| matches!(e.payload, onshi_domain::EventPayload::Claims(_))).count();
+    match route {
+        Route::Events if claims > 0 => {
+            return Err(ApiError::RejectedBatch(onshi_domain::FieldError::new(
+                "events",
+                "claims (レセ電) go to /api/v1/claims, one file per request",
+            )));
+        }
+        Route::Claims if claims != 1 || batch.events.len() != 1 => {
+            return Err(ApiError::RejectedBatch(onshi_domain::FieldError::new(
+                "events",
+                "exactly one claims event (one レセ電 file) per request",
+            )));
+        }
+        _ => {}
+    }
+    let now = OffsetDateTime::now_utc();
+    batch.validate(&device.clinic.code, now).map_err(ApiError::RejectedBatch)?;
+    Ok(batch)
+}
+
+/// Counts a request in the device's window; beyond its limit, refuses it. A cache outage must not stop
+/// ingest, so the limiter fails open.
+async fn count(state: &AppState, window: onshi_cache::Window<'_>) -> Result<(), ApiError> {
+    match state.cache.incr_window(window.key, window.length).await {
+        Ok(n) if n > window.limit => Err(ApiError::RateLimited { retry_after_secs: 1 }),
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::warn!(error = %e, "rate limiter unavailable; allowing the request");
+            Ok(())
+        }
+    }
+}
+
 /// Records the newest heartbeat per availability state in the cache, where the worker's heartbeat writer
 /// takes them in bulk (see `onshi_store::LatestHeartbeat`): no queue message, no database write per
-/// heartbeat.
+/// heartbeat. With a `window`, the request is counted in the same round trip; `false` means it was over
+/// the limit and nothing was recorded.
 async fn coalesce_heartbeats(
     state: &AppState,
     device: &onshi_store::DeviceAuth,
     events: &[onshi_domain::AgentEvent],
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    window: Option<onshi_cache::Window<'_>>,
+) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
     let mut newest: std::collections::BTreeMap<String, onshi_store::LatestHeartbeat> = Default::default();
     for event in events {
         let onshi_domain::EventPayload::Heartbeat(h) = &event.payload else { continue };
@@ -245,8 +301,9 @@ async fn coalesce_heartbeats(
             }
         }
     }
-    for (field, latest) in newest {
-        state.cache.map_set(onshi_store::PENDING_HEARTBEATS, &field, &latest.to_bytes()?).await?;
-    }
-    Ok(())
+    let fields = newest
+        .into_iter()
+        .map(|(field, latest)| Ok((field, latest.to_bytes()?)))
+        .collect::<Result<Vec<_>, serde_json::Error>>()?;
+    Ok(state.cache.map_set(onshi_store::PENDING_HEARTBEATS, &fields, window).await?)
 }

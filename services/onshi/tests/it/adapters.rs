@@ -151,6 +151,23 @@ both_modes!(cache_counts_windows_expires_and_publishes, |app| {
     assert_eq!(got, Some(b"hello".to_vec()));
 });
 
+both_modes!(cache_map_keeps_the_latest_per_field_within_a_window, |app| {
+    let cache = &app.adapters().cache;
+    let map = format!("it-map:{}", uuid::Uuid::new_v4().simple());
+    let counter = format!("it-rl:{}", uuid::Uuid::new_v4().simple());
+    let window = Some(onshi_cache::Window { key: &counter, length: Duration::from_secs(30), limit: 2 });
+    let field = |f: &str, v: &str| vec![(f.to_owned(), v.as_bytes().to_vec())];
+    assert!(cache.map_set(&map, &field("a", "1"), window).await.unwrap());
+    assert!(cache.map_set(&map, &[field("a", "2"), field("b", "1")].concat(), window).await.unwrap());
+    assert!(!cache.map_set(&map, &field("a", "3"), window).await.unwrap(), "the third in the window is refused");
+    assert_eq!(cache.get(&counter).await.unwrap(), Some(b"3".to_vec()), "the refused one was counted");
+    assert!(cache.map_set(&map, &field("c", "1"), None).await.unwrap(), "no window, no limit");
+    let mut taken = cache.take_map(&map).await.unwrap();
+    taken.sort();
+    assert_eq!(taken, [field("a", "2"), field("b", "1"), field("c", "1")].concat(), "the refused write left no trace");
+    assert!(cache.take_map(&map).await.unwrap().is_empty(), "taking empties the map");
+});
+
 both_modes!(object_store_puts_gets_lists_and_deletes, |app| {
     let objects = &app.adapters().objects;
     let prefix = format!("it/{}", uuid::Uuid::new_v4().simple());

@@ -205,6 +205,24 @@ both_modes!(
         assert!(statuses.iter().filter(|s| **s == 202).count() >= 3, "{statuses:?}");
         // Another device is not affected by the first one's budget.
         assert_eq!(app.post_events(1, &app.receptions(1, 1, 200)).await.status(), 202);
+
+        // Heartbeats are counted in the round trip that records them, and count the same.
+        let mut factory = app.factory(2, 7);
+        let mut statuses = Vec::new();
+        for _ in 0..10 {
+            let beat = factory.heartbeat(time::OffsetDateTime::now_utc());
+            statuses.push(app.post_events(2, &[beat]).await.status().as_u16());
+        }
+        assert!(statuses.contains(&429), "{statuses:?}");
+        assert!(statuses.iter().filter(|s| **s == 202).count() >= 3, "{statuses:?}");
+
+        // Refused batches count too: an agent that keeps sending bad ones meets the limiter.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let mut statuses = Vec::new();
+        for _ in 0..10 {
+            statuses.push(app.post_raw(1, "{\"events\": 1}".to_owned()).await.status().as_u16());
+        }
+        assert!(statuses.contains(&400) && statuses.contains(&429), "{statuses:?}");
     }
 );
 
