@@ -8,7 +8,8 @@
 //! refuses) in the transaction that records the alert, with its audit entry and webhook announcement: an
 //! alert is never recorded without its e-mail.
 
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use onshi_api::web::time::jst_minute;
 use onshi_domain::device_alert::AlertKind;
@@ -23,7 +24,14 @@ pub struct AlertWatch {
     pub mail: bool,
     pub public_url: String,
     pub poll: Duration,
+    /// The wide outages last read, and when (`wide_outages`).
+    pub wide: Mutex<Option<(Instant, Vec<WideOutage>)>>,
 }
+
+/// How long the wide outages read for one look serve the next ones. Reading them scans every agent heard
+/// from in the window, nationally; somewhere an agent is always in trouble, so without this it would be
+/// read on every look (every 10 s, per worker). A hint a minute old, over a 15-minute window, is as good.
+const WIDE_FRESH: Duration = Duration::from_secs(60);
 
 impl AlertWatch {
     pub async fn run(self, stop: CancellationToken) {
@@ -78,10 +86,21 @@ impl AlertWatch {
         NewMail::to_each("device_alert", told, &subject, &body)
     }
 
-    /// The wide outages now (none when they cannot be read: the e-mail then goes without the hint).
+    /// The wide outages now, at most [`WIDE_FRESH`] old (none when they cannot be read: the e-mail then
+    /// goes without the hint).
     async fn wide_outages(&self) -> Vec<WideOutage> {
+        let kept = || self.wide.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, wide)) = kept().as_ref()
+            && at.elapsed() < WIDE_FRESH
+        {
+            return wide.clone();
+        }
         match self.store.network_failures(outage::WINDOW_SECS).await {
-            Ok(counts) => outage::widespread(&counts),
+            Ok(counts) => {
+                let wide = outage::widespread(&counts);
+                *kept() = Some((Instant::now(), wide.clone()));
+                wide
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "wide outage counts not read for alerts");
                 Vec::new()

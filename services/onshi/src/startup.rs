@@ -402,6 +402,7 @@ fn alert_watch(adapters: &Adapters, config: &Config, mail: bool) -> crate::devic
         mail,
         public_url: config.public_url.clone(),
         poll: Duration::from_millis(config.alert_poll_ms),
+        wide: Default::default(),
     }
 }
 
