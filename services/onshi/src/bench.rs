@@ -182,23 +182,21 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
     let adapters = Adapters::connect(&config).await?;
     let (tenant, clinics) = seed(&adapters.store).await?;
     let requests_planned = bench.events.div_ceil(bench.batch.max(1));
-    // Heartbeats: as many agents as give the share of requests that read the device from the database in
-    // production, where an agent sends every 20 s and a process keeps a device for the cache's TTL.
-    let requests_per_agent = (onshi_api::device_cache::TTL.as_secs() / 20).max(1) as usize;
-    let devices = bench
-        .devices
-        .unwrap_or(if bench.heartbeats { requests_planned.div_ceil(requests_per_agent) } else { bench.concurrency })
-        .max(1);
+    // Heartbeats without `--devices` are shaped as in production (`warm_up`): one agent per heartbeat.
+    let fleet_shaped = bench.heartbeats && bench.devices.is_none();
+    let devices = bench.devices.unwrap_or(if bench.heartbeats { requests_planned } else { bench.concurrency }).max(1);
     // The seeded clinics' own agents, then as many more as asked for, spread over the clinics.
     let mut agents: Vec<(onshi_store::ClinicScope, onshi_domain::DeviceId)> =
         clinics.iter().map(|c| (c.clinic.clone(), c.device)).collect();
     let operator = adapters.store.tenant(TenantScope::operator(tenant));
+    let enrolling = Instant::now();
     while agents.len() < devices {
         let clinic = clinics[agents.len() % clinics.len()].clinic.clone();
         let device = operator.create_device(&clinic, &format!("bench-{}", agents.len())).await?;
         agents.push((clinic, device.id));
     }
     agents.truncate(devices);
+    println!("agents:   {} enrolled in {:.1}s", agents.len(), enrolling.elapsed().as_secs_f64());
     let before = steady_state(&adapters.store, tenant, &agents, 20_000).await?;
     let app = Application::build(&config, adapters, Options { with_worker: true }).await?.spawn();
     let store = app.adapters.store.clone();
@@ -236,7 +234,11 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
         .build()?;
     let per_client = bench.events.div_ceil(bench.concurrency);
     let m = onshi_telemetry::metrics();
+    if fleet_shaped {
+        warm_up(&clients_runtime, &app.base_url(), &tokens, bench.concurrency).await?;
+    }
     let flushes_before = m.heartbeat_flushes.get();
+    let states_before = m.heartbeat_states.get();
     let applied_before = m.worker_events.with_label_values(&["new"]).get();
     let messages_before = m.ingest_messages.get();
     let cpu_before = TierCpu::now();
@@ -327,7 +329,7 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
     if bench.heartbeats {
         println!(
             "written:  {} agent states in {} rounds of the heartbeat writer (every {} ms), all by {:.2}s",
-            m.heartbeat_states.get(),
+            m.heartbeat_states.get() - states_before,
             m.heartbeat_flushes.get() - flushes_before,
             config.heartbeat_flush_ms,
             applied_in.as_secs_f64()
@@ -384,6 +386,56 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
         let _ = worker.await;
     }
     app.stop().await;
+    Ok(())
+}
+
+/// Readies a fleet-shaped heartbeat run. In production an agent sends every 20 s, so the heartbeat writer
+/// (every 5 s) writes each heartbeat as a row of its own, and an API process that keeps a device for the
+/// authentication cache's TTL reads it from the database once in TTL / 20 s requests. The timed run sends
+/// one heartbeat per agent, for the first; this untimed round sends one from all agents but every
+/// (TTL / 20 s)-th, for the second, and waits until the writer has written them.
+async fn warm_up(
+    clients: &tokio::runtime::Runtime,
+    base: &str,
+    tokens: &std::sync::Arc<Vec<(String, onshi_domain::MedicalInstitutionCode)>>,
+    concurrency: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let cold_every = (onshi_api::device_cache::TTL.as_secs() / 20).max(1) as usize;
+    let m = onshi_telemetry::metrics();
+    let written_before = m.heartbeat_states.get();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..concurrency {
+        let (base, tokens) = (base.to_owned(), tokens.clone());
+        tasks.push(clients.spawn(async move {
+            let client = reqwest::Client::new();
+            let mut factories: std::collections::HashMap<String, EventFactory> = Default::default();
+            let mut sent = 0usize;
+            for agent in (c..tokens.len()).step_by(concurrency).filter(|a| a % cold_every != 0) {
+                let (token, code) = &tokens[agent];
+                let factory = factories
+                    .entry(code.to_string())
+                    .or_insert_with(|| EventFactory::new(code.clone(), b"bench", 5000, c as u64));
+                let beat = factory.heartbeat(OffsetDateTime::now_utc() - time::Duration::seconds(20));
+                if matches!(post_batch(&client, &base, token, vec![beat]).await, Ok(s) if s.as_u16() == 202) {
+                    sent += 1;
+                }
+            }
+            sent
+        }));
+    }
+    let mut sent = 0;
+    for task in tasks {
+        sent += task.await?;
+    }
+    while m.heartbeat_states.get() < written_before + sent as u64 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "warm-up:  {sent} of {} agents sent a heartbeat first (untimed, {:.1}s): one in {cold_every} is read from the database in the run",
+        tokens.len(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

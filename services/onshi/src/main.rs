@@ -198,9 +198,10 @@ enum BenchCommand {
         /// Post heartbeats instead of receptions (the request an idle agent sends every 20 s).
         #[arg(long)]
         heartbeats: bool,
-        /// Agents sending (each with its own token); default: one per client, or for heartbeats one per
-        /// fifteen heartbeats (so that, as in a fleet sending every 20 s against the authentication
-        /// cache's 5 minutes, one request in fifteen reads the agent from the database).
+        /// Agents sending (each with its own token), taking turns; default: one per client. Heartbeats
+        /// without it are fleet-shaped: one heartbeat per agent, after an untimed round that leaves the
+        /// authentication cache as a fleet sending every 20 s keeps it (one request in 15 reads the
+        /// agent from the database).
         #[arg(long)]
         devices: Option<usize>,
     },
