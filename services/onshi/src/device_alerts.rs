@@ -28,10 +28,11 @@ pub struct AlertWatch {
     pub wide: Mutex<Option<(Instant, Vec<WideOutage>)>>,
 }
 
-/// How long the wide outages read for one look serve the next ones. Reading them scans every agent heard
-/// from in the window, nationally; somewhere an agent is always in trouble, so without this it would be
-/// read on every look (every 10 s, per worker). A hint a minute old, over a 15-minute window, is as good.
-const WIDE_FRESH: Duration = Duration::from_secs(60);
+/// How many looks the wide outages read for one serve. Reading them scans every agent heard from in the
+/// window, nationally; somewhere an agent is always in trouble, so without this it would be read on every
+/// look (every 10 s, per worker). A hint six looks old (a minute by default), over a 15-minute window, is
+/// as good.
+const WIDE_LOOKS: u32 = 6;
 
 impl AlertWatch {
     pub async fn run(self, stop: CancellationToken) {
@@ -86,12 +87,12 @@ impl AlertWatch {
         NewMail::to_each("device_alert", told, &subject, &body)
     }
 
-    /// The wide outages now, at most [`WIDE_FRESH`] old (none when they cannot be read: the e-mail then
+    /// The wide outages now, at most [`WIDE_LOOKS`] looks old (none when they cannot be read: the e-mail then
     /// goes without the hint).
     async fn wide_outages(&self) -> Vec<WideOutage> {
         let kept = || self.wide.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((at, wide)) = kept().as_ref()
-            && at.elapsed() < WIDE_FRESH
+            && at.elapsed() < self.poll * WIDE_LOOKS
         {
             return wide.clone();
         }
