@@ -252,8 +252,7 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
         let concurrency = bench.concurrency;
         clients.push(clients_runtime.spawn(async move {
             let client = reqwest::Client::new();
-            // One factory per clinic (making one draws its patient pool), shared by the clinic's agents.
-            let mut factories: std::collections::HashMap<String, EventFactory> = Default::default();
+            let mut factories = ClinicFactories::default();
             let mut sent = 0;
             let mut refused = 0;
             let mut requests = 0u64;
@@ -261,9 +260,7 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
                 // Agents take turns: client c sends for agents c, c + clients, c + 2 × clients, ...
                 let agent = (c + requests as usize * concurrency) % tokens.len();
                 let (token, code) = &tokens[agent];
-                let factory = factories
-                    .entry(code.to_string())
-                    .or_insert_with(|| EventFactory::new(code.clone(), b"bench", 5000, c as u64));
+                let factory = factories.of(code, c as u64);
                 let n = batch.min(per_client - sent);
                 let now = OffsetDateTime::now_utc();
                 let events =
@@ -389,6 +386,17 @@ pub async fn ingest(mut config: Config, bench: IngestBench) -> Result<(), Box<dy
     Ok(())
 }
 
+/// The ingest bench's event factories: one per clinic (making one draws its patient pool), shared by the
+/// clinic's agents.
+#[derive(Default)]
+struct ClinicFactories(std::collections::HashMap<String, EventFactory>);
+
+impl ClinicFactories {
+    fn of(&mut self, code: &onshi_domain::MedicalInstitutionCode, seed: u64) -> &mut EventFactory {
+        self.0.entry(code.to_string()).or_insert_with(|| EventFactory::new(code.clone(), b"bench", 5000, seed))
+    }
+}
+
 /// Readies a fleet-shaped heartbeat run. In production an agent sends every 20 s, so the heartbeat writer
 /// (every 5 s) writes each heartbeat as a row of its own, and an API process that keeps a device for the
 /// authentication cache's TTL reads it from the database once in TTL / 20 s requests. The timed run sends
@@ -409,14 +417,12 @@ async fn warm_up(
         let (base, tokens) = (base.to_owned(), tokens.clone());
         tasks.push(clients.spawn(async move {
             let client = reqwest::Client::new();
-            let mut factories: std::collections::HashMap<String, EventFactory> = Default::default();
+            let mut factories = ClinicFactories::default();
             let mut sent = 0usize;
             for agent in (c..tokens.len()).step_by(concurrency).filter(|a| a % cold_every != 0) {
                 let (token, code) = &tokens[agent];
-                let factory = factories
-                    .entry(code.to_string())
-                    .or_insert_with(|| EventFactory::new(code.clone(), b"bench", 5000, c as u64));
-                let beat = factory.heartbeat(OffsetDateTime::now_utc() - time::Duration::seconds(20));
+                let beat =
+                    factories.of(code, c as u64).heartbeat(OffsetDateTime::now_utc() - time::Duration::seconds(20));
                 if matches!(post_batch(&client, &base, token, vec![beat]).await, Ok(s) if s.as_u16() == 202) {
                     sent += 1;
                 }

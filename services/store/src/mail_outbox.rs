@@ -1,6 +1,6 @@
 //! The outbox of system e-mail. The watches that tell people something (usage warnings, agent alerts,
 //! radar notices, weekly summaries, a disabled webhook endpoint) write one row per recipient in the same
-//! transaction that claims the news (`queue_mail_in`), instead of talking to the mail server themselves:
+//! transaction that claims the news (`queue_composed_in`), instead of talking to the mail server themselves:
 //! a claim that commits has its e-mail queued, one that does not leaves the news to be claimed again. A
 //! worker claims due rows with a lease (`claim_due_mail`), sends them and records the
 //! outcome (`finish_mail`): sent rows are deleted, failed ones wait for the next delay of the schedule, and

@@ -294,10 +294,11 @@ async fn coalesce_heartbeats(
     for event in events {
         let onshi_domain::EventPayload::Heartbeat(h) = &event.payload else { continue };
         let latest = onshi_store::LatestHeartbeat::accepted(device, event.occurred_at, h.clone());
-        match newest.get(&latest.field()) {
+        let field = latest.field();
+        match newest.get(&field) {
             Some(kept) if kept.occurred_at() >= latest.occurred_at() => {}
             _ => {
-                newest.insert(latest.field(), latest);
+                newest.insert(field, latest);
             }
         }
     }
