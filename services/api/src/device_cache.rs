@@ -144,7 +144,7 @@ impl DeviceAuthCache {
                     self.set_live(false);
                     tracing::warn!("lost the revocation channel; authenticating devices from the database");
                 }
-                Err(e) => tracing::debug!(error = %e, "revocation channel unavailable"),
+                Err(e) => tracing::debug!(error = %onshi_telemetry::Chain(&e), "revocation channel unavailable"),
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -164,7 +164,9 @@ pub async fn announce_revocation(cache: &Cache, device: DeviceId) {
             Ok(()) => return,
             // Subscribers that miss it have most likely lost their subscription to the same outage, and
             // then forget everything.
-            Err(e) if attempt == 3 => tracing::warn!(error = %e, %device, "revocation not announced"),
+            Err(e) if attempt == 3 => {
+                tracing::warn!(error = %onshi_telemetry::Chain(&e), %device, "revocation not announced")
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }
     }

@@ -100,19 +100,6 @@ impl ApiError {
     }
 }
 
-/// An error with its sources, on one line ("SMTP delivery failed: 451 ..."): a top-level error alone
-/// often says little.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -155,11 +142,11 @@ impl ResponseError for ApiError {
             }
             Self::EventConflict { field } => (self.to_string(), Some(field.clone())),
             Self::Unavailable(e) => {
-                tracing::error!(error = %chain(e.as_ref()), "dependency unavailable");
+                tracing::error!(error = %onshi_telemetry::Chain(e.as_ref()), "dependency unavailable");
                 ("the service is temporarily unavailable; retry later".to_owned(), None)
             }
             Self::Internal(e) => {
-                tracing::error!(error = %chain(e.as_ref()), "internal error");
+                tracing::error!(error = %onshi_telemetry::Chain(e.as_ref()), "internal error");
                 ("internal error".to_owned(), None)
             }
             other => (other.to_string(), None),

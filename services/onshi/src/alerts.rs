@@ -92,7 +92,7 @@ impl AfterApply for UsageWatch {
     fn after_apply(&self, scope: TenantScope) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
             if let Err(e) = self.check(scope).await {
-                tracing::warn!(error = %e, tenant = %scope.tenant_id(), "usage watch failed");
+                tracing::warn!(error = %onshi_telemetry::Chain(e.as_ref()), tenant = %scope.tenant_id(), "usage watch failed");
             }
         })
     }

@@ -167,7 +167,7 @@ pub async fn keep_anchoring(
         match write(&store, &objects, &key, last.as_ref()).await {
             Ok(Some(heads)) => last = Some(heads),
             Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "audit anchor not written; will try again"),
+            Err(e) => tracing::warn!(error = %onshi_telemetry::Chain(&e), "audit anchor not written; will try again"),
         }
     }
 }

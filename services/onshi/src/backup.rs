@@ -304,7 +304,7 @@ pub async fn restore(config: &Config, dir: &Path) -> Result<RestoreReport, Backu
     match outcome {
         Ok(report) => Ok(report),
         Err(e) => {
-            tracing::warn!(error = %e, "restore failed; removing what it wrote");
+            tracing::warn!(error = %onshi_telemetry::Chain(&e), "restore failed; removing what it wrote");
             for key in &written {
                 if let Err(undo) = objects.delete(key).await {
                     tracing::error!(error = %undo, %key, "could not remove a restored object; remove it by hand");

@@ -396,11 +396,11 @@ async fn start_clinic(
         let (store, scope) = ((*store).clone(), clinic.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = post_history(&base, &token, code, ceiling, &stop).await {
-                tracing::warn!(error = %e, "demo history not posted");
+                tracing::warn!(error = %onshi_telemetry::Chain(e.as_ref()), "demo history not posted");
                 return;
             }
             if let Err(e) = crate::demo_claims::post(&store, tenant, &scope, &base, &token).await {
-                tracing::warn!(error = %e, "demo claims not posted");
+                tracing::warn!(error = %onshi_telemetry::Chain(e.as_ref()), "demo claims not posted");
             }
         }));
     }
@@ -426,7 +426,7 @@ async fn start_clinic(
         let code = clinic.code.to_string();
         async move {
             if let Err(e) = onshi_agent::simulate::run(terminal, code, per_minute, stop).await {
-                tracing::error!(error = %e, "simulated terminal stopped");
+                tracing::error!(error = %onshi_telemetry::Chain(&e), "simulated terminal stopped");
             }
         }
     });

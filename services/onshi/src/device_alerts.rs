@@ -49,7 +49,7 @@ impl AlertWatch {
     pub async fn look(&self, now: OffsetDateTime) {
         let tenants = match self.store.device_alert_tenants().await {
             Ok(t) => t,
-            Err(e) => return tracing::warn!(error = %e, "agents in trouble not looked for"),
+            Err(e) => return tracing::warn!(error = %onshi_telemetry::Chain(&e), "agents in trouble not looked for"),
         };
         if tenants.is_empty() {
             return;
@@ -63,7 +63,9 @@ impl AlertWatch {
                 Ok(told) => {
                     tracing::info!(tenant = %scope.tenant_id(), alerts = told.len(), "agent alerts raised or resolved");
                 }
-                Err(e) => tracing::warn!(error = %e, tenant = %scope.tenant_id(), "agent alerts not evaluated"),
+                Err(e) => {
+                    tracing::warn!(error = %onshi_telemetry::Chain(&e), tenant = %scope.tenant_id(), "agent alerts not evaluated")
+                }
             }
         }
     }
@@ -103,7 +105,7 @@ impl AlertWatch {
                 wide
             }
             Err(e) => {
-                tracing::warn!(error = %e, "wide outage counts not read for alerts");
+                tracing::warn!(error = %onshi_telemetry::Chain(&e), "wide outage counts not read for alerts");
                 Vec::new()
             }
         }

@@ -43,13 +43,13 @@ impl MailSender {
     pub async fn send_due(&self) {
         let tenants = match self.store.mail_tenants_due().await {
             Ok(t) => t,
-            Err(e) => return tracing::warn!(error = %e, "due e-mail not looked for"),
+            Err(e) => return tracing::warn!(error = %onshi_telemetry::Chain(&e), "due e-mail not looked for"),
         };
         for scope in tenants {
             let due = match self.store.tenant(scope).claim_due_mail(LEASE, CLAIM).await {
                 Ok(d) => d,
                 Err(e) => {
-                    tracing::warn!(error = %e, tenant = %scope.tenant_id(), "due e-mail not claimed");
+                    tracing::warn!(error = %onshi_telemetry::Chain(&e), tenant = %scope.tenant_id(), "due e-mail not claimed");
                     continue;
                 }
             };
@@ -96,7 +96,9 @@ impl MailSender {
             // Another worker has it now (our lease ran out): its outcome counts, not ours.
             Ok(None) => return,
             // The lease runs out and the message is sent again: at least once, never lost.
-            Err(e) => return tracing::warn!(error = %e, topic = %mail.topic, "e-mail outcome not recorded"),
+            Err(e) => {
+                return tracing::warn!(error = %onshi_telemetry::Chain(&e), topic = %mail.topic, "e-mail outcome not recorded");
+            }
         };
         onshi_telemetry::metrics().mail_attempts.with_label_values(&[label]).inc();
     }
@@ -105,7 +107,7 @@ impl MailSender {
 /// The error with its sources (lettre's top-level error alone says little), with any e-mail address a
 /// server echoed replaced: the text goes to logs and the outbox row.
 fn error_chain(e: &dyn std::error::Error) -> String {
-    let text = onshi_api::error::chain(e);
+    let text = onshi_telemetry::Chain(e).to_string();
     text.split(' ').map(|word| if word.contains('@') { "<address>" } else { word }).collect::<Vec<_>>().join(" ")
 }
 

@@ -264,15 +264,8 @@ async fn main() -> ExitCode {
     match run(cli.command, config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // Print the whole cause chain: "database: could not connect: connection refused".
-            let mut message = e.to_string();
-            let mut source = std::error::Error::source(e.as_ref());
-            while let Some(s) = source {
-                message.push_str(": ");
-                message.push_str(&s.to_string());
-                source = s.source();
-            }
-            eprintln!("onshi: {message}");
+            // The whole cause chain: "database: could not connect: connection refused".
+            eprintln!("onshi: {}", onshi_telemetry::Chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -43,11 +43,13 @@ impl RadarWatch {
         }
         let tenants = match self.store.radar_tenants().await {
             Ok(t) => t,
-            Err(e) => return tracing::warn!(error = %e, "groups for the expiry radar not listed"),
+            Err(e) => {
+                return tracing::warn!(error = %onshi_telemetry::Chain(&e), "groups for the expiry radar not listed");
+            }
         };
         for scope in tenants {
             if let Err(e) = self.look_at(scope, now).await {
-                tracing::warn!(error = %e, tenant = %scope.tenant_id(), "expiry radar not looked at");
+                tracing::warn!(error = %onshi_telemetry::Chain(&e), tenant = %scope.tenant_id(), "expiry radar not looked at");
             }
         }
     }

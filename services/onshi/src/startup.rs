@@ -124,7 +124,7 @@ impl Adapters {
                 self.rules.clone(),
             )) as std::sync::Arc<dyn onshi_worker::AfterApply>),
             Err(e) => {
-                tracing::warn!(error = %e, "mail settings invalid: usage alerts are off");
+                tracing::warn!(error = %onshi_telemetry::Chain(&e), "mail settings invalid: usage alerts are off");
                 None
             }
         };
@@ -268,7 +268,7 @@ impl Application {
         if let Some(worker) = self.worker
             && let Err(e) = worker.await
         {
-            tracing::error!(error = %e, "worker task panicked");
+            tracing::error!(error = %onshi_telemetry::Chain(&e), "worker task panicked");
         }
         result.map_err(|source| StartupError::Listen { addr: "server".into(), source })
     }
@@ -328,7 +328,7 @@ pub async fn run_worker(config: &Config) -> Result<(), StartupError> {
         match Adapters::connect(config).await {
             Ok(a) => break a,
             Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "dependencies not reachable yet; retrying");
+                tracing::warn!(error = %onshi_telemetry::Chain(&e), "dependencies not reachable yet; retrying");
                 tokio::select! {
                     () = shutdown.cancelled() => return Ok(()),
                     () = tokio::time::sleep(pause) => {}
@@ -365,7 +365,7 @@ pub async fn run_worker(config: &Config) -> Result<(), StartupError> {
 fn spawn_watches(adapters: &Adapters, config: &Config, shutdown: &CancellationToken) {
     // Built once: the watches only need to know whether mail goes out; the sender holds the transport.
     let mailer = mailer(config)
-        .inspect_err(|e| tracing::warn!(error = %e, "mail settings invalid: alerts and notices are not e-mailed"))
+        .inspect_err(|e| tracing::warn!(error = %onshi_telemetry::Chain(&e), "mail settings invalid: alerts and notices are not e-mailed"))
         .ok();
     let mail = mailer.is_some();
     tokio::spawn(anchoring(adapters, config, shutdown.clone()));

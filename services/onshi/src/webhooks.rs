@@ -60,7 +60,7 @@ impl WebhookSender {
         let after = onshi_domain::OFFLINE_AFTER_SECS;
         let tenants = match self.store.device_transition_tenants(after).await {
             Ok(t) => t,
-            Err(e) => return tracing::warn!(error = %e, "agent outages not looked for"),
+            Err(e) => return tracing::warn!(error = %onshi_telemetry::Chain(&e), "agent outages not looked for"),
         };
         for scope in tenants {
             match self.store.tenant(scope).announce_device_transitions(after).await {
@@ -68,7 +68,9 @@ impl WebhookSender {
                     tracing::info!(tenant = %scope.tenant_id(), offline = t.offline, recovered = t.recovered, "agent outages recorded");
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, tenant = %scope.tenant_id(), "agent outages not recorded"),
+                Err(e) => {
+                    tracing::warn!(error = %onshi_telemetry::Chain(&e), tenant = %scope.tenant_id(), "agent outages not recorded")
+                }
             }
         }
     }
@@ -77,13 +79,15 @@ impl WebhookSender {
     pub async fn deliver_due(&self) {
         let tenants = match self.store.webhook_tenants_due().await {
             Ok(t) => t,
-            Err(e) => return tracing::warn!(error = %e, "due webhook deliveries not looked for"),
+            Err(e) => {
+                return tracing::warn!(error = %onshi_telemetry::Chain(&e), "due webhook deliveries not looked for");
+            }
         };
         for scope in tenants {
             let due = match self.store.tenant(scope).claim_due_webhooks(LEASE, CLAIM).await {
                 Ok(d) => d,
                 Err(e) => {
-                    tracing::warn!(error = %e, tenant = %scope.tenant_id(), "webhook deliveries not claimed");
+                    tracing::warn!(error = %onshi_telemetry::Chain(&e), tenant = %scope.tenant_id(), "webhook deliveries not claimed");
                     continue;
                 }
             };
@@ -106,7 +110,9 @@ impl WebhookSender {
             Ok(Some(disabled)) => tracing::warn!(endpoint = %disabled.id, "webhook endpoint disabled"),
             Ok(None) => {}
             // The lease runs out and the delivery is sent again: at least once, never lost.
-            Err(e) => tracing::warn!(error = %e, delivery = %delivery.id, "webhook outcome not recorded"),
+            Err(e) => {
+                tracing::warn!(error = %onshi_telemetry::Chain(&e), delivery = %delivery.id, "webhook outcome not recorded")
+            }
         }
     }
 

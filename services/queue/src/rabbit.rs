@@ -143,7 +143,7 @@ impl RabbitQueue {
             let channel = match self.publishing_channel().await {
                 Ok(channel) => channel,
                 Err(e) if attempt == 0 => {
-                    tracing::warn!(error = %e, "reconnecting to the broker failed; trying once more");
+                    tracing::warn!(error = %onshi_telemetry::Chain(&e), "reconnecting to the broker failed; trying once more");
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -151,7 +151,7 @@ impl RabbitQueue {
             match self.publish_on(&channel, payload, headers).await {
                 Ok(()) => return Ok(()),
                 Err(QueueError::Broker(e)) if attempt == 0 => {
-                    tracing::warn!(error = %e, "publish failed; reconnecting once");
+                    tracing::warn!(error = %onshi_telemetry::Chain(&e), "publish failed; reconnecting once");
                     self.forget_channel(&channel).await;
                 }
                 Err(e) => return Err(e),

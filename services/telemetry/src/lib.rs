@@ -4,9 +4,11 @@
 //! Nothing here may carry personal data: metric labels are route patterns, fixed outcomes and queue roles,
 //! never ids, addresses or patient references; see docs/operations.md for the full list.
 
+pub mod chain;
 pub mod metrics;
 pub mod subscriber;
 pub mod trace;
 
+pub use chain::Chain;
 pub use metrics::{Metrics, metrics};
 pub use subscriber::{Telemetry, init};

@@ -34,7 +34,7 @@ impl Worker {
             Ok(taken) if taken.is_empty() => return 0,
             Ok(taken) => taken,
             Err(e) => {
-                tracing::debug!(error = %e, "pending heartbeats not readable");
+                tracing::debug!(error = %onshi_telemetry::Chain(&e), "pending heartbeats not readable");
                 return 0;
             }
         };
@@ -45,7 +45,7 @@ impl Worker {
                 Ok(h) => Some(h),
                 Err(e) => {
                     // Only the ingest handler writes here; an unreadable entry is from another version.
-                    tracing::warn!(error = %e, field, "unreadable pending heartbeat dropped");
+                    tracing::warn!(error = %onshi_telemetry::Chain(&e), field, "unreadable pending heartbeat dropped");
                     None
                 }
             })
@@ -64,9 +64,9 @@ impl Worker {
                 written
             }
             Err(e) => {
-                tracing::warn!(error = %e, states = pending.len(), "writing heartbeats failed; putting them back");
+                tracing::warn!(error = %onshi_telemetry::Chain(&e), states = pending.len(), "writing heartbeats failed; putting them back");
                 if let Err(e) = self.cache.map_restore(PENDING_HEARTBEATS, &taken).await {
-                    tracing::warn!(error = %e, "heartbeats could not be put back; the next ones replace them");
+                    tracing::warn!(error = %onshi_telemetry::Chain(&e), "heartbeats could not be put back; the next ones replace them");
                 }
                 0
             }

@@ -241,9 +241,9 @@ impl Worker {
                     }
                     Err(e) => {
                         if pause == RECONNECT_MIN {
-                            tracing::warn!(error = %e, "cannot consume from the queue; retrying until it answers");
+                            tracing::warn!(error = %onshi_telemetry::Chain(&e), "cannot consume from the queue; retrying until it answers");
                         } else {
-                            tracing::debug!(error = %e, "queue still unreachable");
+                            tracing::debug!(error = %onshi_telemetry::Chain(&e), "queue still unreachable");
                         }
                         self.health.lost();
                         self.health.reconnecting();
@@ -280,7 +280,7 @@ impl Worker {
                         tasks.spawn(async move { worker.handle_group(group).await });
                     }
                     Some(Err(e)) => {
-                        tracing::warn!(error = %e, "lost the queue consumer; reconnecting");
+                        tracing::warn!(error = %onshi_telemetry::Chain(&e), "lost the queue consumer; reconnecting");
                         self.health.lost();
                         consumer = None;
                     }
@@ -419,7 +419,7 @@ impl Worker {
         if results.iter().all(|r| matches!(r, PartResult::Applied(_))) {
             if let Err(e) = delivery.ack().await {
                 // Applied but not acked: it will come back and be skipped as a duplicate.
-                tracing::warn!(error = %e, "ack failed after applying");
+                tracing::warn!(error = %onshi_telemetry::Chain(&e), "ack failed after applying");
             }
             return Settled::Applied;
         }
@@ -446,14 +446,14 @@ impl Worker {
         tracing::info!(batches = parts.len(), "returning a message's batches one by one");
         for (bytes, headers) in parts {
             if let Err(e) = self.queue.publish(bytes, &headers).await {
-                tracing::warn!(error = %e, "could not return a batch on its own; returning the message");
+                tracing::warn!(error = %onshi_telemetry::Chain(&e), "could not return a batch on its own; returning the message");
                 return settle_retry(delivery).await;
             }
         }
         if let Err(e) = delivery.ack().await {
             // Its batches are queued on their own already; the message itself will come back and be split
             // again, which is harmless.
-            tracing::warn!(error = %e, "ack failed after splitting");
+            tracing::warn!(error = %onshi_telemetry::Chain(&e), "ack failed after splitting");
         }
         Settled::Split
     }
@@ -476,15 +476,15 @@ impl Worker {
                 outcomes.into_iter().map(PartResult::Applied).collect()
             }
             Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, batches = batches.len(), "applying failed; returning the batches");
+                tracing::warn!(error = %onshi_telemetry::Chain(&e), batches = batches.len(), "applying failed; returning the batches");
                 vec![PartResult::Retry; parts.len()]
             }
             Err(e) if batches.len() == 1 => {
-                tracing::warn!(error = %e, source = ?std::error::Error::source(&e), "applying the batch failed");
+                tracing::warn!(error = %onshi_telemetry::Chain(&e), "applying the batch failed");
                 vec![PartResult::Dead(e.to_string())]
             }
             Err(e) => {
-                tracing::warn!(error = %e, "applying the batches together failed; applying them one by one");
+                tracing::warn!(error = %onshi_telemetry::Chain(&e), "applying the batches together failed; applying them one by one");
                 let mut results = Vec::with_capacity(parts.len());
                 for (part, batch) in parts.iter().zip(&batches) {
                     results.push(self.apply_alone(batch).instrument(part.span()).await);
@@ -502,7 +502,7 @@ impl Worker {
                 PartResult::Applied(outcome)
             }
             Err(e) => {
-                tracing::warn!(error = %e, source = ?std::error::Error::source(&e), transient = e.is_transient(), "applying the batch failed");
+                tracing::warn!(error = %onshi_telemetry::Chain(&e), transient = e.is_transient(), "applying the batch failed");
                 if e.is_transient() { PartResult::Retry } else { PartResult::Dead(e.to_string()) }
             }
         }
@@ -540,7 +540,7 @@ impl Worker {
             }
         };
         while let Err(e) = self.objects.put(&key, body.clone(), content_type).await {
-            tracing::warn!(error = %e, "archiving failed");
+            tracing::warn!(error = %onshi_telemetry::Chain(&e), "archiving failed");
             if !self.ride_out(Dependency::Objects).await {
                 return false;
             }
@@ -563,7 +563,7 @@ impl Worker {
             for attempt in 1..=3u32 {
                 match &result {
                     Err(e) if e.is_transient() => {
-                        tracing::debug!(error = %e, attempt, "transient failure; retrying in place");
+                        tracing::debug!(error = %onshi_telemetry::Chain(&e), attempt, "transient failure; retrying in place");
                         tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt))).await;
                         result = store.apply_batches(batches).await;
                     }
@@ -587,7 +587,7 @@ impl Worker {
         let channel = feed_channel(tenant);
         for note in group_notes(applied) {
             if let Err(e) = self.cache.publish(&channel, note.to_string().as_bytes()).await {
-                tracing::debug!(error = %e, "live update not published");
+                tracing::debug!(error = %onshi_telemetry::Chain(&e), "live update not published");
                 return;
             }
         }
@@ -608,7 +608,7 @@ fn decode(bytes: &[u8]) -> Option<QueuedBatch> {
     match QueuedBatch::from_queue(bytes) {
         Ok(batch) => Some(batch),
         Err(e) => {
-            tracing::error!(error = %e, "undecodable message");
+            tracing::error!(error = %onshi_telemetry::Chain(&e), "undecodable message");
             None
         }
     }
@@ -634,14 +634,14 @@ fn record_applied(batch: &QueuedBatch, outcome: onshi_store::ApplyOutcome) {
 
 async fn settle_retry(delivery: Delivery) -> Settled {
     if let Err(e) = delivery.retry().await {
-        tracing::warn!(error = %e, "could not return the message; the broker will redeliver it");
+        tracing::warn!(error = %onshi_telemetry::Chain(&e), "could not return the message; the broker will redeliver it");
     }
     Settled::Retried
 }
 
 async fn settle_dead(delivery: Delivery, reason: &str) -> Settled {
     if let Err(e) = delivery.dead_letter(reason).await {
-        tracing::warn!(error = %e, "could not dead-letter the message; the broker will redeliver it");
+        tracing::warn!(error = %onshi_telemetry::Chain(&e), "could not dead-letter the message; the broker will redeliver it");
     }
     Settled::DeadLettered
 }

@@ -165,14 +165,14 @@ pub(crate) async fn metrics(req: HttpRequest, ops: web::Data<Ops>) -> HttpRespon
     }
     match ops.store.shared_clinic_codes().await {
         Ok(n) => m.clinic_codes_shared.set(i64::try_from(n).unwrap_or(i64::MAX)),
-        Err(e) => tracing::warn!(error = %e, "shared clinic codes unavailable for metrics"),
+        Err(e) => tracing::warn!(error = %onshi_telemetry::Chain(&e), "shared clinic codes unavailable for metrics"),
     }
     match ops.store.agent_counts(SILENT_AFTER).await {
         Ok((reporting, silent)) => {
             m.agents.with_label_values(&["reporting"]).set(i64::try_from(reporting).unwrap_or(i64::MAX));
             m.agents.with_label_values(&["silent"]).set(i64::try_from(silent).unwrap_or(i64::MAX));
         }
-        Err(e) => tracing::warn!(error = %e, "agent counts unavailable for metrics"),
+        Err(e) => tracing::warn!(error = %onshi_telemetry::Chain(&e), "agent counts unavailable for metrics"),
     }
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(m.render())
 }

@@ -182,7 +182,7 @@ async fn accept(
             // Without the cache, heartbeats take the queue like everything else (and the limiter, which
             // lives in the same cache, fails open).
             Err(e) => {
-                tracing::warn!(error = %e, "heartbeats not coalesced; queueing them");
+                tracing::warn!(error = %onshi_telemetry::Chain(e.as_ref()), "heartbeats not coalesced; queueing them");
                 events.extend(heartbeats);
             }
         }
@@ -274,7 +274,7 @@ async fn count(state: &AppState, window: onshi_cache::Window<'_>) -> Result<(), 
         Ok(n) if n > window.limit => Err(ApiError::RateLimited { retry_after_secs: 1 }),
         Ok(_) => Ok(()),
         Err(e) => {
-            tracing::warn!(error = %e, "rate limiter unavailable; allowing the request");
+            tracing::warn!(error = %onshi_telemetry::Chain(&e), "rate limiter unavailable; allowing the request");
             Ok(())
         }
     }

@@ -495,7 +495,7 @@ async fn token_quota(state: &AppState, token: onshi_domain::ApiTokenId) -> Optio
     match state.cache.incr_window(&key, std::time::Duration::from_secs(61)).await {
         Ok(used) => Some(Quota { limit: u64::from(state.api_requests_per_token_per_minute), used, reset_secs }),
         Err(e) => {
-            tracing::warn!(error = %e, "API rate limit not counted: the cache did not answer");
+            tracing::warn!(error = %onshi_telemetry::Chain(&e), "API rate limit not counted: the cache did not answer");
             None
         }
     }

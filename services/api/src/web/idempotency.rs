@@ -74,7 +74,7 @@ impl IdempotencyKey {
         let mut stored = nonce.to_vec();
         stored.extend_from_slice(&sealed);
         if let Err(e) = state.cache.set(&self.slot, &stored, KEEP).await {
-            tracing::warn!(error = %e, "idempotent answer not kept");
+            tracing::warn!(error = %onshi_telemetry::Chain(&e), "idempotent answer not kept");
         }
     }
 }

@@ -76,7 +76,7 @@ pub(super) async fn note_failure(state: &AppState, email: &str, ip: Option<&str>
         Failed::UnknownAccount => address_key(ip),
     };
     if let Err(e) = state.cache.incr_window(&key, state.login_limits.window).await {
-        tracing::warn!(error = %e, "could not count a failed sign-in");
+        tracing::warn!(error = %onshi_telemetry::Chain(&e), "could not count a failed sign-in");
     }
 }
 
