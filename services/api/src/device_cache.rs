@@ -217,6 +217,7 @@ mod tests {
                 last_seen_at: None,
                 last_heartbeat: None,
                 offline_announced_at: None,
+                enrolled_at: time::OffsetDateTime::now_utc(),
             },
         }
     }

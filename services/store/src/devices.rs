@@ -36,6 +36,8 @@ pub struct Device {
     pub last_heartbeat: Option<onshi_domain::Heartbeat>,
     /// When the worker announced this agent offline (`device.offline`); `None` once it is heard again.
     pub offline_announced_at: Option<OffsetDateTime>,
+    /// When the agent was enrolled (its row created): nothing can have been heard from it before.
+    pub enrolled_at: OffsetDateTime,
 }
 
 impl Device {
@@ -52,6 +54,7 @@ impl TenantStore<'_> {
             return Err(StoreError::NotFound { what: "clinic" });
         }
         let id = DeviceId::new();
+        let now = OffsetDateTime::now_utc();
         devices::ActiveModel {
             id: Set(id.as_uuid()),
             tenant_id: Set(self.tenant),
@@ -63,7 +66,7 @@ impl TenantStore<'_> {
             last_heartbeat: Set(None),
             secret_hash: Set(None),
             offline_announced_at: Set(None),
-            created_at: Set(OffsetDateTime::now_utc()),
+            created_at: Set(now),
         }
         .insert(&txn)
         .await?;
@@ -77,6 +80,7 @@ impl TenantStore<'_> {
             last_seen_at: None,
             last_heartbeat: None,
             offline_announced_at: None,
+            enrolled_at: now,
         })
     }
 
@@ -171,5 +175,6 @@ pub(crate) fn device_from_row(row: devices::Model) -> Result<Device, StoreError>
         // A heartbeat of an older or newer shape that no longer parses is simply not shown.
         last_heartbeat: row.last_heartbeat.and_then(|j| serde_json::from_value(j).ok()),
         offline_announced_at: row.offline_announced_at,
+        enrolled_at: row.created_at,
     })
 }

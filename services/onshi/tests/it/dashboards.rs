@@ -333,6 +333,8 @@ both_modes!(the_clinic_page_shows_agent_availability_and_outages, |app| {
     let outages =
         page.body.split("data-testid=\"outages\"").nth(1).expect("an outage table").split("</table>").next().unwrap();
     assert!(outages.contains("応答なし") && outages.contains("リーダー/VPN異常"), "{outages}");
+    // Nothing heard for the two hours since: an outage still going on.
+    assert!(outages.contains("<td>継続中</td><td>応答なし</td>"), "{outages}");
     assert!(page.body.contains("<svg class=\"uptime\""));
     // In English, the kinds of outage too.
     let page = b.get(&format!("/dashboard/clinics/{}?lang=en", app.clinics[0].clinic.id)).await;

@@ -67,13 +67,16 @@ pub(super) fn bars(items: &[(String, i64)]) -> String {
 }
 
 /// Availability per agent over [from, to): green while heartbeats said all was well, amber while the
-/// reader or VPN failed, grey where nothing was heard. Returns the bars (HTML: each agent's name, then
-/// its bar as an SVG) and the outages (gaps and degraded stretches) newest first: (agent, from, to, kind).
+/// reader or VPN failed, grey where nothing was heard, pale before the agent was enrolled (nothing could be
+/// heard then, and it is not an outage). Returns the bars (HTML: each agent's name, then its bar as an SVG)
+/// and the outages newest first: (agent, from, to, kind). An outage is a degraded stretch or more than
+/// `OFFLINE_AFTER_SECS` without a heartbeat: between two stretches, from the enrollment (or the period's
+/// start) to the first, and from the last to the period's end, which reads "ongoing" when that is now.
 pub(super) fn availability(
-    agents: &[(onshi_domain::DeviceId, String)],
+    agents: &[Agent],
     uptime: &[onshi_store::Uptime],
-    from: OffsetDateTime,
-    to: OffsetDateTime,
+    (from, to): (OffsetDateTime, OffsetDateTime),
+    now: OffsetDateTime,
     lang: Lang,
 ) -> (String, Vec<(String, String, String, String)>) {
     let span = (to - from).whole_seconds().max(1) as f64;
@@ -82,17 +85,35 @@ pub(super) fn availability(
     // on a phone. The bar stretches to the card's width (`preserveAspectRatio="none"`, height in CSS).
     let w = 720.0;
     let x = |t: OffsetDateTime| w * ((t - from).whole_seconds() as f64 / span).clamp(0.0, 1.0);
+    let silent = |a: OffsetDateTime, b: OffsetDateTime| (b - a).whole_seconds() > onshi_domain::OFFLINE_AFTER_SECS;
+    let nothing_heard = lang.t("応答なし", "nothing heard");
     let mut svg = String::from("<div class=\"uptime\">");
     let mut outages = Vec::new();
-    for (id, name) in agents {
+    for agent in agents {
         svg.push_str(&format!(
             "<p class=\"uptime-name\">{name}</p><svg class=\"uptime\" viewBox=\"0 0 {w} 14\" preserveAspectRatio=\"none\" \
              role=\"img\" aria-label=\"{name}: {label}\"><rect x=\"0\" y=\"0\" width=\"{w}\" height=\"14\" class=\"none\"/>",
-            name = escape(name),
+            name = escape(&agent.name),
             label = lang.t("端末の稼働状況（停止は下の表）", "availability (outages in the table below)"),
         ));
-        let mine: Vec<_> = uptime.iter().filter(|u| u.device == *id).collect();
-        for (k, u) in mine.iter().enumerate() {
+        let mine: Vec<_> = uptime.iter().filter(|u| u.device == agent.id).collect();
+        // Its life starts at enrollment, or at the first heartbeat if that reads earlier (an agent's clock
+        // a little behind the server's).
+        let since = mine.first().map_or(agent.enrolled_at, |u| u.from.min(agent.enrolled_at));
+        if since > from {
+            svg.push_str(&format!(
+                "<rect x=\"0\" y=\"0\" width=\"{:.1}\" height=\"14\" class=\"before\"><title>{} {}</title></rect>",
+                x(since),
+                lang.t("登録前 〜", "not enrolled until"),
+                jst_minute(&since)
+            ));
+        }
+        let mut outage = |a: OffsetDateTime, b: String, kind: &str| {
+            outages.push((agent.name.clone(), jst_minute(&a), b, kind.to_owned()));
+        };
+        // Heard until when: a stretch that started before a later one ended adds nothing.
+        let mut heard_until = since.max(from);
+        for u in mine {
             let class = if u.healthy { "up" } else { "degraded" };
             svg.push_str(&format!(
                 "<rect x=\"{:.1}\" y=\"0\" width=\"{:.1}\" height=\"14\" class=\"{class}\"><title>{} – {}</title></rect>",
@@ -101,23 +122,32 @@ pub(super) fn availability(
                 jst_minute(&u.from),
                 jst_minute(&u.to)
             ));
+            if silent(heard_until, u.from) {
+                outage(heard_until, jst_minute(&u.from), nothing_heard);
+            }
             if !u.healthy {
-                let kind = lang.t("リーダー/VPN異常", "reader or VPN failing");
-                outages.push((name.clone(), jst_minute(&u.from), jst_minute(&u.to), kind.to_owned()));
+                outage(u.from, jst_minute(&u.to), lang.t("リーダー/VPN異常", "reader or VPN failing"));
             }
-            if let Some(next) = mine.get(k + 1)
-                && (next.from - u.to).whole_seconds() > onshi_domain::OFFLINE_AFTER_SECS
-            {
-                let kind = lang.t("応答なし", "nothing heard");
-                outages.push((name.clone(), jst_minute(&u.to), jst_minute(&next.from), kind.to_owned()));
-            }
+            heard_until = heard_until.max(u.to);
+        }
+        if silent(heard_until, to) {
+            let end = if silent(to, now) { jst_minute(&to) } else { lang.t("継続中", "ongoing").to_owned() };
+            outage(heard_until, end, nothing_heard);
         }
         svg.push_str("</svg>");
     }
     svg.push_str("</div>");
-    outages.reverse();
+    // Newest first by start (the strings are "YYYY-MM-DD HH:MM" JST, so they sort as times do).
+    outages.sort_by(|a, b| b.1.cmp(&a.1));
     outages.truncate(50);
     (svg, outages)
+}
+
+/// An agent as its availability bar needs it.
+pub(super) struct Agent {
+    pub id: onshi_domain::DeviceId,
+    pub name: String,
+    pub enrolled_at: OffsetDateTime,
 }
 
 /// Weekday names, Monday first, in the page's language.
@@ -159,6 +189,48 @@ pub(super) fn heatmap(matrix: &[[i64; 24]; 7], lang: Lang) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stretch(device: onshi_domain::DeviceId, from: OffsetDateTime, to: OffsetDateTime) -> onshi_store::Uptime {
+        onshi_store::Uptime { device, from, to, healthy: true }
+    }
+
+    #[test]
+    fn availability_starts_at_enrollment_and_names_every_silence() {
+        use time::macros::datetime;
+        let (from, now) = (datetime!(2026-12-01 00:00 +9), datetime!(2026-12-07 15:00 +9));
+        let agent = Agent {
+            id: onshi_domain::DeviceId::new(),
+            name: "受付".to_owned(),
+            enrolled_at: datetime!(2026-12-03 9:00 +9),
+        };
+        // Heard from a few seconds after enrollment until now: the days before it are no outage.
+        let fine = [stretch(agent.id, datetime!(2026-12-03 9:00:20 +9), datetime!(2026-12-07 14:59:50 +9))];
+        let (svg, outages) = availability(std::slice::from_ref(&agent), &fine, (from, now), now, Lang::Ja);
+        assert!(outages.is_empty(), "{outages:?}");
+        assert!(svg.contains("class=\"before\"><title>登録前 〜 2026-12-03 09:00</title>"), "{svg}");
+
+        // Silent for an hour after enrollment, between two stretches, and since 14:00.
+        let gaps = [
+            stretch(agent.id, datetime!(2026-12-03 10:00 +9), datetime!(2026-12-04 12:00 +9)),
+            stretch(agent.id, datetime!(2026-12-04 12:30 +9), datetime!(2026-12-07 14:00 +9)),
+        ];
+        let (_, outages) = availability(std::slice::from_ref(&agent), &gaps, (from, now), now, Lang::En);
+        let spans: Vec<_> = outages.iter().map(|(_, a, b, what)| (a.as_str(), b.as_str(), what.as_str())).collect();
+        assert_eq!(
+            spans,
+            [
+                ("2026-12-07 14:00", "ongoing", "nothing heard"),
+                ("2026-12-04 12:00", "2026-12-04 12:30", "nothing heard"),
+                ("2026-12-03 09:00", "2026-12-03 10:00", "nothing heard"),
+            ]
+        );
+
+        // A past period that ended in silence ends at the period's end, not "ongoing".
+        let to = datetime!(2026-12-05 00:00 +9);
+        let (_, outages) = availability(std::slice::from_ref(&agent), &gaps[..1], (from, to), now, Lang::En);
+        assert_eq!(outages[0].1, "2026-12-04 12:00");
+        assert_eq!(outages[0].2, "2026-12-05 00:00");
+    }
 
     #[test]
     fn the_heatmap_speaks_the_pages_language() {
