@@ -995,6 +995,7 @@ pub async fn feed(mut config: Config, samples: usize, load: u32) -> Result<(), B
     let mut factory = EventFactory::new(clinic.clinic.code.clone(), b"bench-key", 500, 7);
     let mut times = Vec::with_capacity(samples);
     let before = load_counts.snapshot();
+    let clock = WorkerClock::read();
     let sampling = Instant::now();
     // A sample slower than this means the server no longer keeps up with the load: the backlog, and each
     // later sample, would only grow, so the run stops and says so instead of running for ever.
@@ -1033,6 +1034,7 @@ pub async fn feed(mut config: Config, samples: usize, load: u32) -> Result<(), B
     }
     let after = load_counts.snapshot();
     let during = after.since(before);
+    let worker = WorkerClock::read().since(&clock);
     let seconds = sampling.elapsed().as_secs_f64();
     stop_load.cancel();
     if let Some(analyzer) = analyzer {
@@ -1071,8 +1073,71 @@ pub async fn feed(mut config: Config, samples: usize, load: u32) -> Result<(), B
         at(0.99),
         at(1.0)
     );
+    println!("{worker}");
     app.stop().await;
     Ok(())
+}
+
+/// The steps of handling a group that `onshi_worker_stage_seconds` times, in order.
+const WORKER_STEPS: [&str; 4] = ["archive", "apply", "publish", "settle"];
+
+/// What the in-process worker has counted so far: time per step of its groups (sum, groups) and how late
+/// batches were applied after their 202 (sum, batches, batches within 0.5 s and within 1 s). The feed
+/// bench prints the difference over its sampling, to tell a worker falling behind from a slow feed.
+#[derive(Clone, Copy, Default)]
+struct WorkerClock {
+    steps: [(f64, u64); 4],
+    lag: (f64, u64),
+    within: (u64, u64),
+}
+
+impl WorkerClock {
+    fn read() -> Self {
+        let m = onshi_telemetry::metrics();
+        let mut clock = WorkerClock::default();
+        for (slot, step) in clock.steps.iter_mut().zip(WORKER_STEPS) {
+            let h = m.worker_stage.with_label_values(&[step]);
+            *slot = (h.get_sample_sum(), h.get_sample_count());
+        }
+        clock.lag = (m.worker_lag.get_sample_sum(), m.worker_lag.get_sample_count());
+        clock.within = (
+            onshi_telemetry::metrics::observed_within(&m.worker_lag, 0.5),
+            onshi_telemetry::metrics::observed_within(&m.worker_lag, 1.0),
+        );
+        clock
+    }
+
+    fn since(mut self, before: &WorkerClock) -> Self {
+        for (now, then) in self.steps.iter_mut().zip(before.steps) {
+            *now = (now.0 - then.0, now.1 - then.1);
+        }
+        self.lag = (self.lag.0 - before.lag.0, self.lag.1 - before.lag.1);
+        self.within = (self.within.0 - before.within.0, self.within.1 - before.within.1);
+        self
+    }
+}
+
+impl std::fmt::Display for WorkerClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let groups = self.steps[1].1.max(1);
+        let batches = self.lag.1.max(1);
+        write!(
+            f,
+            "worker:   {} groups of {:.1} batches; per group",
+            self.steps[1].1,
+            self.lag.1 as f64 / groups as f64
+        )?;
+        for (step, (sum, count)) in WORKER_STEPS.iter().zip(self.steps) {
+            write!(f, " {step} {:.1} ms", 1000.0 * sum / count.max(1) as f64)?;
+        }
+        write!(
+            f,
+            "; batches applied {:.1} ms after their 202 on average, {:.1}% within 0.5 s, {:.1}% within 1 s",
+            1000.0 * self.lag.0 / batches as f64,
+            100.0 * self.within.0 as f64 / batches as f64,
+            100.0 * self.within.1 as f64 / batches as f64
+        )
+    }
 }
 
 /// What the feed bench's load has done so far.

@@ -158,6 +158,21 @@ impl TenantStore<'_> {
     /// worker groups the messages it has at hand: one commit, one set of locks and one rollup update per
     /// clinic instead of one per message). All or nothing; one outcome per batch, in order.
     pub async fn apply_batches(&self, batches: &[QueuedBatch]) -> Result<Vec<ApplyOutcome>, StoreError> {
+        // Always committed: the condition holds.
+        Ok(self.apply_batches_if(batches, std::future::ready(true)).await?.unwrap_or_default())
+    }
+
+    /// As [`TenantStore::apply_batches`], but commits only if `commit_if` (awaited once all the writes are
+    /// done, before the commit) yields true; otherwise rolls back and returns `None`. The worker passes
+    /// the upload of the batches' archive, already under way: nothing is applied without its archive,
+    /// yet the group takes the longer of the two instead of both one after the other. The condition is
+    /// awaited while the transaction holds its locks, so it must be something already running (a
+    /// spawned task) and bounded: a dependency that does not answer belongs outside the transaction.
+    pub async fn apply_batches_if(
+        &self,
+        batches: &[QueuedBatch],
+        commit_if: impl std::future::Future<Output = bool>,
+    ) -> Result<Option<Vec<ApplyOutcome>>, StoreError> {
         if batches.iter().any(|b| b.envelope.tenant.as_uuid() != self.tenant) {
             return Err(StoreError::NotFound { what: "batch of this tenant" });
         }
@@ -319,8 +334,12 @@ impl TenantStore<'_> {
                 .exec(&txn)
                 .await?;
         }
+        if !commit_if.await {
+            txn.rollback().await?;
+            return Ok(None);
+        }
         txn.commit().await?;
-        Ok(outcomes)
+        Ok(Some(outcomes))
     }
 
     /// Sets each agent's `last_seen_at` (rows already locked by the caller): on PostgreSQL one statement

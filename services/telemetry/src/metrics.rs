@@ -33,6 +33,11 @@ pub struct Metrics {
     pub worker_events: IntCounterVec,
     /// `onshi_worker_lag_seconds`: from the API's 202 to the batch being applied.
     pub worker_lag: Histogram,
+    /// `onshi_worker_stage_seconds{stage}`: how long each step of handling a group of messages took:
+    /// `archive` (the upload to the object store), `apply` (the database transaction, which runs while the
+    /// upload does and commits after it), `publish` (the live-feed note), `settle` (acks to the broker).
+    /// Where a worker's time goes when it falls behind.
+    pub worker_stage: HistogramVec,
     /// `onshi_agent_heartbeats_total`: heartbeats received from agents.
     pub agent_heartbeats: IntCounter,
     /// `onshi_heartbeat_flushes_total`: rounds of the heartbeat writer that wrote something.
@@ -115,6 +120,15 @@ impl Metrics {
                 .buckets(LAG_BUCKETS.to_vec()),
         )
         .expect("valid metric");
+        let worker_stage = HistogramVec::new(
+            HistogramOpts::new(
+                "worker_stage_seconds",
+                "Time a worker spent on each step of handling a group of messages",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["stage"],
+        )
+        .expect("valid metric");
         let agent_heartbeats =
             IntCounter::new("agent_heartbeats_total", "Heartbeats received from agents").expect("valid metric");
         let heartbeat_flushes = IntCounter::new("heartbeat_flushes_total", "Rounds of the heartbeat writer that wrote")
@@ -154,6 +168,7 @@ impl Metrics {
             Box::new(mail_attempts.clone()),
             Box::new(worker_events.clone()),
             Box::new(worker_lag.clone()),
+            Box::new(worker_stage.clone()),
             Box::new(agent_heartbeats.clone()),
             Box::new(heartbeat_flushes.clone()),
             Box::new(heartbeat_states.clone()),
@@ -178,6 +193,7 @@ impl Metrics {
             mail_attempts,
             worker_events,
             worker_lag,
+            worker_stage,
             agent_heartbeats,
             heartbeat_flushes,
             heartbeat_states,
@@ -203,9 +219,32 @@ impl Metrics {
     }
 }
 
+/// How many of `histogram`'s observations were at most `bound`, which must be one of its bucket bounds
+/// (0 otherwise): for a bench that reads the process's own metrics before and after a run.
+pub fn observed_within(histogram: &Histogram, bound: f64) -> u64 {
+    use prometheus::core::Metric as _;
+    let metric = histogram.metric();
+    metric
+        .get_histogram()
+        .get_bucket()
+        .iter()
+        .find(|b| b.upper_bound() == bound)
+        .map_or(0, prometheus::proto::Bucket::cumulative_count)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_observations_within_a_bucket_bound() {
+        let h = Histogram::with_opts(HistogramOpts::new("t", "t").buckets(vec![0.5, 1.0, 2.5])).unwrap();
+        for v in [0.1, 0.7, 0.9, 3.0] {
+            h.observe(v);
+        }
+        assert_eq!((observed_within(&h, 0.5), observed_within(&h, 1.0), observed_within(&h, 2.5)), (1, 3, 3));
+        assert_eq!(observed_within(&h, 0.75), 0, "not a bound");
+    }
 
     #[test]
     fn renders_every_family_with_prefix() {

@@ -49,6 +49,7 @@ both_modes!(metrics_and_readiness_describe_the_process_without_personal_data, |a
         "onshi_ingest_batches_total",
         "onshi_worker_batches_total",
         "onshi_worker_lag_seconds_bucket",
+        "onshi_worker_stage_seconds_bucket{stage=\"apply\"",
         "onshi_agent_heartbeats_total",
         "onshi_queue_messages{queue=\"main\"}",
         "onshi_queue_messages{queue=\"dead_letter\"}",
@@ -94,6 +95,10 @@ both_modes!(metrics_and_readiness_describe_the_process_without_personal_data, |a
         "objects",
         "consumer",
         "unmatched",
+        "archive",
+        "apply",
+        "publish",
+        "settle",
     ]
     .into();
     for line in text.lines().filter(|l| !l.starts_with('#')) {

@@ -20,11 +20,8 @@ pub(crate) async fn feed(state: web::Data<AppState>, caller: Caller) -> Result<H
     let events = updates.filter_map(move |payload| {
         let access = access.clone();
         async move {
-            let note: serde_json::Value = serde_json::from_slice(&payload).ok()?;
-            let clinic: ClinicId = note["clinic"].as_str()?.parse().ok()?;
-            access
-                .includes(clinic)
-                .then(|| Ok::<_, actix_web::Error>(web::Bytes::from(format!("event: reception\ndata: {note}\n\n"))))
+            let events = reception_events(&payload, |clinic| access.includes(clinic));
+            (!events.is_empty()).then(|| Ok::<_, actix_web::Error>(web::Bytes::from(events)))
         }
     });
     let keepalive = tokio_stream_interval(Duration::from_secs(15))
@@ -39,6 +36,24 @@ pub(crate) async fn feed(state: web::Data<AppState>, caller: Caller) -> Result<H
         .streaming(stream))
 }
 
+/// The SSE events of one published message: a worker's group of notes (a JSON array, one note per clinic)
+/// or a single note (as workers before the array sent), keeping the notes of clinics the caller may see.
+fn reception_events(payload: &[u8], visible: impl Fn(ClinicId) -> bool) -> String {
+    let notes = match serde_json::from_slice::<serde_json::Value>(payload) {
+        Ok(serde_json::Value::Array(notes)) => notes,
+        Ok(note) => vec![note],
+        Err(_) => return String::new(),
+    };
+    let mut events = String::new();
+    for note in notes {
+        let Some(clinic) = note["clinic"].as_str().and_then(|c| c.parse::<ClinicId>().ok()) else { continue };
+        if visible(clinic) {
+            events.push_str(&format!("event: reception\ndata: {note}\n\n"));
+        }
+    }
+    events
+}
+
 fn tokio_stream_interval(period: Duration) -> impl futures_util::Stream<Item = ()> {
     futures_util::stream::unfold(
         tokio::time::interval_at(tokio::time::Instant::now() + period, period),
@@ -47,4 +62,25 @@ fn tokio_stream_interval(period: Duration) -> impl futures_util::Stream<Item = (
             Some(((), i))
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_message_becomes_one_event_per_visible_clinic() {
+        let (mine, theirs) = (ClinicId::new(), ClinicId::new());
+        let group = serde_json::json!([
+            { "clinic": mine.to_string(), "visits": 2, "receptions": [] },
+            { "clinic": theirs.to_string(), "visits": 1, "receptions": [] },
+        ]);
+        let events = reception_events(group.to_string().as_bytes(), |c| c == mine);
+        assert_eq!(events.matches("event: reception\n").count(), 1, "{events}");
+        assert!(events.contains(&mine.to_string()) && !events.contains(&theirs.to_string()), "{events}");
+        // A single note, as a worker of the previous release publishes it, still reads.
+        let single = serde_json::json!({ "clinic": mine.to_string(), "visits": 1, "receptions": [] });
+        assert!(reception_events(single.to_string().as_bytes(), |_| true).starts_with("event: reception\ndata: {"));
+        assert!(reception_events(b"not json", |_| true).is_empty());
+    }
 }
