@@ -29,10 +29,15 @@ impl ObjectBackend for LocalStore {
         tokio::task::spawn_blocking(move || -> Result<(), ObjectError> {
             let dir = path.parent().ok_or_else(|| ObjectError::InvalidKey("no parent".into()))?;
             std::fs::create_dir_all(dir)?;
+            // A name of its own per write, not per process: two writes of the same key at once (a worker
+            // retrying a group whose first upload is still under way) must not share a temporary file, or
+            // one could rename the other's half-written bytes into place.
+            static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let tmp = dir.join(format!(
-                ".{}.tmp-{}",
+                ".{}.tmp-{}-{}",
                 path.file_name().and_then(|n| n.to_str()).unwrap_or("object"),
-                std::process::id()
+                std::process::id(),
+                WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             ));
             {
                 use std::io::Write;

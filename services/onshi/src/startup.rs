@@ -138,6 +138,7 @@ impl Adapters {
             prefetch: config.worker_prefetch,
             heartbeat_flush: Duration::from_millis(config.heartbeat_flush_ms),
             health,
+            quick_way_off_until: Default::default(),
         }
     }
 }
@@ -203,6 +204,8 @@ pub struct Application {
     server: actix_web::dev::Server,
     worker: Option<JoinHandle<()>>,
     shutdown: CancellationToken,
+    /// Cancelled once the server has stopped: what serves requests (the device cache's revocations).
+    serving: CancellationToken,
 }
 
 impl Application {
@@ -223,8 +226,10 @@ impl Application {
         let with_worker = options.with_worker || matches!(adapters.queue, Queue::Embedded(_));
         let watch = with_worker.then(|| worker_watch(config));
         let shutdown = CancellationToken::new();
+        // Revocations are followed for as long as the server serves, which outlasts the worker's stop.
+        let serving = CancellationToken::new();
         let device_cache = Arc::new(onshi_api::DeviceAuthCache::new());
-        tokio::spawn(device_cache.clone().follow(adapters.cache.clone(), shutdown.clone()));
+        tokio::spawn(device_cache.clone().follow(adapters.cache.clone(), serving.clone()));
         let state = Arc::new(AppState {
             store: adapters.store.clone(),
             queue: adapters.queue.clone(),
@@ -258,7 +263,7 @@ impl Application {
             spawn_watches(&adapters, config, &shutdown);
             tokio::spawn(adapters.worker(config, w.health).run(shutdown.clone()))
         });
-        Ok(Self { port, adapters, device_keys, server, worker, shutdown })
+        Ok(Self { port, adapters, device_keys, server, worker, shutdown, serving })
     }
 
     /// Runs in the background (tests, demo); the handle stops it.
@@ -268,6 +273,7 @@ impl Application {
         // Should the server end on its own (it does not, short of a bug), the worker and watches end too.
         let task = tokio::spawn(async move {
             let result = self.server.await;
+            self.serving.cancel();
             self.shutdown.cancel();
             result.map_err(|source| StartupError::Listen { addr: "server".into(), source })
         });
@@ -305,13 +311,14 @@ impl RunningApp {
         self.stop().await;
     }
 
-    /// Graceful stop: the server drains, then the worker settles its in-flight messages.
+    /// Graceful stop: the worker settles its in-flight messages, then the server drains.
     ///
-    /// The worker and the watches stop first, while the server still serves: database connections are
-    /// opened on whichever thread needs one, and a server thread's connections die with its runtime. With
-    /// the server stopped first, a graceful stop that waited for open live-feed streams left the worker
-    /// and watches failing on dead connections for as long ("A Tokio 1.x context was found, but it is being
-    /// shutdown", seen at the end of every bench run).
+    /// The worker and the watches are told to stop first, and the worker is waited for (at most about
+    /// 20 s: its drain and its last heartbeat write are bounded), while the server still serves and
+    /// follows revocations. Database connections are opened on whichever thread needs one, and a server
+    /// thread's connections die with its runtime: with the server stopped first, a graceful stop that
+    /// waited for open live-feed streams left the worker and watches failing on dead connections for as
+    /// long ("A Tokio 1.x context was found, but it is being shutdown", seen at the end of every bench run).
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         if let Some(worker) = self.worker.take()

@@ -167,6 +167,11 @@ impl Store {
         self.db.get_database_backend()
     }
 
+    /// Whether this is PostgreSQL (row locks, many writers at once) rather than SQLite (one writer).
+    pub fn is_postgres(&self) -> bool {
+        self.backend() == DatabaseBackend::Postgres
+    }
+
     /// The connection, for adapters that keep their own tables in the same database (the embedded
     /// queue). Not for tenant data.
     pub fn connection(&self) -> &DatabaseConnection {

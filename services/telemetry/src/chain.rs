@@ -13,13 +13,18 @@ pub struct Chain<'a>(pub &'a dyn std::error::Error);
 
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut out = self.0.to_string();
         let mut source = self.0.source();
         while let Some(s) = source {
-            write!(f, ": {s}")?;
+            // Some errors (sqlx's, sea-orm's) already print their source in their own message: once is enough.
+            let text = s.to_string();
+            if !out.contains(&text) {
+                out.push_str(": ");
+                out.push_str(&text);
+            }
             source = s.source();
         }
-        Ok(())
+        f.write_str(&out)
     }
 }
 
@@ -36,6 +41,9 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("pool timed out while waiting for an open connection")]
     struct Inner;
+    #[derive(Debug, thiserror::Error)]
+    #[error("Query Error: {0}")]
+    struct Echo(#[source] Inner);
 
     #[test]
     fn an_error_reads_with_every_cause_in_order() {
@@ -44,5 +52,7 @@ mod tests {
             "database operation failed: connection acquire: pool timed out while waiting for an open connection"
         );
         assert_eq!(Chain(&Inner).to_string(), "pool timed out while waiting for an open connection");
+        // A message that already carries its cause does not get it twice.
+        assert_eq!(Chain(&Echo(Inner)).to_string(), "Query Error: pool timed out while waiting for an open connection");
     }
 }

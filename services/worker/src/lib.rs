@@ -49,6 +49,17 @@ impl Dependency {
 /// How long the quick way waits for a group's archive upload (`archive_while_applying`) before it rolls
 /// back and goes the careful way: the transaction holds its locks meanwhile.
 const ARCHIVE_DEADLINE: Duration = Duration::from_secs(2);
+/// How long groups go the careful way after an upload outlasted `ARCHIVE_DEADLINE`.
+const QUICK_WAY_PAUSE: Duration = Duration::from_secs(60);
+
+/// How the quick way (`archive_while_applying`) ended.
+enum Quick {
+    Applied(Vec<onshi_store::ApplyOutcome>),
+    /// Nothing committed; `archived` when the group's archive is written all the same.
+    NotApplied {
+        archived: bool,
+    },
+}
 
 /// Deliveries at hand applied together at most (bounded anyway by the prefetch).
 const GROUP_MAX: usize = 256;
@@ -87,6 +98,9 @@ pub struct Worker {
     pub after_apply: Option<std::sync::Arc<dyn AfterApply>>,
     /// The consumer's state, for the health endpoints and metrics.
     pub health: std::sync::Arc<onshi_queue::ConsumerHealth>,
+    /// Until when groups skip the quick way (`archive_while_applying`): after an upload outlasted its
+    /// deadline, a slow object store would otherwise cost every group a transaction rolled back.
+    pub quick_way_off_until: std::sync::Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 /// Work that follows applied visits but must never hold up or fail a message: alerts, notifications.
@@ -471,11 +485,12 @@ impl Worker {
         let started = Instant::now();
         // First the quick way: the archive's upload and the transaction at once, committed only once the
         // upload is done. Any failure, of either, and the group goes the careful way: the archive first
-        // (riding out an object store that does not answer), then the transaction, retried in place.
+        // (the quick way's upload if it got that far, else one riding out an object store that does not
+        // answer), then the transaction, retried in place.
         let stored = match self.archive_while_applying(parts, &batches).await {
-            Some(outcomes) => Ok(outcomes),
-            None => {
-                if !self.archive(parts).await {
+            Quick::Applied(outcomes) => Ok(outcomes),
+            Quick::NotApplied { archived } => {
+                if !archived && !self.archive(parts).await {
                     return vec![PartResult::Retry; parts.len()];
                 }
                 self.store_batches(first.scope(), &batches).await
@@ -573,44 +588,71 @@ impl Worker {
 
     /// Uploads the batches' archive while their transaction does its writes, and commits once the upload
     /// is done: nothing is applied without its archive, and a group takes the longer of the two, not both
-    /// (an S3 PUT is tens of milliseconds; s3s-fs on the bench box took 7 ms, half the transaction).
-    /// `None` when either failed (the transaction rolled back, or never began); the caller goes the
-    /// careful way then. An upload that fails after a commit is impossible: the commit waits for it.
-    async fn archive_while_applying(
-        &self,
-        parts: &[&Part],
-        batches: &[QueuedBatch],
-    ) -> Option<Vec<onshi_store::ApplyOutcome>> {
-        let first = batches.first()?;
+    /// (an S3 PUT is tens of milliseconds; s3s-fs on the bench box took 7 ms, half the transaction). The
+    /// transaction waits at most `ARCHIVE_DEADLINE` for the upload, since it holds its locks meanwhile;
+    /// past that it rolls back, the upload goes on, and the careful way waits for it. PostgreSQL only:
+    /// a SQLite transaction holds the whole database's write lock, and the local object store gains
+    /// nothing from the overlap.
+    async fn archive_while_applying(&self, parts: &[&Part], batches: &[QueuedBatch]) -> Quick {
+        let quick_way_off =
+            self.quick_way_off_until.lock().map(|until| until.is_some_and(|t| Instant::now() < t)).unwrap_or(true);
+        let Some(first) = batches.first() else { return Quick::NotApplied { archived: false } };
+        if quick_way_off || !self.store.is_postgres() {
+            return Quick::NotApplied { archived: false };
+        }
         let store = self.store.tenant(first.scope());
-        let upload = self.archive_object(parts).map(|(key, body, content_type)| {
+        // Spawned, so that it runs while the transaction does (a future passed along would only start when
+        // the transaction awaits it).
+        let mut upload = self.archive_object(parts).map(|(key, body, content_type)| {
             let objects = self.objects.clone();
-            // Spawned, so that it runs while the transaction does (a future passed along would only start
-            // when the transaction awaits it), and bounded, since the transaction holds its locks meanwhile.
             tokio::spawn(async move {
                 let started = Instant::now();
-                let put = tokio::time::timeout(ARCHIVE_DEADLINE, objects.put(&key, body, content_type)).await;
+                let put = objects.put(&key, body, content_type).await;
                 stage_done("archive", started);
-                matches!(put, Ok(Ok(())))
+                put.is_ok()
             })
         });
-        let archived = async move {
-            match upload {
-                Some(task) => task.await.unwrap_or(false),
-                None => true,
+        // What the transaction learnt of the upload: Some(ok) once it finished, None if never waited for
+        // or still running at the deadline.
+        let mut uploaded: Option<bool> = None;
+        let archived = async {
+            let Some(task) = upload.as_mut() else {
+                uploaded = Some(true);
+                return true;
+            };
+            match tokio::time::timeout(ARCHIVE_DEADLINE, task).await {
+                Ok(done) => {
+                    let ok = done.unwrap_or(false);
+                    uploaded = Some(ok);
+                    ok
+                }
+                Err(_) => false,
             }
         };
-        match store.apply_batches_if(batches, archived).await {
-            Ok(Some(outcomes)) => Some(outcomes),
-            Ok(None) => {
-                tracing::debug!("archive not written in time; applying the careful way");
-                None
-            }
-            Err(e) => {
-                tracing::debug!(error = %onshi_telemetry::Chain(&e), "applying failed; retrying the careful way");
-                None
-            }
+        let applied = store.apply_batches_if(batches, archived).await;
+        if let Ok(Some(outcomes)) = applied {
+            return Quick::Applied(outcomes);
         }
+        match &applied {
+            Err(e) => tracing::debug!(error = %onshi_telemetry::Chain(e), "applying failed; retrying the careful way"),
+            Ok(_) if uploaded.is_none() => {
+                tracing::warn!(
+                    deadline_ms = ARCHIVE_DEADLINE.as_millis() as u64,
+                    "archive upload outlasted its deadline; groups upload before their transaction for a minute"
+                );
+                if let Ok(mut until) = self.quick_way_off_until.lock() {
+                    *until = Some(Instant::now() + QUICK_WAY_PAUSE);
+                }
+            }
+            Ok(_) => tracing::debug!("archive upload failed; applying the careful way"),
+        }
+        // The upload's outcome, waiting for it if it is still under way (never a second upload at once).
+        let archived = match (uploaded, upload) {
+            (Some(ok), _) => ok,
+            (None, Some(task)) => task.await.unwrap_or(false),
+            (None, None) => false,
+        };
+        Quick::NotApplied { archived }
     }
 
     /// Applies batches of one tenant in one transaction, retrying transient failures in place and
