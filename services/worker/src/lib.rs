@@ -486,14 +486,15 @@ impl Worker {
         // First the quick way: the archive's upload and the transaction at once, committed only once the
         // upload is done. Any failure, of either, and the group goes the careful way: the archive first
         // (the quick way's upload if it got that far, else one riding out an object store that does not
-        // answer), then the transaction, retried in place.
-        let stored = match self.archive_while_applying(parts, &batches).await {
-            Quick::Applied(outcomes) => Ok(outcomes),
+        // answer), then the transaction, retried in place; its clock starts after the archive.
+        let (stored, started) = match self.archive_while_applying(parts, &batches).await {
+            Quick::Applied(outcomes) => (Ok(outcomes), started),
             Quick::NotApplied { archived } => {
                 if !archived && !self.archive(parts).await {
                     return vec![PartResult::Retry; parts.len()];
                 }
-                self.store_batches(first.scope(), &batches).await
+                let started = Instant::now();
+                (self.store_batches(first.scope(), &batches).await, started)
             }
         };
         let applied = stage_done("apply", started);
@@ -547,7 +548,7 @@ impl Worker {
     /// batches go back.
     async fn archive(&self, parts: &[&Part]) -> bool {
         let Some((key, body, content_type)) = self.archive_object(parts) else { return true };
-        while let Err(e) = self.objects.put(&key, body.clone(), content_type).await {
+        while let Err(e) = put_archive(&self.objects, &key, body.clone(), content_type).await {
             tracing::warn!(error = %onshi_telemetry::Chain(&e), "archiving failed");
             if !self.ride_out(Dependency::Objects).await {
                 return false;
@@ -595,22 +596,16 @@ impl Worker {
     /// nothing from the overlap.
     async fn archive_while_applying(&self, parts: &[&Part], batches: &[QueuedBatch]) -> Quick {
         let quick_way_off =
-            self.quick_way_off_until.lock().map(|until| until.is_some_and(|t| Instant::now() < t)).unwrap_or(true);
-        let Some(first) = batches.first() else { return Quick::NotApplied { archived: false } };
-        if quick_way_off || !self.store.is_postgres() {
+            || self.quick_way_off_until.lock().map(|until| until.is_some_and(|t| Instant::now() < t)).unwrap_or(true);
+        let Some(first) = batches.first().filter(|_| self.store.is_postgres() && !quick_way_off()) else {
             return Quick::NotApplied { archived: false };
-        }
+        };
         let store = self.store.tenant(first.scope());
         // Spawned, so that it runs while the transaction does (a future passed along would only start when
         // the transaction awaits it).
         let mut upload = self.archive_object(parts).map(|(key, body, content_type)| {
             let objects = self.objects.clone();
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let put = objects.put(&key, body, content_type).await;
-                stage_done("archive", started);
-                put.is_ok()
-            })
+            tokio::spawn(async move { put_archive(&objects, &key, body, content_type).await.is_ok() })
         });
         // What the transaction learnt of the upload: Some(ok) once it finished, None if never waited for
         // or still running at the deadline.
@@ -703,6 +698,19 @@ impl Worker {
             tracing::debug!(error = %onshi_telemetry::Chain(&e), "live update not published");
         }
     }
+}
+
+/// Puts a group's archive object, timed as the `archive` step (whichever way the group goes).
+async fn put_archive(
+    objects: &ObjectStore,
+    key: &str,
+    body: Vec<u8>,
+    content_type: &str,
+) -> Result<(), onshi_objects::ObjectError> {
+    let started = Instant::now();
+    let put = objects.put(key, body, content_type).await;
+    stage_done("archive", started);
+    put
 }
 
 /// Records how long a step of handling a group took (`onshi_worker_stage_seconds`); returns now, when the
