@@ -73,7 +73,7 @@ pub(super) fn bars(items: &[(String, i64)]) -> String {
 /// `OFFLINE_AFTER_SECS` without a heartbeat: between two stretches, from the enrollment (or the period's
 /// start) to the first, and from the last to the period's end, which reads "ongoing" when that is now.
 pub(super) fn availability(
-    agents: &[Agent],
+    agents: &[onshi_store::Device],
     uptime: &[onshi_store::Uptime],
     (from, to): (OffsetDateTime, OffsetDateTime),
     now: OffsetDateTime,
@@ -143,13 +143,6 @@ pub(super) fn availability(
     (svg, outages)
 }
 
-/// An agent as its availability bar needs it.
-pub(super) struct Agent {
-    pub id: onshi_domain::DeviceId,
-    pub name: String,
-    pub enrolled_at: OffsetDateTime,
-}
-
 /// Weekday names, Monday first, in the page's language.
 pub(super) fn weekdays(lang: Lang) -> [&'static str; 7] {
     if lang == Lang::Ja { WEEKDAYS_JA } else { WEEKDAYS_EN }
@@ -198,9 +191,15 @@ mod tests {
     fn availability_starts_at_enrollment_and_names_every_silence() {
         use time::macros::datetime;
         let (from, now) = (datetime!(2026-12-01 00:00 +9), datetime!(2026-12-07 15:00 +9));
-        let agent = Agent {
+        let agent = onshi_store::Device {
             id: onshi_domain::DeviceId::new(),
+            clinic: onshi_domain::ClinicId::new(),
             name: "受付".to_owned(),
+            status: onshi_store::DeviceStatus::Active,
+            agent_version: None,
+            last_seen_at: None,
+            last_heartbeat: None,
+            offline_announced_at: None,
             enrolled_at: datetime!(2026-12-03 9:00 +9),
         };
         // Heard from a few seconds after enrollment until now: the days before it are no outage.

@@ -11,7 +11,7 @@ use onshi_store::{AuditResult, Clinic, DeviceStatus};
 use serde::Deserialize;
 use time::{Date, OffsetDateTime};
 
-use super::chart::{Agent, availability, bars, heatmap, weekdays};
+use super::chart::{availability, bars, heatmap, weekdays};
 use crate::web::csv::CsvTable;
 use crate::web::guard::{Caller, Page};
 use crate::web::input;
@@ -140,9 +140,7 @@ pub(crate) async fn clinic(
     let wide = super::outage::wide_outages(&state, lang, &located, now).await?;
     let ids: Vec<_> = agents.iter().map(|d| d.id).collect();
     let uptime = store.uptime(&ids, range_from, range_to).await?;
-    let listed: Vec<_> =
-        agents.iter().map(|d| Agent { id: d.id, name: d.name.clone(), enrolled_at: d.enrolled_at }).collect();
-    let (timeline, outages) = availability(&listed, &uptime, (range_from, range_to), now, lang);
+    let (timeline, outages) = availability(&agents, &uptime, (range_from, range_to), now, lang);
     let devices = agents
         .into_iter()
         .map(|d| {
