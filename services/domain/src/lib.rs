@@ -10,6 +10,7 @@ pub mod claims;
 pub mod codes;
 pub mod device_alert;
 pub mod event;
+pub mod feed;
 pub mod followup;
 pub mod health;
 pub mod hours;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 pub use heartbeats::DEFAULT_FLUSH as DEFAULT_HEARTBEAT_FLUSH;
 use onshi_cache::{Cache, CacheBackend};
-use onshi_domain::{IngestEnvelope, jst};
+use onshi_domain::{IngestEnvelope, feed, jst};
 use onshi_objects::{ObjectBackend, ObjectStore};
 use onshi_queue::{Delivery, MessageConsumer, MessageQueue, Queue};
 use onshi_store::{QueuedBatch, Store};
@@ -164,50 +164,31 @@ enum PartResult {
     Dead(String),
 }
 
-/// The channel on which a tenant's live updates are published (no personal data in the name or body).
-pub fn feed_channel(tenant: onshi_domain::TenantId) -> String {
-    format!("feed:{tenant}")
-}
-
-/// The live-feed note for an applied batch: the clinic, how many visits it touched, and its latest
-/// receptions' time, method and result (at most ten; no patient, insurer or name).
-pub fn feed_note(envelope: &IngestEnvelope, visits: usize) -> serde_json::Value {
-    clinic_note(envelope.clinic, visits, std::iter::once(envelope))
-}
-
-/// One note for several batches of one clinic applied together: their visits added up and the latest
-/// ten receptions among them. Agents send each reception as it happens, so a group holds many
-/// one-reception batches of the same clinics; one publish per clinic instead of one per batch.
+/// One clinic's live-feed note for the batches of a group (see [`onshi_domain::feed`]): their visits
+/// added up and the latest receptions among them. Agents send each reception as it happens, so a group holds many
+/// one-reception batches of the same clinics; one note per clinic instead of one per batch.
 fn clinic_note<'a>(
     clinic: onshi_domain::ClinicId,
     visits: usize,
     envelopes: impl Iterator<Item = &'a IngestEnvelope>,
-) -> serde_json::Value {
+) -> feed::ClinicNote {
     // Picked before anything is serialised: the worker's hot path pays for ten, not the whole batch.
-    let mut latest: Vec<(time::OffsetDateTime, &onshi_domain::QualificationCheck)> = envelopes
+    let mut receptions: Vec<feed::Reception> = envelopes
         .flat_map(|envelope| envelope.events.iter())
         .filter_map(|e| match &e.payload {
-            onshi_domain::EventPayload::Qualification(q) if !q.batch => Some((e.occurred_at, q)),
+            onshi_domain::EventPayload::Qualification(q) if !q.batch => {
+                Some(feed::Reception { at: e.occurred_at, method: q.method, result: q.result })
+            }
             _ => None,
         })
         .collect();
-    latest.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
-    let receptions: Vec<serde_json::Value> = latest
-        .into_iter()
-        .take(10)
-        .map(|(at, q)| {
-            serde_json::json!({
-                "at": at.format(&time::format_description::well_known::Rfc3339).ok(),
-                "method": q.method,
-                "result": q.result,
-            })
-        })
-        .collect();
-    serde_json::json!({ "clinic": clinic.to_string(), "visits": visits, "receptions": receptions })
+    receptions.sort_by_key(|r| std::cmp::Reverse(r.at));
+    receptions.truncate(feed::RECEPTIONS_PER_NOTE);
+    feed::ClinicNote { clinic, visits, receptions }
 }
 
 /// The notes for a tenant's group of applied batches, one per clinic whose visits changed.
-pub fn group_notes<'a>(applied: impl IntoIterator<Item = (&'a IngestEnvelope, usize)>) -> Vec<serde_json::Value> {
+pub fn group_notes<'a>(applied: impl IntoIterator<Item = (&'a IngestEnvelope, usize)>) -> Vec<feed::ClinicNote> {
     let mut by_clinic: std::collections::BTreeMap<onshi_domain::ClinicId, (usize, Vec<&IngestEnvelope>)> =
         Default::default();
     for (envelope, visits) in applied.into_iter().filter(|(_, visits)| *visits > 0) {
@@ -693,8 +674,11 @@ impl Worker {
         // One message for the group (a JSON array of its notes), not one per clinic: a group of a fleet's
         // receptions touches as many clinics as it has batches, and each publish was a round trip on the
         // way to the page (2.7 ms a group of 13 on the bench box) and a wake-up of every subscriber.
-        let payload = serde_json::Value::Array(notes).to_string();
-        if let Err(e) = self.cache.publish(&feed_channel(tenant), payload.as_bytes()).await {
+        let payload = match feed::encode(&notes) {
+            Ok(payload) => payload,
+            Err(e) => return tracing::debug!(error = %e, "live update not encoded"),
+        };
+        if let Err(e) = self.cache.publish(&feed::channel(tenant), payload.as_bytes()).await {
             tracing::debug!(error = %onshi_telemetry::Chain(&e), "live update not published");
         }
     }
@@ -809,16 +793,17 @@ mod tests {
         let untouched = envelope(b, &["2026-11-25T09:02:00+09:00"]);
         let notes = group_notes([(&first, 1), (&untouched, 0), (&second, 2)]);
         assert_eq!(notes.len(), 1, "a clinic whose visits did not change gets no note: {notes:?}");
-        assert_eq!(notes[0]["clinic"], a.to_string());
-        assert_eq!(notes[0]["visits"], 3);
-        let times: Vec<&str> =
-            notes[0]["receptions"].as_array().unwrap().iter().map(|r| r["at"].as_str().unwrap()).collect();
+        assert_eq!(notes[0].clinic, a);
+        assert_eq!(notes[0].visits, 3);
+        let times: Vec<time::OffsetDateTime> = notes[0].receptions.iter().map(|r| r.at).collect();
         assert_eq!(
             times,
-            ["2026-11-25T09:05:00+09:00", "2026-11-25T09:01:00+09:00", "2026-11-25T09:00:00+09:00"],
+            [
+                time::macros::datetime!(2026-11-25 09:05 +09:00),
+                time::macros::datetime!(2026-11-25 09:01 +09:00),
+                time::macros::datetime!(2026-11-25 09:00 +09:00)
+            ],
             "newest first"
         );
-        // The note of a batch alone is the same as before grouping.
-        assert_eq!(feed_note(&first, 1), group_notes([(&first, 1)])[0]);
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use actix_web::{HttpResponse, web};
 use futures_util::StreamExt;
 use onshi_cache::CacheBackend;
-use onshi_domain::ClinicId;
+use onshi_domain::{ClinicId, feed};
 
 use crate::web::guard::Caller;
 use crate::{ApiError, AppState};
@@ -14,7 +14,7 @@ use crate::{ApiError, AppState};
 /// visits of a clinic the caller may see (clinic id and count only, no patient data). Comments every
 /// 15 s keep proxies from closing the stream.
 pub(crate) async fn feed(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    let channel = format!("feed:{}", caller.scope.tenant_id());
+    let channel = feed::channel(caller.scope.tenant_id());
     let updates = state.cache.subscribe(&channel).await.map_err(ApiError::unavailable)?;
     let access = caller.clinics.clone();
     let events = updates.filter_map(move |payload| {
@@ -36,19 +36,14 @@ pub(crate) async fn feed(state: web::Data<AppState>, caller: Caller) -> Result<H
         .streaming(stream))
 }
 
-/// The SSE events of one published message: a worker's group of notes (a JSON array, one note per clinic)
-/// or a single note (as workers before the array sent), keeping the notes of clinics the caller may see.
+/// The SSE events of one published message (see [`onshi_domain::feed::decode`]), keeping the notes of
+/// clinics the caller may see.
 fn reception_events(payload: &[u8], visible: impl Fn(ClinicId) -> bool) -> String {
-    let notes = match serde_json::from_slice::<serde_json::Value>(payload) {
-        Ok(serde_json::Value::Array(notes)) => notes,
-        Ok(note) => vec![note],
-        Err(_) => return String::new(),
-    };
     let mut events = String::new();
-    for note in notes {
-        let Some(clinic) = note["clinic"].as_str().and_then(|c| c.parse::<ClinicId>().ok()) else { continue };
-        if visible(clinic) {
-            events.push_str(&format!("event: reception\ndata: {note}\n\n"));
+    for note in feed::decode(payload).into_iter().filter(|note| visible(note.clinic)) {
+        // A note decoded from JSON encodes again.
+        if let Ok(data) = serde_json::to_string(&note) {
+            events.push_str(&format!("event: reception\ndata: {data}\n\n"));
         }
     }
     events
