@@ -162,12 +162,14 @@ impl TenantStore<'_> {
         Ok(self.apply_batches_if(batches, std::future::ready(true)).await?.unwrap_or_default())
     }
 
-    /// As [`TenantStore::apply_batches`], but commits only if `commit_if` (awaited once all the writes are
-    /// done, before the commit) yields true; otherwise rolls back and returns `None`. The worker passes
-    /// the upload of the batches' archive, already under way: nothing is applied without its archive,
-    /// yet the group takes the longer of the two instead of both one after the other. The condition is
-    /// awaited while the transaction holds its locks, so it must be something already running (a
-    /// spawned task) and bounded: a dependency that does not answer belongs outside the transaction.
+    /// As [`TenantStore::apply_batches`], but commits only if `commit_if` yields true; otherwise rolls
+    /// back and returns `None`. The worker passes the upload of the batches' archive, already under way:
+    /// nothing is applied without its archive, yet the group takes the longer of the two instead of both
+    /// one after the other. The condition is awaited once the group's own rows are written (raw events,
+    /// visits) and before the shared ones (a clinic's counters, its agents), which concurrent groups of
+    /// the same clinic queue on. It is awaited while the transaction holds the first locks, so it must be
+    /// something already running (a spawned task) and bounded: a dependency that does not answer
+    /// belongs outside the transaction.
     pub async fn apply_batches_if(
         &self,
         batches: &[QueuedBatch],
@@ -249,6 +251,7 @@ impl TenantStore<'_> {
             outcomes.push(outcome);
         }
 
+        let mut deltas = Vec::new();
         if !fresh.is_empty() {
             // Read-merge-write needs the rows locked (FOR UPDATE): two workers merging into the same visit
             // under READ COMMITTED would otherwise lose one update. SQLite has no row locks and needs none:
@@ -274,72 +277,127 @@ impl TenantStore<'_> {
                 ))
                 .await?;
             }
-            self.merge_visits(&txn, fresh).await?;
+            deltas = self.merge_visits(&txn, fresh).await?;
         }
 
-        // Device rows locked in id order, so that concurrent groups lock them in the same order (SQLite
-        // has no row locks: its one writer holds the database).
-        let ids: Vec<Uuid> = seen.keys().copied().collect();
-        let stored = devices::Entity::find()
-            .filter(devices::Column::TenantId.eq(self.tenant))
-            .filter(devices::Column::Id.is_in(ids))
-            .order_by_asc(devices::Column::Id)
-            .lock_exclusive()
-            .all(&txn)
-            .await?;
-        // Agents heard from without a heartbeat in the group (a fleet's receptions: one agent per request,
-        // so a group touches as many agents as it has batches) get their time in one statement; a
-        // statement per agent made the group's transaction a string of round trips.
-        let mut heard: Vec<(Uuid, OffsetDateTime)> = Vec::new();
-        for device in stored {
-            let Some((received_at, newest_heartbeat)) = seen.get(&device.id).copied() else { continue };
-            let newer_seen = device.last_seen_at.is_none_or(|at| received_at > at);
-            if newest_heartbeat.is_none() {
-                if newer_seen {
-                    heard.push((device.id, received_at));
-                }
-                continue;
-            }
-            let id = device.id;
-            let mut active = device.into_active_model();
-            let mut changed = false;
-            if newer_seen {
-                active.last_seen_at = Set(Some(received_at));
-                changed = true;
-            }
-            if let Some((at, heartbeat)) = newest_heartbeat {
-                crate::uptime::record(&txn, self.tenant, id, at, heartbeat).await?;
-                active.agent_version = Set(Some(heartbeat.agent_version.clone()));
-                active.last_heartbeat =
-                    Set(Some(serde_json::to_value(heartbeat).map_err(|e| StoreError::Corrupt(e.to_string()))?));
-                changed = true;
-            }
-            if changed {
-                active.update(&txn).await?;
-            }
-        }
-        self.mark_heard(&txn, &heard).await?;
-        // A result file from the clinic's own agent carries its code (the API refuses any other): the
-        // code the group registered is now confirmed. One conditional UPDATE, a no-op once set.
-        let now = batches.iter().map(|b| b.envelope.received_at).max().unwrap_or_else(OffsetDateTime::now_utc);
-        if !confirmed_clinics.is_empty() {
-            clinics::Entity::update_many()
-                .col_expr(
-                    clinics::Column::CodeConfirmedAt,
-                    sea_orm::sea_query::Expr::value(now.to_offset(time::UtcOffset::UTC)),
-                )
-                .filter(clinics::Column::Id.is_in(confirmed_clinics))
-                .filter(clinics::Column::TenantId.eq(self.tenant))
-                .filter(clinics::Column::CodeConfirmedAt.is_null())
-                .exec(&txn)
-                .await?;
-        }
+        // What is written so far locks rows that only this group's events touch (its raw events, its
+        // patients' visits). The rows written from here on are shared: a clinic's day and month counters,
+        // its agents. Concurrent groups of one clinic queue on them until the holder commits, so the
+        // condition (the archive's upload) is awaited before they are locked, not while they are held:
+        // a second group of the clinic then waits for a few statements and a commit, not for an upload.
         if !commit_if.await {
             txn.rollback().await?;
             return Ok(None);
         }
+        if !deltas.is_empty() {
+            crate::rollups::apply(&txn, self.tenant, &deltas).await?;
+        }
+
+        // A result file from the clinic's own agent carries its code (the API refuses any other): the
+        // code the group registered is now confirmed (a no-op once set).
+        let now = batches.iter().map(|b| b.envelope.received_at).max().unwrap_or_else(OffsetDateTime::now_utc);
+        let confirmed: Vec<Uuid> = confirmed_clinics.into_iter().collect();
+        let postgres = sea_orm::ConnectionTrait::get_database_backend(&txn) == sea_orm::DatabaseBackend::Postgres;
+        if postgres && seen.values().all(|(_, heartbeat)| heartbeat.is_none()) {
+            // A fleet's receptions: no heartbeat to record, only times.
+            let heard: Vec<(Uuid, OffsetDateTime)> = seen.iter().map(|(id, (at, _))| (*id, *at)).collect();
+            self.touch_pg(&txn, &heard, &confirmed, now).await?;
+        } else {
+            self.record_devices(&txn, &seen).await?;
+            if !confirmed.is_empty() {
+                clinics::Entity::update_many()
+                    .col_expr(
+                        clinics::Column::CodeConfirmedAt,
+                        sea_orm::sea_query::Expr::value(now.to_offset(time::UtcOffset::UTC)),
+                    )
+                    .filter(clinics::Column::Id.is_in(confirmed))
+                    .filter(clinics::Column::TenantId.eq(self.tenant))
+                    .filter(clinics::Column::CodeConfirmedAt.is_null())
+                    .exec(&txn)
+                    .await?;
+            }
+        }
         txn.commit().await?;
         Ok(Some(outcomes))
+    }
+
+    /// Records what the group says of its agents: each one's latest receipt and, where it sent one, its
+    /// newest heartbeat (state and availability). Device rows are locked in id order, so that
+    /// concurrent groups lock them in the same order (SQLite has no row locks: its one writer holds the
+    /// database).
+    async fn record_devices(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        seen: &BTreeMap<Uuid, DeviceSeen<'_>>,
+    ) -> Result<(), StoreError> {
+        let stored = devices::Entity::find()
+            .filter(devices::Column::TenantId.eq(self.tenant))
+            .filter(devices::Column::Id.is_in(seen.keys().copied()))
+            .order_by_asc(devices::Column::Id)
+            .lock_exclusive()
+            .all(txn)
+            .await?;
+        // Agents heard from without a heartbeat get their time in one statement; a statement per agent
+        // made the group's transaction a string of round trips.
+        let mut heard: Vec<(Uuid, OffsetDateTime)> = Vec::new();
+        for device in stored {
+            let Some((received_at, newest_heartbeat)) = seen.get(&device.id).copied() else { continue };
+            let newer_seen = device.last_seen_at.is_none_or(|at| received_at > at);
+            let Some((at, heartbeat)) = newest_heartbeat else {
+                if newer_seen {
+                    heard.push((device.id, received_at));
+                }
+                continue;
+            };
+            let id = device.id;
+            let mut active = device.into_active_model();
+            if newer_seen {
+                active.last_seen_at = Set(Some(received_at));
+            }
+            crate::uptime::record(txn, self.tenant, id, at, heartbeat).await?;
+            active.agent_version = Set(Some(heartbeat.agent_version.clone()));
+            active.last_heartbeat =
+                Set(Some(serde_json::to_value(heartbeat).map_err(|e| StoreError::Corrupt(e.to_string()))?));
+            active.update(txn).await?;
+        }
+        self.mark_heard(txn, &heard).await
+    }
+
+    /// PostgreSQL, a group without heartbeats (a fleet sending receptions as they happen, one agent per
+    /// batch): each agent's `last_seen_at` moved forward and the clinics' codes confirmed, in one
+    /// statement. It was three (lock the devices, update them, update the clinics), and at a few batches a
+    /// group such fixed costs, not the rows, are what keep the workers busy.
+    ///
+    /// The `FOR UPDATE` sub-select takes the device rows' locks in id order, as `record_devices` does,
+    /// whatever join the planner picks: it is read to its end (hashed, or as the loop's outer side in
+    /// order) before or while rows are updated, so concurrent groups cannot deadlock on two agents. An
+    /// UPDATE re-checks `last_seen_at` on the newest row version, so a time never moves backwards.
+    async fn touch_pg(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        heard: &[(Uuid, OffsetDateTime)],
+        confirmed: &[Uuid],
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        use sea_orm::ConnectionTrait;
+        let utc = |t: OffsetDateTime| t.to_offset(time::UtcOffset::UTC);
+        let ids: Vec<Uuid> = heard.iter().map(|(id, _)| *id).collect();
+        let at: Vec<OffsetDateTime> = heard.iter().map(|(_, at)| utc(*at)).collect();
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DatabaseBackend::Postgres,
+            "WITH confirmed AS ( \
+               UPDATE clinics c SET code_confirmed_at = $5 \
+               WHERE c.tenant_id = $1 AND c.id = ANY($4::uuid[]) AND c.code_confirmed_at IS NULL \
+               RETURNING 1) \
+             UPDATE devices d SET last_seen_at = x.at \
+             FROM unnest($2::uuid[], $3::timestamptz[]) AS x(id, at), \
+               (SELECT id FROM devices WHERE tenant_id = $1 AND id = ANY($2::uuid[]) ORDER BY id FOR UPDATE) AS l \
+             WHERE d.tenant_id = $1 AND d.id = x.id AND l.id = x.id \
+               AND (d.last_seen_at IS NULL OR d.last_seen_at < x.at)",
+            [self.tenant.into(), ids.into(), at.into(), confirmed.to_vec().into(), utc(now).into()],
+        ))
+        .await?;
+        Ok(())
     }
 
     /// Sets each agent's `last_seen_at` (rows already locked by the caller): on PostgreSQL one statement
@@ -462,13 +520,14 @@ impl TenantStore<'_> {
         Ok(inserted)
     }
 
-    /// Merges the group's new visits (per clinic and key) with the stored ones (locked), and updates the
-    /// rollups once: every clinic of the group in the same statements.
+    /// Merges the group's new visits (per clinic and key) with the stored ones (locked), and returns
+    /// what that changes in each clinic's rollups, for the caller to apply once: every clinic of the
+    /// group in the same statements.
     async fn merge_visits(
         &self,
         txn: &sea_orm::DatabaseTransaction,
         fresh: BTreeMap<Uuid, BTreeMap<String, Visit>>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<(Uuid, RollupDelta)>, StoreError> {
         let clinics: Vec<Uuid> = fresh.keys().copied().collect();
         let keys: Vec<String> = fresh
             .values()
@@ -573,7 +632,7 @@ impl TenantStore<'_> {
         }
         self.update_visits(txn, &merged_rows).await?;
         self.insert_visits(txn, &new_rows).await?;
-        crate::rollups::apply(txn, self.tenant, &deltas).await
+        Ok(deltas)
     }
 
     /// Inserts new visits (clinic, id, visit). On PostgreSQL one statement per 1,000 visits from a JSON

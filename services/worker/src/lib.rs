@@ -47,7 +47,7 @@ impl Dependency {
 }
 
 /// How long the quick way waits for a group's archive upload (`archive_while_applying`) before it rolls
-/// back and goes the careful way: the transaction holds its locks meanwhile.
+/// back and goes the careful way: the transaction holds its own rows' locks meanwhile.
 const ARCHIVE_DEADLINE: Duration = Duration::from_secs(2);
 /// How long groups go the careful way after an upload outlasted `ARCHIVE_DEADLINE`.
 const QUICK_WAY_PAUSE: Duration = Duration::from_secs(60);
@@ -571,10 +571,11 @@ impl Worker {
     /// Uploads the batches' archive while their transaction does its writes, and commits once the upload
     /// is done: nothing is applied without its archive, and a group takes the longer of the two, not both
     /// (an S3 PUT is tens of milliseconds; s3s-fs on the bench box took 7 ms, half the transaction). The
-    /// transaction waits at most `ARCHIVE_DEADLINE` for the upload, since it holds its locks meanwhile;
-    /// past that it rolls back, the upload goes on, and the careful way waits for it. PostgreSQL only:
-    /// a SQLite transaction holds the whole database's write lock, and the local object store gains
-    /// nothing from the overlap.
+    /// transaction waits at most `ARCHIVE_DEADLINE` for the upload, since it holds the locks of its own
+    /// rows meanwhile (it waits before taking the clinic counters' and agents', which other groups of
+    /// the clinic need: `TenantStore::apply_batches_if`); past that it rolls back, the upload goes on,
+    /// and the careful way waits for it. PostgreSQL only: a SQLite transaction holds the whole
+    /// database's write lock, and the local object store gains nothing from the overlap.
     async fn archive_while_applying(&self, parts: &[&Part], batches: &[QueuedBatch]) -> Quick {
         let quick_way_off =
             || self.quick_way_off_until.lock().map(|until| until.is_some_and(|t| Instant::now() < t)).unwrap_or(true);

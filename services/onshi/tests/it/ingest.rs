@@ -353,3 +353,38 @@ both_modes!(a_code_registered_by_two_groups_is_confirmed_only_by_a_result_file, 
     let page = a.get(&format!("/clinics/{}", a_clinic.id)).await;
     assert!(!page.body.contains("code-unconfirmed"));
 });
+
+both_modes!(a_patient_counts_once_a_month_and_turns_myna_when_next_seen_with_the_card, |app| {
+    // Each reception is its own request, as agents send them: every one a group of its own, so the
+    // month's counts are carried from group to group through the stored patient-months.
+    let at = |day: u8, hour: u8| {
+        time::PrimitiveDateTime::new(
+            time::Date::from_calendar_date(2026, time::Month::October, day).unwrap(),
+            time::Time::from_hms(hour, 0, 0).unwrap(),
+        )
+        .assume_offset(time::macros::offset!(+9))
+    };
+    let sent = [("P1", at(5, 9), false), ("P2", at(5, 10), true), ("P1", at(20, 9), true), ("P3", at(20, 10), false)];
+    let before = time::OffsetDateTime::now_utc();
+    for (n, (patient, at, myna)) in sent.into_iter().enumerate() {
+        assert_eq!(app.post_events(0, &[valid_visit(app, patient, at, myna)]).await.status(), 202);
+        eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == n as u64 + 1 }).await;
+    }
+    let october = onshi_domain::YearMonth::parse("2026-10").unwrap();
+    let sorted = |mut usage: Vec<onshi_store::MonthlyUsage>| {
+        usage.sort_by_key(|u| u.clinic);
+        usage
+    };
+    let usage = sorted(app.store().monthly_usage(october).await.unwrap());
+    let clinic = usage.iter().find(|u| u.clinic == app.clinics[0].clinic.id).unwrap();
+    // P1 once (first with a 資格確認書, then with マイナ保険証: counted as a マイナ保険証 patient), P2, P3.
+    assert_eq!((clinic.patients, clinic.myna_patients), (3, 2), "{usage:?}");
+    app.store().rebuild_rollups().await.unwrap();
+    assert_eq!(sorted(app.store().monthly_usage(october).await.unwrap()), usage, "the rollup matches a rebuild");
+    // The agent was heard from (receptions only, no heartbeat), and the clinic's code is confirmed.
+    let device = app.store().device(app.clinics[0].device).await.unwrap().unwrap();
+    assert!(device.last_seen_at.is_some_and(|seen| seen >= before), "{:?}", device.last_seen_at);
+    assert!(device.last_heartbeat.is_none());
+    let clinics = app.store().clinics().await.unwrap();
+    assert!(clinics.iter().find(|c| c.id == app.clinics[0].clinic.id).unwrap().code_confirmed);
+});

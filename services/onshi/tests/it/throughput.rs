@@ -100,6 +100,49 @@ both_modes!(the_daily_rollup_counts_each_visit_once_in_its_hour_and_is_rebuilt_t
     assert_eq!(rollup().await, rows, "rebuilt from the visits, the same");
 });
 
+both_modes!(a_group_waiting_for_its_archive_holds_up_no_other_group_of_its_clinic, |app| {
+    let c = &app.clinics[0];
+    let auth = app.adapters().store.system().device_auth(app.tenant, c.clinic.id, c.device).await.unwrap().unwrap();
+    let store = app.store();
+    let now = time::OffsetDateTime::now_utc();
+    let batch =
+        |patient: &str| QueuedBatch::accepted(&auth, uuid::Uuid::now_v7(), vec![valid_visit(app, patient, now, true)]);
+    let today = onshi_domain::jst::date_of(now);
+    let receptions =
+        || async { store.daily(&c.clinic, today, today).await.unwrap().iter().map(|r| r.receptions).sum::<i64>() };
+
+    // A group whose archive failed leaves nothing behind: no raw event, no visit, no count.
+    assert_eq!(store.apply_batches_if(&[batch("P-lost")], std::future::ready(false)).await.unwrap(), None);
+    assert_eq!((store.raw_event_count().await.unwrap(), store.visit_count().await.unwrap()), (0, 0));
+    assert_eq!(receptions().await, 0);
+    if !app.adapters().store.is_postgres() {
+        return; // SQLite has one writer: the worker uploads first there and never waits inside a transaction.
+    }
+
+    // Group A of the clinic waits for its upload inside its transaction; group B of the same clinic (other
+    // patients, the same agent, the same day's counters) must not wait for A's upload to commit.
+    let (reached, at_upload) = tokio::sync::oneshot::channel::<()>();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let upload = async move {
+        let _ = reached.send(());
+        released.await.is_ok()
+    };
+    let (a, b) = ([batch("P-A")], [batch("P-B")]);
+    let first = store.apply_batches_if(&a, upload);
+    let second = async {
+        at_upload.await.unwrap();
+        let second = tokio::time::timeout(std::time::Duration::from_secs(10), store.apply_batches(&b)).await;
+        let _ = release.send(());
+        second
+    };
+    let (first, second) = tokio::join!(first, second);
+    let second = second.expect("group B waited for group A's upload").unwrap();
+    assert_eq!(second[0].new_events, 1);
+    assert_eq!(first.unwrap().map(|o| o[0].new_events), Some(1), "A commits once its upload is done");
+    assert_eq!(store.raw_event_count().await.unwrap(), 2);
+    assert_eq!(receptions().await, 2, "both groups counted");
+});
+
 /// A batch of the test tenant from its first clinic's device, as the ingest handler would queue it.
 fn envelope(
     app: &TestApp,
