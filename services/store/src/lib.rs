@@ -64,7 +64,8 @@ pub use tenant::TenantStore;
 pub use uptime::Uptime;
 pub use visits::{VisitCursor, VisitFilter, VisitRow};
 pub use webhooks::{
-    DeliveryOutcome, DeliveryStatus, DisabledEndpoint, DueDelivery, Transitions, WebhookDelivery, WebhookEndpoint,
+    DeliveryOutcome, DeliveryStatus, DisabledEndpoint, DisabledReason, DueDelivery, Transitions, WebhookDelivery,
+    WebhookEndpoint,
 };
 
 /// A tenant whose identity has been established: by a credential checked in `credentials` (a session, a

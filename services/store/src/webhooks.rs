@@ -28,12 +28,43 @@ pub struct WebhookEndpoint {
     pub description: String,
     pub events: Vec<WebhookEvent>,
     pub enabled: bool,
-    pub disabled_reason: Option<String>,
+    pub disabled_reason: Option<DisabledReason>,
     /// Since when every delivery to it has failed; `None` after a success.
     pub failing_since: Option<OffsetDateTime>,
     /// Until when the secret before the last rotation still signs deliveries.
     pub previous_secret_until: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
+}
+
+/// Why an endpoint was turned off. Stored as JSON in `disabled_reason` and worded by the page in the
+/// reader's language (a sentence stored in English read wrong on a Japanese page).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DisabledReason {
+    /// Someone with the right turned it off on the page.
+    ByPerson,
+    /// Every delivery failed for a whole retry schedule; the last failure as the sender put it.
+    EveryDeliveryFailed {
+        #[serde(with = "time::serde::rfc3339")]
+        since: OffsetDateTime,
+        last_error: String,
+    },
+    /// A reason stored as text before reasons had kinds, shown as it is.
+    #[serde(skip)]
+    Text(String),
+}
+
+impl DisabledReason {
+    fn to_column(&self) -> String {
+        match self {
+            Self::Text(text) => text.clone(),
+            reason => serde_json::to_string(reason).unwrap_or_default(),
+        }
+    }
+
+    fn from_column(text: String) -> Self {
+        serde_json::from_str(&text).unwrap_or(Self::Text(text))
+    }
 }
 
 /// Where a delivery stands.
@@ -138,7 +169,7 @@ fn endpoint_from(row: webhook_endpoints::Model) -> WebhookEndpoint {
         description: row.description,
         events,
         enabled: row.enabled,
-        disabled_reason: row.disabled_reason,
+        disabled_reason: row.disabled_reason.map(DisabledReason::from_column),
         failing_since: row.failing_since,
         previous_secret_until: row.previous_secret_until,
         created_at: row.created_at,
@@ -287,7 +318,7 @@ impl TenantStore<'_> {
         let row = self.endpoint_in(&txn, id).await?;
         let mut active: webhook_endpoints::ActiveModel = row.into();
         active.enabled = Set(enabled);
-        active.disabled_reason = Set((!enabled).then(|| "disabled by a person".to_owned()));
+        active.disabled_reason = Set((!enabled).then(|| DisabledReason::ByPerson.to_column()));
         if enabled {
             active.failing_since = Set(None);
         }
@@ -517,12 +548,11 @@ impl TenantStore<'_> {
                         if endpoint.enabled && now - failing_since >= schedule {
                             let since = rfc3339(failing_since);
                             endpoint_active.enabled = Set(false);
-                            endpoint_active.disabled_reason = Set(Some(
-                                format!("every delivery failed since {since}; last: {error}")
-                                    .chars()
-                                    .take(300)
-                                    .collect(),
-                            ));
+                            let reason = DisabledReason::EveryDeliveryFailed {
+                                since: failing_since,
+                                last_error: error.chars().take(200).collect(),
+                            };
+                            endpoint_active.disabled_reason = Set(Some(reason.to_column()));
                             let entry = AuditEntry::new(
                                 None,
                                 "system",
@@ -680,5 +710,23 @@ impl Store {
                 Ok(TenantScope::new(onshi_domain::TenantId::from_uuid(id)))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DisabledReason;
+
+    #[test]
+    fn a_disabled_reason_keeps_its_kind_and_a_reason_stored_as_text_reads_as_text() {
+        let failed = DisabledReason::EveryDeliveryFailed {
+            since: time::macros::datetime!(2026-12-07 08:30 UTC),
+            last_error: "HTTP 503".to_owned(),
+        };
+        for reason in [DisabledReason::ByPerson, failed] {
+            assert_eq!(DisabledReason::from_column(reason.to_column()), reason);
+        }
+        let old = "every delivery failed since 2026-12-01T00:00:00Z; last: HTTP 500".to_owned();
+        assert_eq!(DisabledReason::from_column(old.clone()), DisabledReason::Text(old));
     }
 }

@@ -5,7 +5,7 @@
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use onshi_domain::{FieldError, WebhookEvent};
-use onshi_store::{AuditResult, DeliveryStatus, WebhookDelivery, WebhookEndpoint};
+use onshi_store::{AuditResult, DeliveryStatus, DisabledReason, WebhookDelivery, WebhookEndpoint};
 use uuid::Uuid;
 
 use crate::web::guard::{Caller, Page};
@@ -21,6 +21,8 @@ const LOG_ROWS: u64 = 100;
 struct EndpointRow {
     endpoint: WebhookEndpoint,
     events: String,
+    /// Why it is disabled, in the reader's language.
+    disabled_reason: Option<String>,
     failing_since: Option<String>,
     overlap_until: Option<String>,
 }
@@ -61,6 +63,21 @@ fn status_of(page: &Page, status: DeliveryStatus) -> (&'static str, &'static str
     }
 }
 
+fn disabled_reason(page: &Page, reason: &DisabledReason) -> String {
+    match reason {
+        DisabledReason::ByPerson => page.lang.t("担当者が停止しました", "Turned off by a person").to_owned(),
+        DisabledReason::EveryDeliveryFailed { since, last_error } => {
+            let since = jst_second(since);
+            if page.lang == crate::web::i18n::Lang::Ja {
+                format!("{since}から送信が全て失敗したため自動で停止しました（最後のエラー: {last_error}）")
+            } else {
+                format!("Turned off automatically: every delivery failed since {since} (last error: {last_error})")
+            }
+        }
+        DisabledReason::Text(text) => text.clone(),
+    }
+}
+
 async fn render(
     state: &AppState,
     page: Page,
@@ -85,6 +102,8 @@ async fn render(
                 (status, status_class)
             };
             let outcome = match (d.last_status, &d.last_error) {
+                // The status says it: not sent because the endpoint is disabled.
+                _ if d.status == DeliveryStatus::Skipped => String::new(),
                 (Some(code), None) => format!("HTTP {code}"),
                 (_, Some(error)) => error.clone(),
                 (None, None) => String::new(),
@@ -107,6 +126,7 @@ async fn render(
         .into_iter()
         .map(|e| EndpointRow {
             events: e.events.iter().map(|ev| label(*ev)).collect::<Vec<_>>().join(page.lang.t("、", ", ")),
+            disabled_reason: e.disabled_reason.as_ref().map(|r| disabled_reason(&page, r)),
             failing_since: e.failing_since.as_ref().map(jst_second),
             overlap_until: e.previous_secret_until.filter(|u| *u > now).as_ref().map(jst_second),
             endpoint: e,

@@ -164,6 +164,14 @@ both_modes!(webhooks_are_signed_retried_disabled_and_replayed, |config| { fast(c
     assert!(bad.lock().unwrap().len() >= 3);
     let page = owner.get("/settings/webhooks").await.body;
     assert!(page.contains("data-status=\"failed\""), "the log shows the failure");
+    // Why it stopped, in the reader's language, with the time in JST.
+    let reason = extract(&page, "data-testid=\"disabled-reason\">", "<").unwrap_or_default();
+    assert!(reason.contains("送信が全て失敗したため自動で停止しました（最後のエラー: "), "{reason}");
+    assert!(!reason.contains("every delivery"), "{reason}");
+    let en = owner.get("/settings/webhooks?lang=en").await.body;
+    let reason = extract(&en, "data-testid=\"disabled-reason\">", "<").unwrap_or_default();
+    assert!(reason.starts_with("Turned off automatically: every delivery failed since "), "{reason}");
+    owner.get("/settings/webhooks?lang=ja").await;
     let audit =
         app.store().audit_entries(&onshi_store::AuditFilter { limit: 1000, ..Default::default() }).await.unwrap();
     assert!(audit.iter().any(|e| e.action == "webhook.endpoint_disabled"));
