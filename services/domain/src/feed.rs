@@ -43,20 +43,16 @@ pub fn encode(notes: &[ClinicNote]) -> Result<String, serde_json::Error> {
 }
 
 /// The notes of a published message: an array (a group's), or a single note as workers before the
-/// array published. A body neither of those reads as no notes: the feed is a courtesy, and a page
-/// misses one update rather than the stream breaking.
+/// array published. Each note is read on its own and one that does not read is skipped (say a newer
+/// worker's method during a rolling upgrade), not the whole message; a body that is neither reads as no
+/// notes. The feed is a courtesy: a page misses one update rather than the stream breaking.
 pub fn decode(body: &[u8]) -> Vec<ClinicNote> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Body {
-        Group(Vec<ClinicNote>),
-        Single(ClinicNote),
-    }
-    match serde_json::from_slice(body) {
-        Ok(Body::Group(notes)) => notes,
-        Ok(Body::Single(note)) => vec![note],
-        Err(_) => Vec::new(),
-    }
+    let notes = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Array(notes)) => notes,
+        Ok(note) => vec![note],
+        Err(_) => return Vec::new(),
+    };
+    notes.into_iter().filter_map(|note| serde_json::from_value(note).ok()).collect()
 }
 
 #[cfg(test)]
@@ -85,5 +81,8 @@ mod tests {
         assert_eq!(decode(single.as_bytes()), vec![note]);
         assert!(decode(b"not json").is_empty());
         assert!(decode(br#"{"clinic":"nope","visits":1}"#).is_empty());
+        // A note that does not read is skipped, not the message.
+        let mixed = format!(r#"[{{"clinic":"{}","visits":1,"receptions":[{{"at":null}}]}},{single}]"#, ClinicId::new());
+        assert_eq!(decode(mixed.as_bytes()).len(), 1);
     }
 }

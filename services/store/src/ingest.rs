@@ -166,10 +166,10 @@ impl TenantStore<'_> {
     /// back and returns `None`. The worker passes the upload of the batches' archive, already under way:
     /// nothing is applied without its archive, yet the group takes the longer of the two instead of both
     /// one after the other. The condition is awaited once the group's own rows are written (raw events,
-    /// visits) and before the shared ones (a clinic's counters, its agents), which concurrent groups of
-    /// the same clinic queue on. It is awaited while the transaction holds the first locks, so it must be
-    /// something already running (a spawned task) and bounded: a dependency that does not answer
-    /// belongs outside the transaction.
+    /// visits) and, on PostgreSQL, before the shared ones are locked (a clinic's counters, its agents),
+    /// which concurrent groups of the same clinic queue on. It is awaited while the transaction holds
+    /// the first locks, so it must be something already running (a spawned task) and bounded: a
+    /// dependency that does not answer belongs outside the transaction.
     pub async fn apply_batches_if(
         &self,
         batches: &[QueuedBatch],
@@ -280,11 +280,13 @@ impl TenantStore<'_> {
             deltas = self.merge_visits(&txn, fresh).await?;
         }
 
-        // What is written so far locks rows that only this group's events touch (its raw events, its
-        // patients' visits). The rows written from here on are shared: a clinic's day and month counters,
-        // its agents. Concurrent groups of one clinic queue on them until the holder commits, so the
-        // condition (the archive's upload) is awaited before they are locked, not while they are held:
-        // a second group of the clinic then waits for a few statements and a commit, not for an upload.
+        // What is written so far locks rows of this group's own events (its raw events, its patients'
+        // visits; a レセ電 file's rows, once a month). The rows written from here on are shared by every
+        // group of a clinic: its day and month counters, its agents. Those groups queue on them until the
+        // holder commits, so on PostgreSQL the condition (the archive's upload) is awaited before they are
+        // locked, not while they are held: a second group of the clinic then waits for a few statements
+        // and a commit, not for an upload. (SQLite's one writer holds the database from the start; the
+        // worker uploads before it opens a transaction there.)
         if !commit_if.await {
             txn.rollback().await?;
             return Ok(None);
@@ -371,7 +373,10 @@ impl TenantStore<'_> {
     /// The `FOR UPDATE` sub-select takes the device rows' locks in id order, as `record_devices` does,
     /// whatever join the planner picks: it is read to its end (hashed, or as the loop's outer side in
     /// order) before or while rows are updated, so concurrent groups cannot deadlock on two agents. An
-    /// UPDATE re-checks `last_seen_at` on the newest row version, so a time never moves backwards.
+    /// UPDATE re-checks `last_seen_at` on the newest row version, so a time never moves backwards. The
+    /// clinics' part locks a clinic row only while its code is unconfirmed (once in a clinic's life), so
+    /// the order PostgreSQL runs the two parts in does not matter for deadlocks in practice; one would
+    /// be detected and the group retried.
     async fn touch_pg(
         &self,
         txn: &sea_orm::DatabaseTransaction,

@@ -36,6 +36,9 @@ pub struct WebhookEndpoint {
     pub created_at: OffsetDateTime,
 }
 
+/// The length of the `disabled_reason` column.
+const DISABLED_REASON_MAX: usize = 300;
+
 /// Why an endpoint was turned off. Stored as JSON in `disabled_reason` and worded by the page in the
 /// reader's language (a sentence stored in English read wrong on a Japanese page).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -63,7 +66,31 @@ impl DisabledReason {
     }
 
     fn from_column(text: String) -> Self {
-        serde_json::from_str(&text).unwrap_or(Self::Text(text))
+        if let Ok(reason) = serde_json::from_str(&text) {
+            return reason;
+        }
+        // The sentences stored before reasons had kinds.
+        if text == "disabled by a person" {
+            return Self::ByPerson;
+        }
+        let old = text.strip_prefix("every delivery failed since ").and_then(|rest| rest.split_once("; last: "));
+        if let Some((since, last_error)) = old
+            && let Ok(since) = OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339)
+        {
+            return Self::EveryDeliveryFailed { since, last_error: last_error.to_owned() };
+        }
+        Self::Text(text)
+    }
+
+    /// The failure reason for the column's 300 characters: the last error cut until the JSON fits.
+    fn every_delivery_failed(since: OffsetDateTime, error: &str) -> Self {
+        let mut last_error: String = error.chars().take(200).collect();
+        loop {
+            let reason = Self::EveryDeliveryFailed { since, last_error: last_error.clone() };
+            if reason.to_column().chars().count() <= DISABLED_REASON_MAX || last_error.pop().is_none() {
+                return reason;
+            }
+        }
     }
 }
 
@@ -548,10 +575,7 @@ impl TenantStore<'_> {
                         if endpoint.enabled && now - failing_since >= schedule {
                             let since = rfc3339(failing_since);
                             endpoint_active.enabled = Set(false);
-                            let reason = DisabledReason::EveryDeliveryFailed {
-                                since: failing_since,
-                                last_error: error.chars().take(200).collect(),
-                            };
+                            let reason = DisabledReason::every_delivery_failed(failing_since, error);
                             endpoint_active.disabled_reason = Set(Some(reason.to_column()));
                             let entry = AuditEntry::new(
                                 None,
@@ -726,7 +750,20 @@ mod tests {
         for reason in [DisabledReason::ByPerson, failed] {
             assert_eq!(DisabledReason::from_column(reason.to_column()), reason);
         }
-        let old = "every delivery failed since 2026-12-01T00:00:00Z; last: HTTP 500".to_owned();
-        assert_eq!(DisabledReason::from_column(old.clone()), DisabledReason::Text(old));
+        // The sentences stored before reasons had kinds read as their kinds; anything else as text.
+        assert_eq!(DisabledReason::from_column("disabled by a person".to_owned()), DisabledReason::ByPerson);
+        assert_eq!(
+            DisabledReason::from_column("every delivery failed since 2026-12-01T00:00:00Z; last: HTTP 500".to_owned()),
+            DisabledReason::EveryDeliveryFailed {
+                since: time::macros::datetime!(2026-12-01 00:00 UTC),
+                last_error: "HTTP 500".to_owned()
+            }
+        );
+        assert_eq!(DisabledReason::from_column("other".to_owned()), DisabledReason::Text("other".to_owned()));
+        // An error full of characters JSON escapes still fits the column.
+        let quoted = "\"".repeat(400);
+        let reason = DisabledReason::every_delivery_failed(time::OffsetDateTime::UNIX_EPOCH, &quoted);
+        assert!(reason.to_column().chars().count() <= super::DISABLED_REASON_MAX);
+        assert!(matches!(reason, DisabledReason::EveryDeliveryFailed { last_error, .. } if !last_error.is_empty()));
     }
 }

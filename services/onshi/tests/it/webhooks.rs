@@ -168,6 +168,9 @@ both_modes!(webhooks_are_signed_retried_disabled_and_replayed, |config| { fast(c
     let reason = extract(&page, "data-testid=\"disabled-reason\">", "<").unwrap_or_default();
     assert!(reason.contains("送信が全て失敗したため自動で停止しました（最後のエラー: "), "{reason}");
     assert!(!reason.contains("every delivery"), "{reason}");
+    let since = reason.split("から").next().unwrap_or_default();
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    assert!(time::PrimitiveDateTime::parse(since, format).is_ok(), "a JST time, not RFC 3339: {reason}");
     let en = owner.get("/settings/webhooks?lang=en").await.body;
     let reason = extract(&en, "data-testid=\"disabled-reason\">", "<").unwrap_or_default();
     assert!(reason.starts_with("Turned off automatically: every delivery failed since "), "{reason}");

@@ -10,9 +10,10 @@ use onshi_domain::{ClinicId, feed};
 use crate::web::guard::Caller;
 use crate::{ApiError, AppState};
 
-/// Server-sent events of the caller's tenant: one `reception` event per applied batch that touched
-/// visits of a clinic the caller may see (clinic id and count only, no patient data). Comments every
-/// 15 s keep proxies from closing the stream.
+/// Server-sent events of the caller's tenant: one `reception` event per clinic the caller may see and
+/// group of batches a worker applied there (the clinic, how many visits changed, and the newest
+/// receptions' time, method and result; no patient data: see `onshi_domain::feed`). Comments every 15 s
+/// keep proxies from closing the stream.
 pub(crate) async fn feed(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     let channel = feed::channel(caller.scope.tenant_id());
     let updates = state.cache.subscribe(&channel).await.map_err(ApiError::unavailable)?;
