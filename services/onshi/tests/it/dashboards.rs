@@ -92,6 +92,10 @@ both_modes!(the_usage_dashboard_shows_known_answers_from_rollups, |app| {
         later.body[start..].split("</tr>").next().unwrap().to_owned()
     };
     assert!(r0.contains("<small class=\"tier\">30%以上"), "the level reached, short: {r0}");
+    // A month's level can differ from its own rate (it is decided by earlier months): the page says so
+    // beside the table, not only in the folded explanation.
+    let note = extract(&later.body, "data-testid=\"tier-note\">", "</p>").unwrap();
+    assert!(note.contains("3〜5か月前の利用率の最高値で決まる"), "{note}");
 
     // CSV of the same table.
     let csv = b.get("/dashboard?to=2026-10&months=2&format=csv").await;
