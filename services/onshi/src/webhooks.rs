@@ -142,19 +142,20 @@ pub async fn checked_target(url: &str, allow_private: bool) -> Result<(url::Url,
     if let Some(problem) = onshi_api::webhook_url_problem(url, allow_private) {
         return Err(problem.to_owned());
     }
-    let parsed = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
-    let host = parsed.host_str().ok_or("the URL has no host")?.to_owned();
-    let port = parsed.port_or_known_default().ok_or("the URL has no port")?;
+    let parsed = url::Url::parse(url).map_err(|e| format!("URL の形式ではありません / not a URL: {e}"))?;
+    let host = parsed.host_str().ok_or("URL にホスト名がありません / the URL has no host")?.to_owned();
+    let port = parsed.port_or_known_default().ok_or("URL のポートが分かりません / the URL has no port")?;
     let lookup = host.trim_start_matches('[').trim_end_matches(']').to_owned();
     let addrs: Vec<SocketAddr> =
         tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((lookup.as_str(), port)))
             .await
-            .map_err(|_| "the host name did not resolve in time".to_owned())?
-            .map_err(|_| "the host name does not resolve".to_owned())?
+            .map_err(|_| "ホスト名を時間内に引けませんでした / the host name did not resolve in time".to_owned())?
+            .map_err(|_| "ホスト名を引けません / the host name does not resolve".to_owned())?
             .collect();
-    let first = *addrs.first().ok_or("the host name does not resolve")?;
+    let first = *addrs.first().ok_or("ホスト名を引けません / the host name does not resolve")?;
     if !allow_private && addrs.iter().any(|a| !onshi_domain::webhook::is_public_address(a.ip())) {
-        return Err("the host resolves to a private, loopback or link-local address".to_owned());
+        return Err("ホスト名が内部向けのアドレスを指しています / the host resolves to a private, loopback or link-local address"
+            .to_owned());
     }
     Ok((parsed, host, first))
 }
@@ -177,7 +178,7 @@ async fn send(delivery: &DueDelivery, allow_private: bool) -> DeliveryOutcome {
         .build()
     {
         Ok(c) => c,
-        Err(e) => return failed(None, format!("client: {e}")),
+        Err(e) => return failed(None, format!("送信の準備に失敗しました / client: {e}")),
     };
     let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
     let id = format!("msg_{}", delivery.message_id.simple());
@@ -195,11 +196,12 @@ async fn send(delivery: &DueDelivery, allow_private: bool) -> DeliveryOutcome {
     match response {
         Ok(r) if r.status().is_success() => DeliveryOutcome::Delivered { status: r.status().as_u16() },
         Ok(r) if r.status().is_redirection() => {
-            failed(Some(r.status().as_u16()), "redirects are not followed; give the final URL".to_owned())
+            failed(Some(r.status().as_u16()), "リダイレクトには従いません。転送先の URL を登録してください / redirects are not followed; give the final URL"
+                .to_owned())
         }
         Ok(r) => failed(Some(r.status().as_u16()), format!("HTTP {}", r.status().as_u16())),
-        Err(e) if e.is_timeout() => failed(None, "no answer within 10 seconds".to_owned()),
-        Err(e) if e.is_connect() => failed(None, "connection refused or unreachable".to_owned()),
-        Err(e) => failed(None, format!("request failed: {e}")),
+        Err(e) if e.is_timeout() => failed(None, "10 秒以内に応答がありませんでした / no answer within 10 seconds".to_owned()),
+        Err(e) if e.is_connect() => failed(None, "接続できませんでした（拒否または到達不能） / connection refused or unreachable".to_owned()),
+        Err(e) => failed(None, format!("送信に失敗しました / request failed: {e}")),
     }
 }

@@ -67,7 +67,7 @@ fn disabled_reason(page: &Page, reason: &DisabledReason) -> String {
     match reason {
         DisabledReason::ByPerson => page.lang.t("担当者が停止しました", "Turned off by a person").to_owned(),
         DisabledReason::EveryDeliveryFailed { since, last_error } => {
-            let since = jst_second(since);
+            let (since, last_error) = (jst_second(since), page.lang.pick(last_error));
             if page.lang == crate::web::i18n::Lang::Ja {
                 format!("{since}から送信が全て失敗したため自動で停止しました（最後のエラー: {last_error}）")
             } else {
@@ -105,7 +105,7 @@ async fn render(
                 // The status says it: not sent because the endpoint is disabled.
                 _ if d.status == DeliveryStatus::Skipped => String::new(),
                 (Some(code), None) => format!("HTTP {code}"),
-                (_, Some(error)) => error.clone(),
+                (_, Some(error)) => page.lang.pick(error).to_owned(),
                 (None, None) => String::new(),
             };
             DeliveryRow {
@@ -207,7 +207,8 @@ pub(crate) async fn create(
     };
     if let Some(problem) = problem {
         let form = (url.as_str(), description.as_str());
-        return unprocessable(render(&state, page, &caller, None, Some(problem.to_owned()), form).await?);
+        let problem = page.lang.pick(problem).to_owned();
+        return unprocessable(render(&state, page, &caller, None, Some(problem), form).await?);
     }
     let secret = onshi_identity::webhook::new_secret();
     let entry = caller.entry("webhook.create", "-", AuditResult::Success).details(serde_json::json!({
