@@ -135,6 +135,9 @@ impl WebhookSender {
     }
 }
 
+/// A target whose name gives no address (the lookup failed, or found none).
+const NO_ADDRESS: &str = "ホスト名を引けません / the host name does not resolve";
+
 /// Where a delivery may go: the URL's host and the checked address to connect to, or why not. The URL
 /// must pass the rules it was entered under (`onshi_api::webhook_url_problem`), and its name must resolve
 /// to public addresses now.
@@ -150,9 +153,9 @@ pub async fn checked_target(url: &str, allow_private: bool) -> Result<(url::Url,
         tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((lookup.as_str(), port)))
             .await
             .map_err(|_| "ホスト名を時間内に引けませんでした / the host name did not resolve in time".to_owned())?
-            .map_err(|_| "ホスト名を引けません / the host name does not resolve".to_owned())?
+            .map_err(|_| NO_ADDRESS.to_owned())?
             .collect();
-    let first = *addrs.first().ok_or("ホスト名を引けません / the host name does not resolve")?;
+    let first = *addrs.first().ok_or(NO_ADDRESS)?;
     if !allow_private && addrs.iter().any(|a| !onshi_domain::webhook::is_public_address(a.ip())) {
         return Err("ホスト名が内部向けのアドレスを指しています / the host resolves to a private, loopback or link-local address"
             .to_owned());

@@ -188,6 +188,7 @@ impl TenantStore<'_> {
             .collect();
 
         let txn = self.write().await?;
+        let postgres = sea_orm::ConnectionTrait::get_database_backend(&txn) == sea_orm::DatabaseBackend::Postgres;
         // (clinic, event): the same event id twice in one group (a resend queued twice) is stored once
         // and counts as new for the first batch only.
         let inserted = self.insert_raw_events(&txn, &raw).await?;
@@ -261,7 +262,7 @@ impl TenantStore<'_> {
             // transaction-scoped advisory lock per visit key, all of the group's taken at once in one
             // global order (so concurrent groups cannot deadlock), makes the second wait for the first
             // and then find its row.
-            if sea_orm::ConnectionTrait::get_database_backend(&txn) == sea_orm::DatabaseBackend::Postgres {
+            if postgres {
                 use sea_orm::ConnectionTrait;
                 let keys = fresh
                     .iter()
@@ -299,7 +300,6 @@ impl TenantStore<'_> {
         // code the group registered is now confirmed (a no-op once set).
         let now = batches.iter().map(|b| b.envelope.received_at).max().unwrap_or_else(OffsetDateTime::now_utc);
         let confirmed: Vec<Uuid> = confirmed_clinics.into_iter().collect();
-        let postgres = sea_orm::ConnectionTrait::get_database_backend(&txn) == sea_orm::DatabaseBackend::Postgres;
         if postgres && seen.values().all(|(_, heartbeat)| heartbeat.is_none()) {
             // A fleet's receptions: no heartbeat to record, only times.
             let heard: Vec<(Uuid, OffsetDateTime)> = seen.iter().map(|(id, (at, _))| (*id, *at)).collect();

@@ -165,8 +165,8 @@ enum PartResult {
 }
 
 /// One clinic's live-feed note for the batches of a group (see [`onshi_domain::feed`]): their visits
-/// added up and the latest receptions among them. Agents send each reception as it happens, so a group holds many
-/// one-reception batches of the same clinics; one note per clinic instead of one per batch.
+/// added up and the latest receptions among them. Agents send each reception as it happens, so a group
+/// holds many one-reception batches of the same clinics; one note per clinic instead of one per batch.
 fn clinic_note<'a>(
     clinic: onshi_domain::ClinicId,
     visits: usize,
