@@ -208,17 +208,7 @@ mod tests {
                 terminal_cert_expires: None,
                 terminal_os: None,
             },
-            device: onshi_store::Device {
-                id: DeviceId::new(),
-                clinic,
-                name: "受付".to_owned(),
-                status: onshi_store::DeviceStatus::Active,
-                agent_version: None,
-                last_seen_at: None,
-                last_heartbeat: None,
-                offline_announced_at: None,
-                enrolled_at: time::OffsetDateTime::now_utc(),
-            },
+            device: crate::fixtures::agent(clinic, time::OffsetDateTime::now_utc()),
         }
     }
 

@@ -7,6 +7,8 @@
 pub mod auth;
 pub mod device_cache;
 pub mod error;
+#[cfg(test)]
+mod fixtures;
 pub mod mail;
 mod routes;
 pub mod web;

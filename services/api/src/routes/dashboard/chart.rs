@@ -191,17 +191,7 @@ mod tests {
     fn availability_starts_at_enrollment_and_names_every_silence() {
         use time::macros::datetime;
         let (from, now) = (datetime!(2026-12-01 00:00 +9), datetime!(2026-12-07 15:00 +9));
-        let agent = onshi_store::Device {
-            id: onshi_domain::DeviceId::new(),
-            clinic: onshi_domain::ClinicId::new(),
-            name: "受付".to_owned(),
-            status: onshi_store::DeviceStatus::Active,
-            agent_version: None,
-            last_seen_at: None,
-            last_heartbeat: None,
-            offline_announced_at: None,
-            enrolled_at: datetime!(2026-12-03 9:00 +9),
-        };
+        let agent = crate::fixtures::agent(onshi_domain::ClinicId::new(), datetime!(2026-12-03 9:00 +9));
         // Heard from a few seconds after enrollment until now: the days before it are no outage.
         let fine = [stretch(agent.id, datetime!(2026-12-03 9:00:20 +9), datetime!(2026-12-07 14:59:50 +9))];
         let (svg, outages) = availability(std::slice::from_ref(&agent), &fine, (from, now), now, Lang::Ja);
