@@ -10,6 +10,7 @@
 //! sending and before recording sends again when the lease ends; receivers deduplicate on `webhook-id`.
 
 use onshi_domain::{UserId, WebhookEvent};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, Statement,
@@ -19,6 +20,9 @@ use uuid::Uuid;
 
 use crate::entities::{devices, webhook_deliveries, webhook_endpoints};
 use crate::{AuditEntry, AuditResult, Store, StoreError, TenantScope, TenantStore};
+
+/// Why a skipped delivery was not sent (the page shows its status alone).
+const ENDPOINT_DISABLED: &str = "the endpoint is disabled";
 
 /// An endpoint as the webhooks page shows it (never its secret).
 #[derive(Debug, Clone, PartialEq)]
@@ -350,8 +354,26 @@ impl TenantStore<'_> {
             active.failing_since = Set(None);
         }
         active.update(&txn).await?;
+        if !enabled {
+            self.skip_pending_in(&txn, id).await?;
+        }
         self.append_in(&txn, audit).await?;
         txn.commit().await?;
+        Ok(())
+    }
+
+    /// Marks an endpoint's pending deliveries skipped as it is turned off, as the sender would when they
+    /// fall due: the log then says at once that they will not be sent, instead of showing a retry time
+    /// that will not come. Turned back on, the endpoint gets new events; a skipped one can be replayed.
+    async fn skip_pending_in(&self, txn: &DatabaseTransaction, endpoint: Uuid) -> Result<(), StoreError> {
+        webhook_deliveries::Entity::update_many()
+            .col_expr(webhook_deliveries::Column::Status, Expr::value(DeliveryStatus::Skipped.as_str()))
+            .col_expr(webhook_deliveries::Column::LastError, Expr::value(Some(ENDPOINT_DISABLED)))
+            .filter(webhook_deliveries::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(webhook_deliveries::Column::EndpointId.eq(endpoint))
+            .filter(webhook_deliveries::Column::Status.eq(DeliveryStatus::Pending.as_str()))
+            .exec(txn)
+            .await?;
         Ok(())
     }
 
@@ -476,15 +498,15 @@ impl TenantStore<'_> {
             let mut active: webhook_deliveries::ActiveModel = row.clone().into();
             let Some(endpoint) = endpoints.get(&row.endpoint_id).filter(|e| e.enabled) else {
                 active.status = Set(DeliveryStatus::Skipped.as_str().to_owned());
-                active.last_error = Set(Some("the endpoint is disabled".to_owned()));
+                active.last_error = Set(Some(ENDPOINT_DISABLED.to_owned()));
                 active.update(&txn).await?;
                 continue;
             };
             // Claimed only if no other worker took it since it was read (same attempt count).
             let taken = webhook_deliveries::Entity::update_many()
-                .col_expr(webhook_deliveries::Column::Attempts, sea_orm::sea_query::Expr::value(row.attempts + 1))
-                .col_expr(webhook_deliveries::Column::NextAttemptAt, sea_orm::sea_query::Expr::value(now + lease))
-                .col_expr(webhook_deliveries::Column::LastAttemptAt, sea_orm::sea_query::Expr::value(Some(now)))
+                .col_expr(webhook_deliveries::Column::Attempts, Expr::value(row.attempts + 1))
+                .col_expr(webhook_deliveries::Column::NextAttemptAt, Expr::value(now + lease))
+                .col_expr(webhook_deliveries::Column::LastAttemptAt, Expr::value(Some(now)))
                 .filter(webhook_deliveries::Column::Id.eq(row.id))
                 .filter(webhook_deliveries::Column::Attempts.eq(row.attempts))
                 .filter(webhook_deliveries::Column::Status.eq(DeliveryStatus::Pending.as_str()))
@@ -597,6 +619,7 @@ impl TenantStore<'_> {
             endpoint_active.update(&txn).await?;
         }
         if let Some(endpoint) = &disabled {
+            self.skip_pending_in(&txn, endpoint.id).await?;
             self.queue_composed_in(&txn, |users| tell(endpoint, users)).await?;
         }
         txn.commit().await?;
@@ -634,10 +657,7 @@ impl TenantStore<'_> {
             // Recorded only if the row is still as it was read: of several workers looking at once, one
             // changes it (the others wait on its row lock, then find nothing to change) and announces it.
             let mut update = devices::Entity::update_many()
-                .col_expr(
-                    devices::Column::OfflineAnnouncedAt,
-                    sea_orm::sea_query::Expr::value(if went_offline { Some(now) } else { None }),
-                )
+                .col_expr(devices::Column::OfflineAnnouncedAt, Expr::value(if went_offline { Some(now) } else { None }))
                 .filter(devices::Column::Id.eq(row.id))
                 .filter(devices::Column::TenantId.eq(self.tenant_uuid()));
             update = if went_offline {

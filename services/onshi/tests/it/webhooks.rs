@@ -9,6 +9,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use onshi_domain::Role;
+use onshi_store::DeliveryStatus;
 use sea_orm::ConnectionTrait;
 
 use crate::both_modes;
@@ -212,6 +213,41 @@ both_modes!(webhooks_are_signed_retried_disabled_and_replayed, |config| { fast(c
     assert!(verifies(&new_secret, &rotated) && verifies(&good_secret, &rotated));
     assert_eq!(rotated.signature.split(' ').count(), 2);
 });
+
+// An endpoint turned off while a delivery waits for its retry: the log says at once that it will not be
+// sent, instead of a retry time that will not come.
+both_modes!(
+    an_endpoint_turned_off_by_hand_drops_its_waiting_deliveries,
+    |config| {
+        fast(config);
+        config.webhook_backoff_secs = vec![3600];
+    },
+    |app| {
+        let (mut owner, _) = app.signed_in(Role::Owner).await;
+        let (url, seen) = receiver(500).await;
+        let (id, _) = add_endpoint(&mut owner, &url).await;
+        assert_eq!(owner.post(&format!("/settings/webhooks/{id}/test"), &[]).await.status, 303);
+        let mine = || async {
+            let all = app.store().webhook_deliveries(100).await.unwrap();
+            all.into_iter().filter(|d| d.endpoint.to_string() == id).collect::<Vec<_>>()
+        };
+        eventually(WAIT, "first attempt refused", || async {
+            mine().await.iter().any(|d| d.last_status == Some(500) && d.status == DeliveryStatus::Pending)
+        })
+        .await;
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        let page = owner.get("/settings/webhooks").await.body;
+        assert!(page.contains("data-status=\"pending\"") && page.contains("次回"), "a retry is announced");
+
+        assert_eq!(owner.post(&format!("/settings/webhooks/{id}/disable"), &[]).await.status, 303);
+        let after = mine().await;
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].status, DeliveryStatus::Skipped, "{after:?}");
+        let page = owner.get("/settings/webhooks").await.body;
+        assert!(!page.contains("data-status=\"pending\"") && !page.contains("次回"), "no retry announced");
+        assert!(page.contains("送信せず（停止中）"));
+    }
+);
 
 both_modes!(webhook_targets_on_internal_addresses_are_refused, |app| {
     let (mut owner, _) = app.signed_in(Role::Owner).await;
