@@ -28,7 +28,10 @@ mod m20261202_000021_expiry_radar;
 mod m20261202_000022_followups;
 mod m20261202_000023_daily_hours;
 mod m20261203_000024_mail_outbox;
+mod m20261207_000025_visit_day_key;
 pub mod partitions;
+
+pub use m20261207_000025_visit_day_key::{VISIT_DAY_KEY, VISIT_DAY_KEY_COLUMNS};
 
 pub use m20261125_000003_accounts::APP_ROLE;
 
@@ -130,6 +133,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000022_followups::Migration),
             Box::new(m20261202_000023_daily_hours::Migration),
             Box::new(m20261203_000024_mail_outbox::Migration),
+            Box::new(m20261207_000025_visit_day_key::Migration),
         ]
     }
 }

@@ -17,6 +17,16 @@ use crate::partitions::{self, PARTITIONED};
 
 pub struct Migration;
 
+/// The indexes each partitioned table had when this migration ran, as (table, name, columns, unique). They
+/// live here rather than in `partitions`, because later migrations change the indexes (the visits key is
+/// reordered in m20261207_000025) and this migration must keep doing what it did. New partitions take
+/// their indexes from the parent's when attached, so nothing else reads this list.
+const INDEXES: &[(&str, &str, &str, bool)] = &[
+    ("raw_events", "raw_events_tenant_clinic_time", "tenant_id, clinic_id, occurred_at", false),
+    ("visits", "visits_tenant_clinic_key", "tenant_id, clinic_id, visit_key, visit_date", true),
+    ("visits", "visits_tenant_clinic_date", "tenant_id, clinic_id, visit_date", false),
+];
+
 impl MigrationName for Migration {
     fn name(&self) -> &str {
         "m20261126_000010_operations"
@@ -92,8 +102,8 @@ impl MigrationTrait for Migration {
             let old = format!("{t}_unpartitioned");
             db.execute_unprepared(&format!("ALTER TABLE {t} RENAME TO {old}")).await?;
             db.execute_unprepared(&format!("ALTER TABLE {old} RENAME CONSTRAINT {t}_pkey TO {old}_pkey")).await?;
-            for index in table.indexes {
-                db.execute_unprepared(&format!("ALTER INDEX {} RENAME TO {old}_{}", index.name, index.name)).await?;
+            for (_, index, _, _) in INDEXES.iter().filter(|i| i.0 == t) {
+                db.execute_unprepared(&format!("ALTER INDEX {index} RENAME TO {old}_{index}")).await?;
             }
             db.execute_unprepared(&format!(
                 "CREATE TABLE {t} (LIKE {old} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) PARTITION BY RANGE ({})",
@@ -101,10 +111,9 @@ impl MigrationTrait for Migration {
             ))
             .await?;
             db.execute_unprepared(&format!("ALTER TABLE {t} ADD PRIMARY KEY ({})", table.primary_key)).await?;
-            for index in table.indexes {
-                let unique = if index.unique { "UNIQUE " } else { "" };
-                db.execute_unprepared(&format!("CREATE {unique}INDEX {} ON {t} ({})", index.name, index.columns))
-                    .await?;
+            for (_, index, columns, unique) in INDEXES.iter().filter(|i| i.0 == t) {
+                let unique = if *unique { "UNIQUE " } else { "" };
+                db.execute_unprepared(&format!("CREATE {unique}INDEX {index} ON {t} ({columns})")).await?;
             }
             for fk in table.foreign_keys {
                 db.execute_unprepared(&format!("ALTER TABLE {t} ADD FOREIGN KEY {fk} ON DELETE RESTRICT")).await?;

@@ -17,14 +17,7 @@ pub struct PartitionedTable {
     /// Whether the key is a `date` (visits) or a `timestamptz` (raw events): bounds are written so.
     pub key_is_date: bool,
     pub primary_key: &'static str,
-    pub indexes: &'static [IndexSpec],
     pub foreign_keys: &'static [&'static str],
-}
-
-pub struct IndexSpec {
-    pub name: &'static str,
-    pub columns: &'static str,
-    pub unique: bool,
 }
 
 pub const PARTITIONED: &[PartitionedTable] = &[
@@ -33,11 +26,6 @@ pub const PARTITIONED: &[PartitionedTable] = &[
         key: "occurred_at",
         key_is_date: false,
         primary_key: "tenant_id, device_id, event_id, occurred_at",
-        indexes: &[IndexSpec {
-            name: "raw_events_tenant_clinic_time",
-            columns: "tenant_id, clinic_id, occurred_at",
-            unique: false,
-        }],
         foreign_keys: &["(tenant_id) REFERENCES tenants (id)"],
     },
     PartitionedTable {
@@ -45,14 +33,6 @@ pub const PARTITIONED: &[PartitionedTable] = &[
         key: "visit_date",
         key_is_date: true,
         primary_key: "id, visit_date",
-        indexes: &[
-            IndexSpec {
-                name: "visits_tenant_clinic_key",
-                columns: "tenant_id, clinic_id, visit_key, visit_date",
-                unique: true,
-            },
-            IndexSpec { name: "visits_tenant_clinic_date", columns: "tenant_id, clinic_id, visit_date", unique: false },
-        ],
         foreign_keys: &["(tenant_id) REFERENCES tenants (id)", "(clinic_id) REFERENCES clinics (id)"],
     },
 ];
@@ -115,14 +95,7 @@ where
 }
 
 async fn exists<C: ConnectionTrait>(db: &C, name: &str) -> Result<bool, DbErr> {
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "SELECT to_regclass($1) IS NOT NULL AS found",
-            [name.into()],
-        ))
-        .await?;
-    Ok(row.map(|r| r.try_get::<bool>("", "found")).transpose()?.unwrap_or(false))
+    Ok(flag(db, "SELECT to_regclass($1) IS NOT NULL AS flag", vec![name.into()]).await? == Some(true))
 }
 
 async fn create<C>(db: &C, table: &PartitionedTable, month: Month, name: &str) -> Result<(), DbErr>
@@ -145,6 +118,55 @@ where
         .await?;
     secure(&txn, name).await?;
     txn.commit().await
+}
+
+/// Builds the unique index `index` on partitioned `table` one partition at a time, for a table too large to
+/// index in one statement: `CREATE INDEX` on the parent holds every partition's writes until it has indexed
+/// them all. Here a partition that holds rows is indexed `CONCURRENTLY` (its writes go on), an empty one
+/// plainly (nothing to wait for), and each partition's index is attached to the parent's, which becomes
+/// valid once every partition has one. Must run outside a transaction. Resumable: a partition already
+/// covered is skipped, an index left invalid by an interrupted build is dropped and built again, and a
+/// partition created meanwhile is covered by a further pass (or by its attach, which copies the parent's
+/// indexes).
+pub async fn build_index<C: ConnectionTrait>(db: &C, table: &str, index: &str, columns: &str) -> Result<(), DbErr> {
+    const VALID: &str = "SELECT indisvalid AS flag FROM pg_index WHERE indexrelid = to_regclass($1)";
+    const COVERED: &str = "SELECT EXISTS (SELECT 1 FROM pg_inherits h JOIN pg_index i ON i.indexrelid = h.inhrelid \
+                           WHERE h.inhparent = to_regclass($1) AND i.indrelid = to_regclass($2)) AS flag";
+    db.execute_unprepared(&format!("CREATE UNIQUE INDEX IF NOT EXISTS {index} ON ONLY {table} ({columns})")).await?;
+    // `visits_p2026_11_clinic_day_key` for `visits_clinic_day_key`.
+    let suffix = index.strip_prefix(table).unwrap_or(index).trim_start_matches('_');
+    for _pass in 0..3 {
+        for (parent, child) in list(db).await? {
+            if parent != table || flag(db, COVERED, vec![index.into(), child.as_str().into()]).await? == Some(true) {
+                continue;
+            }
+            let own = format!("{child}_{suffix}");
+            let found = flag(db, VALID, vec![own.as_str().into()]).await?;
+            if found != Some(true) {
+                if found == Some(false) {
+                    db.execute_unprepared(&format!("DROP INDEX CONCURRENTLY {own}")).await?;
+                }
+                let rows = flag(db, &format!("SELECT EXISTS (SELECT 1 FROM {child}) AS flag"), vec![]).await?;
+                let how = if rows == Some(true) { "CONCURRENTLY " } else { "" };
+                db.execute_unprepared(&format!("CREATE UNIQUE INDEX {how}{own} ON {child} ({columns})")).await?;
+            }
+            db.execute_unprepared(&format!("ALTER INDEX {index} ATTACH PARTITION {own}")).await?;
+        }
+        if flag(db, VALID, vec![index.into()]).await? == Some(true) {
+            return Ok(());
+        }
+    }
+    Err(DbErr::Migration(format!("index {index} does not cover every partition of {table} after three passes")))
+}
+
+/// The boolean column `flag` of a query's one row, if it returned one.
+async fn flag<C: ConnectionTrait>(
+    db: &C,
+    sql: &str,
+    values: Vec<sea_orm_migration::sea_orm::Value>,
+) -> Result<Option<bool>, DbErr> {
+    let row = db.query_one_raw(Statement::from_sql_and_values(db.get_database_backend(), sql, values)).await?;
+    row.map(|r| r.try_get::<bool>("", "flag")).transpose()
 }
 
 /// Closes a partition to the application role. Queries through the parent are checked against the
@@ -178,16 +200,8 @@ pub async fn drop_empty_before<C: ConnectionTrait>(db: &C, before: Month) -> Res
         if month >= before {
             continue;
         }
-        let empty = db
-            .query_one_raw(Statement::from_string(
-                db.get_database_backend(),
-                format!("SELECT NOT EXISTS (SELECT 1 FROM {child}) AS empty"),
-            ))
-            .await?
-            .map(|r| r.try_get::<bool>("", "empty"))
-            .transpose()?
-            .unwrap_or(false);
-        if empty {
+        let empty = flag(db, &format!("SELECT NOT EXISTS (SELECT 1 FROM {child}) AS flag"), vec![]).await?;
+        if empty == Some(true) {
             db.execute_unprepared(&format!("DROP TABLE {child}")).await?;
             dropped.push(child);
         }

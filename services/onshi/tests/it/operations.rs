@@ -293,6 +293,63 @@ both_modes!(retention_keeps_every_record_until_its_floor_and_audits_what_it_remo
     store.connection().clone().close().await.ok();
 });
 
+/// The visits key as migration m20261207_000025 builds it on a database that already holds visits: partition
+/// by partition, concurrently where a partition has rows, while receptions keep arriving. The finished key
+/// covers every partition, refuses a duplicate visit, and building it again changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "full mode: needs PostgreSQL, RabbitMQ, Redis and S3 (scripts/test runs it)"]
+async fn the_visits_key_is_built_partition_by_partition_while_receptions_arrive() {
+    use onshi_migrations::{VISIT_DAY_KEY, VISIT_DAY_KEY_COLUMNS, partitions};
+    let app = spawn_app_with(Mode::Full, |_| {}).await;
+    let first = app.receptions(0, 20, 1);
+    assert_eq!(app.post_events(0, &first).await.status(), 202);
+    events_applied(&app, qualifications(&first)).await;
+
+    // Back to before the key: the migration's index gone. This month's partition has its own index already,
+    // valid but not attached, as a build interrupted after that step leaves it.
+    let store = owner(&app).await;
+    let db = store.connection();
+    let month = partitions::partition_name("visits", partitions::months_from_now(0));
+    db.execute_unprepared(&format!("DROP INDEX {VISIT_DAY_KEY}")).await.unwrap();
+    db.execute_unprepared(&format!("CREATE UNIQUE INDEX {month}_clinic_day_key ON {month} ({VISIT_DAY_KEY_COLUMNS})"))
+        .await
+        .unwrap();
+
+    let more = app.receptions(1, 20, 2);
+    let (posted, built) = tokio::join!(
+        app.post_events(1, &more),
+        partitions::build_index(db, "visits", VISIT_DAY_KEY, VISIT_DAY_KEY_COLUMNS)
+    );
+    built.unwrap();
+    assert_eq!(posted.status(), 202);
+    events_applied(&app, qualifications(&first) + qualifications(&more)).await;
+
+    let valid = format!("SELECT indisvalid::int4::int8 FROM pg_index WHERE indexrelid = '{VISIT_DAY_KEY}'::regclass");
+    assert_eq!(count(&store, &valid).await, 1, "every partition is covered");
+    let attached = format!("SELECT count(*) FROM pg_inherits WHERE inhparent = '{VISIT_DAY_KEY}'::regclass");
+    let partitions_of_visits = "SELECT count(*) FROM pg_inherits WHERE inhparent = 'visits'::regclass";
+    assert_eq!(count(&store, &attached).await, count(&store, partitions_of_visits).await);
+    let own = format!(
+        "SELECT count(*) FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid \
+         WHERE h.inhparent = '{VISIT_DAY_KEY}'::regclass AND c.relname = '{month}_clinic_day_key'"
+    );
+    assert_eq!(count(&store, &own).await, 1, "the index left by the interrupted build is the one attached");
+
+    // A second visit with the same clinic, day and key is refused.
+    let duplicate = db
+        .execute_unprepared(
+            "CREATE TEMP TABLE twin AS SELECT * FROM visits LIMIT 1; UPDATE twin SET id = gen_random_uuid(); \
+             INSERT INTO visits SELECT * FROM twin",
+        )
+        .await;
+    assert!(duplicate.is_err_and(|e| e.to_string().contains(VISIT_DAY_KEY.trim_start_matches("visits"))));
+
+    partitions::build_index(db, "visits", VISIT_DAY_KEY, VISIT_DAY_KEY_COLUMNS).await.unwrap();
+    assert_eq!(count(&store, &attached).await, count(&store, partitions_of_visits).await);
+    store.connection().clone().close().await.ok();
+    app.teardown().await;
+}
+
 /// A fresh, empty target for a restore: a new database (full) or data folder (embedded), and a new bucket.
 struct Target {
     config: onshi_config::Config,
