@@ -273,6 +273,7 @@ pub fn review(
             (_, Some(d)) => (d.addons.clone(), d.reason.clone(), d.cited.clone()),
             (_, None) => (Vec::new(), String::new(), Vec::new()),
         };
+        let settings_unmet = finals.get(f.id.as_str()).is_some_and(|d| d.settings_unmet);
         let points: u32 = addons.iter().map(|a| a.points).sum();
         let kind_settled = c.is_some_and(|c| c.kind.is_some()) || f.known_kind.is_some() || !f.first_seen;
         if kind_settled {
@@ -293,7 +294,10 @@ pub fn review(
             myna: f.myna,
             info_obtained: info,
             not_claimable: addons.is_empty(),
-            missed: addons.is_empty() && f.myna && !c.is_some_and(|c| c.exclude),
+            // A マイナ保険証 visit that earns nothing because of what the clinic's record lacks (an unentered
+            // 届出 or rate). Not one held back by a limit already used or a rate known to fall short: under
+            // the 2026-06 rules a clinic below 30% would otherwise have every マイナ visit flagged.
+            missed: addons.is_empty() && f.myna && !c.is_some_and(|c| c.exclude) && settings_unmet,
             over: overridden && points > derived_points,
             addons,
             points,
@@ -318,7 +322,7 @@ mod tests {
     use time::macros::date;
 
     use super::*;
-    use crate::{ClinicSettings, Standard};
+    use crate::{ClinicSettings, RateBasis, Standard};
 
     fn clinic() -> Clinic {
         let mut settings = ClinicSettings::default();
@@ -446,6 +450,51 @@ mod tests {
         assert!(lines[0].kind_settled && !lines[0].overridden && lines[0].kind == VisitKind::Revisit);
         assert!(lines[0].needs_review);
         assert_eq!(totals.values().map(|t| t.1).sum::<u32>(), lines[0].points);
+    }
+
+    /// A clinic with every 届出 in 2026-11, judged on its usage rate: a rate on record below 30% holds back
+    /// every マイナ保険証 visit without making it a missed claim; a rate not entered does make it one, for
+    /// entering it could change the answer.
+    #[test]
+    fn a_rate_known_to_fall_short_is_no_missed_claim_but_a_rate_not_entered_is() {
+        let rules = RuleSet::builtin().unwrap();
+        let month = YearMonth::parse("2026-11").unwrap();
+        let facts = vec![fact("a", "p1", date!(2026 - 11 - 04), false, true)];
+        let clinic_with = |rate: Option<f64>| {
+            let mut settings = ClinicSettings::default();
+            settings.set_standards(date!(2024 - 01 - 01), Standard::ALL.into_iter().collect());
+            if let Some(rate) = rate {
+                for m in ["2026-05", "2026-06", "2026-07", "2026-08", "2026-09"] {
+                    settings.set_usage_rate(RateBasis::Receipts, YearMonth::parse(m).unwrap(), rate);
+                }
+            }
+            Clinic::new("c", FacilityKind::Medical, settings)
+        };
+
+        let (below, _) = review(&rules, &clinic_with(Some(0.29)), &facts, &HashMap::new(), month).unwrap();
+        assert!(below[0].not_claimable && !below[0].missed, "{}", below[0].reason);
+        assert!(below[0].reason.contains("未満"), "{}", below[0].reason);
+
+        let (unknown, _) = review(&rules, &clinic_with(None), &facts, &HashMap::new(), month).unwrap();
+        assert!(unknown[0].not_claimable && unknown[0].missed, "{}", unknown[0].reason);
+
+        let (reached, _) = review(&rules, &clinic_with(Some(0.45)), &facts, &HashMap::new(), month).unwrap();
+        assert!(!reached[0].not_claimable && !reached[0].missed, "{}", reached[0].reason);
+    }
+
+    /// The second マイナ保険証 visit within a limit's three months earns nothing, and rightly: not a 算定漏れ.
+    #[test]
+    fn a_limit_already_used_is_no_missed_claim() {
+        let rules = RuleSet::builtin().unwrap();
+        let facts = vec![
+            fact("a", "p1", date!(2025 - 03 - 03), false, true),
+            fact("b", "p1", date!(2025 - 03 - 17), false, true),
+        ];
+        let (lines, _) =
+            review(&rules, &clinic(), &facts, &HashMap::new(), YearMonth::parse("2025-03").unwrap()).unwrap();
+        assert!(!lines[0].not_claimable, "{}", lines[0].reason);
+        assert!(lines[1].not_claimable && !lines[1].missed, "{}", lines[1].reason);
+        assert!(lines[1].reason.contains("算定済み"), "{}", lines[1].reason);
     }
 
     #[test]

@@ -33,11 +33,26 @@ pub struct Decision {
     /// `onshi rules eval` output, whose reason already names them.
     #[serde(skip_serializing)]
     pub cited: Vec<String>,
+    /// Nothing granted, and what stood in the way is the clinic's own record here: a 施設基準 not entered,
+    /// or a usage rate not entered that could reach the threshold. If that record is incomplete, the visit
+    /// is a missed claim; a limit already used, a rate known to fall short, or a condition of the visit
+    /// itself is not.
+    #[serde(skip_serializing)]
+    pub settings_unmet: bool,
 }
 
 enum Outcome {
     Pass(String),
-    Fail(String),
+    Fail(String, Unmet),
+}
+
+/// What a failed rule lacked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unmet {
+    /// Something the clinic enters: its 施設基準, its usage rates.
+    Settings,
+    /// A fact of the visit or a figure on record that falls short.
+    Fact,
 }
 
 fn pct(rate: f64) -> String {
@@ -63,15 +78,15 @@ fn check(rule: &Rule, clinic: &Clinic, v: &Visit) -> Outcome {
     let met = clinic.standards_on(v.date);
     let missing: Vec<&str> = rule.requires.iter().filter(|s| !met.contains(s)).map(|s| s.label()).collect();
     if !missing.is_empty() {
-        return Outcome::Fail(format!("施設基準（{}）を満たしていない", missing.join("、")));
+        return Outcome::Fail(format!("施設基準（{}）を満たしていない", missing.join("、")), Unmet::Settings);
     }
     if !rule.requires_any.is_empty() && !rule.requires_any.iter().any(|s| met.contains(s)) {
         let any: Vec<&str> = rule.requires_any.iter().map(|s| s.label()).collect();
-        return Outcome::Fail(format!("（{}）のいずれも満たしていない", any.join("、")));
+        return Outcome::Fail(format!("（{}）のいずれも満たしていない", any.join("、")), Unmet::Settings);
     }
     let mut why = match condition_text(rule.condition, v) {
         Ok(text) => text,
-        Err(text) => return Outcome::Fail(text),
+        Err(text) => return Outcome::Fail(text, Unmet::Fact),
     };
     if let Some(usage) = &rule.usage {
         let month = YearMonth::of(v.date);
@@ -97,10 +112,10 @@ fn check(rule: &Rule, clinic: &Clinic, v: &Visit) -> Outcome {
                 format!("マイナ保険証利用率 {}（{m}{basis}）が基準{special}{}以上", pct(r), pct(min))
             }
             (None, None) => {
-                return Outcome::Fail(format!(
-                    "マイナ保険証利用率（{}）が未入力のため判定できない",
-                    missing.join("・")
-                ));
+                return Outcome::Fail(
+                    format!("マイナ保険証利用率（{}）が未入力のため判定できない", missing.join("・")),
+                    Unmet::Settings,
+                );
             }
             (None, Some((best_month, best_rate))) => {
                 let mut text = format!(
@@ -108,10 +123,11 @@ fn check(rule: &Rule, clinic: &Clinic, v: &Visit) -> Outcome {
                     pct(best_rate),
                     pct(min)
                 );
+                let unmet = if missing.is_empty() { Unmet::Fact } else { Unmet::Settings };
                 if !missing.is_empty() {
                     text.push_str(&format!("。未入力の月（{}）の利用率が基準以上なら算定可", missing.join("・")));
                 }
-                return Outcome::Fail(text);
+                return Outcome::Fail(text, unmet);
             }
         };
         why = if why.is_empty() { usage_text } else { format!("{why}、{usage_text}") };
@@ -148,12 +164,13 @@ pub fn evaluate(rules: &RuleSet, input: &EvalInput) -> Vec<Decision> {
         let mut addons = Vec::new();
         let mut reasons = Vec::new();
         let mut cited = Vec::new();
+        let mut settings_unmet = false;
         if families.is_empty() {
             reasons.push(format!("{}・{}・{}に該当する加算はありません", v.date, clinic.kind.label(), v.kind.label()));
         }
         for (_, (_, candidates)) in families {
             let mut best: Option<(&Rule, String)> = None;
-            let mut fail: Option<(&Rule, String)> = None;
+            let mut fail: Option<(&Rule, String, Unmet)> = None;
             for rule in &candidates {
                 match check(rule, clinic, v) {
                     Outcome::Pass(why) => {
@@ -162,9 +179,9 @@ pub fn evaluate(rules: &RuleSet, input: &EvalInput) -> Vec<Decision> {
                         }
                     }
                     // The lowest-point rule's failure explains best why nothing applies.
-                    Outcome::Fail(why) => {
-                        if fail.as_ref().is_none_or(|(f, _)| rule.points <= f.points) {
-                            fail = Some((rule, why));
+                    Outcome::Fail(why, unmet) => {
+                        if fail.as_ref().is_none_or(|(f, _, _)| rule.points <= f.points) {
+                            fail = Some((rule, why, unmet));
                         }
                     }
                 }
@@ -210,7 +227,8 @@ pub fn evaluate(rules: &RuleSet, input: &EvalInput) -> Vec<Decision> {
                     });
                 }
                 None => {
-                    if let Some((rule, why)) = fail {
+                    if let Some((rule, why, unmet)) = fail {
+                        settings_unmet |= unmet == Unmet::Settings;
                         cited.push(rule.id.clone());
                         reasons.push(format!(
                             "{}: 算定不可 — {}【{}】",
@@ -222,7 +240,9 @@ pub fn evaluate(rules: &RuleSet, input: &EvalInput) -> Vec<Decision> {
                 }
             }
         }
-        decisions[i] = Some(Decision { visit: v.id.clone(), addons, reason: reasons.join("。"), cited });
+        settings_unmet &= addons.is_empty();
+        decisions[i] =
+            Some(Decision { visit: v.id.clone(), addons, reason: reasons.join("。"), cited, settings_unmet });
     }
     decisions.into_iter().flatten().collect()
 }
