@@ -480,6 +480,24 @@ mod tests {
 
         let (reached, _) = review(&rules, &clinic_with(Some(0.45)), &facts, &HashMap::new(), month).unwrap();
         assert!(!reached[0].not_claimable && !reached[0].missed, "{}", reached[0].reason);
+
+        // The month's summary says the same once, in the visits' words.
+        let verdict = |rate| {
+            let v = crate::usage_verdicts(&rules, &clinic_with(rate), month);
+            assert!(!v.is_empty() && v.iter().all(|x| x.reached == v[0].reached), "{v:?}");
+            v.into_iter().next().unwrap()
+        };
+        assert_eq!(crate::usage_verdicts(&rules, &clinic_with(Some(0.29)), month).len(), 1, "said once");
+        let v = verdict(Some(0.29));
+        assert!(!v.reached && !v.rate_missing && below[0].reason.contains(&v.text), "{v:?}");
+        assert_eq!(v.addon, "電子的診療情報連携体制整備加算");
+        let v = verdict(None);
+        assert!(!v.reached && v.rate_missing && unknown[0].reason.contains(&v.text), "{v:?}");
+        let v = verdict(Some(0.45));
+        assert!(v.reached && reached[0].reason.contains(&v.text), "{v:?}");
+        assert!(
+            crate::usage_verdicts(&rules, &clinic_with(Some(0.45)), YearMonth::parse("2023-01").unwrap()).is_empty()
+        );
     }
 
     /// The second マイナ保険証 visit within a limit's three months earns nothing, and rightly: not a 算定漏れ.

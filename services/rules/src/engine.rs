@@ -8,7 +8,7 @@ use time::Date;
 
 use onshi_domain::YearMonth;
 
-use crate::input::{Clinic, EvalInput, RateBasis, Standard, Visit};
+use crate::input::{Clinic, EvalInput, RateBasis, Standard, Visit, VisitKind};
 use crate::rules::{Condition, Rule, RuleSet};
 
 /// An addon claimable for a visit.
@@ -45,6 +45,9 @@ enum Outcome {
     Pass(String),
     Fail(String, Unmet),
 }
+
+/// A usage level reached (the sentence a reason quotes), or why not.
+type UsageOutcome = Result<String, (String, Unmet)>;
 
 /// What a failed rule lacked.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -89,47 +92,11 @@ fn check(rule: &Rule, clinic: &Clinic, v: &Visit) -> Outcome {
         Err(text) => return Outcome::Fail(text, Unmet::Fact),
     };
     if let Some(usage) = &rule.usage {
-        let month = YearMonth::of(v.date);
-        let pediatric = met.contains(&Standard::PediatricSpecial);
-        let min = usage.min_for(pediatric);
-        let (best, missing) = crate::usage::best_of(&usage.deciding(month), &clinic.usage_rates);
-        // Where the sources allow the オン資件数ベース figure instead (2024-10..2025-01), the better of the
-        // two counts; a clinic that entered only one of them is judged on that one.
-        let oqs = (!usage.oqs_window.is_empty())
-            .then(|| crate::usage::best_of(&usage.deciding_oqs(month), &clinic.oqs_usage_rates).0)
-            .flatten();
-        let special = if pediatric && usage.min_pediatric.is_some() { "（小児科特例）" } else { "" };
-        let reached = [(best, RateBasis::Receipts), (oqs, RateBasis::Oqs)]
-            .into_iter()
-            .filter_map(|(b, basis)| b.map(|(m, r)| (m, r, basis)))
-            .find(|(_, r, _)| crate::usage::reaches(*r, min));
-        let missing: Vec<String> = missing.iter().map(|m| m.to_string()).collect();
-        // The figure to quote when nothing reaches: the higher of the two (the receipt basis on a tie).
-        let highest = [best, oqs].into_iter().flatten().reduce(|a, b| if b.1 > a.1 { b } else { a });
-        let usage_text = match (reached, highest) {
-            (Some((m, r, basis)), _) => {
-                let basis = if basis == RateBasis::Oqs { format!("、{}", basis.label()) } else { String::new() };
-                format!("マイナ保険証利用率 {}（{m}{basis}）が基準{special}{}以上", pct(r), pct(min))
-            }
-            (None, None) => {
-                return Outcome::Fail(
-                    format!("マイナ保険証利用率（{}）が未入力のため判定できない", missing.join("・")),
-                    Unmet::Settings,
-                );
-            }
-            (None, Some((best_month, best_rate))) => {
-                let mut text = format!(
-                    "マイナ保険証利用率 {}（{best_month}、対象月で最高）が基準{special}{}未満",
-                    pct(best_rate),
-                    pct(min)
-                );
-                let unmet = if missing.is_empty() { Unmet::Fact } else { Unmet::Settings };
-                if !missing.is_empty() {
-                    text.push_str(&format!("。未入力の月（{}）の利用率が基準以上なら算定可", missing.join("・")));
-                }
-                return Outcome::Fail(text, unmet);
-            }
-        };
+        let usage_text =
+            match usage_check(usage, clinic, YearMonth::of(v.date), met.contains(&Standard::PediatricSpecial)) {
+                Ok(text) => text,
+                Err((text, unmet)) => return Outcome::Fail(text, unmet),
+            };
         why = if why.is_empty() { usage_text } else { format!("{why}、{usage_text}") };
     }
     Outcome::Pass(if why.is_empty() {
@@ -137,6 +104,104 @@ fn check(rule: &Rule, clinic: &Clinic, v: &Visit) -> Outcome {
     } else {
         format!("施設基準を満たし、{why}")
     })
+}
+
+/// Whether the clinic's マイナ保険証利用率 reaches `usage`'s level for the claims of `month`: the sentence
+/// a reason quotes, or why not. One place for the visit decisions and the month's summary
+/// (`usage_verdicts`).
+fn usage_check(
+    usage: &crate::rules::UsageRequirement,
+    clinic: &Clinic,
+    month: YearMonth,
+    pediatric: bool,
+) -> UsageOutcome {
+    let min = usage.min_for(pediatric);
+    let (best, missing) = crate::usage::best_of(&usage.deciding(month), &clinic.usage_rates);
+    // Where the sources allow the オン資件数ベース figure instead (2024-10..2025-01), the better of the
+    // two counts; a clinic that entered only one of them is judged on that one.
+    let oqs = (!usage.oqs_window.is_empty())
+        .then(|| crate::usage::best_of(&usage.deciding_oqs(month), &clinic.oqs_usage_rates).0)
+        .flatten();
+    let special = if pediatric && usage.min_pediatric.is_some() { "（小児科特例）" } else { "" };
+    let reached = [(best, RateBasis::Receipts), (oqs, RateBasis::Oqs)]
+        .into_iter()
+        .filter_map(|(b, basis)| b.map(|(m, r)| (m, r, basis)))
+        .find(|(_, r, _)| crate::usage::reaches(*r, min));
+    let missing: Vec<String> = missing.iter().map(|m| m.to_string()).collect();
+    // The figure to quote when nothing reaches: the higher of the two (the receipt basis on a tie).
+    let highest = [best, oqs].into_iter().flatten().reduce(|a, b| if b.1 > a.1 { b } else { a });
+    match (reached, highest) {
+        (Some((m, r, basis)), _) => {
+            let basis = if basis == RateBasis::Oqs { format!("、{}", basis.label()) } else { String::new() };
+            Ok(format!("マイナ保険証利用率 {}（{m}{basis}）が基準{special}{}以上", pct(r), pct(min)))
+        }
+        (None, None) => {
+            Err((format!("マイナ保険証利用率（{}）が未入力のため判定できない", missing.join("・")), Unmet::Settings))
+        }
+        (None, Some((best_month, best_rate))) => {
+            let mut text = format!(
+                "マイナ保険証利用率 {}（{best_month}、対象月で最高）が基準{special}{}未満",
+                pct(best_rate),
+                pct(min)
+            );
+            let unmet = if missing.is_empty() { Unmet::Fact } else { Unmet::Settings };
+            if !missing.is_empty() {
+                text.push_str(&format!("。未入力の月（{}）の利用率が基準以上なら算定可", missing.join("・")));
+            }
+            Err((text, unmet))
+        }
+    }
+}
+
+/// How one addon's usage requirement stands for a month's claims at one clinic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageVerdict {
+    /// The addon as the month's claims name it, e.g. "電子的診療情報連携体制整備加算".
+    pub addon: String,
+    pub rule: String,
+    pub reached: bool,
+    /// A rate is missing that could change the answer: entering it is the clerk's next step.
+    pub rate_missing: bool,
+    /// The sentence the visits' reasons quote.
+    pub text: String,
+}
+
+/// The usage verdict of every addon family that requires a マイナ保険証利用率 for the claims of `month` at
+/// `clinic` (the rules and 届出 in force on the month's first day), as the visit decisions reach it: per
+/// family, the highest-point rule whose level is reached, else the lowest-point rule's shortfall; a
+/// sentence two families share is given once. Empty when no addon of the month asks for a rate.
+pub fn usage_verdicts(rules: &RuleSet, clinic: &Clinic, month: YearMonth) -> Vec<UsageVerdict> {
+    let day = month.first_day();
+    let pediatric = clinic.standards_on(day).contains(&Standard::PediatricSpecial);
+    let mut families: BTreeMap<&str, Vec<&Rule>> = BTreeMap::new();
+    for rule in &rules.rules {
+        let applies = [VisitKind::First, VisitKind::Revisit].into_iter().any(|k| rule.applies_to(clinic.kind, day, k));
+        if applies && rule.usage.is_some() {
+            families.entry(rule.family.as_str()).or_default().push(rule);
+        }
+    }
+    let mut verdicts = Vec::new();
+    for candidates in families.values() {
+        let outcomes: Vec<(&Rule, UsageOutcome)> = candidates
+            .iter()
+            .filter_map(|r| r.usage.as_ref().map(|u| (*r, usage_check(u, clinic, month, pediatric))))
+            .collect();
+        let best = outcomes.iter().filter(|(_, o)| o.is_ok()).max_by_key(|(r, _)| r.points);
+        let shown = best.or_else(|| outcomes.iter().min_by_key(|(r, _)| r.points));
+        if let Some((rule, outcome)) = shown {
+            let (text, reached, rate_missing) = match outcome {
+                Ok(text) => (text.clone(), true, false),
+                Err((text, unmet)) => (text.clone(), false, *unmet == Unmet::Settings),
+            };
+            let addon =
+                if reached { rule.name.clone() } else { rule.name.trim_end_matches(char::is_numeric).to_owned() };
+            // The 初診 and 再診 families of one addon usually fall short in the same words: say it once.
+            if !verdicts.iter().any(|v: &UsageVerdict| v.addon == addon && v.text == text) {
+                verdicts.push(UsageVerdict { addon, rule: rule.id.clone(), reached, rate_missing, text });
+            }
+        }
+    }
+    verdicts
 }
 
 /// (clinic index, patient, limit group): whose claims a frequency limit counts.

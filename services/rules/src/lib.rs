@@ -14,7 +14,7 @@ mod input;
 mod rules;
 pub mod usage;
 
-pub use engine::{Decision, Granted, evaluate};
+pub use engine::{Decision, Granted, UsageVerdict, evaluate, usage_verdicts};
 pub use input::{Clinic, ClinicSettings, EARLIEST, EvalInput, InputError, RateBasis, Standard, Visit, VisitKind};
 pub use onshi_domain::YearMonth;
 pub use rules::{Rule, RuleSet, RulesError, UsageTier};

@@ -216,16 +216,25 @@ both_modes!(after_the_2026_revision_the_usage_rate_decides_the_new_addon_on_the_
         )
         .collect();
     assert_eq!(b.post(&format!("/billing/{clinic}/standards"), &standards).await.status, 303);
+    // No rate yet: the month's check says so once, and where to enter it.
+    let verdict = |body: &str| extract(body, "data-testid=\"usage-verdict\">", "</section>").unwrap_or_default();
+    let check = verdict(&b.get(&base).await.body);
+    assert!(check.contains("未入力のため判定できない") && check.contains("href=\"#rates\""), "{check}");
 
-    // 20% in the measuring month: 医療情報取得加算 no longer exists and the new addon needs 30%.
-    assert_eq!(
-        b.post(&format!("/billing/{clinic}/usage-rates"), &[("month", "2026-03"), ("percent", "20")]).await.status,
-        303
-    );
+    // 20% in the measuring months: 医療情報取得加算 no longer exists and the new addon needs 30%.
+    for month in ["2026-01", "2026-02", "2026-03"] {
+        assert_eq!(
+            b.post(&format!("/billing/{clinic}/usage-rates"), &[("month", month), ("percent", "20")]).await.status,
+            303
+        );
+    }
     let page = b.get(&base).await;
     assert_eq!(extract(&page.body, "data-testid=\"total-points\">", "<").unwrap(), "0");
     assert!(page.body.contains("基準30.0%未満"), "{}", page.body);
     assert!(!page.body.contains("医療情報取得加算（"));
+    let check = verdict(&page.body);
+    assert!(check.contains("算定不可") && check.contains("基準30.0%未満"), "{check}");
+    assert!(check.contains("この月はどの受付にもこの加算を算定できません") && !check.contains("#rates"), "{check}");
 
     // The notified rate was 35%: the same visit now earns 電子的診療情報連携体制整備加算1.
     assert_eq!(
@@ -237,6 +246,8 @@ both_modes!(after_the_2026_revision_the_usage_rate_decides_the_new_addon_on_the_
     let page = b.get(&base).await;
     assert!(page.body.contains("電子的診療情報連携体制整備加算1（15点）"), "{}", page.body);
     assert_eq!(extract(&page.body, "data-testid=\"total-points\">", "<").unwrap(), "15");
+    let check = verdict(&page.body);
+    assert!(check.contains("算定可") && check.contains("35.0%（2026-03）が基準30.0%以上"), "{check}");
     // A rate outside 0-100 is refused with the field named.
     let r = b.post(&format!("/billing/{clinic}/usage-rates"), &[("month", "2026-04"), ("percent", "130")]).await;
     assert_eq!(r.status, 400);

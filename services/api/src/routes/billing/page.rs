@@ -70,6 +70,9 @@ impl LineView {
 struct MonthPage {
     page: Page,
     clinic: Clinic,
+    /// How the month's claims stand against the usage levels their addons require (open months only: a
+    /// closed month shows what it froze).
+    usage: Vec<onshi_rules::UsageVerdict>,
     month: String,
     filter: String,
     filters: Vec<(&'static str, &'static str, &'static str, usize)>,
@@ -194,6 +197,11 @@ pub(crate) async fn month_page(
         .collect();
     let settings = store.billing_settings(&clinic).await?;
     let (standards, usage_rates) = settings_summary(&settings);
+    let usage = onshi_rules::usage_verdicts(
+        &state.rules,
+        &onshi_rules::Clinic::new(clinic.id.to_string(), clinic.kind, settings.clone()),
+        month,
+    );
     let closed = closed.map(|c| crate::web::time::jst_minute(&c.at));
     let late: Vec<String> = late
         .iter()
@@ -228,6 +236,7 @@ pub(crate) async fn month_page(
         usage_rates,
         standard_names: Standard::ALL.iter().map(|s| (s.key(), s.label())).collect(),
         claims,
+        usage,
         clinic: clinic.clinic().clone(),
     })
 }
