@@ -26,10 +26,12 @@ const name = (p) => (p.replace(/[^a-zA-Z0-9]+/g, '-').replace(/^-|-$/g, '') || '
   await page.click("form[action='/signin/totp'] button");
   await page.waitForSelector("nav a[href='/dashboard']");
   // ONSHI_SCREENS_BEFORE: steps that make the state to look at, as JSON:
-  // [{"page": "/settings/webhooks", "fill": {"input[name=url]": "https://…"}, "click": "form[action='/settings/webhooks'] button"}]
+  // [{"page": "/settings/webhooks", "fill": {"input[name=url]": "https://…"}, "check": ["input[name=event]"],
+  //   "click": "form[action='/settings/webhooks'] button"}]
   for (const step of JSON.parse(process.env.ONSHI_SCREENS_BEFORE || '[]')) {
     await page.goto(`${base}${step.page}`);
     for (const [selector, value] of Object.entries(step.fill || {})) await page.fill(selector, value);
+    for (const selector of step.check || []) await page.check(selector);
     if (step.click) await Promise.all([page.waitForLoadState(), page.click(step.click)]);
     if (step.wait_ms) await page.waitForTimeout(step.wait_ms);
   }
