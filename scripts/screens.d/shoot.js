@@ -53,7 +53,20 @@ const name = (p) => (p.replace(/[^a-zA-Z0-9]+/g, '-').replace(/^-|-$/g, '') || '
         await page.waitForTimeout(Number(process.env.ONSHI_SCREENS_WAIT_MS || 0));
         const file = `${out}/${name(raw)}-${lang}-${label}.png`;
         await page.screenshot({ path: file, fullPage: true });
-        console.log(`${response ? response.status() : '---'} ${file}`);
+        // What a reader has to scroll sideways for: the page itself, or a table wider than its box.
+        const wide = await page.evaluate(() => {
+          const found = [];
+          if (document.documentElement.scrollWidth > window.innerWidth + 1) found.push('page');
+          for (const t of document.querySelectorAll('table')) {
+            const box = t.closest('.scroll') || t;
+            if (box.scrollWidth > box.clientWidth + 1) {
+              found.push(t.dataset.testid || (t.querySelector('th') || {}).textContent || 'table');
+            }
+          }
+          return found;
+        });
+        const note = wide.length ? `  scrolls sideways: ${wide.join(', ')}` : '';
+        console.log(`${response ? response.status() : '---'} ${file}${note}`);
       }
     }
   }

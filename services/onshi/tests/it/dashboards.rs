@@ -68,11 +68,11 @@ both_modes!(the_usage_dashboard_shows_known_answers_from_rollups, |app| {
     assert!(r0.contains("100.0%<br><small>1/1") && r0.contains("60.0%<br><small>3/5"), "{r0}");
     assert!(r0.contains("-40.0pt"));
     // 2026-10's claims are decided by 2026-05..07, which have no figures: no level is shown as reached.
-    assert!(r0.contains("<td class=\"warn\">データ不足（2026-05〜2026-07）"), "{r0}");
+    assert!(r0.contains("<td class=\"level warn\">データ不足（2026-05〜2026-07）"), "{r0}");
     assert!(r0.contains("見込み 60.0%（基準以上）"), "60% this month is enough for what it decides: {r0}");
     let r1 = row(&app.clinics[1].clinic.id.to_string());
     assert!(r1.contains("0.0%<br><small>0/1"), "{r1}");
-    assert!(r1.contains("基準30%未満") && r1.contains("class=\"alert\""), "{r1}");
+    assert!(r1.contains("基準30%未満") && r1.contains("class=\"level alert\""), "{r1}");
     assert!(r1.contains("あと1人がマイナ保険証なら到達"), "patients needed: {r1}");
     // The clinic at risk comes first, and the summary line counts it.
     let pos = |id: &str| page.body.find(&format!("data-clinic=\"{id}\"")).unwrap();
