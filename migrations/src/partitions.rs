@@ -123,40 +123,97 @@ where
 /// Builds the unique index `index` on partitioned `table` one partition at a time, for a table too large to
 /// index in one statement: `CREATE INDEX` on the parent holds every partition's writes until it has indexed
 /// them all. Here a partition that holds rows is indexed `CONCURRENTLY` (its writes go on), an empty one
-/// plainly (nothing to wait for), and each partition's index is attached to the parent's, which becomes
-/// valid once every partition has one. Must run outside a transaction. Resumable: a partition already
-/// covered is skipped, an index left invalid by an interrupted build is dropped and built again, and a
-/// partition created meanwhile is covered by a further pass (or by its attach, which copies the parent's
-/// indexes).
-pub async fn build_index<C: ConnectionTrait>(db: &C, table: &str, index: &str, columns: &str) -> Result<(), DbErr> {
-    const VALID: &str = "SELECT indisvalid AS flag FROM pg_index WHERE indexrelid = to_regclass($1)";
-    const COVERED: &str = "SELECT EXISTS (SELECT 1 FROM pg_inherits h JOIN pg_index i ON i.indexrelid = h.inhrelid \
-                           WHERE h.inhparent = to_regclass($1) AND i.indrelid = to_regclass($2)) AS flag";
+/// plainly (nothing to wait for), and each partition's index is attached to the parent's. Must run outside
+/// a transaction. Resumable: a partition already covered is skipped, and an index left invalid by an
+/// interrupted build is dropped and built again.
+///
+/// PostgreSQL marks the parent's index valid only during an explicit `ALTER INDEX … ATTACH PARTITION` that
+/// finds every partition covered; a partition attached meanwhile (`ensure`) gets a copy of the index but no
+/// such check. So one partition's index is attached last, in a transaction that first locks the table
+/// against new partitions (SHARE UPDATE EXCLUSIVE: rows keep flowing) and covers any that appeared.
+pub async fn build_index<C>(db: &C, table: &str, index: &str, columns: &str) -> Result<(), DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
     db.execute_unprepared(&format!("CREATE UNIQUE INDEX IF NOT EXISTS {index} ON ONLY {table} ({columns})")).await?;
-    // `visits_p2026_11_clinic_day_key` for `visits_clinic_day_key`.
-    let suffix = index.strip_prefix(table).unwrap_or(index).trim_start_matches('_');
-    for _pass in 0..3 {
-        for (parent, child) in list(db).await? {
-            if parent != table || flag(db, COVERED, vec![index.into(), child.as_str().into()]).await? == Some(true) {
-                continue;
-            }
-            let own = format!("{child}_{suffix}");
-            let found = flag(db, VALID, vec![own.as_str().into()]).await?;
-            if found != Some(true) {
-                if found == Some(false) {
-                    db.execute_unprepared(&format!("DROP INDEX CONCURRENTLY {own}")).await?;
-                }
-                let rows = flag(db, &format!("SELECT EXISTS (SELECT 1 FROM {child}) AS flag"), vec![]).await?;
-                let how = if rows == Some(true) { "CONCURRENTLY " } else { "" };
-                db.execute_unprepared(&format!("CREATE UNIQUE INDEX {how}{own} ON {child} ({columns})")).await?;
-            }
-            db.execute_unprepared(&format!("ALTER INDEX {index} ATTACH PARTITION {own}")).await?;
-        }
-        if flag(db, VALID, vec![index.into()]).await? == Some(true) {
-            return Ok(());
+    let mut uncovered = Vec::new();
+    for (parent, child) in list(db).await? {
+        if parent == table && !covered(db, index, &child).await? {
+            uncovered.push(child);
         }
     }
-    Err(DbErr::Migration(format!("index {index} does not cover every partition of {table} after three passes")))
+    let last = uncovered.pop();
+    for child in &uncovered {
+        let own = partition_index(db, table, index, columns, child).await?;
+        db.execute_unprepared(&format!("ALTER INDEX {index} ATTACH PARTITION {own}")).await?;
+    }
+    let last = match last {
+        Some(child) => Some((partition_index(db, table, index, columns, &child).await?, child)),
+        None => None,
+    };
+
+    let txn = db.begin().await?;
+    txn.execute_unprepared(&format!("LOCK TABLE {table} IN SHARE UPDATE EXCLUSIVE MODE")).await?;
+    for (parent, child) in list(&txn).await? {
+        let held = last.as_ref().is_some_and(|(_, c)| *c == child);
+        if parent == table && !held && !covered(&txn, index, &child).await? {
+            // A partition created since the list above: new, so indexed plainly inside the lock.
+            let own = partition_index_name(table, index, &child);
+            txn.execute_unprepared(&format!("CREATE UNIQUE INDEX {own} ON {child} ({columns})")).await?;
+            txn.execute_unprepared(&format!("ALTER INDEX {index} ATTACH PARTITION {own}")).await?;
+        }
+    }
+    if let Some((own, _)) = &last {
+        txn.execute_unprepared(&format!("ALTER INDEX {index} ATTACH PARTITION {own}")).await?;
+    }
+    let valid = flag(&txn, VALID, vec![index.into()]).await? == Some(true);
+    txn.commit().await?;
+    if valid {
+        return Ok(());
+    }
+    // Every partition covered, yet never checked: a partition still uncovered when an earlier run stopped
+    // was dropped since. Nothing is left to attach, so the check cannot run again.
+    Err(DbErr::Migration(format!(
+        "index {index} covers every partition of {table} but is not marked valid; drop it \
+         (DROP INDEX {index}, which drops its partitions' copies) and run the migration again"
+    )))
+}
+
+const VALID: &str = "SELECT indisvalid AS flag FROM pg_index WHERE indexrelid = to_regclass($1)";
+
+/// Whether partition `child` has an index attached to the partitioned index `index`.
+async fn covered<C: ConnectionTrait>(db: &C, index: &str, child: &str) -> Result<bool, DbErr> {
+    let sql = "SELECT EXISTS (SELECT 1 FROM pg_inherits h JOIN pg_index i ON i.indexrelid = h.inhrelid \
+               WHERE h.inhparent = to_regclass($1) AND i.indrelid = to_regclass($2)) AS flag";
+    Ok(flag(db, sql, vec![index.into(), child.into()]).await? == Some(true))
+}
+
+/// `visits_p2026_11_clinic_day_key` for `visits_clinic_day_key` on `visits_p2026_11`.
+fn partition_index_name(table: &str, index: &str, child: &str) -> String {
+    format!("{child}_{}", index.strip_prefix(table).unwrap_or(index).trim_start_matches('_'))
+}
+
+/// Makes partition `child`'s own copy of `index` (not attached): kept if a valid one exists, rebuilt if an
+/// interrupted build left it invalid; `CONCURRENTLY` where the partition has rows.
+async fn partition_index<C: ConnectionTrait>(
+    db: &C,
+    table: &str,
+    index: &str,
+    columns: &str,
+    child: &str,
+) -> Result<String, DbErr> {
+    let own = partition_index_name(table, index, child);
+    let found = flag(db, VALID, vec![own.as_str().into()]).await?;
+    if found == Some(true) {
+        return Ok(own);
+    }
+    if found == Some(false) {
+        db.execute_unprepared(&format!("DROP INDEX CONCURRENTLY {own}")).await?;
+    }
+    let rows = flag(db, &format!("SELECT EXISTS (SELECT 1 FROM {child}) AS flag"), vec![]).await?;
+    let how = if rows == Some(true) { "CONCURRENTLY " } else { "" };
+    db.execute_unprepared(&format!("CREATE UNIQUE INDEX {how}{own} ON {child} ({columns})")).await?;
+    Ok(own)
 }
 
 /// The boolean column `flag` of a query's one row, if it returned one.
