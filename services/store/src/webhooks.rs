@@ -354,26 +354,8 @@ impl TenantStore<'_> {
             active.failing_since = Set(None);
         }
         active.update(&txn).await?;
-        if !enabled {
-            self.skip_pending_in(&txn, id).await?;
-        }
         self.append_in(&txn, audit).await?;
         txn.commit().await?;
-        Ok(())
-    }
-
-    /// Marks an endpoint's pending deliveries skipped as it is turned off, as the sender would when they
-    /// fall due: the log then says at once that they will not be sent, instead of showing a retry time
-    /// that will not come. Turned back on, the endpoint gets new events; a skipped one can be replayed.
-    async fn skip_pending_in(&self, txn: &DatabaseTransaction, endpoint: Uuid) -> Result<(), StoreError> {
-        webhook_deliveries::Entity::update_many()
-            .col_expr(webhook_deliveries::Column::Status, Expr::value(DeliveryStatus::Skipped.as_str()))
-            .col_expr(webhook_deliveries::Column::LastError, Expr::value(Some(ENDPOINT_DISABLED)))
-            .filter(webhook_deliveries::Column::TenantId.eq(self.tenant_uuid()))
-            .filter(webhook_deliveries::Column::EndpointId.eq(endpoint))
-            .filter(webhook_deliveries::Column::Status.eq(DeliveryStatus::Pending.as_str()))
-            .exec(txn)
-            .await?;
         Ok(())
     }
 
@@ -619,7 +601,6 @@ impl TenantStore<'_> {
             endpoint_active.update(&txn).await?;
         }
         if let Some(endpoint) = &disabled {
-            self.skip_pending_in(&txn, endpoint.id).await?;
             self.queue_composed_in(&txn, |users| tell(endpoint, users)).await?;
         }
         txn.commit().await?;

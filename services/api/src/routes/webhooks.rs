@@ -95,8 +95,15 @@ async fn render(
         .into_iter()
         .map(|d| {
             let (status, status_class) = status_of(&page, d.status);
+            // A pending delivery of an endpoint that is off is held, not retried: the sender skips it when
+            // it falls due unless the endpoint is back on by then. (Marking it skipped when the endpoint is
+            // turned off would race a worker sending it at that moment.)
+            let held =
+                d.status == DeliveryStatus::Pending && endpoints.iter().any(|e| e.id == d.endpoint && !e.enabled);
             // A pending delivery's first attempt shows as "queued", not as waiting to retry.
-            let (status, status_class) = if d.status == DeliveryStatus::Pending && d.attempts == 0 {
+            let (status, status_class) = if held {
+                (page.lang.t("保留（エンドポイント停止中）", "Held: endpoint off"), "warn-text")
+            } else if d.status == DeliveryStatus::Pending && d.attempts == 0 {
                 (page.lang.t("送信待ち", "Queued"), "")
             } else {
                 (status, status_class)
@@ -115,7 +122,8 @@ async fn render(
                 status,
                 status_class,
                 outcome,
-                next: (d.status == DeliveryStatus::Pending && d.attempts > 0).then(|| jst_second(&d.next_attempt_at)),
+                next: (d.status == DeliveryStatus::Pending && d.attempts > 0 && !held)
+                    .then(|| jst_second(&d.next_attempt_at)),
                 replayable: d.status != DeliveryStatus::Pending
                     && endpoints.iter().any(|e| e.id == d.endpoint && e.enabled),
                 delivery: d,
