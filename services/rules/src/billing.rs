@@ -498,6 +498,12 @@ mod tests {
         assert!(
             crate::usage_verdicts(&rules, &clinic_with(Some(0.45)), YearMonth::parse("2023-01").unwrap()).is_empty()
         );
+        // Without the 届出 the visits say so; the month's check does not claim the rate makes them claimable.
+        let mut bare = ClinicSettings::default();
+        bare.set_usage_rate(RateBasis::Receipts, YearMonth::parse("2026-07").unwrap(), 0.45);
+        let bare = Clinic::new("c", FacilityKind::Medical, bare);
+        let v = crate::usage_verdicts(&rules, &bare, month);
+        assert!(v.is_empty(), "{v:?}");
     }
 
     /// The second マイナ保険証 visit within a limit's three months earns nothing, and rightly: not a 算定漏れ.

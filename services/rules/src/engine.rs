@@ -1,7 +1,7 @@
 //! Evaluation. Visits are processed per clinic and patient in date order (初診 before 再診 on the same
 //! day, then by id), whatever the input order, so the result depends only on the set of visits.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 use time::Date;
@@ -77,15 +77,23 @@ fn condition_text(c: Condition, v: &Visit) -> Result<String, String> {
     }
 }
 
-fn check(rule: &Rule, clinic: &Clinic, v: &Visit) -> Outcome {
-    let met = clinic.standards_on(v.date);
+/// The 施設基準 `rule` needs that are not in `met`, as a reason words it; None when all are there.
+fn standards_gap(rule: &Rule, met: &BTreeSet<Standard>) -> Option<String> {
     let missing: Vec<&str> = rule.requires.iter().filter(|s| !met.contains(s)).map(|s| s.label()).collect();
     if !missing.is_empty() {
-        return Outcome::Fail(format!("施設基準（{}）を満たしていない", missing.join("、")), Unmet::Settings);
+        return Some(format!("施設基準（{}）を満たしていない", missing.join("、")));
     }
     if !rule.requires_any.is_empty() && !rule.requires_any.iter().any(|s| met.contains(s)) {
         let any: Vec<&str> = rule.requires_any.iter().map(|s| s.label()).collect();
-        return Outcome::Fail(format!("（{}）のいずれも満たしていない", any.join("、")), Unmet::Settings);
+        return Some(format!("（{}）のいずれも満たしていない", any.join("、")));
+    }
+    None
+}
+
+fn check(rule: &Rule, clinic: &Clinic, v: &Visit) -> Outcome {
+    let met = clinic.standards_on(v.date);
+    if let Some(gap) = standards_gap(rule, &met) {
+        return Outcome::Fail(gap, Unmet::Settings);
     }
     let mut why = match condition_text(rule.condition, v) {
         Ok(text) => text,
@@ -168,15 +176,18 @@ pub struct UsageVerdict {
 
 /// The usage verdict of every addon family that requires a マイナ保険証利用率 for the claims of `month` at
 /// `clinic` (the rules and 届出 in force on the month's first day), as the visit decisions reach it: per
-/// family, the highest-point rule whose level is reached, else the lowest-point rule's shortfall; a
-/// sentence two families share is given once. Empty when no addon of the month asks for a rate.
+/// family, among the rules whose 施設基準 the clinic has, the highest-point one whose level is reached,
+/// else the lowest-point one's shortfall; a sentence two families share is given once. It names the addon
+/// without its tier (which a visit's own conditions may lower) and leaves out a family whose 届出 are
+/// missing (each visit says which). Empty when no addon of the month asks for a rate.
 pub fn usage_verdicts(rules: &RuleSet, clinic: &Clinic, month: YearMonth) -> Vec<UsageVerdict> {
     let day = month.first_day();
-    let pediatric = clinic.standards_on(day).contains(&Standard::PediatricSpecial);
+    let met = clinic.standards_on(day);
+    let pediatric = met.contains(&Standard::PediatricSpecial);
     let mut families: BTreeMap<&str, Vec<&Rule>> = BTreeMap::new();
     for rule in &rules.rules {
         let applies = [VisitKind::First, VisitKind::Revisit].into_iter().any(|k| rule.applies_to(clinic.kind, day, k));
-        if applies && rule.usage.is_some() {
+        if applies && rule.usage.is_some() && standards_gap(rule, &met).is_none() {
             families.entry(rule.family.as_str()).or_default().push(rule);
         }
     }
@@ -193,8 +204,7 @@ pub fn usage_verdicts(rules: &RuleSet, clinic: &Clinic, month: YearMonth) -> Vec
                 Ok(text) => (text.clone(), true, false),
                 Err((text, unmet)) => (text.clone(), false, *unmet == Unmet::Settings),
             };
-            let addon =
-                if reached { rule.name.clone() } else { rule.name.trim_end_matches(char::is_numeric).to_owned() };
+            let addon = rule.name.trim_end_matches(char::is_numeric).to_owned();
             // The 初診 and 再診 families of one addon usually fall short in the same words: say it once.
             if !verdicts.iter().any(|v: &UsageVerdict| v.addon == addon && v.text == text) {
                 verdicts.push(UsageVerdict { addon, rule: rule.id.clone(), reached, rate_missing, text });
