@@ -65,10 +65,16 @@ impl MigrationTrait for Migration {
         } else {
             "tenant_id, clinic_id, visit_key"
         };
-        db.execute_unprepared(&format!("CREATE UNIQUE INDEX visits_tenant_clinic_key ON visits ({old_key})")).await?;
-        db.execute_unprepared("CREATE INDEX visits_tenant_clinic_date ON visits (tenant_id, clinic_id, visit_date)")
-            .await?;
-        db.execute_unprepared(&format!("DROP INDEX {VISIT_DAY_KEY}")).await?;
+        // Without a transaction, as `up`: each statement can be repeated after an interruption.
+        db.execute_unprepared(&format!(
+            "CREATE UNIQUE INDEX IF NOT EXISTS visits_tenant_clinic_key ON visits ({old_key})"
+        ))
+        .await?;
+        db.execute_unprepared(
+            "CREATE INDEX IF NOT EXISTS visits_tenant_clinic_date ON visits (tenant_id, clinic_id, visit_date)",
+        )
+        .await?;
+        db.execute_unprepared(&format!("DROP INDEX IF EXISTS {VISIT_DAY_KEY}")).await?;
         Ok(())
     }
 
