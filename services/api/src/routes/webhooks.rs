@@ -94,19 +94,19 @@ async fn render(
     let deliveries = deliveries
         .into_iter()
         .map(|d| {
-            let (status, status_class) = status_of(&page, d.status);
+            let endpoint = endpoints.iter().find(|e| e.id == d.endpoint);
+            let pending = d.status == DeliveryStatus::Pending;
             // A pending delivery of an endpoint that is off is held, not retried: the sender skips it when
             // it falls due unless the endpoint is back on by then. (Marking it skipped when the endpoint is
             // turned off would race a worker sending it at that moment.)
-            let held =
-                d.status == DeliveryStatus::Pending && endpoints.iter().any(|e| e.id == d.endpoint && !e.enabled);
-            // A pending delivery's first attempt shows as "queued", not as waiting to retry.
+            let held = pending && endpoint.is_some_and(|e| !e.enabled);
             let (status, status_class) = if held {
                 (page.lang.t("保留（エンドポイント停止中）", "Held: endpoint off"), "warn-text")
-            } else if d.status == DeliveryStatus::Pending && d.attempts == 0 {
+            } else if pending && d.attempts == 0 {
+                // A pending delivery's first attempt shows as "queued", not as waiting to retry.
                 (page.lang.t("送信待ち", "Queued"), "")
             } else {
-                (status, status_class)
+                status_of(&page, d.status)
             };
             let outcome = match (d.last_status, &d.last_error) {
                 // The status says it: not sent because the endpoint is disabled.
@@ -116,16 +116,14 @@ async fn render(
                 (None, None) => String::new(),
             };
             DeliveryRow {
-                endpoint_url: endpoints.iter().find(|e| e.id == d.endpoint).map(|e| e.url.clone()).unwrap_or_default(),
+                endpoint_url: endpoint.map(|e| e.url.clone()).unwrap_or_default(),
                 event_label: WebhookEvent::parse(&d.event).map(label).unwrap_or_default(),
                 created: jst_second(&d.created_at),
                 status,
                 status_class,
                 outcome,
-                next: (d.status == DeliveryStatus::Pending && d.attempts > 0 && !held)
-                    .then(|| jst_second(&d.next_attempt_at)),
-                replayable: d.status != DeliveryStatus::Pending
-                    && endpoints.iter().any(|e| e.id == d.endpoint && e.enabled),
+                next: (pending && d.attempts > 0 && !held).then(|| jst_second(&d.next_attempt_at)),
+                replayable: !pending && endpoint.is_some_and(|e| e.enabled),
                 delivery: d,
             }
         })
