@@ -197,11 +197,13 @@ pub(crate) async fn month_page(
         .collect();
     let settings = store.billing_settings(&clinic).await?;
     let (standards, usage_rates) = settings_summary(&settings);
-    let usage = onshi_rules::usage_verdicts(
-        &state.rules,
-        &onshi_rules::Clinic::new(clinic.id.to_string(), clinic.kind, settings.clone()),
-        month,
-    );
+    // A closed month shows what it froze: no check against today's settings.
+    let usage = if closed.is_none() {
+        let engine_clinic = onshi_rules::Clinic::new(clinic.id.to_string(), clinic.kind, settings);
+        onshi_rules::usage_verdicts(&state.rules, &engine_clinic, month)
+    } else {
+        Vec::new()
+    };
     let closed = closed.map(|c| crate::web::time::jst_minute(&c.at));
     let late: Vec<String> = late
         .iter()
