@@ -506,6 +506,43 @@ mod tests {
         assert!(v.is_empty(), "{v:?}");
     }
 
+    /// For the claims of 2024-10..2025-01 the オン資件数ベース figure may decide instead: a clinic below the
+    /// level on レセプト件数ベース that has not entered it may still reach the level, so its record is
+    /// what falls short (the month's check links to where rates are entered), not the clinic.
+    #[test]
+    fn an_oqs_based_rate_not_entered_could_still_reach_the_level() {
+        let rules = RuleSet::builtin().unwrap();
+        let month = YearMonth::parse("2024-11").unwrap();
+        let clinic_with = |oqs: &[(&str, f64)]| {
+            let mut settings = ClinicSettings::default();
+            settings.set_standards(date!(2022 - 01 - 01), Standard::ALL.into_iter().collect());
+            for m in ["2024-06", "2024-07", "2024-08"] {
+                settings.set_usage_rate(RateBasis::Receipts, YearMonth::parse(m).unwrap(), 0.04);
+            }
+            for (m, rate) in oqs {
+                settings.set_usage_rate(RateBasis::Oqs, YearMonth::parse(m).unwrap(), *rate);
+            }
+            Clinic::new("c", FacilityKind::Medical, settings)
+        };
+        let verdict = |oqs: &[(&str, f64)]| {
+            let v = crate::usage_verdicts(&rules, &clinic_with(oqs), month);
+            assert_eq!(v.len(), 1, "{v:?}");
+            v.into_iter().next().unwrap()
+        };
+        let v = verdict(&[]);
+        assert!(!v.reached && v.rate_missing, "{v:?}");
+        assert!(v.text.contains("オン資件数ベースの利用率（2024-07・2024-08・2024-09、未入力）"), "{}", v.text);
+        let v = verdict(&[("2024-07", 0.03), ("2024-08", 0.03), ("2024-09", 0.04)]);
+        assert!(!v.reached && !v.rate_missing, "every figure on record falls short: {v:?}");
+        let v = verdict(&[("2024-09", 0.16)]);
+        assert!(v.reached && v.text.contains("オン資件数ベース"), "{v:?}");
+
+        // The visit says the same: DX is held back for want of a figure, not for a known shortfall.
+        let facts = vec![fact("a", "p1", date!(2024 - 11 - 05), true, true)];
+        let (lines, _) = review(&rules, &clinic_with(&[]), &facts, &HashMap::new(), month).unwrap();
+        assert!(lines[0].reason.contains("未入力）が基準以上なら算定可"), "{}", lines[0].reason);
+    }
+
     /// The second マイナ保険証 visit within a limit's three months earns nothing, and rightly: not a 算定漏れ.
     #[test]
     fn a_limit_already_used_is_no_missed_claim() {

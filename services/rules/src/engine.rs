@@ -127,9 +127,11 @@ fn usage_check(
     let (best, missing) = crate::usage::best_of(&usage.deciding(month), &clinic.usage_rates);
     // Where the sources allow the オン資件数ベース figure instead (2024-10..2025-01), the better of the
     // two counts; a clinic that entered only one of them is judged on that one.
-    let oqs = (!usage.oqs_window.is_empty())
-        .then(|| crate::usage::best_of(&usage.deciding_oqs(month), &clinic.oqs_usage_rates).0)
-        .flatten();
+    let (oqs, oqs_missing) = if usage.oqs_window.is_empty() {
+        (None, Vec::new())
+    } else {
+        crate::usage::best_of(&usage.deciding_oqs(month), &clinic.oqs_usage_rates)
+    };
     let special = if pediatric && usage.min_pediatric.is_some() { "（小児科特例）" } else { "" };
     let reached = [(best, RateBasis::Receipts), (oqs, RateBasis::Oqs)]
         .into_iter()
@@ -152,9 +154,19 @@ fn usage_check(
                 pct(best_rate),
                 pct(min)
             );
-            let unmet = if missing.is_empty() { Unmet::Fact } else { Unmet::Settings };
+            // A figure not entered could still reach the level, on either basis: then the clinic's record
+            // is what falls short (a 算定漏れ candidate), not the clinic.
+            let oqs_missing: Vec<String> = oqs_missing.iter().map(|m| m.to_string()).collect();
+            let unmet = if missing.is_empty() && oqs_missing.is_empty() { Unmet::Fact } else { Unmet::Settings };
             if !missing.is_empty() {
                 text.push_str(&format!("。未入力の月（{}）の利用率が基準以上なら算定可", missing.join("・")));
+            }
+            if !oqs_missing.is_empty() {
+                text.push_str(&format!(
+                    "。{}の利用率（{}、未入力）が基準以上なら算定可",
+                    RateBasis::Oqs.label(),
+                    oqs_missing.join("・")
+                ));
             }
             Err((text, unmet))
         }
