@@ -29,8 +29,13 @@ impl VisitLine {
     /// The result up to its parenthesis and from it (empty when it has none). The page breaks a long
     /// result only there: a narrow card showed 無効(新資格あ / り), the last character alone on a line.
     pub fn result_parts(&self) -> (&'static str, &'static str) {
-        self.result.find('(').map_or((self.result, ""), |at| self.result.split_at(at))
+        result_parts(self.result)
     }
+}
+
+/// A result label up to its parenthesis and from it, for a `<wbr>` between: see `VisitLine::result_parts`.
+pub(crate) fn result_parts(result: &'static str) -> (&'static str, &'static str) {
+    result.find('(').map_or((result, ""), |at| result.split_at(at))
 }
 
 pub(crate) struct ClinicPanel {

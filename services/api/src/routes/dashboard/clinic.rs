@@ -37,7 +37,8 @@ struct ClinicPage {
     identity_known: bool,
     consents: Vec<(&'static str, String)>,
     invalid: i64,
-    invalid_list: Vec<(String, &'static str, &'static str, String)>,
+    /// Time, method, result (split before its parenthesis) and the day's receptions page.
+    invalid_list: Vec<(String, &'static str, (&'static str, &'static str), String)>,
     devices: Vec<(String, &'static str, &'static str, String, String)>,
     days: Vec<(String, i64)>,
     timeline: String,
@@ -121,13 +122,13 @@ pub(crate) async fn clinic(
         method_counts.iter().map(|(m, n)| (lang.t(m.label_ja(), m.label_en()).to_owned(), *n)).collect();
     let share = |n: i64| if myna > 0 { format!("{:.1}%", 100.0 * n as f64 / myna as f64) } else { "—".to_owned() };
     let invalid_visits = store.invalid_visits(&clinic, from, to, 50).await?;
-    let invalid_list: Vec<(String, &'static str, &'static str, String)> = invalid_visits
+    let invalid_list: Vec<(String, &'static str, (&'static str, &'static str), String)> = invalid_visits
         .iter()
         .map(|v| {
             (
                 crate::web::time::jst_minute(&v.last_at),
                 lang.t(v.method.label_ja(), v.method.label_en()),
-                lang.t(v.result.label_ja(), v.result.label_en()),
+                crate::routes::pages::result_parts(lang.t(v.result.label_ja(), v.result.label_en())),
                 onshi_domain::jst::date_of(v.last_at).to_string(),
             )
         })
