@@ -5,6 +5,7 @@
 //! has one of these types it is known to be well formed, so stores and handlers never re-check it.
 
 pub mod access;
+pub mod audit_action;
 pub mod calendar;
 pub mod claims;
 pub mod codes;
@@ -30,6 +31,7 @@ pub mod visit;
 pub mod webhook;
 
 pub use access::{ApiScope, ClinicAccess, Permission, Role};
+pub use audit_action::AuditAction;
 pub use claims::{ClaimReceipt, ClaimVisit, ClaimedCode, ClaimedVisitKind, ClaimsFile, Day, Payer};
 pub use codes::{CodeError, FacilityKind, InsurerNumber, MedicalInstitutionCode};
 pub use event::{

@@ -4,6 +4,7 @@
 //! the group's owners and managers (the dashboard shows the same warning all along), queued in the
 //! e-mail outbox (`crate::mail_sender`) in the transaction that claims the warning.
 
+use onshi_domain::AuditAction;
 use std::time::Duration;
 
 use onshi_cache::{Cache, CacheBackend};
@@ -51,9 +52,14 @@ impl UsageWatch {
             if !outlook.below() {
                 continue;
             }
-            let entry =
-                AuditEntry::new(None, "system", "usage.alert", &format!("clinic:{}", clinic.id), AuditResult::Success)
-                    .details(serde_json::json!({ "month": month.to_string(), "rate": rate, "required": min }));
+            let entry = AuditEntry::new(
+                None,
+                "system",
+                AuditAction::UsageAlert,
+                &format!("clinic:{}", clinic.id),
+                AuditResult::Success,
+            )
+            .details(serde_json::json!({ "month": month.to_string(), "rate": rate, "required": min }));
             let announced = serde_json::json!({
                 "clinic_id": clinic.id,
                 "month": month.to_string(),

@@ -3,6 +3,7 @@
 //! concurrent clients, and waits until the worker has applied every event. Figures, not assertions:
 //! record them in docs/benchmarks.md.
 
+use onshi_domain::AuditAction;
 use std::time::{Duration, Instant};
 
 use onshi_config::Config;
@@ -1263,7 +1264,7 @@ async fn bench_manager(
     let email = format!("bench-{}@example.jp", uuid::Uuid::new_v4().simple());
     let password = "bench-password-long-enough".to_owned();
     let phc = onshi_identity::hash_password(&password, &email)?;
-    let entry = AuditEntry::new(None, "bench", "bench.seed", "-", AuditResult::Success);
+    let entry = AuditEntry::new(None, "bench", AuditAction::BenchSeed, "-", AuditResult::Success);
     let new = NewUser {
         email: &email,
         display_name: "bench",

@@ -3,6 +3,7 @@
 //! one-time code, reads those files and delivers them through the public API. Nothing in the path from
 //! file to page is demo-only.
 
+use onshi_domain::AuditAction;
 use onshi_domain::ClinicAccess;
 use onshi_domain::{
     AgentEvent, ConfirmationMethod, Consents, DeviceId, EventBatch, EventId, EventPayload, Heartbeat,
@@ -94,7 +95,7 @@ pub async fn seed_billing_settings(
         let entry = onshi_store::AuditEntry::new(
             None,
             "system",
-            "demo.seed_billing",
+            AuditAction::DemoSeedBilling,
             &format!("clinic:{}", clinic.id),
             onshi_store::AuditResult::Success,
         );
@@ -111,7 +112,7 @@ pub async fn seed_billing_settings(
             let entry = onshi_store::AuditEntry::new(
                 None,
                 "system",
-                "clinic.hours",
+                AuditAction::ClinicHours,
                 &format!("clinic:{}", clinic.id),
                 onshi_store::AuditResult::Success,
             );
@@ -136,7 +137,8 @@ pub async fn ensure_demo_owner(store: &Store, tenant: TenantId) -> Result<String
         Some(user) => user.id,
         None => {
             let phc = onshi_identity::hash_password(DEMO_OWNER_PASSWORD, DEMO_OWNER_EMAIL)?;
-            let entry = onshi_store::AuditEntry::new(None, "system", "demo.seed_owner", "-", AuditResult::Success);
+            let entry =
+                onshi_store::AuditEntry::new(None, "system", AuditAction::DemoSeedOwner, "-", AuditResult::Success);
             let owner = NewUser {
                 email: DEMO_OWNER_EMAIL,
                 display_name: "デモ オーナー",
@@ -343,7 +345,7 @@ async fn demo_api_access(
     let owner = scoped.users().await?.into_iter().find(|u| u.email == DEMO_OWNER_EMAIL).ok_or("no demo owner")?;
     let token =
         onshi_identity::OneTimeToken::generate(onshi_api::API_TOKEN_PREFIX, &tenant.as_uuid().simple().to_string());
-    let entry = AuditEntry::new(Some(owner.id), "system", "api_token.create", "-", AuditResult::Success)
+    let entry = AuditEntry::new(Some(owner.id), "system", AuditAction::ApiTokenCreate, "-", AuditResult::Success)
         .details(serde_json::json!({ "scopes": "all", "days": 1, "via": "demo" }));
     scoped
         .create_api_token(

@@ -5,6 +5,7 @@
 //! review then shows 初診/再診 from the claims, カルテ番号 and differences, and the clinic page its three
 //! figures.
 
+use onshi_domain::AuditAction;
 use std::collections::BTreeMap;
 
 use onshi_domain::{
@@ -185,8 +186,13 @@ pub async fn post(
         };
         entries.push((clinic, month, figure));
     }
-    let audit =
-        onshi_store::AuditEntry::new(None, "system", "demo.official_usage", "-", onshi_store::AuditResult::Success);
+    let audit = onshi_store::AuditEntry::new(
+        None,
+        "system",
+        AuditAction::DemoOfficialUsage,
+        "-",
+        onshi_store::AuditResult::Success,
+    );
     scoped.set_official_usage(&entries, None, &audit).await?;
     tracing::info!(clinic = %clinic.code, "demo claims and official figures posted");
     Ok(())

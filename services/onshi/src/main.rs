@@ -1,5 +1,6 @@
 //! `onshi`: the Onshi Cloud services binary.
 
+use onshi_domain::AuditAction;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -430,7 +431,7 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             let actor = onshi_store::AuditEntry::new(
                 None,
                 "operator (onshi retention set)",
-                "retention.basis",
+                AuditAction::RetentionBasis,
                 &tenant.to_string(),
                 onshi_store::AuditResult::Success,
             );

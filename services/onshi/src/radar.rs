@@ -6,6 +6,7 @@
 //! queued in the e-mail outbox (`crate::mail_sender`) in the transaction that claims its news, so several
 //! workers send it once and a claim is never left without its e-mail.
 
+use onshi_domain::AuditAction;
 use std::time::Duration;
 
 use onshi_domain::ClinicAccess;
@@ -64,7 +65,7 @@ impl RadarWatch {
                 let entry = AuditEntry::new(
                     None,
                     "system",
-                    "radar.notice",
+                    AuditAction::RadarNotice,
                     &format!("clinic:{}", clinic.id),
                     AuditResult::Success,
                 )
@@ -105,7 +106,7 @@ impl RadarWatch {
         }
         let body = summary(&week, &radar, &alerts, &followups, today, site);
         let subject = format!("【Onshi Cloud】週間まとめ {week}");
-        let entry = AuditEntry::new(None, "system", "summary.weekly", &week, AuditResult::Success);
+        let entry = AuditEntry::new(None, "system", AuditAction::SummaryWeekly, &week, AuditResult::Success);
         store.claim_weekly_summary(&week, &entry, mailed("weekly_summary", &subject, &body)).await?;
         Ok(())
     }

@@ -21,7 +21,7 @@
 //! first append of a chain inserts the head; two racing first appends conflict on its key and the loser
 //! retries as a transient error.
 
-use onshi_domain::UserId;
+use onshi_domain::{AuditAction, UserId};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
     IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
@@ -68,11 +68,11 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
-    pub fn new(actor_id: Option<UserId>, actor: &str, action: &str, target: &str, result: AuditResult) -> Self {
+    pub fn new(actor_id: Option<UserId>, actor: &str, action: AuditAction, target: &str, result: AuditResult) -> Self {
         Self {
             actor_id,
             actor: actor.to_owned(),
-            action: action.to_owned(),
+            action: action.code().to_owned(),
             target: target.to_owned(),
             result,
             ip: None,

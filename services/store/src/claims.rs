@@ -10,6 +10,7 @@
 //!
 //! Each import is audited (`uke.imported`) with what it replaced, in the transaction that stores it.
 
+use onshi_domain::AuditAction;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use onshi_domain::{ClaimedVisitKind, ClaimsFile, YearMonth};
@@ -282,7 +283,7 @@ impl TenantStore<'_> {
         let audit = AuditEntry::new(
             None,
             &format!("device:{}", onshi_domain::DeviceId::from_uuid(device)),
-            "uke.imported",
+            AuditAction::UkeImported,
             &format!("clinic:{}", onshi_domain::ClinicId::from_uuid(clinic)),
             AuditResult::Success,
         )

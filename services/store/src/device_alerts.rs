@@ -4,7 +4,7 @@
 //! webhook announcement in the same transaction; the worker e-mails the managers after the commit.
 
 use onshi_domain::device_alert::{self, AlertKind, Step, Tracked};
-use onshi_domain::{ClinicId, DeviceId, WebhookEvent};
+use onshi_domain::{AuditAction, ClinicId, DeviceId, WebhookEvent};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
@@ -149,8 +149,8 @@ impl TenantStore<'_> {
     /// Audits and announces an alert raised or resolved, in the caller's transaction.
     async fn announce_in(&self, txn: &DatabaseTransaction, alert: DeviceAlert) -> Result<DeviceAlert, StoreError> {
         let (action, event) = match alert.resolved_at {
-            None => ("device_alert.raised", WebhookEvent::AlertRaised),
-            Some(_) => ("device_alert.resolved", WebhookEvent::AlertResolved),
+            None => (AuditAction::DeviceAlertRaised, WebhookEvent::AlertRaised),
+            Some(_) => (AuditAction::DeviceAlertResolved, WebhookEvent::AlertResolved),
         };
         let entry = AuditEntry::new(None, "system", action, &format!("device:{}", alert.device), AuditResult::Success)
             .details(serde_json::json!({

@@ -10,6 +10,7 @@
 //! (docs/operations.md), which is set to the longest floor.
 
 use crate::month_key;
+use onshi_domain::AuditAction;
 use onshi_domain::{RetentionBasis, TenantId, jst};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, IntoActiveModel, PaginatorTrait,
@@ -188,7 +189,7 @@ impl TenantStore<'_> {
             + purge.device_uptime
             + purge.device_alerts;
         if !dry_run && removed > 0 {
-            let mut entry = AuditEntry::new(None, "system", "retention.purge", &month, AuditResult::Success);
+            let mut entry = AuditEntry::new(None, "system", AuditAction::RetentionPurge, &month, AuditResult::Success);
             entry.details = serde_json::json!({
                 "basis": purge.basis,
                 "keep_from": keep_from.to_string(),

@@ -9,6 +9,7 @@
 //! succeeded since its failures began is disabled. Delivery is at least once: a worker that dies after
 //! sending and before recording sends again when the lease ends; receivers deduplicate on `webhook-id`.
 
+use onshi_domain::AuditAction;
 use onshi_domain::{UserId, WebhookEvent};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -584,7 +585,7 @@ impl TenantStore<'_> {
                             let entry = AuditEntry::new(
                                 None,
                                 "system",
-                                "webhook.endpoint_disabled",
+                                AuditAction::WebhookEndpointDisabled,
                                 &format!("webhook:{}", endpoint.id),
                                 AuditResult::Success,
                             )

@@ -5,6 +5,7 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use onshi_domain::AuditAction;
 use onshi_domain::onboarding::{self, Deadline};
 use onshi_domain::{ApiScope, ApiTokenId, ClinicId, DeviceId, MedicalInstitutionCode, Role, UserId};
 use onshi_identity::OneTimeToken;
@@ -104,7 +105,7 @@ pub(crate) async fn set_retention(
             "medical_record または billing を選んでください",
         ))
     })?;
-    let entry = caller.entry("retention.basis", "tenant", AuditResult::Success);
+    let entry = caller.entry(AuditAction::RetentionBasis, "tenant", AuditResult::Success);
     state.store.tenant(caller.scope).set_retention_basis(basis, &entry).await?;
     Ok(see_other("/onboarding"))
 }
@@ -176,7 +177,7 @@ pub(crate) async fn add_clinic(
         Err(e) => return Err(e.into()),
     };
     store
-        .audit(&caller.entry("clinic.create", &format!("clinic:{}", clinic.id), AuditResult::Success).details(
+        .audit(&caller.entry(AuditAction::ClinicCreate, &format!("clinic:{}", clinic.id), AuditResult::Success).details(
             serde_json::json!({ "institution_code": clinic.code.as_str(), "oqs_start": start.map(|d| d.to_string()) }),
         ))
         .await?;
@@ -333,7 +334,7 @@ pub(crate) async fn set_terminal(
         }
     };
     let entry = caller
-        .entry("clinic.terminal", &format!("clinic:{}", clinic.id), AuditResult::Success)
+        .entry(AuditAction::ClinicTerminal, &format!("clinic:{}", clinic.id), AuditResult::Success)
         .details(serde_json::json!({ "cert_expires": expires.map(|d| d.to_string()), "os": os }));
     store.set_clinic_terminal(&clinic, expires, os, &entry).await?;
     Ok(see_other(&format!("/clinics/{}#terminal", clinic.id)))
@@ -361,7 +362,7 @@ pub(crate) async fn set_hours(
         }
     };
     let entry = caller
-        .entry("clinic.hours", &format!("clinic:{}", clinic.id), AuditResult::Success)
+        .entry(AuditAction::ClinicHours, &format!("clinic:{}", clinic.id), AuditResult::Success)
         .details(serde_json::json!({ "hours": hours, "alert_after_minutes": after }));
     store.set_clinic_hours(&clinic, &hours, after, &entry).await?;
     Ok(see_other(&format!("/clinics/{}#hours", clinic.id)))
@@ -390,7 +391,9 @@ pub(crate) async fn agent_config(
         name = clinic.name,
         code = clinic.code,
     );
-    store.audit(&caller.entry("agent.config_download", &format!("clinic:{}", clinic.id), AuditResult::Success)).await?;
+    store
+        .audit(&caller.entry(AuditAction::AgentConfigDownload, &format!("clinic:{}", clinic.id), AuditResult::Success))
+        .await?;
     Ok(HttpResponse::Ok()
         .content_type("application/toml; charset=utf-8")
         .insert_header(("Content-Disposition", format!("attachment; filename=\"agent-{}.toml\"", clinic.code)))
@@ -435,7 +438,7 @@ pub(crate) async fn set_start_date(
     store
         .audit(
             &caller
-                .entry("clinic.update", &format!("clinic:{id}"), AuditResult::Success)
+                .entry(AuditAction::ClinicUpdate, &format!("clinic:{id}"), AuditResult::Success)
                 .details(serde_json::json!({ "oqs_start": start.map(|d| d.to_string()) })),
         )
         .await?;
@@ -451,7 +454,9 @@ pub(crate) async fn new_enrollment_code(
     let store = state.store.tenant(caller.scope);
     let clinic = caller.clinic(&store, &path).await?;
     let code = store.create_enrollment_code(&clinic, ENROLLMENT_TTL).await?;
-    store.audit(&caller.entry("agent.enrollment_code", &format!("clinic:{}", clinic.id), AuditResult::Success)).await?;
+    store
+        .audit(&caller.entry(AuditAction::AgentEnrollmentCode, &format!("clinic:{}", clinic.id), AuditResult::Success))
+        .await?;
     ok(clinic_view(&state, page, &caller, clinic, Some(code)).await?)
 }
 
@@ -465,7 +470,11 @@ pub(crate) async fn revoke_device(
     let device = store.device(id).await?.ok_or(ApiError::NotFound)?;
     let clinic = store.clinic_scope(device.clinic, &caller.clinics).await?.ok_or(ApiError::NotFound)?;
     store
-        .revoke_device(&clinic, id, &caller.entry("agent.revoke", &format!("device:{id}"), AuditResult::Success))
+        .revoke_device(
+            &clinic,
+            id,
+            &caller.entry(AuditAction::AgentRevoke, &format!("device:{id}"), AuditResult::Success),
+        )
         .await?;
     crate::announce_revocation(&state.cache, id).await;
     Ok(see_other(&format!("/clinics/{}", device.clinic)))
@@ -575,8 +584,9 @@ pub(crate) async fn invite(
     }
     let store = state.store.tenant(caller.scope);
     let new = NewUser { email: &email, display_name: &name, role, clinics: &clinics, password_hash: None };
-    let entry =
-        caller.entry("staff.invite", "-", AuditResult::Success).details(serde_json::json!({ "role": role.as_str() }));
+    let entry = caller
+        .entry(AuditAction::StaffInvite, "-", AuditResult::Success)
+        .details(serde_json::json!({ "role": role.as_str() }));
     let user_id = match store.add_user(&new, &entry).await {
         Ok(id) => id,
         Err(StoreError::Conflict { .. }) => {
@@ -625,7 +635,7 @@ pub(crate) async fn set_role(
     let user = managed_user(&state, &caller, &path).await?;
     let (role, clinics) = role_and_clinics(&form_pairs(&body), &caller)?;
     let entry = caller
-        .entry("staff.role", &format!("user:{}", user.id), AuditResult::Success)
+        .entry(AuditAction::StaffRole, &format!("user:{}", user.id), AuditResult::Success)
         .details(serde_json::json!({ "from": user.role.as_str(), "to": role.as_str(), "clinics": clinics.iter().map(ToString::to_string).collect::<Vec<_>>() }));
     state.store.tenant(caller.scope).set_role(user.id, role, &clinics, &entry).await?;
     Ok(see_other("/staff"))
@@ -636,7 +646,7 @@ async fn set_status(
     caller: &Caller,
     raw: &str,
     status: UserStatus,
-    action: &str,
+    action: AuditAction,
 ) -> Result<HttpResponse, ApiError> {
     let user = managed_user(state, caller, raw).await?;
     let entry = caller.entry(action, &format!("user:{}", user.id), AuditResult::Success);
@@ -649,7 +659,7 @@ pub(crate) async fn disable(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    set_status(&state, &caller, &path, UserStatus::Disabled, "staff.disable").await
+    set_status(&state, &caller, &path, UserStatus::Disabled, AuditAction::StaffDisable).await
 }
 
 pub(crate) async fn enable(
@@ -657,7 +667,7 @@ pub(crate) async fn enable(
     caller: Caller,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    set_status(&state, &caller, &path, UserStatus::Active, "staff.enable").await
+    set_status(&state, &caller, &path, UserStatus::Active, AuditAction::StaffEnable).await
 }
 
 pub(crate) async fn reset_2fa(
@@ -666,7 +676,7 @@ pub(crate) async fn reset_2fa(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = managed_user(&state, &caller, &path).await?;
-    let entry = caller.entry("staff.totp_reset", &format!("user:{}", user.id), AuditResult::Success);
+    let entry = caller.entry(AuditAction::StaffTotpReset, &format!("user:{}", user.id), AuditResult::Success);
     state.store.tenant(caller.scope).reset_totp(user.id, &entry).await?;
     Ok(see_other("/staff"))
 }
@@ -677,7 +687,7 @@ pub(crate) async fn revoke_sessions(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = managed_user(&state, &caller, &path).await?;
-    let entry = caller.entry("staff.sessions_revoke", &format!("user:{}", user.id), AuditResult::Success);
+    let entry = caller.entry(AuditAction::StaffSessionsRevoke, &format!("user:{}", user.id), AuditResult::Success);
     state.store.tenant(caller.scope).revoke_sessions(user.id, &entry).await?;
     Ok(see_other("/staff"))
 }
@@ -724,7 +734,7 @@ pub(crate) async fn create_api_token(
     let token = OneTimeToken::generate(API_TOKEN_PREFIX, &caller.scope.tenant_id().as_uuid().simple().to_string());
     let store = state.store.tenant(caller.scope);
     let entry = caller
-        .entry("api_token.create", "-", AuditResult::Success)
+        .entry(AuditAction::ApiTokenCreate, "-", AuditResult::Success)
         .details(serde_json::json!({ "scopes": scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(), "days": days }));
     store
         .create_api_token(
@@ -754,7 +764,10 @@ pub(crate) async fn revoke_api_token(
     state
         .store
         .tenant(caller.scope)
-        .revoke_api_token(id, &caller.entry("api_token.revoke", &format!("api-token:{id}"), AuditResult::Success))
+        .revoke_api_token(
+            id,
+            &caller.entry(AuditAction::ApiTokenRevoke, &format!("api-token:{id}"), AuditResult::Success),
+        )
         .await?;
     Ok(see_other("/settings/api-tokens"))
 }

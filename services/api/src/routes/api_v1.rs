@@ -5,6 +5,7 @@
 //!
 //! Each handler's `#[utoipa::path]` is its entry in the OpenAPI document (`routes::openapi`).
 
+use onshi_domain::AuditAction;
 use std::collections::BTreeMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -155,7 +156,7 @@ pub(crate) async fn receptions(
     store
         .audit(
             &caller
-                .entry("receptions.read", &format!("receptions:{clinic}:{date}"), AuditResult::Success)
+                .entry(AuditAction::ReceptionsRead, &format!("receptions:{clinic}:{date}"), AuditResult::Success)
                 .details(json!({ "rows": visits.len() })),
         )
         .await?;
@@ -275,7 +276,7 @@ pub(crate) async fn visits(
     store
         .audit(
             &caller
-                .entry("visits.read", &format!("visits:{}:{from}..{to}", scope.id), AuditResult::Success)
+                .entry(AuditAction::VisitsRead, &format!("visits:{}:{from}..{to}", scope.id), AuditResult::Success)
                 .details(json!({ "rows": rows.len() })),
         )
         .await?;
@@ -469,7 +470,7 @@ pub(crate) async fn audit(
     store
         .audit(
             &caller
-                .entry("audit.export", "audit_log", AuditResult::Success)
+                .entry(AuditAction::AuditExport, "audit_log", AuditResult::Success)
                 .details(json!({ "rows": rows.len(), "via": "api" })),
         )
         .await?;
@@ -577,7 +578,9 @@ pub(crate) async fn billing_month(
     let closed = store.billing_month_closed(&scope, month).await?.ok_or(ApiError::NotFound)?;
     let snapshot: super::billing::Snapshot =
         serde_json::from_str(closed.snapshot.as_deref().ok_or(ApiError::NotFound)?).map_err(ApiError::internal)?;
-    store.audit(&caller.entry("billing.read", &format!("billing:{}:{month}", scope.id), AuditResult::Success)).await?;
+    store
+        .audit(&caller.entry(AuditAction::BillingRead, &format!("billing:{}:{month}", scope.id), AuditResult::Success))
+        .await?;
     let lines = snapshot
         .lines
         .into_iter()

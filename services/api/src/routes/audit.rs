@@ -3,6 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use onshi_domain::AuditAction;
 use onshi_domain::FieldError;
 use onshi_store::{AuditFilter, AuditRecord, AuditResult};
 use serde::Deserialize;
@@ -105,71 +106,10 @@ impl AuditLine {
     }
 }
 
-/// What an action code means, for people; the code itself stays beside it (filters use it).
+/// What an action code means, for people (empty for a code no longer written); the code itself stays
+/// beside it (filters use it).
 fn action_label(action: &str, lang: Lang) -> &'static str {
-    let (ja, en) = match action {
-        "signin" => ("サインイン", "Signed in"),
-        "signin.password" => ("パスワード入力", "Password step"),
-        "signin.totp" => ("確認コード入力", "Code step"),
-        "signout" => ("サインアウト", "Signed out"),
-        "tenant.signup" => ("新規登録", "Signed up"),
-        "email.verify" => ("メールアドレス確認", "E-mail verified"),
-        "invite.accept" => ("招待の受諾", "Invitation accepted"),
-        "password.change" => ("パスワード変更", "Password changed"),
-        "password.reset" => ("パスワード再設定", "Password reset"),
-        "password.reset_requested" => ("パスワード再設定の依頼", "Password reset asked"),
-        "totp.enable" => ("二要素認証の設定", "Two-factor set up"),
-        "sessions.revoke" | "staff.sessions_revoke" => ("セッション終了", "Sessions ended"),
-        "staff.invite" => ("スタッフ招待", "Staff invited"),
-        "staff.role" => ("役割変更", "Role changed"),
-        "staff.disable" => ("アカウント無効化", "Account disabled"),
-        "staff.enable" => ("アカウント有効化", "Account enabled"),
-        "staff.totp_reset" => ("二要素認証のリセット", "Two-factor reset"),
-        "clinic.create" => ("医療機関の登録", "Clinic added"),
-        "clinic.update" => ("医療機関の変更", "Clinic changed"),
-        "clinic.hours" => ("診療時間・アラートの設定", "Opening hours and alerts set"),
-        "device_alert.raised" => ("端末アラートの通知", "Agent alert sent"),
-        "device_alert.resolved" => ("端末アラートの復旧通知", "Agent alert over"),
-        "clinic.terminal" => ("資格確認端末の情報の設定", "Terminal details set"),
-        "radar.notice" => ("期限の通知", "Expiry notice"),
-        "summary.weekly" => ("週間まとめの送信", "Weekly summary sent"),
-        "followups.view" => ("資格無効フォローアップの閲覧", "Follow-up viewed"),
-        "followups.export" => ("資格無効フォローアップの出力", "Follow-up exported"),
-        "followup.status" => ("フォローアップの状態変更", "Follow-up status set"),
-        "agent.enrollment_code" => ("登録コード発行", "Enrollment code"),
-        "agent.revoke" => ("エージェント停止", "Agent revoked"),
-        "api_token.create" => ("APIトークン発行", "API token created"),
-        "api_token.revoke" => ("APIトークン失効", "API token revoked"),
-        "webhook.create" => ("Webhook 送信先の追加", "Webhook endpoint added"),
-        "webhook.rotate_secret" => ("Webhook 秘密鍵の更新", "Webhook secret rotated"),
-        "webhook.disable" => ("Webhook 送信先の停止", "Webhook endpoint disabled"),
-        "webhook.enable" => ("Webhook 送信先の再開", "Webhook endpoint enabled"),
-        "webhook.endpoint_disabled" => ("Webhook 送信先の自動停止", "Webhook endpoint disabled after failures"),
-        "webhook.test" => ("Webhook テスト送信", "Webhook test sent"),
-        "webhook.replay" => ("Webhook 再送", "Webhook delivery replayed"),
-        "visits.read" => ("受付一覧の API 取得", "Visits read via API"),
-        "billing.read" => ("締めた請求月の API 取得", "Closed billing month read via API"),
-        "uke.imported" => ("レセ電の取り込み", "レセ電 file imported"),
-        "audit.view" => ("監査ログ閲覧", "Audit log viewed"),
-        "audit.export" => ("監査ログ出力", "Audit log exported"),
-        "receptions.view" | "receptions.read" => ("受付閲覧", "Receptions viewed"),
-        "dashboard.view" => ("利用率閲覧", "Usage viewed"),
-        "billing.view" => ("請求確認の閲覧", "Billing viewed"),
-        "billing.approve" => ("請求確認", "Visit approved"),
-        "billing.approve_bulk" => ("一括確認", "Visits approved"),
-        "billing.adjust" => ("請求の修正", "Visit adjusted"),
-        "billing.close" => ("月の締め", "Month closed"),
-        "billing.reopen" => ("締めの解除", "Month reopened"),
-        "billing.export" | "billing.download" => ("請求データ出力", "Billing export"),
-        "billing.standards" => ("届出の登録", "Standards recorded"),
-        "billing.usage_rate" => ("利用率の登録", "Usage rate recorded"),
-        "usage.alert" => ("利用率の注意メール", "Usage alert"),
-        "retention.basis" => ("保存期間の設定", "Retention set"),
-        "retention.purge" => ("保存期間経過分の削除", "Retention purge"),
-        "access.denied" => ("アクセス拒否", "Access denied"),
-        _ => return "",
-    };
-    lang.t(ja, en)
+    AuditAction::from_code(action).map_or("", |a| lang.t(a.label_ja(), a.label_en()))
 }
 
 #[derive(Template)]
@@ -190,7 +130,7 @@ pub(crate) async fn viewer(
     let q = q.into_inner();
     let store = state.store.tenant(caller.scope);
     let rows = store.audit_entries(&q.filter(500)?).await?;
-    store.audit(&caller.entry("audit.view", "audit_log", AuditResult::Success)).await?;
+    store.audit(&caller.entry(AuditAction::AuditView, "audit_log", AuditResult::Success)).await?;
     let csv_link = format!(
         "/audit.csv?{}",
         serde_urlencoded::to_string([
@@ -230,7 +170,7 @@ pub(crate) async fn export_csv(
     store
         .audit(
             &caller
-                .entry("audit.export", "audit_log", AuditResult::Success)
+                .entry(AuditAction::AuditExport, "audit_log", AuditResult::Success)
                 .details(serde_json::json!({ "rows": rows.len() })),
         )
         .await?;

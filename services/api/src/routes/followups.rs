@@ -2,6 +2,7 @@
 //! was not valid, counted by insurer and result, with repeat patients (by pseudonym), what to do for each
 //! and a status the staff set for many at once; as a page and as CSV.
 
+use onshi_domain::AuditAction;
 use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, web};
@@ -114,7 +115,7 @@ pub(crate) async fn page(
     let cases = store.followups(&clinic, from, to).await?;
     let lang = page.lang;
     // Reading the week (page or CSV) shows patient-level data: audited with the target and the count.
-    let read_entry = |action: &str| {
+    let read_entry = |action: AuditAction| {
         caller
             .entry(action, &format!("followups:{}:{from}", clinic.id), AuditResult::Success)
             .details(serde_json::json!({ "rows": cases.len() }))
@@ -139,7 +140,7 @@ pub(crate) async fn page(
                 followup::script_ja(c.result).to_owned(),
             ]);
         }
-        store.audit(&read_entry("followups.export")).await?;
+        store.audit(&read_entry(AuditAction::FollowupsExport)).await?;
         return Ok(table.download(&format!("followups-{}-{from}", clinic.code)));
     }
     // Counts by insurer and result; cases without an insurer (nobody found, terminal errors) count as 不明.
@@ -173,7 +174,7 @@ pub(crate) async fn page(
         })
         .collect();
     let repeats = aliases.into_iter().map(|(_, alias, n)| (alias, n)).collect();
-    store.audit(&read_entry("followups.view")).await?;
+    store.audit(&read_entry(AuditAction::FollowupsView)).await?;
     ok(FollowUpsPage {
         open: cases.iter().filter(|c| c.status == FollowUpStatus::Open).count(),
         cases: lines,
@@ -221,7 +222,7 @@ pub(crate) async fn save(
     }
     if !changes.is_empty() {
         let entry = caller
-            .entry("followup.status", &format!("followups:{}:{week}", clinic.id), AuditResult::Success)
+            .entry(AuditAction::FollowupStatus, &format!("followups:{}:{week}", clinic.id), AuditResult::Success)
             .details(serde_json::json!({
                 "changes": changes.iter().map(|(v, s)| serde_json::json!({ "visit": v, "status": s.code() })).collect::<Vec<_>>(),
             }));

@@ -4,6 +4,7 @@
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use askama_web::WebTemplate;
+use onshi_domain::AuditAction;
 use onshi_domain::Permission;
 use onshi_domain::jst;
 use onshi_store::AuditResult;
@@ -115,7 +116,7 @@ pub(crate) async fn home(state: web::Data<AppState>, page: Page, caller: Caller)
         store
             .audit(
                 &caller
-                    .entry("receptions.view", &format!("receptions:today:{today}"), AuditResult::Success)
+                    .entry(AuditAction::ReceptionsView, &format!("receptions:today:{today}"), AuditResult::Success)
                     .details(serde_json::json!({ "clinics": shown })),
             )
             .await?;
@@ -158,7 +159,7 @@ pub(crate) async fn clinic_receptions(
     store
         .audit(
             &caller
-                .entry("receptions.view", &format!("receptions:{id}:{date}"), AuditResult::Success)
+                .entry(AuditAction::ReceptionsView, &format!("receptions:{id}:{date}"), AuditResult::Success)
                 .details(serde_json::json!({ "rows": rows.len() })),
         )
         .await?;

@@ -4,6 +4,7 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use onshi_domain::AuditAction;
 use onshi_domain::{FieldError, WebhookEvent};
 use onshi_store::{AuditResult, DeliveryStatus, DisabledReason, WebhookDelivery, WebhookEndpoint};
 use uuid::Uuid;
@@ -217,7 +218,7 @@ pub(crate) async fn create(
         return unprocessable(render(&state, page, &caller, None, Some(problem), form).await?);
     }
     let secret = onshi_identity::webhook::new_secret();
-    let entry = caller.entry("webhook.create", "-", AuditResult::Success).details(serde_json::json!({
+    let entry = caller.entry(AuditAction::WebhookCreate, "-", AuditResult::Success).details(serde_json::json!({
         "url": url,
         "events": events.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
     }));
@@ -241,7 +242,7 @@ pub(crate) async fn rotate(
 ) -> Result<HttpResponse, ApiError> {
     let id = endpoint_id(&path)?;
     let secret = onshi_identity::webhook::new_secret();
-    let entry = caller.entry("webhook.rotate_secret", &format!("webhook:{id}"), AuditResult::Success);
+    let entry = caller.entry(AuditAction::WebhookRotateSecret, &format!("webhook:{id}"), AuditResult::Success);
     let store = state.store.tenant(caller.scope);
     store.rotate_webhook_secret(id, &secret, ROTATION_OVERLAP, &entry).await?;
     let url = store.webhook_endpoints().await?.into_iter().find(|e| e.id == id).map(|e| e.url).unwrap_or_default();
@@ -250,7 +251,7 @@ pub(crate) async fn rotate(
 
 async fn set_enabled(state: &AppState, caller: &Caller, raw: &str, enabled: bool) -> Result<HttpResponse, ApiError> {
     let id = endpoint_id(raw)?;
-    let action = if enabled { "webhook.enable" } else { "webhook.disable" };
+    let action = if enabled { AuditAction::WebhookEnable } else { AuditAction::WebhookDisable };
     let entry = caller.entry(action, &format!("webhook:{id}"), AuditResult::Success);
     state.store.tenant(caller.scope).set_webhook_enabled(id, enabled, &entry).await?;
     Ok(see_other("/settings/webhooks"))
@@ -278,7 +279,7 @@ pub(crate) async fn test(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = endpoint_id(&path)?;
-    let entry = caller.entry("webhook.test", &format!("webhook:{id}"), AuditResult::Success);
+    let entry = caller.entry(AuditAction::WebhookTest, &format!("webhook:{id}"), AuditResult::Success);
     state.store.tenant(caller.scope).enqueue_webhook_test(id, &entry).await.map_err(|e| match e {
         onshi_store::StoreError::Conflict { .. } => {
             ApiError::InvalidRequest(FieldError::new("endpoint", "the endpoint is disabled; enable it first"))
@@ -294,7 +295,7 @@ pub(crate) async fn replay(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = endpoint_id(&path)?;
-    let entry = caller.entry("webhook.replay", &format!("webhook-delivery:{id}"), AuditResult::Success);
+    let entry = caller.entry(AuditAction::WebhookReplay, &format!("webhook-delivery:{id}"), AuditResult::Success);
     state.store.tenant(caller.scope).replay_webhook_delivery(id, &entry).await.map_err(|e| match e {
         onshi_store::StoreError::Conflict { .. } => {
             ApiError::InvalidRequest(FieldError::new("delivery", "its endpoint is disabled; enable it first"))

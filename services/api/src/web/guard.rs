@@ -10,6 +10,7 @@
 //! Handlers then take a [`Caller`] (who, which tenant, which clinics) and a [`Page`] (language, CSRF
 //! token) as extractors; they never look at cookies or headers themselves.
 
+use onshi_domain::AuditAction;
 use std::future::{Ready, ready};
 
 use actix_web::body::BoxBody;
@@ -71,7 +72,7 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub fn entry(&self, action: &str, target: &str, result: AuditResult) -> AuditEntry {
+    pub fn entry(&self, action: AuditAction, target: &str, result: AuditResult) -> AuditEntry {
         AuditEntry::new(Some(self.user.id), &self.actor, action, target, result).ip(self.ip.clone())
     }
 
@@ -409,8 +410,11 @@ async fn guarded(
             if let Access::Perm(permission) = access
                 && !caller.can(permission)
             {
-                let entry =
-                    caller.entry("access.denied", req.match_pattern().as_deref().unwrap_or("-"), AuditResult::Denied);
+                let entry = caller.entry(
+                    AuditAction::AccessDenied,
+                    req.match_pattern().as_deref().unwrap_or("-"),
+                    AuditResult::Denied,
+                );
                 state.store.tenant(caller.scope).audit(&entry).await.map_err(ApiError::from)?;
                 return Err(ApiError::Forbidden.into());
             }

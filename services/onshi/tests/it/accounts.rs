@@ -293,11 +293,23 @@ both_modes!(another_tenants_ids_are_not_found_on_every_route, |app| {
             &[onshi_domain::ApiScope::ClinicsRead],
             &"ab".repeat(32),
             None,
-            &onshi_store::AuditEntry::new(None, "t", "t", "-", onshi_store::AuditResult::Success),
+            &onshi_store::AuditEntry::new(
+                None,
+                "t",
+                onshi_domain::AuditAction::ApiTokenCreate,
+                "-",
+                onshi_store::AuditResult::Success,
+            ),
         )
         .await
         .unwrap();
-    let audit = onshi_store::AuditEntry::new(None, "t", "t", "-", onshi_store::AuditResult::Success);
+    let audit = onshi_store::AuditEntry::new(
+        None,
+        "t",
+        onshi_domain::AuditAction::WebhookCreate,
+        "-",
+        onshi_store::AuditResult::Success,
+    );
     let hook_b = store_b
         .create_webhook_endpoint(
             "https://b.example.com/hook",

@@ -1,6 +1,7 @@
 //! Dashboards against a dataset with known answers: the rollups the worker keeps (including merges of a
 //! late confirmation into a visit), the pages, their CSV forms, the fleet and the live feed.
 
+use onshi_domain::AuditAction;
 use std::time::Duration;
 
 use onshi_domain::{
@@ -426,7 +427,13 @@ both_modes!(
         // Its alert, once due in opening hours, says so too (the watch's count of wide outages may be six
         // looks old: wait them out).
         tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-        let entry = onshi_store::AuditEntry::new(None, "test", "clinic.hours", "-", onshi_store::AuditResult::Success);
+        let entry = onshi_store::AuditEntry::new(
+            None,
+            "test",
+            AuditAction::ClinicHours,
+            "-",
+            onshi_store::AuditResult::Success,
+        );
         app.store().set_clinic_hours(&clinic, &onshi_domain::hours::OpeningHours::always(), 1, &entry).await.unwrap();
         let sql = format!(
             "UPDATE device_alerts SET since = {} WHERE kind = 'network'",

@@ -1,5 +1,6 @@
 //! `spawn_app()` and friends.
 
+use onshi_domain::AuditAction;
 use std::future::Future;
 use std::time::Duration;
 
@@ -204,7 +205,13 @@ impl TestApp {
         let store = self.store();
         let found = store.device(device).await.unwrap().unwrap();
         let clinic = store.clinic_scope(found.clinic, &onshi_domain::ClinicAccess::All).await.unwrap().unwrap();
-        let entry = onshi_store::AuditEntry::new(None, "test", "agent.revoke", "-", onshi_store::AuditResult::Success);
+        let entry = onshi_store::AuditEntry::new(
+            None,
+            "test",
+            AuditAction::AgentRevoke,
+            "-",
+            onshi_store::AuditResult::Success,
+        );
         store.revoke_device(&clinic, device, &entry).await.unwrap();
         onshi_api::announce_revocation(&self.adapters().cache, device).await;
     }
@@ -371,8 +378,13 @@ impl TestApp {
         let password = format!("pw-{}-long-enough", uuid::Uuid::new_v4().simple());
         let phc = onshi_identity::hash_password(&password, &email).unwrap();
         let store = self.adapters().store.tenant(TenantScope::operator(tenant));
-        let entry =
-            onshi_store::AuditEntry::new(None, "test", "test.seed_user", "-", onshi_store::AuditResult::Success);
+        let entry = onshi_store::AuditEntry::new(
+            None,
+            "test",
+            onshi_domain::AuditAction::StaffInvite,
+            "-",
+            onshi_store::AuditResult::Success,
+        );
         let id = store
             .add_user(
                 &onshi_store::NewUser {
@@ -710,7 +722,8 @@ impl ClinicPc {
 /// deliveries stay in the outbox for the test to look at).
 pub async fn webhook_outbox(app: &TestApp, events: &[onshi_domain::WebhookEvent]) -> uuid::Uuid {
     let owner = app.user(onshi_domain::Role::Owner).await;
-    let audit = onshi_store::AuditEntry::new(None, "test", "webhook.create", "-", onshi_store::AuditResult::Success);
+    let audit =
+        onshi_store::AuditEntry::new(None, "test", AuditAction::WebhookCreate, "-", onshi_store::AuditResult::Success);
     app.store()
         .create_webhook_endpoint(
             "https://hooks.example.invalid/onshi",

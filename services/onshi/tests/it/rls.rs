@@ -137,7 +137,13 @@ crate::both_modes!(
                     &[onshi_domain::ApiScope::ClinicsRead],
                     &token.hash,
                     None,
-                    &onshi_store::AuditEntry::new(None, "t", "t", "-", onshi_store::AuditResult::Success),
+                    &onshi_store::AuditEntry::new(
+                        None,
+                        "t",
+                        onshi_domain::AuditAction::ApiTokenCreate,
+                        "-",
+                        onshi_store::AuditResult::Success,
+                    ),
                 )
                 .await
                 .unwrap();

@@ -18,6 +18,7 @@ pub(crate) mod signin;
 pub(crate) mod signup;
 mod throttle;
 
+use onshi_domain::AuditAction;
 use onshi_identity::password;
 use onshi_store::{AuditEntry, AuditResult, User};
 
@@ -39,6 +40,6 @@ fn new_password(page: &Page, password: &str, again: &str, email: &str) -> Result
 }
 
 /// The audit entry for something `user` did to their own account, before a full session exists.
-fn own_entry(user: &User, action: &str, result: AuditResult, ip: Option<String>) -> AuditEntry {
+fn own_entry(user: &User, action: AuditAction, result: AuditResult, ip: Option<String>) -> AuditEntry {
     AuditEntry::new(Some(user.id), &user.email, action, &format!("user:{}", user.id), result).ip(ip)
 }

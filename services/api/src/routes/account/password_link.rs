@@ -5,6 +5,7 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use onshi_domain::AuditAction;
 use onshi_store::{AuditResult, EmailPurpose, User};
 use serde::Deserialize;
 
@@ -64,10 +65,10 @@ impl Kind {
         matches!(self, Kind::Reset) && user.totp_enabled
     }
 
-    fn audit_action(self) -> &'static str {
+    fn audit_action(self) -> AuditAction {
         match self {
-            Kind::Reset => "password.reset",
-            Kind::Invite => "invite.accept",
+            Kind::Reset => AuditAction::PasswordReset,
+            Kind::Invite => AuditAction::InviteAccept,
         }
     }
 
@@ -152,9 +153,10 @@ pub(crate) async fn forgot(
     let email = form.email.trim().to_lowercase();
     // Limited on their own counters, never the sign-in's; over the limit the answer reads the same.
     if !reset_allowed(&state, &email, page.ip.as_deref()).await {
-        let entry = onshi_store::AuditEntry::new(None, "-", "password.reset_requested", "-", AuditResult::Denied)
-            .ip(page.ip.clone())
-            .details(serde_json::json!({ "reason": "reset limit" }));
+        let entry =
+            onshi_store::AuditEntry::new(None, "-", AuditAction::PasswordResetRequested, "-", AuditResult::Denied)
+                .ip(page.ip.clone())
+                .details(serde_json::json!({ "reason": "reset limit" }));
         state.store.system().audit(&entry).await?;
         return ok(reset_requested(&page));
     }
@@ -168,7 +170,7 @@ pub(crate) async fn forgot(
         .await?;
     if let Some((user, secret)) = issued {
         Letter::reset(&link(&state, &format!("/password/reset/{secret}"))).send(&state, &user.email).await?;
-        let entry = own_entry(&user, "password.reset_requested", AuditResult::Success, page.ip.clone());
+        let entry = own_entry(&user, AuditAction::PasswordResetRequested, AuditResult::Success, page.ip.clone());
         state.store.system().audit_refused(&user, &entry).await?;
     }
     ok(reset_requested(&page))

@@ -2,6 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use onshi_domain::AuditAction;
 use onshi_identity::verify_password;
 use onshi_store::{AuditResult, User};
 use serde::Deserialize;
@@ -96,7 +97,7 @@ pub(crate) async fn change_password(
         Err(message) => return again(page, message),
     };
     let store = state.store.tenant(caller.scope);
-    let entry = caller.entry("password.change", &format!("user:{}", user.id), AuditResult::Success);
+    let entry = caller.entry(AuditAction::PasswordChange, &format!("user:{}", user.id), AuditResult::Success);
     store.set_password(user.id, &phc, &entry).await?;
     // Every other session ended with the epoch; this browser continues under a new session id.
     let user = store.user(user.id).await?.ok_or(ApiError::SignInRequired)?;
@@ -114,7 +115,7 @@ pub(crate) async fn change_password(
 }
 
 pub(crate) async fn revoke_own_sessions(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    let entry = caller.entry("sessions.revoke", &format!("user:{}", caller.user.id), AuditResult::Success);
+    let entry = caller.entry(AuditAction::SessionsRevoke, &format!("user:{}", caller.user.id), AuditResult::Success);
     state.store.tenant(caller.scope).revoke_sessions(caller.user.id, &entry).await?;
     Ok(without_session_cookie(see_other("/signin?done=signout")))
 }

@@ -3,6 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use onshi_domain::AuditAction;
 use onshi_identity::recovery;
 use onshi_store::{AuditResult, TenantStore, User};
 
@@ -25,7 +26,7 @@ pub(super) async fn issue(
     store: &TenantStore<'_>,
     user: &User,
     ip: Option<String>,
-    action: &str,
+    action: AuditAction,
 ) -> Result<Vec<String>, ApiError> {
     let codes = recovery::generate();
     let hashes: Vec<String> = codes.iter().filter_map(|c| recovery::hash(c)).collect();
@@ -41,6 +42,6 @@ pub(crate) async fn regenerate(
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
     let store = state.store.tenant(caller.scope);
-    let codes = issue(&store, &caller.user, caller.ip.clone(), "recovery_codes.regenerate").await?;
+    let codes = issue(&store, &caller.user, caller.ip.clone(), AuditAction::RecoveryCodesRegenerate).await?;
     ok(RecoveryCodesPage { page, codes, next: "/account" })
 }

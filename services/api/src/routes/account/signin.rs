@@ -3,6 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use onshi_domain::AuditAction;
 use onshi_domain::Role;
 use onshi_identity::{TotpSecret, verify_against_nothing, verify_password};
 use onshi_store::{AuditEntry, AuditResult, SignIn, TenantStore, User, UserStatus};
@@ -111,7 +112,7 @@ pub(crate) async fn signin(
     let ip = page.ip.clone();
     // An attempt on an address that may not exist is logged under a hash of it, not the address.
     let anonymous = |result: AuditResult, reason: &str| {
-        AuditEntry::new(None, &account_label(&email), "signin.password", "-", result)
+        AuditEntry::new(None, &account_label(&email), AuditAction::SigninPassword, "-", result)
             .ip(ip.clone())
             .details(serde_json::json!({ "reason": reason }))
     };
@@ -153,7 +154,7 @@ pub(crate) async fn signin(
         SignIn::Refused(user) => {
             note_failure(&state, &email, ip.as_deref(), Failed::KnownAccount).await;
             let reason = if user.status == UserStatus::Active { "wrong password" } else { "account not active" };
-            let entry = own_entry(&user, "signin.password", AuditResult::Failure, ip.clone())
+            let entry = own_entry(&user, AuditAction::SigninPassword, AuditResult::Failure, ip.clone())
                 .details(serde_json::json!({ "reason": reason }));
             state.store.system().audit_refused(&user, &entry).await?;
             return refuse(page, email);
@@ -171,7 +172,7 @@ pub(crate) async fn signin(
             error: None,
         });
     }
-    state.store.tenant(scope).audit(&own_entry(&user, "signin.password", AuditResult::Success, ip)).await?;
+    state.store.tenant(scope).audit(&own_entry(&user, AuditAction::SigninPassword, AuditResult::Success, ip)).await?;
     let stage = if user.totp_enabled { Stage::Password } else { Stage::TotpSetup };
     let token = state.sessions.start(&user, stage, OffsetDateTime::now_utc().unix_timestamp()).await?;
     let next = if user.totp_enabled { "/signin/totp" } else { "/account/totp/setup" };
@@ -261,13 +262,13 @@ pub(crate) async fn totp(
         return recovery_signin(&state, page, &pending, &store, &form.recovery).await;
     }
     if check_code(&state, &store, user, &form.code, pending.ip.as_deref()).await?.is_none() {
-        store.audit(&own_entry(user, "signin.totp", AuditResult::Failure, pending.ip.clone())).await?;
+        store.audit(&own_entry(user, AuditAction::SigninTotp, AuditResult::Failure, pending.ip.clone())).await?;
         return unprocessable(TotpPage {
             error: Some(page.lang.t("確認コードが違うか、期限切れです。", "The code is wrong or has expired.")),
             page,
         });
     }
-    let entry = own_entry(user, "signin", AuditResult::Success, pending.ip.clone())
+    let entry = own_entry(user, AuditAction::Signin, AuditResult::Success, pending.ip.clone())
         .details(serde_json::json!({ "second_factor": "totp" }));
     store.audit(&entry).await?;
     promote(&state, &pending, user).await
@@ -289,7 +290,9 @@ async fn recovery_signin(
     };
     let Some(left) = left else {
         note_failure(state, &user.email, pending.ip.as_deref(), Failed::KnownAccount).await;
-        store.audit(&own_entry(user, "signin.recovery_code", AuditResult::Failure, pending.ip.clone())).await?;
+        store
+            .audit(&own_entry(user, AuditAction::SigninRecoveryCode, AuditResult::Failure, pending.ip.clone()))
+            .await?;
         return unprocessable(TotpPage {
             error: Some(
                 page.lang
@@ -298,7 +301,7 @@ async fn recovery_signin(
             page,
         });
     };
-    let entry = own_entry(user, "signin", AuditResult::Success, pending.ip.clone())
+    let entry = own_entry(user, AuditAction::Signin, AuditResult::Success, pending.ip.clone())
         .details(serde_json::json!({ "second_factor": "recovery_code", "recovery_codes_left": left }));
     store.audit(&entry).await?;
     // The account page says how many are left and offers a new set.
@@ -350,13 +353,15 @@ pub(crate) async fn totp_setup(
         );
         return unprocessable(TotpSetupPage::new(page, &secret, &user.email, Some(error))?);
     };
-    store.enable_totp(user.id, step, &own_entry(user, "totp.enable", AuditResult::Success, pending.ip.clone())).await?;
+    store
+        .enable_totp(user.id, step, &own_entry(user, AuditAction::TotpEnable, AuditResult::Success, pending.ip.clone()))
+        .await?;
     let user = store.user(user.id).await?.ok_or(ApiError::SignInRequired)?;
-    let entry = own_entry(&user, "signin", AuditResult::Success, pending.ip.clone())
+    let entry = own_entry(&user, AuditAction::Signin, AuditResult::Success, pending.ip.clone())
         .details(serde_json::json!({ "second_factor": "totp-enrolment" }));
     store.audit(&entry).await?;
     // The recovery codes come with the authenticator: shown once, before the first page.
-    let codes = super::recovery::issue(&store, &user, pending.ip.clone(), "recovery_codes.issue").await?;
+    let codes = super::recovery::issue(&store, &user, pending.ip.clone(), AuditAction::RecoveryCodesIssue).await?;
     let shown = ok(super::recovery::RecoveryCodesPage { page, codes, next: landing(user.role) })?;
     promote_to(&state, &pending, &user, shown).await
 }
@@ -368,7 +373,7 @@ pub(crate) async fn signout(state: web::Data<AppState>, caller: Caller) -> Resul
     state
         .store
         .tenant(caller.scope)
-        .audit(&caller.entry("signout", &format!("user:{}", caller.user.id), AuditResult::Success))
+        .audit(&caller.entry(AuditAction::Signout, &format!("user:{}", caller.user.id), AuditResult::Success))
         .await?;
     Ok(without_session_cookie(see_other("/signin?done=signout")))
 }

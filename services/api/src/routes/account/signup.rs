@@ -3,6 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use onshi_domain::AuditAction;
 use onshi_domain::Role;
 use onshi_store::{AuditEntry, AuditResult, EmailPurpose, NewUser, StoreError, TenantScope, User};
 use serde::Deserialize;
@@ -104,7 +105,7 @@ pub(crate) async fn signup(
     // An address that already has an account: its owner gets a note, and this page reads exactly as for
     // a free address, so signup does not tell strangers which addresses have accounts.
     if state.store.system().address_in_use(&email).await? {
-        let entry = AuditEntry::new(None, &account_label(&email), "tenant.signup", "-", AuditResult::Denied)
+        let entry = AuditEntry::new(None, &account_label(&email), AuditAction::TenantSignup, "-", AuditResult::Denied)
             .ip(page.ip.clone())
             .details(serde_json::json!({ "reason": "address has an account" }));
         state.store.system().audit(&entry).await?;
@@ -115,7 +116,7 @@ pub(crate) async fn signup(
     }
     let owner =
         NewUser { email: &email, display_name: &name, role: Role::Owner, clinics: &[], password_hash: Some(&phc) };
-    let entry = AuditEntry::new(None, &email, "tenant.signup", "-", AuditResult::Success).ip(page.ip.clone());
+    let entry = AuditEntry::new(None, &email, AuditAction::TenantSignup, "-", AuditResult::Success).ip(page.ip.clone());
     let (scope, user_id) = state.store.system().sign_up(&group, &owner, &entry).await?;
     let user = state.store.tenant(scope).user(user_id).await?.ok_or(ApiError::NotFound)?;
     send_verification(&state, scope, &user).await?;
@@ -172,7 +173,7 @@ pub(crate) async fn verify_email(
         return email_link::expired(page);
     };
     let user = store.user(user_id).await?.ok_or(ApiError::NotFound)?;
-    let entry = own_entry(&user, "email.verify", AuditResult::Success, page.ip.clone());
+    let entry = own_entry(&user, AuditAction::EmailVerify, AuditResult::Success, page.ip.clone());
     match store.mark_email_verified(user.id, &entry).await {
         Ok(()) => Ok(see_other("/signin?done=verified")),
         Err(StoreError::Conflict { .. }) => address_has_account(page),

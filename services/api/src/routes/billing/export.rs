@@ -3,6 +3,7 @@
 //! clerk's note, in reception order. UTF-8 with BOM by default, Shift_JIS on request. Each file is stored
 //! in the object store with its SHA-256; a closed month exports its snapshot, so the same bytes every time.
 
+use onshi_domain::AuditAction;
 use std::collections::HashMap;
 
 use actix_web::{HttpResponse, web};
@@ -155,7 +156,7 @@ pub(crate) async fn differences(
     store
         .audit(
             &caller
-                .entry("billing.differences", &format!("billing:{}:{month}", clinic.id), AuditResult::Success)
+                .entry(AuditAction::BillingDifferences, &format!("billing:{}:{month}", clinic.id), AuditResult::Success)
                 .details(serde_json::json!({ "rows": table.len() })),
         )
         .await?;
@@ -197,7 +198,7 @@ pub(crate) async fn export(
     let key = format!("exports/{}/{}.csv", caller.scope.tenant_id().as_uuid().simple(), uuid::Uuid::now_v7().simple());
     state.objects.put(&key, bytes, content_type).await.map_err(ApiError::unavailable)?;
     let entry = caller
-        .entry("billing.export", &format!("billing:{}:{month}", clinic.id), AuditResult::Success)
+        .entry(AuditAction::BillingExport, &format!("billing:{}:{month}", clinic.id), AuditResult::Success)
         .details(serde_json::json!({ "encoding": encoding, "rows": lines.len(), "object": key, "sha256": sha256 }));
     store.record_billing_export(&clinic, month, &key, encoding, table.len(), &sha256, caller.user.id, &entry).await?;
     Ok(see_other(&format!("/billing/{}/{month}#exports", clinic.id)))
@@ -217,7 +218,9 @@ pub(crate) async fn download(
         store.billing_exports(&clinic, month).await?.into_iter().find(|e| e.id == id).ok_or(ApiError::NotFound)?;
     let bytes =
         state.objects.get(&record.object_key).await.map_err(ApiError::unavailable)?.ok_or(ApiError::NotFound)?;
-    store.audit(&caller.entry("billing.download", &format!("billing-export:{id}"), AuditResult::Success)).await?;
+    store
+        .audit(&caller.entry(AuditAction::BillingDownload, &format!("billing-export:{id}"), AuditResult::Success))
+        .await?;
     let charset = if record.encoding == "sjis" { "Shift_JIS" } else { "utf-8" };
     Ok(attachment(bytes.to_vec(), charset, &format!("billing-{}-{month}", clinic.code)))
 }

@@ -2,6 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use onshi_domain::AuditAction;
 use onshi_rules::YearMonth;
 use onshi_store::{AuditResult, Clinic};
 use serde::Deserialize;
@@ -71,7 +72,7 @@ pub(crate) async fn group(
             clinic: clinic.clinic().clone(),
         });
     }
-    store.audit(&caller.entry("billing.view", &format!("billing:{month}"), AuditResult::Success)).await?;
+    store.audit(&caller.entry(AuditAction::BillingView, &format!("billing:{month}"), AuditResult::Success)).await?;
     let mut claims = onshi_rules::billing::ClaimSummary::default();
     for c in rows.iter().filter_map(|r| r.claims) {
         claims += c;

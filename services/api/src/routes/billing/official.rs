@@ -11,6 +11,7 @@
 //! tabs when the line has any, else on commas and spaces.
 
 use actix_web::{HttpResponse, web};
+use onshi_domain::AuditAction;
 use onshi_domain::{MedicalInstitutionCode, YearMonth};
 use onshi_store::{AuditResult, OfficialFigure};
 use serde::Deserialize;
@@ -164,7 +165,7 @@ pub(crate) async fn import_official(
         })?;
         entries.push((clinic, l.month, l.figure));
     }
-    let audit = caller.entry("billing.official_usage", "-", AuditResult::Success);
+    let audit = caller.entry(AuditAction::BillingOfficialUsage, "-", AuditResult::Success);
     store.set_official_usage(&entries, Some(caller.user.id), &audit).await?;
     Ok(see_other("/billing#official"))
 }

@@ -4,6 +4,7 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
+use onshi_domain::AuditAction;
 use onshi_rules::billing::{ClaimSummary, Line};
 use onshi_rules::{ClinicSettings, Standard};
 use onshi_store::{AuditResult, Clinic, ExportRecord};
@@ -213,7 +214,7 @@ pub(crate) async fn month_page(
     store
         .audit(
             &caller
-                .entry("billing.view", &format!("billing:{}:{month}", clinic.id), AuditResult::Success)
+                .entry(AuditAction::BillingView, &format!("billing:{}:{month}", clinic.id), AuditResult::Success)
                 .details(serde_json::json!({ "rows": view.len() })),
         )
         .await?;

@@ -6,6 +6,7 @@
 //! not. Every write redirects back to the same filter (and, for one visit, to its row), so a clerk keeps
 //! their place.
 
+use onshi_domain::AuditAction;
 use std::collections::{BTreeSet, HashMap};
 
 use actix_web::{HttpResponse, web};
@@ -194,7 +195,7 @@ pub(crate) async fn review_visit(
     let adjusting = stored.status == "adjusted";
     let entry = caller
         .entry(
-            &format!("billing.{}", if adjusting { "adjust" } else { "approve" }),
+            if adjusting { AuditAction::BillingAdjust } else { AuditAction::BillingApprove },
             &format!("visit:{visit}"),
             AuditResult::Success,
         )
@@ -269,7 +270,7 @@ pub(crate) async fn bulk(
     }
     if !reviews.is_empty() {
         let entry = caller
-            .entry("billing.bulk", &format!("billing:{}:{month}", clinic.id), AuditResult::Success)
+            .entry(AuditAction::BillingBulk, &format!("billing:{}:{month}", clinic.id), AuditResult::Success)
             .details(serde_json::json!({
                 "action": action.key(),
                 "scope": field("scope"),
@@ -316,16 +317,16 @@ pub(crate) async fn close_month(
     let rules_version = snapshot.rules_version.clone();
     let snapshot = serde_json::to_string(&snapshot).map_err(ApiError::internal)?;
     let sha256 = onshi_identity::token::sha256_hex(&snapshot);
-    let entry = caller.entry("billing.close", &format!("billing:{}:{month}", clinic.id), AuditResult::Success).details(
-        serde_json::json!({
+    let entry = caller
+        .entry(AuditAction::BillingClose, &format!("billing:{}:{month}", clinic.id), AuditResult::Success)
+        .details(serde_json::json!({
             "visits": visits,
             "unreviewed": unreviewed,
             "unsettled": unsettled,
             "points": points,
             "snapshot_sha256": sha256,
             "rules_version": rules_version,
-        }),
-    );
+        }));
     store.close_billing_month(&clinic, month, &snapshot, &sha256, caller.user.id, &entry).await?;
     Ok(see_other(&format!("/billing/{}/{month}", clinic.id)))
 }
@@ -353,7 +354,7 @@ pub(crate) async fn reopen_month(
         return Err(invalid("reason", "締めを解除する理由を入力してください。"));
     }
     let closed = store.billing_month_closed(&clinic, month).await?.ok_or(ApiError::NotFound)?;
-    let entry = caller.entry("billing.reopen", &format!("billing:{}:{month}", clinic.id), AuditResult::Success).details(
+    let entry = caller.entry(AuditAction::BillingReopen, &format!("billing:{}:{month}", clinic.id), AuditResult::Success).details(
         serde_json::json!({ "reason": reason.chars().take(500).collect::<String>(), "snapshot_sha256": closed.snapshot_sha256 }),
     );
     store.reopen_billing_month(&clinic, month, &entry).await?;

@@ -2,6 +2,7 @@
 //! engine's clinic input, edited by billing staff and audited.
 
 use actix_web::{HttpResponse, web};
+use onshi_domain::AuditAction;
 use onshi_rules::{RateBasis, Standard, YearMonth};
 use onshi_store::AuditResult;
 use serde::Deserialize;
@@ -39,7 +40,7 @@ pub(crate) async fn set_standards(
             .chain(Standard::ALL.into_iter().map(|st| (st.key().to_owned(), met.contains(&st).into())))
             .collect();
     let audit = caller
-        .entry("billing.standards", &format!("clinic:{}", clinic.id), AuditResult::Success)
+        .entry(AuditAction::BillingStandards, &format!("clinic:{}", clinic.id), AuditResult::Success)
         .details(serde_json::Value::Object(details));
     store.set_billing_settings(&clinic, &settings, &audit).await?;
     Ok(see_other(&format!("/billing/{}/{}", clinic.id, YearMonth::of(from))))
@@ -125,13 +126,14 @@ pub(crate) async fn set_usage_rate(
         // The official figure, with what the notice says besides the rate; the engine reads it from there.
         let figure =
             onshi_store::OfficialFigure { uses, users, receipts, rate: percent / 100.0, notified_on: notified };
-        let audit = caller.entry("billing.official_usage", &format!("clinic:{}", clinic.id), AuditResult::Success);
+        let audit =
+            caller.entry(AuditAction::BillingOfficialUsage, &format!("clinic:{}", clinic.id), AuditResult::Success);
         store.set_official_usage(&[(&clinic, month, figure)], Some(caller.user.id), &audit).await?;
     } else {
         let mut settings = store.billing_settings(&clinic).await?;
         settings.set_usage_rate(basis, month, percent / 100.0);
         let audit = caller
-            .entry("billing.usage_rate", &format!("clinic:{}", clinic.id), AuditResult::Success)
+            .entry(AuditAction::BillingUsageRate, &format!("clinic:{}", clinic.id), AuditResult::Success)
             .details(serde_json::json!({ "month": month.to_string(), "percent": percent, "basis": basis.label() }));
         store.set_billing_settings(&clinic, &settings, &audit).await?;
     }

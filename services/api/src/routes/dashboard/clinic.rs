@@ -1,6 +1,7 @@
 //! One clinic's page: receptions by hour, weekday and method, identity checks, consents, invalid
 //! visits, the agents' availability and outages, with a CSV form of each table.
 
+use onshi_domain::AuditAction;
 use std::collections::{BTreeMap, HashMap};
 
 use actix_web::{HttpResponse, web};
@@ -164,7 +165,9 @@ pub(crate) async fn clinic(
             )
         })
         .collect();
-    store.audit(&caller.entry("dashboard.view", &format!("dashboard:clinic:{id}"), AuditResult::Success)).await?;
+    store
+        .audit(&caller.entry(AuditAction::DashboardView, &format!("dashboard:clinic:{id}"), AuditResult::Success))
+        .await?;
     if q.format.as_deref() == Some("csv") {
         // File names say which clinic and period: `days-1311234560-2026-11-04-2026-12-01.csv`.
         let name = |table: &str| format!("{table}-{}-{from}-{to}", clinic.code);

@@ -1,6 +1,7 @@
 //! The group manager's overview: マイナ保険証利用率 per clinic and month with the level each month's
 //! claims can use, the national figure beside it, and the at-risk clinics first.
 
+use onshi_domain::AuditAction;
 use std::collections::{BTreeMap, HashMap};
 
 use actix_web::{HttpResponse, web};
@@ -314,7 +315,7 @@ pub(crate) async fn overview(
         today,
         &BTreeMap::new(),
     );
-    store.audit(&caller.entry("dashboard.view", "dashboard:usage", AuditResult::Success)).await?;
+    store.audit(&caller.entry(AuditAction::DashboardView, "dashboard:usage", AuditResult::Success)).await?;
     let month_labels: Vec<String> = months.iter().map(ToString::to_string).collect();
     if q.format.as_deref() == Some("csv") {
         let mut table = CsvTable::new(&["医療機関", "月", "受付患者数", "マイナ保険証患者数", "利用率（推計）"]);
