@@ -58,8 +58,9 @@ const name = (p) => (p.replace(/[^a-zA-Z0-9]+/g, '-').replace(/^-|-$/g, '') || '
           const found = [];
           if (document.documentElement.scrollWidth > window.innerWidth + 1) found.push('page');
           for (const t of document.querySelectorAll('table')) {
-            const box = t.closest('.scroll') || t;
-            if (box.scrollWidth > box.clientWidth + 1) {
+            // The table itself scrolls on a phone (display: block); a wrapping .scroll box on a desktop.
+            const boxes = [t, t.closest('.scroll')].filter(Boolean);
+            if (boxes.some((box) => box.scrollWidth > box.clientWidth + 1)) {
               found.push(t.dataset.testid || (t.querySelector('th') || {}).textContent || 'table');
             }
           }

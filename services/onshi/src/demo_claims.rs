@@ -119,8 +119,13 @@ async fn month_claims(
     }))
 }
 
+/// When 支払基金 notifies a month's official figure in the demo: about six weeks after the month.
+fn notified_on(month: YearMonth) -> time::Date {
+    month.plus(2).first_day() + time::Duration::days(13)
+}
+
 /// Posts the last three complete months' claims as the clinic's agent would, then enters the official
-/// figures for the two older months (notified about six weeks after the month), close to the claims-based
+/// figures for the two older months that have been notified by today, close to the claims-based
 /// figure as the real ones are.
 pub async fn post(
     store: &Store,
@@ -131,7 +136,8 @@ pub async fn post(
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let client = reqwest::Client::new();
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
-    let this = YearMonth::of(onshi_domain::jst::date_of(OffsetDateTime::now_utc()));
+    let today = onshi_domain::jst::date_of(OffsetDateTime::now_utc());
+    let this = YearMonth::of(today);
     let mut official = Vec::new();
     // The history is applied by the worker in the background: wait until the months stop changing.
     let scoped = store.tenant(TenantScope::operator(tenant));
@@ -162,7 +168,8 @@ pub async fn post(
         if !status.is_success() {
             return Err(format!("demo claims refused: HTTP {status}").into());
         }
-        if back >= 2 {
+        // Only a figure already notified: early in a month, the month before last has none yet.
+        if back >= 2 && notified_on(service) <= today {
             official.push(service);
         }
     }
@@ -176,7 +183,7 @@ pub async fn post(
         }
         let users = (u.myna_receipts as f64 * rng.random_range(0.96..1.04)).round() as i32;
         let receipts = u.outpatient_receipts as i32;
-        let notified = month.plus(2).first_day() + time::Duration::days(13);
+        let notified = notified_on(month);
         let figure = OfficialFigure {
             uses: Some(users + users / 5),
             users: Some(users),

@@ -99,7 +99,7 @@ impl Standard {
             Self::EPrescription => "電子処方箋",
             Self::EhrSharing => "電子カルテ情報共有サービス",
             Self::EhrStandard => "令和8年度 施設基準(10)（内容未確認）",
-            Self::RenkeiNotified => "電子的情報連携体制整備加算の届出（令和8年6月〜）",
+            Self::RenkeiNotified => "電子的診療情報連携体制整備加算の届出（令和8年6月〜）",
             Self::PediatricSpecial => "小児科特例",
         }
     }

@@ -69,17 +69,23 @@ both_modes!(the_usage_dashboard_shows_known_answers_from_rollups, |app| {
     assert!(r0.contains("100.0%<br><small>1/1") && r0.contains("60.0%<br><small>3/5"), "{r0}");
     assert!(r0.contains("-40.0pt"));
     // 2026-10's claims are decided by 2026-05..07, which have no figures: no level is shown as reached.
-    assert!(r0.contains("<td class=\"level warn\">データ不足（2026-05〜2026-07）"), "{r0}");
-    assert!(r0.contains("見込み 60.0%（基準以上）"), "60% this month is enough for what it decides: {r0}");
+    assert!(
+        r0.contains("<td class=\"level full warn\" data-label=\"現在の基準\">データ不足（2026-05〜2026-07）"),
+        "{r0}"
+    );
+    assert!(
+        r0.contains("当日推計 60.0% → 2027-01〜2027-03の算定で基準以上"),
+        "60% this month is enough for what it decides: {r0}"
+    );
     let r1 = row(&app.clinics[1].clinic.id.to_string());
     assert!(r1.contains("0.0%<br><small>0/1"), "{r1}");
-    assert!(r1.contains("基準30%未満") && r1.contains("class=\"level alert\""), "{r1}");
+    assert!(r1.contains("基準30%未満") && r1.contains("class=\"level full alert\""), "{r1}");
     assert!(r1.contains("あと1人がマイナ保険証なら到達"), "patients needed: {r1}");
     // The clinic at risk comes first, and the summary line counts it.
     let pos = |id: &str| page.body.find(&format!("data-clinic=\"{id}\"")).unwrap();
     assert!(pos(&app.clinics[1].clinic.id.to_string()) < pos(&app.clinics[0].clinic.id.to_string()));
     let summary = extract(&page.body, "data-testid=\"usage-summary\">", "</p>").unwrap();
-    assert!(summary.contains("基準未満の見込み 1"), "{summary}");
+    assert!(summary.contains("基準未満の見込み 1施設"), "{summary}");
     let total = page.body.split("class=\"total\"").nth(1).unwrap().split("</tr>").next().unwrap();
     assert!(total.contains("50.0%<br><small>3/6"), "{total}");
     assert!(page.body.contains("<svg class=\"spark\"") && page.body.contains("<title>"));
@@ -97,6 +103,14 @@ both_modes!(the_usage_dashboard_shows_known_answers_from_rollups, |app| {
     // beside the table, not only in the folded explanation.
     let note = extract(&later.body, "data-testid=\"tier-note\">", "</p>").unwrap();
     assert!(note.contains("3〜5か月前の利用率の最高値で決まる"), "{note}");
+
+    // 2027-01's claims are decided by 2026-08..10: clinic 1's 0% of 2026-10 puts them below the level. No
+    // rate of 2027-01 projects anything yet, but money is lost now: clinic 1 comes first and is counted.
+    let now = b.get("/dashboard?to=2027-01&months=4").await;
+    let summary = extract(&now.body, "data-testid=\"usage-summary\">", "</p>").unwrap();
+    assert!(summary.contains("2027-01の算定で基準未満 1施設"), "{summary}");
+    let pos = |id: &str| now.body.find(&format!("data-clinic=\"{id}\"")).unwrap();
+    assert!(pos(&app.clinics[1].clinic.id.to_string()) < pos(&app.clinics[0].clinic.id.to_string()));
 
     // CSV of the same table.
     let csv = b.get("/dashboard?to=2026-10&months=2&format=csv").await;

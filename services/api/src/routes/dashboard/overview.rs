@@ -68,10 +68,12 @@ fn patients_needed(count: MonthCount, min: f64) -> Option<u64> {
     Some(((min * p - m) / (1.0 - min)).ceil().max(1.0) as u64)
 }
 
-/// How close to the line a clinic is, for ordering: projected below first, then within the warning band,
-/// then missing data, then safe.
+/// How close to the line a clinic is, for ordering: the shown month's claims below the level first (money
+/// lost now, whatever this month's own rate promises for later), then projected below, then within the
+/// warning band, then missing data, then safe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Risk {
+    Now,
     Below,
     Near,
     NoData,
@@ -118,7 +120,9 @@ struct OverviewPage {
     total: ClinicRow,
     national: Vec<String>,
     window_note: String,
-    /// Clinics projected below the level, and those within the warning band above it.
+    /// Clinics whose shown month's claims are below the level; those projected below; those within the
+    /// warning band above it.
+    now: usize,
     below: usize,
     near: usize,
     /// Clinics whose current claims cannot be judged for lack of data.
@@ -191,8 +195,8 @@ pub(super) fn row(
                 })
                 .unwrap_or_default();
             lang.t(
-                "{this}: 見込み {rate} → {first}〜{last}の算定で{below}。{needed}",
-                "{this}: estimate {rate} → claims of {first} to {last}: {below}. {needed}",
+                "{this}: 当日推計 {rate} → {first}〜{last}の算定で{below}。{needed}",
+                "{this}: estimate {rate} → {first} to {last}: {below}. {needed}",
             )
             .replace("{this}", &this.to_string())
             .replace("{rate}", &pct(Some(r)))
@@ -201,15 +205,19 @@ pub(super) fn row(
             .replace("{below}", &below_text(min, lang))
             .replace("{needed}", &needed)
         }
-        (Some(r), Some(_), _, _) => format!(
-            "{this}: {} {}（{}）",
-            lang.t("見込み", "estimate"),
-            pct(Some(r)),
-            lang.t("基準以上", "at or above the level")
-        ),
+        (Some(r), Some(_), Some(first), Some(last)) => lang
+            .t(
+                "{this}: 当日推計 {rate} → {first}〜{last}の算定で基準以上",
+                "{this}: estimate {rate} → {first} to {last}: level reached",
+            )
+            .replace("{this}", &this.to_string())
+            .replace("{rate}", &pct(Some(r)))
+            .replace("{first}", &first.to_string())
+            .replace("{last}", &last.to_string()),
         _ => "—".to_owned(),
     };
     let risk = match (current, outlook.required) {
+        _ if status_class == "alert" => Risk::Now,
         _ if outlook.below() => Risk::Below,
         (Some(r), Some(min)) if r < min + WARNING_BAND => Risk::Near,
         (None, Some(_)) => Risk::NoData,
@@ -295,6 +303,7 @@ pub(crate) async fn overview(
             .then_with(|| a.current.unwrap_or(-1.0).total_cmp(&b.current.unwrap_or(-1.0)))
             .then_with(|| a.name.cmp(&b.name))
     });
+    let now = rows.iter().filter(|r| r.risk == Risk::Now).count();
     let below = rows.iter().filter(|r| r.risk == Risk::Below).count();
     let near = rows.iter().filter(|r| r.risk == Risk::Near).count();
     let no_data = rows.iter().filter(|r| r.risk == Risk::NoData).count();
@@ -341,6 +350,7 @@ pub(crate) async fn overview(
             .replace("{claim}", &last.plus(3).to_string())
             .replace("{from}", &last.plus(-2).to_string())
             .replace("{to}", &last.to_string()),
+        now,
         below,
         near,
         no_data,
