@@ -272,10 +272,27 @@ both_modes!(three_figures_of_the_rate_side_by_side_with_the_calibrated_outlook, 
     // The engine reads the official figure.
     let settings = app.store().billing_settings(&scope).await.unwrap();
     assert_eq!(settings.usage_rates.get(&YearMonth::new(2026, 9).unwrap()), Some(&0.375));
+    // A rate typed before official figures were kept apart lives in the billing settings. The review
+    // counts it, so the clinic page and the group page show it as the month's official figure too.
+    let mut typed = settings.clone();
+    typed.set_usage_rate(onshi_rules::RateBasis::Receipts, YearMonth::new(2026, 7).unwrap(), 0.33);
+    let audit = onshi_store::AuditEntry::new(
+        None,
+        "test",
+        onshi_domain::AuditAction::BillingUsageRate,
+        "-",
+        onshi_store::AuditResult::Success,
+    );
+    app.store().set_billing_settings(&scope, &typed, &audit).await.unwrap();
+    let official = app.store().official_usage(&scope).await.unwrap();
+    assert_eq!(official.get(&YearMonth::new(2026, 7).unwrap()).map(|f| f.rate), Some(0.33));
+    assert_eq!(official[&YearMonth::new(2026, 9).unwrap()].notified_on, Some(date!(2026 - 11 - 14)), "a notice wins");
 
     let (mut m, _) = app.signed_in(Role::Manager).await;
     let page = m.get(&format!("/dashboard/clinics/{clinic}")).await;
     assert_eq!(page.status, 200);
+    let july = extract(&page.body, "data-month=\"2026-07\">", "</tr>").expect("July has an official figure");
+    assert!(july.contains("data-testid=\"fig-official\">33.0%"), "{july}");
     let september = extract(&page.body, "data-month=\"2026-09\">", "</tr>").unwrap();
     assert!(september.contains(">60.0%<br><span class=\"small\">6/10<"), "{september}");
     assert!(september.contains(">40.0%<br><span class=\"small\">6/15<"), "{september}");
