@@ -4,13 +4,12 @@
 //! the group's owners and managers (the dashboard shows the same warning all along), queued in the
 //! e-mail outbox (`crate::mail_sender`) in the transaction that claims the warning.
 
-use onshi_domain::AuditAction;
 use std::time::Duration;
 
 use onshi_cache::{Cache, CacheBackend};
 use std::sync::Arc;
 
-use onshi_domain::ClinicAccess;
+use onshi_domain::{AuditAction, ClinicAccess};
 use onshi_rules::{MonthCount, RuleSet, YearMonth};
 use onshi_store::{AuditEntry, AuditResult, NewMail, Store, TenantScope};
 use onshi_worker::AfterApply;

@@ -3,10 +3,10 @@
 //! concurrent clients, and waits until the worker has applied every event. Figures, not assertions:
 //! record them in docs/benchmarks.md.
 
-use onshi_domain::AuditAction;
 use std::time::{Duration, Instant};
 
 use onshi_config::Config;
+use onshi_domain::AuditAction;
 use onshi_store::TenantScope;
 use time::OffsetDateTime;
 

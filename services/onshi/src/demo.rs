@@ -3,12 +3,11 @@
 //! one-time code, reads those files and delivers them through the public API. Nothing in the path from
 //! file to page is demo-only.
 
-use onshi_domain::AuditAction;
-use onshi_domain::ClinicAccess;
 use onshi_domain::{
     AgentEvent, ConfirmationMethod, Consents, DeviceId, EventBatch, EventId, EventPayload, Heartbeat,
     MedicalInstitutionCode, PatientRef, QualificationCheck, QualificationResult, TenantId,
 };
+use onshi_domain::{AuditAction, ClinicAccess};
 use onshi_store::{ClinicScope, Store, StoreError, TenantScope};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -5,9 +5,9 @@
 //! review then shows 初診/再診 from the claims, カルテ番号 and differences, and the clinic page its three
 //! figures.
 
-use onshi_domain::AuditAction;
 use std::collections::BTreeMap;
 
+use onshi_domain::AuditAction;
 use onshi_domain::{
     ClaimReceipt, ClaimVisit, ClaimedCode, ClaimedVisitKind, ClaimsFile, Day, EventBatch, EventPayload, PatientRef,
     Payer, TenantId, YearMonth,

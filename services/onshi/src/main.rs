@@ -1,6 +1,5 @@
 //! `onshi`: the Onshi Cloud services binary.
 
-use onshi_domain::AuditAction;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,6 +7,7 @@ use clap::{Parser, Subcommand};
 use onshi::bench::{self, IngestBench};
 use onshi::startup::{Adapters, Application, Options, run_worker};
 use onshi_config::Config;
+use onshi_domain::AuditAction;
 use secrecy::ExposeSecret;
 
 #[derive(Parser)]

@@ -6,11 +6,10 @@
 //! queued in the e-mail outbox (`crate::mail_sender`) in the transaction that claims its news, so several
 //! workers send it once and a claim is never left without its e-mail.
 
-use onshi_domain::AuditAction;
 use std::time::Duration;
 
-use onshi_domain::ClinicAccess;
 use onshi_domain::radar::Warning;
+use onshi_domain::{AuditAction, ClinicAccess};
 use onshi_store::{AuditEntry, AuditResult, Clinic, NewMail, Store, TenantScope};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;

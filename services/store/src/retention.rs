@@ -10,8 +10,7 @@
 //! (docs/operations.md), which is set to the longest floor.
 
 use crate::month_key;
-use onshi_domain::AuditAction;
-use onshi_domain::{RetentionBasis, TenantId, jst};
+use onshi_domain::{AuditAction, RetentionBasis, TenantId, jst};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, IntoActiveModel, PaginatorTrait,
     QueryFilter,

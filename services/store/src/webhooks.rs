@@ -9,8 +9,7 @@
 //! succeeded since its failures began is disabled. Delivery is at least once: a worker that dies after
 //! sending and before recording sends again when the lease ends; receivers deduplicate on `webhook-id`.
 
-use onshi_domain::AuditAction;
-use onshi_domain::{UserId, WebhookEvent};
+use onshi_domain::{AuditAction, UserId, WebhookEvent};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,

@@ -5,9 +5,8 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use onshi_domain::AuditAction;
 use onshi_domain::onboarding::{self, Deadline};
-use onshi_domain::{ApiScope, ApiTokenId, ClinicId, DeviceId, MedicalInstitutionCode, Role, UserId};
+use onshi_domain::{ApiScope, ApiTokenId, AuditAction, ClinicId, DeviceId, MedicalInstitutionCode, Role, UserId};
 use onshi_identity::OneTimeToken;
 use onshi_store::{AuditResult, Clinic, ClinicScope, Device, EmailPurpose, NewUser, StoreError, User, UserStatus};
 use serde::Deserialize;

@@ -5,10 +5,10 @@
 //!
 //! Each handler's `#[utoipa::path]` is its entry in the OpenAPI document (`routes::openapi`).
 
-use onshi_domain::AuditAction;
 use std::collections::BTreeMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use onshi_domain::AuditAction;
 use onshi_domain::{
     ClinicId, ConfirmationMethod, Consents, Day, FacilityKind, FieldError, IdentityCheck, MedicalInstitutionCode,
     QualificationResult, YearMonth,

@@ -3,8 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use onshi_domain::AuditAction;
-use onshi_domain::FieldError;
+use onshi_domain::{AuditAction, FieldError};
 use onshi_store::{AuditFilter, AuditRecord, AuditResult};
 use serde::Deserialize;
 use time::{Date, OffsetDateTime};

@@ -2,13 +2,12 @@
 //! was not valid, counted by insurer and result, with repeat patients (by pseudonym), what to do for each
 //! and a status the staff set for many at once; as a page and as CSV.
 
-use onshi_domain::AuditAction;
 use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use onshi_domain::followup::{self, FollowUpStatus};
-use onshi_domain::{QualificationResult, jst};
+use onshi_domain::{AuditAction, QualificationResult, jst};
 use onshi_store::{AuditResult, Clinic, FollowUpCase};
 use serde::Deserialize;
 use time::{Date, Duration, OffsetDateTime};

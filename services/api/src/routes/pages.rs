@@ -4,9 +4,8 @@
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use askama_web::WebTemplate;
-use onshi_domain::AuditAction;
-use onshi_domain::Permission;
 use onshi_domain::jst;
+use onshi_domain::{AuditAction, Permission};
 use onshi_store::AuditResult;
 use time::OffsetDateTime;
 

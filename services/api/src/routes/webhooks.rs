@@ -4,8 +4,7 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use onshi_domain::AuditAction;
-use onshi_domain::{FieldError, WebhookEvent};
+use onshi_domain::{AuditAction, FieldError, WebhookEvent};
 use onshi_store::{AuditResult, DeliveryStatus, DisabledReason, WebhookDelivery, WebhookEndpoint};
 use uuid::Uuid;
 

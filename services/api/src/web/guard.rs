@@ -10,7 +10,6 @@
 //! Handlers then take a [`Caller`] (who, which tenant, which clinics) and a [`Page`] (language, CSRF
 //! token) as extractors; they never look at cookies or headers themselves.
 
-use onshi_domain::AuditAction;
 use std::future::{Ready, ready};
 
 use actix_web::body::BoxBody;
@@ -19,7 +18,7 @@ use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
-use onshi_domain::{ApiScope, ClinicAccess, Permission};
+use onshi_domain::{ApiScope, AuditAction, ClinicAccess, Permission};
 use onshi_identity::OneTimeToken;
 use onshi_store::{AuditEntry, AuditResult, ClinicScope, TenantScope, TenantStore, User};
 

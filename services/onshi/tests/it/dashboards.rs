@@ -1,9 +1,9 @@
 //! Dashboards against a dataset with known answers: the rollups the worker keeps (including merges of a
 //! late confirmation into a visit), the pages, their CSV forms, the fleet and the live feed.
 
-use onshi_domain::AuditAction;
 use std::time::Duration;
 
+use onshi_domain::AuditAction;
 use onshi_domain::{
     AgentEvent, ConfirmationMethod, Consents, EventId, EventPayload, PatientRef, QualificationCheck,
     QualificationResult, Role,

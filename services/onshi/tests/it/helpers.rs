@@ -1,13 +1,12 @@
 //! `spawn_app()` and friends.
 
-use onshi_domain::AuditAction;
 use std::future::Future;
 use std::time::Duration;
 
 use onshi::demo::{DemoClinic, EventFactory, seed};
 use onshi::startup::{Adapters, Application, Options, RunningApp};
 use onshi_config::Config;
-use onshi_domain::{AgentEvent, EventBatch, TenantId};
+use onshi_domain::{AgentEvent, AuditAction, EventBatch, TenantId};
 use onshi_store::{TenantScope, TenantStore};
 use sea_orm::{ConnectionTrait, Database};
 use secrecy::{ExposeSecret, SecretString};

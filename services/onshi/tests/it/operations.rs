@@ -1,11 +1,10 @@
 //! Running it in production: metrics and readiness, retention and monthly partitions, and the backup and
 //! restore drill.
 
-use onshi_domain::AuditAction;
 use std::collections::BTreeSet;
 
 use onshi::backup::{self, BackupError};
-use onshi_domain::{RetentionBasis, jst};
+use onshi_domain::{AuditAction, RetentionBasis, jst};
 use onshi_objects::ObjectBackend;
 use onshi_store::{AuditFilter, Store, TenantScope};
 use sea_orm::{ConnectionTrait, Database};

@@ -3,8 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use onshi_domain::AuditAction;
-use onshi_domain::Role;
+use onshi_domain::{AuditAction, Role};
 use onshi_identity::{TotpSecret, verify_against_nothing, verify_password};
 use onshi_store::{AuditEntry, AuditResult, SignIn, TenantStore, User, UserStatus};
 use serde::Deserialize;

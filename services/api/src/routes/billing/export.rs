@@ -3,10 +3,10 @@
 //! clerk's note, in reception order. UTF-8 with BOM by default, Shift_JIS on request. Each file is stored
 //! in the object store with its SHA-256; a closed month exports its snapshot, so the same bytes every time.
 
-use onshi_domain::AuditAction;
 use std::collections::HashMap;
 
 use actix_web::{HttpResponse, web};
+use onshi_domain::AuditAction;
 use onshi_objects::ObjectBackend;
 use onshi_rules::billing::{Line, ReviewStatus};
 use onshi_store::AuditResult;

@@ -11,8 +11,7 @@
 //! tabs when the line has any, else on commas and spaces.
 
 use actix_web::{HttpResponse, web};
-use onshi_domain::AuditAction;
-use onshi_domain::{MedicalInstitutionCode, YearMonth};
+use onshi_domain::{AuditAction, MedicalInstitutionCode, YearMonth};
 use onshi_store::{AuditResult, OfficialFigure};
 use serde::Deserialize;
 use time::{Date, Month};

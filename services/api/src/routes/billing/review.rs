@@ -6,11 +6,10 @@
 //! not. Every write redirects back to the same filter (and, for one visit, to its row), so a clerk keeps
 //! their place.
 
-use onshi_domain::AuditAction;
 use std::collections::{BTreeSet, HashMap};
 
 use actix_web::{HttpResponse, web};
-use onshi_domain::FieldError;
+use onshi_domain::{AuditAction, FieldError};
 use onshi_rules::VisitKind;
 use onshi_rules::billing::Line;
 use onshi_store::{AuditResult, StoredReview};

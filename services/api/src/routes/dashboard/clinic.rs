@@ -1,12 +1,11 @@
 //! One clinic's page: receptions by hour, weekday and method, identity checks, consents, invalid
 //! visits, the agents' availability and outages, with a CSV form of each table.
 
-use onshi_domain::AuditAction;
 use std::collections::{BTreeMap, HashMap};
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use onshi_domain::ConfirmationMethod;
+use onshi_domain::{AuditAction, ConfirmationMethod};
 use onshi_rules::{MonthCount, YearMonth};
 use onshi_store::{AuditResult, Clinic, DeviceStatus};
 use serde::Deserialize;

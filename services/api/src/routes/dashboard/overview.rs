@@ -1,12 +1,11 @@
 //! The group manager's overview: マイナ保険証利用率 per clinic and month with the level each month's
 //! claims can use, the national figure beside it, and the at-risk clinics first.
 
-use onshi_domain::AuditAction;
 use std::collections::{BTreeMap, HashMap};
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
-use onshi_domain::{ClinicId, FacilityKind};
+use onshi_domain::{AuditAction, ClinicId, FacilityKind};
 use onshi_rules::{Level, MonthCount, RuleSet, YearMonth};
 use onshi_store::{AuditResult, ClinicScope};
 use serde::Deserialize;
