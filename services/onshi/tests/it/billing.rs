@@ -235,6 +235,10 @@ both_modes!(after_the_2026_revision_the_usage_rate_decides_the_new_addon_on_the_
     let check = verdict(&page.body);
     assert!(check.contains("算定不可") && check.contains("基準30.0%未満"), "{check}");
     assert!(check.contains("この月はどの受付にもこの加算を算定できません") && !check.contains("#rates"), "{check}");
+    // The group's month says why the clinic's points are 0, in the same words, beside its name.
+    let group = b.get("/billing?month=2026-06").await;
+    let unmet = extract(&group.body, "data-testid=\"unmet\">", "</td>").unwrap_or_default();
+    assert!(unmet.contains("電子的診療情報連携体制整備加算") && unmet.contains("基準30.0%未満"), "{}", group.body);
 
     // The notified rate was 35%: the same visit now earns 電子的診療情報連携体制整備加算1.
     assert_eq!(
@@ -248,6 +252,7 @@ both_modes!(after_the_2026_revision_the_usage_rate_decides_the_new_addon_on_the_
     assert_eq!(extract(&page.body, "data-testid=\"total-points\">", "<").unwrap(), "15");
     let check = verdict(&page.body);
     assert!(check.contains("算定可") && check.contains("35.0%（2026-03）が基準30.0%以上"), "{check}");
+    assert!(!b.get("/billing?month=2026-06").await.body.contains("data-testid=\"unmet\""), "reached: nothing unmet");
     // A rate outside 0-100 is refused with the field named.
     let r = b.post(&format!("/billing/{clinic}/usage-rates"), &[("month", "2026-04"), ("percent", "130")]).await;
     assert_eq!(r.status, 400);

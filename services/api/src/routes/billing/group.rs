@@ -25,6 +25,9 @@ pub(crate) struct ClinicMonth {
     pub closed: bool,
     /// The month's claims against the engine, once imported.
     pub claims: Option<onshi_rules::billing::ClaimSummary>,
+    /// The addons an open month cannot claim for its 利用率, in the month page's words: why a clinic's
+    /// points are 0 reads on this page, not only 200 rows down the clinic's.
+    pub unmet: Vec<onshi_rules::UsageVerdict>,
 }
 
 #[derive(Template)]
@@ -59,7 +62,7 @@ pub(crate) async fn group(
     let store = state.store.tenant(caller.scope);
     let mut rows = Vec::new();
     for clinic in caller.visible_clinics(&store).await? {
-        let MonthState { lines, totals, closed, .. } = month_state(&state.rules, &store, &clinic, month).await?;
+        let MonthState { lines, totals, closed, usage, .. } = month_state(&state.rules, &store, &clinic, month).await?;
         rows.push(ClinicMonth {
             visits: lines.len(),
             claimable: lines.iter().filter(|l| !l.not_claimable).count(),
@@ -69,6 +72,7 @@ pub(crate) async fn group(
             missed: lines.iter().filter(|l| l.missed).count(),
             closed: closed.is_some(),
             claims: Some(onshi_rules::billing::ClaimSummary::of(&lines)).filter(|c| c.checked > 0),
+            unmet: usage.into_iter().filter(|u| !u.reached).collect(),
             clinic: clinic.clinic().clone(),
         });
     }

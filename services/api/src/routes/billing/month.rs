@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use onshi_rules::billing::{Correction, Fact, Line, ReviewStatus, Totals, review};
-use onshi_rules::{RuleSet, VisitKind, YearMonth};
+use onshi_rules::{ClinicSettings, RuleSet, UsageVerdict, VisitKind, YearMonth};
 use onshi_store::{ClinicScope, TenantStore};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -108,15 +108,15 @@ fn legend(rules: &RuleSet, lines: &[Line]) -> Vec<LegendEntry> {
 }
 
 /// The engine over the month and its look-back, with the clerks' corrections applied; with the visits'
-/// first confirmation times.
+/// first confirmation times and the clinic's billing settings it was judged with.
 pub(super) async fn month_review(
     rules: &RuleSet,
     store: &TenantStore<'_>,
     clinic: &ClinicScope,
     month: YearMonth,
-) -> Result<(Vec<Line>, Totals, FirstAt), ApiError> {
+) -> Result<(Vec<Line>, Totals, FirstAt, ClinicSettings), ApiError> {
     let settings = store.billing_settings(clinic).await?;
-    let engine_clinic = onshi_rules::Clinic::new(clinic.id.to_string(), clinic.kind, settings);
+    let engine_clinic = onshi_rules::Clinic::new(clinic.id.to_string(), clinic.kind, settings.clone());
     let start = month.plus(-LOOKBACK_MONTHS);
     let visits = store.billing_visits(clinic, start.first_day(), month.last_day()).await?;
     let claims = Claims::load(store, clinic, start, month).await?;
@@ -178,7 +178,7 @@ pub(super) async fn month_review(
             format!("{}: {}", e.subject, e.message),
         ))
     })?;
-    Ok((lines, totals, first_at))
+    Ok((lines, totals, first_at, settings))
 }
 
 /// A closed month as it was closed.
@@ -208,6 +208,11 @@ pub(super) struct MonthState {
     /// Visit ids of the month not in the closed snapshot.
     pub late: Vec<String>,
     pub first_at: FirstAt,
+    /// How the claims stand against the 利用率 their addons need (`onshi_rules::usage_verdicts`): an open
+    /// month only, for a closed one shows what it froze, not a check against today's settings.
+    pub usage: Vec<UsageVerdict>,
+    /// The billing settings an open month was judged with (a closed month's page reads today's).
+    pub settings: Option<ClinicSettings>,
 }
 
 pub(super) async fn month_state(
@@ -217,7 +222,7 @@ pub(super) async fn month_state(
     month: YearMonth,
 ) -> Result<MonthState, ApiError> {
     let closed = store.billing_month_closed(clinic, month).await?;
-    let (snapshot, first_at, late) = match closed.as_ref().and_then(|c| c.snapshot.as_deref()) {
+    let (snapshot, first_at, late, settings) = match closed.as_ref().and_then(|c| c.snapshot.as_deref()) {
         Some(snapshot) => {
             let snapshot: Snapshot = serde_json::from_str(snapshot).map_err(ApiError::internal)?;
             let first_at: FirstAt = store
@@ -229,17 +234,24 @@ pub(super) async fn month_state(
             let kept: std::collections::HashSet<&str> = snapshot.lines.iter().map(|l| l.id.as_str()).collect();
             let mut late: Vec<String> = first_at.keys().filter(|id| !kept.contains(id.as_str())).cloned().collect();
             late.sort_by_key(|id| first_at.get(id).copied());
-            (snapshot, first_at, late)
+            (snapshot, first_at, late, None)
         }
         None => {
-            let (lines, totals, first_at) = month_review(rules, store, clinic, month).await?;
-            (Snapshot::of(rules, lines, totals), first_at, Vec::new())
+            let (lines, totals, first_at, settings) = month_review(rules, store, clinic, month).await?;
+            (Snapshot::of(rules, lines, totals), first_at, Vec::new(), Some(settings))
         }
+    };
+    let usage = match &settings {
+        Some(s) => {
+            let engine_clinic = onshi_rules::Clinic::new(clinic.id.to_string(), clinic.kind, s.clone());
+            onshi_rules::usage_verdicts(rules, &engine_clinic, month)
+        }
+        None => Vec::new(),
     };
     let Snapshot { mut lines, totals, legend, .. } = snapshot;
     open_charts(store, &mut lines).await?;
     lines.sort_by(|a, b| (a.date, first_at.get(&a.id), &a.id).cmp(&(b.date, first_at.get(&b.id), &b.id)));
-    Ok(MonthState { lines, totals, legend, closed, late, first_at })
+    Ok(MonthState { lines, totals, legend, closed, late, first_at, usage, settings })
 }
 
 #[cfg(test)]

@@ -148,7 +148,7 @@ pub(crate) async fn month_page(
     let store = state.store.tenant(caller.scope);
     let clinic = caller.clinic(&store, &raw_clinic).await?;
     let month = parse_month(&raw_month)?;
-    let MonthState { lines, totals, legend, closed, late, first_at: times } =
+    let MonthState { lines, totals, legend, closed, late, first_at: times, usage, settings } =
         month_state(&state.rules, &store, &clinic, month).await?;
     let count = |f: fn(&Line) -> bool| lines.iter().filter(|l| f(l)).count();
     let claims = Some(ClaimSummary::of(&lines)).filter(|c| c.checked > 0);
@@ -196,15 +196,11 @@ pub(crate) async fn month_page(
             }
         })
         .collect();
-    let settings = store.billing_settings(&clinic).await?;
-    let (standards, usage_rates) = settings_summary(&settings);
-    // A closed month shows what it froze: no check against today's settings.
-    let usage = if closed.is_none() {
-        let engine_clinic = onshi_rules::Clinic::new(clinic.id.to_string(), clinic.kind, settings);
-        onshi_rules::usage_verdicts(&state.rules, &engine_clinic, month)
-    } else {
-        Vec::new()
+    let settings = match settings {
+        Some(s) => s,
+        None => store.billing_settings(&clinic).await?,
     };
+    let (standards, usage_rates) = settings_summary(&settings);
     let closed = closed.map(|c| crate::web::time::jst_minute(&c.at));
     let late: Vec<String> = late
         .iter()

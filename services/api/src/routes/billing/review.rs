@@ -300,7 +300,7 @@ pub(crate) async fn close_month(
     let store = state.store.tenant(caller.scope);
     let clinic = caller.clinic(&store, &raw_clinic).await?;
     let month = parse_month(&raw_month)?;
-    let (lines, totals, _) = month_review(&state.rules, &store, &clinic, month).await?;
+    let (lines, totals, ..) = month_review(&state.rules, &store, &clinic, month).await?;
     let unreviewed = lines.iter().filter(|l| l.needs_review).count();
     let unsettled = lines.iter().filter(|l| !l.kind_settled).count();
     if (unreviewed > 0 || unsettled > 0) && form.confirm.is_none() {
