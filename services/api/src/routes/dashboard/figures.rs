@@ -110,8 +110,8 @@ pub(crate) async fn usage_figures(
     let calibration_text = match &calibration {
         Some(c) => lang
             .t(
-                "公式値÷当日推計 {f}（{lo}〜{hi}、{n}か月から）",
-                "official ÷ same-day estimate {f} ({lo} to {hi}, from {n} months)",
+                "公式値（ない月はレセプト実績）÷当日推計 {f}（{lo}〜{hi}、{n}か月から）",
+                "official (claims-based where there is none) ÷ same-day estimate {f} ({lo} to {hi}, from {n} months)",
             )
             .replace("{f}", &format!("{:.2}", c.factor))
             .replace("{lo}", &format!("{:.2}", c.low))
