@@ -508,6 +508,17 @@ both_modes!(the_audit_log_records_access_and_verify_catches_tampering, |app| {
     let audit = owner.get("/audit?action=signin").await;
     assert_eq!(audit.status, 200);
     assert!(audit.body.contains(&user.email));
+    // A recorded id reads with the name people know it by, the id beside it.
+    let clinic = &app.clinics[0].clinic;
+    assert_eq!(owner.get(&format!("/clinics/{}/receptions?date=2026-11-25", clinic.id)).await.status, 200);
+    let audit = owner.get("/audit?action=receptions.view").await;
+    assert!(
+        audit
+            .body
+            .contains(&format!("{} <span class=\"small muted\">receptions:{}:2026-11-25", clinic.name, clinic.id)),
+        "{}",
+        audit.body
+    );
     let csv = owner.get("/audit.csv").await;
     assert_eq!(csv.status, 200);
     assert!(csv.body.starts_with('\u{feff}'), "Excel-safe UTF-8 with BOM");
