@@ -33,7 +33,7 @@ macro_rules! actions {
                 }
             }
 
-            /// The action a stored code names; `None` for a code no longer written.
+            /// The action a stored code names; `None` for a code this catalogue does not know.
             pub fn from_code(code: &str) -> Option<AuditAction> {
                 match code {
                     $($code => Some(AuditAction::$variant),)+
@@ -98,6 +98,7 @@ actions! {
     DashboardView => "dashboard.view", "利用率閲覧", "Usage viewed";
     BillingView => "billing.view", "請求確認の閲覧", "Billing viewed";
     BillingApprove => "billing.approve", "請求確認", "Visit approved";
+    // Written by versions before `billing.bulk`; kept so their entries still read.
     BillingApproveBulk => "billing.approve_bulk", "一括確認", "Visits approved";
     BillingAdjust => "billing.adjust", "請求の修正", "Visit adjusted";
     BillingClose => "billing.close", "月の締め", "Month closed";

@@ -541,6 +541,9 @@ mod tests {
         let facts = vec![fact("a", "p1", date!(2024 - 11 - 05), true, true)];
         let (lines, _) = review(&rules, &clinic_with(&[]), &facts, &HashMap::new(), month).unwrap();
         assert!(lines[0].reason.contains("未入力）が基準以上なら算定可"), "{}", lines[0].reason);
+        // 医療情報取得加算 still applies, so the visit is not a 算定漏れ candidate: the month's check asks for
+        // the figure instead of every マイナ保険証 visit.
+        assert!(!lines[0].not_claimable && !lines[0].missed, "{:?}", lines[0]);
     }
 
     /// The second マイナ保険証 visit within a limit's three months earns nothing, and rightly: not a 算定漏れ.

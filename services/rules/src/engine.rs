@@ -159,7 +159,13 @@ fn usage_check(
             let oqs_missing: Vec<String> = oqs_missing.iter().map(|m| m.to_string()).collect();
             let unmet = if missing.is_empty() && oqs_missing.is_empty() { Unmet::Fact } else { Unmet::Settings };
             if !missing.is_empty() {
-                text.push_str(&format!("。未入力の月（{}）の利用率が基準以上なら算定可", missing.join("・")));
+                // Where both bases count, say which one's months are missing.
+                let basis = if usage.oqs_window.is_empty() {
+                    String::new()
+                } else {
+                    RateBasis::Receipts.label().to_owned() + "の"
+                };
+                text.push_str(&format!("。{basis}未入力の月（{}）の利用率が基準以上なら算定可", missing.join("・")));
             }
             if !oqs_missing.is_empty() {
                 text.push_str(&format!(

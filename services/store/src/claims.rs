@@ -513,10 +513,14 @@ impl TenantStore<'_> {
         }
         let mut out = HashMap::new();
         for row in query.all(txn).await? {
-            let settings = onshi_rules::ClinicSettings::from_json(&row.settings)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            if !settings.usage_rates.is_empty() {
-                out.insert(row.clinic_id, settings.usage_rates);
+            // Unreadable settings fail the billing pages that need them (`billing_settings`); here they only
+            // lose the typed rates, so a dashboard of many clinics is not taken down by one.
+            match onshi_rules::ClinicSettings::from_json(&row.settings) {
+                Ok(settings) if !settings.usage_rates.is_empty() => {
+                    out.insert(row.clinic_id, settings.usage_rates);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(clinic = %row.clinic_id, error = %e, "billing settings unreadable"),
             }
         }
         Ok(out)

@@ -241,12 +241,14 @@ pub(super) async fn month_state(
             (Snapshot::of(rules, lines, totals), first_at, Vec::new(), Some(settings))
         }
     };
-    let usage = match &settings {
-        Some(s) => {
+    // A month closed before snapshots were kept is recomputed, but it is closed: no check against today's
+    // settings.
+    let usage = match (&settings, &closed) {
+        (Some(s), None) => {
             let engine_clinic = onshi_rules::Clinic::new(clinic.id.to_string(), clinic.kind, s.clone());
             onshi_rules::usage_verdicts(rules, &engine_clinic, month)
         }
-        None => Vec::new(),
+        _ => Vec::new(),
     };
     let Snapshot { mut lines, totals, legend, .. } = snapshot;
     open_charts(store, &mut lines).await?;

@@ -90,6 +90,9 @@ pub(crate) async fn usage_figures(
                         }
                         if let Some(d) = o.notified_on {
                             parts.push(format!("{} {d}", lang.t("通知", "notified")));
+                        } else if o.users.is_none() {
+                            // A rate typed on the billing page, without its notice.
+                            parts.push(lang.t("手入力", "typed in").to_owned());
                         }
                         parts.join(" · ")
                     })

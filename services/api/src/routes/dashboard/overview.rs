@@ -105,6 +105,8 @@ pub(crate) struct ClinicRow {
     pub forecast: String,
     pub forecast_class: &'static str,
     pub risk: Risk,
+    /// This month's estimate falls short of what it decides (counted whatever the row's `risk` group).
+    pub projected_below: bool,
     /// The shown month's estimate, for ordering.
     pub current: Option<f64>,
 }
@@ -181,7 +183,8 @@ pub(super) fn row(
     let level = rules.level_on(kind, today, current);
     // The shown month's own claims are decided by earlier months (the best of N-5..N-3 decides N).
     let this = months.last().copied().unwrap_or(YearMonth::of(today));
-    let (status, status_class) = standing_text(&rules.standing(kind, this, &all_rates), lang);
+    let standing = rules.standing(kind, this, &all_rates);
+    let (status, status_class) = standing_text(&standing, lang);
     // And this month counts towards the claims of the months it decides.
     let outlook = rules.forecast(kind, this, current);
     let this_count = counts.last().copied().unwrap_or_default();
@@ -215,8 +218,9 @@ pub(super) fn row(
             .replace("{last}", &last.to_string()),
         _ => "—".to_owned(),
     };
+    let below_now = matches!(standing.level, Level::Below { .. });
     let risk = match (current, outlook.required) {
-        _ if status_class == "alert" => Risk::Now,
+        _ if below_now => Risk::Now,
         _ if outlook.below() => Risk::Below,
         (Some(r), Some(min)) if r < min + WARNING_BAND => Risk::Near,
         (None, Some(_)) => Risk::NoData,
@@ -243,6 +247,7 @@ pub(super) fn row(
         forecast,
         forecast_class: if outlook.below() { "alert" } else { "" },
         risk,
+        projected_below: outlook.below(),
         current,
     }
 }
@@ -303,7 +308,7 @@ pub(crate) async fn overview(
             .then_with(|| a.name.cmp(&b.name))
     });
     let now = rows.iter().filter(|r| r.risk == Risk::Now).count();
-    let below = rows.iter().filter(|r| r.risk == Risk::Below).count();
+    let below = rows.iter().filter(|r| r.projected_below).count();
     let near = rows.iter().filter(|r| r.risk == Risk::Near).count();
     let no_data = rows.iter().filter(|r| r.risk == Risk::NoData).count();
     let mut totals: BTreeMap<YearMonth, MonthCount> = BTreeMap::new();
