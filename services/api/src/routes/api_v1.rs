@@ -357,6 +357,7 @@ pub(crate) struct Official {
     users: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     receipts: Option<i32>,
+    /// Absent for a rate typed on the billing page without its notice.
     #[serde(skip_serializing_if = "Option::is_none")]
     notified_on: Option<Day>,
 }
