@@ -2,7 +2,7 @@
 //! audit log, driven through the pages like a browser would.
 
 use onshi_api::{Access, ROUTES};
-use onshi_domain::{Permission, Role};
+use onshi_domain::{AuditAction, Permission, Role};
 
 use crate::both_modes;
 use crate::helpers::*;
@@ -293,23 +293,11 @@ both_modes!(another_tenants_ids_are_not_found_on_every_route, |app| {
             &[onshi_domain::ApiScope::ClinicsRead],
             &"ab".repeat(32),
             None,
-            &onshi_store::AuditEntry::new(
-                None,
-                "t",
-                onshi_domain::AuditAction::ApiTokenCreate,
-                "-",
-                onshi_store::AuditResult::Success,
-            ),
+            &test_audit(AuditAction::ApiTokenCreate, "-"),
         )
         .await
         .unwrap();
-    let audit = onshi_store::AuditEntry::new(
-        None,
-        "t",
-        onshi_domain::AuditAction::WebhookCreate,
-        "-",
-        onshi_store::AuditResult::Success,
-    );
+    let audit = test_audit(AuditAction::WebhookCreate, "-");
     let hook_b = store_b
         .create_webhook_endpoint(
             "https://b.example.com/hook",

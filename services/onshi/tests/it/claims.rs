@@ -4,8 +4,8 @@
 //! the same patient and month replaces the earlier one; everything audited.
 
 use onshi_domain::{
-    ClaimReceipt, ClaimVisit, ClaimedCode, ClaimedVisitKind, ClaimsFile, Day, EventBatch, EventPayload, PatientRef,
-    Payer, Role, YearMonth,
+    AuditAction, ClaimReceipt, ClaimVisit, ClaimedCode, ClaimedVisitKind, ClaimsFile, Day, EventBatch, EventPayload,
+    PatientRef, Payer, Role, YearMonth,
 };
 use time::macros::{date, datetime};
 
@@ -276,13 +276,7 @@ both_modes!(three_figures_of_the_rate_side_by_side_with_the_calibrated_outlook, 
     // counts it, so the clinic page and the group page show it as the month's official figure too.
     let mut typed = settings.clone();
     typed.set_usage_rate(onshi_rules::RateBasis::Receipts, YearMonth::new(2026, 7).unwrap(), 0.33);
-    let audit = onshi_store::AuditEntry::new(
-        None,
-        "test",
-        onshi_domain::AuditAction::BillingUsageRate,
-        "-",
-        onshi_store::AuditResult::Success,
-    );
+    let audit = test_audit(AuditAction::BillingUsageRate, "-");
     app.store().set_billing_settings(&scope, &typed, &audit).await.unwrap();
     let official = app.store().official_usage(&scope).await.unwrap();
     assert_eq!(official.get(&YearMonth::new(2026, 7).unwrap()).map(|f| f.rate), Some(0.33));

@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use onshi_domain::AuditAction;
 use onshi_domain::{
-    AgentEvent, ConfirmationMethod, Consents, EventId, EventPayload, PatientRef, QualificationCheck,
+    AgentEvent, AuditAction, ConfirmationMethod, Consents, EventId, EventPayload, PatientRef, QualificationCheck,
     QualificationResult, Role,
 };
 use time::macros::datetime;
@@ -441,13 +440,7 @@ both_modes!(
         // Its alert, once due in opening hours, says so too (the watch's count of wide outages may be six
         // looks old: wait them out).
         tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-        let entry = onshi_store::AuditEntry::new(
-            None,
-            "test",
-            AuditAction::ClinicHours,
-            "-",
-            onshi_store::AuditResult::Success,
-        );
+        let entry = test_audit(AuditAction::ClinicHours, "-");
         app.store().set_clinic_hours(&clinic, &onshi_domain::hours::OpeningHours::always(), 1, &entry).await.unwrap();
         let sql = format!(
             "UPDATE device_alerts SET since = {} WHERE kind = 'network'",

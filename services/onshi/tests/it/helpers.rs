@@ -12,6 +12,11 @@ use sea_orm::{ConnectionTrait, Database};
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
+/// What a test's own writes to the store are audited as: `action` by "test" on `target`.
+pub fn test_audit(action: AuditAction, target: &str) -> onshi_store::AuditEntry {
+    onshi_store::AuditEntry::new(None, "test", action, target, onshi_store::AuditResult::Success)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Embedded,
@@ -204,13 +209,7 @@ impl TestApp {
         let store = self.store();
         let found = store.device(device).await.unwrap().unwrap();
         let clinic = store.clinic_scope(found.clinic, &onshi_domain::ClinicAccess::All).await.unwrap().unwrap();
-        let entry = onshi_store::AuditEntry::new(
-            None,
-            "test",
-            AuditAction::AgentRevoke,
-            "-",
-            onshi_store::AuditResult::Success,
-        );
+        let entry = test_audit(AuditAction::AgentRevoke, "-");
         store.revoke_device(&clinic, device, &entry).await.unwrap();
         onshi_api::announce_revocation(&self.adapters().cache, device).await;
     }
@@ -377,13 +376,7 @@ impl TestApp {
         let password = format!("pw-{}-long-enough", uuid::Uuid::new_v4().simple());
         let phc = onshi_identity::hash_password(&password, &email).unwrap();
         let store = self.adapters().store.tenant(TenantScope::operator(tenant));
-        let entry = onshi_store::AuditEntry::new(
-            None,
-            "test",
-            onshi_domain::AuditAction::StaffInvite,
-            "-",
-            onshi_store::AuditResult::Success,
-        );
+        let entry = test_audit(AuditAction::StaffInvite, "-");
         let id = store
             .add_user(
                 &onshi_store::NewUser {
@@ -721,8 +714,7 @@ impl ClinicPc {
 /// deliveries stay in the outbox for the test to look at).
 pub async fn webhook_outbox(app: &TestApp, events: &[onshi_domain::WebhookEvent]) -> uuid::Uuid {
     let owner = app.user(onshi_domain::Role::Owner).await;
-    let audit =
-        onshi_store::AuditEntry::new(None, "test", AuditAction::WebhookCreate, "-", onshi_store::AuditResult::Success);
+    let audit = test_audit(AuditAction::WebhookCreate, "-");
     app.store()
         .create_webhook_endpoint(
             "https://hooks.example.invalid/onshi",

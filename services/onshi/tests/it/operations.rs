@@ -232,13 +232,7 @@ both_modes!(retention_keeps_every_record_until_its_floor_and_audits_what_it_remo
     assert!(count(&store, &visits_before(RetentionBasis::Billing.keep_from(today))).await >= 1, "4-year-old kept");
 
     // The tenant says visit logs are billing records only: 3 years. A dry run reports and changes nothing.
-    let actor = onshi_store::AuditEntry::new(
-        None,
-        "test",
-        AuditAction::RetentionBasis,
-        "tenant",
-        onshi_store::AuditResult::Success,
-    );
+    let actor = test_audit(AuditAction::RetentionBasis, "tenant");
     app.store().set_retention_basis(RetentionBasis::Billing, &actor).await.unwrap();
     let dry = onshi::maintenance::run(&store, today, 3, true).await.unwrap();
     let dry = dry.purges.iter().find(|p| p.tenant == app.tenant).unwrap().clone();
@@ -402,13 +396,7 @@ both_modes!(a_backup_restores_into_a_fresh_database_and_store_with_equal_checksu
     events_applied(app, qualifications(&events)).await;
     let objects = app.adapters().objects.clone();
     eventually(WAIT, "raw batch archived", || async { !objects.list("raw/").await.unwrap().is_empty() }).await;
-    let actor = onshi_store::AuditEntry::new(
-        None,
-        "test",
-        AuditAction::RetentionBasis,
-        "tenant",
-        onshi_store::AuditResult::Success,
-    );
+    let actor = test_audit(AuditAction::RetentionBasis, "tenant");
     app.store().set_retention_basis(RetentionBasis::Billing, &actor).await.unwrap();
 
     let folder = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! PostgreSQL row-level security as the backstop under the typed tenant scope: raw SQL as the
 //! application role, with no application filter at all.
 
+use onshi_domain::AuditAction;
 use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
 
 use crate::helpers::*;
@@ -137,13 +138,7 @@ crate::both_modes!(
                     &[onshi_domain::ApiScope::ClinicsRead],
                     &token.hash,
                     None,
-                    &onshi_store::AuditEntry::new(
-                        None,
-                        "t",
-                        onshi_domain::AuditAction::ApiTokenCreate,
-                        "-",
-                        onshi_store::AuditResult::Success,
-                    ),
+                    &test_audit(AuditAction::ApiTokenCreate, "-"),
                 )
                 .await
                 .unwrap();
