@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use onshi_domain::{AuditAction, ClinicAccess};
 use onshi_rules::{MonthCount, RuleSet, YearMonth};
-use onshi_store::{AuditEntry, AuditResult, NewMail, Store, TenantScope};
+use onshi_store::{AuditEntry, NewMail, Store, TenantScope};
 use onshi_worker::AfterApply;
 
 /// Below this many patients in the month the estimate says too little to warn anyone.
@@ -51,14 +51,8 @@ impl UsageWatch {
             if !outlook.below() {
                 continue;
             }
-            let entry = AuditEntry::new(
-                None,
-                "system",
-                AuditAction::UsageAlert,
-                &format!("clinic:{}", clinic.id),
-                AuditResult::Success,
-            )
-            .details(serde_json::json!({ "month": month.to_string(), "rate": rate, "required": min }));
+            let entry = AuditEntry::system(AuditAction::UsageAlert, &format!("clinic:{}", clinic.id))
+                .details(serde_json::json!({ "month": month.to_string(), "rate": rate, "required": min }));
             let announced = serde_json::json!({
                 "clinic_id": clinic.id,
                 "month": month.to_string(),

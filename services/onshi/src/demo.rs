@@ -91,13 +91,7 @@ pub async fn seed_billing_settings(
         for (n, month) in start.through(last).enumerate() {
             settings.set_usage_rate(RateBasis::Receipts, month, (0.05 + n as f64 * 0.02).min(ceiling));
         }
-        let entry = onshi_store::AuditEntry::new(
-            None,
-            "system",
-            AuditAction::DemoSeedBilling,
-            &format!("clinic:{}", clinic.id),
-            onshi_store::AuditResult::Success,
-        );
+        let entry = onshi_store::AuditEntry::system(AuditAction::DemoSeedBilling, &format!("clinic:{}", clinic.id));
         scoped.set_billing_settings(clinic, &settings, &entry).await?;
         // 診療時間 as a typical clinic keeps them (木曜午後・日曜休診); the other clinics keep the usual ones,
         // so the page shows both states.
@@ -108,13 +102,7 @@ pub async fn seed_billing_settings(
                 false,
             )
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let entry = onshi_store::AuditEntry::new(
-                None,
-                "system",
-                AuditAction::ClinicHours,
-                &format!("clinic:{}", clinic.id),
-                onshi_store::AuditResult::Success,
-            );
+            let entry = onshi_store::AuditEntry::system(AuditAction::ClinicHours, &format!("clinic:{}", clinic.id));
             scoped.set_clinic_hours(clinic, &hours, onshi_domain::device_alert::DEFAULT_AFTER_MINUTES, &entry).await?;
         }
     }
@@ -129,15 +117,14 @@ pub const DEMO_OWNER_PASSWORD: &str = "onshi-demo-2026";
 /// Makes sure the demo tenant has its owner with a verified address and TOTP, and returns the TOTP
 /// setup key.
 pub async fn ensure_demo_owner(store: &Store, tenant: TenantId) -> Result<String, Box<dyn std::error::Error>> {
-    use onshi_store::{AuditResult, NewUser};
+    use onshi_store::NewUser;
     let scoped = store.tenant(TenantScope::operator(tenant));
     let existing = scoped.users().await?.into_iter().find(|u| u.email == DEMO_OWNER_EMAIL);
     let user_id = match existing {
         Some(user) => user.id,
         None => {
             let phc = onshi_identity::hash_password(DEMO_OWNER_PASSWORD, DEMO_OWNER_EMAIL)?;
-            let entry =
-                onshi_store::AuditEntry::new(None, "system", AuditAction::DemoSeedOwner, "-", AuditResult::Success);
+            let entry = onshi_store::AuditEntry::system(AuditAction::DemoSeedOwner, "-");
             let owner = NewUser {
                 email: DEMO_OWNER_EMAIL,
                 display_name: "デモ オーナー",

@@ -193,13 +193,7 @@ pub async fn post(
         };
         entries.push((clinic, month, figure));
     }
-    let audit = onshi_store::AuditEntry::new(
-        None,
-        "system",
-        AuditAction::DemoOfficialUsage,
-        "-",
-        onshi_store::AuditResult::Success,
-    );
+    let audit = onshi_store::AuditEntry::system(AuditAction::DemoOfficialUsage, "-");
     scoped.set_official_usage(&entries, None, &audit).await?;
     tracing::info!(clinic = %clinic.code, "demo claims and official figures posted");
     Ok(())

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use onshi_domain::radar::Warning;
 use onshi_domain::{AuditAction, ClinicAccess};
-use onshi_store::{AuditEntry, AuditResult, Clinic, NewMail, Store, TenantScope};
+use onshi_store::{AuditEntry, Clinic, NewMail, Store, TenantScope};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -61,14 +61,8 @@ impl RadarWatch {
         let site = self.public_url.trim_end_matches('/');
         for (clinic, warnings) in &radar {
             for warning in warnings.iter().filter(|w| w.mailed()) {
-                let entry = AuditEntry::new(
-                    None,
-                    "system",
-                    AuditAction::RadarNotice,
-                    &format!("clinic:{}", clinic.id),
-                    AuditResult::Success,
-                )
-                .details(serde_json::json!({ "item": warning.key() }));
+                let entry = AuditEntry::system(AuditAction::RadarNotice, &format!("clinic:{}", clinic.id))
+                    .details(serde_json::json!({ "item": warning.key() }));
                 let subject = format!("【Onshi Cloud】{}: {}", clinic.name, warning.label_ja());
                 let body = format!(
                     "{clinic}: {label_ja}{due_ja}\n{advice_ja}\n端末と期限: {site}/fleet\n\n{clinic}: {label_en}{due_en}\n{advice_en}\n",
@@ -105,7 +99,7 @@ impl RadarWatch {
         }
         let body = summary(&week, &radar, &alerts, &followups, today, site);
         let subject = format!("【Onshi Cloud】週間まとめ {week}");
-        let entry = AuditEntry::new(None, "system", AuditAction::SummaryWeekly, &week, AuditResult::Success);
+        let entry = AuditEntry::system(AuditAction::SummaryWeekly, &week);
         store.claim_weekly_summary(&week, &entry, mailed("weekly_summary", &subject, &body)).await?;
         Ok(())
     }

@@ -80,6 +80,12 @@ impl AuditEntry {
         }
     }
 
+    /// What the service does on its own (alerts, notices, purges, the demo's seeding): actor `system`,
+    /// always a success.
+    pub fn system(action: AuditAction, target: &str) -> Self {
+        Self::new(None, "system", action, target, AuditResult::Success)
+    }
+
     pub fn ip(mut self, ip: Option<String>) -> Self {
         self.ip = ip;
         self

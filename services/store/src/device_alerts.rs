@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::entities::{device_alerts, devices};
 use crate::error::StoreError;
-use crate::{AuditEntry, AuditResult, Clinic, Store, TenantScope, TenantStore};
+use crate::{AuditEntry, Clinic, Store, TenantScope, TenantStore};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceAlert {
@@ -152,12 +152,11 @@ impl TenantStore<'_> {
             None => (AuditAction::DeviceAlertRaised, WebhookEvent::AlertRaised),
             Some(_) => (AuditAction::DeviceAlertResolved, WebhookEvent::AlertResolved),
         };
-        let entry = AuditEntry::new(None, "system", action, &format!("device:{}", alert.device), AuditResult::Success)
-            .details(serde_json::json!({
-                "clinic_id": alert.clinic,
-                "kind": alert.kind.code(),
-                "since": crate::webhooks::rfc3339(alert.since),
-            }));
+        let entry = AuditEntry::system(action, &format!("device:{}", alert.device)).details(serde_json::json!({
+            "clinic_id": alert.clinic,
+            "kind": alert.kind.code(),
+            "since": crate::webhooks::rfc3339(alert.since),
+        }));
         self.append_in(txn, &entry).await?;
         self.enqueue_webhook_in(txn, event, &alert.announcement()).await?;
         Ok(alert)

@@ -18,7 +18,7 @@ use sea_orm::{
 use serde::Serialize;
 use time::{Date, OffsetDateTime, PrimitiveDateTime, Time};
 
-use crate::audit::{AuditEntry, AuditResult, append};
+use crate::audit::{AuditEntry, append};
 use crate::entities::{
     billing_reviews, device_alerts, device_uptime, mail_outbox, monthly_patients, raw_events, tenants, visits,
 };
@@ -188,7 +188,7 @@ impl TenantStore<'_> {
             + purge.device_uptime
             + purge.device_alerts;
         if !dry_run && removed > 0 {
-            let mut entry = AuditEntry::new(None, "system", AuditAction::RetentionPurge, &month, AuditResult::Success);
+            let mut entry = AuditEntry::system(AuditAction::RetentionPurge, &month);
             entry.details = serde_json::json!({
                 "basis": purge.basis,
                 "keep_from": keep_from.to_string(),

@@ -19,7 +19,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::entities::{devices, webhook_deliveries, webhook_endpoints};
-use crate::{AuditEntry, AuditResult, Store, StoreError, TenantScope, TenantStore};
+use crate::{AuditEntry, Store, StoreError, TenantScope, TenantStore};
 
 /// Why a skipped delivery was not sent (the page shows its status alone).
 const ENDPOINT_DISABLED: &str = "the endpoint is disabled";
@@ -581,12 +581,9 @@ impl TenantStore<'_> {
                             endpoint_active.enabled = Set(false);
                             let reason = DisabledReason::every_delivery_failed(failing_since, error);
                             endpoint_active.disabled_reason = Set(Some(reason.to_column()));
-                            let entry = AuditEntry::new(
-                                None,
-                                "system",
+                            let entry = AuditEntry::system(
                                 AuditAction::WebhookEndpointDisabled,
                                 &format!("webhook:{}", endpoint.id),
-                                AuditResult::Success,
                             )
                             .details(serde_json::json!({ "failing_since": since, "attempts": delivery.attempt }));
                             self.append_in(&txn, &entry).await?;
