@@ -22,6 +22,7 @@
 //! retries as a transient error.
 
 use onshi_domain::{AuditAction, UserId};
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
     IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
@@ -171,11 +172,23 @@ pub(crate) async fn append(
     tenant: Option<Uuid>,
     entry: &AuditEntry,
 ) -> Result<(), StoreError> {
-    let head = audit_heads::Entity::find_by_id(chain.to_owned()).lock_exclusive().one(txn).await?;
-    let (seq, prev) = match &head {
-        Some(h) => (h.seq + 1, h.hash.clone()),
-        None => (1, GENESIS.to_owned()),
-    };
+    // The head row is what concurrent appends queue on. A chain's first two writers would both find none
+    // to lock and both write seq 1, so the head is created first (at seq 0, the genesis hash) if missing,
+    // and then locked like any other.
+    audit_heads::Entity::insert(audit_heads::ActiveModel {
+        chain: Set(chain.to_owned()),
+        seq: Set(0),
+        hash: Set(GENESIS.to_owned()),
+    })
+    .on_conflict(OnConflict::column(audit_heads::Column::Chain).do_nothing().to_owned())
+    .exec_without_returning(txn)
+    .await?;
+    let head = audit_heads::Entity::find_by_id(chain.to_owned())
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("audit chain {chain} has no head")))?;
+    let (seq, prev) = (head.seq + 1, head.hash.clone());
     let mut row = audit_log::Model {
         id: Uuid::now_v7(),
         chain: chain.to_owned(),
@@ -195,19 +208,10 @@ pub(crate) async fn append(
     row.hash = chain_hash(&prev, &row);
     let hash = row.hash.clone();
     audit_log::ActiveModel::from(row).insert(txn).await?;
-    match head {
-        Some(h) => {
-            let mut active = h.into_active_model();
-            active.seq = Set(seq);
-            active.hash = Set(hash);
-            active.update(txn).await?;
-        }
-        None => {
-            audit_heads::ActiveModel { chain: Set(chain.to_owned()), seq: Set(seq), hash: Set(hash) }
-                .insert(txn)
-                .await?;
-        }
-    }
+    let mut active = head.into_active_model();
+    active.seq = Set(seq);
+    active.hash = Set(hash);
+    active.update(txn).await?;
     Ok(())
 }
 
