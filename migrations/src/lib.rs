@@ -29,9 +29,11 @@ mod m20261202_000022_followups;
 mod m20261202_000023_daily_hours;
 mod m20261203_000024_mail_outbox;
 mod m20261207_000025_visit_day_key;
+mod m20261207_000026_typed_rates;
 pub mod partitions;
 
 pub use m20261207_000025_visit_day_key::{VISIT_DAY_KEY, VISIT_DAY_KEY_COLUMNS};
+pub use m20261207_000026_typed_rates::move_typed_rates;
 
 pub use m20261125_000003_accounts::APP_ROLE;
 
@@ -134,6 +136,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000023_daily_hours::Migration),
             Box::new(m20261203_000024_mail_outbox::Migration),
             Box::new(m20261207_000025_visit_day_key::Migration),
+            Box::new(m20261207_000026_typed_rates::Migration),
         ]
     }
 }

@@ -75,7 +75,8 @@ pub async fn seed_billing_settings(
     tenant: TenantId,
     clinics: &[onshi_store::ClinicScope],
 ) -> Result<(), StoreError> {
-    use onshi_rules::{ClinicSettings, RateBasis, Standard, YearMonth};
+    use onshi_rules::{ClinicSettings, Standard, YearMonth};
+    use onshi_store::OfficialFigure;
     let scoped = store.tenant(TenantScope::operator(tenant));
     let now = YearMonth::of(onshi_domain::jst::date_of(OffsetDateTime::now_utc()));
     for (i, clinic) in clinics.iter().enumerate() {
@@ -88,11 +89,27 @@ pub async fn seed_billing_settings(
         // Rates are notified about two months after the month they measure.
         let (start, last) = (YearMonth::parse("2024-01").unwrap_or(now), now.plus(-2));
         let ceiling = HISTORY_CEILINGS[clinic_index(&clinic.code)];
-        for (n, month) in start.through(last).enumerate() {
-            settings.set_usage_rate(RateBasis::Receipts, month, (0.05 + n as f64 * 0.02).min(ceiling));
-        }
         let entry = onshi_store::AuditEntry::system(AuditAction::DemoSeedBilling, &format!("clinic:{}", clinic.id));
         scoped.set_billing_settings(clinic, &settings, &entry).await?;
+        // Typed in without their notices, as a clerk might from the 支払基金's letters; the claims the demo
+        // posts later replace the months whose notice has come with the full figures.
+        let rates: Vec<_> = start
+            .through(last)
+            .enumerate()
+            .map(|(n, month)| {
+                let rate = (0.05 + n as f64 * 0.02).min(ceiling);
+                let figure = OfficialFigure {
+                    uses: None,
+                    users: None,
+                    receipts: None,
+                    rate: (rate * 1000.0).round() / 1000.0,
+                    notified_on: None,
+                };
+                (clinic, month, figure)
+            })
+            .collect();
+        let entry = onshi_store::AuditEntry::system(AuditAction::DemoOfficialUsage, &format!("clinic:{}", clinic.id));
+        scoped.set_official_usage(&rates, None, &entry).await?;
         // 診療時間 as a typical clinic keeps them (木曜午後・日曜休診); the other clinics keep the usual ones,
         // so the page shows both states.
         if i == 0 {

@@ -59,7 +59,9 @@ pub struct ClosedMonth {
 }
 
 impl TenantStore<'_> {
-    /// The clinic's settings for the rules engine (届出 and notified 利用率), empty when unset.
+    /// The clinic's settings for the rules engine, empty when unset: its 届出 and オン資件数ベース rates from
+    /// the billing settings, and as `usage_rates` the official レセプト件数ベース figures, whose only home is
+    /// `official_usage` (migration m20261207_000026).
     pub async fn billing_settings(&self, clinic: &ClinicScope) -> Result<ClinicSettings, StoreError> {
         let txn = self.read().await?;
         let row = clinic_billing::Entity::find_by_id(clinic.uuid())
@@ -76,8 +78,8 @@ impl TenantStore<'_> {
             Some(r) => ClinicSettings::from_json(&r.settings).map_err(|e| StoreError::Corrupt(e.to_string()))?,
             None => ClinicSettings::default(),
         };
-        // The official figures entered with their notice (or pasted for the group) are the レセプト件数ベース
-        // rates the engine uses; they win over a rate typed before they were kept apart.
+        // A copy left in the settings is not read: the table is the figure a correction changes.
+        settings.usage_rates.clear();
         for o in official {
             if let Some(month) = YearMonth::parse(&o.month) {
                 settings.usage_rates.insert(month, o.rate);
@@ -86,12 +88,18 @@ impl TenantStore<'_> {
         Ok(settings)
     }
 
+    /// Saves the clinic's 届出 and オン資件数ベース rates. Its `usage_rates` are not saved: they are the
+    /// official figures `billing_settings` read, entered through `set_official_usage`.
     pub async fn set_billing_settings(
         &self,
         clinic: &ClinicScope,
         settings: &ClinicSettings,
         audit: &AuditEntry,
     ) -> Result<(), StoreError> {
+        let mut json = settings.to_json();
+        if let Some(object) = json.as_object_mut() {
+            object.remove("usage_rates");
+        }
         let txn = self.write().await?;
         let exists = clinic_billing::Entity::find_by_id(clinic.uuid())
             .filter(clinic_billing::Column::TenantId.eq(self.tenant_uuid()))
@@ -101,7 +109,7 @@ impl TenantStore<'_> {
         let row = clinic_billing::ActiveModel {
             clinic_id: Set(clinic.uuid()),
             tenant_id: Set(self.tenant_uuid()),
-            settings: Set(settings.to_json()),
+            settings: Set(json),
             updated_at: Set(OffsetDateTime::now_utc()),
         };
         if exists {

@@ -20,7 +20,7 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::audit::{AuditEntry, AuditResult};
-use crate::entities::{claim_days, claim_files, claim_receipts, clinic_billing, official_usage, visits};
+use crate::entities::{claim_days, claim_files, claim_receipts, official_usage, visits};
 use crate::{ClinicScope, StoreError, TenantStore};
 
 /// Rows per INSERT: well under SQLite's bound on parameters.
@@ -445,25 +445,22 @@ impl TenantStore<'_> {
             .filter(official_usage::Column::ClinicId.eq(clinic.uuid()))
             .all(&txn)
             .await?;
-        let typed = self.typed_rates(&txn, Some(clinic.uuid())).await?.remove(&clinic.uuid()).unwrap_or_default();
         txn.commit().await?;
-        let mut figures: BTreeMap<YearMonth, OfficialFigure> = typed
+        Ok(rows
             .into_iter()
-            .map(|(m, rate)| (m, OfficialFigure { uses: None, users: None, receipts: None, rate, notified_on: None }))
-            .collect();
-        figures.extend(rows.into_iter().filter_map(|r| {
-            Some((
-                YearMonth::parse(&r.month)?,
-                OfficialFigure {
-                    uses: r.uses,
-                    users: r.users,
-                    receipts: r.receipts,
-                    rate: r.rate,
-                    notified_on: r.notified_on,
-                },
-            ))
-        }));
-        Ok(figures)
+            .filter_map(|r| {
+                Some((
+                    YearMonth::parse(&r.month)?,
+                    OfficialFigure {
+                        uses: r.uses,
+                        users: r.users,
+                        receipts: r.receipts,
+                        rate: r.rate,
+                        notified_on: r.notified_on,
+                    },
+                ))
+            })
+            .collect())
     }
 
     /// The official rates of every clinic of the tenant for `months`, by clinic (one read, for the group
@@ -483,44 +480,11 @@ impl TenantStore<'_> {
             .into_tuple()
             .all(&txn)
             .await?;
-        let typed = self.typed_rates(&txn, None).await?;
         txn.commit().await?;
         let mut out: HashMap<onshi_domain::ClinicId, BTreeMap<YearMonth, f64>> = HashMap::new();
-        for (clinic, rates) in typed {
-            let wanted = rates.into_iter().filter(|(m, _)| months.contains(m));
-            out.entry(onshi_domain::ClinicId::from_uuid(clinic)).or_default().extend(wanted);
-        }
         for (clinic, month, rate) in rows {
             if let Some(m) = YearMonth::parse(&month) {
                 out.entry(onshi_domain::ClinicId::from_uuid(clinic)).or_default().insert(m, rate);
-            }
-        }
-        Ok(out)
-    }
-
-    /// レセプト件数ベース rates typed on the billing page before official figures were kept apart, from the
-    /// clinics' billing settings: they count as official figures without a notice, as `billing_settings`
-    /// counts them, so the dashboards, the API and the billing review read one rate per month. A figure
-    /// entered with its notice since wins (callers apply theirs after these).
-    async fn typed_rates(
-        &self,
-        txn: &DatabaseTransaction,
-        clinic: Option<Uuid>,
-    ) -> Result<HashMap<Uuid, BTreeMap<YearMonth, f64>>, StoreError> {
-        let mut query = clinic_billing::Entity::find().filter(clinic_billing::Column::TenantId.eq(self.tenant_uuid()));
-        if let Some(clinic) = clinic {
-            query = query.filter(clinic_billing::Column::ClinicId.eq(clinic));
-        }
-        let mut out = HashMap::new();
-        for row in query.all(txn).await? {
-            // Unreadable settings fail the billing pages that need them (`billing_settings`); here they only
-            // lose the typed rates, so a dashboard of many clinics is not taken down by one.
-            match onshi_rules::ClinicSettings::from_json(&row.settings) {
-                Ok(settings) if !settings.usage_rates.is_empty() => {
-                    out.insert(row.clinic_id, settings.usage_rates);
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(clinic = %row.clinic_id, error = %e, "billing settings unreadable"),
             }
         }
         Ok(out)

@@ -272,15 +272,47 @@ both_modes!(three_figures_of_the_rate_side_by_side_with_the_calibrated_outlook, 
     // The engine reads the official figure.
     let settings = app.store().billing_settings(&scope).await.unwrap();
     assert_eq!(settings.usage_rates.get(&YearMonth::new(2026, 9).unwrap()), Some(&0.375));
-    // A rate typed before official figures were kept apart lives in the billing settings. The review
-    // counts it, so the clinic page and the group page show it as the month's official figure too.
-    let mut typed = settings.clone();
-    typed.set_usage_rate(onshi_rules::RateBasis::Receipts, YearMonth::new(2026, 7).unwrap(), 0.33);
-    let audit = test_audit(AuditAction::BillingUsageRate, "-");
-    app.store().set_billing_settings(&scope, &typed, &audit).await.unwrap();
+    // Saving the settings keeps the official figures where they are: nothing copied into the settings.
+    use sea_orm::ConnectionTrait;
+    let audit = test_audit(AuditAction::BillingStandards, "-");
+    app.store().set_billing_settings(&scope, &settings, &audit).await.unwrap();
+    let db = app.owner_db().await;
+    let postgres = db.get_database_backend() == sea_orm::DatabaseBackend::Postgres;
+    let typed_rows = if postgres {
+        "SELECT count(*) FROM clinic_billing WHERE settings::jsonb ? 'usage_rates'"
+    } else {
+        "SELECT count(*) FROM clinic_billing WHERE json_type(settings, '$.usage_rates') IS NOT NULL"
+    };
+    assert_eq!(scalar(&db, typed_rows).await, 0);
+    // Rates typed before official figures had their own table lived in the billing settings. The upgrade
+    // (migration m20261207_000026) makes each an official figure without a notice; a month that has one
+    // with its notice keeps it; running it twice changes nothing.
+    let legacy = serde_json::json!({"standards": [], "oqs_usage_rates": {"2024-11": 0.4},
+        "usage_rates": {"2026-07": 0.33, "2026-09": 0.2}})
+    .to_string();
+    let sql = if postgres {
+        "UPDATE clinic_billing SET settings = $1::json WHERE clinic_id = $2"
+    } else {
+        "UPDATE clinic_billing SET settings = ? WHERE clinic_id = ?"
+    };
+    let legacy = sea_orm::Statement::from_sql_and_values(
+        db.get_database_backend(),
+        sql,
+        [legacy.into(), clinic.as_uuid().into()],
+    );
+    assert_eq!(db.execute_raw(legacy).await.unwrap().rows_affected(), 1);
+    for _ in 0..2 {
+        onshi_migrations::move_typed_rates(&db).await.unwrap();
+    }
+    assert_eq!(scalar(&db, typed_rows).await, 0, "the copy in the settings is gone");
     let official = app.store().official_usage(&scope).await.unwrap();
-    assert_eq!(official.get(&YearMonth::new(2026, 7).unwrap()).map(|f| f.rate), Some(0.33));
-    assert_eq!(official[&YearMonth::new(2026, 9).unwrap()].notified_on, Some(date!(2026 - 11 - 14)), "a notice wins");
+    let july = &official[&YearMonth::new(2026, 7).unwrap()];
+    assert_eq!((july.rate, july.notified_on, july.users), (0.33, None, None));
+    assert_eq!(official[&YearMonth::new(2026, 9).unwrap()].rate, 0.375, "the figure with its notice wins");
+    let settings = app.store().billing_settings(&scope).await.unwrap();
+    assert_eq!(settings.usage_rates.get(&YearMonth::new(2026, 7).unwrap()), Some(&0.33));
+    assert_eq!(settings.oqs_usage_rates.get(&YearMonth::new(2024, 11).unwrap()), Some(&0.4), "kept");
+    db.close().await.ok();
 
     let (mut m, _) = app.signed_in(Role::Manager).await;
     let page = m.get(&format!("/dashboard/clinics/{clinic}")).await;
