@@ -334,3 +334,60 @@ both_modes!(unflagged_visits_are_approved_in_one_step_and_flagged_ones_stay, |ap
     stranger.push(("visit", &other));
     assert_eq!(owner.post(&format!("{base}/bulk"), &stranger).await.status, 404);
 });
+
+both_modes!(a_reason_many_visits_share_is_read_once_and_approves_its_visits, |app| {
+    // July 2024, all 初診 once settled: six patients whose 診療情報 was obtained with マイナ保険証 (医療情報取得加算2)
+    // and three with a 資格確認書 (加算1), so two reasons, each given by three or more visits.
+    let events: Vec<_> = (0..9)
+        .map(|i| {
+            let at = datetime!(2024-07-08 09:00 +09:00) + time::Duration::minutes(10 * i);
+            valid_visit(app, &format!("0000020{i}"), at, i < 6)
+        })
+        .collect();
+    assert_eq!(app.post_events(0, &events).await.status(), 202);
+    eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 9 }).await;
+    let clinic = app.clinics[0].clinic.id;
+    let base = format!("/billing/{clinic}/2024-07");
+    let (mut b, _) = app.signed_in(Role::Billing).await;
+    let standards =
+        [("from", "2024-01-01"), ("standard", "online_claims"), ("standard", "oqs"), ("standard", "notices")];
+    assert_eq!(b.post(&format!("/billing/{clinic}/standards"), &standards).await.status, 303);
+    assert_eq!(b.post(&format!("{base}/bulk"), &[("scope", "unsettled"), ("action", "first")]).await.status, 303);
+    let page = b.get(&base).await;
+    let ids: Vec<String> = rows(&page.body).iter().map(|r| r.split('"').next().unwrap().to_owned()).collect();
+    assert_eq!(ids.len(), 9);
+    // One visit approved on its own first: the reason's step then has five left.
+    let one = b.post(&format!("{base}/visits/{}/review", ids[0]), &[("action", "approve")]).await;
+    assert_eq!(one.status, 303, "{}", one.body);
+
+    let page = b.get(&base).await;
+    let card = extract(&page.body, "data-testid=\"reasons\">", "</section>").expect("the shared reasons");
+    let first = extract(&card, "id=\"reason-1\"", "</li>").unwrap();
+    assert!(first.contains("（6件）") && first.contains("オンライン資格確認等で診療情報を取得"), "{first}");
+    assert!(first.contains("確認 (5)"), "five unreviewed visits nothing flags: {first}");
+    assert!(card.contains("id=\"reason-2\"") && card.contains("（3件）"), "{card}");
+    // Each row cites its number; the text is on the page once.
+    let text = extract(&first, "<br>", "\n").unwrap();
+    assert_eq!(page.body.matches(text.as_str()).count(), 1, "{text}");
+    let citing = rows(&page.body).iter().filter(|r| r.contains("href=\"#reason-1\"")).count();
+    assert_eq!(citing, 6, "six rows cite reason 1");
+
+    // Only its visits, then approve them: back to the same view, and the other reason's visits untouched.
+    let key = extract(&first, "data-reason=\"", "\"").unwrap();
+    let only = b.get(&format!("{base}?reason_id={key}")).await;
+    assert_eq!(rows(&only.body).len(), 6);
+    assert!(only.body.contains("data-testid=\"reason-shown\""));
+    let approve = [("scope", "reason"), ("action", "approve"), ("reason_id", key.as_str()), ("filter", "")];
+    let r = b.post(&format!("{base}/bulk"), &approve).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(r.location().ends_with(&format!("?reason_id={key}")), "{}", r.location());
+    let page = b.get(&base).await;
+    assert!(page.body.contains("未確認 (3)"), "{}", page.body);
+    let first = extract(&page.body, "id=\"reason-1\"", "</li>").unwrap();
+    assert!(!first.contains("data-testid=\"approve-reason\""), "nothing left to approve: {first}");
+    // A reason no visit gives any more (changed since the page was drawn) approves nothing.
+    let stale = [("scope", "reason"), ("action", "approve"), ("reason_id", "0123456789ab")];
+    let r = b.post(&format!("{base}/bulk"), &stale).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(b.get(&base).await.body.contains("未確認 (3)"));
+});

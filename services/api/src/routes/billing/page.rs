@@ -1,6 +1,11 @@
 //! One clinic-month: totals (certain, and provisional while 初診/再診 is unsettled), filters, the rows in
 //! reception order grouped by day, each rule explained once in a legend, the bulk form the row checkboxes
 //! belong to, exports, closing, and the clinic's 届出 and 利用率.
+//!
+//! Most of a month's visits share a handful of reasons, each three lines long. A reason that
+//! [`SHARED`] or more visits give is written once, numbered, above the rows, which cite its number; the
+//! clerk reads it once, can show just its visits (`reason_id`), and approve those nothing flags in one
+//! step. A reason fewer visits give (an earlier claim on a given date, say) stays on its row.
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -50,8 +55,57 @@ impl Filter {
     }
 }
 
+/// A reason several visits of the month give.
+pub(crate) struct SharedReason {
+    /// 1 for the most common reason of the month, and so on.
+    pub number: usize,
+    /// Names the reason in links and forms (`reason_id`): a short hash of its text, so it stays the same
+    /// while the clerk works through the month.
+    pub key: String,
+    pub text: String,
+    pub visits: usize,
+    /// Visits [`approvable`] in one step.
+    pub approvable: usize,
+}
+
+/// How many visits must give a reason before it is listed once and cited by number.
+pub(super) const SHARED: usize = 3;
+
+pub(super) fn reason_key(reason: &str) -> String {
+    onshi_identity::token::sha256_hex(reason)[..12].to_owned()
+}
+
+/// The reasons at least [`SHARED`] visits give, most common first (then in reception order).
+fn shared_reasons(lines: &[Line]) -> Vec<SharedReason> {
+    let mut seen: Vec<(&str, usize, usize)> = Vec::new();
+    for l in lines {
+        match seen.iter_mut().find(|(text, ..)| *text == l.reason) {
+            Some((_, n, a)) => {
+                *n += 1;
+                *a += usize::from(approvable(l));
+            }
+            None => seen.push((&l.reason, 1, usize::from(approvable(l)))),
+        }
+    }
+    seen.retain(|(_, n, _)| *n >= SHARED);
+    // A stable sort keeps reception order among equals.
+    seen.sort_by_key(|(_, visits, _)| std::cmp::Reverse(*visits));
+    seen.into_iter()
+        .enumerate()
+        .map(|(i, (text, visits, approvable))| SharedReason {
+            number: i + 1,
+            key: reason_key(text),
+            text: text.to_owned(),
+            visits,
+            approvable,
+        })
+        .collect()
+}
+
 pub(crate) struct LineView {
     pub line: Line,
+    /// The number of its reason among the month's shared ones; `None` when the row says it in full.
+    pub reason_no: Option<usize>,
     /// JST time of the first confirmation, `HH:MM`.
     pub time: String,
     /// The day's heading (`3月3日（月） 12件`) on the first row of each day.
@@ -78,6 +132,11 @@ struct MonthPage {
     filter: String,
     filters: Vec<(&'static str, &'static str, &'static str, usize)>,
     lines: Vec<LineView>,
+    reasons: Vec<SharedReason>,
+    /// The shared reason whose visits alone are shown, if one was chosen.
+    reason_shown: Option<usize>,
+    /// `reason_id` of the chosen reason ("" for none), which the forms carry back.
+    reason_id: String,
     legend: Vec<LegendEntry>,
     totals: Vec<(String, u32, u32)>,
     total_points: u32,
@@ -105,6 +164,9 @@ struct MonthPage {
 pub(crate) struct FilterQuery {
     #[serde(default)]
     filter: String,
+    /// A shared reason's key: only its visits.
+    #[serde(default)]
+    reason_id: String,
 }
 
 /// (label, value) rows for the page.
@@ -158,7 +220,12 @@ pub(crate) async fn month_page(
     let provisional = lines.iter().filter(|l| l.provisional()).fold((0, 0), |(n, p), l| (n + 1, p + l.points));
     let filters = FILTERS.iter().map(|f| (f.key, f.ja, f.en, lines.iter().filter(|l| f.keeps(l)).count())).collect();
     let chosen = filter(&q.filter);
-    let shown: Vec<Line> = lines.into_iter().filter(|l| chosen.keeps(l)).collect();
+    let reasons = shared_reasons(&lines);
+    // An unknown key (the reason changed since the link was made) shows every row rather than none.
+    let reason_shown = reasons.iter().find(|r| r.key == q.reason_id);
+    let shown: Vec<Line> =
+        lines.into_iter().filter(|l| chosen.keeps(l) && reason_shown.is_none_or(|r| r.text == l.reason)).collect();
+    let reason_shown = reason_shown.map(|r| r.number);
     let mut per_day = std::collections::BTreeMap::<time::Date, usize>::new();
     for l in &shown {
         *per_day.entry(l.date).or_default() += 1;
@@ -184,6 +251,7 @@ pub(crate) async fn month_page(
             });
             previous = Some(line.date);
             LineView {
+                reason_no: reasons.iter().find(|r| r.text == line.reason).map(|r| r.number),
                 time: times.get(&line.id).map(crate::web::time::jst_clock).unwrap_or_default(),
                 day,
                 addon_text: line
@@ -224,6 +292,9 @@ pub(crate) async fn month_page(
         provisional,
         unsettled,
         lines: view,
+        reason_id: if reason_shown.is_some() { q.reason_id.clone() } else { String::new() },
+        reason_shown,
+        reasons,
         legend,
         closed,
         late,

@@ -16,7 +16,7 @@ use onshi_store::{AuditResult, StoredReview};
 use serde::Deserialize;
 
 use super::month::{Snapshot, month_review, parse_month};
-use super::page::{approvable, filter};
+use super::page::{approvable, filter, reason_key};
 use crate::web::guard::Caller;
 use crate::web::page::see_other;
 use crate::{ApiError, AppState};
@@ -110,15 +110,24 @@ impl Action {
     }
 }
 
-/// Where to go back to: the same filter, and the row when one visit was reviewed.
+/// Where to go back to: the same filter and shared reason, and the row when one visit was reviewed.
 fn back(
     clinic: &impl std::fmt::Display,
     month: &impl std::fmt::Display,
     filter_key: &str,
+    reason_id: &str,
     row: Option<&str>,
 ) -> HttpResponse {
     let key = filter(filter_key).key;
-    let query = if key.is_empty() { String::new() } else { format!("?filter={key}") };
+    let mut query: Vec<String> = Vec::new();
+    if !key.is_empty() {
+        query.push(format!("filter={key}"));
+    }
+    // A reason key is hex; anything else is dropped rather than echoed into the redirect.
+    if !reason_id.is_empty() && reason_id.len() <= 64 && reason_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        query.push(format!("reason_id={reason_id}"));
+    }
+    let query = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
     let anchor = row.map(|id| format!("#v-{id}")).unwrap_or_default();
     see_other(&format!("/billing/{clinic}/{month}{query}{anchor}"))
 }
@@ -139,6 +148,8 @@ pub(crate) struct ReviewForm {
     reason: String,
     #[serde(default)]
     filter: String,
+    #[serde(default)]
+    reason_id: String,
 }
 
 /// One visit's review from its row: approve as it stands (optionally settling 初診/再診), or adjust its
@@ -203,7 +214,7 @@ pub(crate) async fn review_visit(
             "info_obtained": stored.info_obtained, "exclude": stored.exclude, "reason": stored.reason,
         }));
     store.review_visits(&clinic, month, std::slice::from_ref(&stored), caller.user.id, &entry).await?;
-    Ok(back(&clinic.id, &month, &form.filter, Some(&raw_visit)))
+    Ok(back(&clinic.id, &month, &form.filter, &form.reason_id, Some(&raw_visit)))
 }
 
 /// Which lines a bulk step takes.
@@ -215,9 +226,12 @@ enum Scope {
     Plain,
     /// Every visit whose 初診/再診 is still a guess.
     Unsettled,
+    /// The visits nothing flags (as `Plain`) that give the shared reason named by `reason_id`.
+    Reason,
 }
 
-/// The bulk step: `scope` = `selected` (with `visit` ids), `plain` or `unsettled`; `action` as in
+/// The bulk step: `scope` = `selected` (with `visit` ids), `plain`, `unsettled` or `reason` (with
+/// `reason_id`); `action` as in
 /// [`Action::parse`]; `reason` required for adjustments; one transaction and one audit entry.
 pub(crate) async fn bulk(
     state: web::Data<AppState>,
@@ -237,7 +251,8 @@ pub(crate) async fn bulk(
         "selected" => Scope::Selected,
         "plain" => Scope::Plain,
         "unsettled" => Scope::Unsettled,
-        _ => return Err(invalid("scope", "selected, plain, unsettled のいずれかです")),
+        "reason" => Scope::Reason,
+        _ => return Err(invalid("scope", "selected, plain, unsettled, reason のいずれかです")),
     };
     let reason = field("reason").chars().take(500).collect::<String>();
     let selected: BTreeSet<&str> = pairs.iter().filter(|(k, _)| k == "visit").map(|(_, v)| v.as_str()).collect();
@@ -251,12 +266,19 @@ pub(crate) async fn bulk(
         tracing::debug!(visit = %stranger, "bulk review names a visit outside the month");
         return Err(ApiError::NotFound);
     }
+    let reason_id = field("reason_id");
+    // The reason may have changed since the page was drawn (another clerk's correction): then nothing
+    // matches and the clerk is told, rather than approving visits whose reason they have not read.
+    if scope == Scope::Reason && !lines.iter().any(|l| reason_key(&l.reason) == reason_id) {
+        return Err(invalid("reason_id", "この根拠の受付はもうありません。ページを開き直してください"));
+    }
     let targets: Vec<&Line> = lines
         .iter()
         .filter(|l| match scope {
             Scope::Selected => selected.contains(l.id.as_str()),
             Scope::Plain => approvable(l),
             Scope::Unsettled => !l.kind_settled,
+            Scope::Reason => approvable(l) && reason_key(&l.reason) == reason_id,
         })
         .collect();
     let earlier: HashMap<String, StoredReview> =
@@ -275,10 +297,11 @@ pub(crate) async fn bulk(
                 "scope": field("scope"),
                 "visits": reviews.len(),
                 "reason": reason,
+                "reason_id": (scope == Scope::Reason).then_some(reason_id),
             }));
         store.review_visits(&clinic, month, &reviews, caller.user.id, &entry).await?;
     }
-    Ok(back(&clinic.id, &month, field("filter"), None))
+    Ok(back(&clinic.id, &month, field("filter"), reason_id, None))
 }
 
 #[derive(Deserialize)]
