@@ -33,9 +33,7 @@ async fn month_claims(
     let visits = scoped.billing_visits(clinic, service.first_day(), service.last_day()).await?;
     let mut by_patient: BTreeMap<String, Vec<&onshi_store::BillingVisit>> = BTreeMap::new();
     for v in &visits {
-        if let Some(p) = &v.patient {
-            by_patient.entry(p.clone()).or_default().push(v);
-        }
+        by_patient.entry(v.patient.clone()).or_default().push(v);
     }
     if by_patient.is_empty() {
         return Ok(None);

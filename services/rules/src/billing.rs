@@ -34,7 +34,8 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct Fact {
     pub id: String,
-    /// The patient pseudonym (never shown); visits without one are their own patient.
+    /// The patient pseudonym (never shown). A check that identified nobody is no reception to bill: the
+    /// store leaves it out (`billing_visits`).
     pub patient: String,
     pub date: Date,
     /// The key a clerk can find the patient by (the clinic's 患者番号 where known, else a short form of the

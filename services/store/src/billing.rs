@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use onshi_domain::{UserId, YearMonth};
 use onshi_rules::ClinicSettings;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
@@ -17,7 +19,8 @@ use crate::{ClinicScope, StoreError, TenantStore};
 #[derive(Debug, Clone)]
 pub struct BillingVisit {
     pub id: Uuid,
-    pub patient: Option<String>,
+    /// The patient's pseudonym: a reception to bill is always someone's (see `billing_visits`).
+    pub patient: String,
     pub date: Date,
     pub first_at: OffsetDateTime,
     pub myna: bool,
@@ -123,6 +126,12 @@ impl TenantStore<'_> {
     }
 
     /// Visits of a clinic from `from` to `to` inclusive, with whether each is the patient's first here.
+    ///
+    /// Only visits with a patient: a check that identified nobody (an error, nobody found, several
+    /// candidates) stands alone in `visits` and is no reception to bill. Most are followed by a retry that
+    /// finds the patient, which is that person's visit; counted as visits of their own they were each a
+    /// "first visit" of nobody, a second provisional 初診 addon for one reception. The billing page says
+    /// how many there were (`unidentified_checks`).
     pub async fn billing_visits(
         &self,
         clinic: &ClinicScope,
@@ -135,6 +144,7 @@ impl TenantStore<'_> {
             .filter(visits::Column::ClinicId.eq(clinic.uuid()))
             .filter(visits::Column::VisitDate.gte(from))
             .filter(visits::Column::VisitDate.lte(to))
+            .filter(visits::Column::PatientRef.is_not_null())
             .order_by_asc(visits::Column::FirstAt)
             .all(&txn)
             .await?;
@@ -157,19 +167,35 @@ impl TenantStore<'_> {
         txn.commit().await?;
         Ok(rows
             .into_iter()
-            .map(|r| BillingVisit {
-                id: r.id,
-                first_seen: r
-                    .patient_ref
-                    .as_ref()
-                    .is_none_or(|p| first_dates.get(p).is_none_or(|d| *d >= r.visit_date)),
-                patient: r.patient_ref,
-                date: r.visit_date,
-                first_at: r.first_at,
-                myna: r.myna,
-                info_obtained: r.consent_medication == Some(true) || r.consent_diagnosis == Some(true),
+            .filter_map(|r| {
+                let patient = r.patient_ref?;
+                Some(BillingVisit {
+                    id: r.id,
+                    first_seen: first_dates.get(&patient).is_none_or(|d| *d >= r.visit_date),
+                    patient,
+                    date: r.visit_date,
+                    first_at: r.first_at,
+                    myna: r.myna,
+                    info_obtained: r.consent_medication == Some(true) || r.consent_diagnosis == Some(true),
+                })
             })
             .collect())
+    }
+
+    /// Checks at a clinic from `from` to `to` inclusive that identified nobody: what `billing_visits`
+    /// leaves out.
+    pub async fn unidentified_checks(&self, clinic: &ClinicScope, from: Date, to: Date) -> Result<u64, StoreError> {
+        let txn = self.read().await?;
+        let n = visits::Entity::find()
+            .filter(visits::Column::TenantId.eq(self.tenant_uuid()))
+            .filter(visits::Column::ClinicId.eq(clinic.uuid()))
+            .filter(visits::Column::VisitDate.gte(from))
+            .filter(visits::Column::VisitDate.lte(to))
+            .filter(visits::Column::PatientRef.is_null())
+            .count(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(n)
     }
 
     /// Reviews of the clinic's visits in the given months ("YYYY-MM").

@@ -338,14 +338,22 @@ both_modes!(unflagged_visits_are_approved_in_one_step_and_flagged_ones_stay, |ap
 both_modes!(a_reason_many_visits_share_is_read_once_and_approves_its_visits, |app| {
     // July 2024, all 初診 once settled: six patients whose 診療情報 was obtained with マイナ保険証 (医療情報取得加算2)
     // and three with a 資格確認書 (加算1), so two reasons, each given by three or more visits.
-    let events: Vec<_> = (0..9)
+    let mut events: Vec<_> = (0..9)
         .map(|i| {
             let at = datetime!(2024-07-08 09:00 +09:00) + time::Duration::minutes(10 * i);
             valid_visit(app, &format!("0000020{i}"), at, i < 6)
         })
         .collect();
+    // Two checks that found nobody, each retried a minute later (the visits above): not visits to bill.
+    for retried in [0, 7] {
+        let mut failed = valid_visit(app, "-", events[retried].occurred_at - time::Duration::minutes(1), true);
+        if let onshi_domain::EventPayload::Qualification(check) = &mut failed.payload {
+            (check.patient, check.result) = (None, onshi_domain::QualificationResult::NotFound);
+        }
+        events.push(failed);
+    }
     assert_eq!(app.post_events(0, &events).await.status(), 202);
-    eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 9 }).await;
+    eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 11 }).await;
     let clinic = app.clinics[0].clinic.id;
     let base = format!("/billing/{clinic}/2024-07");
     let (mut b, _) = app.signed_in(Role::Billing).await;
@@ -355,7 +363,9 @@ both_modes!(a_reason_many_visits_share_is_read_once_and_approves_its_visits, |ap
     assert_eq!(b.post(&format!("{base}/bulk"), &[("scope", "unsettled"), ("action", "first")]).await.status, 303);
     let page = b.get(&base).await;
     let ids: Vec<String> = rows(&page.body).iter().map(|r| r.split('"').next().unwrap().to_owned()).collect();
-    assert_eq!(ids.len(), 9);
+    assert_eq!(ids.len(), 9, "one line per patient's visit");
+    let unidentified = extract(&page.body, "data-testid=\"unidentified\">", "</p>").unwrap();
+    assert!(unidentified.contains(": 2件"), "{unidentified}");
     // One visit approved on its own first: the reason's step then has five left.
     let one = b.post(&format!("{base}/visits/{}/review", ids[0]), &[("action", "approve")]).await;
     assert_eq!(one.status, 303, "{}", one.body);

@@ -25,9 +25,9 @@ pub(super) type FirstAt = HashMap<String, OffsetDateTime>;
 /// The key a clerk finds a patient by in the レセコン: the clinic's own 患者番号 once the レセ電 import
 /// provides it; until then the first eight hex digits of the pseudonym, written `1A2B-3C4D`. Short enough
 /// to read out, and only ever shown beside the visit's time, so a rare collision misleads nobody.
-fn patient_key(pseudonym: Option<&str>) -> String {
+fn patient_key(pseudonym: &str) -> String {
     match pseudonym {
-        Some(p) if p.len() >= 8 && p.is_ascii() => format!("{}-{}", &p[..4], &p[4..8]).to_uppercase(),
+        p if p.len() >= 8 && p.is_ascii() => format!("{}-{}", &p[..4], &p[4..8]).to_uppercase(),
         _ => "—".to_owned(),
     }
 }
@@ -123,30 +123,27 @@ pub(super) async fn month_review(
     let facts: Vec<Fact> = visits
         .iter()
         .map(|v| {
-            let day = v.patient.as_ref().and_then(|p| claims.days.get(&(p.clone(), v.date)));
+            let day = claims.days.get(&(v.patient.clone(), v.date));
             Fact {
                 id: v.id.to_string(),
-                patient: v.patient.clone().unwrap_or_else(|| format!("visit:{}", v.id)),
+                patient: v.patient.clone(),
                 // The clinic's own カルテ番号 once its レセ電 is imported (kept sealed, so a closed month's
                 // snapshot holds no number in clear; `month_state` opens it for the page), else the short
                 // pseudonym.
-                patient_key: day
-                    .and_then(|d| d.chart_sealed.clone())
-                    .unwrap_or_else(|| patient_key(v.patient.as_deref())),
+                patient_key: day.and_then(|d| d.chart_sealed.clone()).unwrap_or_else(|| patient_key(&v.patient)),
                 date: v.date,
                 first_seen: v.first_seen,
                 // From the clinic's レセ電 where it covers the day; otherwise only a clerk settles it.
                 known_kind: day.and_then(|d| d.kind).map(VisitKind::from),
                 myna: v.myna,
                 info_obtained: v.info_obtained,
-                // Compared only when the patient's receipt for the month is in the claims: a visit without a
-                // patient, the other payer's file not imported yet or a pseudonym that did not match is "not
-                // in the claims", not a 算定漏れ.
-                claimed: v
-                    .patient
-                    .as_ref()
-                    .filter(|p| claims.receipts.contains(&((*p).clone(), YearMonth::of(v.date))))
-                    .map(|_| day.map(|d| d.addons.clone()).unwrap_or_default()),
+                // Compared only when the patient's receipt for the month is in the claims: the other payer's
+                // file not imported yet or a pseudonym that did not match is "not in the claims", not a
+                // 算定漏れ.
+                claimed: claims
+                    .receipts
+                    .contains(&(v.patient.clone(), YearMonth::of(v.date)))
+                    .then(|| day.map(|d| d.addons.clone()).unwrap_or_default()),
             }
         })
         .collect();
@@ -263,8 +260,7 @@ mod tests {
     #[test]
     fn patient_keys_are_short_and_never_the_whole_pseudonym() {
         let p = "3fa291c0aa55bb66cc77dd88ee99ff0011223344556677889900aabbccddeeff";
-        assert_eq!(patient_key(Some(p)), "3FA2-91C0");
-        assert_eq!(patient_key(None), "—");
-        assert_eq!(patient_key(Some("short")), "—");
+        assert_eq!(patient_key(p), "3FA2-91C0");
+        assert_eq!(patient_key("short"), "—");
     }
 }

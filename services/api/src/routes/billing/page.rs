@@ -143,6 +143,8 @@ struct MonthPage {
     /// Visits whose addon rests on an unsettled 初診, and their points (not in the total).
     provisional: (usize, u32),
     unsettled: usize,
+    /// Checks of the month that identified nobody, which are not billing lines.
+    unidentified: u64,
     closed: Option<String>,
     /// Visits that arrived after the month was closed (time), not part of its totals.
     late: Vec<String>,
@@ -275,6 +277,7 @@ pub(crate) async fn month_page(
         .map(|id| times.get(id).map(crate::web::time::jst_minute).unwrap_or_else(|| "—".to_owned()))
         .collect();
     let exports = store.billing_exports(&clinic, month).await?;
+    let unidentified = store.unidentified_checks(&clinic, month.first_day(), month.last_day()).await?;
     store
         .audit(
             &caller
@@ -291,6 +294,7 @@ pub(crate) async fn month_page(
         totals: totals.into_iter().map(|(name, (n, p))| (name, n, p)).collect(),
         provisional,
         unsettled,
+        unidentified,
         lines: view,
         reason_id: if reason_shown.is_some() { q.reason_id.clone() } else { String::new() },
         reason_shown,
