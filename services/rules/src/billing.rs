@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use time::Date;
 
 use crate::{
-    Clinic, Decision, EARLIEST, EvalInput, Granted, InputError, RuleSet, Visit, VisitKind, YearMonth, evaluate,
+    Clinic, Decision, EARLIEST, EvalInput, Granted, InputError, RuleSet, Text, Visit, VisitKind, YearMonth, evaluate,
 };
 
 /// What the cloud knows about a visit.
@@ -181,6 +181,9 @@ pub struct Line {
     /// Points from the derived facts, before corrections.
     pub derived_points: u32,
     pub reason: String,
+    /// The reason in English; empty in snapshots of months closed before it was kept.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason_en: String,
     /// The rules the reason cites, for the month's legend.
     #[serde(default)]
     pub cited: Vec<String>,
@@ -268,11 +271,16 @@ pub fn review(
         let (kind, info) = effective[f.id.as_str()];
         let derived_points = derived.get(f.id.as_str()).map(|d| d.addons.iter().map(|a| a.points).sum()).unwrap_or(0);
         let (addons, reason, cited) = match (c, finals.get(f.id.as_str())) {
-            (Some(c), _) if c.exclude => {
-                (Vec::new(), format!("請求担当者の判断で算定しません（{}）", c.reason), Vec::new())
-            }
-            (_, Some(d)) => (d.addons.clone(), d.reason.clone(), d.cited.clone()),
-            (_, None) => (Vec::new(), String::new(), Vec::new()),
+            (Some(c), _) if c.exclude => (
+                Vec::new(),
+                Text::new(
+                    format!("請求担当者の判断で算定しません（{}）", c.reason),
+                    format!("Not claimed, as the billing clerk decided ({})", c.reason),
+                ),
+                Vec::new(),
+            ),
+            (_, Some(d)) => (d.addons.clone(), Text::new(&d.reason, &d.reason_en), d.cited.clone()),
+            (_, None) => (Vec::new(), Text::default(), Vec::new()),
         };
         let settings_unmet = finals.get(f.id.as_str()).is_some_and(|d| d.settings_unmet);
         let points: u32 = addons.iter().map(|a| a.points).sum();
@@ -303,7 +311,8 @@ pub fn review(
             addons,
             points,
             derived_points,
-            reason,
+            reason: reason.ja,
+            reason_en: reason.en,
             cited,
             note: c.map(|c| c.reason.clone()).unwrap_or_default(),
             status: c.map(|c| c.status),
@@ -490,12 +499,12 @@ mod tests {
         };
         assert_eq!(crate::usage_verdicts(&rules, &clinic_with(Some(0.29)), month).len(), 1, "said once");
         let v = verdict(Some(0.29));
-        assert!(!v.reached && !v.rate_missing && below[0].reason.contains(&v.text), "{v:?}");
+        assert!(!v.reached && !v.rate_missing && below[0].reason.contains(&v.text.ja), "{v:?}");
         assert_eq!(v.addon, "電子的診療情報連携体制整備加算");
         let v = verdict(None);
-        assert!(!v.reached && v.rate_missing && unknown[0].reason.contains(&v.text), "{v:?}");
+        assert!(!v.reached && v.rate_missing && unknown[0].reason.contains(&v.text.ja), "{v:?}");
         let v = verdict(Some(0.45));
-        assert!(v.reached && reached[0].reason.contains(&v.text), "{v:?}");
+        assert!(v.reached && reached[0].reason.contains(&v.text.ja), "{v:?}");
         assert!(
             crate::usage_verdicts(&rules, &clinic_with(Some(0.45)), YearMonth::parse("2023-01").unwrap()).is_empty()
         );
@@ -532,11 +541,12 @@ mod tests {
         };
         let v = verdict(&[]);
         assert!(!v.reached && v.rate_missing, "{v:?}");
-        assert!(v.text.contains("オン資件数ベースの利用率（2024-07・2024-08・2024-09、未入力）"), "{}", v.text);
+        assert!(v.text.ja.contains("オン資件数ベースの利用率（2024-07・2024-08・2024-09、未入力）"), "{}", v.text.ja);
+        assert!(v.text.en.contains("per オン資 checks (2024-07, 2024-08, 2024-09, not entered)"), "{}", v.text.en);
         let v = verdict(&[("2024-07", 0.03), ("2024-08", 0.03), ("2024-09", 0.04)]);
         assert!(!v.reached && !v.rate_missing, "every figure on record falls short: {v:?}");
         let v = verdict(&[("2024-09", 0.16)]);
-        assert!(v.reached && v.text.contains("オン資件数ベース"), "{v:?}");
+        assert!(v.reached && v.text.ja.contains("オン資件数ベース"), "{v:?}");
 
         // The visit says the same: DX is held back for want of a figure, not for a known shortfall.
         let facts = vec![fact("a", "p1", date!(2024 - 11 - 05), true, true)];

@@ -10,6 +10,7 @@ use onshi_domain::YearMonth;
 
 use crate::input::{Clinic, EvalInput, RateBasis, Standard, Visit, VisitKind};
 use crate::rules::{Condition, Rule, RuleSet};
+use crate::text::Text;
 
 /// An addon claimable for a visit.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -29,6 +30,9 @@ pub struct Decision {
     pub visit: String,
     pub addons: Vec<Granted>,
     pub reason: String,
+    /// The same reason in English, for English pages (not part of the `onshi rules eval` output).
+    #[serde(skip_serializing)]
+    pub reason_en: String,
     /// The rules the reason cites (its 【id】s), in order: what a legend explains. Not part of the
     /// `onshi rules eval` output, whose reason already names them.
     #[serde(skip_serializing)]
@@ -42,12 +46,12 @@ pub struct Decision {
 }
 
 enum Outcome {
-    Pass(String),
-    Fail(String, Unmet),
+    Pass(Text),
+    Fail(Text, Unmet),
 }
 
 /// A usage level reached (the sentence a reason quotes), or why not.
-type UsageOutcome = Result<String, (String, Unmet)>;
+type UsageOutcome = Result<Text, (Text, Unmet)>;
 
 /// What a failed rule lacked.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -62,30 +66,57 @@ fn pct(rate: f64) -> String {
     format!("{:.1}%", rate * 100.0)
 }
 
-fn condition_text(c: Condition, v: &Visit) -> Result<String, String> {
+fn condition_text(c: Condition, v: &Visit) -> Result<Text, Text> {
     let via_myna = v.myna && v.info_obtained;
+    let t = Text::new;
     match c {
-        Condition::Always => Ok(String::new()),
-        Condition::InfoViaMyna if via_myna => Ok("マイナ保険証によりオンライン資格確認で診療情報を取得".into()),
-        Condition::InfoViaMyna => Err("マイナ保険証による診療情報の取得がない".into()),
-        Condition::NotInfoViaMyna if !via_myna => Ok("マイナ保険証による診療情報の取得なし".into()),
-        Condition::NotInfoViaMyna => Err("マイナ保険証で診療情報を取得している（低い区分が該当）".into()),
-        Condition::InfoObtained if v.info_obtained => Ok("オンライン資格確認等で診療情報を取得".into()),
-        Condition::InfoObtained => Err("診療情報の取得がない".into()),
-        Condition::NotInfoObtained if !v.info_obtained => Ok("診療情報の取得なし".into()),
-        Condition::NotInfoObtained => Err("診療情報を取得している（低い区分が該当）".into()),
+        Condition::Always => Ok(Text::default()),
+        Condition::InfoViaMyna if via_myna => Ok(t(
+            "マイナ保険証によりオンライン資格確認で診療情報を取得",
+            "medical information obtained through オン資 with a マイナ保険証",
+        )),
+        Condition::InfoViaMyna => {
+            Err(t("マイナ保険証による診療情報の取得がない", "no medical information obtained with a マイナ保険証"))
+        }
+        Condition::NotInfoViaMyna if !via_myna => {
+            Ok(t("マイナ保険証による診療情報の取得なし", "no medical information obtained with a マイナ保険証"))
+        }
+        Condition::NotInfoViaMyna => Err(t(
+            "マイナ保険証で診療情報を取得している（低い区分が該当）",
+            "medical information obtained with a マイナ保険証 (the lower tier applies)",
+        )),
+        Condition::InfoObtained if v.info_obtained => {
+            Ok(t("オンライン資格確認等で診療情報を取得", "medical information obtained through オン資 or otherwise"))
+        }
+        Condition::InfoObtained => Err(t("診療情報の取得がない", "no medical information obtained")),
+        Condition::NotInfoObtained if !v.info_obtained => {
+            Ok(t("診療情報の取得なし", "no medical information obtained"))
+        }
+        Condition::NotInfoObtained => {
+            Err(t("診療情報を取得している（低い区分が該当）", "medical information obtained (the lower tier applies)"))
+        }
     }
 }
 
 /// The 施設基準 `rule` needs that are not in `met`, as a reason words it; None when all are there.
-fn standards_gap(rule: &Rule, met: &BTreeSet<Standard>) -> Option<String> {
-    let missing: Vec<&str> = rule.requires.iter().filter(|s| !met.contains(s)).map(|s| s.label()).collect();
+fn standards_gap(rule: &Rule, met: &BTreeSet<Standard>) -> Option<Text> {
+    let labels = |list: &[&Standard], en: bool| -> String {
+        let words: Vec<&str> = list.iter().map(|s| if en { s.label_en() } else { s.label() }).collect();
+        words.join(if en { ", " } else { "、" })
+    };
+    let missing: Vec<&Standard> = rule.requires.iter().filter(|s| !met.contains(s)).collect();
     if !missing.is_empty() {
-        return Some(format!("施設基準（{}）を満たしていない", missing.join("、")));
+        return Some(Text::new(
+            format!("施設基準（{}）を満たしていない", labels(&missing, false)),
+            format!("施設基準 not met ({})", labels(&missing, true)),
+        ));
     }
     if !rule.requires_any.is_empty() && !rule.requires_any.iter().any(|s| met.contains(s)) {
-        let any: Vec<&str> = rule.requires_any.iter().map(|s| s.label()).collect();
-        return Some(format!("（{}）のいずれも満たしていない", any.join("、")));
+        let any: Vec<&Standard> = rule.requires_any.iter().collect();
+        return Some(Text::new(
+            format!("（{}）のいずれも満たしていない", labels(&any, false)),
+            format!("none of ({}) met", labels(&any, true)),
+        ));
     }
     None
 }
@@ -105,12 +136,12 @@ fn check(rule: &Rule, clinic: &Clinic, v: &Visit) -> Outcome {
                 Ok(text) => text,
                 Err((text, unmet)) => return Outcome::Fail(text, unmet),
             };
-        why = if why.is_empty() { usage_text } else { format!("{why}、{usage_text}") };
+        why = if why.is_empty() { usage_text } else { Text::join(&[why, usage_text], "、", ", ") };
     }
     Outcome::Pass(if why.is_empty() {
-        "施設基準を満たす".into()
+        Text::new("施設基準を満たす", "施設基準 met")
     } else {
-        format!("施設基準を満たし、{why}")
+        Text::new(format!("施設基準を満たし、{}", why.ja), format!("施設基準 met, {}", why.en))
     })
 }
 
@@ -132,7 +163,11 @@ fn usage_check(
     } else {
         crate::usage::best_of(&usage.deciding_oqs(month), &clinic.oqs_usage_rates)
     };
-    let special = if pediatric && usage.min_pediatric.is_some() { "（小児科特例）" } else { "" };
+    let special = if pediatric && usage.min_pediatric.is_some() {
+        Text::new("（小児科特例）", " (pediatric exception)")
+    } else {
+        Text::default()
+    };
     let reached = [(best, RateBasis::Receipts), (oqs, RateBasis::Oqs)]
         .into_iter()
         .filter_map(|(b, basis)| b.map(|(m, r)| (m, r, basis)))
@@ -142,17 +177,37 @@ fn usage_check(
     let highest = [best, oqs].into_iter().flatten().reduce(|a, b| if b.1 > a.1 { b } else { a });
     match (reached, highest) {
         (Some((m, r, basis)), _) => {
-            let basis = if basis == RateBasis::Oqs { format!("、{}", basis.label()) } else { String::new() };
-            Ok(format!("マイナ保険証利用率 {}（{m}{basis}）が基準{special}{}以上", pct(r), pct(min)))
+            let (ja, en) = if basis == RateBasis::Oqs {
+                (format!("、{}", basis.label()), format!(", {}", basis.label_en()))
+            } else {
+                (String::new(), String::new())
+            };
+            Ok(Text::new(
+                format!("マイナ保険証利用率 {}（{m}{ja}）が基準{}{}以上", pct(r), special.ja, pct(min)),
+                format!("マイナ保険証 usage rate {} ({m}{en}) reaches the level{} of {}", pct(r), special.en, pct(min)),
+            ))
         }
-        (None, None) => {
-            Err((format!("マイナ保険証利用率（{}）が未入力のため判定できない", missing.join("・")), Unmet::Settings))
-        }
+        (None, None) => Err((
+            Text::new(
+                format!("マイナ保険証利用率（{}）が未入力のため判定できない", missing.join("・")),
+                format!("マイナ保険証 usage rate ({}) not entered, so it cannot be decided", missing.join(", ")),
+            ),
+            Unmet::Settings,
+        )),
         (None, Some((best_month, best_rate))) => {
-            let mut text = format!(
-                "マイナ保険証利用率 {}（{best_month}、対象月で最高）が基準{special}{}未満",
-                pct(best_rate),
-                pct(min)
+            let mut text = Text::new(
+                format!(
+                    "マイナ保険証利用率 {}（{best_month}、対象月で最高）が基準{}{}未満",
+                    pct(best_rate),
+                    special.ja,
+                    pct(min)
+                ),
+                format!(
+                    "マイナ保険証 usage rate {} ({best_month}, the highest of the months that count) is below the level{} of {}",
+                    pct(best_rate),
+                    special.en,
+                    pct(min)
+                ),
             );
             // A figure not entered could still reach the level, on either basis: then the clinic's record
             // is what falls short (a 算定漏れ candidate), not the clinic.
@@ -160,18 +215,28 @@ fn usage_check(
             let unmet = if missing.is_empty() && oqs_missing.is_empty() { Unmet::Fact } else { Unmet::Settings };
             if !missing.is_empty() {
                 // Where both bases count, say which one's months are missing.
-                let basis = if usage.oqs_window.is_empty() {
-                    String::new()
+                let (ja, en) = if usage.oqs_window.is_empty() {
+                    (String::new(), String::new())
                 } else {
-                    RateBasis::Receipts.label().to_owned() + "の"
+                    (RateBasis::Receipts.label().to_owned() + "の", format!(" ({})", RateBasis::Receipts.label_en()))
                 };
-                text.push_str(&format!("。{basis}未入力の月（{}）の利用率が基準以上なら算定可", missing.join("・")));
+                text.push(&Text::new(
+                    format!("。{ja}未入力の月（{}）の利用率が基準以上なら算定可", missing.join("・")),
+                    format!(". Claimable if the rate{en} of a month not entered ({}) reaches it", missing.join(", ")),
+                ));
             }
             if !oqs_missing.is_empty() {
-                text.push_str(&format!(
-                    "。{}の利用率（{}、未入力）が基準以上なら算定可",
-                    RateBasis::Oqs.label(),
-                    oqs_missing.join("・")
+                text.push(&Text::new(
+                    format!(
+                        "。{}の利用率（{}、未入力）が基準以上なら算定可",
+                        RateBasis::Oqs.label(),
+                        oqs_missing.join("・")
+                    ),
+                    format!(
+                        ". Claimable if the rate {} ({}, not entered) reaches it",
+                        RateBasis::Oqs.label_en(),
+                        oqs_missing.join(", ")
+                    ),
                 ));
             }
             Err((text, unmet))
@@ -189,7 +254,7 @@ pub struct UsageVerdict {
     /// A rate is missing that could change the answer: entering it is the clerk's next step.
     pub rate_missing: bool,
     /// The sentence the visits' reasons quote.
-    pub text: String,
+    pub text: Text,
 }
 
 /// The usage verdict of every addon family that requires a マイナ保険証利用率 for the claims of `month` at
@@ -255,15 +320,18 @@ pub fn evaluate(rules: &RuleSet, input: &EvalInput) -> Vec<Decision> {
             }
         }
         let mut addons = Vec::new();
-        let mut reasons = Vec::new();
+        let mut reasons: Vec<Text> = Vec::new();
         let mut cited = Vec::new();
         let mut settings_unmet = false;
         if families.is_empty() {
-            reasons.push(format!("{}・{}・{}に該当する加算はありません", v.date, clinic.kind.label(), v.kind.label()));
+            reasons.push(Text::new(
+                format!("{}・{}・{}に該当する加算はありません", v.date, clinic.kind.label(), v.kind.label()),
+                format!("{} · {} · {}: no reception addon applies", v.date, clinic.kind.label(), v.kind.label()),
+            ));
         }
         for (_, (_, candidates)) in families {
-            let mut best: Option<(&Rule, String)> = None;
-            let mut fail: Option<(&Rule, String, Unmet)> = None;
+            let mut best: Option<(&Rule, Text)> = None;
+            let mut fail: Option<(&Rule, Text, Unmet)> = None;
             for rule in &candidates {
                 match check(rule, clinic, v) {
                     Outcome::Pass(why) => {
@@ -288,26 +356,45 @@ pub fn evaluate(rules: &RuleSet, input: &EvalInput) -> Vec<Decision> {
                     });
                     cited.push(rule.id.clone());
                     if let Some((date, name)) = earlier {
-                        reasons.push(format!(
-                            "{}: {date}に{name}を算定済みのため算定不可（{}）【{}】",
-                            rule.name,
-                            rule.frequency_label(),
-                            rule.id
+                        reasons.push(Text::new(
+                            format!(
+                                "{}: {date}に{name}を算定済みのため算定不可（{}）【{}】",
+                                rule.name,
+                                rule.frequency_label(),
+                                rule.id
+                            ),
+                            format!(
+                                "{}: not claimable, {name} already claimed on {date} ({})【{}】",
+                                rule.name,
+                                rule.frequency_label_en(),
+                                rule.id
+                            ),
                         ));
                         continue;
                     }
                     claims.entry(key).or_default().push((v.date, rule.name.clone()));
-                    let mut line = format!(
-                        "{}（{}点）を算定: {}（{}）【{}】",
-                        rule.name,
-                        rule.points,
-                        why,
-                        rule.frequency_label(),
-                        rule.id
+                    let mut line = Text::new(
+                        format!(
+                            "{}（{}点）を算定: {}（{}）【{}】",
+                            rule.name,
+                            rule.points,
+                            why.ja,
+                            rule.frequency_label(),
+                            rule.id
+                        ),
+                        format!(
+                            "{} ({} point{}) claimed: {} ({})【{}】",
+                            rule.name,
+                            rule.points,
+                            if rule.points == 1 { "" } else { "s" },
+                            why.en,
+                            rule.frequency_label_en(),
+                            rule.id
+                        ),
                     );
                     // The rule's note is read once, in the month's legend of cited rules, not on every visit.
                     if !rule.verified {
-                        line.push_str("※未確認ルール");
+                        line.push(&Text::new("※未確認ルール", " ※unverified rule"));
                     }
                     reasons.push(line);
                     addons.push(Granted {
@@ -323,19 +410,25 @@ pub fn evaluate(rules: &RuleSet, input: &EvalInput) -> Vec<Decision> {
                     if let Some((rule, why, unmet)) = fail {
                         settings_unmet |= unmet == Unmet::Settings;
                         cited.push(rule.id.clone());
-                        reasons.push(format!(
-                            "{}: 算定不可 — {}【{}】",
-                            rule.name.trim_end_matches(char::is_numeric),
-                            why,
-                            rule.id
+                        let name = rule.name.trim_end_matches(char::is_numeric);
+                        reasons.push(Text::new(
+                            format!("{name}: 算定不可 — {}【{}】", why.ja, rule.id),
+                            format!("{name}: not claimable — {}【{}】", why.en, rule.id),
                         ));
                     }
                 }
             }
         }
         settings_unmet &= addons.is_empty();
-        decisions[i] =
-            Some(Decision { visit: v.id.clone(), addons, reason: reasons.join("。"), cited, settings_unmet });
+        let reason = Text::join(&reasons, "。", ". ");
+        decisions[i] = Some(Decision {
+            visit: v.id.clone(),
+            addons,
+            reason: reason.ja,
+            reason_en: reason.en,
+            cited,
+            settings_unmet,
+        });
     }
     decisions.into_iter().flatten().collect()
 }

@@ -104,6 +104,22 @@ impl Standard {
         }
     }
 
+    pub fn label_en(self) -> &'static str {
+        match self {
+            Self::OnlineClaims => "online claims",
+            Self::FreeStatements => "itemised statements free of charge",
+            Self::Oqs => "オン資 in place",
+            Self::ConsultRoomView => "medical information viewed and used in the consulting room",
+            Self::PortalConsult => "health advice from マイナポータル information",
+            Self::Notices => "notices in the clinic and on its website",
+            Self::EPrescription => "electronic prescriptions",
+            Self::EhrSharing => "electronic medical record sharing service",
+            Self::EhrStandard => "令和8年度 standard (10) (content unverified)",
+            Self::RenkeiNotified => "電子的診療情報連携体制整備加算 notified (from 2026-06)",
+            Self::PediatricSpecial => "pediatric exception",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|x| x.key() == s)
     }
@@ -307,6 +323,13 @@ impl RateBasis {
         match self {
             Self::Receipts => "レセプト件数ベース",
             Self::Oqs => "オン資件数ベース",
+        }
+    }
+
+    pub fn label_en(self) -> &'static str {
+        match self {
+            Self::Receipts => "per claims",
+            Self::Oqs => "per オン資 checks",
         }
     }
 }

@@ -5,19 +5,21 @@
 //! A new 診療報酬改定 is a data change. The engine is a pure function of the rule set and the whole visit
 //! history of a clinic, so a visit that arrives late (an agent that was offline) simply changes the input,
 //! and evaluating again gives the same answer as in-order arrival. Every decision says why, in Japanese a
-//! billing clerk can read, citing the rule and its source.
+//! billing clerk can read (and in English for English pages), citing the rule and its source.
 
 pub mod billing;
 mod engine;
 pub mod figures;
 mod input;
 mod rules;
+mod text;
 pub mod usage;
 
 pub use engine::{Decision, Granted, UsageVerdict, evaluate, usage_verdicts};
 pub use input::{Clinic, ClinicSettings, EARLIEST, EvalInput, InputError, RateBasis, Standard, Visit, VisitKind};
 pub use onshi_domain::YearMonth;
 pub use rules::{Rule, RuleSet, RulesError, UsageTier};
+pub use text::Text;
 pub use usage::{Forecast, Level, MonthCount, Standing};
 
 /// The rules shipped with this build.

@@ -136,6 +136,13 @@ impl Rule {
             n => format!("{n}月に1回"),
         }
     }
+
+    pub fn frequency_label_en(&self) -> String {
+        match self.every_months {
+            1 => "once a month".to_owned(),
+            n => format!("once in {n} months"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

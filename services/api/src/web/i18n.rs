@@ -17,6 +17,10 @@ impl Lang {
         }
     }
 
+    pub fn is_en(&self) -> bool {
+        *self == Lang::En
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             Lang::Ja => "ja",

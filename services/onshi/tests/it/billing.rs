@@ -400,4 +400,13 @@ both_modes!(a_reason_many_visits_share_is_read_once_and_approves_its_visits, |ap
     let r = b.post(&format!("{base}/bulk"), &stale).await;
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(b.get(&base).await.body.contains("未確認 (3)"));
+    // An English page gives the reasons in English, from the same decision.
+    let en = b.get(&format!("{base}?lang=en")).await;
+    let first = extract(&en.body, "id=\"reason-1\"", "</li>").unwrap();
+    assert!(
+        first
+            .contains("医療情報取得加算2 (1 point) claimed: 施設基準 met, medical information obtained through オン資"),
+        "{first}"
+    );
+    assert!(!first.contains("を算定"), "{first}");
 });

@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use super::month::{LegendEntry, MonthState, month_state, parse_month};
 use crate::web::guard::{Caller, Page};
+use crate::web::i18n::Lang;
 use crate::web::page::ok;
 use crate::{ApiError, AppState};
 
@@ -62,7 +63,10 @@ pub(crate) struct SharedReason {
     /// Names the reason in links and forms (`reason_id`): a short hash of its text, so it stays the same
     /// while the clerk works through the month.
     pub key: String,
+    /// The Japanese text, which the visits' lines are matched on.
     pub text: String,
+    /// The text in the page's language.
+    pub shown: String,
     pub visits: usize,
     /// Visits [`approvable`] in one step.
     pub approvable: usize,
@@ -76,15 +80,15 @@ pub(super) fn reason_key(reason: &str) -> String {
 }
 
 /// The reasons at least [`SHARED`] visits give, most common first (then in reception order).
-fn shared_reasons(lines: &[Line]) -> Vec<SharedReason> {
-    let mut seen: Vec<(&str, usize, usize)> = Vec::new();
+fn shared_reasons(lines: &[Line], lang: Lang) -> Vec<SharedReason> {
+    let mut seen: Vec<(&Line, usize, usize)> = Vec::new();
     for l in lines {
-        match seen.iter_mut().find(|(text, ..)| *text == l.reason) {
+        match seen.iter_mut().find(|(first, ..)| first.reason == l.reason) {
             Some((_, n, a)) => {
                 *n += 1;
                 *a += usize::from(approvable(l));
             }
-            None => seen.push((&l.reason, 1, usize::from(approvable(l)))),
+            None => seen.push((l, 1, usize::from(approvable(l)))),
         }
     }
     seen.retain(|(_, n, _)| *n >= SHARED);
@@ -92,20 +96,28 @@ fn shared_reasons(lines: &[Line]) -> Vec<SharedReason> {
     seen.sort_by_key(|(_, visits, _)| std::cmp::Reverse(*visits));
     seen.into_iter()
         .enumerate()
-        .map(|(i, (text, visits, approvable))| SharedReason {
+        .map(|(i, (line, visits, approvable))| SharedReason {
             number: i + 1,
-            key: reason_key(text),
-            text: text.to_owned(),
+            key: reason_key(&line.reason),
+            text: line.reason.clone(),
+            shown: reason_in(line, lang).to_owned(),
             visits,
             approvable,
         })
         .collect()
 }
 
+/// A line's reason in the page's language (Japanese where no English was kept: a month closed before).
+fn reason_in(line: &Line, lang: Lang) -> &str {
+    if lang.is_en() && !line.reason_en.is_empty() { &line.reason_en } else { &line.reason }
+}
+
 pub(crate) struct LineView {
     pub line: Line,
     /// The number of its reason among the month's shared ones; `None` when the row says it in full.
     pub reason_no: Option<usize>,
+    /// Its reason in the page's language.
+    pub reason_text: String,
     /// JST time of the first confirmation, `HH:MM`.
     pub time: String,
     /// The day's heading (`3月3日（月） 12件`) on the first row of each day.
@@ -174,20 +186,24 @@ pub(crate) struct FilterQuery {
 /// (label, value) rows for the page.
 type Pairs = Vec<(String, String)>;
 
-fn settings_summary(settings: &ClinicSettings) -> (Pairs, Pairs) {
+fn settings_summary(settings: &ClinicSettings, lang: Lang) -> (Pairs, Pairs) {
     let standards = settings
         .standards
         .iter()
         .map(|(from, met)| {
-            let met = met.iter().map(|s| s.label()).collect::<Vec<_>>().join("、");
-            (from.to_string(), if met.is_empty() { "（なし）".to_owned() } else { met })
+            let met = met
+                .iter()
+                .map(|s| if lang.is_en() { s.label_en() } else { s.label() })
+                .collect::<Vec<_>>()
+                .join(lang.t("、", ", "));
+            (from.to_string(), if met.is_empty() { lang.t("（なし）", "(none)").to_owned() } else { met })
         })
         .collect();
     let receipts = settings.usage_rates.iter().map(|(m, r)| (m.to_string(), format!("{:.1}%", r * 100.0)));
-    let oqs = settings
-        .oqs_usage_rates
-        .iter()
-        .map(|(m, r)| (m.to_string(), format!("{:.1}%（{}）", r * 100.0, onshi_rules::RateBasis::Oqs.label())));
+    let oqs_basis = onshi_rules::RateBasis::Oqs;
+    let oqs_label =
+        if lang.is_en() { format!(" ({})", oqs_basis.label_en()) } else { format!("（{}）", oqs_basis.label()) };
+    let oqs = settings.oqs_usage_rates.iter().map(|(m, r)| (m.to_string(), format!("{:.1}%{oqs_label}", r * 100.0)));
     let mut rates: Pairs = receipts.chain(oqs).collect();
     rates.sort();
     (standards, rates)
@@ -222,7 +238,7 @@ pub(crate) async fn month_page(
     let provisional = lines.iter().filter(|l| l.provisional()).fold((0, 0), |(n, p), l| (n + 1, p + l.points));
     let filters = FILTERS.iter().map(|f| (f.key, f.ja, f.en, lines.iter().filter(|l| f.keeps(l)).count())).collect();
     let chosen = filter(&q.filter);
-    let reasons = shared_reasons(&lines);
+    let reasons = shared_reasons(&lines, page.lang);
     // An unknown key (the reason changed since the link was made) shows every row rather than none.
     let reason_shown = reasons.iter().find(|r| r.key == q.reason_id);
     let shown: Vec<Line> =
@@ -240,13 +256,13 @@ pub(crate) async fn month_page(
                 let d = line.date;
                 let n = per_day.get(&d).copied().unwrap_or(0);
                 match page.lang {
-                    crate::web::i18n::Lang::Ja => format!(
+                    Lang::Ja => format!(
                         "{}月{}日（{}） {n}件",
                         d.month() as u8,
                         d.day(),
                         WEEKDAYS[d.weekday().number_days_from_monday() as usize]
                     ),
-                    crate::web::i18n::Lang::En => {
+                    Lang::En => {
                         format!("{d} ({}) · {n} visit{}", d.weekday(), if n == 1 { "" } else { "s" })
                     }
                 }
@@ -254,14 +270,18 @@ pub(crate) async fn month_page(
             previous = Some(line.date);
             LineView {
                 reason_no: reasons.iter().find(|r| r.text == line.reason).map(|r| r.number),
+                reason_text: reason_in(&line, page.lang).to_owned(),
                 time: times.get(&line.id).map(crate::web::time::jst_clock).unwrap_or_default(),
                 day,
                 addon_text: line
                     .addons
                     .iter()
-                    .map(|a| format!("{}（{}点）", a.name, a.points))
+                    .map(|a| match page.lang {
+                        Lang::Ja => format!("{}（{}点）", a.name, a.points),
+                        Lang::En => format!("{} ({} pt)", a.name, a.points),
+                    })
                     .collect::<Vec<_>>()
-                    .join("、"),
+                    .join(page.lang.t("、", ", ")),
                 line,
             }
         })
@@ -270,7 +290,7 @@ pub(crate) async fn month_page(
         Some(s) => s,
         None => store.billing_settings(&clinic).await?,
     };
-    let (standards, usage_rates) = settings_summary(&settings);
+    let (standards, usage_rates) = settings_summary(&settings, page.lang);
     let closed = closed.map(|c| crate::web::time::jst_minute(&c.at));
     let late: Vec<String> = late
         .iter()
@@ -285,6 +305,7 @@ pub(crate) async fn month_page(
                 .details(serde_json::json!({ "rows": view.len() })),
         )
         .await?;
+    let lang = page.lang;
     ok(MonthPage {
         page,
         month: month.to_string(),
@@ -308,7 +329,10 @@ pub(crate) async fn month_page(
         exports,
         standards,
         usage_rates,
-        standard_names: Standard::ALL.iter().map(|s| (s.key(), s.label())).collect(),
+        standard_names: Standard::ALL
+            .iter()
+            .map(|s| (s.key(), if lang.is_en() { s.label_en() } else { s.label() }))
+            .collect(),
         claims,
         usage,
         clinic: clinic.clinic().clone(),
