@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use onshi_domain::YearMonth;
 
+use crate::text::Text;
 use crate::usage::MonthCount;
 
 /// The three figures of one month, as far as they exist.
@@ -133,40 +134,60 @@ pub fn best(f: &MonthFigures, calibration: Option<&Calibration>) -> Option<Best>
     })
 }
 
-/// Why the figures of a month differ, in a sentence (Japanese; the pages translate the frame).
-pub fn explain_ja(f: &MonthFigures) -> String {
+/// Why the figures of a month differ, in a sentence per difference.
+pub fn explain(f: &MonthFigures) -> Text {
     let pts = |a: f64, b: f64| (a - b) * 100.0;
     let mut out = Vec::new();
     if let (Some(e), Some(o)) = (f.estimate_rate(), f.official) {
         let d = pts(e, o);
         if d.abs() >= 1.0 {
-            out.push(format!(
-                "推計は公式値より{:.1}ポイント{}。推計の分母はこの月に資格確認をした患者で、公式値の分母（外来レセプト件数）は資格確認をせずに受診した患者も含むため",
-                d.abs(),
-                if d > 0.0 { "高い" } else { "低い" }
+            out.push(Text::new(
+                format!(
+                    "推計は公式値より{:.1}ポイント{}。推計の分母はこの月に資格確認をした患者で、公式値の分母（外来レセプト件数）は資格確認をせずに受診した患者も含むため",
+                    d.abs(),
+                    if d > 0.0 { "高い" } else { "低い" }
+                ),
+                format!(
+                    "The estimate is {:.1} points {} than the official figure. The estimate divides by the patients checked here this month; the official figure by outpatient receipts, which include patients seen without a check",
+                    d.abs(),
+                    if d > 0.0 { "higher" } else { "lower" }
+                ),
             ));
         }
     }
     if let (Some(c), Some(o)) = (f.claims_rate(), f.official) {
         let d = pts(c, o);
         if d.abs() >= 1.0 {
-            out.push(format!(
-                "レセプト実績は公式値と{:.1}ポイント違う。資格確認の結果がエージェントを通らなかった患者、月遅れのレセプト、利用者数と件数の数え方の違いが考えられます",
-                d.abs()
+            out.push(Text::new(
+                format!(
+                    "レセプト実績は公式値と{:.1}ポイント違う。資格確認の結果がエージェントを通らなかった患者、月遅れのレセプト、利用者数と件数の数え方の違いが考えられます",
+                    d.abs()
+                ),
+                format!(
+                    "The claims-based figure differs from the official one by {:.1} points. Likely causes: patients whose check did not pass through the agent, receipts filed a month late, users counted differently from receipts",
+                    d.abs()
+                ),
             ));
         }
     }
     if let (Some(e), Some(c), None) = (f.estimate_rate(), f.claims_rate(), f.official) {
         let d = pts(e, c);
         if d.abs() >= 1.0 {
-            out.push(format!(
-                "推計はレセプト実績より{:.1}ポイント{}（分母の違い。公式値が通知されたら入力してください）",
-                d.abs(),
-                if d > 0.0 { "高い" } else { "低い" }
+            out.push(Text::new(
+                format!(
+                    "推計はレセプト実績より{:.1}ポイント{}（分母の違い。公式値が通知されたら入力してください）",
+                    d.abs(),
+                    if d > 0.0 { "高い" } else { "低い" }
+                ),
+                format!(
+                    "The estimate is {:.1} points {} than the claims-based figure (different denominators; enter the official figure once it is notified)",
+                    d.abs(),
+                    if d > 0.0 { "higher" } else { "lower" }
+                ),
             ));
         }
     }
-    out.join("。")
+    Text::join(&out, "。", ". ")
 }
 
 #[cfg(test)]
@@ -210,9 +231,11 @@ mod tests {
 
     #[test]
     fn differences_are_explained() {
-        let text = explain_ja(&month(100, 40, Some((30, 100)), Some(0.28)));
-        assert!(text.contains("推計は公式値より12.0ポイント高い"), "{text}");
-        assert!(text.contains("レセプト実績は公式値と2.0ポイント違う"), "{text}");
-        assert_eq!(explain_ja(&month(100, 30, None, Some(0.30))), "");
+        let text = explain(&month(100, 40, Some((30, 100)), Some(0.28)));
+        assert!(text.ja.contains("推計は公式値より12.0ポイント高い"), "{}", text.ja);
+        assert!(text.ja.contains("レセプト実績は公式値と2.0ポイント違う"), "{}", text.ja);
+        assert!(text.en.contains("The estimate is 12.0 points higher than the official figure"), "{}", text.en);
+        assert!(text.en.contains("differs from the official one by 2.0 points"), "{}", text.en);
+        assert!(explain(&month(100, 30, None, Some(0.30))).is_empty());
     }
 }

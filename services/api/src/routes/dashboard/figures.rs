@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use onshi_rules::figures::{MonthFigures, best, calibrate, explain_ja};
+use onshi_rules::figures::{MonthFigures, best, calibrate, explain};
 use onshi_rules::{MonthCount, RuleSet, YearMonth};
 use onshi_store::{ClinicScope, TenantStore};
 
@@ -97,15 +97,7 @@ pub(crate) async fn usage_figures(
                         parts.join(" · ")
                     })
                     .unwrap_or_default(),
-                explanation: match lang {
-                    Lang::Ja => explain_ja(f),
-                    // The sentences are Japanese-only for now; English pages get the gist.
-                    Lang::En if f.official.is_some() && f.estimate_rate().is_some() => {
-                        "The estimate divides by patients with a 資格確認 here; the official figure by outpatient receipts."
-                            .to_owned()
-                    }
-                    Lang::En => String::new(),
-                },
+                explanation: explain(f).in_lang(lang.is_en()).to_owned(),
             }
         })
         .collect();
