@@ -2,6 +2,7 @@
 // full-page screenshot of each path at each width and language. Used by scripts/screens.
 const { chromium } = require('playwright-core');
 const { execFileSync } = require('child_process');
+const fs = require('fs');
 
 const [base, out, ...asked] = process.argv.slice(2);
 // `{clinic}` in a path stands for the first clinic the dashboard links to; `{month}` for this month (JST),
@@ -53,6 +54,9 @@ const name = (p) => (p.replace(/[^a-zA-Z0-9]+/g, '-').replace(/^-|-$/g, '') || '
         await page.waitForTimeout(Number(process.env.ONSHI_SCREENS_WAIT_MS || 0));
         const file = `${out}/${name(raw)}-${lang}-${label}.png`;
         await page.screenshot({ path: file, fullPage: true });
+        // ONSHI_SCREENS_TEXT=1: the page's text beside the shot, to search (for Japanese left on an
+        // English page, say) rather than read off the picture.
+        if (process.env.ONSHI_SCREENS_TEXT) fs.writeFileSync(file.replace(/\.png$/, '.txt'), await page.innerText('body'));
         // What a reader has to scroll sideways for: the page itself, or a table wider than its box.
         const wide = await page.evaluate(() => {
           const found = [];

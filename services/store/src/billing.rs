@@ -5,9 +5,7 @@ use std::collections::HashMap;
 
 use onshi_domain::{UserId, YearMonth};
 use onshi_rules::ClinicSettings;
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
@@ -19,7 +17,7 @@ use crate::{ClinicScope, StoreError, TenantStore};
 #[derive(Debug, Clone)]
 pub struct BillingVisit {
     pub id: Uuid,
-    /// The patient's pseudonym: a reception to bill is always someone's (see `billing_visits`).
+    /// The patient's pseudonym (`visit:<id>` for a valid check without one: its own patient).
     pub patient: String,
     pub date: Date,
     pub first_at: OffsetDateTime,
@@ -59,6 +57,14 @@ pub struct ClosedMonth {
     pub by: UserId,
     pub snapshot: Option<String>,
     pub snapshot_sha256: Option<String>,
+}
+
+/// A check that identified nobody: no patient, and a result other than valid (an error, nobody found,
+/// several candidates).
+fn unidentified() -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(visits::Column::PatientRef.is_null())
+        .add(visits::Column::Result.ne(onshi_domain::QualificationResult::Valid.as_str()))
 }
 
 impl TenantStore<'_> {
@@ -127,8 +133,8 @@ impl TenantStore<'_> {
 
     /// Visits of a clinic from `from` to `to` inclusive, with whether each is the patient's first here.
     ///
-    /// Only visits with a patient: a check that identified nobody (an error, nobody found, several
-    /// candidates) stands alone in `visits` and is no reception to bill. Most are followed by a retry that
+    /// Not the checks that identified nobody (an error, nobody found, several candidates): such a check
+    /// stands alone in `visits` and is no reception to bill. Most are followed by a retry that
     /// finds the patient, which is that person's visit; counted as visits of their own they were each a
     /// "first visit" of nobody, a second provisional 初診 addon for one reception. The billing page says
     /// how many there were (`unidentified_checks`).
@@ -144,7 +150,7 @@ impl TenantStore<'_> {
             .filter(visits::Column::ClinicId.eq(clinic.uuid()))
             .filter(visits::Column::VisitDate.gte(from))
             .filter(visits::Column::VisitDate.lte(to))
-            .filter(visits::Column::PatientRef.is_not_null())
+            .filter(unidentified().not())
             .order_by_asc(visits::Column::FirstAt)
             .all(&txn)
             .await?;
@@ -167,9 +173,11 @@ impl TenantStore<'_> {
         txn.commit().await?;
         Ok(rows
             .into_iter()
-            .filter_map(|r| {
-                let patient = r.patient_ref?;
-                Some(BillingVisit {
+            .map(|r| {
+                // A valid check whose result lacked the patient's identifiers (never seen from a real
+                // terminal, but the event allows it) is a reception: its own patient, as it always was.
+                let patient = r.patient_ref.unwrap_or_else(|| format!("visit:{}", r.id));
+                BillingVisit {
                     id: r.id,
                     first_seen: first_dates.get(&patient).is_none_or(|d| *d >= r.visit_date),
                     patient,
@@ -177,25 +185,35 @@ impl TenantStore<'_> {
                     first_at: r.first_at,
                     myna: r.myna,
                     info_obtained: r.consent_medication == Some(true) || r.consent_diagnosis == Some(true),
-                })
+                }
             })
             .collect())
     }
 
-    /// Checks at a clinic from `from` to `to` inclusive that identified nobody: what `billing_visits`
-    /// leaves out.
-    pub async fn unidentified_checks(&self, clinic: &ClinicScope, from: Date, to: Date) -> Result<u64, StoreError> {
+    /// Checks at a clinic from `from` to `to` inclusive that identified nobody, what `billing_visits`
+    /// leaves out: their ids and first confirmation times (a month closed before they were left out
+    /// still has them among its lines, and shows their times).
+    pub async fn unidentified_checks(
+        &self,
+        clinic: &ClinicScope,
+        from: Date,
+        to: Date,
+    ) -> Result<Vec<(Uuid, OffsetDateTime)>, StoreError> {
         let txn = self.read().await?;
-        let n = visits::Entity::find()
+        let rows = visits::Entity::find()
+            .select_only()
+            .column(visits::Column::Id)
+            .column(visits::Column::FirstAt)
             .filter(visits::Column::TenantId.eq(self.tenant_uuid()))
             .filter(visits::Column::ClinicId.eq(clinic.uuid()))
             .filter(visits::Column::VisitDate.gte(from))
             .filter(visits::Column::VisitDate.lte(to))
-            .filter(visits::Column::PatientRef.is_null())
-            .count(&txn)
+            .filter(unidentified())
+            .into_tuple()
+            .all(&txn)
             .await?;
         txn.commit().await?;
-        Ok(n)
+        Ok(rows)
     }
 
     /// Reviews of the clinic's visits in the given months ("YYYY-MM").

@@ -366,6 +366,7 @@ both_modes!(a_reason_many_visits_share_is_read_once_and_approves_its_visits, |ap
     assert_eq!(ids.len(), 9, "one line per patient's visit");
     let unidentified = extract(&page.body, "data-testid=\"unidentified\">", "</p>").unwrap();
     assert!(unidentified.contains(": 2件"), "{unidentified}");
+    assert!(unidentified.contains("?from=2024-07-01&amp;to=2024-07-31#follow-up"), "that month's list: {unidentified}");
     // One visit approved on its own first: the reason's step then has five left.
     let one = b.post(&format!("{base}/visits/{}/review", ids[0]), &[("action", "approve")]).await;
     assert_eq!(one.status, 303, "{}", one.body);

@@ -222,7 +222,7 @@ pub(super) async fn month_state(
     let (snapshot, first_at, late, settings) = match closed.as_ref().and_then(|c| c.snapshot.as_deref()) {
         Some(snapshot) => {
             let snapshot: Snapshot = serde_json::from_str(snapshot).map_err(ApiError::internal)?;
-            let first_at: FirstAt = store
+            let mut first_at: FirstAt = store
                 .billing_visits(clinic, month.first_day(), month.last_day())
                 .await?
                 .into_iter()
@@ -231,6 +231,14 @@ pub(super) async fn month_state(
             let kept: std::collections::HashSet<&str> = snapshot.lines.iter().map(|l| l.id.as_str()).collect();
             let mut late: Vec<String> = first_at.keys().filter(|id| !kept.contains(id.as_str())).cloned().collect();
             late.sort_by_key(|id| first_at.get(id).copied());
+            // A month closed while checks that identified nobody were still billing lines keeps them: their
+            // times too.
+            for (id, at) in store.unidentified_checks(clinic, month.first_day(), month.last_day()).await? {
+                let id = id.to_string();
+                if kept.contains(id.as_str()) {
+                    first_at.insert(id, at);
+                }
+            }
             (snapshot, first_at, late, None)
         }
         None => {

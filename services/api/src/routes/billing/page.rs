@@ -81,15 +81,16 @@ pub(super) fn reason_key(reason: &str) -> String {
 
 /// The reasons at least [`SHARED`] visits give, most common first (then in reception order).
 fn shared_reasons(lines: &[Line], lang: Lang) -> Vec<SharedReason> {
+    // (first line giving it, visits, approvable), in order of first appearance.
     let mut seen: Vec<(&Line, usize, usize)> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for l in lines {
-        match seen.iter_mut().find(|(first, ..)| first.reason == l.reason) {
-            Some((_, n, a)) => {
-                *n += 1;
-                *a += usize::from(approvable(l));
-            }
-            None => seen.push((l, 1, usize::from(approvable(l)))),
-        }
+        let i = *index.entry(&l.reason).or_insert_with(|| {
+            seen.push((l, 0, 0));
+            seen.len() - 1
+        });
+        seen[i].1 += 1;
+        seen[i].2 += usize::from(approvable(l));
     }
     seen.retain(|(_, n, _)| *n >= SHARED);
     // A stable sort keeps reception order among equals.
@@ -141,6 +142,9 @@ struct MonthPage {
     /// closed month shows what it froze).
     usage: Vec<onshi_rules::UsageVerdict>,
     month: String,
+    /// The month's first and last day, for the clinic page's range.
+    month_from: String,
+    month_to: String,
     filter: String,
     filters: Vec<(&'static str, &'static str, &'static str, usize)>,
     lines: Vec<LineView>,
@@ -156,7 +160,7 @@ struct MonthPage {
     provisional: (usize, u32),
     unsettled: usize,
     /// Checks of the month that identified nobody, which are not billing lines.
-    unidentified: u64,
+    unidentified: usize,
     closed: Option<String>,
     /// Visits that arrived after the month was closed (time), not part of its totals.
     late: Vec<String>,
@@ -237,6 +241,7 @@ pub(crate) async fn month_page(
     let unsettled = count(|l| !l.kind_settled);
     let provisional = lines.iter().filter(|l| l.provisional()).fold((0, 0), |(n, p), l| (n + 1, p + l.points));
     let filters = FILTERS.iter().map(|f| (f.key, f.ja, f.en, lines.iter().filter(|l| f.keeps(l)).count())).collect();
+    let listed: std::collections::HashSet<String> = lines.iter().map(|l| l.id.clone()).collect();
     let chosen = filter(&q.filter);
     let reasons = shared_reasons(&lines, page.lang);
     // An unknown key (the reason changed since the link was made) shows every row rather than none.
@@ -297,7 +302,13 @@ pub(crate) async fn month_page(
         .map(|id| times.get(id).map(crate::web::time::jst_minute).unwrap_or_else(|| "—".to_owned()))
         .collect();
     let exports = store.billing_exports(&clinic, month).await?;
-    let unidentified = store.unidentified_checks(&clinic, month.first_day(), month.last_day()).await?;
+    // Those a month closed before they were left out still lists are not counted again.
+    let unidentified = store
+        .unidentified_checks(&clinic, month.first_day(), month.last_day())
+        .await?
+        .iter()
+        .filter(|(id, _)| !listed.contains(id.to_string().as_str()))
+        .count();
     store
         .audit(
             &caller
@@ -309,6 +320,8 @@ pub(crate) async fn month_page(
     ok(MonthPage {
         page,
         month: month.to_string(),
+        month_from: month.first_day().to_string(),
+        month_to: month.last_day().to_string(),
         filter: chosen.key.to_owned(),
         filters,
         total_points: totals.values().map(|t| t.1).sum(),

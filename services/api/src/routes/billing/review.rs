@@ -16,7 +16,7 @@ use onshi_store::{AuditResult, StoredReview};
 use serde::Deserialize;
 
 use super::month::{Snapshot, month_review, parse_month};
-use super::page::{approvable, filter, reason_key};
+use super::page::{SHARED, approvable, filter, reason_key};
 use crate::web::guard::Caller;
 use crate::web::page::see_other;
 use crate::{ApiError, AppState};
@@ -269,7 +269,8 @@ pub(crate) async fn bulk(
     let reason_id = field("reason_id");
     // The reason may have changed since the page was drawn (another clerk's correction): then nothing
     // matches and the clerk is told, rather than approving visits whose reason they have not read.
-    if scope == Scope::Reason && !lines.iter().any(|l| reason_key(&l.reason) == reason_id) {
+    // Only a reason the page lists (one SHARED visits or more give), which the clerk has read there.
+    if scope == Scope::Reason && lines.iter().filter(|l| reason_key(&l.reason) == reason_id).count() < SHARED {
         return Err(invalid("reason_id", "この根拠の受付はもうありません。ページを開き直してください"));
     }
     let targets: Vec<&Line> = lines
