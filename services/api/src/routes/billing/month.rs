@@ -81,6 +81,9 @@ pub(crate) struct LegendEntry {
     pub name: String,
     pub points: u32,
     pub frequency: String,
+    /// The frequency in English; empty in legends of months closed before it was kept.
+    #[serde(default)]
+    pub frequency_en: String,
     pub code: Option<String>,
     pub verified: bool,
     pub note: String,
@@ -99,6 +102,7 @@ fn legend(rules: &RuleSet, lines: &[Line]) -> Vec<LegendEntry> {
             name: r.name.clone(),
             points: r.points,
             frequency: r.frequency_label(),
+            frequency_en: r.frequency_label_en(),
             code: r.code.clone(),
             verified: r.verified && r.code_verified,
             note: r.note.clone().unwrap_or_default(),

@@ -116,10 +116,12 @@ pub(crate) async fn fleet(
             if let Some(h) = hb.filter(|h| h.quarantined > 0) {
                 let last = h.last_quarantine.map(|q| {
                     format!(
-                        "（{} {}: {}）",
+                        "{}{} {}: {}{}",
+                        page.lang.t("（", " ("),
                         page.lang.t("最後", "last"),
                         crate::web::time::jst_minute(&q.at),
-                        page.lang.t(q.kind.label_ja(), q.kind.label_en())
+                        page.lang.t(q.kind.label_ja(), q.kind.label_en()),
+                        page.lang.t("）", ")")
                     )
                 });
                 notes.push(format!(

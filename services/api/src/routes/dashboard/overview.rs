@@ -41,12 +41,13 @@ fn standing_text(standing: &onshi_rules::Standing, lang: Lang) -> (String, &'sta
                 (Some(f), Some(l)) => format!("{f}〜{l}"),
                 _ => String::new(),
             };
-            (format!("{}（{months}）", lang.t("データ不足", "No data")), "warn")
+            (format!("{}{}{months}{}", lang.t("データ不足", "No data"), lang.t("（", " ("), lang.t("）", ")")), "warn")
         }
         Level::Reached { tier, .. } => {
             let name = tier.addons.first().cloned().unwrap_or_default();
             let more = if tier.addons.len() > 1 { lang.t(" ほか", " and others") } else { "" };
-            (format!("{name}{more}（{:.0}%{}）", tier.min * 100.0, lang.t("以上", "+")), "ok")
+            let (open, close) = (lang.t("（", " ("), lang.t("）", ")"));
+            (format!("{name}{more}{open}{:.0}%{}{close}", tier.min * 100.0, lang.t("以上", "+")), "ok")
         }
         Level::Below { lowest } => (below_text(*lowest, lang), "alert"),
     }
