@@ -16,7 +16,8 @@ use onshi_store::{ClinicScope, OfficialFigure, Store, TenantScope};
 use rand::Rng;
 use time::OffsetDateTime;
 
-/// Addon codes the demo's レセコン claims (電子的診療情報連携体制整備加算 初診/再診, unverified codes).
+/// The 初診 and 再診 codes of 電子的診療情報連携体制整備加算1 (unverified codes), which the demo's レセコン
+/// confuses now and then.
 const FIRST_ADDON: &str = "111704070";
 const REVISIT_ADDON: &str = "112709570";
 
@@ -38,6 +39,30 @@ async fn month_claims(
     if by_patient.is_empty() {
         return Ok(None);
     }
+    // What the clinic's レセコン would claim: the addons the rules allow it, as the review decides them (a
+    // clinic below the 利用率 level claims none, one without 電子処方箋 the lower tier). Every limit of the
+    // 2026-06 rules is within the month, so the month's visits are enough.
+    let rules = onshi_rules::RuleSet::builtin()?;
+    let settings = scoped.billing_settings(clinic).await?;
+    let input = onshi_rules::EvalInput {
+        clinics: vec![onshi_rules::Clinic::new(clinic.id.to_string(), clinic.kind, settings)],
+        visits: visits
+            .iter()
+            .map(|v| onshi_rules::Visit {
+                id: v.id.to_string(),
+                clinic: 0,
+                patient: v.patient.clone(),
+                date: v.date,
+                kind: if v.first_seen { onshi_rules::VisitKind::First } else { onshi_rules::VisitKind::Revisit },
+                myna: v.myna,
+                info_obtained: v.info_obtained,
+            })
+            .collect(),
+    };
+    let allowed: std::collections::HashMap<String, Vec<String>> = onshi_rules::evaluate(&rules, &input)
+        .into_iter()
+        .map(|d| (d.visit, d.addons.into_iter().filter_map(|a| a.code).collect()))
+        .collect();
     let mut receipts = Vec::new();
     let mut chart = 10_000u32;
     let mut push = |patient: Option<PatientRef>, days: Vec<ClaimVisit>, addons: Vec<ClaimedCode>, chart: u32| {
@@ -57,31 +82,23 @@ async fn month_claims(
     };
     for (pseudonym, seen) in &by_patient {
         chart += 1;
-        let mut days: BTreeMap<time::Date, bool> = BTreeMap::new();
+        let mut days: BTreeMap<time::Date, (bool, Vec<String>)> = BTreeMap::new();
         for v in seen {
-            days.entry(v.date).or_insert(v.first_seen);
+            let codes = allowed.get(&v.id.to_string()).cloned().unwrap_or_default();
+            days.entry(v.date).or_insert((v.first_seen, codes));
         }
-        let mut addons: BTreeMap<&str, Vec<Day>> = BTreeMap::new();
-        let mut revisit_claimed = false;
+        let mut addons: BTreeMap<String, Vec<Day>> = BTreeMap::new();
         let days: Vec<ClaimVisit> = days
             .into_iter()
-            .map(|(date, first)| {
-                // The レセコン's habits: the addon on a 初診 and on the month's first 再診; now and then one
-                // forgotten, rarely the wrong one.
-                let code = if first {
-                    Some(FIRST_ADDON)
-                } else if !revisit_claimed {
-                    revisit_claimed = true;
-                    Some(REVISIT_ADDON)
-                } else {
-                    None
-                };
-                let code = match code {
-                    Some(_) if rng.random_bool(0.03) => None,
-                    Some(REVISIT_ADDON) if rng.random_bool(0.01) => Some(FIRST_ADDON),
-                    other => other,
-                };
-                if let Some(code) = code {
+            .map(|(date, (first, codes))| {
+                // The レセコン's slips: now and then an addon forgotten, rarely a 再診 one claimed as the 初診
+                // one, so the review has differences to find.
+                for code in codes {
+                    let code = match code.as_str() {
+                        _ if rng.random_bool(0.03) => continue,
+                        REVISIT_ADDON if rng.random_bool(0.02) => FIRST_ADDON.to_owned(),
+                        _ => code,
+                    };
                     addons.entry(code).or_default().push(Day(date));
                 }
                 ClaimVisit {
@@ -91,7 +108,7 @@ async fn month_claims(
                 }
             })
             .collect();
-        let addons = addons.into_iter().map(|(code, dates)| ClaimedCode { code: code.into(), dates }).collect();
+        let addons = addons.into_iter().map(|(code, dates)| ClaimedCode { code, dates }).collect();
         push(PatientRef::parse(pseudonym).ok(), days, addons, chart);
     }
     // Patients seen without a 資格確認 this month (a card checked last month): receipts the terminal never saw.
