@@ -47,7 +47,7 @@ const name = (p) => (p.replace(/[^a-zA-Z0-9]+/g, '-').replace(/^-|-$/g, '') || '
     for (const [label, width, height] of widths) {
       await page.setViewportSize({ width, height });
       for (const raw of paths) {
-        const p = raw.replace('{clinic}', clinic).replace('{month}', month).replace('{prev}', prev);
+        const p = raw.replaceAll('{clinic}', clinic).replaceAll('{month}', month).replaceAll('{prev}', prev);
         const url = `${base}${p}${p.includes('?') ? '&' : '?'}lang=${lang}`;
         const response = await page.goto(url);
         // ONSHI_SCREENS_WAIT_MS: time for live updates (the feed) to arrive before the shot.

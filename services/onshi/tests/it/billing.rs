@@ -57,6 +57,22 @@ both_modes!(a_month_is_reviewed_adjusted_exported_and_closed_through_the_pages, 
     let page = b.get(&base).await;
     assert_eq!(extract(&page.body, "data-testid=\"total-points\">", "<").unwrap(), "3");
     assert!(page.body.contains("区分未確定 (0)") && page.body.contains("未確認 (3)"), "{}", page.body);
+    // One day at a time: the strip names the three days; a day shows its visits alone, and a review
+    // made there comes back to it.
+    let days = extract(&page.body, "data-testid=\"days\">", "</nav>").expect("the days");
+    assert_eq!(days.matches("&amp;day=2025-03-").count(), 3, "{days}");
+    let fifth = b.get(&format!("{base}?day=2025-03-05")).await;
+    let only = rows(&fifth.body);
+    assert_eq!(only.len(), 1);
+    let id = only[0].split('"').next().unwrap().to_owned();
+    let form = [("action", "approve"), ("day", "2025-03-05")];
+    let r = b.post(&format!("{base}/visits/{id}/review"), &form).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(r.location().ends_with(&format!("?day=2025-03-05#v-{id}")), "{}", r.location());
+    let days = extract(&b.get(&base).await.body, "data-testid=\"days\">", "</nav>").unwrap();
+    assert!(days.contains("class=\"done\" title=\"2025-03-05"), "the day is reviewed: {days}");
+    // A day outside the month shows the whole month.
+    assert_eq!(rows(&b.get(&format!("{base}?day=2025-04-01")).await.body).len(), 3);
 
     // Approving needs no reason; an adjustment does, changes facts, and the engine recomputes.
     let review = |id: &str| format!("{base}/visits/{id}/review");

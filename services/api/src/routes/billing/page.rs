@@ -6,6 +6,9 @@
 //! [`SHARED`] or more visits give is written once, numbered, above the rows, which cite its number; the
 //! clerk reads it once, can show just its visits (`reason_id`), and approve those nothing flags in one
 //! step. A reason fewer visits give (an earlier claim on a given date, say) stays on its row.
+//!
+//! A month of a busy clinic is a thousand visits: a strip of its days (visits, and whether any is still
+//! unreviewed) shows one day at a time (`day`), for the clerk who checks yesterday's receptions.
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
@@ -153,6 +156,9 @@ struct MonthPage {
     reason_shown: Option<usize>,
     /// `reason_id` of the chosen reason ("" for none), which the forms carry back.
     reason_id: String,
+    days: Vec<DayLink>,
+    /// The day shown alone (`YYYY-MM-DD`, "" for the whole month), which the forms carry back.
+    day: String,
     legend: Vec<LegendEntry>,
     totals: Vec<(String, u32, u32)>,
     total_points: u32,
@@ -185,6 +191,42 @@ pub(crate) struct FilterQuery {
     /// A shared reason's key: only its visits.
     #[serde(default)]
     reason_id: String,
+    /// `YYYY-MM-DD` of the month: only that day's visits.
+    #[serde(default)]
+    day: String,
+}
+
+/// One day of the month in the strip above the rows.
+pub(crate) struct DayLink {
+    /// `YYYY-MM-DD`, the link's `day`.
+    pub date: String,
+    /// "2（月）" / "2 Mon".
+    pub label: String,
+    pub visits: usize,
+    pub unreviewed: usize,
+}
+
+fn day_links(lines: &[Line], lang: Lang) -> Vec<DayLink> {
+    let mut days = std::collections::BTreeMap::<time::Date, (usize, usize)>::new();
+    for l in lines {
+        let d = days.entry(l.date).or_default();
+        d.0 += 1;
+        d.1 += usize::from(l.needs_review);
+    }
+    days.into_iter()
+        .map(|(d, (visits, unreviewed))| {
+            let weekday = d.weekday().number_days_from_monday() as usize;
+            DayLink {
+                date: d.to_string(),
+                label: match lang {
+                    Lang::Ja => format!("{}（{}）", d.day(), WEEKDAYS[weekday]),
+                    Lang::En => format!("{} {}", d.day(), &d.weekday().to_string()[..3]),
+                },
+                visits,
+                unreviewed,
+            }
+        })
+        .collect()
 }
 
 /// (label, value) rows for the page.
@@ -246,8 +288,15 @@ pub(crate) async fn month_page(
     let reasons = shared_reasons(&lines, page.lang);
     // An unknown key (the reason changed since the link was made) shows every row rather than none.
     let reason_shown = reasons.iter().find(|r| r.key == q.reason_id);
-    let shown: Vec<Line> =
-        lines.into_iter().filter(|l| chosen.keeps(l) && reason_shown.is_none_or(|r| r.text == l.reason)).collect();
+    let days = day_links(&lines, page.lang);
+    // A day outside the month (or no visit) shows the whole month.
+    let day = onshi_domain::jst::parse_date(&q.day).filter(|d| days.iter().any(|l| l.date == d.to_string()));
+    let shown: Vec<Line> = lines
+        .into_iter()
+        .filter(|l| {
+            chosen.keeps(l) && reason_shown.is_none_or(|r| r.text == l.reason) && day.is_none_or(|d| l.date == d)
+        })
+        .collect();
     let reason_shown = reason_shown.map(|r| r.number);
     let mut per_day = std::collections::BTreeMap::<time::Date, usize>::new();
     for l in &shown {
@@ -331,6 +380,8 @@ pub(crate) async fn month_page(
         unidentified,
         lines: view,
         reason_id: if reason_shown.is_some() { q.reason_id.clone() } else { String::new() },
+        days,
+        day: day.map(|d| d.to_string()).unwrap_or_default(),
         reason_shown,
         reasons,
         legend,

@@ -110,22 +110,32 @@ impl Action {
     }
 }
 
-/// Where to go back to: the same filter and shared reason, and the row when one visit was reviewed.
+/// The part of the month the page showed (filter, shared reason, day), which a form sends back.
+struct Place<'a> {
+    filter: &'a str,
+    reason_id: &'a str,
+    day: &'a str,
+}
+
+/// Where to go back to: the same filter, shared reason and day, and the row when one visit was reviewed.
 fn back(
     clinic: &impl std::fmt::Display,
     month: &impl std::fmt::Display,
-    filter_key: &str,
-    reason_id: &str,
+    place: Place<'_>,
     row: Option<&str>,
 ) -> HttpResponse {
-    let key = filter(filter_key).key;
+    let key = filter(place.filter).key;
     let mut query: Vec<String> = Vec::new();
     if !key.is_empty() {
         query.push(format!("filter={key}"));
     }
-    // A reason key is hex; anything else is dropped rather than echoed into the redirect.
+    // A reason key is hex and a day a date; anything else is dropped rather than echoed into the redirect.
+    let reason_id = place.reason_id;
     if !reason_id.is_empty() && reason_id.len() <= 64 && reason_id.bytes().all(|b| b.is_ascii_hexdigit()) {
         query.push(format!("reason_id={reason_id}"));
+    }
+    if let Some(day) = onshi_domain::jst::parse_date(place.day) {
+        query.push(format!("day={day}"));
     }
     let query = if query.is_empty() { String::new() } else { format!("?{}", query.join("&")) };
     let anchor = row.map(|id| format!("#v-{id}")).unwrap_or_default();
@@ -150,6 +160,8 @@ pub(crate) struct ReviewForm {
     filter: String,
     #[serde(default)]
     reason_id: String,
+    #[serde(default)]
+    day: String,
 }
 
 /// One visit's review from its row: approve as it stands (optionally settling 初診/再診), or adjust its
@@ -214,7 +226,8 @@ pub(crate) async fn review_visit(
             "info_obtained": stored.info_obtained, "exclude": stored.exclude, "reason": stored.reason,
         }));
     store.review_visits(&clinic, month, std::slice::from_ref(&stored), caller.user.id, &entry).await?;
-    Ok(back(&clinic.id, &month, &form.filter, &form.reason_id, Some(&raw_visit)))
+    let place = Place { filter: &form.filter, reason_id: &form.reason_id, day: &form.day };
+    Ok(back(&clinic.id, &month, place, Some(&raw_visit)))
 }
 
 /// Which lines a bulk step takes.
@@ -302,7 +315,7 @@ pub(crate) async fn bulk(
             }));
         store.review_visits(&clinic, month, &reviews, caller.user.id, &entry).await?;
     }
-    Ok(back(&clinic.id, &month, field("filter"), reason_id, None))
+    Ok(back(&clinic.id, &month, Place { filter: field("filter"), reason_id, day: field("day") }, None))
 }
 
 #[derive(Deserialize)]
