@@ -65,6 +65,15 @@ both_modes!(a_month_is_reviewed_adjusted_exported_and_closed_through_the_pages, 
     let only = rows(&fifth.body);
     assert_eq!(only.len(), 1);
     let id = only[0].split('"').next().unwrap().to_owned();
+    // The bulk steps take what the page shows: that day's visit, not the month's three.
+    assert!(fifth.body.contains("data-testid=\"narrowed\""));
+    let plain = extract(&fifth.body, "data-testid=\"approve-plain\">", "</form>").unwrap();
+    assert!(plain.contains("(1)"), "{plain}");
+    let day_step = [("scope", "plain"), ("action", "approve"), ("filter", ""), ("day", "2025-03-05")];
+    let r = b.post(&format!("{base}/bulk"), &day_step).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(r.location().ends_with("?day=2025-03-05"), "{}", r.location());
+    assert!(b.get(&base).await.body.contains("未確認 (2)"));
     let form = [("action", "approve"), ("day", "2025-03-05")];
     let r = b.post(&format!("{base}/visits/{id}/review"), &form).await;
     assert_eq!(r.status, 303, "{}", r.body);

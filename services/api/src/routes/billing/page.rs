@@ -17,6 +17,7 @@ use onshi_rules::billing::{ClaimSummary, Line};
 use onshi_rules::{ClinicSettings, Standard};
 use onshi_store::{AuditResult, Clinic, ExportRecord};
 use serde::Deserialize;
+use time::Date;
 
 use super::month::{LegendEntry, MonthState, month_state, parse_month};
 use crate::web::guard::{Caller, Page};
@@ -165,6 +166,10 @@ struct MonthPage {
     /// Visits whose addon rests on an unsettled 初診, and their points (not in the total).
     provisional: (usize, u32),
     unsettled: usize,
+    /// Unsettled visits among those shown, which the settle step takes.
+    unsettled_shown: usize,
+    /// The page shows less than the whole month (a filter, reason or day): the bulk steps say so.
+    narrowed: bool,
     /// Checks of the month that identified nobody, which are not billing lines.
     unidentified: usize,
     closed: Option<String>,
@@ -172,7 +177,7 @@ struct MonthPage {
     late: Vec<String>,
     /// Unreviewed visits, which closing asks to confirm.
     unreviewed: usize,
-    /// Unreviewed visits nothing flags, which one button approves.
+    /// Unreviewed visits nothing flags among those shown, which one button approves.
     plain: usize,
     /// Whether this user may reopen a closed month.
     may_reopen: bool,
@@ -263,6 +268,38 @@ pub(super) fn approvable(l: &Line) -> bool {
     l.needs_review && l.kind_settled && !l.missed && !l.over && l.claim.as_ref().is_none_or(|c| c.agrees())
 }
 
+/// The part of a month the page shows: a filter, a shared reason, a day. The bulk steps take only the
+/// visits it shows, so a clerk looking at one day approves that day, not the month.
+pub(super) struct View<'a> {
+    pub filter: &'static Filter,
+    /// The shared reason's text.
+    pub reason: Option<&'a str>,
+    pub day: Option<Date>,
+}
+
+impl View<'_> {
+    pub fn keeps(&self, l: &Line) -> bool {
+        self.filter.keeps(l) && self.reason.is_none_or(|r| r == l.reason) && self.day.is_none_or(|d| l.date == d)
+    }
+
+    /// Less than the whole month.
+    pub fn narrowed(&self) -> bool {
+        !self.filter.key.is_empty() || self.reason.is_some() || self.day.is_some()
+    }
+}
+
+/// The view named by a page's query or a form's fields, against the month's lines: a reason no longer
+/// shared by [`SHARED`] visits, or a day without visits, is no narrowing (the whole month, not nothing).
+pub(super) fn view<'a>(lines: &'a [Line], filter_key: &str, reason_id: &str, day: &str) -> View<'a> {
+    let given: Vec<&Line> = if reason_id.is_empty() {
+        Vec::new()
+    } else {
+        lines.iter().filter(|l| reason_key(&l.reason) == reason_id).collect()
+    };
+    let day = onshi_domain::jst::parse_date(day).filter(|d| lines.iter().any(|l| l.date == *d));
+    View { filter: filter(filter_key), reason: (given.len() >= SHARED).then(|| given[0].reason.as_str()), day }
+}
+
 pub(crate) async fn month_page(
     state: web::Data<AppState>,
     page: Page,
@@ -279,25 +316,25 @@ pub(crate) async fn month_page(
     let count = |f: fn(&Line) -> bool| lines.iter().filter(|l| f(l)).count();
     let claims = Some(ClaimSummary::of(&lines)).filter(|c| c.checked > 0);
     let unreviewed = count(|l| l.needs_review);
-    let plain = count(approvable);
     let unsettled = count(|l| !l.kind_settled);
+    let chosen = view(&lines, &q.filter, &q.reason_id, &q.day);
+    let shown_count = |f: fn(&Line) -> bool| lines.iter().filter(|l| chosen.keeps(l) && f(l)).count();
+    let (plain, unsettled_shown) = (shown_count(approvable), shown_count(|l| !l.kind_settled));
+    let narrowed = chosen.narrowed();
     let provisional = lines.iter().filter(|l| l.provisional()).fold((0, 0), |(n, p), l| (n + 1, p + l.points));
     let filters = FILTERS.iter().map(|f| (f.key, f.ja, f.en, lines.iter().filter(|l| f.keeps(l)).count())).collect();
     let listed: std::collections::HashSet<String> = lines.iter().map(|l| l.id.clone()).collect();
-    let chosen = filter(&q.filter);
-    let reasons = shared_reasons(&lines, page.lang);
-    // An unknown key (the reason changed since the link was made) shows every row rather than none.
-    let reason_shown = reasons.iter().find(|r| r.key == q.reason_id);
+    let mut reasons = shared_reasons(&lines, page.lang);
+    // What each reason's step would approve within the filter and day shown.
+    for r in &mut reasons {
+        let within = View { filter: chosen.filter, reason: Some(&r.text), day: chosen.day };
+        r.approvable = lines.iter().filter(|l| within.keeps(l) && approvable(l)).count();
+    }
+    let reason_shown = chosen.reason.and_then(|text| reasons.iter().find(|r| r.text == text)).map(|r| r.number);
+    let reason_id = if chosen.reason.is_some() { q.reason_id.clone() } else { String::new() };
     let days = day_links(&lines, page.lang);
-    // A day outside the month (or no visit) shows the whole month.
-    let day = onshi_domain::jst::parse_date(&q.day).filter(|d| days.iter().any(|l| l.date == d.to_string()));
-    let shown: Vec<Line> = lines
-        .into_iter()
-        .filter(|l| {
-            chosen.keeps(l) && reason_shown.is_none_or(|r| r.text == l.reason) && day.is_none_or(|d| l.date == d)
-        })
-        .collect();
-    let reason_shown = reason_shown.map(|r| r.number);
+    let (filter_key, day) = (chosen.filter.key, chosen.day);
+    let shown: Vec<Line> = lines.iter().filter(|l| chosen.keeps(l)).cloned().collect();
     let mut per_day = std::collections::BTreeMap::<time::Date, usize>::new();
     for l in &shown {
         *per_day.entry(l.date).or_default() += 1;
@@ -371,15 +408,17 @@ pub(crate) async fn month_page(
         month: month.to_string(),
         month_from: month.first_day().to_string(),
         month_to: month.last_day().to_string(),
-        filter: chosen.key.to_owned(),
+        filter: filter_key.to_owned(),
         filters,
         total_points: totals.values().map(|t| t.1).sum(),
         totals: totals.into_iter().map(|(name, (n, p))| (name, n, p)).collect(),
         provisional,
         unsettled,
+        unsettled_shown,
+        narrowed,
         unidentified,
         lines: view,
-        reason_id: if reason_shown.is_some() { q.reason_id.clone() } else { String::new() },
+        reason_id,
         days,
         day: day.map(|d| d.to_string()).unwrap_or_default(),
         reason_shown,

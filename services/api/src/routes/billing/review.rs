@@ -16,7 +16,7 @@ use onshi_store::{AuditResult, StoredReview};
 use serde::Deserialize;
 
 use super::month::{Snapshot, month_review, parse_month};
-use super::page::{SHARED, approvable, filter, reason_key};
+use super::page::{approvable, filter, view};
 use crate::web::guard::Caller;
 use crate::web::page::see_other;
 use crate::{ApiError, AppState};
@@ -239,12 +239,12 @@ enum Scope {
     Plain,
     /// Every visit whose 初診/再診 is still a guess.
     Unsettled,
-    /// The visits nothing flags (as `Plain`) that give the shared reason named by `reason_id`.
+    /// As `Plain`, for the shared reason named by `reason_id`, which must be one.
     Reason,
 }
 
 /// The bulk step: `scope` = `selected` (with `visit` ids), `plain`, `unsettled` or `reason` (with
-/// `reason_id`); `action` as in
+/// `reason_id`), the last three within the page's `filter`, `reason_id` and `day`; `action` as in
 /// [`Action::parse`]; `reason` required for adjustments; one transaction and one audit entry.
 pub(crate) async fn bulk(
     state: web::Data<AppState>,
@@ -280,19 +280,20 @@ pub(crate) async fn bulk(
         return Err(ApiError::NotFound);
     }
     let reason_id = field("reason_id");
-    // The reason may have changed since the page was drawn (another clerk's correction): then nothing
-    // matches and the clerk is told, rather than approving visits whose reason they have not read.
-    // Only a reason the page lists (one SHARED visits or more give), which the clerk has read there.
-    if scope == Scope::Reason && lines.iter().filter(|l| reason_key(&l.reason) == reason_id).count() < SHARED {
+    // The steps other than ticked rows take the visits the page showed (its filter, reason and day).
+    let shown = view(&lines, field("filter"), reason_id, field("day"));
+    // Only a reason the page lists (one SHARED visits or more give), which the clerk has read there. It may
+    // have changed since the page was drawn (another clerk's correction): then the clerk is told, rather
+    // than approving visits whose reason they have not read.
+    if scope == Scope::Reason && shown.reason.is_none() {
         return Err(invalid("reason_id", "この根拠の受付はもうありません。ページを開き直してください"));
     }
     let targets: Vec<&Line> = lines
         .iter()
         .filter(|l| match scope {
             Scope::Selected => selected.contains(l.id.as_str()),
-            Scope::Plain => approvable(l),
-            Scope::Unsettled => !l.kind_settled,
-            Scope::Reason => approvable(l) && reason_key(&l.reason) == reason_id,
+            Scope::Plain | Scope::Reason => shown.keeps(l) && approvable(l),
+            Scope::Unsettled => shown.keeps(l) && !l.kind_settled,
         })
         .collect();
     let earlier: HashMap<String, StoredReview> =
@@ -311,7 +312,9 @@ pub(crate) async fn bulk(
                 "scope": field("scope"),
                 "visits": reviews.len(),
                 "reason": reason,
-                "reason_id": (scope == Scope::Reason).then_some(reason_id),
+                "filter": shown.filter.key,
+                "reason_id": shown.reason.map(|_| reason_id),
+                "day": shown.day.map(|d| d.to_string()),
             }));
         store.review_visits(&clinic, month, &reviews, caller.user.id, &entry).await?;
     }
