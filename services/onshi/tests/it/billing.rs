@@ -435,4 +435,11 @@ both_modes!(a_reason_many_visits_share_is_read_once_and_approves_its_visits, |ap
         "{first}"
     );
     assert!(!first.contains("を算定"), "{first}");
+    // A month still under way cannot be closed: it would be closed without its remaining visits.
+    let this = onshi_domain::YearMonth::of(onshi_domain::jst::date_of(time::OffsetDateTime::now_utc()));
+    let now = format!("/billing/{clinic}/{this}");
+    let page = b.get(&now).await;
+    assert!(page.body.contains("data-testid=\"not-ended\"") && !page.body.contains("/close\""), "{}", page.body);
+    let r = b.post(&format!("{now}/close"), &[("confirm", "yes")]).await;
+    assert_eq!(r.status, 400, "{}", r.body);
 });

@@ -14,7 +14,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use onshi_domain::AuditAction;
 use onshi_rules::billing::{ClaimSummary, Line};
-use onshi_rules::{ClinicSettings, Standard};
+use onshi_rules::{ClinicSettings, Standard, YearMonth};
 use onshi_store::{AuditResult, Clinic, ExportRecord};
 use serde::Deserialize;
 use time::Date;
@@ -181,6 +181,10 @@ struct MonthPage {
     plain: usize,
     /// Whether this user may reopen a closed month.
     may_reopen: bool,
+    /// The month is over (JST), so it may be closed.
+    ended: bool,
+    /// The first day of the next month, when it may be closed.
+    next_month: String,
     exports: Vec<ExportRecord>,
     standards: Vec<(String, String)>,
     usage_rates: Vec<(String, String)>,
@@ -429,6 +433,8 @@ pub(crate) async fn month_page(
         unreviewed,
         plain,
         may_reopen: caller.user.role.allows(onshi_domain::Permission::ReopenBilling),
+        ended: month < YearMonth::of(onshi_domain::jst::date_of(time::OffsetDateTime::now_utc())),
+        next_month: month.plus(1).first_day().to_string(),
         exports,
         standards,
         usage_rates,

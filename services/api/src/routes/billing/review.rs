@@ -10,8 +10,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use actix_web::{HttpResponse, web};
 use onshi_domain::{AuditAction, FieldError};
-use onshi_rules::VisitKind;
 use onshi_rules::billing::Line;
+use onshi_rules::{VisitKind, YearMonth};
 use onshi_store::{AuditResult, StoredReview};
 use serde::Deserialize;
 
@@ -329,7 +329,8 @@ pub(crate) struct CloseForm {
 }
 
 /// Closes the month with a snapshot of every line, the totals, the rules' legend and the rule-data
-/// version. Unreviewed visits, or visits whose 初診/再診 is unsettled, need the clerk's confirmation.
+/// version, once the month is over (JST). Unreviewed visits, or visits whose 初診/再診 is unsettled, need the
+/// clerk's confirmation.
 pub(crate) async fn close_month(
     state: web::Data<AppState>,
     caller: Caller,
@@ -340,6 +341,14 @@ pub(crate) async fn close_month(
     let store = state.store.tenant(caller.scope);
     let clinic = caller.clinic(&store, &raw_clinic).await?;
     let month = parse_month(&raw_month)?;
+    // A month still under way keeps receiving visits: closed now, it would be closed without them.
+    let today = onshi_domain::jst::date_of(time::OffsetDateTime::now_utc());
+    if month >= YearMonth::of(today) {
+        return Err(invalid(
+            "month",
+            format!("{month} はまだ終わっていません。{} 以降に締めてください。", month.plus(1)),
+        ));
+    }
     let (lines, totals, ..) = month_review(&state.rules, &store, &clinic, month).await?;
     let unreviewed = lines.iter().filter(|l| l.needs_review).count();
     let unsettled = lines.iter().filter(|l| !l.kind_settled).count();
