@@ -44,6 +44,8 @@ both_modes!(a_month_is_reviewed_adjusted_exported_and_closed_through_the_pages, 
     assert_eq!(r.status, 303, "{}", r.body);
     let page = b.get(&base).await;
     assert!(page.body.contains("医療情報取得加算（1点）"));
+    // The 届出 form starts from the latest 届出, so a change from a later date keeps the rest.
+    assert!(page.body.contains("value=\"oqs\" checked") && !page.body.contains("value=\"e_prescription\" checked"));
     assert_eq!(extract(&page.body, "data-testid=\"total-points\">", "<").unwrap(), "1", "only the settled 再診");
     assert!(page.body.contains("data-testid=\"provisional\""), "{}", page.body);
     assert!(page.body.contains("区分未確定 (2)") && page.body.contains("未確認 (3)"), "{}", page.body);

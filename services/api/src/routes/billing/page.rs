@@ -36,7 +36,7 @@ pub(super) struct Filter {
 pub(super) const FILTERS: [Filter; 8] = [
     Filter { key: "", ja: "すべて", en: "All", keep: |_| true },
     Filter { key: "needs_review", ja: "未確認", en: "To review", keep: |l| l.needs_review },
-    Filter { key: "unsettled", ja: "区分未確定", en: "Kind unsettled", keep: |l| !l.kind_settled },
+    Filter { key: "unsettled", ja: "区分未確定", en: "初診/再診 unsettled", keep: |l| !l.kind_settled },
     Filter { key: "overridden", ja: "修正済み", en: "Adjusted", keep: |l| l.overridden },
     Filter { key: "not_claimable", ja: "算定なし", en: "Not claimable", keep: |l| l.not_claimable },
     Filter { key: "missed", ja: "算定漏れ候補", en: "Possibly missed", keep: |l| l.missed },
@@ -188,7 +188,9 @@ struct MonthPage {
     exports: Vec<ExportRecord>,
     standards: Vec<(String, String)>,
     usage_rates: Vec<(String, String)>,
-    standard_names: Vec<(&'static str, &'static str)>,
+    /// Each 施設基準: key, label, and whether the latest 届出 has it (the form starts from it, so recording a
+    /// change from a date does not drop the rest).
+    standard_names: Vec<(&'static str, &'static str, bool)>,
     /// The month's claims against the engine, once its レセ電 is imported.
     claims: Option<ClaimSummary>,
 }
@@ -386,6 +388,7 @@ pub(crate) async fn month_page(
         None => store.billing_settings(&clinic).await?,
     };
     let (standards, usage_rates) = settings_summary(&settings, page.lang);
+    let latest = settings.standards.last().map(|(_, met)| met.clone()).unwrap_or_default();
     let closed = closed.map(|c| crate::web::time::jst_minute(&c.at));
     let late: Vec<String> = late
         .iter()
@@ -440,7 +443,7 @@ pub(crate) async fn month_page(
         usage_rates,
         standard_names: Standard::ALL
             .iter()
-            .map(|s| (s.key(), if lang.is_en() { s.label_en() } else { s.label() }))
+            .map(|s| (s.key(), if lang.is_en() { s.label_en() } else { s.label() }, latest.contains(s)))
             .collect(),
         claims,
         usage,
