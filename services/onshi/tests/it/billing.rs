@@ -164,6 +164,8 @@ both_modes!(a_month_is_reviewed_adjusted_exported_and_closed_through_the_pages, 
     assert_eq!(b.post(&review(&ids[2]), &[("action", "approve"), ("reason", "後から")]).await.status, 409);
     let group = b.get("/billing?month=2025-03").await;
     assert!(group.body.contains("締め済み"));
+    let total = extract(&group.body, "グループ合計</th>", "</tr>").unwrap();
+    assert!(total.starts_with("<td class=\"num\" data-label=\"受付\">3</td>"), "the group's visits: {total}");
 
     // A closed month stays as it was closed: the 届出 withdrawn afterwards and a visit arriving late change
     // neither its total nor its export; the late visit is listed apart.

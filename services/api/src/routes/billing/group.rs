@@ -41,6 +41,8 @@ struct GroupPage {
     /// The group's claims against the engine: points 算定漏れ and 過剰算定 over the clinics with claims.
     claims: onshi_rules::billing::ClaimSummary,
     total_points: u32,
+    /// The group's visits, claimable visits, visits to review, unsettled and 算定漏れ candidates.
+    totals: [usize; 5],
 }
 
 #[derive(Deserialize)]
@@ -81,7 +83,11 @@ pub(crate) async fn group(
     for c in rows.iter().filter_map(|r| r.claims) {
         claims += c;
     }
+    let sum = |f: fn(&ClinicMonth) -> usize| rows.iter().map(f).sum();
+    let totals =
+        [sum(|r| r.visits), sum(|r| r.claimable), sum(|r| r.needs_review), sum(|r| r.unsettled), sum(|r| r.missed)];
     ok(GroupPage {
+        totals,
         total_points: rows.iter().map(|r| r.points).sum(),
         claims,
         page,
