@@ -429,6 +429,9 @@ both_modes!(a_reason_many_visits_share_is_read_once_and_approves_its_visits, |ap
     let stale = [("scope", "reason"), ("action", "approve"), ("reason_id", "0123456789ab")];
     let r = b.post(&format!("{base}/bulk"), &stale).await;
     assert_eq!(r.status, 400, "{}", r.body);
+    // Nor does a step on a page narrowed to such a reason widen to the whole month.
+    let stale = [("scope", "unsettled"), ("action", "first"), ("reason_id", "0123456789ab")];
+    assert_eq!(b.post(&format!("{base}/bulk"), &stale).await.status, 400);
     assert!(b.get(&base).await.body.contains("未確認 (3)"));
     // An English page gives the reasons in English, from the same decision.
     let en = b.get(&format!("{base}?lang=en")).await;

@@ -288,6 +288,12 @@ pub(crate) async fn bulk(
     if scope == Scope::Reason && shown.reason.is_none() {
         return Err(invalid("reason_id", "この根拠の受付はもうありません。ページを開き直してください"));
     }
+    // Likewise a reason or day the page narrowed to that no longer narrows anything: the step would
+    // otherwise widen to the whole month the clerk was not looking at.
+    let stale = (!reason_id.is_empty() && shown.reason.is_none()) || (!field("day").is_empty() && shown.day.is_none());
+    if scope != Scope::Selected && stale {
+        return Err(invalid("view", "表示していた受付が変わりました。ページを開き直してください"));
+    }
     let targets: Vec<&Line> = lines
         .iter()
         .filter(|l| match scope {
