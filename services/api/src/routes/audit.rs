@@ -118,7 +118,7 @@ impl AuditLine {
 struct Names(HashMap<String, String>);
 
 impl Names {
-    async fn load(store: &onshi_store::TenantStore<'_>, caller: &Caller) -> Result<Self, ApiError> {
+    async fn load(store: &onshi_store::TenantStore<'_>, caller: &Caller, lang: Lang) -> Result<Self, ApiError> {
         let mut names = HashMap::new();
         let clinics = caller.visible_clinics(store).await?;
         for c in &clinics {
@@ -127,7 +127,8 @@ impl Names {
         for d in store.devices().await? {
             // An agent reads with its clinic's name; one of a clinic the caller cannot see stays an id.
             if let Some(clinic) = clinics.iter().find(|c| c.id == d.clinic) {
-                names.insert(d.id.to_string(), format!("{}（{}）", d.name, clinic.name));
+                let (open, close) = (lang.t("（", " ("), lang.t("）", ")"));
+                names.insert(d.id.to_string(), format!("{}{open}{}{close}", d.name, clinic.name));
             }
         }
         for u in store.users().await? {
@@ -180,7 +181,7 @@ pub(crate) async fn viewer(
         ])
         .unwrap_or_default()
     );
-    let names = Names::load(&store, &caller).await?;
+    let names = Names::load(&store, &caller, page.lang).await?;
     let rows = rows.iter().map(|r| AuditLine::new(r, page.lang, &names)).collect();
     ok(AuditPage { page, q, rows, csv_link })
 }

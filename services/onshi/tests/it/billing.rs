@@ -67,8 +67,8 @@ both_modes!(a_month_is_reviewed_adjusted_exported_and_closed_through_the_pages, 
     let only = rows(&fifth.body);
     assert_eq!(only.len(), 1);
     let id = only[0].split('"').next().unwrap().to_owned();
-    // The bulk steps take what the page shows: that day's visit, not the month's three.
-    assert!(fifth.body.contains("data-testid=\"narrowed\""));
+    // The bulk steps and the filters' counts are of what the page shows: that day's visit, not the month's.
+    assert!(fifth.body.contains("data-testid=\"narrowed\"") && fifth.body.contains("未確認 (1)"));
     let plain = extract(&fifth.body, "data-testid=\"approve-plain\">", "</form>").unwrap();
     assert!(plain.contains("(1)"), "{plain}");
     let day_step = [("scope", "plain"), ("action", "approve"), ("filter", ""), ("day", "2025-03-05")];

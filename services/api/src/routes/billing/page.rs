@@ -328,7 +328,12 @@ pub(crate) async fn month_page(
     let (plain, unsettled_shown) = (shown_count(approvable), shown_count(|l| !l.kind_settled));
     let narrowed = chosen.narrowed();
     let provisional = lines.iter().filter(|l| l.provisional()).fold((0, 0), |(n, p), l| (n + 1, p + l.points));
-    let filters = FILTERS.iter().map(|f| (f.key, f.ja, f.en, lines.iter().filter(|l| f.keeps(l)).count())).collect();
+    // Each filter's count within the reason and day shown, so the numbers match the rows a click shows.
+    let within = View { filter: &FILTERS[0], reason: chosen.reason, day: chosen.day };
+    let filters = FILTERS
+        .iter()
+        .map(|f| (f.key, f.ja, f.en, lines.iter().filter(|l| within.keeps(l) && f.keeps(l)).count()))
+        .collect();
     let listed: std::collections::HashSet<String> = lines.iter().map(|l| l.id.clone()).collect();
     let mut reasons = shared_reasons(&lines, page.lang);
     // What each reason's step would approve within the filter and day shown.
