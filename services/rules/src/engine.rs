@@ -101,7 +101,7 @@ fn condition_text(c: Condition, v: &Visit) -> Result<Text, Text> {
 /// The 施設基準 `rule` needs that are not in `met`, as a reason words it; None when all are there.
 fn standards_gap(rule: &Rule, met: &BTreeSet<Standard>) -> Option<Text> {
     let labels = |list: &[&Standard], en: bool| -> String {
-        let words: Vec<&str> = list.iter().map(|s| if en { s.label_en() } else { s.label() }).collect();
+        let words: Vec<&str> = list.iter().map(|s| s.label_in(en)).collect();
         words.join(if en { ", " } else { "、" })
     };
     let missing: Vec<&Standard> = rule.requires.iter().filter(|s| !met.contains(s)).collect();

@@ -104,6 +104,11 @@ impl Standard {
         }
     }
 
+    /// `label` or `label_en`.
+    pub fn label_in(self, en: bool) -> &'static str {
+        if en { self.label_en() } else { self.label() }
+    }
+
     pub fn label_en(self) -> &'static str {
         match self {
             Self::OnlineClaims => "online claims",

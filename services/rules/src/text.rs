@@ -36,6 +36,11 @@ impl Text {
     /// The text for a page in English (`en`) or Japanese; an English text never kept (a month closed before
     /// it was) falls back to the Japanese.
     pub fn in_lang(&self, en: bool) -> &str {
-        if en && !self.en.is_empty() { &self.en } else { &self.ja }
+        Self::pick(&self.ja, &self.en, en)
+    }
+
+    /// `in_lang` for a text kept as two fields (a billing line's reason, a legend's frequency).
+    pub fn pick<'a>(ja: &'a str, en_text: &'a str, en: bool) -> &'a str {
+        if en && !en_text.is_empty() { en_text } else { ja }
     }
 }

@@ -81,7 +81,7 @@ pub(crate) struct LegendEntry {
     pub name: String,
     pub points: u32,
     pub frequency: String,
-    /// The frequency in English; empty in legends of months closed before it was kept.
+    /// The frequency in English; empty in legends of months closed before it was kept (`frequency_in`).
     #[serde(default)]
     pub frequency_en: String,
     pub code: Option<String>,
@@ -109,6 +109,18 @@ fn legend(rules: &RuleSet, lines: &[Line]) -> Vec<LegendEntry> {
             source: r.source.clone(),
         })
         .collect()
+}
+
+impl LegendEntry {
+    pub fn frequency_in(&self, en: bool) -> &str {
+        onshi_rules::Text::pick(&self.frequency, &self.frequency_en, en)
+    }
+}
+
+/// Whether `month` is over in Japan, so that it may be closed: a month still under way keeps receiving
+/// visits, and closed now it would be closed without them.
+pub(super) fn month_over(month: YearMonth) -> bool {
+    month < YearMonth::of(onshi_domain::jst::date_of(OffsetDateTime::now_utc()))
 }
 
 /// The engine over the month and its look-back, with the clerks' corrections applied; with the visits'

@@ -14,12 +14,12 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use onshi_domain::AuditAction;
 use onshi_rules::billing::{ClaimSummary, Line};
-use onshi_rules::{ClinicSettings, Standard, YearMonth};
+use onshi_rules::{ClinicSettings, Standard};
 use onshi_store::{AuditResult, Clinic, ExportRecord};
 use serde::Deserialize;
 use time::Date;
 
-use super::month::{LegendEntry, MonthState, month_state, parse_month};
+use super::month::{LegendEntry, MonthState, month_over, month_state, parse_month};
 use crate::web::guard::{Caller, Page};
 use crate::web::i18n::Lang;
 use crate::web::page::ok;
@@ -72,7 +72,7 @@ pub(crate) struct SharedReason {
     /// The text in the page's language.
     pub shown: String,
     pub visits: usize,
-    /// Visits [`approvable`] in one step.
+    /// Visits its step would approve: [`approvable`], within the filter and day shown.
     pub approvable: usize,
 }
 
@@ -83,8 +83,10 @@ pub(super) fn reason_key(reason: &str) -> String {
     onshi_identity::token::sha256_hex(reason)[..12].to_owned()
 }
 
-/// The reasons at least [`SHARED`] visits give, most common first (then in reception order).
-fn shared_reasons(lines: &[Line], lang: Lang) -> Vec<SharedReason> {
+/// The reasons at least [`SHARED`] visits of the month give, most common first (then in reception order),
+/// each with what its step would approve within the filter and day of `shown` (whatever its reason).
+fn shared_reasons(lines: &[Line], shown: &View<'_>, lang: Lang) -> Vec<SharedReason> {
+    let within = View { reason: None, ..*shown };
     // (first line giving it, visits, approvable), in order of first appearance.
     let mut seen: Vec<(&Line, usize, usize)> = Vec::new();
     let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
@@ -94,7 +96,7 @@ fn shared_reasons(lines: &[Line], lang: Lang) -> Vec<SharedReason> {
             seen.len() - 1
         });
         seen[i].1 += 1;
-        seen[i].2 += usize::from(approvable(l));
+        seen[i].2 += usize::from(within.keeps(l) && approvable(l));
     }
     seen.retain(|(_, n, _)| *n >= SHARED);
     // A stable sort keeps reception order among equals.
@@ -114,7 +116,7 @@ fn shared_reasons(lines: &[Line], lang: Lang) -> Vec<SharedReason> {
 
 /// A line's reason in the page's language (Japanese where no English was kept: a month closed before).
 fn reason_in(line: &Line, lang: Lang) -> &str {
-    if lang.is_en() && !line.reason_en.is_empty() { &line.reason_en } else { &line.reason }
+    onshi_rules::Text::pick(&line.reason, &line.reason_en, lang.is_en())
 }
 
 pub(crate) struct LineView {
@@ -248,11 +250,7 @@ fn settings_summary(settings: &ClinicSettings, lang: Lang) -> (Pairs, Pairs) {
         .standards
         .iter()
         .map(|(from, met)| {
-            let met = met
-                .iter()
-                .map(|s| if lang.is_en() { s.label_en() } else { s.label() })
-                .collect::<Vec<_>>()
-                .join(lang.t("、", ", "));
+            let met = met.iter().map(|s| s.label_in(lang.is_en())).collect::<Vec<_>>().join(lang.t("、", ", "));
             (from.to_string(), if met.is_empty() { lang.t("（なし）", "(none)").to_owned() } else { met })
         })
         .collect();
@@ -276,6 +274,7 @@ pub(super) fn approvable(l: &Line) -> bool {
 
 /// The part of a month the page shows: a filter, a shared reason, a day. The bulk steps take only the
 /// visits it shows, so a clerk looking at one day approves that day, not the month.
+#[derive(Clone, Copy)]
 pub(super) struct View<'a> {
     pub filter: &'static Filter,
     /// The shared reason's text.
@@ -329,18 +328,13 @@ pub(crate) async fn month_page(
     let narrowed = chosen.narrowed();
     let provisional = lines.iter().filter(|l| l.provisional()).fold((0, 0), |(n, p), l| (n + 1, p + l.points));
     // Each filter's count within the reason and day shown, so the numbers match the rows a click shows.
-    let within = View { filter: &FILTERS[0], reason: chosen.reason, day: chosen.day };
+    let within = View { filter: &FILTERS[0], ..chosen };
     let filters = FILTERS
         .iter()
         .map(|f| (f.key, f.ja, f.en, lines.iter().filter(|l| within.keeps(l) && f.keeps(l)).count()))
         .collect();
     let listed: std::collections::HashSet<String> = lines.iter().map(|l| l.id.clone()).collect();
-    let mut reasons = shared_reasons(&lines, page.lang);
-    // What each reason's step would approve within the filter and day shown.
-    for r in &mut reasons {
-        let within = View { filter: chosen.filter, reason: Some(&r.text), day: chosen.day };
-        r.approvable = lines.iter().filter(|l| within.keeps(l) && approvable(l)).count();
-    }
+    let reasons = shared_reasons(&lines, &chosen, page.lang);
     let reason_shown = chosen.reason.and_then(|text| reasons.iter().find(|r| r.text == text)).map(|r| r.number);
     let reason_id = if chosen.reason.is_some() { q.reason_id.clone() } else { String::new() };
     let days = day_links(&lines, page.lang);
@@ -441,15 +435,12 @@ pub(crate) async fn month_page(
         unreviewed,
         plain,
         may_reopen: caller.user.role.allows(onshi_domain::Permission::ReopenBilling),
-        ended: month < YearMonth::of(onshi_domain::jst::date_of(time::OffsetDateTime::now_utc())),
+        ended: month_over(month),
         next_month: month.plus(1).first_day().to_string(),
         exports,
         standards,
         usage_rates,
-        standard_names: Standard::ALL
-            .iter()
-            .map(|s| (s.key(), if lang.is_en() { s.label_en() } else { s.label() }, latest.contains(s)))
-            .collect(),
+        standard_names: Standard::ALL.iter().map(|s| (s.key(), s.label_in(lang.is_en()), latest.contains(s))).collect(),
         claims,
         usage,
         clinic: clinic.clinic().clone(),

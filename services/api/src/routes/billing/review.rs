@@ -10,12 +10,12 @@ use std::collections::{BTreeSet, HashMap};
 
 use actix_web::{HttpResponse, web};
 use onshi_domain::{AuditAction, FieldError};
+use onshi_rules::VisitKind;
 use onshi_rules::billing::Line;
-use onshi_rules::{VisitKind, YearMonth};
 use onshi_store::{AuditResult, StoredReview};
 use serde::Deserialize;
 
-use super::month::{Snapshot, month_review, parse_month};
+use super::month::{Snapshot, month_over, month_review, parse_month};
 use super::page::{approvable, filter, view};
 use crate::web::guard::Caller;
 use crate::web::page::see_other;
@@ -347,9 +347,7 @@ pub(crate) async fn close_month(
     let store = state.store.tenant(caller.scope);
     let clinic = caller.clinic(&store, &raw_clinic).await?;
     let month = parse_month(&raw_month)?;
-    // A month still under way keeps receiving visits: closed now, it would be closed without them.
-    let today = onshi_domain::jst::date_of(time::OffsetDateTime::now_utc());
-    if month >= YearMonth::of(today) {
+    if !month_over(month) {
         return Err(invalid(
             "month",
             format!("{month} はまだ終わっていません。{} 以降に締めてください。", month.plus(1)),
