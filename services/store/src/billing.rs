@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use onshi_domain::{UserId, YearMonth};
 use onshi_rules::ClinicSettings;
+use sea_orm::sea_query::ExprTrait;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -59,12 +60,21 @@ pub struct ClosedMonth {
     pub snapshot_sha256: Option<String>,
 }
 
+/// A visit's id and first confirmation time, and whether it identified its patient (`billing_visits`
+/// returns only those that did).
+#[derive(Debug, Clone)]
+pub struct VisitTime {
+    pub id: Uuid,
+    pub first_at: OffsetDateTime,
+    pub identified: bool,
+}
+
 /// A check that identified nobody: no patient, and a result other than valid (an error, nobody found,
 /// several candidates).
-fn unidentified() -> sea_orm::Condition {
-    sea_orm::Condition::all()
-        .add(visits::Column::PatientRef.is_null())
-        .add(visits::Column::Result.ne(onshi_domain::QualificationResult::Valid.as_str()))
+fn unidentified() -> sea_orm::sea_query::SimpleExpr {
+    visits::Column::PatientRef
+        .is_null()
+        .and(visits::Column::Result.ne(onshi_domain::QualificationResult::Valid.as_str()))
 }
 
 impl TenantStore<'_> {
@@ -137,7 +147,7 @@ impl TenantStore<'_> {
     /// stands alone in `visits` and is no reception to bill. Most are followed by a retry that
     /// finds the patient, which is that person's visit; counted as visits of their own they were each a
     /// "first visit" of nobody, a second provisional 初診 addon for one reception. The billing page says
-    /// how many there were (`unidentified_checks`).
+    /// how many there were (`visit_times`).
     pub async fn billing_visits(
         &self,
         clinic: &ClinicScope,
@@ -190,30 +200,29 @@ impl TenantStore<'_> {
             .collect())
     }
 
-    /// Checks at a clinic from `from` to `to` inclusive that identified nobody, what `billing_visits`
-    /// leaves out: their ids and first confirmation times (a month closed before they were left out
-    /// still has them among its lines, and shows their times).
-    pub async fn unidentified_checks(
-        &self,
-        clinic: &ClinicScope,
-        from: Date,
-        to: Date,
-    ) -> Result<Vec<(Uuid, OffsetDateTime)>, StoreError> {
+    /// Every visit of a clinic from `from` to `to` inclusive, with its first confirmation time and whether
+    /// it identified its patient: one light read for what a closed month's page needs (the times of the
+    /// lines it kept, the visits that arrived since) and for counting the checks `billing_visits` leaves
+    /// out, without `billing_visits`' look-up of each patient's first visit.
+    pub async fn visit_times(&self, clinic: &ClinicScope, from: Date, to: Date) -> Result<Vec<VisitTime>, StoreError> {
         let txn = self.read().await?;
-        let rows = visits::Entity::find()
+        let rows: Vec<(Uuid, OffsetDateTime, bool)> = visits::Entity::find()
             .select_only()
             .column(visits::Column::Id)
             .column(visits::Column::FirstAt)
+            .expr_as(unidentified(), "unidentified")
             .filter(visits::Column::TenantId.eq(self.tenant_uuid()))
             .filter(visits::Column::ClinicId.eq(clinic.uuid()))
             .filter(visits::Column::VisitDate.gte(from))
             .filter(visits::Column::VisitDate.lte(to))
-            .filter(unidentified())
             .into_tuple()
             .all(&txn)
             .await?;
         txn.commit().await?;
-        Ok(rows)
+        Ok(rows
+            .into_iter()
+            .map(|(id, first_at, unidentified)| VisitTime { id, first_at, identified: !unidentified })
+            .collect())
     }
 
     /// Reviews of the clinic's visits in the given months ("YYYY-MM").

@@ -45,7 +45,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseBackend, Databa
 
 pub use accounts::{ApiToken, EmailPurpose, NewUser, SignIn, User, UserStatus};
 pub use audit::{AuditEntry, AuditFilter, AuditRecord, AuditReport, AuditResult, ChainHead};
-pub use billing::{BillingVisit, ClosedMonth, ExportRecord, StoredReview};
+pub use billing::{BillingVisit, ClosedMonth, ExportRecord, StoredReview, VisitTime};
 pub use claims::{ClaimDay, ClaimsUsage, OfficialFigure};
 pub use clinics::{Clinic, ClinicScope};
 pub use credentials::{DeviceAuth, EmailLink, TokenAuth};

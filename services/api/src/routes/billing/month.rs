@@ -238,23 +238,21 @@ pub(super) async fn month_state(
     let (snapshot, first_at, late, settings) = match closed.as_ref().and_then(|c| c.snapshot.as_deref()) {
         Some(snapshot) => {
             let snapshot: Snapshot = serde_json::from_str(snapshot).map_err(ApiError::internal)?;
-            let mut first_at: FirstAt = store
-                .billing_visits(clinic, month.first_day(), month.last_day())
-                .await?
-                .into_iter()
-                .map(|v| (v.id.to_string(), v.first_at))
-                .collect();
             let kept: std::collections::HashSet<&str> = snapshot.lines.iter().map(|l| l.id.as_str()).collect();
-            let mut late: Vec<String> = first_at.keys().filter(|id| !kept.contains(id.as_str())).cloned().collect();
-            late.sort_by_key(|id| first_at.get(id).copied());
-            // A month closed while checks that identified nobody were still billing lines keeps them: their
-            // times too.
-            for (id, at) in store.unidentified_checks(clinic, month.first_day(), month.last_day()).await? {
-                let id = id.to_string();
-                if kept.contains(id.as_str()) {
-                    first_at.insert(id, at);
+            let (mut first_at, mut late) = (FirstAt::new(), Vec::new());
+            for v in store.visit_times(clinic, month.first_day(), month.last_day()).await? {
+                let id = v.id.to_string();
+                // A visit with a patient the snapshot lacks arrived after closing. A check that identified
+                // nobody is no visit, unless the month was closed while such checks were still lines.
+                if !kept.contains(id.as_str()) {
+                    if !v.identified {
+                        continue;
+                    }
+                    late.push(id.clone());
                 }
+                first_at.insert(id, v.first_at);
             }
+            late.sort_by_key(|id| first_at.get(id).copied());
             (snapshot, first_at, late, None)
         }
         None => {

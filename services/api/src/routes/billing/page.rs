@@ -396,10 +396,10 @@ pub(crate) async fn month_page(
     let exports = store.billing_exports(&clinic, month).await?;
     // Those a month closed before they were left out still lists are not counted again.
     let unidentified = store
-        .unidentified_checks(&clinic, month.first_day(), month.last_day())
+        .visit_times(&clinic, month.first_day(), month.last_day())
         .await?
         .iter()
-        .filter(|(id, _)| !listed.contains(id.to_string().as_str()))
+        .filter(|v| !v.identified && !listed.contains(v.id.to_string().as_str()))
         .count();
     store
         .audit(
