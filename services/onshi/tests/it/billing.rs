@@ -69,6 +69,8 @@ both_modes!(a_month_is_reviewed_adjusted_exported_and_closed_through_the_pages, 
     let id = only[0].split('"').next().unwrap().to_owned();
     // The bulk steps and the filters' counts are of what the page shows: that day's visit, not the month's.
     assert!(fifth.body.contains("data-testid=\"narrowed\"") && fifth.body.contains("未確認 (1)"));
+    // Every form sends the day back: the bulk steps' and each row's.
+    assert!(fifth.body.matches("name=\"day\" value=\"2025-03-05\"").count() >= 3, "{}", fifth.body);
     let plain = extract(&fifth.body, "data-testid=\"approve-plain\">", "</form>").unwrap();
     assert!(plain.contains("(1)"), "{plain}");
     let day_step = [("scope", "plain"), ("action", "approve"), ("filter", ""), ("day", "2025-03-05")];
