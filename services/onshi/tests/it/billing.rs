@@ -427,6 +427,14 @@ both_modes!(a_reason_many_visits_share_is_read_once_and_approves_its_visits, |ap
     assert!(page.body.contains("未確認 (3)"), "{}", page.body);
     let first = extract(&page.body, "id=\"reason-1\"", "</li>").unwrap();
     assert!(!first.contains("data-testid=\"approve-reason\""), "nothing left to approve: {first}");
+    // Narrowed to what is left to review, the card counts the reasons' visits there beside the month's, and
+    // leaves out the reason with none there; the rows still cite the month's numbers.
+    let todo = b.get(&format!("{base}?filter=needs_review")).await;
+    let card = extract(&todo.body, "data-testid=\"reasons\">", "</section>").unwrap();
+    assert!(!card.contains("id=\"reason-1\""), "{card}");
+    assert!(extract(&card, "data-testid=\"reasons-hidden\">", "</p>").unwrap().contains("（1件）"), "{card}");
+    assert!(extract(&card, "id=\"reason-2\"", "</li>").unwrap().contains("（この表示 3件・月 3件）"), "{card}");
+    assert_eq!(rows(&todo.body).iter().filter(|r| r.contains("href=\"#reason-2\"")).count(), 3);
     // A reason no visit gives any more (changed since the page was drawn) approves nothing.
     let stale = [("scope", "reason"), ("action", "approve"), ("reason_id", "0123456789ab")];
     let r = b.post(&format!("{base}/bulk"), &stale).await;

@@ -71,9 +71,15 @@ pub(crate) struct SharedReason {
     pub text: String,
     /// The text in the page's language.
     pub shown: String,
+    /// Visits of the month that give it.
     pub visits: usize,
+    /// Of those, the visits within the filter and day shown (whatever reason is chosen).
+    pub in_view: usize,
     /// Visits its step would approve: [`approvable`], within the filter and day shown.
     pub approvable: usize,
+    /// Listed on the page: a reason without visits in a narrowed view is left out, unless it is the one
+    /// chosen.
+    pub listed: bool,
 }
 
 /// How many visits must give a reason before it is listed once and cited by number.
@@ -84,32 +90,43 @@ pub(super) fn reason_key(reason: &str) -> String {
 }
 
 /// The reasons at least [`SHARED`] visits of the month give, most common first (then in reception order),
-/// each with what its step would approve within the filter and day of `shown` (whatever its reason).
+/// each with its visits and what its step would approve within the filter and day of `shown` (whatever its
+/// reason). The numbers are the month's, so a row cites the same number on every view of the month.
 fn shared_reasons(lines: &[Line], shown: &View<'_>, lang: Lang) -> Vec<SharedReason> {
+    struct Seen<'l> {
+        line: &'l Line,
+        visits: usize,
+        in_view: usize,
+        approvable: usize,
+    }
     let within = View { reason: None, ..*shown };
-    // (first line giving it, visits, approvable), in order of first appearance.
-    let mut seen: Vec<(&Line, usize, usize)> = Vec::new();
+    // In order of first appearance.
+    let mut seen: Vec<Seen<'_>> = Vec::new();
     let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for l in lines {
         let i = *index.entry(&l.reason).or_insert_with(|| {
-            seen.push((l, 0, 0));
+            seen.push(Seen { line: l, visits: 0, in_view: 0, approvable: 0 });
             seen.len() - 1
         });
-        seen[i].1 += 1;
-        seen[i].2 += usize::from(within.keeps(l) && approvable(l));
+        let kept = within.keeps(l);
+        seen[i].visits += 1;
+        seen[i].in_view += usize::from(kept);
+        seen[i].approvable += usize::from(kept && approvable(l));
     }
-    seen.retain(|(_, n, _)| *n >= SHARED);
+    seen.retain(|s| s.visits >= SHARED);
     // A stable sort keeps reception order among equals.
-    seen.sort_by_key(|(_, visits, _)| std::cmp::Reverse(*visits));
+    seen.sort_by_key(|s| std::cmp::Reverse(s.visits));
     seen.into_iter()
         .enumerate()
-        .map(|(i, (line, visits, approvable))| SharedReason {
+        .map(|(i, s)| SharedReason {
             number: i + 1,
-            key: reason_key(&line.reason),
-            text: line.reason.clone(),
-            shown: reason_in(line, lang).to_owned(),
-            visits,
-            approvable,
+            key: reason_key(&s.line.reason),
+            text: s.line.reason.clone(),
+            shown: reason_in(s.line, lang).to_owned(),
+            visits: s.visits,
+            in_view: s.in_view,
+            approvable: s.approvable,
+            listed: true,
         })
         .collect()
 }
@@ -159,6 +176,10 @@ struct MonthPage {
     reason_shown: Option<usize>,
     /// `reason_id` of the chosen reason ("" for none), which the forms carry back.
     reason_id: String,
+    /// A filter or day narrows the view: each shared reason shows its visits there beside the month's, and
+    /// those without any there are left out (their numbers stay the month's).
+    reasons_narrowed: bool,
+    reasons_hidden: usize,
     days: Vec<DayLink>,
     /// The day shown alone (`YYYY-MM-DD`, "" for the whole month), which the forms carry back.
     day: String,
@@ -333,10 +354,15 @@ pub(crate) async fn month_page(
         .iter()
         .map(|f| (f.key, f.ja, f.en, lines.iter().filter(|l| within.keeps(l) && f.keeps(l)).count()))
         .collect();
-    let listed: std::collections::HashSet<String> = lines.iter().map(|l| l.id.clone()).collect();
-    let reasons = shared_reasons(&lines, &chosen, page.lang);
+    let line_ids: std::collections::HashSet<String> = lines.iter().map(|l| l.id.clone()).collect();
+    let mut reasons = shared_reasons(&lines, &chosen, page.lang);
     let reason_shown = chosen.reason.and_then(|text| reasons.iter().find(|r| r.text == text)).map(|r| r.number);
     let reason_id = if chosen.reason.is_some() { q.reason_id.clone() } else { String::new() };
+    let reasons_narrowed = View { reason: None, ..chosen }.narrowed();
+    for r in reasons.iter_mut() {
+        r.listed = !reasons_narrowed || r.in_view > 0 || reason_shown == Some(r.number);
+    }
+    let reasons_hidden = reasons.iter().filter(|r| !r.listed).count();
     let days = day_links(&lines, page.lang);
     let (filter_key, day) = (chosen.filter.key, chosen.day);
     let shown: Vec<Line> = lines.iter().filter(|l| chosen.keeps(l)).cloned().collect();
@@ -399,7 +425,7 @@ pub(crate) async fn month_page(
         .visit_times(&clinic, month.first_day(), month.last_day())
         .await?
         .iter()
-        .filter(|v| !v.identified && !listed.contains(v.id.to_string().as_str()))
+        .filter(|v| !v.identified && !line_ids.contains(v.id.to_string().as_str()))
         .count();
     store
         .audit(
@@ -425,6 +451,8 @@ pub(crate) async fn month_page(
         unidentified,
         lines: view,
         reason_id,
+        reasons_narrowed,
+        reasons_hidden,
         days,
         day: day.map(|d| d.to_string()).unwrap_or_default(),
         reason_shown,
