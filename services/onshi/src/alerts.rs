@@ -1,6 +1,7 @@
 //! The usage watch: after a batch changes a tenant's visits, at most once per tenant every ten minutes,
-//! compare each clinic's month-to-date マイナ保険証利用率 (the estimate) with the level the rules require
-//! for the months this one decides (N+3..N+5). A clinic projected below it gets one e-mail per month to
+//! compare each clinic's month-to-date マイナ保険証利用率 (the estimate, corrected by how the clinic's
+//! official figures compared with it, as the dashboards do) with the level the rules require for the
+//! months this one decides (N+3..N+5). A clinic projected below it gets one e-mail per month to
 //! the group's owners and managers (the dashboard shows the same warning all along), queued in the
 //! e-mail outbox (`crate::mail_sender`) in the transaction that claims the warning.
 
@@ -9,7 +10,10 @@ use std::time::Duration;
 use onshi_cache::{Cache, CacheBackend};
 use std::sync::Arc;
 
-use onshi_domain::{AuditAction, ClinicAccess};
+use std::collections::{BTreeMap, HashMap};
+
+use onshi_domain::{AuditAction, ClinicAccess, ClinicId};
+use onshi_rules::figures::calibrate_official;
 use onshi_rules::{MonthCount, RuleSet, YearMonth};
 use onshi_store::{AuditEntry, NewMail, Store, TenantScope};
 use onshi_worker::AfterApply;
@@ -39,10 +43,24 @@ impl UsageWatch {
         let store = self.store.tenant(scope);
         // The watch acts for the whole group, like its managers.
         let clinics = store.clinic_scopes(&ClinicAccess::All).await?;
-        for usage in store.monthly_usage(month).await?.into_iter().filter(|u| u.patients >= MIN_PATIENTS) {
-            let Some(clinic) = clinics.iter().find(|c| c.id == usage.clinic) else { continue };
-            let counts = MonthCount { patients: usage.patients, myna: usage.myna_patients };
-            let outlook = self.rules.forecast(clinic.kind, month, counts.rate());
+        // The year the calibration is learned from: one read of the estimates, one of the official figures.
+        let year: Vec<YearMonth> = month.plus(-11).through(month).collect();
+        let mut estimates: HashMap<ClinicId, BTreeMap<YearMonth, MonthCount>> = HashMap::new();
+        for (m, u) in store.usage_by_month(&year).await? {
+            estimates
+                .entry(u.clinic)
+                .or_default()
+                .insert(m, MonthCount { patients: u.patients, myna: u.myna_patients });
+        }
+        let official = store.official_rates(&year).await?;
+        let none = BTreeMap::new();
+        for (clinic, history) in &estimates {
+            let Some(counts) = history.get(&month).filter(|c| c.patients >= MIN_PATIENTS) else { continue };
+            let Some(clinic) = clinics.iter().find(|c| c.id == *clinic) else { continue };
+            let Some(estimate) = counts.rate() else { continue };
+            let calibration = calibrate_official(history, official.get(&clinic.id).unwrap_or(&none), month);
+            let likely = calibration.as_ref().map_or(estimate, |c| c.apply(estimate));
+            let outlook = self.rules.forecast(clinic.kind, month, Some(likely));
             let (Some(rate), Some(min), Some(from), Some(to)) =
                 (outlook.rate, outlook.required, outlook.decides.first(), outlook.decides.last())
             else {
@@ -51,25 +69,39 @@ impl UsageWatch {
             if !outlook.below() {
                 continue;
             }
-            let entry = AuditEntry::system(AuditAction::UsageAlert, &format!("clinic:{}", clinic.id))
-                .details(serde_json::json!({ "month": month.to_string(), "rate": rate, "required": min }));
+            let entry = AuditEntry::system(AuditAction::UsageAlert, &format!("clinic:{}", clinic.id)).details(
+                serde_json::json!({ "month": month.to_string(), "rate": rate, "estimate": estimate, "required": min }),
+            );
             let announced = serde_json::json!({
                 "clinic_id": clinic.id,
                 "month": month.to_string(),
                 "rate": rate,
+                "estimate": estimate,
                 "required": min,
                 "decides_from": from.to_string(),
                 "decides_to": to.to_string(),
             });
+            let (ja_basis, en_basis) = if calibration.is_some() {
+                (
+                    "当日推計を、これまでの公式値との比で補正した見込み",
+                    "the same-day estimate corrected by how earlier official figures compared with it",
+                )
+            } else {
+                (
+                    "当日推計。公式値が入力されるとその比で補正します",
+                    "the same-day estimate; entering official figures corrects it",
+                )
+            };
             let body = format!(
-                "{name}（医療機関コード {code}）の{month}のマイナ保険証利用率（推計）は {rate:.1}% です。\n\
+                "{name}（医療機関コード {code}）の{month}のマイナ保険証利用率は {rate:.1}% の見込みです（当日推計 {estimate:.1}%。{ja_basis}）。\n\
                  この月は {from}〜{to} の算定に使われ、その基準は {min:.0}% です。\n\
                  ダッシュボード: {url}/dashboard/clinics/{id}\n\n\
-                 The estimated マイナ保険証 usage of {name} for {month} is {rate:.1}%, below the {min:.0}% that the\n\
-                 claims of {from} to {to} require.\n",
+                 The マイナ保険証 usage of {name} for {month} is likely {rate:.1}% (same-day estimate {estimate:.1}%; {en_basis}),\n\
+                 below the {min:.0}% that the claims of {from} to {to} require.\n",
                 name = clinic.name,
                 code = clinic.code,
                 rate = rate * 100.0,
+                estimate = estimate * 100.0,
                 from = from,
                 to = to,
                 min = min * 100.0,

@@ -89,15 +89,18 @@ pub async fn seed_billing_settings(
         // Rates are notified about two months after the month they measure.
         let (start, last) = (YearMonth::parse("2024-01").unwrap_or(now), now.plus(-2));
         let ceiling = HISTORY_CEILINGS[clinic_index(&clinic.code)];
+        let history_start = YearMonth::of(onshi_domain::jst::date_of(OffsetDateTime::now_utc()) - HISTORY);
         let entry = onshi_store::AuditEntry::system(AuditAction::DemoSeedBilling, &format!("clinic:{}", clinic.id));
         scoped.set_billing_settings(clinic, &settings, &entry).await?;
         // Typed in without their notices, as a clerk might from the 支払基金's letters; the claims the demo
-        // posts later replace the months whose notice has come with the full figures.
+        // posts later replace the months whose notice has come with the full figures. Each is the share
+        // the history's receptions have that month, lowered as the official denominator (every outpatient
+        // receipt, also those of patients not checked that month) lowers it, so the clinic page's figures
+        // differ the way a real clinic's do.
         let rates: Vec<_> = start
             .through(last)
-            .enumerate()
-            .map(|(n, month)| {
-                let rate = (0.05 + n as f64 * 0.02).min(ceiling);
+            .map(|month| {
+                let rate = history_share(months_between(history_start, month), ceiling) * OFFICIAL_TO_SAME_DAY;
                 let figure = OfficialFigure {
                     uses: None,
                     users: None,
@@ -475,6 +478,25 @@ async fn status_line(store: Store, tenant: TenantId, clinics: Vec<ClinicScope>, 
 /// settings' notified rates follow the same shapes.
 const HISTORY_CEILINGS: [f64; 3] = [0.62, 0.48, 0.29];
 
+/// How far back the demo's history of receptions goes.
+const HISTORY: time::Duration = time::Duration::days(365);
+
+/// About what a clinic's official rate is of its same-day estimate (see `onshi_rules::figures`).
+const OFFICIAL_TO_SAME_DAY: f64 = 0.82;
+
+/// The history's マイナ保険証 share `k` months after its first month: rising by 4.5 points a month up to
+/// `ceiling`, and, for the months before the history (which only the typed official rates reach), slowly
+/// from a few percent, as the national figure rose in 2024.
+fn history_share(k: i32, ceiling: f64) -> f64 {
+    let k = f64::from(k);
+    let share = if k >= 0.0 { 0.08 + k * 0.045 } else { (0.08 + k * 0.004).max(0.03) };
+    share.min(ceiling)
+}
+
+fn months_between(from: onshi_rules::YearMonth, to: onshi_rules::YearMonth) -> i32 {
+    (to.year() - from.year()) * 12 + i32::from(to.month()) - i32::from(from.month())
+}
+
 fn clinic_index(code: &MedicalInstitutionCode) -> usize {
     DEMO_CLINICS.iter().position(|(c, _)| *c == code.as_str()).unwrap_or(0) % HISTORY_CEILINGS.len()
 }
@@ -493,16 +515,11 @@ async fn post_history(
     let client = reqwest::Client::new();
     let mut factory = EventFactory::new(code, b"demo-history", 900, rand::random());
     let today = onshi_domain::jst::date_of(OffsetDateTime::now_utc());
-    let mut day = today - time::Duration::days(365);
+    let mut day = today - HISTORY;
+    let first = onshi_rules::YearMonth::of(day);
     let mut batch = Vec::new();
-    let mut months = 0.0_f64;
-    let mut month = day.month();
     while day < today && !stop.is_cancelled() {
-        if day.month() != month {
-            month = day.month();
-            months += 1.0;
-        }
-        factory.set_myna_share((0.08 + months * 0.045).min(ceiling));
+        factory.set_myna_share(history_share(months_between(first, onshi_rules::YearMonth::of(day)), ceiling));
         let saturday = day.weekday() == time::Weekday::Saturday;
         if onshi_domain::onboarding::is_business_day(day) || saturday {
             let n = if saturday { 20 } else { 40 + rand::random_range(0..12) };

@@ -81,6 +81,28 @@ pub struct Calibration {
     pub months: usize,
 }
 
+impl Calibration {
+    /// A same-day estimate as it will likely be notified.
+    pub fn apply(&self, estimate: f64) -> f64 {
+        (estimate * self.factor).min(1.0)
+    }
+}
+
+/// The calibration from the twelve months up to `this` that have an estimate and an official figure, for
+/// the pages and checks that read every clinic at once and so load no claims-based figures (the group
+/// overview, the usage watch).
+pub fn calibrate_official(
+    estimates: &BTreeMap<YearMonth, MonthCount>,
+    official: &BTreeMap<YearMonth, f64>,
+    this: YearMonth,
+) -> Option<Calibration> {
+    let months = this.plus(-11).through(this).map(|m| {
+        let estimate = estimates.get(&m).copied().unwrap_or_default();
+        (m, MonthFigures { estimate, claims: None, official: official.get(&m).copied() })
+    });
+    calibrate(&months.collect())
+}
+
 /// Learns the calibration from months with an official figure and an estimate (the claims-based figure
 /// stands in for the official one where that is missing).
 pub fn calibrate(months: &BTreeMap<YearMonth, MonthFigures>) -> Option<Calibration> {
@@ -126,7 +148,7 @@ pub fn best(f: &MonthFigures, calibration: Option<&Calibration>) -> Option<Best>
     let e = f.estimate_rate()?;
     Some(match calibration {
         Some(c) => Best {
-            rate: (e * c.factor).min(1.0),
+            rate: c.apply(e),
             basis: Basis::Calibrated,
             range: Some(((e * c.low).min(1.0), (e * c.high).min(1.0))),
         },
@@ -134,60 +156,95 @@ pub fn best(f: &MonthFigures, calibration: Option<&Calibration>) -> Option<Best>
     })
 }
 
-/// Why the figures of a month differ, in a sentence per difference.
-pub fn explain(f: &MonthFigures) -> Text {
-    let pts = |a: f64, b: f64| (a - b) * 100.0;
+/// Two of a month's figures that differ by a point or more, and by how much (the first minus the second,
+/// in percentage points).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Difference {
+    EstimateOfficial(f64),
+    ClaimsOfficial(f64),
+    /// Only while there is no official figure.
+    EstimateClaims(f64),
+}
+
+impl Difference {
+    /// Every kind, in the order a page lists their causes.
+    pub const KINDS: [Difference; 3] =
+        [Difference::EstimateOfficial(0.0), Difference::ClaimsOfficial(0.0), Difference::EstimateClaims(0.0)];
+
+    /// What differs, for the month's row.
+    pub fn text(self) -> Text {
+        let higher = |d: f64, ja: (&'static str, &'static str), en: (&'static str, &'static str)| {
+            if d > 0.0 { (ja.0, en.0) } else { (ja.1, en.1) }
+        };
+        match self {
+            Difference::EstimateOfficial(d) => {
+                let (ja, en) = higher(d, ("高い", "低い"), ("higher", "lower"));
+                Text::new(
+                    format!("推計は公式値より{:.1}ポイント{ja}", d.abs()),
+                    format!("The estimate is {:.1} points {en} than the official figure", d.abs()),
+                )
+            }
+            Difference::ClaimsOfficial(d) => Text::new(
+                format!("レセプト実績は公式値と{:.1}ポイント違う", d.abs()),
+                format!("The claims-based figure differs from the official one by {:.1} points", d.abs()),
+            ),
+            Difference::EstimateClaims(d) => {
+                let (ja, en) = higher(d, ("高い", "低い"), ("higher", "lower"));
+                Text::new(
+                    format!("推計はレセプト実績より{:.1}ポイント{ja}（公式値が通知されたら入力してください）", d.abs()),
+                    format!(
+                        "The estimate is {:.1} points {en} than the claims-based figure (enter the official figure once it is notified)",
+                        d.abs()
+                    ),
+                )
+            }
+        }
+    }
+
+    /// Why figures differ this way: the same for every month, so a page says it once.
+    pub fn cause(self) -> Text {
+        match self {
+            Difference::EstimateOfficial(_) => Text::new(
+                "推計と公式値: 推計の分母はこの月に資格確認をした患者で、公式値の分母（外来レセプト件数）は資格確認をせずに受診した患者（前の月に確認した継続患者など）も含むため",
+                "Estimate and official: the estimate divides by the patients checked here this month; the official figure by outpatient receipts, which include patients seen without a check (such as continuing patients checked the month before)",
+            ),
+            Difference::ClaimsOfficial(_) => Text::new(
+                "レセプト実績と公式値: 資格確認の結果がエージェントを通らなかった患者、月遅れのレセプト、利用者数と件数の数え方の違いが考えられます",
+                "Claims-based and official: likely patients whose check did not pass through the agent, receipts filed a month late, users counted differently from receipts",
+            ),
+            Difference::EstimateClaims(_) => Text::new(
+                "推計とレセプト実績: 分母の違い（資格確認をした患者と外来レセプト件数）",
+                "Estimate and claims-based: different denominators (patients checked, outpatient receipts)",
+            ),
+        }
+    }
+
+    /// The same kind of difference, whatever its size.
+    pub fn same_kind(self, other: Difference) -> bool {
+        std::mem::discriminant(&self) == std::mem::discriminant(&other)
+    }
+}
+
+/// How a month's figures differ, where by a point or more.
+pub fn differences(f: &MonthFigures) -> Vec<Difference> {
+    let pts = |a: f64, b: f64| Some((a - b) * 100.0).filter(|d| d.abs() >= 1.0);
     let mut out = Vec::new();
     if let (Some(e), Some(o)) = (f.estimate_rate(), f.official) {
-        let d = pts(e, o);
-        if d.abs() >= 1.0 {
-            out.push(Text::new(
-                format!(
-                    "推計は公式値より{:.1}ポイント{}。推計の分母はこの月に資格確認をした患者で、公式値の分母（外来レセプト件数）は資格確認をせずに受診した患者も含むため",
-                    d.abs(),
-                    if d > 0.0 { "高い" } else { "低い" }
-                ),
-                format!(
-                    "The estimate is {:.1} points {} than the official figure. The estimate divides by the patients checked here this month; the official figure by outpatient receipts, which include patients seen without a check",
-                    d.abs(),
-                    if d > 0.0 { "higher" } else { "lower" }
-                ),
-            ));
-        }
+        out.extend(pts(e, o).map(Difference::EstimateOfficial));
     }
     if let (Some(c), Some(o)) = (f.claims_rate(), f.official) {
-        let d = pts(c, o);
-        if d.abs() >= 1.0 {
-            out.push(Text::new(
-                format!(
-                    "レセプト実績は公式値と{:.1}ポイント違う。資格確認の結果がエージェントを通らなかった患者、月遅れのレセプト、利用者数と件数の数え方の違いが考えられます",
-                    d.abs()
-                ),
-                format!(
-                    "The claims-based figure differs from the official one by {:.1} points. Likely causes: patients whose check did not pass through the agent, receipts filed a month late, users counted differently from receipts",
-                    d.abs()
-                ),
-            ));
-        }
+        out.extend(pts(c, o).map(Difference::ClaimsOfficial));
     }
     if let (Some(e), Some(c), None) = (f.estimate_rate(), f.claims_rate(), f.official) {
-        let d = pts(e, c);
-        if d.abs() >= 1.0 {
-            out.push(Text::new(
-                format!(
-                    "推計はレセプト実績より{:.1}ポイント{}（分母の違い。公式値が通知されたら入力してください）",
-                    d.abs(),
-                    if d > 0.0 { "高い" } else { "低い" }
-                ),
-                format!(
-                    "The estimate is {:.1} points {} than the claims-based figure (different denominators; enter the official figure once it is notified)",
-                    d.abs(),
-                    if d > 0.0 { "higher" } else { "lower" }
-                ),
-            ));
-        }
+        out.extend(pts(e, c).map(Difference::EstimateClaims));
     }
-    Text::join(&out, "。", ". ")
+    out
+}
+
+/// How a month's figures differ, in a sentence per difference.
+pub fn explain(f: &MonthFigures) -> Text {
+    let parts: Vec<Text> = differences(f).into_iter().map(Difference::text).collect();
+    Text::join(&parts, "。", ". ")
 }
 
 #[cfg(test)]
@@ -227,6 +284,18 @@ mod tests {
         );
         assert_eq!(best(&months[&m("2026-09")], None).unwrap().basis, Basis::Estimate);
         assert!(calibrate(&BTreeMap::from([(m("2026-09"), month(10, 5, None, None))])).is_none());
+
+        // From official figures alone, within the twelve months up to the one asked about.
+        let estimates = BTreeMap::from([
+            (m("2025-09"), MonthCount { patients: 100, myna: 10 }),
+            (m("2026-06"), MonthCount { patients: 100, myna: 40 }),
+            (m("2026-07"), MonthCount { patients: 100, myna: 50 }),
+        ]);
+        let official = BTreeMap::from([(m("2025-09"), 0.9), (m("2026-06"), 0.32), (m("2026-07"), 0.40)]);
+        let c = calibrate_official(&estimates, &official, m("2026-09")).unwrap();
+        assert_eq!(c.months, 2, "2025-09 is more than eleven months before");
+        assert!((c.factor - 0.8).abs() < 1e-9);
+        assert!((c.apply(0.5) - 0.4).abs() < 1e-9 && c.apply(2.0) == 1.0);
     }
 
     #[test]
@@ -237,5 +306,10 @@ mod tests {
         assert!(text.en.contains("The estimate is 12.0 points higher than the official figure"), "{}", text.en);
         assert!(text.en.contains("differs from the official one by 2.0 points"), "{}", text.en);
         assert!(explain(&month(100, 30, None, Some(0.30))).is_empty());
+        let kinds = differences(&month(100, 40, Some((30, 100)), None));
+        assert_eq!(kinds.len(), 1);
+        assert!(kinds[0].same_kind(Difference::EstimateClaims(0.0)));
+        assert!(kinds[0].text().ja.contains("推計はレセプト実績より10.0ポイント高い"));
+        assert!(kinds[0].cause().en.starts_with("Estimate and claims-based"));
     }
 }

@@ -325,6 +325,9 @@ both_modes!(three_figures_of_the_rate_side_by_side_with_the_calibrated_outlook, 
     assert!(september.contains(">37.5%<br><span class=\"small\">6/16 · 通知 2026-11-14<"), "{september}");
     assert!(september.contains("推計は公式値より22.5ポイント高い"), "{september}");
     assert!(september.contains("レセプト実績は公式値と2.5ポイント違う"), "{september}");
+    // Why is said once under the table, not in every month's row.
+    assert!(!september.contains("分母"), "{september}");
+    assert_eq!(page.body.matches("推計と公式値: 推計の分母は").count(), 1, "{}", page.body);
     // Calibration from August (0.30 ÷ 0.50) and September (0.375 ÷ 0.60): 0.6125, range 0.60 to 0.625.
     let calibration = extract(&page.body, "data-testid=\"calibration\">", "</p>").unwrap();
     assert!(

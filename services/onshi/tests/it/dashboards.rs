@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use onshi_domain::{
-    AgentEvent, AuditAction, ConfirmationMethod, Consents, EventId, EventPayload, PatientRef, QualificationCheck,
-    QualificationResult, Role,
+    AgentEvent, AuditAction, ClinicAccess, ConfirmationMethod, Consents, EventId, EventPayload, PatientRef,
+    QualificationCheck, QualificationResult, Role,
 };
 use time::macros::datetime;
 
@@ -158,6 +158,32 @@ both_modes!(the_usage_dashboard_shows_known_answers_from_rollups, |app| {
     // The overview can be narrowed to clinics.
     let only = b.get(&format!("/dashboard?to=2026-10&months=2&clinics={}", app.clinics[1].clinic.id)).await;
     assert!(only.body.contains("data-clinic=\"") && !only.body.contains(&format!("data-clinic=\"{clinic}\"")));
+    // Once 2026-09 is notified at 40% against its estimate of 100%, clinic 0's estimates are read at 0.4
+    // times: 2026-10's 60% likely means 24%, below what it decides, and three more マイナ保険証 patients
+    // (6 of 8, 75%, likely 30%) would reach it.
+    let scope = app.store().clinic_scope(clinic, &ClinicAccess::All).await.unwrap().unwrap();
+    let figure = onshi_store::OfficialFigure { uses: None, users: None, receipts: None, rate: 0.40, notified_on: None };
+    let entry = onshi_store::AuditEntry::system(AuditAction::DemoOfficialUsage, "test");
+    let september = onshi_domain::YearMonth::parse("2026-09").unwrap();
+    app.store().set_official_usage(&[(&scope, september, figure)], None, &entry).await.unwrap();
+    let page = b.get("/dashboard?to=2026-10&months=2&lang=ja").await;
+    let start = page.body.find(&format!("data-clinic=\"{clinic}\"")).unwrap();
+    let r0 = page.body[start..].split("</tr>").next().unwrap();
+    assert!(
+        r0.contains("見込み 24.0%（当日推計 60.0%×補正 0.40） → 2027-01〜2027-03の算定で基準30%未満。あと3人がマイナ保険証なら到達"),
+        "{r0}"
+    );
+    assert!(r0.contains("class=\"level full alert\" data-label=\"見通し\""), "{r0}");
+    let en = b.get("/dashboard?to=2026-10&months=2&lang=en").await;
+    let start = en.body.find(&format!("data-clinic=\"{clinic}\"")).unwrap();
+    let r0 = en.body[start..].split("</tr>").next().unwrap();
+    assert!(
+        r0.contains(
+            "outlook 24.0% (estimate 60.0% × 0.40) → 2027-01 to 2027-03: Below 30%. 3 more マイナ保険証 patients"
+        ),
+        "{r0}"
+    );
+    assert!(r0.contains("No data (2026-05 to 2026-07)"), "{r0}");
 
     // Rebuilding the rollups from the visits gives the same numbers.
     let before = app.store().monthly_usage(onshi_domain::YearMonth::parse("2026-10").unwrap()).await.unwrap();
@@ -275,23 +301,45 @@ both_modes!(
         let manager = app.user(Role::Manager).await;
         let billing = app.user(Role::Billing).await;
         webhook_outbox(app, &[onshi_domain::WebhookEvent::UsageBelowThreshold]).await;
-        // This month at clinic 2: 20 patients, 2 with マイナ保険証 (10%), below the 30% the claims of
-        // months +3..+5 require.
+        // Last month at clinic 2: an estimate of 50% (10 of 20 patients) that was notified as 40%, so this
+        // clinic's official figure runs at 0.8 times its estimate.
+        let scope = app.store().clinic_scope(app.clinics[2].clinic.id, &ClinicAccess::All).await.unwrap().unwrap();
+        let last_month = onshi_domain::YearMonth::current().plus(-1);
+        let figure =
+            onshi_store::OfficialFigure { uses: None, users: None, receipts: None, rate: 0.40, notified_on: None };
+        let entry = onshi_store::AuditEntry::system(AuditAction::DemoOfficialUsage, "test");
+        app.store().set_official_usage(&[(&scope, last_month, figure)], None, &entry).await.unwrap();
+        let then = last_month.first_day().midnight().assume_offset(onshi_domain::jst::JST) + time::Duration::hours(34);
+        let earlier: Vec<_> =
+            (0..20).map(|i| check(app, 2, &format!("p{i}"), then + time::Duration::minutes(i), i < 10, true)).collect();
+        assert_eq!(app.post_events(2, &earlier).await.status(), 202);
+        let window = format!("usage-watch:{}", app.tenant);
+        eventually(WAIT, "the watch saw last month", || async {
+            use onshi_cache::CacheBackend;
+            app.adapters().cache.get(&window).await.unwrap().is_some()
+        })
+        .await;
+        {
+            use onshi_cache::CacheBackend;
+            app.adapters().cache.delete(&window).await.unwrap();
+        }
+        // This month at clinic 2: 20 patients, 7 with マイナ保険証. The estimate, 35%, is above the 30% the
+        // claims of months +3..+5 require; corrected as last month was, 28% is below it.
         let now = time::OffsetDateTime::now_utc();
         let events: Vec<_> =
-            (0..20).map(|i| check(app, 2, &format!("w{i}"), now - time::Duration::minutes(i), i < 2, true)).collect();
+            (0..20).map(|i| check(app, 2, &format!("w{i}"), now - time::Duration::minutes(i), i < 7, true)).collect();
         assert_eq!(app.post_events(2, &events).await.status(), 202);
         let sink = crate::mailbox::sink();
         let mail = sink.wait_for(&manager.email, "マイナ保険証利用率").await;
-        assert!(mail.contains(&app.clinics[2].clinic.name) && mail.contains("10.0%") && mail.contains("30%"), "{mail}");
+        assert!(mail.contains(&app.clinics[2].clinic.name) && mail.contains("28.0%") && mail.contains("30%"), "{mail}");
+        assert!(mail.contains("当日推計 35.0%") && mail.contains("公式値との比で補正"), "{mail}");
         // Once per clinic and month: more receptions do not repeat it.
         let more: Vec<_> =
             (20..25).map(|i| check(app, 2, &format!("w{i}"), now - time::Duration::minutes(i), false, true)).collect();
         assert_eq!(app.post_events(2, &more).await.status(), 202);
-        eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 25 }).await;
+        eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 45 }).await;
         // The watch has run for the second batch too once its window counter reads 2; it decides to send
         // nothing right there, so after this no second e-mail can come.
-        let window = format!("usage-watch:{}", app.tenant);
         eventually(WAIT, "the watch saw the second batch", || async {
             use onshi_cache::CacheBackend;
             let seen = app.adapters().cache.get(&window).await.unwrap();

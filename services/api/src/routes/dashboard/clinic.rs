@@ -231,7 +231,7 @@ pub(crate) async fn clinic(
         &history,
         &[this_month],
         today,
-        &figures.known,
+        super::overview::Known { rates: &figures.known, calibration: figures.calibration.as_ref() },
     );
     let identity = |i: onshi_domain::IdentityCheck| lang.t(i.label_ja(), i.label_en());
     ok(ClinicPage {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use onshi_rules::figures::{MonthFigures, best, calibrate, explain};
+use onshi_rules::figures::{Difference, MonthFigures, best, calibrate, differences, explain};
 use onshi_rules::{MonthCount, RuleSet, YearMonth};
 use onshi_store::{ClinicScope, TenantStore};
 
@@ -28,8 +28,12 @@ pub(crate) struct FigureRow {
 
 pub(crate) struct UsageFigures {
     pub rows: Vec<FigureRow>,
-    /// "公式値÷推計 0.78（0.74〜0.82、3か月から）", or why there is none.
-    pub calibration: String,
+    /// Why the rows' figures differ, once for each kind of difference they show.
+    pub causes: Vec<String>,
+    /// How the outlook corrects the same-day estimate, in words, or why it does not.
+    pub calibration_text: String,
+    /// The calibration itself, which the outlook and the overview's forecast apply.
+    pub calibration: Option<onshi_rules::figures::Calibration>,
     /// The current month's outlook and its CSS class ("alert" when below what it decides).
     pub outlook: String,
     pub outlook_class: &'static str,
@@ -65,10 +69,19 @@ pub(crate) async fn usage_figures(
     // Learnt from the months shown: only they have an estimate to compare with.
     let calibration = calibrate(&figures);
 
-    let rows = figures
+    let shown: Vec<(&YearMonth, &MonthFigures)> = figures
         .iter()
         .rev()
         .filter(|(_, f)| f.estimate.patients > 0 || f.claims.is_some() || f.official.is_some())
+        .collect();
+    let found: Vec<Difference> = shown.iter().flat_map(|(_, f)| differences(f)).collect();
+    let causes = Difference::KINDS
+        .iter()
+        .filter(|k| found.iter().any(|d| d.same_kind(**k)))
+        .map(|k| k.cause().in_lang(lang.is_en()).to_owned())
+        .collect();
+    let rows = shown
+        .into_iter()
         .map(|(m, f)| {
             let o = official.get(m);
             FigureRow {
@@ -103,10 +116,12 @@ pub(crate) async fn usage_figures(
         .collect();
 
     let calibration_text = match &calibration {
+        // In words a manager reads without the formula: how the notified figure compared with the same-day
+        // one, and what the outlook does with that.
         Some(c) => lang
             .t(
-                "公式値（ない月はレセプト実績）÷当日推計 {f}（{lo}〜{hi}、{n}か月から）",
-                "official (claims-based where there is none) ÷ same-day estimate {f} ({lo} to {hi}, from {n} months)",
+                "公式値（ない月はレセプト実績）は、当日推計の平均{f}倍でした（{n}か月、{lo}〜{hi}倍）。今月の見込みは、今月の当日推計にこの倍率を掛けた値です。",
+                "The official figure (claims-based where there is none) was on average {f} times the same-day estimate ({n} months, {lo} to {hi} times). This month's outlook is this month's estimate times that.",
             )
             .replace("{f}", &format!("{:.2}", c.factor))
             .replace("{lo}", &format!("{:.2}", c.low))
@@ -114,8 +129,8 @@ pub(crate) async fn usage_figures(
             .replace("{n}", &c.months.to_string()),
         None => lang
             .t(
-                "公式値かレセプト実績のある月がまだないため補正できません。公式値を入力すると見込みが補正されます。",
-                "No month has an official or claims-based figure yet, so the estimate is not calibrated. Enter official figures to calibrate it.",
+                "公式値かレセプト実績のある月がまだないため、今月の見込みは当日推計のままです。公式値を入力すると、その月との比で見込みを補正します。",
+                "No month has an official or claims-based figure yet, so this month's outlook is the same-day estimate as it is. Enter official figures and the outlook is corrected by how they compared.",
             )
             .to_owned(),
     };
@@ -164,5 +179,5 @@ pub(crate) async fn usage_figures(
         None => ("—".to_owned(), ""),
     };
     let known = figures.iter().filter_map(|(m, f)| Some((*m, f.official.or_else(|| f.claims_rate())?))).collect();
-    Ok(UsageFigures { rows, calibration: calibration_text, outlook, outlook_class, known })
+    Ok(UsageFigures { rows, causes, calibration_text, calibration, outlook, outlook_class, known })
 }

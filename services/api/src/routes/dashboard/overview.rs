@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use onshi_domain::{AuditAction, ClinicId, FacilityKind};
+use onshi_rules::figures::{Calibration, calibrate_official};
 use onshi_rules::{Level, MonthCount, RuleSet, YearMonth};
 use onshi_store::{AuditResult, ClinicScope};
 use serde::Deserialize;
@@ -38,7 +39,7 @@ fn standing_text(standing: &onshi_rules::Standing, lang: Lang) -> (String, &'sta
         Level::DataMissing { .. } => {
             let (first, last) = (standing.deciding.first(), standing.deciding.last());
             let months = match (first, last) {
-                (Some(f), Some(l)) => format!("{f}〜{l}"),
+                (Some(f), Some(l)) => format!("{f}{}{l}", lang.t("〜", " to ")),
                 _ => String::new(),
             };
             (format!("{}{}{months}{}", lang.t("データ不足", "No data"), lang.t("（", " ("), lang.t("）", ")")), "warn")
@@ -65,7 +66,8 @@ fn patients_needed(count: MonthCount, min: f64) -> Option<u64> {
     if count.patients == 0 || min >= 1.0 || onshi_rules::usage::reaches(m / p, min) {
         return None;
     }
-    Some(((min * p - m) / (1.0 - min)).ceil().max(1.0) as u64)
+    // Less a hair, so a need of exactly n in floating point (2.0000000000000004) is not n + 1.
+    Some(((min * p - m) / (1.0 - min) - 1e-9).ceil().max(1.0) as u64)
 }
 
 /// How close to the line a clinic is, for ordering: the shown month's claims below the level first (money
@@ -166,6 +168,14 @@ fn tier(rules: &RuleSet, kind: FacilityKind, month: YearMonth, rates: &BTreeMap<
     }
 }
 
+/// What a clinic's official (or claims-based) figures tell its row: the months they decide instead of the
+/// estimate, and how they correct this month's estimate.
+#[derive(Clone, Copy)]
+pub(super) struct Known<'a> {
+    pub rates: &'a BTreeMap<YearMonth, f64>,
+    pub calibration: Option<&'a Calibration>,
+}
+
 pub(super) fn row(
     rules: &RuleSet,
     lang: Lang,
@@ -173,7 +183,7 @@ pub(super) fn row(
     history: &BTreeMap<YearMonth, MonthCount>,
     months: &[YearMonth],
     today: Date,
-    known: &BTreeMap<YearMonth, f64>,
+    Known { rates: known, calibration }: Known<'_>,
 ) -> ClinicRow {
     // The official (or claims-based) figure of a month, where there is one, decides instead of the estimate.
     let mut all_rates: BTreeMap<YearMonth, f64> = history.iter().filter_map(|(m, c)| Some((*m, c.rate()?))).collect();
@@ -186,41 +196,52 @@ pub(super) fn row(
     let this = months.last().copied().unwrap_or(YearMonth::of(today));
     let standing = rules.standing(kind, this, &all_rates);
     let (status, status_class) = standing_text(&standing, lang);
-    // And this month counts towards the claims of the months it decides.
-    let outlook = rules.forecast(kind, this, current);
+    // And this month counts towards the claims of the months it decides, with what it will likely be
+    // officially: the same-day estimate runs high, so it is corrected by how the clinic's official figures
+    // compared with it, as on the clinic page.
     let this_count = counts.last().copied().unwrap_or_default();
+    let calibration = calibration.filter(|c| c.factor > 0.0);
+    let factor = calibration.map(|c| c.factor);
+    let likely = current.map(|r| calibration.map_or(r, |c| c.apply(r)));
+    let outlook = rules.forecast(kind, this, likely);
+    let rate_text = |r: f64| match factor {
+        Some(f) => lang
+            .t("見込み {likely}（当日推計 {rate}×補正 {f}）", "outlook {likely} (estimate {rate} × {f})")
+            .replace("{likely}", &pct(likely))
+            .replace("{rate}", &pct(Some(r)))
+            .replace("{f}", &format!("{f:.2}")),
+        None => lang.t("当日推計 {rate}", "estimate {rate}").replace("{rate}", &pct(Some(r))),
+    };
     let forecast = match (current, outlook.required, outlook.decides.first(), outlook.decides.last()) {
         (Some(r), Some(min), Some(first), Some(last)) if outlook.below() => {
-            let needed = patients_needed(this_count, min)
+            // The estimate the month needs, so that its corrected figure reaches the level.
+            let needed = patients_needed(this_count, factor.map_or(min, |f| min / f))
                 .map(|n| {
                     lang.t("あと{n}人がマイナ保険証なら到達", "{n} more マイナ保険証 patients reach it")
                         .replace("{n}", &n.to_string())
                 })
                 .unwrap_or_default();
             lang.t(
-                "{this}: 当日推計 {rate} → {first}〜{last}の算定で{below}。{needed}",
-                "{this}: estimate {rate} → {first} to {last}: {below}. {needed}",
+                "{this}: {rate} → {first}〜{last}の算定で{below}。{needed}",
+                "{this}: {rate} → {first} to {last}: {below}. {needed}",
             )
             .replace("{this}", &this.to_string())
-            .replace("{rate}", &pct(Some(r)))
+            .replace("{rate}", &rate_text(r))
             .replace("{first}", &first.to_string())
             .replace("{last}", &last.to_string())
             .replace("{below}", &below_text(min, lang))
             .replace("{needed}", &needed)
         }
         (Some(r), Some(_), Some(first), Some(last)) => lang
-            .t(
-                "{this}: 当日推計 {rate} → {first}〜{last}の算定で基準以上",
-                "{this}: estimate {rate} → {first} to {last}: level reached",
-            )
+            .t("{this}: {rate} → {first}〜{last}の算定で基準以上", "{this}: {rate} → {first} to {last}: level reached")
             .replace("{this}", &this.to_string())
-            .replace("{rate}", &pct(Some(r)))
+            .replace("{rate}", &rate_text(r))
             .replace("{first}", &first.to_string())
             .replace("{last}", &last.to_string()),
         _ => "—".to_owned(),
     };
     let below_now = matches!(standing.level, Level::Below { .. });
-    let risk = match (current, outlook.required) {
+    let risk = match (likely, outlook.required) {
         _ if below_now => Risk::Now,
         _ if outlook.below() => Risk::Below,
         (Some(r), Some(min)) if r < min + WARNING_BAND => Risk::Near,
@@ -273,8 +294,9 @@ pub(crate) async fn overview(
         .into_iter()
         .filter(|c| only.as_ref().is_none_or(|o| o.contains(&c.id)))
         .collect();
-    // The shown months and the five before them, which decide the shown months' levels.
-    let loaded: Vec<YearMonth> = last.plus(1 - n - WINDOW_BACK).through(last).collect();
+    // The shown months and the five before them, which decide the shown months' levels, and at least the
+    // twelve months a clinic's calibration is learned from.
+    let loaded: Vec<YearMonth> = last.plus((1 - n - WINDOW_BACK).min(-11)).through(last).collect();
     let mut usage: HashMap<ClinicId, BTreeMap<YearMonth, MonthCount>> = HashMap::new();
     for (month, u) in store.usage_by_month(&loaded).await? {
         usage.entry(u.clinic).or_default().insert(month, MonthCount { patients: u.patients, myna: u.myna_patients });
@@ -289,6 +311,8 @@ pub(crate) async fn overview(
         .iter()
         .map(|c| {
             let history = usage.get(&c.id).unwrap_or(&empty);
+            let official = official.get(&c.id).unwrap_or(&empty_rates);
+            let calibration = calibrate_official(history, official, last);
             row(
                 &state.rules,
                 lang,
@@ -296,7 +320,7 @@ pub(crate) async fn overview(
                 history,
                 &months,
                 today,
-                official.get(&c.id).unwrap_or(&empty_rates),
+                Known { rates: official, calibration: calibration.as_ref() },
             )
         })
         .collect();
@@ -327,7 +351,7 @@ pub(crate) async fn overview(
         &totals,
         &months,
         today,
-        &BTreeMap::new(),
+        Known { rates: &BTreeMap::new(), calibration: None },
     );
     store.audit(&caller.entry(AuditAction::DashboardView, "dashboard:usage", AuditResult::Success)).await?;
     let month_labels: Vec<String> = months.iter().map(ToString::to_string).collect();
