@@ -78,6 +78,9 @@ struct RawRule {
     #[serde(default = "yes")]
     verified: bool,
     note: Option<String>,
+    /// The note in English; required wherever there is a note, so an English page never shows one in
+    /// Japanese only.
+    note_en: Option<String>,
     source: String,
 }
 
@@ -115,6 +118,7 @@ pub struct Rule {
     pub code_verified: bool,
     pub verified: bool,
     pub note: Option<String>,
+    pub note_en: Option<String>,
     pub source: String,
 }
 
@@ -194,6 +198,9 @@ impl RuleSet {
             if r.facility.is_empty() || r.name.is_empty() || r.source.is_empty() || r.points == 0 {
                 return Err(invalid("facility, name, source and points are required"));
             }
+            if r.note.is_some() != r.note_en.is_some() {
+                return Err(invalid("note and note_en go together (the note in Japanese and in English)"));
+            }
             if let Some(code) = &r.code
                 && (code.len() != 9 || !code.bytes().all(|b| b.is_ascii_digit()))
             {
@@ -249,6 +256,7 @@ impl RuleSet {
                 code_verified: r.verified_code,
                 verified: r.verified,
                 note: r.note,
+                note_en: r.note_en,
                 source: r.source,
             });
         }
@@ -344,6 +352,12 @@ source = "s"
             )
             .is_err()
         );
+        // A note without its English, which the English pages would show in Japanese.
+        let valid = base.replace("2024-05-01", "2024-07-01");
+        let err = RuleSet::from_toml(&valid.replace("source = ", "note = \"注\"\nsource = ")).unwrap_err().to_string();
+        assert!(err.contains("rule x") && err.contains("note_en"), "{err}");
+        let both = valid.replace("source = ", "note = \"注\"\nnote_en = \"Note\"\nsource = ");
+        assert_eq!(RuleSet::from_toml(&both).unwrap().rules[0].note_en.as_deref(), Some("Note"));
     }
 }
 

@@ -284,6 +284,12 @@ both_modes!(after_the_2026_revision_the_usage_rate_decides_the_new_addon_on_the_
     let check = verdict(&page.body);
     assert!(check.contains("算定可") && check.contains("35.0%（2026-03）が基準30.0%以上"), "{check}");
     assert!(!b.get("/billing?month=2026-06").await.body.contains("data-testid=\"unmet\""), "reached: nothing unmet");
+    // The rules legend gives each rule's note in the page's language (the rules data has both).
+    let legend = extract(&page.body, "data-testid=\"legend\">", "</section>").unwrap();
+    assert!(legend.contains("届出は新たに必要"), "{legend}");
+    let en = b.get(&format!("{base}?lang=en")).await;
+    let legend = extract(&en.body, "data-testid=\"legend\">", "</section>").unwrap();
+    assert!(legend.contains("A new 届出 is needed") && !legend.contains("届出は新たに必要"), "{legend}");
     // A rate outside 0-100 is refused with the field named.
     let r = b.post(&format!("/billing/{clinic}/usage-rates"), &[("month", "2026-04"), ("percent", "130")]).await;
     assert_eq!(r.status, 400);

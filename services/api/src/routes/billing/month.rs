@@ -87,6 +87,9 @@ pub(crate) struct LegendEntry {
     pub code: Option<String>,
     pub verified: bool,
     pub note: String,
+    /// The note in English; empty in legends of months closed before it was kept (`note_in`).
+    #[serde(default)]
+    pub note_en: String,
     pub source: String,
 }
 
@@ -106,6 +109,7 @@ fn legend(rules: &RuleSet, lines: &[Line]) -> Vec<LegendEntry> {
             code: r.code.clone(),
             verified: r.verified && r.code_verified,
             note: r.note.clone().unwrap_or_default(),
+            note_en: r.note_en.clone().unwrap_or_default(),
             source: r.source.clone(),
         })
         .collect()
@@ -114,6 +118,10 @@ fn legend(rules: &RuleSet, lines: &[Line]) -> Vec<LegendEntry> {
 impl LegendEntry {
     pub fn frequency_in(&self, en: bool) -> &str {
         onshi_rules::Text::pick(&self.frequency, &self.frequency_en, en)
+    }
+
+    pub fn note_in(&self, en: bool) -> &str {
+        onshi_rules::Text::pick(&self.note, &self.note_en, en)
     }
 }
 
