@@ -276,6 +276,24 @@ both_modes!(after_the_2026_revision_the_usage_rate_decides_the_new_addon_on_the_
         b.post(&format!("/billing/{clinic}/usage-rates"), &[("month", "2026-03"), ("percent", "35")]).await.status,
         303
     );
+    // Until its 初診 is settled the visit's points stay out of the total, and the group's page says so.
+    let group = b.get("/billing?month=2026-06").await;
+    let waiting = extract(&group.body, "data-testid=\"provisional\"", "</span>").unwrap_or_default();
+    assert!(waiting.contains("ほか未確定 1件・15点"), "{}", group.body);
+    // Without a month, the page opens on the month being claimed while claims are due (the 1st to the
+    // 10th), and on the month under way after.
+    let today = onshi_domain::jst::date_of(time::OffsetDateTime::now_utc());
+    let this = onshi_domain::YearMonth::of(today);
+    let landing = b.get("/billing").await;
+    let title = extract(&landing.body, "<h1>", "</h1>").unwrap();
+    if today.day() <= 10 {
+        assert!(title.contains(&this.plus(-1).to_string()), "{title}");
+        let claiming = extract(&landing.body, "data-testid=\"claiming\">", "</p>").unwrap();
+        assert!(claiming.contains(&format!("{}-10までに提出", today.to_string()[..7].to_owned())), "{claiming}");
+        assert!(claiming.contains(&format!("/billing?month={this}")), "{claiming}");
+    } else {
+        assert!(title.contains(&this.to_string()) && !landing.body.contains("data-testid=\"claiming\""), "{title}");
+    }
     // The visit is the patient's first in our data: settled as 初診 by the clerk, it counts.
     assert_eq!(b.post(&format!("{base}/bulk"), &[("scope", "unsettled"), ("action", "first")]).await.status, 303);
     let page = b.get(&base).await;

@@ -18,6 +18,8 @@ pub(crate) struct ClinicMonth {
     pub visits: usize,
     pub claimable: usize,
     pub points: u32,
+    /// Visits whose addon waits on an unsettled 初診, and its points: not in `points` yet.
+    pub provisional: (usize, u32),
     pub needs_review: usize,
     /// Visits whose 初診/再診 nobody has settled yet.
     pub unsettled: usize,
@@ -41,9 +43,23 @@ struct GroupPage {
     /// The group's claims against the engine: points 算定漏れ and 過剰算定 over the clinics with claims.
     claims: onshi_rules::billing::ClaimSummary,
     total_points: u32,
+    total_provisional: (usize, u32),
+    /// The group is in its claiming days (the 1st to the 10th) and no month was asked for, so the page
+    /// shows the month being claimed: the deadline, and a link to the month under way.
+    claiming: Option<Claiming>,
     /// The group's visits, claimable visits, visits to review, unsettled and 算定漏れ candidates.
     totals: [usize; 5],
 }
+
+pub(crate) struct Claiming {
+    /// The last day to send the month's claims (the 10th of this month).
+    pub deadline: String,
+    pub current: String,
+}
+
+/// Claims for a month go to the 審査支払機関 by the 10th of the next one: until then, the month a clerk
+/// opens the billing pages for is the one before.
+const CLAIM_DEADLINE_DAY: u8 = 10;
 
 #[derive(Deserialize)]
 pub(crate) struct MonthQuery {
@@ -57,9 +73,16 @@ pub(crate) async fn group(
     caller: Caller,
     q: web::Query<MonthQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    let today = onshi_domain::jst::date_of(OffsetDateTime::now_utc());
+    let current = YearMonth::of(today);
+    let claiming = (q.month.is_none() && today.day() <= CLAIM_DEADLINE_DAY).then(|| Claiming {
+        deadline: today.replace_day(CLAIM_DEADLINE_DAY).unwrap_or(today).to_string(),
+        current: current.to_string(),
+    });
     let month = match q.month.as_deref() {
         Some(m) => parse_month(m)?,
-        None => YearMonth::of(onshi_domain::jst::date_of(OffsetDateTime::now_utc())),
+        None if claiming.is_some() => current.plus(-1),
+        None => current,
     };
     let store = state.store.tenant(caller.scope);
     let mut rows = Vec::new();
@@ -69,6 +92,7 @@ pub(crate) async fn group(
             visits: lines.len(),
             claimable: lines.iter().filter(|l| !l.not_claimable).count(),
             points: totals.values().map(|t| t.1).sum(),
+            provisional: lines.iter().filter(|l| l.provisional()).fold((0, 0), |(n, p), l| (n + 1, p + l.points)),
             needs_review: lines.iter().filter(|l| l.needs_review).count(),
             unsettled: lines.iter().filter(|l| !l.kind_settled).count(),
             missed: lines.iter().filter(|l| l.missed).count(),
@@ -89,6 +113,8 @@ pub(crate) async fn group(
     ok(GroupPage {
         totals,
         total_points: rows.iter().map(|r| r.points).sum(),
+        total_provisional: rows.iter().fold((0, 0), |(n, p), r| (n + r.provisional.0, p + r.provisional.1)),
+        claiming,
         claims,
         page,
         month: month.to_string(),
