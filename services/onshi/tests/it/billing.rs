@@ -302,6 +302,9 @@ both_modes!(after_the_2026_revision_the_usage_rate_decides_the_new_addon_on_the_
     let check = verdict(&page.body);
     assert!(check.contains("算定可") && check.contains("35.0%（2026-03）が基準30.0%以上"), "{check}");
     assert!(!b.get("/billing?month=2026-06").await.body.contains("data-testid=\"unmet\""), "reached: nothing unmet");
+    // The 2026 rules are unverified: the top of the page says so, with the visits and rules concerned.
+    let warned = extract(&page.body, "data-testid=\"unverified\">", "</p>").unwrap();
+    assert!(warned.contains("この月の1件の判定") && warned.contains("href=\"#rule-renkei-2026-06"), "{warned}");
     // The rules legend gives each rule's note in the page's language (the rules data has both).
     let legend = extract(&page.body, "data-testid=\"legend\">", "</section>").unwrap();
     assert!(legend.contains("届出は新たに必要"), "{legend}");
@@ -431,6 +434,7 @@ both_modes!(a_reason_many_visits_share_is_read_once_and_approves_its_visits, |ap
     let first = extract(&card, "id=\"reason-1\"", "</li>").unwrap();
     assert!(first.contains("（6件）") && first.contains("オンライン資格確認等で診療情報を取得"), "{first}");
     assert!(first.contains("確認 (5)"), "five unreviewed visits nothing flags: {first}");
+    assert!(!page.body.contains("data-testid=\"unverified\""), "2024's rules are verified");
     assert!(card.contains("id=\"reason-2\"") && card.contains("（3件）"), "{card}");
     // Each row cites its number; the text is on the page once.
     let text = extract(&first, "<br>", "\n").unwrap();

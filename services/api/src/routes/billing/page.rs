@@ -184,6 +184,10 @@ struct MonthPage {
     /// The day shown alone (`YYYY-MM-DD`, "" for the whole month), which the forms carry back.
     day: String,
     legend: Vec<LegendEntry>,
+    /// The unverified rules the month's decisions cite, and how many visits cite one: said at the top,
+    /// not only in the legend at the bottom, so nobody closes a month without knowing.
+    unverified: Vec<String>,
+    unverified_visits: usize,
     totals: Vec<(String, u32, u32)>,
     total_points: u32,
     /// Visits whose addon rests on an unsettled 初診, and their points (not in the total).
@@ -434,8 +438,12 @@ pub(crate) async fn month_page(
                 .details(serde_json::json!({ "rows": view.len() })),
         )
         .await?;
+    let unverified: Vec<String> = legend.iter().filter(|r| !r.verified).map(|r| r.id.clone()).collect();
+    let unverified_visits = lines.iter().filter(|l| l.cited.iter().any(|id| unverified.contains(id))).count();
     let lang = page.lang;
     ok(MonthPage {
+        unverified,
+        unverified_visits,
         page,
         month: month.to_string(),
         month_from: month.first_day().to_string(),
