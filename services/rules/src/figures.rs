@@ -12,7 +12,9 @@
 //! The months that decide the 30% requirement often have no official figure yet. The forecast then uses the
 //! best figure there is, and for an estimate applies a per-clinic calibration learned from the months that
 //! have both (official ÷ estimate), with its spread, so a manager sees "27% (24–30%)" rather than a
-//! same-day 38% that will not hold.
+//! same-day 38% that will not hold. The calibration is learned from official figures only: the group
+//! overview and the usage watch, which read every clinic at once, cannot load each clinic's claims, and a
+//! clinic's outlook must read the same on every page.
 
 use std::collections::BTreeMap;
 
@@ -88,9 +90,7 @@ impl Calibration {
     }
 }
 
-/// The calibration from the twelve months up to `this` that have an estimate and an official figure, for
-/// the pages and checks that read every clinic at once and so load no claims-based figures (the group
-/// overview, the usage watch).
+/// The calibration from the twelve months up to `this` that have an estimate and an official figure.
 pub fn calibrate_official(
     estimates: &BTreeMap<YearMonth, MonthCount>,
     official: &BTreeMap<YearMonth, f64>,
@@ -103,13 +103,13 @@ pub fn calibrate_official(
     calibrate(&months.collect())
 }
 
-/// Learns the calibration from months with an official figure and an estimate (the claims-based figure
-/// stands in for the official one where that is missing).
+/// Learns the calibration from the months with an official figure and an estimate (a claims-based figure
+/// does not count: see the module's notes).
 pub fn calibrate(months: &BTreeMap<YearMonth, MonthFigures>) -> Option<Calibration> {
     let ratios: Vec<f64> = months
         .values()
         .filter_map(|f| {
-            let truth = f.official.or_else(|| f.claims_rate())?;
+            let truth = f.official?;
             let estimate = f.estimate_rate().filter(|e| *e > 0.0)?;
             Some(truth / estimate)
         })
@@ -264,11 +264,12 @@ mod tests {
         let mut months = BTreeMap::new();
         months.insert(m("2026-06"), month(100, 40, None, Some(0.30)));
         months.insert(m("2026-07"), month(100, 50, None, Some(0.40)));
+        months.insert(m("2026-05"), month(100, 50, None, Some(0.39)));
         months.insert(m("2026-08"), month(100, 45, Some((36, 100)), None));
         months.insert(m("2026-09"), month(100, 44, None, None));
         let c = calibrate(&months).unwrap();
-        assert_eq!(c.months, 3);
-        let expected = (0.75 + 0.8 + 0.8) / 3.0;
+        assert_eq!(c.months, 3, "the claims-based month does not count");
+        let expected = (0.75 + 0.8 + 0.78) / 3.0;
         assert!((c.factor - expected).abs() < 1e-9);
         assert!(c.low < c.factor && c.factor < c.high);
 

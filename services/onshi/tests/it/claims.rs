@@ -338,6 +338,8 @@ both_modes!(three_figures_of_the_rate_side_by_side_with_the_calibrated_outlook, 
     assert_eq!(m.get("/dashboard").await.status, 200);
     let outlook = extract(&page.body, "data-testid=\"calibrated-outlook\">", "</p>").unwrap();
     assert!(outlook.contains("30.6%") && outlook.contains("推計（補正後）"), "{outlook}");
+    // The headline is that likely figure, with the same-day estimate beside it.
+    assert_eq!(extract(&page.body, "data-testid=\"likely\">", "<").unwrap(), "30.6%");
 });
 
 both_modes!(the_real_agent_imports_a_claims_file_by_hand_and_from_a_watched_folder, |app| {

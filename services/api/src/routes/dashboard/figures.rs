@@ -34,6 +34,9 @@ pub(crate) struct UsageFigures {
     pub calibration_text: String,
     /// The calibration itself, which the outlook and the overview's forecast apply.
     pub calibration: Option<onshi_rules::figures::Calibration>,
+    /// The current month's likely figure and what it rests on ("27.8%", "推計（補正後）"), for the page's
+    /// headline.
+    pub likely: Option<(String, &'static str)>,
     /// The current month's outlook and its CSS class ("alert" when below what it decides).
     pub outlook: String,
     pub outlook_class: &'static str,
@@ -120,8 +123,8 @@ pub(crate) async fn usage_figures(
         // one, and what the outlook does with that.
         Some(c) => lang
             .t(
-                "公式値（ない月はレセプト実績）は、当日推計の平均{f}倍でした（{n}か月、{lo}〜{hi}倍）。今月の見込みは、今月の当日推計にこの倍率を掛けた値です。",
-                "The official figure (claims-based where there is none) was on average {f} times the same-day estimate ({n} months, {lo} to {hi} times). This month's outlook is this month's estimate times that.",
+                "公式値は、当日推計の平均{f}倍でした（{n}か月、{lo}〜{hi}倍）。今月の見込みは、今月の当日推計にこの倍率を掛けた値です（グループの一覧・メールの見通しも同じ）。",
+                "The official figure was on average {f} times the same-day estimate ({n} months, {lo} to {hi} times). This month's outlook is this month's estimate times that (as on the group's overview and in its e-mails).",
             )
             .replace("{f}", &format!("{:.2}", c.factor))
             .replace("{lo}", &format!("{:.2}", c.low))
@@ -129,13 +132,15 @@ pub(crate) async fn usage_figures(
             .replace("{n}", &c.months.to_string()),
         None => lang
             .t(
-                "公式値かレセプト実績のある月がまだないため、今月の見込みは当日推計のままです。公式値を入力すると、その月との比で見込みを補正します。",
-                "No month has an official or claims-based figure yet, so this month's outlook is the same-day estimate as it is. Enter official figures and the outlook is corrected by how they compared.",
+                "公式値のある月がまだないため、今月の見込みは当日推計のままです。公式値を入力すると、その月との比で見込みを補正します。",
+                "No month has an official figure yet, so this month's outlook is the same-day estimate as it is. Enter official figures and the outlook is corrected by how they compared.",
             )
             .to_owned(),
     };
 
     let current = figures.get(&this_month).copied().unwrap_or_default();
+    let likely = best(&current, calibration.as_ref())
+        .map(|b| (pct(Some(b.rate)), lang.t(b.basis.label_ja(), b.basis.label_en())));
     let (outlook, outlook_class) = match best(&current, calibration.as_ref()) {
         Some(onshi_rules::figures::Best { rate, basis, range }) => {
             // The low end of a calibrated estimate's range missing the level makes the outlook uncertain.
@@ -179,5 +184,5 @@ pub(crate) async fn usage_figures(
         None => ("—".to_owned(), ""),
     };
     let known = figures.iter().filter_map(|(m, f)| Some((*m, f.official.or_else(|| f.claims_rate())?))).collect();
-    Ok(UsageFigures { rows, causes, calibration_text, calibration, outlook, outlook_class, known })
+    Ok(UsageFigures { rows, causes, calibration_text, calibration, likely, outlook, outlook_class, known })
 }

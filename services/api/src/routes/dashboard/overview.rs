@@ -59,15 +59,32 @@ fn below_text(min: f64, lang: Lang) -> String {
     lang.t("基準{p}%未満", "Below {p}%").replace("{p}", &format!("{:.0}", min * 100.0))
 }
 
-/// Patients who would have to use a マイナ保険証 this month, on top of those so far, for the month's
-/// estimate to reach `min` (each such patient adds one to both counts).
-fn patients_needed(count: MonthCount, min: f64) -> Option<u64> {
+/// What the rest of a month under way needs for its estimate to reach `target`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Needed {
+    /// This share of the patients still to come (about `remaining`, at the month's pace so far) using a
+    /// マイナ保険証.
+    Share { share: f64, remaining: u64 },
+    /// Not even if every patient still to come used one.
+    Unreachable,
+}
+
+/// The month's patients so far (`count`) projected to its end at the pace of its first `day` days of
+/// `days` (distinct patients grow more slowly than visits, so this errs towards fewer to come), and the
+/// share of the rest that must use a マイナ保険証. `None` when the month has no patients yet, is over, or
+/// already reaches `target`.
+fn needed(count: MonthCount, target: f64, day: u8, days: u8) -> Option<Needed> {
     let (p, m) = (count.patients as f64, count.myna as f64);
-    if count.patients == 0 || min >= 1.0 || onshi_rules::usage::reaches(m / p, min) {
+    if count.patients == 0 || day >= days || onshi_rules::usage::reaches(m / p, target) {
         return None;
     }
-    // Less a hair, so a need of exactly n in floating point (2.0000000000000004) is not n + 1.
-    Some(((min * p - m) / (1.0 - min) - 1e-9).ceil().max(1.0) as u64)
+    let projected = (p * f64::from(days) / f64::from(day.max(1))).round();
+    let remaining = projected - p;
+    if remaining < 1.0 || target >= 1.0 {
+        return Some(Needed::Unreachable);
+    }
+    let share = (target * projected - m) / remaining;
+    Some(if share > 1.0 { Needed::Unreachable } else { Needed::Share { share, remaining: remaining as u64 } })
 }
 
 /// How close to the line a clinic is, for ordering: the shown month's claims below the level first (money
@@ -89,6 +106,8 @@ pub(crate) struct MonthCell {
     pub patients: u64,
     pub myna: u64,
     pub rate: String,
+    /// The month's notified (or claims-based) figure, which the rules use, where there is one.
+    pub official: Option<String>,
     /// The usage level this month's claims could use: the best estimate of months N-5..N-3 against the
     /// rules in force in month N (the 医療DX推進体制整備加算 tier before 2026-06).
     pub tier: String,
@@ -214,13 +233,27 @@ pub(super) fn row(
     };
     let forecast = match (current, outlook.required, outlook.decides.first(), outlook.decides.last()) {
         (Some(r), Some(min), Some(first), Some(last)) if outlook.below() => {
-            // The estimate the month needs, so that its corrected figure reaches the level.
-            let needed = patients_needed(this_count, factor.map_or(min, |f| min / f))
-                .map(|n| {
-                    lang.t("あと{n}人がマイナ保険証なら到達", "{n} more マイナ保険証 patients reach it")
-                        .replace("{n}", &n.to_string())
-                })
-                .unwrap_or_default();
+            // What the rest of the month needs, so that its corrected figure reaches the level; nothing
+            // for a month that is over.
+            let under_way = this == YearMonth::of(today);
+            let target = factor.map_or(min, |f| min / f);
+            let days = time::util::days_in_month(today.month(), today.year());
+            let needed = match needed(this_count, target, today.day(), days).filter(|_| under_way) {
+                Some(Needed::Share { share, remaining }) => lang
+                    .t(
+                        "今月の残りの患者（約{n}人）の{s}がマイナ保険証なら到達",
+                        "Reached if {s} of the month's remaining patients (about {n}) use マイナ保険証",
+                    )
+                    .replace("{n}", &remaining.to_string())
+                    .replace("{s}", &format!("{:.0}%", (share * 100.0).ceil())),
+                Some(Needed::Unreachable) => lang
+                    .t(
+                        "残りの患者が全員マイナ保険証でも今月は届きません",
+                        "Out of reach this month, even if every remaining patient used マイナ保険証",
+                    )
+                    .to_owned(),
+                None => String::new(),
+            };
             lang.t(
                 "{this}: {rate} → {first}〜{last}の算定で{below}。{needed}",
                 "{this}: {rate} → {first} to {last}: {below}. {needed}",
@@ -259,6 +292,7 @@ pub(super) fn row(
                 patients: c.patients,
                 myna: c.myna,
                 rate: pct(c.rate()),
+                official: known.get(m).map(|r| pct(Some(*r))),
                 tier: tier(rules, kind, *m, &all_rates, lang),
             })
             .collect(),
@@ -386,4 +420,22 @@ pub(crate) async fn overview(
         csv_href: crate::web::guard::query_with(req.query_string(), &[("format", "csv"), ("lang", lang.code())]),
         page,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rest_of_the_month_is_told_what_share_it_needs() {
+        let count = MonthCount { patients: 100, myna: 20 };
+        // Day 10 of 30: about 300 patients by the end, 200 still to come; 30% of 300 is 90, 70 more of 200.
+        assert_eq!(needed(count, 0.30, 10, 30), Some(Needed::Share { share: 0.35, remaining: 200 }));
+        // Day 29 of 30: about 103 patients, 3 to come; 31 needed, 11 more of 3.
+        assert_eq!(needed(count, 0.30, 29, 30), Some(Needed::Unreachable));
+        // Reached already, over, or nobody yet: nothing to say.
+        assert_eq!(needed(count, 0.20, 10, 30), None);
+        assert_eq!(needed(count, 0.30, 30, 30), None);
+        assert_eq!(needed(MonthCount::default(), 0.30, 10, 30), None);
+    }
 }
