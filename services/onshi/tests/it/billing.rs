@@ -453,6 +453,12 @@ both_modes!(a_reason_many_visits_share_is_read_once_and_approves_its_visits, |ap
     assert!(r.location().ends_with(&format!("?reason_id={key}")), "{}", r.location());
     let page = b.get(&base).await;
     assert!(page.body.contains("未確認 (3)"), "{}", page.body);
+    // The top of the page says how far the review has come, and where closing is.
+    let progress = extract(&page.body, "data-testid=\"progress\">", "</p>").unwrap();
+    assert!(
+        progress.contains("value=\"6\"") && progress.contains("6 / 9件") && progress.contains("#exports"),
+        "{progress}"
+    );
     let first = extract(&page.body, "id=\"reason-1\"", "</li>").unwrap();
     assert!(!first.contains("data-testid=\"approve-reason\""), "nothing left to approve: {first}");
     // Narrowed to what is left to review, the card counts the reasons' visits there beside the month's, and

@@ -88,7 +88,14 @@ both_modes!(the_usage_dashboard_shows_known_answers_from_rollups, |app| {
     let total = page.body.split("class=\"total\"").nth(1).unwrap().split("</tr>").next().unwrap();
     assert!(total.contains("50.0%<br><small>3/6"), "{total}");
     assert!(page.body.contains("<svg class=\"spark\"") && page.body.contains("<title>"));
-    assert!(page.body.contains("全国"));
+    // No national figure is published for 2026-09..10: the reference row is left out, and the page says why.
+    assert!(!page.body.contains("class=\"reference\""), "{}", page.body);
+    let source = extract(&page.body, "data-testid=\"national-source\">", "</p>").unwrap();
+    assert!(source.contains("公表値がまだない"), "{source}");
+    // 2025-09..10 have them.
+    let published = b.get("/dashboard?to=2025-10&months=2").await;
+    let reference = extract(&published.body, "class=\"reference\">", "</tr>").unwrap();
+    assert!(reference.contains("35.6%") && reference.contains("37.1%"), "{reference}");
 
     // The level a month's claims could reach comes from months N-5..N-3: 2026-12 looks at 2026-07..09,
     // where clinic 0 had 100% (2026-09), enough for the 2026 addon's 30%.

@@ -204,6 +204,8 @@ struct MonthPage {
     late: Vec<String>,
     /// Unreviewed visits, which closing asks to confirm.
     unreviewed: usize,
+    /// The month's visits (the lines shown may be fewer), for the progress at the top.
+    month_visits: usize,
     /// Unreviewed visits nothing flags among those shown, which one button approves.
     plain: usize,
     /// Whether this user may reopen a closed month.
@@ -346,6 +348,7 @@ pub(crate) async fn month_page(
     let count = |f: fn(&Line) -> bool| lines.iter().filter(|l| f(l)).count();
     let claims = Some(ClaimSummary::of(&lines)).filter(|c| c.checked > 0);
     let unreviewed = count(|l| l.needs_review);
+    let line_count = lines.len();
     let unsettled = count(|l| !l.kind_settled);
     let chosen = view(&lines, &q.filter, &q.reason_id, &q.day);
     let shown_count = |f: fn(&Line) -> bool| lines.iter().filter(|l| chosen.keeps(l) && f(l)).count();
@@ -469,6 +472,7 @@ pub(crate) async fn month_page(
         closed,
         late,
         unreviewed,
+        month_visits: line_count,
         plain,
         may_reopen: caller.user.role.allows(onshi_domain::Permission::ReopenBilling),
         ended: month_over(month),

@@ -142,6 +142,8 @@ struct OverviewPage {
     rows: Vec<ClinicRow>,
     total: ClinicRow,
     national: Vec<String>,
+    /// Some shown month has a published national figure (the reference row is left out otherwise).
+    national_shown: bool,
     window_note: String,
     /// Clinics whose shown month's claims are below the level; those projected below; those within the
     /// warning band above it.
@@ -400,6 +402,7 @@ pub(crate) async fn overview(
     }
     let nat = national();
     ok(OverviewPage {
+        national_shown: month_labels.iter().any(|m| nat.contains_key(m)),
         national: month_labels.iter().map(|m| pct(nat.get(m).copied())).collect(),
         last_month: last.to_string(),
         months: month_labels,
