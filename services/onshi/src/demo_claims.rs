@@ -16,6 +16,9 @@ use onshi_store::{ClinicScope, OfficialFigure, Store, TenantScope};
 use rand::Rng;
 use time::OffsetDateTime;
 
+/// The share of known patients whose first visit of a month is for a new complaint, and so a 初診.
+const NEW_EPISODE: f64 = 0.12;
+
 /// The 初診 and 再診 codes of 電子的診療情報連携体制整備加算1 (unverified codes), which the demo's レセコン
 /// confuses now and then.
 const FIRST_ADDON: &str = "111704070";
@@ -42,6 +45,18 @@ async fn month_claims(
     // What the clinic's レセコン would claim: the addons the rules allow it, as the review decides them (a
     // clinic below the 利用率 level claims none, one without 電子処方箋 the lower tier). Every limit of the
     // 2026-06 rules is within the month, so the month's visits are enough.
+    // 初診 or 再診, as the clinic decided it: a patient's first visit in our data, and now and then a known
+    // patient's first visit of the month for a new complaint (a new episode is a 初診 again), so a month
+    // of familiar patients still has its 初診.
+    let mut seen_this_month = std::collections::HashSet::new();
+    let first: std::collections::HashSet<String> = visits
+        .iter()
+        .filter(|v| {
+            let opens_month = seen_this_month.insert(v.patient.clone());
+            v.first_seen || (opens_month && rng.random_bool(NEW_EPISODE))
+        })
+        .map(|v| v.id.to_string())
+        .collect();
     let rules = onshi_rules::RuleSet::builtin()?;
     let settings = scoped.billing_settings(clinic).await?;
     let input = onshi_rules::EvalInput {
@@ -53,7 +68,11 @@ async fn month_claims(
                 clinic: 0,
                 patient: v.patient.clone(),
                 date: v.date,
-                kind: if v.first_seen { onshi_rules::VisitKind::First } else { onshi_rules::VisitKind::Revisit },
+                kind: if first.contains(&v.id.to_string()) {
+                    onshi_rules::VisitKind::First
+                } else {
+                    onshi_rules::VisitKind::Revisit
+                },
                 myna: v.myna,
                 info_obtained: v.info_obtained,
             })
@@ -85,7 +104,7 @@ async fn month_claims(
         let mut days: BTreeMap<time::Date, (bool, Vec<String>)> = BTreeMap::new();
         for v in seen {
             let codes = allowed.get(&v.id.to_string()).cloned().unwrap_or_default();
-            days.entry(v.date).or_insert((v.first_seen, codes));
+            days.entry(v.date).or_insert((first.contains(&v.id.to_string()), codes));
         }
         let mut addons: BTreeMap<String, Vec<Day>> = BTreeMap::new();
         let days: Vec<ClaimVisit> = days
