@@ -81,27 +81,35 @@ impl UsageWatch {
                 "decides_from": from.to_string(),
                 "decides_to": to.to_string(),
             });
-            let (ja_basis, en_basis) = if calibration.is_some() {
+            // What the figure is, in one sentence each: the corrected outlook with the estimate it came
+            // from, or the estimate as it is and how to have it corrected.
+            let (ja_figure, en_figure) = if calibration.is_some() {
                 (
-                    "当日推計を、これまでの公式値との比で補正した見込み",
-                    "the same-day estimate corrected by how earlier official figures compared with it",
+                    format!(
+                        "{:.1}% の見込みです（当日推計 {:.1}% を、これまでの公式値との比で補正）",
+                        rate * 100.0,
+                        estimate * 100.0
+                    ),
+                    format!(
+                        "likely {:.1}% (the same-day estimate of {:.1}%, corrected by how earlier official figures compared with it)",
+                        rate * 100.0,
+                        estimate * 100.0
+                    ),
                 )
             } else {
                 (
-                    "当日推計。公式値が入力されるとその比で補正します",
-                    "the same-day estimate; entering official figures corrects it",
+                    format!("{:.1}%（当日推計。公式値を入力すると、その比で補正します）です", rate * 100.0),
+                    format!("{:.1}% (the same-day estimate; entering official figures corrects it)", rate * 100.0),
                 )
             };
             let body = format!(
-                "{name}（医療機関コード {code}）の{month}のマイナ保険証利用率は {rate:.1}% の見込みです（当日推計 {estimate:.1}%。{ja_basis}）。\n\
+                "{name}（医療機関コード {code}）の{month}のマイナ保険証利用率は {ja_figure}。\n\
                  この月は {from}〜{to} の算定に使われ、その基準は {min:.0}% です。\n\
                  ダッシュボード: {url}/dashboard/clinics/{id}\n\n\
-                 The マイナ保険証 usage of {name} for {month} is likely {rate:.1}% (same-day estimate {estimate:.1}%; {en_basis}),\n\
+                 The マイナ保険証 usage of {name} for {month} is {en_figure},\n\
                  below the {min:.0}% that the claims of {from} to {to} require.\n",
                 name = clinic.name,
                 code = clinic.code,
-                rate = rate * 100.0,
-                estimate = estimate * 100.0,
                 from = from,
                 to = to,
                 min = min * 100.0,

@@ -213,6 +213,12 @@ impl Line {
     }
 }
 
+/// The lines whose addon waits on an unsettled 初診, and their points: what a month's total leaves out
+/// until the clerk settles them.
+pub fn provisional(lines: &[Line]) -> (usize, u32) {
+    lines.iter().filter(|l| l.provisional()).fold((0, 0), |(n, p), l| (n + 1, p + l.points))
+}
+
 /// Counts and points per addon name, of the lines counted as certain.
 pub type Totals = BTreeMap<String, (u32, u32)>;
 

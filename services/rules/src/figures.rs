@@ -90,6 +90,9 @@ impl Calibration {
     }
 }
 
+/// Fewer patients than this in a month and its estimate does not count towards a calibration.
+pub const CALIBRATION_MIN_PATIENTS: u64 = 10;
+
 /// The calibration from the twelve months up to `this` that have an estimate and an official figure.
 pub fn calibrate_official(
     estimates: &BTreeMap<YearMonth, MonthCount>,
@@ -108,6 +111,9 @@ pub fn calibrate_official(
 pub fn calibrate(months: &BTreeMap<YearMonth, MonthFigures>) -> Option<Calibration> {
     let ratios: Vec<f64> = months
         .values()
+        // A month of a few patients (the agent installed near its end) measured a few days against the
+        // official figure's whole month: its ratio would skew every forecast after it.
+        .filter(|f| f.estimate.patients >= CALIBRATION_MIN_PATIENTS)
         .filter_map(|f| {
             let truth = f.official?;
             let estimate = f.estimate_rate().filter(|e| *e > 0.0)?;
@@ -125,7 +131,8 @@ pub fn calibrate(months: &BTreeMap<YearMonth, MonthFigures>) -> Option<Calibrati
     } else {
         (ratios.iter().copied().fold(f64::INFINITY, f64::min), ratios.iter().copied().fold(0.0, f64::max))
     };
-    Some(Calibration { factor: mean, low: low.max(0.0), high, months: ratios.len() })
+    // An official 0% says nothing about how the estimate runs; it would turn every forecast into 0%.
+    (mean > 0.0).then_some(Calibration { factor: mean, low: low.max(0.0), high, months: ratios.len() })
 }
 
 /// A month's best value and what it rests on.
@@ -156,87 +163,86 @@ pub fn best(f: &MonthFigures, calibration: Option<&Calibration>) -> Option<Best>
     })
 }
 
-/// Two of a month's figures that differ by a point or more, and by how much (the first minus the second,
-/// in percentage points).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Difference {
-    EstimateOfficial(f64),
-    ClaimsOfficial(f64),
+/// Which two of a month's figures differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DifferenceKind {
+    EstimateOfficial,
+    ClaimsOfficial,
     /// Only while there is no official figure.
-    EstimateClaims(f64),
+    EstimateClaims,
 }
 
-impl Difference {
+impl DifferenceKind {
     /// Every kind, in the order a page lists their causes.
-    pub const KINDS: [Difference; 3] =
-        [Difference::EstimateOfficial(0.0), Difference::ClaimsOfficial(0.0), Difference::EstimateClaims(0.0)];
-
-    /// What differs, for the month's row.
-    pub fn text(self) -> Text {
-        let higher = |d: f64, ja: (&'static str, &'static str), en: (&'static str, &'static str)| {
-            if d > 0.0 { (ja.0, en.0) } else { (ja.1, en.1) }
-        };
-        match self {
-            Difference::EstimateOfficial(d) => {
-                let (ja, en) = higher(d, ("高い", "低い"), ("higher", "lower"));
-                Text::new(
-                    format!("推計は公式値より{:.1}ポイント{ja}", d.abs()),
-                    format!("The estimate is {:.1} points {en} than the official figure", d.abs()),
-                )
-            }
-            Difference::ClaimsOfficial(d) => Text::new(
-                format!("レセプト実績は公式値と{:.1}ポイント違う", d.abs()),
-                format!("The claims-based figure differs from the official one by {:.1} points", d.abs()),
-            ),
-            Difference::EstimateClaims(d) => {
-                let (ja, en) = higher(d, ("高い", "低い"), ("higher", "lower"));
-                Text::new(
-                    format!("推計はレセプト実績より{:.1}ポイント{ja}（公式値が通知されたら入力してください）", d.abs()),
-                    format!(
-                        "The estimate is {:.1} points {en} than the claims-based figure (enter the official figure once it is notified)",
-                        d.abs()
-                    ),
-                )
-            }
-        }
-    }
+    pub const ALL: [DifferenceKind; 3] =
+        [DifferenceKind::EstimateOfficial, DifferenceKind::ClaimsOfficial, DifferenceKind::EstimateClaims];
 
     /// Why figures differ this way: the same for every month, so a page says it once.
     pub fn cause(self) -> Text {
         match self {
-            Difference::EstimateOfficial(_) => Text::new(
+            DifferenceKind::EstimateOfficial => Text::new(
                 "推計と公式値: 推計の分母はこの月に資格確認をした患者で、公式値の分母（外来レセプト件数）は資格確認をせずに受診した患者（前の月に確認した継続患者など）も含むため",
                 "Estimate and official: the estimate divides by the patients checked here this month; the official figure by outpatient receipts, which include patients seen without a check (such as continuing patients checked the month before)",
             ),
-            Difference::ClaimsOfficial(_) => Text::new(
+            DifferenceKind::ClaimsOfficial => Text::new(
                 "レセプト実績と公式値: 資格確認の結果がエージェントを通らなかった患者、月遅れのレセプト、利用者数と件数の数え方の違いが考えられます",
                 "Claims-based and official: likely patients whose check did not pass through the agent, receipts filed a month late, users counted differently from receipts",
             ),
-            Difference::EstimateClaims(_) => Text::new(
+            DifferenceKind::EstimateClaims => Text::new(
                 "推計とレセプト実績: 分母の違い（資格確認をした患者と外来レセプト件数）",
                 "Estimate and claims-based: different denominators (patients checked, outpatient receipts)",
             ),
         }
     }
+}
 
-    /// The same kind of difference, whatever its size.
-    pub fn same_kind(self, other: Difference) -> bool {
-        std::mem::discriminant(&self) == std::mem::discriminant(&other)
+/// Two of a month's figures that differ by a point or more, and by how much (the first minus the second,
+/// in percentage points).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Difference {
+    pub kind: DifferenceKind,
+    pub points: f64,
+}
+
+impl Difference {
+    /// What differs, for the month's row.
+    pub fn text(self) -> Text {
+        let d = self.points;
+        let (ja, en) = if d > 0.0 { ("高い", "higher") } else { ("低い", "lower") };
+        match self.kind {
+            DifferenceKind::EstimateOfficial => Text::new(
+                format!("推計は公式値より{:.1}ポイント{ja}", d.abs()),
+                format!("The estimate is {:.1} points {en} than the official figure", d.abs()),
+            ),
+            DifferenceKind::ClaimsOfficial => Text::new(
+                format!("レセプト実績は公式値と{:.1}ポイント違う", d.abs()),
+                format!("The claims-based figure differs from the official one by {:.1} points", d.abs()),
+            ),
+            DifferenceKind::EstimateClaims => Text::new(
+                format!("推計はレセプト実績より{:.1}ポイント{ja}（公式値が通知されたら入力してください）", d.abs()),
+                format!(
+                    "The estimate is {:.1} points {en} than the claims-based figure (enter the official figure once it is notified)",
+                    d.abs()
+                ),
+            ),
+        }
     }
 }
 
 /// How a month's figures differ, where by a point or more.
 pub fn differences(f: &MonthFigures) -> Vec<Difference> {
-    let pts = |a: f64, b: f64| Some((a - b) * 100.0).filter(|d| d.abs() >= 1.0);
+    let pts = |kind, a: f64, b: f64| {
+        Some((a - b) * 100.0).filter(|d| d.abs() >= 1.0).map(|points| Difference { kind, points })
+    };
     let mut out = Vec::new();
     if let (Some(e), Some(o)) = (f.estimate_rate(), f.official) {
-        out.extend(pts(e, o).map(Difference::EstimateOfficial));
+        out.extend(pts(DifferenceKind::EstimateOfficial, e, o));
     }
     if let (Some(c), Some(o)) = (f.claims_rate(), f.official) {
-        out.extend(pts(c, o).map(Difference::ClaimsOfficial));
+        out.extend(pts(DifferenceKind::ClaimsOfficial, c, o));
     }
     if let (Some(e), Some(c), None) = (f.estimate_rate(), f.claims_rate(), f.official) {
-        out.extend(pts(e, c).map(Difference::EstimateClaims));
+        out.extend(pts(DifferenceKind::EstimateClaims, e, c));
     }
     out
 }
@@ -285,6 +291,9 @@ mod tests {
         );
         assert_eq!(best(&months[&m("2026-09")], None).unwrap().basis, Basis::Estimate);
         assert!(calibrate(&BTreeMap::from([(m("2026-09"), month(10, 5, None, None))])).is_none());
+        // A month of a few patients does not count, nor does an official 0%.
+        assert!(calibrate(&BTreeMap::from([(m("2026-09"), month(3, 3, None, Some(0.3)))])).is_none());
+        assert!(calibrate(&BTreeMap::from([(m("2026-09"), month(30, 3, None, Some(0.0)))])).is_none());
 
         // From official figures alone, within the twelve months up to the one asked about.
         let estimates = BTreeMap::from([
@@ -309,8 +318,8 @@ mod tests {
         assert!(explain(&month(100, 30, None, Some(0.30))).is_empty());
         let kinds = differences(&month(100, 40, Some((30, 100)), None));
         assert_eq!(kinds.len(), 1);
-        assert!(kinds[0].same_kind(Difference::EstimateClaims(0.0)));
+        assert_eq!(kinds[0].kind, DifferenceKind::EstimateClaims);
         assert!(kinds[0].text().ja.contains("推計はレセプト実績より10.0ポイント高い"));
-        assert!(kinds[0].cause().en.starts_with("Estimate and claims-based"));
+        assert!(kinds[0].kind.cause().en.starts_with("Estimate and claims-based"));
     }
 }

@@ -226,9 +226,14 @@ both_modes!(three_figures_of_the_rate_side_by_side_with_the_calibrated_outlook, 
         let at = datetime!(2026-09-07 09:00 +09:00) + time::Duration::minutes(n);
         events.push(valid_visit(app, &format!("{n:08}"), at, n <= 6));
     }
-    // August: two patients, one with マイナ保険証 (50%). Today: four patients, two with マイナ保険証 (50%).
+    // August: ten patients, five with マイナ保険証 (50%; a month of fewer would not count towards the
+    // calibration). Today: four patients, two with マイナ保険証 (50%).
     events.push(valid_visit(app, "00000001", datetime!(2026-08-04 09:00 +09:00), true));
     events.push(valid_visit(app, "00000007", datetime!(2026-08-04 09:10 +09:00), false));
+    for n in 1..=8 {
+        let at = datetime!(2026-08-05 09:00 +09:00) + time::Duration::minutes(n);
+        events.push(valid_visit(app, &format!("{:08}", 30 + n), at, n <= 4));
+    }
     let now = time::OffsetDateTime::now_utc();
     for n in 1..=4 {
         events.push(valid_visit(app, &format!("{:08}", 20 + n), now - time::Duration::minutes(n as i64), n <= 2));

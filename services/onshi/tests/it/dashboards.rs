@@ -165,22 +165,41 @@ both_modes!(the_usage_dashboard_shows_known_answers_from_rollups, |app| {
     // The overview can be narrowed to clinics.
     let only = b.get(&format!("/dashboard?to=2026-10&months=2&clinics={}", app.clinics[1].clinic.id)).await;
     assert!(only.body.contains("data-clinic=\"") && !only.body.contains(&format!("data-clinic=\"{clinic}\"")));
-    // Once 2026-09 is notified at 40% against its estimate of 100%, clinic 0's estimates are read at 0.4
-    // times: 2026-10's 60% likely means 24%, below what it decides (and being over, nothing is left to
-    // reach it with).
+    // 2026-08 at clinic 0: ten patients, five with マイナ保険証 (50%), notified at 20%. From then on clinic
+    // 0's estimates are read at 0.4 times: 2026-10's 60% likely means 24%, below what it decides (and
+    // being over, nothing is left to reach it with).
+    let august: Vec<_> = (0..10)
+        .map(|i| {
+            check(
+                app,
+                0,
+                &format!("a{i}"),
+                datetime!(2026-08-20 09:00 +09:00) + time::Duration::minutes(i),
+                i < 5,
+                true,
+            )
+        })
+        .collect();
+    assert_eq!(app.post_events(0, &august).await.status(), 202);
+    eventually(WAIT, "applied", || async { app.store().raw_event_count().await.unwrap() == 19 }).await;
     let scope = app.store().clinic_scope(clinic, &ClinicAccess::All).await.unwrap().unwrap();
-    let figure = onshi_store::OfficialFigure { uses: None, users: None, receipts: None, rate: 0.40, notified_on: None };
+    let figure = onshi_store::OfficialFigure { uses: None, users: None, receipts: None, rate: 0.20, notified_on: None };
     let entry = onshi_store::AuditEntry::system(AuditAction::DemoOfficialUsage, "test");
-    let september = onshi_domain::YearMonth::parse("2026-09").unwrap();
-    app.store().set_official_usage(&[(&scope, september, figure)], None, &entry).await.unwrap();
-    let page = b.get("/dashboard?to=2026-10&months=2&lang=ja").await;
+    let notified = onshi_domain::YearMonth::parse("2026-08").unwrap();
+    app.store().set_official_usage(&[(&scope, notified, figure)], None, &entry).await.unwrap();
+    let page = b.get("/dashboard?to=2026-10&months=3&lang=ja").await;
     let start = page.body.find(&format!("data-clinic=\"{clinic}\"")).unwrap();
     let r0 = page.body[start..].split("</tr>").next().unwrap();
     assert!(r0.contains("見込み 24.0%（当日推計 60.0%×補正 0.40） → 2027-01〜2027-03の算定で基準30%未満。<"), "{r0}");
     assert!(r0.contains("class=\"level full alert\" data-label=\"見通し\""), "{r0}");
     // The notified month shows its official figure first, the estimate below it.
-    assert!(r0.contains("data-testid=\"official\" title=\"公式値\">40.0%</span><br><small>推計 100.0%"), "{r0}");
-    let en = b.get("/dashboard?to=2026-10&months=2&lang=en").await;
+    assert!(r0.contains("title=\"公式値\">20.0%</span><br><small>推計 50.0%"), "{r0}");
+    // Shown up to 2026-08, the month is judged by its own official figure, not a corrected estimate.
+    let august = b.get("/dashboard?to=2026-08&months=2&lang=ja").await;
+    let start = august.body.find(&format!("data-clinic=\"{clinic}\"")).unwrap();
+    let r0 = august.body[start..].split("</tr>").next().unwrap();
+    assert!(r0.contains("2026-08: 公式値 20.0% → 2026-11〜2027-01の算定で基準30%未満"), "{r0}");
+    let en = b.get("/dashboard?to=2026-10&months=3&lang=en").await;
     let start = en.body.find(&format!("data-clinic=\"{clinic}\"")).unwrap();
     let r0 = en.body[start..].split("</tr>").next().unwrap();
     assert!(r0.contains("outlook 24.0% (estimate 60.0% × 0.40) → 2027-01 to 2027-03: Below 30%. <"), "{r0}");
@@ -360,6 +379,16 @@ both_modes!(
             .await
             .unwrap();
         assert_eq!(audit.len(), 1);
+        let details: serde_json::Value = serde_json::from_str(&audit[0].details).unwrap();
+        assert!((details["rate"].as_f64().unwrap() - 0.28).abs() < 1e-9, "{details}");
+        assert!((details["estimate"].as_f64().unwrap() - 0.35).abs() < 1e-9, "{details}");
+        // The overview says what the rest of this month needs (or that it is out of reach).
+        let (mut m, _) = app.signed_in(Role::Manager).await;
+        let overview = m.get("/dashboard?lang=ja").await;
+        let start = overview.body.find(&format!("data-clinic=\"{}\"", app.clinics[2].clinic.id)).unwrap();
+        let row = overview.body[start..].split("</tr>").next().unwrap();
+        assert!(row.contains("見込み 22.4%（当日推計 28.0%×補正 0.80）"), "{row}");
+        assert!(row.contains("がマイナ保険証なら到達") || row.contains("今月は届きません"), "{row}");
         // Announced to webhooks with the claim, once.
         assert_eq!(webhook_events(app).await, ["usage.below_threshold"]);
     }

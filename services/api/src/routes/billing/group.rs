@@ -61,6 +61,18 @@ pub(crate) struct Claiming {
 /// opens the billing pages for is the one before.
 const CLAIM_DEADLINE_DAY: u8 = 10;
 
+/// The month the overview opens on when none is asked for (`today` in Japan): from the 1st to the 10th
+/// the month before, with its deadline; after, the month under way.
+fn landing(today: time::Date) -> (YearMonth, Option<Claiming>) {
+    let current = YearMonth::of(today);
+    if today.day() <= CLAIM_DEADLINE_DAY {
+        let deadline = today.replace_day(CLAIM_DEADLINE_DAY).unwrap_or(today).to_string();
+        (current.plus(-1), Some(Claiming { deadline, current: current.to_string() }))
+    } else {
+        (current, None)
+    }
+}
+
 #[derive(Deserialize)]
 pub(crate) struct MonthQuery {
     #[serde(default)]
@@ -73,16 +85,9 @@ pub(crate) async fn group(
     caller: Caller,
     q: web::Query<MonthQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let today = onshi_domain::jst::date_of(OffsetDateTime::now_utc());
-    let current = YearMonth::of(today);
-    let claiming = (q.month.is_none() && today.day() <= CLAIM_DEADLINE_DAY).then(|| Claiming {
-        deadline: today.replace_day(CLAIM_DEADLINE_DAY).unwrap_or(today).to_string(),
-        current: current.to_string(),
-    });
-    let month = match q.month.as_deref() {
-        Some(m) => parse_month(m)?,
-        None if claiming.is_some() => current.plus(-1),
-        None => current,
+    let (month, claiming) = match q.month.as_deref() {
+        Some(m) => (parse_month(m)?, None),
+        None => landing(onshi_domain::jst::date_of(OffsetDateTime::now_utc())),
     };
     let store = state.store.tenant(caller.scope);
     let mut rows = Vec::new();
@@ -92,7 +97,7 @@ pub(crate) async fn group(
             visits: lines.len(),
             claimable: lines.iter().filter(|l| !l.not_claimable).count(),
             points: totals.values().map(|t| t.1).sum(),
-            provisional: lines.iter().filter(|l| l.provisional()).fold((0, 0), |(n, p), l| (n + 1, p + l.points)),
+            provisional: onshi_rules::billing::provisional(&lines),
             needs_review: lines.iter().filter(|l| l.needs_review).count(),
             unsettled: lines.iter().filter(|l| !l.kind_settled).count(),
             missed: lines.iter().filter(|l| l.missed).count(),
@@ -122,4 +127,26 @@ pub(crate) async fn group(
         next: month.plus(1).to_string(),
         rows,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::{date, datetime};
+
+    #[test]
+    fn the_overview_opens_on_the_month_being_claimed_until_the_tenth_in_japan() {
+        for day in [date!(2026 - 12 - 01), date!(2026 - 12 - 10)] {
+            let (month, claiming) = landing(day);
+            assert_eq!(month.to_string(), "2026-11");
+            let claiming = claiming.unwrap();
+            assert_eq!((claiming.deadline.as_str(), claiming.current.as_str()), ("2026-12-10", "2026-12"));
+        }
+        let (month, claiming) = landing(date!(2026 - 12 - 11));
+        assert_eq!((month.to_string().as_str(), claiming.is_none()), ("2026-12", true));
+        // 15:00 UTC on the 10th is already the 11th in Japan; January's claiming days look back to December.
+        assert!(landing(onshi_domain::jst::date_of(datetime!(2026-12-10 15:00 UTC))).1.is_none());
+        assert!(landing(onshi_domain::jst::date_of(datetime!(2026-12-10 14:59 UTC))).1.is_some());
+        assert_eq!(landing(date!(2027 - 01 - 05)).0.to_string(), "2026-12");
+    }
 }

@@ -126,7 +126,8 @@ fn shared_reasons(lines: &[Line], shown: &View<'_>, lang: Lang) -> Vec<SharedRea
             visits: s.visits,
             in_view: s.in_view,
             approvable: s.approvable,
-            listed: true,
+            // A narrowed view leaves out a reason none of its visits give, unless it is the one chosen.
+            listed: !within.narrowed() || s.in_view > 0 || shown.reason == Some(s.line.reason.as_str()),
         })
         .collect()
 }
@@ -354,7 +355,7 @@ pub(crate) async fn month_page(
     let shown_count = |f: fn(&Line) -> bool| lines.iter().filter(|l| chosen.keeps(l) && f(l)).count();
     let (plain, unsettled_shown) = (shown_count(approvable), shown_count(|l| !l.kind_settled));
     let narrowed = chosen.narrowed();
-    let provisional = lines.iter().filter(|l| l.provisional()).fold((0, 0), |(n, p), l| (n + 1, p + l.points));
+    let provisional = onshi_rules::billing::provisional(&lines);
     // Each filter's count within the reason and day shown, so the numbers match the rows a click shows.
     let within = View { filter: &FILTERS[0], ..chosen };
     let filters = FILTERS
@@ -362,13 +363,10 @@ pub(crate) async fn month_page(
         .map(|f| (f.key, f.ja, f.en, lines.iter().filter(|l| within.keeps(l) && f.keeps(l)).count()))
         .collect();
     let line_ids: std::collections::HashSet<String> = lines.iter().map(|l| l.id.clone()).collect();
-    let mut reasons = shared_reasons(&lines, &chosen, page.lang);
+    let reasons = shared_reasons(&lines, &chosen, page.lang);
     let reason_shown = chosen.reason.and_then(|text| reasons.iter().find(|r| r.text == text)).map(|r| r.number);
     let reason_id = if chosen.reason.is_some() { q.reason_id.clone() } else { String::new() };
     let reasons_narrowed = View { reason: None, ..chosen }.narrowed();
-    for r in reasons.iter_mut() {
-        r.listed = !reasons_narrowed || r.in_view > 0 || reason_shown == Some(r.number);
-    }
     let reasons_hidden = reasons.iter().filter(|r| !r.listed).count();
     let days = day_links(&lines, page.lang);
     let (filter_key, day) = (chosen.filter.key, chosen.day);
@@ -441,7 +439,12 @@ pub(crate) async fn month_page(
                 .details(serde_json::json!({ "rows": view.len() })),
         )
         .await?;
-    let unverified: Vec<String> = legend.iter().filter(|r| !r.verified).map(|r| r.id.clone()).collect();
+    // A closed month shows what it froze: the notice is for a month still to close.
+    let unverified: Vec<String> = if closed.is_some() {
+        Vec::new()
+    } else {
+        legend.iter().filter(|r| !r.verified).map(|r| r.id.clone()).collect()
+    };
     let unverified_visits = lines.iter().filter(|l| l.cited.iter().any(|id| unverified.contains(id))).count();
     let lang = page.lang;
     ok(MonthPage {

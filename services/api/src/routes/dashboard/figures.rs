@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use onshi_rules::figures::{Difference, MonthFigures, best, calibrate, differences, explain};
+use onshi_rules::figures::{DifferenceKind, MonthFigures, best, calibrate_official, differences, explain};
 use onshi_rules::{MonthCount, RuleSet, YearMonth};
 use onshi_store::{ClinicScope, TenantStore};
 
@@ -69,18 +69,21 @@ pub(crate) async fn usage_figures(
             f.official = Some(o.rate);
         }
     }
-    // Learnt from the months shown: only they have an estimate to compare with.
-    let calibration = calibrate(&figures);
+    // The same calibration as the group overview and the usage e-mail (official figures of the twelve
+    // months up to this one), so the outlook reads the same everywhere.
+    let estimates = figures.iter().map(|(m, f)| (*m, f.estimate)).collect();
+    let rates = official.iter().map(|(m, o)| (*m, o.rate)).collect();
+    let calibration = calibrate_official(&estimates, &rates, this_month);
 
     let shown: Vec<(&YearMonth, &MonthFigures)> = figures
         .iter()
         .rev()
         .filter(|(_, f)| f.estimate.patients > 0 || f.claims.is_some() || f.official.is_some())
         .collect();
-    let found: Vec<Difference> = shown.iter().flat_map(|(_, f)| differences(f)).collect();
-    let causes = Difference::KINDS
+    let found: Vec<DifferenceKind> = shown.iter().flat_map(|(_, f)| differences(f)).map(|d| d.kind).collect();
+    let causes = DifferenceKind::ALL
         .iter()
-        .filter(|k| found.iter().any(|d| d.same_kind(**k)))
+        .filter(|k| found.contains(k))
         .map(|k| k.cause().in_lang(lang.is_en()).to_owned())
         .collect();
     let rows = shown

@@ -62,29 +62,35 @@ fn below_text(min: f64, lang: Lang) -> String {
 /// What the rest of a month under way needs for its estimate to reach `target`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Needed {
-    /// This share of the patients still to come (about `remaining`, at the month's pace so far) using a
-    /// マイナ保険証.
-    Share { share: f64, remaining: u64 },
+    /// This percentage (rounded up) of the patients still to come, about `remaining`, using a マイナ保険証.
+    Share { percent: u64, remaining: u64 },
     /// Not even if every patient still to come used one.
     Unreachable,
 }
 
-/// The month's patients so far (`count`) projected to its end at the pace of its first `day` days of
-/// `days` (distinct patients grow more slowly than visits, so this errs towards fewer to come), and the
-/// share of the rest that must use a マイナ保険証. `None` when the month has no patients yet, is over, or
-/// already reaches `target`.
-fn needed(count: MonthCount, target: f64, day: u8, days: u8) -> Option<Needed> {
-    let (p, m) = (count.patients as f64, count.myna as f64);
-    if count.patients == 0 || day >= days || onshi_rules::usage::reaches(m / p, target) {
+/// The patients a month under way will likely have by its end: last month's count where there is one (a
+/// clinic's patients vary little from month to month, and the days to come add fewer new patients than
+/// the first ones did, since many later visits are patients already counted), else the count so far at
+/// the pace of the `elapsed` share of the month, which overstates them for the same reason.
+fn projected_patients(so_far: u64, last_month: Option<u64>, elapsed: f64) -> u64 {
+    let by_pace = (so_far as f64 / elapsed.clamp(0.05, 1.0)).round() as u64;
+    last_month.filter(|n| *n > 0).unwrap_or(by_pace).max(so_far)
+}
+
+/// The share of a month's remaining patients (of `projected` in all) that must use a マイナ保険証 for its
+/// estimate to reach `target`. `None` when the month has no patients yet or already reaches `target`.
+fn needed(count: MonthCount, target: f64, projected: u64) -> Option<Needed> {
+    if count.patients == 0 || onshi_rules::usage::reaches(count.myna as f64 / count.patients as f64, target) {
         return None;
     }
-    let projected = (p * f64::from(days) / f64::from(day.max(1))).round();
-    let remaining = projected - p;
-    if remaining < 1.0 || target >= 1.0 {
+    let remaining = projected.saturating_sub(count.patients);
+    // Whole patients, less a hair of floating point, so a need of exactly 15 is not 16.
+    let more = (target * projected as f64 - count.myna as f64 - 1e-9).ceil().max(1.0) as u64;
+    if target >= 1.0 || more > remaining {
         return Some(Needed::Unreachable);
     }
-    let share = (target * projected - m) / remaining;
-    Some(if share > 1.0 { Needed::Unreachable } else { Needed::Share { share, remaining: remaining as u64 } })
+    // Rounded up to a whole percent in integers: 15 of 100 is 15%.
+    Some(Needed::Share { percent: (more * 100).div_ceil(remaining), remaining })
 }
 
 /// How close to the line a clinic is, for ordering: the shown month's claims below the level first (money
@@ -129,7 +135,7 @@ pub(crate) struct ClinicRow {
     pub risk: Risk,
     /// This month's estimate falls short of what it decides (counted whatever the row's `risk` group).
     pub projected_below: bool,
-    /// The shown month's estimate, for ordering.
+    /// The shown month's likely figure (official, else the calibrated estimate), for ordering.
     pub current: Option<f64>,
 }
 
@@ -221,33 +227,38 @@ pub(super) fn row(
     // officially: the same-day estimate runs high, so it is corrected by how the clinic's official figures
     // compared with it, as on the clinic page.
     let this_count = counts.last().copied().unwrap_or_default();
-    let calibration = calibration.filter(|c| c.factor > 0.0);
     let factor = calibration.map(|c| c.factor);
-    let likely = current.map(|r| calibration.map_or(r, |c| c.apply(r)));
+    // A month that already has its official figure is judged by it, as everywhere else.
+    let official = known.get(&this).copied();
+    let likely = official.or_else(|| current.map(|r| calibration.map_or(r, |c| c.apply(r))));
     let outlook = rules.forecast(kind, this, likely);
-    let rate_text = |r: f64| match factor {
-        Some(f) => lang
+    let rate_text = match (official, current, factor) {
+        (Some(o), _, _) => lang.t("公式値 {o}", "official {o}").replace("{o}", &pct(Some(o))),
+        (None, Some(r), Some(f)) => lang
             .t("見込み {likely}（当日推計 {rate}×補正 {f}）", "outlook {likely} (estimate {rate} × {f})")
             .replace("{likely}", &pct(likely))
             .replace("{rate}", &pct(Some(r)))
             .replace("{f}", &format!("{f:.2}")),
-        None => lang.t("当日推計 {rate}", "estimate {rate}").replace("{rate}", &pct(Some(r))),
+        // Uncalibrated, or no estimate at all (the forecast then says "—" and uses no rate text).
+        (None, current, _) => lang.t("当日推計 {rate}", "estimate {rate}").replace("{rate}", &pct(current)),
     };
-    let forecast = match (current, outlook.required, outlook.decides.first(), outlook.decides.last()) {
-        (Some(r), Some(min), Some(first), Some(last)) if outlook.below() => {
-            // What the rest of the month needs, so that its corrected figure reaches the level; nothing
-            // for a month that is over.
-            let under_way = this == YearMonth::of(today);
-            let target = factor.map_or(min, |f| min / f);
+    let forecast = match (likely, outlook.required, outlook.decides.first(), outlook.decides.last()) {
+        (Some(_), Some(min), Some(first), Some(last)) if outlook.below() => {
+            // What the rest of a month under way needs, so that its corrected figure reaches the level.
+            let under_way = this == YearMonth::of(today) && official.is_none();
             let days = time::util::days_in_month(today.month(), today.year());
-            let needed = match needed(this_count, target, today.day(), days).filter(|_| under_way) {
-                Some(Needed::Share { share, remaining }) => lang
+            let elapsed = (f64::from(today.day()) - 0.5) / f64::from(days);
+            let last_month = history.get(&this.plus(-1)).map(|c| c.patients);
+            let projected = projected_patients(this_count.patients, last_month, elapsed);
+            let target = factor.map_or(min, |f| min / f);
+            let needed = match needed(this_count, target, projected).filter(|_| under_way) {
+                Some(Needed::Share { percent, remaining }) => lang
                     .t(
-                        "今月の残りの患者（約{n}人）の{s}がマイナ保険証なら到達",
-                        "Reached if {s} of the month's remaining patients (about {n}) use マイナ保険証",
+                        "今月の残りの患者（約{n}人）の{s}%がマイナ保険証なら到達",
+                        "Reached if {s}% of the month's remaining patients (about {n}) use マイナ保険証",
                     )
                     .replace("{n}", &remaining.to_string())
-                    .replace("{s}", &format!("{:.0}%", (share * 100.0).ceil())),
+                    .replace("{s}", &percent.to_string()),
                 Some(Needed::Unreachable) => lang
                     .t(
                         "残りの患者が全員マイナ保険証でも今月は届きません",
@@ -261,16 +272,16 @@ pub(super) fn row(
                 "{this}: {rate} → {first} to {last}: {below}. {needed}",
             )
             .replace("{this}", &this.to_string())
-            .replace("{rate}", &rate_text(r))
+            .replace("{rate}", &rate_text)
             .replace("{first}", &first.to_string())
             .replace("{last}", &last.to_string())
             .replace("{below}", &below_text(min, lang))
             .replace("{needed}", &needed)
         }
-        (Some(r), Some(_), Some(first), Some(last)) => lang
+        (Some(_), Some(_), Some(first), Some(last)) => lang
             .t("{this}: {rate} → {first}〜{last}の算定で基準以上", "{this}: {rate} → {first} to {last}: level reached")
             .replace("{this}", &this.to_string())
-            .replace("{rate}", &rate_text(r))
+            .replace("{rate}", &rate_text)
             .replace("{first}", &first.to_string())
             .replace("{last}", &last.to_string()),
         _ => "—".to_owned(),
@@ -306,7 +317,7 @@ pub(super) fn row(
         forecast_class: if outlook.below() { "alert" } else { "" },
         risk,
         projected_below: outlook.below(),
-        current,
+        current: likely,
     }
 }
 
@@ -431,14 +442,20 @@ mod tests {
 
     #[test]
     fn the_rest_of_the_month_is_told_what_share_it_needs() {
+        // Last month's patients where known, else the pace so far; never fewer than so far.
+        assert_eq!(projected_patients(100, Some(300), 0.5), 300);
+        assert_eq!(projected_patients(100, None, 1.0 / 3.0), 300);
+        assert_eq!(projected_patients(100, Some(50), 0.5), 100);
         let count = MonthCount { patients: 100, myna: 20 };
-        // Day 10 of 30: about 300 patients by the end, 200 still to come; 30% of 300 is 90, 70 more of 200.
-        assert_eq!(needed(count, 0.30, 10, 30), Some(Needed::Share { share: 0.35, remaining: 200 }));
-        // Day 29 of 30: about 103 patients, 3 to come; 31 needed, 11 more of 3.
-        assert_eq!(needed(count, 0.30, 29, 30), Some(Needed::Unreachable));
-        // Reached already, over, or nobody yet: nothing to say.
-        assert_eq!(needed(count, 0.20, 10, 30), None);
-        assert_eq!(needed(count, 0.30, 30, 30), None);
-        assert_eq!(needed(MonthCount::default(), 0.30, 10, 30), None);
+        // About 300 patients by the end, 200 still to come; 30% of 300 is 90: 70 more of 200.
+        assert_eq!(needed(count, 0.30, 300), Some(Needed::Share { percent: 35, remaining: 200 }));
+        // About 103 patients, 3 to come; 31 needed, 11 more of 3.
+        assert_eq!(needed(count, 0.30, 103), Some(Needed::Unreachable));
+        // An exact need is not rounded up by floating point: 15 of 100 is 15%.
+        let none = MonthCount { patients: 100, myna: 0 };
+        assert_eq!(needed(none, 0.075, 200), Some(Needed::Share { percent: 15, remaining: 100 }));
+        // Reached already, or nobody yet: nothing to say.
+        assert_eq!(needed(count, 0.20, 300), None);
+        assert_eq!(needed(MonthCount::default(), 0.30, 300), None);
     }
 }
