@@ -80,10 +80,11 @@ both_modes!(
         let body = page.body;
         assert!(body.contains("2026-10-05 〜 2026-10-11"), "any day picks its Monday");
         assert!(body.contains("4 件（未対応 4）"), "the valid reception is not a case");
-        let by_insurer = extract(&body, "data-testid=\"by-insurer\">", "</table>").unwrap();
-        let row = |insurer: &str| extract(&by_insurer, &format!("<td>{insurer}</td>"), "</tr>").unwrap();
-        assert!(row("06139992").ends_with("<td class=\"num\">2</td>"), "{by_insurer}");
-        assert!(row("01130012").contains("<td class=\"num\">1</td>"));
+        let by_insurer = extract(&body, "data-testid=\"by-insurer\"", "</table>").unwrap();
+        let row = |insurer: &str| extract(&by_insurer, &format!("<td class=\"full\">{insurer}</td>"), "</tr>").unwrap();
+        assert!(row("06139992").ends_with("<td class=\"num\" data-label=\"計\">2</td>"), "{by_insurer}");
+        // Each count is labelled with its result, so a phone shows it as a card rather than a wide table.
+        assert!(row("01130012").contains("\">1</td>") && row("01130012").contains("data-label=\""), "{by_insurer}");
         assert!(body.contains("検証番号が合いません"), "01130013 fails its check digit");
         let repeats = extract(&body, "data-testid=\"repeats\">", "</p>").unwrap();
         assert!(repeats.contains("#1 ×2"), "{repeats}");
