@@ -100,7 +100,7 @@ pub async fn seed_billing_settings(
         let rates: Vec<_> = start
             .through(last)
             .map(|month| {
-                let rate = history_share(months_between(history_start, month), ceiling) * OFFICIAL_TO_SAME_DAY;
+                let rate = history_share(month.since(history_start), ceiling) * OFFICIAL_TO_SAME_DAY;
                 let figure = OfficialFigure {
                     uses: None,
                     users: None,
@@ -493,10 +493,6 @@ fn history_share(k: i32, ceiling: f64) -> f64 {
     share.min(ceiling)
 }
 
-fn months_between(from: onshi_rules::YearMonth, to: onshi_rules::YearMonth) -> i32 {
-    (to.year() - from.year()) * 12 + i32::from(to.month()) - i32::from(from.month())
-}
-
 fn clinic_index(code: &MedicalInstitutionCode) -> usize {
     DEMO_CLINICS.iter().position(|(c, _)| *c == code.as_str()).unwrap_or(0) % HISTORY_CEILINGS.len()
 }
@@ -519,7 +515,7 @@ async fn post_history(
     let first = onshi_rules::YearMonth::of(day);
     let mut batch = Vec::new();
     while day < today && !stop.is_cancelled() {
-        factory.set_myna_share(history_share(months_between(first, onshi_rules::YearMonth::of(day)), ceiling));
+        factory.set_myna_share(history_share(onshi_rules::YearMonth::of(day).since(first), ceiling));
         let saturday = day.weekday() == time::Weekday::Saturday;
         if onshi_domain::onboarding::is_business_day(day) || saturday {
             let n = if saturday { 20 } else { 40 + rand::random_range(0..12) };
