@@ -142,9 +142,9 @@ pub(crate) async fn usage_figures(
     };
 
     let current = figures.get(&this_month).copied().unwrap_or_default();
-    let likely = best(&current, calibration.as_ref())
-        .map(|b| (pct(Some(b.rate)), lang.t(b.basis.label_ja(), b.basis.label_en())));
-    let (outlook, outlook_class) = match best(&current, calibration.as_ref()) {
+    let now = best(&current, calibration.as_ref());
+    let likely = now.map(|b| (pct(Some(b.rate)), lang.t(b.basis.label_ja(), b.basis.label_en())));
+    let (outlook, outlook_class) = match now {
         Some(onshi_rules::figures::Best { rate, basis, range }) => {
             // The low end of a calibrated estimate's range missing the level makes the outlook uncertain.
             let low = range.map(|(lo, _)| lo);

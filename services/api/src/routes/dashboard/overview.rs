@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use onshi_domain::{AuditAction, ClinicId, FacilityKind};
-use onshi_rules::figures::{Calibration, calibrate_official};
+use onshi_rules::figures::{Calibration, MonthFigures, best, calibrate_official};
 use onshi_rules::{Level, MonthCount, RuleSet, YearMonth};
 use onshi_store::{AuditResult, ClinicScope};
 use serde::Deserialize;
@@ -228,9 +228,11 @@ pub(super) fn row(
     // compared with it, as on the clinic page.
     let this_count = counts.last().copied().unwrap_or_default();
     let factor = calibration.map(|c| c.factor);
-    // A month that already has its official figure is judged by it, as everywhere else.
+    // The month's best figure, as the clinic page takes it: its official one where notified, else the
+    // estimate as calibrated.
     let official = known.get(&this).copied();
-    let likely = official.or_else(|| current.map(|r| calibration.map_or(r, |c| c.apply(r))));
+    let figures = MonthFigures { estimate: this_count, claims: None, official };
+    let likely = best(&figures, calibration).map(|b| b.rate);
     let outlook = rules.forecast(kind, this, likely);
     let rate_text = match (official, current, factor) {
         (Some(o), _, _) => lang.t("公式値 {o}", "official {o}").replace("{o}", &pct(Some(o))),
