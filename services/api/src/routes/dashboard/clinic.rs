@@ -1,12 +1,12 @@
 //! One clinic's page: receptions by hour, weekday and method, identity checks, consents, invalid
 //! visits, the agents' availability and outages, with a CSV form of each table.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use actix_web::{HttpResponse, web};
 use askama::Template;
 use onshi_domain::{AuditAction, ConfirmationMethod};
-use onshi_rules::{MonthCount, YearMonth};
+use onshi_rules::YearMonth;
 use onshi_store::{AuditResult, Clinic, DeviceStatus};
 use serde::Deserialize;
 use time::{Date, OffsetDateTime};
@@ -215,20 +215,14 @@ pub(crate) async fn clinic(
         return Ok(response);
     }
     let this_month = YearMonth::of(today);
-    let window: Vec<YearMonth> = this_month.plus(-super::overview::WINDOW_BACK).through(this_month).collect();
-    let history: BTreeMap<YearMonth, MonthCount> = store
-        .usage_by_month(&window)
-        .await?
-        .into_iter()
-        .filter(|(_, u)| u.clinic == clinic.id)
-        .map(|(m, u)| (m, MonthCount { patients: u.patients, myna: u.myna_patients }))
-        .collect();
+    // The year the figures read covers the months that decide this one's standing (WINDOW_BACK): one read
+    // of the rollup serves both.
     let figures = super::figures::usage_figures(&state.rules, &store, &clinic, this_month, lang).await?;
     let usage = super::overview::row(
         &state.rules,
         lang,
         (clinic.id.to_string(), clinic.name.clone(), clinic.kind),
-        &history,
+        &figures.estimates,
         &[this_month],
         today,
         super::overview::Known { rates: &figures.known, calibration: figures.calibration.as_ref() },

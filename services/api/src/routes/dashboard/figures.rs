@@ -42,6 +42,8 @@ pub(crate) struct UsageFigures {
     pub outlook_class: &'static str,
     /// Months with an official or claims-based figure: what decides the standing instead of the estimate.
     pub known: BTreeMap<YearMonth, f64>,
+    /// The clinic's same-day counts of the months shown that have any, read once for the whole page.
+    pub estimates: BTreeMap<YearMonth, MonthCount>,
 }
 
 pub(crate) async fn usage_figures(
@@ -53,9 +55,11 @@ pub(crate) async fn usage_figures(
 ) -> Result<UsageFigures, ApiError> {
     let months: Vec<YearMonth> = this_month.plus(1 - MONTHS).through(this_month).collect();
     let mut figures: BTreeMap<YearMonth, MonthFigures> = months.iter().map(|m| (*m, MonthFigures::default())).collect();
+    let mut estimates = BTreeMap::new();
     for (m, u) in store.usage_by_month(&months).await? {
         if let Some(f) = figures.get_mut(&m).filter(|_| u.clinic == clinic.id) {
             f.estimate = MonthCount { patients: u.patients, myna: u.myna_patients };
+            estimates.insert(m, f.estimate);
         }
     }
     for (m, c) in store.claims_usage(clinic, &months).await? {
@@ -71,7 +75,6 @@ pub(crate) async fn usage_figures(
     }
     // The same calibration as the group overview and the usage e-mail (official figures of the twelve
     // months up to this one), so the outlook reads the same everywhere.
-    let estimates = figures.iter().map(|(m, f)| (*m, f.estimate)).collect();
     let rates = official.iter().map(|(m, o)| (*m, o.rate)).collect();
     let calibration = calibrate_official(&estimates, &rates, this_month);
 
@@ -187,5 +190,5 @@ pub(crate) async fn usage_figures(
         None => ("—".to_owned(), ""),
     };
     let known = figures.iter().filter_map(|(m, f)| Some((*m, f.official.or_else(|| f.claims_rate())?))).collect();
-    Ok(UsageFigures { rows, causes, calibration_text, calibration, likely, outlook, outlook_class, known })
+    Ok(UsageFigures { rows, causes, calibration_text, calibration, likely, outlook, outlook_class, known, estimates })
 }
