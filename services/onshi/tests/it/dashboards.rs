@@ -36,6 +36,12 @@ fn check(app: &TestApp, clinic: usize, patient: &str, at: time::OffsetDateTime, 
     }
 }
 
+/// The overview's row of one clinic, up to the end of its row.
+fn clinic_row(body: &str, clinic: impl std::fmt::Display) -> String {
+    let start = body.find(&format!("data-clinic=\"{clinic}\"")).expect("the clinic's row");
+    body[start..].split("</tr>").next().unwrap_or_default().to_owned()
+}
+
 both_modes!(the_usage_dashboard_shows_known_answers_from_rollups, |app| {
     // Clinic 0, 2026-10: P1 マイナ; P2 資格確認書 then マイナ the same day (one visit, merged to マイナ);
     // P3 資格確認書; P4 資格確認書 on one day and マイナ on another; P5 資格無効. 3 of 5 patients = 60.0%.
@@ -60,10 +66,7 @@ both_modes!(the_usage_dashboard_shows_known_answers_from_rollups, |app| {
     let (mut b, _) = app.signed_in(Role::Manager).await;
     let page = b.get("/dashboard?to=2026-10&months=2").await;
     assert_eq!(page.status, 200, "{}", page.body);
-    let row = |id: &str| {
-        let start = page.body.find(&format!("data-clinic=\"{id}\"")).unwrap();
-        page.body[start..].split("</tr>").next().unwrap().to_owned()
-    };
+    let row = |id: &str| clinic_row(&page.body, id);
     let r0 = row(&app.clinics[0].clinic.id.to_string());
     assert!(r0.contains("100.0%<br><small>1/1") && r0.contains("60.0%<br><small>3/5"), "{r0}");
     assert!(r0.contains("-40.0pt"));
@@ -100,10 +103,7 @@ both_modes!(the_usage_dashboard_shows_known_answers_from_rollups, |app| {
     // The level a month's claims could reach comes from months N-5..N-3: 2026-12 looks at 2026-07..09,
     // where clinic 0 had 100% (2026-09), enough for the 2026 addon's 30%.
     let later = b.get("/dashboard?to=2026-12&months=4").await;
-    let r0 = {
-        let start = later.body.find(&format!("data-clinic=\"{}\"", app.clinics[0].clinic.id)).unwrap();
-        later.body[start..].split("</tr>").next().unwrap().to_owned()
-    };
+    let r0 = clinic_row(&later.body, app.clinics[0].clinic.id);
     assert!(r0.contains("<small class=\"tier\">30%以上"), "the level reached, short: {r0}");
     // A month's level can differ from its own rate (it is decided by earlier months): the page says so
     // beside the table, not only in the folded explanation.
@@ -188,20 +188,17 @@ both_modes!(the_usage_dashboard_shows_known_answers_from_rollups, |app| {
     let notified = onshi_domain::YearMonth::parse("2026-08").unwrap();
     app.store().set_official_usage(&[(&scope, notified, figure)], None, &entry).await.unwrap();
     let page = b.get("/dashboard?to=2026-10&months=3&lang=ja").await;
-    let start = page.body.find(&format!("data-clinic=\"{clinic}\"")).unwrap();
-    let r0 = page.body[start..].split("</tr>").next().unwrap();
+    let r0 = clinic_row(&page.body, clinic);
     assert!(r0.contains("見込み 24.0%（当日推計 60.0%×補正 0.40） → 2027-01〜2027-03の算定で基準30%未満。<"), "{r0}");
     assert!(r0.contains("class=\"level full alert\" data-label=\"見通し\""), "{r0}");
     // The notified month shows its official figure first, the estimate below it.
     assert!(r0.contains("title=\"公式値\">20.0%</span><br><small>推計 50.0%"), "{r0}");
     // Shown up to 2026-08, the month is judged by its own official figure, not a corrected estimate.
     let august = b.get("/dashboard?to=2026-08&months=2&lang=ja").await;
-    let start = august.body.find(&format!("data-clinic=\"{clinic}\"")).unwrap();
-    let r0 = august.body[start..].split("</tr>").next().unwrap();
+    let r0 = clinic_row(&august.body, clinic);
     assert!(r0.contains("2026-08: 公式値 20.0% → 2026-11〜2027-01の算定で基準30%未満"), "{r0}");
     let en = b.get("/dashboard?to=2026-10&months=3&lang=en").await;
-    let start = en.body.find(&format!("data-clinic=\"{clinic}\"")).unwrap();
-    let r0 = en.body[start..].split("</tr>").next().unwrap();
+    let r0 = clinic_row(&en.body, clinic);
     assert!(r0.contains("outlook 24.0% (estimate 60.0% × 0.40) → 2027-01 to 2027-03: Below 30%. <"), "{r0}");
     assert!(r0.contains("No data (2026-05 to 2026-07)"), "{r0}");
 
@@ -385,8 +382,7 @@ both_modes!(
         // The overview says what the rest of this month needs (or that it is out of reach).
         let (mut m, _) = app.signed_in(Role::Manager).await;
         let overview = m.get("/dashboard?lang=ja").await;
-        let start = overview.body.find(&format!("data-clinic=\"{}\"", app.clinics[2].clinic.id)).unwrap();
-        let row = overview.body[start..].split("</tr>").next().unwrap();
+        let row = clinic_row(&overview.body, app.clinics[2].clinic.id);
         assert!(row.contains("見込み 22.4%（当日推計 28.0%×補正 0.80）"), "{row}");
         assert!(row.contains("がマイナ保険証なら到達") || row.contains("今月は届きません"), "{row}");
         // Announced to webhooks with the claim, once.
